@@ -1,0 +1,143 @@
+//! An opened GGUF file: the mapped bytes plus the parsed header.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::error::{GgufError, Result};
+use super::metadata::Metadata;
+use super::parse::{parse_header, Header};
+use super::tensor::{TensorInfo, TensorView};
+
+/// The file's bytes: mapped from disk, or owned (tests, fuzzing, generated files).
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// A parsed GGUF file whose tensor data is read in place, without copies.
+pub struct GgufFile {
+    path: Option<PathBuf>,
+    bytes: Bytes,
+    header: Header,
+    by_name: HashMap<String, usize>,
+}
+
+impl std::fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("path", &self.path)
+            .field("version", &self.header.version)
+            .field("tensors", &self.header.tensors.len())
+            .finish()
+    }
+}
+
+impl GgufFile {
+    /// Maps and parses the file at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let io = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the map is read-only; like every mmap reader we rely on the
+        // file not being truncated while it is open.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Self::from_bytes_inner(Some(path.to_path_buf()), Bytes::Mapped(map))
+    }
+
+    /// Parses a file held in memory.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        Self::from_bytes_inner(None, Bytes::Owned(bytes))
+    }
+
+    fn from_bytes_inner(path: Option<PathBuf>, bytes: Bytes) -> Result<Self> {
+        let header = parse_header(bytes.as_slice())?;
+        let by_name = header
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        Ok(Self {
+            path,
+            bytes,
+            header,
+            by_name,
+        })
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub fn version(&self) -> u32 {
+        self.header.version
+    }
+
+    pub fn metadata(&self) -> &Metadata {
+        &self.header.metadata
+    }
+
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.header.tensors
+    }
+
+    pub fn alignment(&self) -> u64 {
+        self.header.alignment
+    }
+
+    /// Absolute offset of the tensor data section.
+    pub fn data_offset(&self) -> u64 {
+        self.header.data_offset
+    }
+
+    pub fn file_len(&self) -> u64 {
+        self.bytes.as_slice().len() as u64
+    }
+
+    /// The whole file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_slice()
+    }
+
+    /// `general.architecture`, if present.
+    pub fn architecture(&self) -> Option<&str> {
+        self.metadata().get_str("general.architecture").ok()
+    }
+
+    pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
+        self.by_name.get(name).map(|&i| &self.header.tensors[i])
+    }
+
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// A zero-copy view of a tensor's data (bounds were checked when parsing).
+    pub fn tensor(&self, name: &str) -> Result<TensorView<'_>> {
+        let info = self
+            .tensor_info(name)
+            .ok_or_else(|| GgufError::MissingTensor { name: name.into() })?;
+        Ok(self.view(info))
+    }
+
+    /// A view of the tensor described by `info`, which must come from this file.
+    pub fn view<'a>(&'a self, info: &'a TensorInfo) -> TensorView<'a> {
+        let start = (self.header.data_offset + info.offset) as usize;
+        TensorView {
+            info,
+            data: &self.bytes.as_slice()[start..start + info.size as usize],
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! ROCmForge: a compiler-style LLM inference runtime.
+//!
+//! The modules follow the pipeline: a GGUF file is opened ([`gguf`]), its
+//! blocks decoded ([`quant`]), turned into a typed graph ([`frontend`] →
+//! [`ir`]), rewritten ([`passes`]), and executed ([`exec`]); text goes in and
+//! out through [`tokenizer`] and [`sampler`].
+
+pub mod gguf;
+pub mod quant;

@@ -1,0 +1,7 @@
+//! `rfc`: the ROCmForge command line.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

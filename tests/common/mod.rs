@@ -1,0 +1,63 @@
+//! Helpers shared by the integration tests: locating the real model and the
+//! shared test data, and skipping (or failing, under CI) when absent.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared` beside the checkout (or `$RFC_SHARED_DIR`).
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("RFC_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared"));
+    dir.is_dir().then_some(dir)
+}
+
+/// The real model fetched by scripts/fetch-model.sh (or `$RFC_MODEL`).
+pub fn real_model() -> Option<PathBuf> {
+    let p = std::env::var_os("RFC_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"));
+    p.is_file().then_some(p)
+}
+
+/// Returns `Some(x)`, or reports the skip and returns `None`; under CI=true a
+/// missing input is a failure, so that a skipped check never passes silently.
+pub fn require<T>(what: &str, x: Option<T>) -> Option<T> {
+    if x.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{what} is missing, and CI=true requires it");
+        }
+        eprintln!("SKIPPED: {what} is not available");
+    }
+    x
+}
+
+/// Shorthand: the real model or skip.
+macro_rules! real_model_or_skip {
+    () => {
+        match common::require(
+            "the real model (scripts/fetch-model.sh)",
+            common::real_model(),
+        ) {
+            Some(p) => p,
+            None => return,
+        }
+    };
+}
+pub(crate) use real_model_or_skip;
+
+/// Shorthand: ../shared or skip.
+macro_rules! shared_or_skip {
+    () => {
+        match common::require("../shared", common::shared_dir()) {
+            Some(p) => p,
+            None => return,
+        }
+    };
+}
+pub(crate) use shared_or_skip;
