@@ -6,4 +6,5 @@
 //! out through [`tokenizer`] and [`sampler`].
 
 pub mod gguf;
+pub mod ir;
 pub mod quant;
