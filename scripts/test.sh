@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-model.sh >/dev/null
-cargo test --release --all-targets "$@"
+cargo test --release "$@"
