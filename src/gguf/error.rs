@@ -91,6 +91,8 @@ pub enum GgufError {
     UnsupportedType { tensor: String, ty: GgmlType },
     #[error("GGUF writer: {0}")]
     Write(String),
+    #[error("GGUF writer: cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
 }
 
 pub type Result<T, E = GgufError> = std::result::Result<T, E>;

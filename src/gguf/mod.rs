@@ -7,9 +7,11 @@ pub mod metadata;
 pub mod parse;
 pub mod tensor;
 pub mod value;
+pub mod writer;
 
 pub use error::GgufError;
 pub use file::GgufFile;
 pub use metadata::Metadata;
 pub use tensor::{TensorInfo, TensorView};
-pub use value::{Value, ValueType};
+pub use value::{Value, ValueElement, ValueType};
+pub use writer::{GgufWriter, TensorDataWriter};

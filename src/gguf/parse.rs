@@ -180,7 +180,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
     let data_offset = end_of_infos.div_ceil(alignment) * alignment;
     let data_len = (bytes.len() as u64).saturating_sub(data_offset);
     for t in &tensors {
-        if t.offset % alignment != 0 {
+        if !t.offset.is_multiple_of(alignment) {
             return Err(GgufError::MisalignedTensor {
                 tensor: t.name.clone(),
                 offset: t.offset,
@@ -285,7 +285,7 @@ fn read_tensor_info(c: &mut Cursor<'_>, index: u64) -> Result<TensorInfo> {
             dims: dims.clone(),
         })?;
     let row_len = dims.first().copied().unwrap_or(1);
-    if row_len % ty.block_len() as u64 != 0 {
+    if !row_len.is_multiple_of(ty.block_len() as u64) {
         return Err(GgufError::RowNotBlockMultiple {
             tensor: name,
             ty,

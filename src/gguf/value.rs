@@ -211,3 +211,49 @@ impl fmt::Display for Value {
         }
     }
 }
+
+/// Scalar Rust types that map to one GGUF value type; lets `Vec<T>` become a
+/// typed array even when empty.
+pub trait ValueElement: Into<Value> {
+    const VALUE_TYPE: ValueType;
+}
+
+macro_rules! scalar_value {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::$variant(v)
+            }
+        }
+        impl ValueElement for $t {
+            const VALUE_TYPE: ValueType = ValueType::$variant;
+        }
+    )*};
+}
+
+scalar_value!(
+    u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32,
+    f32 => F32, bool => Bool, String => String, u64 => U64, i64 => I64, f64 => F64,
+);
+
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::String(v.to_string())
+    }
+}
+
+impl ValueElement for &str {
+    const VALUE_TYPE: ValueType = ValueType::String;
+}
+
+impl<T: ValueElement> From<Vec<T>> for Value {
+    fn from(items: Vec<T>) -> Self {
+        Value::Array(T::VALUE_TYPE, items.into_iter().map(Into::into).collect())
+    }
+}
+
+impl<T: ValueElement + Clone> From<&[T]> for Value {
+    fn from(items: &[T]) -> Self {
+        items.to_vec().into()
+    }
+}
