@@ -1,7 +1,70 @@
 //! The `rfc` command line: argument parsing and user-facing output.
+//!
+//! Each subcommand is one variant of [`Command`] whose args struct lives in
+//! its own file here, plus one arm in [`main`]'s match.
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+mod inspect;
+
+/// What a subcommand returns: any error, printed with its chain of causes.
+pub type CmdResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rfc",
+    version,
+    about = "ROCmForge: a compiler-style LLM inference runtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a GGUF file's header: metadata, tensor table and totals.
+    Inspect(inspect::InspectArgs),
+}
+
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(e.as_ref()));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// `outer: cause: root cause`, skipping a cause whose text the message
+/// before it already ends with (many errors format their source inline).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out = format!("{out}: {text}");
+        }
+        source = s.source();
+    }
+    out
 }

@@ -156,7 +156,9 @@ impl Value {
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
-            Value::F32(v) => json_float(*v as f64),
+            // The shortest decimal that reads back as the same f32 (1e-6,
+            // not 9.999999974752427e-7).
+            Value::F32(v) => json_float(v.to_string().parse().unwrap_or(*v as f64)),
             Value::F64(v) => json_float(*v),
             Value::Bool(b) => J::Bool(*b),
             Value::String(s) => J::String(s.clone()),
@@ -255,5 +257,27 @@ impl<T: ValueElement> From<Vec<T>> for Value {
 impl<T: ValueElement + Clone> From<&[T]> for Value {
     fn from(items: &[T]) -> Self {
         items.to_vec().into()
+    }
+}
+
+impl Value {
+    /// A JSON rendering where arrays longer than `max_items` become
+    /// `{"type":"array","element_type":..,"len":..,"head":[first max_items]}`.
+    pub fn to_json_summary(&self, max_items: usize) -> serde_json::Value {
+        match self {
+            Value::Array(t, items) if items.len() > max_items => serde_json::json!({
+                "type": "array",
+                "element_type": t.name(),
+                "len": items.len(),
+                "head": items[..max_items]
+                    .iter()
+                    .map(|v| v.to_json_summary(max_items))
+                    .collect::<Vec<_>>(),
+            }),
+            Value::Array(_, items) => serde_json::Value::Array(
+                items.iter().map(|v| v.to_json_summary(max_items)).collect(),
+            ),
+            v => v.to_json(),
+        }
     }
 }
