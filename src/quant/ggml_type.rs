@@ -139,7 +139,7 @@ impl GgmlType {
     }
 
     /// Elements per block.
-    pub fn block_len(self) -> usize {
+    pub const fn block_len(self) -> usize {
         use GgmlType::*;
         match self {
             F32 | F16 | BF16 | F64 | I8 | I16 | I32 | I64 => 1,
@@ -149,7 +149,7 @@ impl GgmlType {
     }
 
     /// Bytes per block (ggml's `type_size`).
-    pub fn block_bytes(self) -> usize {
+    pub const fn block_bytes(self) -> usize {
         use GgmlType::*;
         match self {
             F32 => 4,
@@ -217,7 +217,7 @@ impl GgmlType {
     /// blocks or the product overflows.
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let bl = self.block_len() as u64;
-        if n % bl != 0 {
+        if !n.is_multiple_of(bl) {
             return None;
         }
         (n / bl).checked_mul(self.block_bytes() as u64)

@@ -1,0 +1,50 @@
+//! Q3_K: 256 values in 16 groups of 16, `x = d * sc * (q - 4)` with 3-bit
+//! levels and signed 6-bit group scales (3.4375 bits per value).
+//!
+//! The low two bits of a level are placed as in Q2_K (`qs`); its high bit,
+//! for element `i`, is bit `i / 32` of `hmask[i % 32]`. A set high bit means
+//! level `q` in 4..8, i.e. no offset is subtracted. Scales: see
+//! [`super::k_scales`].
+
+use super::k_scales::unpack_q3_k_scales;
+use super::{assert_block_size, QuantBlock, QK_K};
+use crate::quant::GgmlType;
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ3K {
+    pub hmask: [u8; QK_K / 8],
+    pub qs: [u8; QK_K / 4],
+    pub scales: [u8; 12],
+    pub d: f16,
+}
+
+assert_block_size!(BlockQ3K, GgmlType::Q3_K);
+
+impl BlockQ3K {
+    /// The signed level (-4..4) of element `i` (0..256).
+    #[inline]
+    pub fn level(&self, i: usize) -> i8 {
+        let (run, rest) = (i / 128, i % 128);
+        let low = (self.qs[32 * run + rest % 32] >> (2 * (rest / 32))) & 3;
+        let high = (self.hmask[i % 32] >> (i / 32)) & 1;
+        low as i8 - if high == 1 { 0 } else { 4 }
+    }
+}
+
+impl QuantBlock for BlockQ3K {
+    const TYPE: GgmlType = GgmlType::Q3_K;
+    fn dequantize_into(&self, out: &mut [f32]) {
+        let out: &mut [f32; QK_K] = out.try_into().expect("Q3_K decodes to 256 values");
+        let d = self.d.to_f32();
+        let scales = unpack_q3_k_scales(&self.scales);
+        for (g, group) in out.chunks_exact_mut(16).enumerate() {
+            let dl = d * scales[g] as f32;
+            for (l, o) in group.iter_mut().enumerate() {
+                *o = dl * self.level(16 * g + l) as f32;
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Q6_K: 256 values in 16 groups of 16, `x = d * sc * (q - 32)` with 6-bit
+//! levels and signed 8-bit group scales (6.5625 bits per value).
+//!
+//! Per 128-element half `h`: low nibbles come from the 64-byte run
+//! `ql[64h..]` (byte `l` low: element `l`, byte `l + 32` low: `l + 32`,
+//! byte `l` high: `l + 64`, byte `l + 32` high: `l + 96`); the two high bits
+//! of element `32 s + l` sit at bits `2 s` of `qh[32h + l]`.
+
+use super::{assert_block_size, QuantBlock, QK_K};
+use crate::quant::GgmlType;
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ6K {
+    pub ql: [u8; QK_K / 2],
+    pub qh: [u8; QK_K / 4],
+    pub scales: [i8; QK_K / 16],
+    pub d: f16,
+}
+
+assert_block_size!(BlockQ6K, GgmlType::Q6_K);
+
+impl BlockQ6K {
+    /// The signed level (-32..32) of element `i` (0..256).
+    #[inline]
+    pub fn level(&self, i: usize) -> i8 {
+        let (half, rest) = (i / 128, i % 128);
+        let (s, l) = (rest / 32, rest % 32);
+        let low_byte = self.ql[64 * half + 32 * (s % 2) + l];
+        let low = (low_byte >> (4 * (s / 2))) & 0xf;
+        let high = (self.qh[32 * half + l] >> (2 * s)) & 3;
+        (low | high << 4) as i8 - 32
+    }
+}
+
+impl QuantBlock for BlockQ6K {
+    const TYPE: GgmlType = GgmlType::Q6_K;
+    fn dequantize_into(&self, out: &mut [f32]) {
+        let out: &mut [f32; QK_K] = out.try_into().expect("Q6_K decodes to 256 values");
+        let d = self.d.to_f32();
+        for (g, group) in out.chunks_exact_mut(16).enumerate() {
+            let dl = d * self.scales[g] as f32;
+            for (l, o) in group.iter_mut().enumerate() {
+                *o = dl * self.level(16 * g + l) as f32;
+            }
+        }
+    }
+}
