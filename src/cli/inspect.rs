@@ -58,15 +58,18 @@ fn type_totals(file: &GgufFile) -> BTreeMap<&'static str, TypeTotal> {
     let mut totals: BTreeMap<&'static str, TypeTotal> = BTreeMap::new();
     for t in file.tensors() {
         let e = totals.entry(t.ty.name()).or_default();
+        // Saturating: a hostile file may list many tensors over the same bytes.
         e.tensors += 1;
-        e.elements += t.n_elements();
-        e.bytes += t.size;
+        e.elements = e.elements.saturating_add(t.n_elements());
+        e.bytes = e.bytes.saturating_add(t.size);
     }
     totals
 }
 
 fn parameter_count(file: &GgufFile) -> u64 {
-    file.tensors().iter().map(|t| t.n_elements()).sum()
+    file.tensors()
+        .iter()
+        .fold(0u64, |n, t| n.saturating_add(t.n_elements()))
 }
 
 fn report_json(file: &GgufFile, full: bool) -> serde_json::Value {

@@ -158,7 +158,11 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
                 expected: "an unsigned integer",
                 found: v.type_description(),
             })?;
-            let a = u64::try_from(a).map_err(|_| GgufError::BadAlignment { value: 0 })?;
+            let a = u64::try_from(a).map_err(|_| GgufError::WrongType {
+                key: "general.alignment".into(),
+                expected: "a non-negative integer",
+                found: format!("{a}"),
+            })?;
             if a == 0 || !a.is_power_of_two() {
                 return Err(GgufError::BadAlignment { value: a });
             }
@@ -166,8 +170,8 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
         }
     };
 
-    let mut tensors = Vec::with_capacity(n_tensors as usize);
-    let mut names: HashMap<String, ()> = HashMap::with_capacity(n_tensors as usize);
+    let mut tensors = Vec::with_capacity(capacity_within::<TensorInfo>(n_tensors, &c));
+    let mut names: HashMap<String, ()> = HashMap::new();
     for i in 0..n_tensors {
         let t = read_tensor_info(&mut c, i)?;
         if names.insert(t.name.clone(), ()).is_some() {
@@ -178,6 +182,14 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
 
     let end_of_infos = c.pos as u64;
     let data_offset = end_of_infos.div_ceil(alignment) * alignment;
+    if !tensors.is_empty() && data_offset > bytes.len() as u64 {
+        return Err(GgufError::Truncated {
+            what: "padding before the tensor data".into(),
+            offset: end_of_infos,
+            needed: data_offset - end_of_infos,
+            file_len: bytes.len() as u64,
+        });
+    }
     let data_len = (bytes.len() as u64).saturating_sub(data_offset);
     for t in &tensors {
         if !t.offset.is_multiple_of(alignment) {
@@ -206,6 +218,14 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
         alignment,
         data_offset,
     })
+}
+
+/// A capacity for `n` items (already checked against the remaining bytes)
+/// whose allocation is no larger than those bytes; a `Vec` grows past it only
+/// as items are actually read.
+fn capacity_within<T>(n: u64, c: &Cursor<'_>) -> usize {
+    let fits = c.remaining() / std::mem::size_of::<T>().max(1) as u64;
+    n.min(fits) as usize
 }
 
 fn read_value(c: &mut Cursor<'_>, ty: ValueType, key: &str, depth: usize) -> Result<Value> {
@@ -240,7 +260,7 @@ fn read_value(c: &mut Cursor<'_>, ty: ValueType, key: &str, depth: usize) -> Res
                 offset,
             })?;
             let n = c.count("array element", elem.min_bytes())?;
-            let mut items = Vec::with_capacity(n as usize);
+            let mut items = Vec::with_capacity(capacity_within::<Value>(n, c));
             for _ in 0..n {
                 items.push(read_value(c, elem, key, depth + 1)?);
             }
