@@ -7,4 +7,5 @@
 
 pub mod gguf;
 pub mod ir;
+pub mod passes;
 pub mod quant;

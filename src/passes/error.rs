@@ -1,0 +1,23 @@
+//! Errors of the passes and the pass manager.
+
+use thiserror::Error;
+
+use crate::ir::NodeId;
+
+#[derive(Debug, Error)]
+pub enum PassError {
+    #[error("unknown pass `{0}` (known: qkv_concat, fuse, dce, plan_memory)")]
+    UnknownPass(String),
+    #[error("the graph is invalid after pass `{pass}`: {reason}")]
+    Invalid { pass: &'static str, reason: String },
+    #[error("the graph has a cycle through node {0:?}")]
+    Cycle(NodeId),
+    #[error("node {node:?} (`{name}`): {reason}")]
+    Malformed {
+        node: NodeId,
+        name: String,
+        reason: String,
+    },
+    #[error("the pipeline ended without a memory plan")]
+    NoPlan,
+}
