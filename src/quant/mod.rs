@@ -9,6 +9,7 @@
 pub mod blocks;
 mod convert;
 pub mod error;
+mod fit;
 pub mod ggml_type;
 pub mod round;
 

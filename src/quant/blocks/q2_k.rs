@@ -5,7 +5,8 @@
 //! the level of element `128 * n + 32 * s + l`. Group `g` covers elements
 //! `16 * g..16 * g + 16`; `scales[g]` is `sc | m << 4`.
 
-use super::{assert_block_size, QuantBlock, QK_K};
+use super::{assert_block_size, QuantBlock, QuantizeBlock, QK_K};
+use crate::quant::fit::{fit_affine, quantize_unsigned_scales, requantize_affine, Fan};
 use crate::quant::GgmlType;
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -43,4 +44,54 @@ impl QuantBlock for BlockQ2K {
             }
         }
     }
+}
+
+impl QuantizeBlock for BlockQ2K {
+    fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK_K] = x.try_into().expect("Q2_K encodes 256 values");
+        let mut levels = [0u8; QK_K];
+        let (mut scales, mut mins) = ([0f32; 16], [0f32; 16]);
+        let w = [1.0f32; 16];
+        for (g, (xs, ls)) in x
+            .chunks_exact(16)
+            .zip(levels.chunks_exact_mut(16))
+            .enumerate()
+        {
+            let fit = fit_affine(xs, &w, 3, FAN_Q2K, ls);
+            (scales[g], mins[g]) = (fit.scale, fit.offset);
+        }
+        let (d, sc) = quantize_unsigned_scales(&scales, 15);
+        let (dmin, m) = quantize_unsigned_scales(&mins, 15);
+        for (g, (xs, ls)) in x
+            .chunks_exact(16)
+            .zip(levels.chunks_exact_mut(16))
+            .enumerate()
+        {
+            let scale = d.to_f32() * sc[g] as f32;
+            requantize_affine(xs, scale, dmin.to_f32() * m[g] as f32, 3, ls);
+        }
+        BlockQ2K {
+            scales: std::array::from_fn(|g| sc[g] | m[g] << 4),
+            qs: pack_2bit(&levels),
+            d,
+            dmin,
+        }
+    }
+}
+
+/// ggml's search for 2-bit groups: 16 scales from (3 - 0.5) to (3 + 1) / range.
+const FAN_Q2K: Fan = Fan {
+    first: -0.5,
+    step: 0.1,
+    steps: 15,
+};
+
+/// Packs 256 2-bit values (Q2_K levels, Q3_K low bits) as [`BlockQ2K::level`] reads them.
+pub(crate) fn pack_2bit(levels: &[u8; QK_K]) -> [u8; QK_K / 4] {
+    let mut qs = [0u8; QK_K / 4];
+    for (i, &l) in levels.iter().enumerate() {
+        let (run, rest) = (i / 128, i % 128);
+        qs[32 * run + rest % 32] |= (l & 3) << (2 * (rest / 32));
+    }
+    qs
 }

@@ -6,8 +6,10 @@
 //! level `q` in 4..8, i.e. no offset is subtracted. Scales: see
 //! [`super::k_scales`].
 
-use super::k_scales::unpack_q3_k_scales;
-use super::{assert_block_size, QuantBlock, QK_K};
+use super::k_scales::{pack_q3_k_scales, unpack_q3_k_scales};
+use super::q2_k::pack_2bit;
+use super::{assert_block_size, QuantBlock, QuantizeBlock, QK_K};
+use crate::quant::fit::{fit_symmetric, quantize_signed_scales, requantize_symmetric};
 use crate::quant::GgmlType;
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -45,6 +47,41 @@ impl QuantBlock for BlockQ3K {
             for (l, o) in group.iter_mut().enumerate() {
                 *o = dl * self.level(16 * g + l) as f32;
             }
+        }
+    }
+}
+
+impl QuantizeBlock for BlockQ3K {
+    fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK_K] = x.try_into().expect("Q3_K encodes 256 values");
+        let mut levels = [0i8; QK_K];
+        let mut scales = [0f32; 16];
+        let w = [1.0f32; 16];
+        for (g, (xs, ls)) in x
+            .chunks_exact(16)
+            .zip(levels.chunks_exact_mut(16))
+            .enumerate()
+        {
+            scales[g] = fit_symmetric(xs, &w, 4, ls);
+        }
+        let (d, sc) = quantize_signed_scales(&scales, 32);
+        for (g, (xs, ls)) in x
+            .chunks_exact(16)
+            .zip(levels.chunks_exact_mut(16))
+            .enumerate()
+        {
+            requantize_symmetric(xs, d.to_f32() * sc[g] as f32, 4, ls);
+        }
+        let biased = levels.map(|l| (l + 4) as u8);
+        let mut hmask = [0u8; QK_K / 8];
+        for (i, &q) in biased.iter().enumerate() {
+            hmask[i % 32] |= (q >> 2) << (i / 32);
+        }
+        BlockQ3K {
+            hmask,
+            qs: pack_2bit(&biased),
+            scales: pack_q3_k_scales(&sc),
+            d,
         }
     }
 }

@@ -6,7 +6,8 @@
 //! byte `l` high: `l + 64`, byte `l + 32` high: `l + 96`); the two high bits
 //! of element `32 s + l` sit at bits `2 s` of `qh[32h + l]`.
 
-use super::{assert_block_size, QuantBlock, QK_K};
+use super::{assert_block_size, QuantBlock, QuantizeBlock, QK_K};
+use crate::quant::fit::{fit_symmetric, quantize_signed_scales, requantize_symmetric};
 use crate::quant::GgmlType;
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -45,6 +46,44 @@ impl QuantBlock for BlockQ6K {
             for (l, o) in group.iter_mut().enumerate() {
                 *o = dl * self.level(16 * g + l) as f32;
             }
+        }
+    }
+}
+
+impl QuantizeBlock for BlockQ6K {
+    fn quantize(x: &[f32]) -> Self {
+        let x: &[f32; QK_K] = x.try_into().expect("Q6_K encodes 256 values");
+        let mut levels = [0i8; QK_K];
+        let mut scales = [0f32; 16];
+        let w = [1.0f32; 16];
+        for (g, (xs, ls)) in x
+            .chunks_exact(16)
+            .zip(levels.chunks_exact_mut(16))
+            .enumerate()
+        {
+            scales[g] = fit_symmetric(xs, &w, 32, ls);
+        }
+        let (d, sc) = quantize_signed_scales(&scales, 128);
+        for (g, (xs, ls)) in x
+            .chunks_exact(16)
+            .zip(levels.chunks_exact_mut(16))
+            .enumerate()
+        {
+            requantize_symmetric(xs, d.to_f32() * sc[g] as f32, 32, ls);
+        }
+        let (mut ql, mut qh) = ([0u8; QK_K / 2], [0u8; QK_K / 4]);
+        for (i, &l) in levels.iter().enumerate() {
+            let q = (l + 32) as u8;
+            let (half, rest) = (i / 128, i % 128);
+            let (s, l) = (rest / 32, rest % 32);
+            ql[64 * half + 32 * (s % 2) + l] |= (q & 0xf) << (4 * (s / 2));
+            qh[32 * half + l] |= (q >> 4) << (2 * s);
+        }
+        BlockQ6K {
+            ql,
+            qh,
+            scales: sc,
+            d,
         }
     }
 }
