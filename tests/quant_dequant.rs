@@ -2,7 +2,10 @@
 //! random blocks. Fixtures: tests/fixtures/quant/, made by
 //! scripts/make-quant-fixtures.sh; this test reads only those files.
 
-use rocmforge::quant::blocks::{dequantize_row, BlockQ4K, BlockQ6K};
+use rocmforge::quant::blocks::{
+    dequantize_row, get_scale_min_k4, unpack_q3_k_scales, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K,
+    BlockQ6K,
+};
 use rocmforge::quant::{dequantize, GgmlType, QuantError};
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -194,4 +197,77 @@ fn an_output_of_the_wrong_size_is_a_length_error() {
     let mut out = vec![0.0; 256];
     let err = dequantize(GgmlType::Q4_K, &bytes, &mut out).unwrap_err();
     assert!(matches!(err, QuantError::Length { .. }), "{err}");
+}
+
+fn random_case_blocks<B: bytemuck::Pod>(ty: &str) -> (Vec<B>, Vec<f32>) {
+    let index = index();
+    let case = index
+        .dequantize
+        .iter()
+        .find(|c| c.ty == ty && c.source == "random")
+        .unwrap();
+    let blocks = read(&case.blocks_file)
+        .chunks_exact(std::mem::size_of::<B>())
+        .map(bytemuck::pod_read_unaligned)
+        .collect();
+    (blocks, read_f32(&case.expected_file))
+}
+
+/// Rebuilds every value from the struct fields and the per-element `level`
+/// accessor, and compares with numpy: the accessors are what kernels and
+/// their tests index by, so they must agree with the reference bit for bit.
+fn assert_levels_rebuild<B: bytemuck::Pod>(ty: &str, value: impl Fn(&B, usize) -> f32) {
+    let (blocks, expected) = random_case_blocks::<B>(ty);
+    for (b, block) in blocks.iter().enumerate() {
+        for i in 0..256 {
+            let want = expected[256 * b + i];
+            let got = value(block, i);
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "{ty} block {b} element {i}: {got} vs {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn k_quant_level_accessors_rebuild_the_reference_values() {
+    assert_levels_rebuild::<BlockQ2K>("Q2_K", |b, i| {
+        let sc = b.scales[i / 16];
+        b.d.to_f32() * (sc & 0xf) as f32 * b.level(i) as f32 - b.dmin.to_f32() * (sc >> 4) as f32
+    });
+    assert_levels_rebuild::<BlockQ3K>("Q3_K", |b, i| {
+        let sc = unpack_q3_k_scales(&b.scales)[i / 16];
+        b.d.to_f32() * sc as f32 * b.level(i) as f32
+    });
+    assert_levels_rebuild::<BlockQ4K>("Q4_K", |b, i| {
+        let (sc, m) = get_scale_min_k4(i / 32, &b.scales);
+        b.d.to_f32() * sc as f32 * b.level(i) as f32 - b.dmin.to_f32() * m as f32
+    });
+    assert_levels_rebuild::<BlockQ5K>("Q5_K", |b, i| {
+        let (sc, m) = get_scale_min_k4(i / 32, &b.scales);
+        b.d.to_f32() * sc as f32 * b.level(i) as f32 - b.dmin.to_f32() * m as f32
+    });
+    assert_levels_rebuild::<BlockQ6K>("Q6_K", |b, i| {
+        b.d.to_f32() * b.scales[i / 16] as f32 * b.level(i) as f32
+    });
+}
+
+#[test]
+fn bulk_level_decoding_matches_the_per_element_accessor() {
+    let (q3, _) = random_case_blocks::<BlockQ3K>("Q3_K");
+    let (q6, _) = random_case_blocks::<BlockQ6K>("Q6_K");
+    for b in &q3 {
+        assert_eq!(
+            b.levels().to_vec(),
+            (0..256).map(|i| b.level(i)).collect::<Vec<_>>()
+        );
+    }
+    for b in &q6 {
+        assert_eq!(
+            b.levels().to_vec(),
+            (0..256).map(|i| b.level(i)).collect::<Vec<_>>()
+        );
+    }
 }

@@ -5,7 +5,7 @@ use super::blocks::{
     BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QuantBlock, QuantizeBlock,
 };
 use super::{GgmlType, QuantError};
-use half::{bf16, f16};
+use half::{bf16, f16, slice::HalfFloatSliceExt};
 
 /// Decodes `bytes` (whole blocks of `ty`) into `out`, one f32 per element.
 ///
@@ -15,7 +15,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), Qua
     use GgmlType as T;
     let f = match ty {
         T::F32 => dequantize_bytes::<f32>,
-        T::F16 => dequantize_bytes::<f16>,
+        T::F16 => dequantize_f16_bytes,
         T::BF16 => dequantize_bytes::<bf16>,
         T::Q4_0 => dequantize_bytes::<BlockQ4_0>,
         T::Q4_1 => dequantize_bytes::<BlockQ4_1>,
@@ -81,6 +81,17 @@ fn dequantize_bytes<B: QuantBlock>(bytes: &[u8], out: &mut [f32]) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// F16 through half's slice conversion, which uses F16C where the CPU has it.
+fn dequantize_f16_bytes(bytes: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
+    match bytemuck::try_cast_slice::<u8, f16>(bytes) {
+        Ok(h) if h.len() == out.len() => {
+            h.convert_to_f32_slice(out);
+            Ok(())
+        }
+        _ => dequantize_bytes::<f16>(bytes, out),
+    }
 }
 
 fn quantize_bytes<B: QuantizeBlock>(x: &[f32], out: &mut Vec<u8>) -> Result<(), QuantError> {

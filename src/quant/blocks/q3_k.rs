@@ -36,16 +36,40 @@ impl BlockQ3K {
     }
 }
 
+impl BlockQ3K {
+    /// All 256 signed levels, in element order.
+    pub fn levels(&self) -> [i8; QK_K] {
+        let mut out = [0i8; QK_K];
+        for (run, out) in out.chunks_exact_mut(128).enumerate() {
+            let qs = &self.qs[32 * run..32 * run + 32];
+            for (s, out) in out.chunks_exact_mut(32).enumerate() {
+                let bit = 4 * run + s;
+                for ((o, &q), &h) in out.iter_mut().zip(qs).zip(&self.hmask) {
+                    let low = ((q >> (2 * s)) & 3) as i8;
+                    // A clear high bit means the level is offset by -4.
+                    *o = low - 4 + 4 * ((h >> bit) & 1) as i8;
+                }
+            }
+        }
+        out
+    }
+}
+
 impl QuantBlock for BlockQ3K {
     const TYPE: GgmlType = GgmlType::Q3_K;
     fn dequantize_into(&self, out: &mut [f32]) {
         let out: &mut [f32; QK_K] = out.try_into().expect("Q3_K decodes to 256 values");
         let d = self.d.to_f32();
         let scales = unpack_q3_k_scales(&self.scales);
-        for (g, group) in out.chunks_exact_mut(16).enumerate() {
-            let dl = d * scales[g] as f32;
-            for (l, o) in group.iter_mut().enumerate() {
-                *o = dl * self.level(16 * g + l) as f32;
+        let levels = self.levels();
+        for ((group, ls), &sc) in out
+            .chunks_exact_mut(16)
+            .zip(levels.chunks_exact(16))
+            .zip(&scales)
+        {
+            let dl = d * sc as f32;
+            for (o, &l) in group.iter_mut().zip(ls) {
+                *o = dl * l as f32;
             }
         }
     }

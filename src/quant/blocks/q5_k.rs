@@ -42,8 +42,11 @@ impl QuantBlock for BlockQ5K {
         for (sub, part) in out.chunks_exact_mut(32).enumerate() {
             let (sc, m) = get_scale_min_k4(sub, &self.scales);
             let (dl, ml) = (d * sc as f32, dmin * m as f32);
-            for (l, o) in part.iter_mut().enumerate() {
-                *o = dl * self.level(32 * sub + l) as f32 - ml;
+            let run = &self.qs[32 * (sub / 2)..32 * (sub / 2) + 32];
+            let shift = 4 * (sub % 2);
+            for ((o, &b), &h) in part.iter_mut().zip(run).zip(&self.qh) {
+                let q = ((b >> shift) & 0xf) | ((h >> sub) & 1) << 4;
+                *o = dl * q as f32 - ml;
             }
         }
     }

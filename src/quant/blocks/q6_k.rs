@@ -36,15 +36,42 @@ impl BlockQ6K {
     }
 }
 
+impl BlockQ6K {
+    /// All 256 signed levels, in element order.
+    pub fn levels(&self) -> [i8; QK_K] {
+        let mut out = [0i8; QK_K];
+        for half in 0..2 {
+            let (ql, qh) = (
+                &self.ql[64 * half..64 * half + 64],
+                &self.qh[32 * half..32 * half + 32],
+            );
+            let out = &mut out[128 * half..128 * half + 128];
+            for l in 0..32 {
+                let (a, b, h) = (ql[l], ql[l + 32], qh[l]);
+                out[l] = ((a & 0xf) | (h & 3) << 4) as i8 - 32;
+                out[l + 32] = ((b & 0xf) | ((h >> 2) & 3) << 4) as i8 - 32;
+                out[l + 64] = ((a >> 4) | ((h >> 4) & 3) << 4) as i8 - 32;
+                out[l + 96] = ((b >> 4) | ((h >> 6) & 3) << 4) as i8 - 32;
+            }
+        }
+        out
+    }
+}
+
 impl QuantBlock for BlockQ6K {
     const TYPE: GgmlType = GgmlType::Q6_K;
     fn dequantize_into(&self, out: &mut [f32]) {
         let out: &mut [f32; QK_K] = out.try_into().expect("Q6_K decodes to 256 values");
         let d = self.d.to_f32();
-        for (g, group) in out.chunks_exact_mut(16).enumerate() {
-            let dl = d * self.scales[g] as f32;
-            for (l, o) in group.iter_mut().enumerate() {
-                *o = dl * self.level(16 * g + l) as f32;
+        let levels = self.levels();
+        for ((group, ls), &sc) in out
+            .chunks_exact_mut(16)
+            .zip(levels.chunks_exact(16))
+            .zip(&self.scales)
+        {
+            let dl = d * sc as f32;
+            for (o, &l) in group.iter_mut().zip(ls) {
+                *o = dl * l as f32;
             }
         }
     }
