@@ -8,11 +8,15 @@
 pub mod dim;
 pub mod graph;
 pub mod op;
+pub mod parse;
 pub mod tensor_type;
+pub mod text;
+pub mod verify;
 
 pub use dim::{Dim, DimEnv};
 pub use graph::{Graph, Node, NodeId};
 pub use op::{
-    AttentionSpec, Epilogue, InputKind, MatMulOp, Op, Operand, Prologue, Role, RopeScaling, RopeSpec, RopeStyle,
+    AttentionSpec, Epilogue, InputKind, MatMulOp, Op, Operand, Prologue, Role, RopeScaling,
+    RopeSpec, RopeStyle,
 };
 pub use tensor_type::TensorType;

@@ -1,0 +1,287 @@
+//! Architecture specs: TOML files (ir_specs/) that say how GGUF metadata and
+//! tensor names become a graph. The built-in ones are embedded in the binary;
+//! `--spec FILE` can add or replace one.
+//!
+//! A spec may say `extends = "<built-in name>"`: its tables are merged over
+//! the base spec's, key by key (a table merges, any other value replaces).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::error::{FrontendError, Result};
+use super::wiring::{self, Statement};
+use crate::ir::RopeStyle;
+
+/// The specs compiled into the binary, by name.
+const BUILTIN: [(&str, &str); 3] = [
+    ("llama", include_str!("../../ir_specs/llama.toml")),
+    ("qwen2", include_str!("../../ir_specs/qwen2.toml")),
+    ("mistral", include_str!("../../ir_specs/mistral.toml")),
+];
+
+/// One architecture, as its spec file describes it.
+#[derive(Debug, Clone)]
+pub struct ArchSpec {
+    pub name: String,
+    pub detect: DetectRule,
+    pub hparams: HParamKeys,
+    pub rope: RopeRule,
+    /// Tensors by alias.
+    pub tensors: BTreeMap<String, TensorRule>,
+    pub graph: GraphWiring,
+}
+
+/// When a file is this architecture.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectRule {
+    /// `general.architecture` values that choose this spec outright.
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    /// Chooses this spec over another for files of `architecture` when any
+    /// hint holds (Mistral files that say `llama`).
+    #[serde(default)]
+    pub refine: Option<RefineRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefineRule {
+    pub architecture: String,
+    /// Case-insensitive substrings of `general.name` or `general.basename`.
+    #[serde(default)]
+    pub name_contains: Vec<String>,
+    /// Metadata keys (`{arch}` substituted) whose presence chooses this spec.
+    #[serde(default)]
+    pub has_key: Vec<String>,
+}
+
+/// The metadata key of each hparam (`{arch}` = the file's architecture).
+/// Optional ones have documented defaults in [`super::config`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HParamKeys {
+    pub n_layer: String,
+    pub d_model: String,
+    pub n_heads: String,
+    pub n_kv_heads: Option<String>,
+    pub head_dim: Option<String>,
+    pub ffn: String,
+    pub rms_eps: String,
+    pub context_length: String,
+    pub vocab: Option<String>,
+    pub rope_base: Option<String>,
+    pub rope_dims: Option<String>,
+    pub rope_scaling_type: Option<String>,
+    pub rope_scaling_factor: Option<String>,
+    pub rope_scaling_orig_ctx: Option<String>,
+    pub rope_yarn_beta_fast: Option<String>,
+    pub rope_yarn_beta_slow: Option<String>,
+    pub sliding_window: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RopeRule {
+    #[serde(with = "rope_style")]
+    pub style: RopeStyle,
+    pub base_default: f32,
+}
+
+/// A tensor the wiring refers to by alias.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorRule {
+    /// GGUF name; `{l}` is the layer number.
+    pub name: String,
+    /// IR shape (rows first), each dim a product/quotient of hparams and numbers.
+    pub shape: Vec<String>,
+    /// The alias to use when this tensor is absent (tied output embedding).
+    pub fallback: Option<String>,
+}
+
+impl TensorRule {
+    pub fn is_per_layer(&self) -> bool {
+        self.name.contains("{l}")
+    }
+
+    pub fn gguf_name(&self, layer: Option<u32>) -> String {
+        match layer {
+            Some(l) => self.name.replace("{l}", &l.to_string()),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// The statements of each section of the graph, parsed.
+#[derive(Debug, Clone)]
+pub struct GraphWiring {
+    pub embed: Vec<Statement>,
+    pub layer: Vec<Statement>,
+    pub head: Vec<Statement>,
+    pub outputs: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    name: String,
+    detect: DetectRule,
+    hparams: HParamKeys,
+    rope: RopeRule,
+    tensors: BTreeMap<String, TensorRule>,
+    graph: RawGraph,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGraph {
+    embed: String,
+    layer: String,
+    head: String,
+    outputs: Vec<String>,
+}
+
+mod rope_style {
+    use serde::{Deserialize, Deserializer};
+
+    use crate::ir::RopeStyle;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RopeStyle, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "normal" => Ok(RopeStyle::Normal),
+            "neox" => Ok(RopeStyle::Neox),
+            other => Err(serde::de::Error::custom(format!(
+                "rope style {other:?}: expected \"normal\" or \"neox\""
+            ))),
+        }
+    }
+}
+
+impl ArchSpec {
+    /// Every built-in spec.
+    pub fn builtin() -> Vec<ArchSpec> {
+        BUILTIN
+            .iter()
+            .map(|(name, _)| Self::builtin_named(name).expect("built-in specs are valid"))
+            .collect()
+    }
+
+    /// The built-in spec `name`.
+    pub fn builtin_named(name: &str) -> Result<ArchSpec> {
+        let text = builtin_text(name).ok_or_else(|| {
+            FrontendError::spec(
+                name,
+                format!("no built-in spec (known: {})", builtin_names()),
+            )
+        })?;
+        Self::from_toml(name, text)
+    }
+
+    /// Parses a spec; `origin` names it in errors (a file name or built-in name).
+    pub fn from_toml(origin: &str, text: &str) -> Result<ArchSpec> {
+        let table = resolve_extends(origin, text, 0)?;
+        let raw: RawSpec = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| FrontendError::spec(origin, e.to_string()))?;
+        let parse = |section: &str, text: &str| {
+            wiring::parse_statements(text)
+                .map_err(|e| FrontendError::spec(&raw.name, format!("graph.{section}: {e}")))
+        };
+        let graph = GraphWiring {
+            embed: parse("embed", &raw.graph.embed)?,
+            layer: parse("layer", &raw.graph.layer)?,
+            head: parse("head", &raw.graph.head)?,
+            outputs: raw.graph.outputs,
+        };
+        let spec = ArchSpec {
+            name: raw.name,
+            detect: raw.detect,
+            hparams: raw.hparams,
+            rope: raw.rope,
+            tensors: raw.tensors,
+            graph,
+        };
+        spec.check_aliases()?;
+        Ok(spec)
+    }
+
+    /// Reads a spec file (`--spec FILE`).
+    pub fn from_file(path: &Path) -> Result<ArchSpec> {
+        let text = std::fs::read_to_string(path).map_err(|source| FrontendError::SpecFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&path.display().to_string(), &text)
+    }
+
+    /// Fallbacks must name tensors of the spec.
+    fn check_aliases(&self) -> Result<()> {
+        for (alias, rule) in &self.tensors {
+            if let Some(f) = &rule.fallback {
+                if !self.tensors.contains_key(f) {
+                    return Err(FrontendError::spec(
+                        &self.name,
+                        format!("tensor {alias}: fallback {f:?} is not a tensor alias"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn builtin_text(name: &str) -> Option<&'static str> {
+    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// The built-in spec names, comma-separated (for error messages).
+pub fn builtin_names() -> String {
+    BUILTIN.map(|(n, _)| n).join(", ")
+}
+
+/// The spec's table with its `extends` chain merged in (base first).
+fn resolve_extends(origin: &str, text: &str, depth: usize) -> Result<toml::Table> {
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| FrontendError::spec(origin, e.to_string()))?;
+    let Some(base) = table.remove("extends") else {
+        return Ok(table);
+    };
+    let base = base
+        .as_str()
+        .ok_or_else(|| FrontendError::spec(origin, "extends must be a spec name"))?
+        .to_string();
+    let base_text = builtin_text(&base).ok_or_else(|| {
+        FrontendError::spec(
+            origin,
+            format!(
+                "extends {base:?}: no such built-in spec (known: {})",
+                builtin_names()
+            ),
+        )
+    })?;
+    if depth > BUILTIN.len() {
+        return Err(FrontendError::spec(origin, "extends chain loops"));
+    }
+    let mut merged = resolve_extends(&base, base_text, depth + 1)?;
+    // A refinement belongs to the spec that states it, never to its children.
+    if let Some(toml::Value::Table(d)) = merged.get_mut("detect") {
+        d.remove("refine");
+    }
+    merge(&mut merged, table);
+    Ok(merged)
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
