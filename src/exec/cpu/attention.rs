@@ -1,0 +1,395 @@
+//! Causal self-attention over the paged KV cache, with GQA and an optional
+//! sliding window, for a step of tokens from any number of sequences.
+//!
+//! Token `t` (sequence `seq_ids[t]`, position `p = positions[t]`) attends to
+//! its own sequence's positions `lo..=p`, `lo = 0` or, with a window `w`,
+//! `lo = p + 1 - w` (the last `w` positions including itself, as
+//! llama.cpp's standard SWA mask and HF Mistral do). The keys of this step's
+//! tokens must already be in the cache. Softmax is online (running max and
+//! sum per head, in f32), over runs of keys that share a page.
+
+use half::f16;
+use rayon::prelude::*;
+
+use super::error::KernelError;
+use super::kv_cache::KvCache;
+use super::math::{dot, exp};
+use super::simd::SimdPath;
+
+/// The heads and scaling of one attention op.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionShape {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    /// Multiplies q·k, usually `1/sqrt(head_dim)`.
+    pub scale: f32,
+    pub sliding_window: Option<usize>,
+}
+
+/// Where the step's tokens are: per token, its position and sequence, and
+/// the page table they are resolved through.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenPlaces<'a> {
+    pub positions: &'a [i32],
+    pub seq_ids: &'a [i32],
+    pub page_table: &'a [i32],
+    pub pages_per_seq: usize,
+}
+
+/// `out[t, h*hd..]` = softmax(scale · q_h · Kᵀ) · V over the visible keys of
+/// kv head `h / (n_heads / n_kv_heads)`. `q` and `out` are `[T, n_heads *
+/// head_dim]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    q: &[f32],
+    kv: &KvCache,
+    layer: usize,
+    positions: &[i32],
+    seq_ids: &[i32],
+    page_table: &[i32],
+    pages_per_seq: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    scale: f32,
+    sliding_window: Option<usize>,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    let shape = AttentionShape {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        scale,
+        sliding_window,
+    };
+    let places = TokenPlaces {
+        positions,
+        seq_ids,
+        page_table,
+        pages_per_seq,
+    };
+    attention_with(SimdPath::detect(), &shape, q, kv, layer, &places, out)
+}
+
+/// Most query heads that share one kv head processed together; larger
+/// groups are split (each part re-reads the keys).
+const GROUP: usize = 8;
+/// Largest head_dim the stack buffers hold.
+const MAX_HEAD_DIM: usize = 256;
+/// Keys scored before their values are accumulated.
+const CHUNK: usize = 32;
+
+/// [`attention`] on an explicit path, with the arguments gathered.
+pub fn attention_with(
+    path: SimdPath,
+    shape: &AttentionShape,
+    q: &[f32],
+    kv: &KvCache,
+    layer: usize,
+    places: &TokenPlaces,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    check(path, shape, q, kv, layer, places, out)?;
+    let hd = shape.head_dim;
+    let n_rep = shape.n_heads / shape.n_kv_heads;
+    // Heads per task: a divisor of n_rep, so a task never spans kv heads.
+    let group = (1..=n_rep.min(GROUP))
+        .rev()
+        .find(|g| n_rep % g == 0)
+        .unwrap_or(1);
+    let width = shape.n_heads * hd;
+    // One task per (token, run of up to GROUP heads sharing a kv head).
+    let task = |(i, o): (usize, &mut [f32])| {
+        let (t, h0) = (i * group / shape.n_heads, (i * group) % shape.n_heads);
+        let qs = &q[t * width + h0 * hd..t * width + (h0 + group) * hd];
+        let window = visible(shape, places.positions[t]);
+        attend(
+            path,
+            kv,
+            layer,
+            places,
+            places.seq_ids[t],
+            window,
+            h0 / n_rep,
+            shape,
+            qs,
+            o,
+        );
+    };
+    if places.positions.len() * shape.n_heads / group <= 1 {
+        out.chunks_mut(group * hd).enumerate().for_each(task);
+    } else {
+        out.par_chunks_mut(group * hd).enumerate().for_each(task);
+    }
+    Ok(())
+}
+
+/// Positions `lo..=p` visible from position `p`.
+fn visible(shape: &AttentionShape, p: i32) -> (usize, usize) {
+    let p = p as usize;
+    let lo = shape
+        .sliding_window
+        .map_or(0, |w| (p + 1).saturating_sub(w));
+    (lo, p)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    path: SimdPath,
+    kv: &KvCache,
+    layer: usize,
+    places: &TokenPlaces,
+    seq: i32,
+    (lo, hi): (usize, usize),
+    kv_head: usize,
+    shape: &AttentionShape,
+    qs: &[f32],
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if path != SimdPath::Portable {
+        // SAFETY: every non-portable path implies AVX2, FMA and F16C.
+        return unsafe {
+            attend_avx2(
+                path,
+                kv,
+                layer,
+                places,
+                seq,
+                (lo, hi),
+                kv_head,
+                shape,
+                qs,
+                out,
+            )
+        };
+    }
+    attend_body(
+        path,
+        kv,
+        layer,
+        places,
+        seq,
+        (lo, hi),
+        kv_head,
+        shape,
+        qs,
+        out,
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_avx2(
+    path: SimdPath,
+    kv: &KvCache,
+    layer: usize,
+    places: &TokenPlaces,
+    seq: i32,
+    window: (usize, usize),
+    kv_head: usize,
+    shape: &AttentionShape,
+    qs: &[f32],
+    out: &mut [f32],
+) {
+    attend_body(
+        path, kv, layer, places, seq, window, kv_head, shape, qs, out,
+    )
+}
+
+/// Running softmax state of the heads of one task.
+struct Online {
+    max: [f32; GROUP],
+    sum: [f32; GROUP],
+    acc: [f32; GROUP * MAX_HEAD_DIM],
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_body(
+    path: SimdPath,
+    kv: &KvCache,
+    layer: usize,
+    places: &TokenPlaces,
+    seq: i32,
+    (lo, hi): (usize, usize),
+    kv_head: usize,
+    shape: &AttentionShape,
+    qs: &[f32],
+    out: &mut [f32],
+) {
+    let (hd, ps, row) = (shape.head_dim, kv.page_size(), kv.row_len());
+    let heads = qs.len() / hd;
+    let mut st = Online {
+        max: [f32::NEG_INFINITY; GROUP],
+        sum: [0.0; GROUP],
+        acc: [0.0; GROUP * MAX_HEAD_DIM],
+    };
+    let mut scores = [[0f32; CHUNK]; GROUP];
+    let mut kf = [0f32; MAX_HEAD_DIM];
+    let mut pos = lo;
+    while pos <= hi {
+        // Checked before any task ran: the page exists.
+        let page = places.page_table[seq as usize * places.pages_per_seq + pos / ps] as usize;
+        let len = (ps - pos % ps).min(hi + 1 - pos).min(CHUNK);
+        let keys = kv.k_run(layer, page, pos % ps, len);
+        for j in 0..len {
+            let k = &keys[j * row + kv_head * hd..j * row + (kv_head + 1) * hd];
+            super::f16::to_f32(path, k, &mut kf[..hd]);
+            for h in 0..heads {
+                scores[h][j] = shape.scale * dot(&qs[h * hd..(h + 1) * hd], &kf[..hd]);
+            }
+        }
+        let values = kv.v_run(layer, page, pos % ps, len);
+        accumulate(
+            path,
+            &mut st,
+            &mut scores,
+            values,
+            row,
+            kv_head,
+            hd,
+            heads,
+            len,
+        );
+        pos += len;
+    }
+    for h in 0..heads {
+        let inv = if st.sum[h] > 0.0 {
+            1.0 / st.sum[h]
+        } else {
+            0.0
+        };
+        for (o, a) in out[h * hd..(h + 1) * hd]
+            .iter_mut()
+            .zip(&st.acc[h * hd..(h + 1) * hd])
+        {
+            *o = a * inv;
+        }
+    }
+}
+
+/// Folds a chunk of `len` scored keys and their values into the state.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn accumulate(
+    path: SimdPath,
+    st: &mut Online,
+    scores: &mut [[f32; CHUNK]; GROUP],
+    values: &[f16],
+    row: usize,
+    kv_head: usize,
+    hd: usize,
+    heads: usize,
+    len: usize,
+) {
+    for h in 0..heads {
+        let s = &mut scores[h][..len];
+        let m = s.iter().fold(st.max[h], |m, &v| m.max(v));
+        let correction = exp(st.max[h] - m);
+        st.max[h] = m;
+        let mut sum = 0f32;
+        for v in s.iter_mut() {
+            *v = exp(*v - m);
+            sum += *v;
+        }
+        st.sum[h] = st.sum[h] * correction + sum;
+        st.acc[h * hd..(h + 1) * hd]
+            .iter_mut()
+            .for_each(|a| *a *= correction);
+    }
+    let mut vf = [0f32; MAX_HEAD_DIM];
+    for j in 0..len {
+        let v = &values[j * row + kv_head * hd..j * row + (kv_head + 1) * hd];
+        super::f16::to_f32(path, v, &mut vf[..hd]);
+        for h in 0..heads {
+            let p = scores[h][j];
+            for (a, &x) in st.acc[h * hd..(h + 1) * hd].iter_mut().zip(&vf[..hd]) {
+                *a = p.mul_add(x, *a);
+            }
+        }
+    }
+}
+
+fn check(
+    path: SimdPath,
+    shape: &AttentionShape,
+    q: &[f32],
+    kv: &KvCache,
+    layer: usize,
+    places: &TokenPlaces,
+    out: &[f32],
+) -> Result<(), KernelError> {
+    use super::acts::check_len;
+    if !path.is_available() {
+        return Err(KernelError::PathUnavailable {
+            what: "attention",
+            path,
+        });
+    }
+    let mismatch = |what, expected, found| {
+        Err(KernelError::SizeMismatch {
+            what,
+            unit: "",
+            expected,
+            found,
+        })
+    };
+    if shape.n_kv_heads == 0 || shape.n_heads % shape.n_kv_heads != 0 {
+        return mismatch(
+            "attention n_heads (a multiple of n_kv_heads)",
+            shape.n_kv_heads,
+            shape.n_heads,
+        );
+    }
+    if shape.n_kv_heads != kv.n_kv_heads() || shape.head_dim != kv.head_dim() {
+        return mismatch(
+            "attention kv heads × head_dim (the cache's)",
+            kv.row_len(),
+            shape.n_kv_heads * shape.head_dim,
+        );
+    }
+    if shape.head_dim > MAX_HEAD_DIM {
+        return mismatch("attention head_dim (at most)", MAX_HEAD_DIM, shape.head_dim);
+    }
+    if shape.sliding_window == Some(0) {
+        return mismatch("attention sliding window (at least)", 1, 0);
+    }
+    if layer >= kv.n_layers() {
+        return Err(KernelError::OutOfRange {
+            what: "attention layer",
+            index: layer as i64,
+            len: kv.n_layers(),
+        });
+    }
+    let t = places.positions.len();
+    check_len("attention seq_ids", places.seq_ids.len(), t)?;
+    check_len("attention q", q.len(), t * shape.n_heads * shape.head_dim)?;
+    check_len(
+        "attention out",
+        out.len(),
+        t * shape.n_heads * shape.head_dim,
+    )?;
+    for (&pos, &seq) in places.positions.iter().zip(places.seq_ids) {
+        if pos < 0 {
+            return Err(KernelError::OutOfRange {
+                what: "attention position",
+                index: pos as i64,
+                len: 0,
+            });
+        }
+        let (lo, hi) = visible(shape, pos);
+        let ps = kv.page_size();
+        for page_start in (lo / ps * ps..=hi).step_by(ps) {
+            kv.locate(
+                places.page_table,
+                places.pages_per_seq,
+                seq,
+                page_start.max(lo) as i32,
+            )?;
+        }
+    }
+    Ok(())
+}

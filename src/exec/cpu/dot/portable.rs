@@ -1,0 +1,126 @@
+//! Portable tile kernels: plain Rust, every type. The reference the SIMD
+//! kernels are tested against, and the path on CPUs without them.
+
+use std::ops::Range;
+
+use super::super::acts::QuantizedActs;
+use super::super::blocks::{decode256, decode32, dequantize_row};
+use super::super::math::dot;
+use super::super::weights::WeightMatrix;
+use super::{OutView, TileKernel};
+use crate::quant::GgmlType;
+
+/// Tokens whose accumulators are kept while one weight block is decoded.
+const TOKS: usize = 8;
+
+pub(super) fn tile_kernel(ty: GgmlType) -> TileKernel {
+    match ty.block_len() {
+        1 => float_tile,
+        32 => q32_tile,
+        _ => q256_tile,
+    }
+}
+
+fn float_tile(
+    w: &WeightMatrix,
+    rows: Range<usize>,
+    x: &QuantizedActs,
+    toks: Range<usize>,
+    out: &OutView,
+) {
+    let mut wrow = [0f32; 64];
+    for j in rows {
+        let bytes = w.row(j);
+        let per = w.ty.block_bytes();
+        let mut acc = vec_acc(toks.len());
+        for (c, wb) in bytes.chunks(64 * per).enumerate() {
+            let n = wb.len() / per;
+            dequantize_row(w.ty, wb, &mut wrow[..n]);
+            for (a, t) in acc.iter_mut().zip(toks.clone()) {
+                let xs = &x.f32_row(t)[64 * c..64 * c + n];
+                *a += dot(&wrow[..n], xs);
+            }
+        }
+        for (a, t) in acc.iter().zip(toks.clone()) {
+            out.set(t, j, *a);
+        }
+    }
+}
+
+/// Accumulators for a tile's tokens: portable, so allocating per row is
+/// acceptable (the SIMD paths do not).
+fn vec_acc(n: usize) -> Vec<f32> {
+    vec![0.0; n]
+}
+
+fn q32_tile(
+    w: &WeightMatrix,
+    rows: Range<usize>,
+    x: &QuantizedActs,
+    toks: Range<usize>,
+    out: &OutView,
+) {
+    let bb = w.ty.block_bytes();
+    for j in rows {
+        let row = w.row(j);
+        for t0 in toks.clone().step_by(TOKS) {
+            let tn = TOKS.min(toks.end - t0);
+            let mut acc = [0f32; TOKS];
+            for (b, wb) in row.chunks_exact(bb).enumerate() {
+                let blk = decode32(w.ty, wb);
+                for (u, a) in acc[..tn].iter_mut().enumerate() {
+                    let xb = &x.q32_row(t0 + u)[b];
+                    let s: i32 = blk
+                        .q
+                        .iter()
+                        .zip(&xb.qs)
+                        .map(|(&p, &q)| p as i32 * q as i32)
+                        .sum();
+                    *a += blk.d * xb.d * s as f32 + blk.m * xb.d * xb.sum as f32;
+                }
+            }
+            for (u, a) in acc[..tn].iter().enumerate() {
+                out.set(t0 + u, j, *a);
+            }
+        }
+    }
+}
+
+fn q256_tile(
+    w: &WeightMatrix,
+    rows: Range<usize>,
+    x: &QuantizedActs,
+    toks: Range<usize>,
+    out: &OutView,
+) {
+    let bb = w.ty.block_bytes();
+    for j in rows {
+        let row = w.row(j);
+        for t0 in toks.clone().step_by(TOKS) {
+            let tn = TOKS.min(toks.end - t0);
+            let mut acc = [0f32; TOKS];
+            for (b, wb) in row.chunks_exact(bb).enumerate() {
+                let blk = decode256(w.ty, wb);
+                for (u, a) in acc[..tn].iter_mut().enumerate() {
+                    let xb = &x.q256_row(t0 + u)[b];
+                    let mut isum = 0i32;
+                    let mut msum = 0i32;
+                    for g in 0..16 {
+                        let r = 16 * g..16 * g + 16;
+                        let s: i32 = blk.q[r.clone()]
+                            .iter()
+                            .zip(&xb.qs[r])
+                            .map(|(&p, &q)| p as i32 * q as i32)
+                            .sum();
+                        isum += blk.sc[g] * s;
+                        msum += blk.mn[g] * xb.bsums[g] as i32;
+                    }
+                    *a += xb.d * (blk.d * isum as f32 - blk.dmin * msum as f32);
+                }
+            }
+            for (u, a) in acc[..tn].iter().enumerate() {
+                out.set(t0 + u, j, *a);
+            }
+        }
+    }
+}
