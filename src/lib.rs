@@ -5,6 +5,7 @@
 //! [`ir`]), rewritten ([`passes`]), and executed ([`exec`]); text goes in and
 //! out through [`tokenizer`] and [`sampler`].
 
+pub mod backend;
 pub mod frontend;
 pub mod gguf;
 pub mod ir;
