@@ -11,3 +11,5 @@ pub mod gguf;
 pub mod ir;
 pub mod passes;
 pub mod quant;
+pub mod sampler;
+pub mod tokenizer;

@@ -1,0 +1,167 @@
+//! Choosing the next token from logits.
+//!
+//! The chain is llama.cpp's default (`common_params_sampling::samplers`)
+//! restricted to what we implement: penalties -> top-k -> top-p -> min-p ->
+//! temperature -> draw. (llama.cpp also has DRY, top-n-sigma, typical and
+//! XTC between these, all off by default.) Top-p and min-p thus see the
+//! logits before temperature, as in llama.cpp. Stop strings are matched on
+//! the decoded text by [`StopMatcher`].
+
+pub mod candidates;
+pub mod config;
+pub mod penalties;
+pub mod rng;
+pub mod stop;
+
+pub use config::SamplerConfig;
+pub use stop::{StopMatcher, StopOutcome};
+
+use candidates::{argmax, Candidates};
+use penalties::History;
+use rng::Rng;
+
+/// A sampler with its own history (for penalties) and random state.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    cfg: SamplerConfig,
+    history: History,
+    rng: Rng,
+}
+
+impl Sampler {
+    pub fn new(cfg: SamplerConfig) -> Self {
+        Self {
+            history: History::new(cfg.penalty_last_n),
+            rng: Rng::new(cfg.seed),
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &SamplerConfig {
+        &self.cfg
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.cfg.is_greedy()
+    }
+
+    /// Records a token that is part of the text (prompt tokens, or tokens
+    /// chosen elsewhere) so that penalties see it. [`Sampler::sample`]
+    /// records its own choices.
+    pub fn accept(&mut self, id: u32) {
+        self.history.push(id);
+    }
+
+    /// Forgets the history and restarts the random sequence from the seed.
+    pub fn reset(&mut self) {
+        self.history.clear();
+        self.rng = Rng::new(self.cfg.seed);
+    }
+
+    /// Picks the next token from `logits` (one per vocabulary id; penalties
+    /// are applied to it in place) and records it. Empty logits give 0.
+    pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
+        penalties::apply(&self.cfg, &self.history, logits);
+        let id = if self.is_greedy() {
+            argmax(logits).unwrap_or(0)
+        } else {
+            let mut c = Candidates::top_k(logits, self.cfg.top_k);
+            c.top_p(self.cfg.top_p);
+            c.min_p(self.cfg.min_p);
+            c.temperature(self.cfg.temperature);
+            c.draw(self.rng.next_f64()).unwrap_or(0)
+        };
+        self.accept(id);
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampled(cfg: SamplerConfig, logits: &[f32], n: usize) -> Vec<u32> {
+        let mut s = Sampler::new(cfg);
+        (0..n).map(|_| s.sample(&mut logits.to_vec())).collect()
+    }
+
+    const FLAT: [f32; 8] = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3];
+
+    fn random() -> SamplerConfig {
+        SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..SamplerConfig::default()
+        }
+    }
+
+    #[test]
+    fn greedy_picks_the_largest_logit() {
+        assert_eq!(sampled(SamplerConfig::greedy(), &[0.0, 5.0, 1.0], 1), [1]);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_tokens() {
+        assert_eq!(sampled(random(), &FLAT, 50), sampled(random(), &FLAT, 50));
+    }
+
+    #[test]
+    fn different_seeds_give_different_tokens() {
+        let other = SamplerConfig {
+            seed: 99,
+            ..random()
+        };
+        assert_ne!(sampled(random(), &FLAT, 50), sampled(other, &FLAT, 50));
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let cfg = SamplerConfig {
+            top_k: 1,
+            ..random()
+        };
+        assert!(Sampler::new(cfg.clone()).is_greedy());
+        assert_eq!(sampled(cfg, &FLAT, 20), vec![0; 20]);
+    }
+
+    #[test]
+    fn top_k_limits_the_tokens_drawn() {
+        let cfg = SamplerConfig {
+            top_k: 3,
+            ..random()
+        };
+        assert!(sampled(cfg, &FLAT, 200).iter().all(|&id| id < 3));
+    }
+
+    #[test]
+    fn repeat_penalty_steers_greedy_away_from_recent_tokens() {
+        let cfg = SamplerConfig {
+            repeat_penalty: 2.0,
+            ..SamplerConfig::greedy()
+        };
+        let mut s = Sampler::new(cfg);
+        s.accept(0);
+        assert_eq!(s.sample(&mut [1.0, 0.9]), 1);
+    }
+
+    #[test]
+    fn sampled_tokens_enter_the_penalty_history() {
+        let cfg = SamplerConfig {
+            repeat_penalty: 2.0,
+            ..SamplerConfig::greedy()
+        };
+        let mut s = Sampler::new(cfg);
+        assert_eq!(s.sample(&mut [1.0, 0.9]), 0);
+        assert_eq!(s.sample(&mut [1.0, 0.9]), 1);
+    }
+
+    #[test]
+    fn draws_follow_the_softmax_distribution() {
+        // p = softmax([ln 3, 0]) = [0.75, 0.25]
+        let ids = sampled(random(), &[3f32.ln(), 0.0], 4000);
+        let share = ids.iter().filter(|&&i| i == 0).count() as f64 / ids.len() as f64;
+        assert!((share - 0.75).abs() < 0.03, "{share}");
+    }
+}
