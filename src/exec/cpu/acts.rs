@@ -144,7 +144,7 @@ impl QuantizedActs {
                 what: "activation quantization",
                 ty,
             })?;
-            if k % f.block_len() != 0 {
+            if !k.is_multiple_of(f.block_len()) {
                 return Err(KernelError::RaggedRow {
                     what: "activation quantization",
                     ty,

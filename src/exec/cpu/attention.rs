@@ -96,7 +96,7 @@ pub fn attention_with(
     // Heads per task: a divisor of n_rep, so a task never spans kv heads.
     let group = (1..=n_rep.min(GROUP))
         .rev()
-        .find(|g| n_rep % g == 0)
+        .find(|&g| n_rep.is_multiple_of(g))
         .unwrap_or(1);
     let width = shape.n_heads * hd;
     // One task per (token, run of up to GROUP heads sharing a kv head).
@@ -337,7 +337,7 @@ fn check(
             found,
         })
     };
-    if shape.n_kv_heads == 0 || shape.n_heads % shape.n_kv_heads != 0 {
+    if shape.n_kv_heads == 0 || !shape.n_heads.is_multiple_of(shape.n_kv_heads) {
         return mismatch(
             "attention n_heads (a multiple of n_kv_heads)",
             shape.n_kv_heads,

@@ -45,7 +45,7 @@ pub fn silu_mul(gate_up: &[f32], ffn: usize, out: &mut [f32]) {
 /// [`silu_mul`] on an explicit path.
 pub fn silu_mul_with(path: SimdPath, gate_up: &[f32], ffn: usize, out: &mut [f32]) {
     assert!(
-        ffn > 0 && out.len() % ffn == 0,
+        ffn > 0 && out.len().is_multiple_of(ffn),
         "silu_mul: output is not whole rows"
     );
     assert_eq!(

@@ -20,7 +20,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 8.333_452e-3);
     p = p.mul_add(r, 4.166_579_6e-2);
     p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5.000_000_1e-1);
+    p = p.mul_add(r, 0.5);
     let e = p.mul_add(r * r, r) + 1.0;
     // n is in -126..=127 after the clamp, so the biased exponent is normal.
     let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
@@ -31,6 +31,25 @@ pub(crate) fn exp(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
+}
+
+/// f32 dot product with eight partial sums (the lanes of one AVX register),
+/// so the loop vectorises and its result does not depend on the path.
+#[inline(always)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut s = [0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for l in 0..8 {
+            s[l] = x[l].mul_add(y[l], s[l]);
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail = x.mul_add(*y, tail);
+    }
+    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail
 }
 
 #[cfg(test)]
@@ -54,23 +73,4 @@ mod tests {
         assert_eq!(super::silu(1e30), 1e30);
         assert!((super::silu(1.0) - 0.731_058_6).abs() < 1e-6);
     }
-}
-
-/// f32 dot product with eight partial sums (the lanes of one AVX register),
-/// so the loop vectorises and its result does not depend on the path.
-#[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut s = [0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..8 {
-            s[l] = x[l].mul_add(y[l], s[l]);
-        }
-    }
-    let mut tail = 0f32;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail = x.mul_add(*y, tail);
-    }
-    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + tail
 }

@@ -6,6 +6,9 @@
 //! activations ([`QuantizedActs`], prepared once per op input); float
 //! weights multiply f32 activations.
 
+// Kernels walk several arrays (rows, tokens, lanes) in lockstep by index.
+#![allow(clippy::needless_range_loop)]
+
 mod acts;
 mod attention;
 mod blocks;

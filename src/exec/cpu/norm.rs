@@ -16,7 +16,7 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 pub fn rms_norm_with(path: SimdPath, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let d = w.len();
     assert!(
-        d > 0 && x.len() % d == 0,
+        d > 0 && x.len().is_multiple_of(d),
         "rms_norm: input is not whole rows"
     );
     assert_eq!(x.len(), out.len(), "rms_norm: output length differs");

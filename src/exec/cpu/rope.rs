@@ -57,7 +57,7 @@ pub fn rope(
 /// [`rope`] with the parameters gathered.
 pub fn rope_with(p: &RopeParams, x: &mut [f32], positions: &[i32]) -> Result<(), KernelError> {
     let width = p.n_heads * p.head_dim;
-    if p.head_dim == 0 || p.head_dim % 2 != 0 {
+    if p.head_dim == 0 || !p.head_dim.is_multiple_of(2) {
         return Err(KernelError::SizeMismatch {
             what: "rope head_dim",
             unit: "an even number of elements",

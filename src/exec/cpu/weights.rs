@@ -44,7 +44,7 @@ impl<'a> WeightMatrix<'a> {
             return Err(KernelError::UnsupportedType { what, ty: self.ty });
         }
         let block = self.ty.block_len();
-        if self.cols % block != 0 {
+        if !self.cols.is_multiple_of(block) {
             return Err(KernelError::RaggedRow {
                 what,
                 ty: self.ty,

@@ -1,0 +1,153 @@
+//! CPU matmul throughput at the real model's shapes (Qwen2.5-Coder-0.5B:
+//! d_model 896, ffn 4864, 2 kv heads of 64, vocab 151936), decode-shaped
+//! (T=1) and prefill-shaped (T=512). Median of repeats after a warm-up.
+//!
+//! `cargo bench --bench cpu_kernels [-- [FILTER] [--all-paths] [--t N]]`
+
+use std::time::{Duration, Instant};
+
+use rocmforge::exec::cpu::{matmul_with, QuantizedActs, SimdPath, WeightMatrix};
+use rocmforge::quant::{self, GgmlType};
+
+/// (name, k = cols, n = rows)
+const SHAPES: [(&str, usize, usize); 5] = [
+    ("attn_q/o 896x896", 896, 896),
+    ("attn_k/v 896x128", 896, 128),
+    ("ffn_gate/up 896x4864", 896, 4864),
+    ("ffn_down 4864x896", 4864, 896),
+    ("output 896x151936", 896, 151936),
+];
+const TYPES: [GgmlType; 4] = [
+    GgmlType::Q5_0,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+];
+
+fn random(n: usize, seed: &mut u64) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            (*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// This process's user+system CPU seconds (Linux; 10 ms ticks), so that a
+/// run on a shared, loaded machine can still be judged per CPU second.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime, stime are 14, 15.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (field(11) + field(12)) / 100.0
+}
+
+/// Median wall seconds of `f` over repeats filling about `budget`, and the
+/// mean CPU seconds per call (all threads).
+fn median_secs(budget: Duration, mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    let mut times = vec![];
+    let (start, cpu0) = (Instant::now(), cpu_secs());
+    while times.len() < 5 || (start.elapsed() < budget && times.len() < 2000) {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let cpu = (cpu_secs() - cpu0) / times.len() as f64;
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (times[times.len() / 2], cpu)
+}
+
+struct Args {
+    filter: Option<String>,
+    all_paths: bool,
+    tokens: Vec<usize>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        filter: None,
+        all_paths: false,
+        tokens: vec![1, 512],
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(s) = it.next() {
+        match s.as_str() {
+            "--bench" => {}
+            "--all-paths" => a.all_paths = true,
+            "--t" => a.tokens = vec![it.next().and_then(|v| v.parse().ok()).expect("--t N")],
+            _ => a.filter = Some(s),
+        }
+    }
+    a
+}
+
+fn main() {
+    let args = args();
+    let paths = if args.all_paths {
+        SimdPath::available()
+    } else {
+        vec![SimdPath::detect()]
+    };
+    println!(
+        "threads {}, paths {:?}",
+        rayon::current_num_threads(),
+        paths
+    );
+    println!(
+        "{:<24} {:>5} {:>5} {:<11} {:>9} {:>7} {:>8} {:>9} {:>13}",
+        "shape", "type", "T", "path", "ms", "cpu-ms", "GB/s", "GFLOP/s", "GFLOP/cpu-s"
+    );
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    for (name, k, n) in SHAPES {
+        for ty in TYPES {
+            let label = format!("{name} {ty}");
+            if k % ty.block_len() != 0
+                || args
+                    .filter
+                    .as_ref()
+                    .is_some_and(|f| !label.contains(f.as_str()))
+            {
+                continue;
+            }
+            let mut w = Vec::new();
+            quant::quantize(ty, &random(n * k, &mut seed), &mut w).unwrap();
+            let m = WeightMatrix::new(ty, &w, n, k);
+            for &t in &args.tokens {
+                // llama.cpp computes the output projection for the last token only.
+                if n > 100_000 && t > 1 {
+                    continue;
+                }
+                let x = random(t * k, &mut seed);
+                let mut acts = QuantizedActs::new();
+                let mut out = vec![0f32; t * n];
+                for &path in &paths {
+                    acts.prepare_with(path, &x, t, k, &[ty]).unwrap();
+                    let budget = Duration::from_millis(if t == 1 { 300 } else { 1500 });
+                    let (s, cpu) = median_secs(budget, || {
+                        matmul_with(path, &m, &acts, &mut out, n, 0).unwrap()
+                    });
+                    let flop = 2.0 * (n * k * t) as f64;
+                    println!(
+                        "{name:<24} {:>5} {t:>5} {:<11} {:>9.3} {:>7.3} {:>8.1} {:>9.1} {:>13.1}",
+                        ty.name(),
+                        format!("{path:?}"),
+                        s * 1e3,
+                        cpu * 1e3,
+                        w.len() as f64 / s / 1e9,
+                        flop / s / 1e9,
+                        flop / cpu / 1e9
+                    );
+                }
+            }
+        }
+    }
+}
