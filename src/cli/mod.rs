@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod inspect;
+mod ir;
 
 /// What a subcommand returns: any error, printed with its chain of causes.
 pub type CmdResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Print a GGUF file's header: metadata, tensor table and totals.
     Inspect(inspect::InspectArgs),
+    /// Print a model's IR after a pass, or what each pass changes (--stats).
+    Ir(ir::IrArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -34,6 +37,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
+        Command::Ir(args) => ir::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

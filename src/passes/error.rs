@@ -8,8 +8,11 @@ use crate::ir::NodeId;
 pub enum PassError {
     #[error("unknown pass `{0}` (known: qkv_concat, fuse, dce, plan_memory)")]
     UnknownPass(String),
-    #[error("the graph is invalid after pass `{pass}`: {reason}")]
-    Invalid { pass: &'static str, reason: String },
+    #[error("the graph is invalid after pass `{pass}`: {source}")]
+    Invalid {
+        pass: &'static str,
+        source: crate::ir::verify::VerifyError,
+    },
     #[error("the graph has a cycle through node {0:?}")]
     Cycle(NodeId),
     #[error("node {node:?} (`{name}`): {reason}")]

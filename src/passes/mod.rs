@@ -129,5 +129,5 @@ fn position(name: &str) -> Result<usize, PassError> {
 
 /// The IR verifier's verdict on `graph` after pass `pass`.
 fn verify(pass: &'static str, graph: &Graph) -> Result<(), PassError> {
-    rewrite::check_structure(graph).map_err(|reason| PassError::Invalid { pass, reason })
+    crate::ir::verify::verify(graph).map_err(|source| PassError::Invalid { pass, source })
 }

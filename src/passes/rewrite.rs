@@ -82,37 +82,3 @@ pub fn sweep(g: &mut Graph, candidates: impl IntoIterator<Item = NodeId>) {
         g.remove(id);
     }
 }
-
-/// Structural invariants every pass must keep: the graph is acyclic, each
-/// role's operand indices are 0..n without gaps or repeats (except `Bias`,
-/// whose index follows the weight it belongs to), and outputs exist.
-pub fn check_structure(g: &Graph) -> Result<(), String> {
-    g.topo_order()
-        .map_err(|n| format!("cycle through node {n:?} (`{}`)", g.node(n).name))?;
-    for (name, id) in g.outputs() {
-        if !g.contains(*id) {
-            return Err(format!("output `{name}` names a removed node"));
-        }
-    }
-    for id in g.node_ids() {
-        let ops = g.operands(id);
-        for (i, (o, _)) in ops.iter().enumerate() {
-            let prev = i.checked_sub(1).map(|j| ops[j].0);
-            let ok = match prev {
-                Some(p) if p.role == o.role => {
-                    o.index > p.index && (o.role == crate::ir::Role::Bias || o.index == p.index + 1)
-                }
-                _ => o.index == 0 || o.role == crate::ir::Role::Bias,
-            };
-            if !ok {
-                return Err(format!(
-                    "node {id:?} (`{}`) has operand {}[{}] out of sequence",
-                    g.node(id).name,
-                    o.role,
-                    o.index
-                ));
-            }
-        }
-    }
-    Ok(())
-}
