@@ -10,6 +10,7 @@
 
 pub mod bpe;
 pub mod byte_level;
+pub mod chat;
 pub mod decode;
 pub mod encode;
 pub mod error;
