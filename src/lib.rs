@@ -12,4 +12,5 @@ pub mod ir;
 pub mod passes;
 pub mod quant;
 pub mod sampler;
+pub mod synth;
 pub mod tokenizer;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod inspect;
-mod ir;
+mod synth;
 
 /// What a subcommand returns: any error, printed with its chain of causes.
 pub type CmdResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -28,8 +28,8 @@ struct Cli {
 enum Command {
     /// Print a GGUF file's header: metadata, tensor table and totals.
     Inspect(inspect::InspectArgs),
-    /// Print a model's IR after a pass, or what each pass changes (--stats).
-    Ir(ir::IrArgs),
+    /// Make a GGUF model with random weights: real-shaped presets, a copied layout, or a tiny test model.
+    Synth(synth::SynthArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -37,7 +37,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
-        Command::Ir(args) => ir::run(args),
+        Command::Synth(args) => synth::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

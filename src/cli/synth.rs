@@ -1,0 +1,184 @@
+//! `rfc synth`: GGUF models with random weights and exact real layouts.
+//!
+//! - `rfc synth qwen05b|llama8b OUT.gguf [--layers N]`: the speed-test models
+//!   of shared/tools/mk_synthetic_gguf.py (prints the same JSON summary);
+//! - `rfc synth --layout LAYOUT.json OUT.gguf`: any model's layout as
+//!   `rfc inspect MODEL.gguf --json --full` prints it;
+//! - `rfc synth tiny --arch llama|qwen2|mistral [...] OUT.gguf`: a tiny
+//!   model for correctness tests.
+
+use std::path::PathBuf;
+
+use rocmforge::quant::GgmlType;
+use rocmforge::synth::layout::Layout;
+use rocmforge::synth::{Fill, Preset, TinyArch, TinySpec};
+
+use super::CmdResult;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    override_usage = "rfc synth qwen05b|llama8b OUT.gguf [--layers N]\n       \
+                      rfc synth --layout LAYOUT.json OUT.gguf\n       \
+                      rfc synth tiny --arch llama|qwen2|mistral [OPTIONS] OUT.gguf"
+)]
+pub struct SynthArgs {
+    /// `qwen05b`, `llama8b` or `tiny`, then the output file (only the output
+    /// file with --layout).
+    #[arg(required = true, num_args = 1..=2, value_name = "WHAT OUT")]
+    pub positional: Vec<String>,
+    /// Copy the layout printed by `rfc inspect MODEL --json --full`.
+    #[arg(long, value_name = "LAYOUT.json")]
+    pub layout: Option<PathBuf>,
+    /// Layer count (presets and tiny models).
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Seed of the random weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub tiny: TinyArgs,
+}
+
+/// Settings of `rfc synth tiny` (defaults: TinySpec::default()).
+#[derive(Debug, clap::Args)]
+pub struct TinyArgs {
+    /// llama, qwen2 or mistral.
+    #[arg(long, value_parser = parse_arch)]
+    pub arch: Option<TinyArch>,
+    #[arg(long)]
+    pub heads: Option<usize>,
+    #[arg(long)]
+    pub kv_heads: Option<usize>,
+    /// Model width.
+    #[arg(long)]
+    pub d: Option<usize>,
+    #[arg(long)]
+    pub ffn: Option<usize>,
+    /// Vocabulary size (at least 259: 256 byte tokens plus specials).
+    #[arg(long)]
+    pub vocab: Option<usize>,
+    /// Type of every matrix: F32, F16, Q8_0, Q4_0, Q4_K, Q6_K, ...
+    #[arg(long = "type", value_parser = parse_type)]
+    pub ty: Option<GgmlType>,
+    /// Output projection tied to token_embd.
+    #[arg(long)]
+    pub tied: bool,
+    /// q/k/v biases.
+    #[arg(long)]
+    pub bias: bool,
+    /// Sliding-window attention of N tokens (mistral).
+    #[arg(long, value_name = "N")]
+    pub window: Option<u32>,
+}
+
+impl TinyArgs {
+    fn any_given(&self) -> bool {
+        self.arch.is_some()
+            || self.heads.is_some()
+            || self.kv_heads.is_some()
+            || self.d.is_some()
+            || self.ffn.is_some()
+            || self.vocab.is_some()
+            || self.ty.is_some()
+            || self.tied
+            || self.bias
+            || self.window.is_some()
+    }
+
+    fn spec(&self, layers: Option<usize>) -> TinySpec {
+        let arch = self.arch.unwrap_or(TinyArch::Llama);
+        let base = TinySpec::for_type(arch, self.ty.unwrap_or(GgmlType::F32));
+        TinySpec {
+            n_heads: self.heads.unwrap_or(base.n_heads),
+            n_kv_heads: self.kv_heads.unwrap_or(base.n_kv_heads),
+            d_model: self.d.unwrap_or(base.d_model),
+            ffn: self.ffn.unwrap_or(base.ffn),
+            n_layers: layers.unwrap_or(base.n_layers),
+            n_vocab: self.vocab.unwrap_or(base.n_vocab),
+            tied: self.tied,
+            bias: self.bias,
+            window: self.window,
+            ..base
+        }
+    }
+}
+
+fn parse_arch(s: &str) -> Result<TinyArch, String> {
+    TinyArch::from_name(s)
+        .ok_or_else(|| format!("unknown architecture {s:?} (llama, qwen2, mistral)"))
+}
+
+fn parse_type(s: &str) -> Result<GgmlType, String> {
+    GgmlType::from_name(s).ok_or_else(|| format!("unknown tensor type {s:?}"))
+}
+
+pub fn run(args: SynthArgs) -> CmdResult {
+    let pos = &args.positional;
+    if let Some(layout) = &args.layout {
+        let [out] = pos.as_slice() else {
+            return Err("with --layout, give only the output file".into());
+        };
+        if args.tiny.any_given() || args.layers.is_some() {
+            return Err(
+                "--layout copies a layout: tiny-model options and --layers do not apply".into(),
+            );
+        }
+        Layout::read(layout)?.write_file(args.seed, out.as_ref())?;
+        println!(
+            "{}",
+            serde_json::json!({ "layout": layout, "out": out, "seed": args.seed })
+        );
+        return Ok(());
+    }
+    let [what, out] = pos.as_slice() else {
+        return Err("give what to make (qwen05b, llama8b, tiny) and the output file".into());
+    };
+    let out = PathBuf::from(out);
+    if what == "tiny" {
+        let spec = args.tiny.spec(args.layers);
+        let written = spec.decoder()?.write_file(Fill::Test, args.seed, &out)?;
+        let summary = serde_json::json!({
+            "model": "tiny", "arch": spec.arch.name(), "type": spec.ty.name(),
+            "layers": spec.n_layers, "hidden": spec.d_model, "ffn": spec.ffn,
+            "heads": spec.n_heads, "kv_heads": spec.n_kv_heads, "vocab": spec.n_vocab,
+            "tied": spec.tied, "qkv_bias": spec.bias, "window": spec.window, "seed": args.seed,
+            "total_weight_bytes": written.total_weight_bytes, "n_tensors": written.n_tensors,
+        });
+        println!("{summary}");
+        return Ok(());
+    }
+    let preset = Preset::from_name(what)
+        .ok_or_else(|| format!("unknown model {what:?} (qwen05b, llama8b, tiny, or --layout)"))?;
+    if args.tiny.any_given() {
+        return Err(format!("{what} has a fixed layout: tiny-model options do not apply").into());
+    }
+    let spec = preset.spec(args.layers)?;
+    let written = spec.write_file(Fill::Benchmark, args.seed, &out)?;
+    let t = &spec.types;
+    let mut types = serde_json::json!({
+        "embd": t.embd.name(), "q": t.q.name(), "k": t.k.name(), "v": t.v.name(),
+        "o": t.o.name(), "gate": t.gate.name(), "up": t.up.name(), "down": t.down.name(),
+    });
+    if !spec.tied {
+        types["out"] = t.output.name().into();
+    }
+    // The summary mk_synthetic_gguf.py prints, key for key.
+    let summary = serde_json::json!({
+        "model": preset.name(), "arch": spec.arch, "layers": spec.n_layers,
+        "hidden": spec.d_model, "ffn": spec.ffn, "heads": spec.n_heads,
+        "kv_heads": spec.n_kv_heads, "head_dim": spec.head_dim(), "vocab": spec.vocab.len(),
+        "rope_base": shortest(spec.rope_base), "rms_eps": shortest(spec.rms_eps), "qkv_bias": spec.qkv_bias,
+        "tied": spec.tied, "types": types,
+        "total_weight_bytes": written.total_weight_bytes,
+        "token_embd_bytes": written.token_embd_bytes,
+        "bytes_per_decode_token": written.bytes_per_decode_token,
+        "n_tensors": written.n_tensors,
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+/// The f32 as the shortest decimal that reads back as it (1e-6, not 9.99e-7).
+fn shortest(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
+}

@@ -1,0 +1,220 @@
+//! Tiny models of each supported architecture for correctness tests: a few
+//! layers, a byte-level vocabulary, weights drawn with [`Fill::Test`] so that
+//! activations and attention are far from trivial.
+
+use std::fmt;
+
+use super::decoder::{DecoderSpec, Fill, RoleTypes};
+use super::error::SynthError;
+use super::vocab::Vocab;
+use crate::quant::GgmlType;
+
+/// The architecture a tiny model imitates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TinyArch {
+    /// general.architecture llama, SentencePiece byte-fallback vocabulary.
+    Llama,
+    /// general.architecture qwen2, byte-level BPE vocabulary.
+    Qwen2,
+    /// A LLaMA file (general.architecture llama) named "mistral", with
+    /// llama.attention.sliding_window when a window is given.
+    Mistral,
+}
+
+impl TinyArch {
+    pub const ALL: [TinyArch; 3] = [TinyArch::Llama, TinyArch::Qwen2, TinyArch::Mistral];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TinyArch::Llama => "llama",
+            TinyArch::Qwen2 => "qwen2",
+            TinyArch::Mistral => "mistral",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<TinyArch> {
+        TinyArch::ALL.into_iter().find(|a| a.name() == name)
+    }
+}
+
+impl fmt::Display for TinyArch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A tiny model's settings. The defaults make a 2-layer GQA model 64 wide;
+/// K-quant types need rows of multiples of 256 (`d_model` 256, `ffn` 512).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TinySpec {
+    pub arch: TinyArch,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub d_model: usize,
+    pub ffn: usize,
+    pub n_layers: usize,
+    /// At least 259: 256 byte tokens plus the specials.
+    pub n_vocab: usize,
+    /// The type of every matrix, token_embd and output included (norms and
+    /// biases stay F32, as converters write them).
+    pub ty: GgmlType,
+    pub tied: bool,
+    /// q/k/v biases.
+    pub bias: bool,
+    /// Sliding-window attention (Mistral only).
+    pub window: Option<u32>,
+}
+
+impl Default for TinySpec {
+    fn default() -> Self {
+        TinySpec {
+            arch: TinyArch::Llama,
+            n_heads: 4,
+            n_kv_heads: 2,
+            d_model: 64,
+            ffn: 128,
+            n_layers: 2,
+            n_vocab: 320,
+            ty: GgmlType::F32,
+            tied: false,
+            bias: false,
+            window: None,
+        }
+    }
+}
+
+impl TinySpec {
+    /// The settings for weights of `ty`: the defaults, widened to one
+    /// K-quant super-block per row where `ty` needs it.
+    pub fn for_type(arch: TinyArch, ty: GgmlType) -> Self {
+        let wide = ty.block_len() > 32;
+        TinySpec {
+            arch,
+            ty,
+            d_model: if wide { 256 } else { 64 },
+            ffn: if wide { 512 } else { 128 },
+            ..TinySpec::default()
+        }
+    }
+
+    /// The model as a [`DecoderSpec`].
+    pub fn decoder(&self) -> Result<DecoderSpec, SynthError> {
+        if self.window.is_some() && self.arch != TinyArch::Mistral {
+            return Err(SynthError::Settings(format!(
+                "a sliding window is a Mistral setting, not {}",
+                self.arch
+            )));
+        }
+        let vocab = match self.arch {
+            TinyArch::Qwen2 => Vocab::byte_level_bpe(self.n_vocab, "qwen2"),
+            TinyArch::Llama | TinyArch::Mistral => Vocab::sentencepiece_bytes(self.n_vocab),
+        }
+        .map_err(SynthError::Settings)?;
+        let spec = DecoderSpec {
+            arch: match self.arch {
+                TinyArch::Qwen2 => "qwen2",
+                TinyArch::Llama | TinyArch::Mistral => "llama",
+            }
+            .into(),
+            name: format!("tiny-{}", self.arch),
+            n_layers: self.n_layers,
+            d_model: self.d_model,
+            ffn: self.ffn,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            context: 512,
+            rope_base: 10000.0,
+            rms_eps: match self.arch {
+                TinyArch::Qwen2 => 1e-6,
+                TinyArch::Llama | TinyArch::Mistral => 1e-5,
+            },
+            qkv_bias: self.bias,
+            tied: self.tied,
+            sliding_window: self.window,
+            file_type: file_type(self.ty),
+            types: RoleTypes::uniform(self.ty),
+            vocab,
+        };
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// The GGUF file's bytes, weights drawn from `seed`.
+    pub fn to_bytes(&self, seed: u64) -> Result<Vec<u8>, SynthError> {
+        self.decoder()?.to_bytes(Fill::Test, seed)
+    }
+}
+
+/// The llama_ftype of a file whose matrices are all `ty`.
+fn file_type(ty: GgmlType) -> u32 {
+    use GgmlType as T;
+    match ty {
+        T::F32 => 0,
+        T::F16 => 1,
+        T::Q4_0 => 2,
+        T::Q4_1 => 3,
+        T::Q8_0 => 7,
+        T::Q5_0 => 8,
+        T::Q5_1 => 9,
+        T::Q2_K => 10,
+        T::Q3_K => 11,
+        T::Q4_K => 14,
+        T::Q5_K => 16,
+        T::Q6_K => 18,
+        T::BF16 => 32,
+        // Other types have no "mostly" ftype; 0 only misinforms a report.
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::GgufFile;
+
+    #[test]
+    fn same_seed_gives_identical_bytes() {
+        let s = TinySpec::default();
+        assert_eq!(s.to_bytes(1).unwrap(), s.to_bytes(1).unwrap());
+        assert_ne!(s.to_bytes(1).unwrap(), s.to_bytes(2).unwrap());
+    }
+
+    #[test]
+    fn tiny_file_parses_with_the_requested_shapes() {
+        let s = TinySpec {
+            arch: TinyArch::Qwen2,
+            bias: true,
+            tied: true,
+            ..TinySpec::default()
+        };
+        let f = GgufFile::from_bytes(s.to_bytes(0).unwrap()).unwrap();
+        assert_eq!(f.metadata().get_u32("qwen2.block_count").unwrap(), 2);
+        assert!(f.tensor("blk.1.attn_k.bias").is_ok());
+        assert!(f.tensor("output.weight").is_err());
+        assert_eq!(
+            f.tensor("blk.0.attn_k.weight").unwrap().info.dims,
+            vec![64, 32]
+        );
+    }
+
+    #[test]
+    fn k_quant_rows_must_be_whole_super_blocks() {
+        let s = TinySpec {
+            ty: GgmlType::Q4_K,
+            ..TinySpec::default()
+        };
+        assert!(matches!(s.decoder(), Err(SynthError::Settings(_))));
+        assert!(TinySpec::for_type(TinyArch::Llama, GgmlType::Q4_K)
+            .decoder()
+            .is_ok());
+    }
+
+    #[test]
+    fn window_is_refused_outside_mistral() {
+        let s = TinySpec {
+            window: Some(4),
+            ..TinySpec::default()
+        };
+        assert!(s.decoder().is_err());
+    }
+}
