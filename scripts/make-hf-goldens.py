@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""HF transformers logits for tiny synthetic models: tests/fixtures/hf/<case>.json.
+
+Each case is made by `rfc synth tiny` (our Rust generator, seeded), loaded by
+transformers' own GGUF support (its config mapping, its dequantization
+through the gguf package, and its un-permutation of LLaMA q/k rows), run in
+float64 with eager attention, and the logits of every position of a few
+fixed prompts are written with the settings and the SHA-256 of the model
+file. tests/hf_goldens.rs regenerates the identical file from the settings,
+checks the hash, runs our CPU executor and compares (shared/COMPARING.md).
+
+The model files are not committed (most exceed 200 KB); the generator is
+deterministic (src/synth/rng.rs pins it to reference vectors).
+
+Where transformers' GGUF config does not express a setting, the HF model is
+built from that config with the setting added: LLaMA q/k/v biases
+(attention_bias, the o_proj bias left at zero) and Mistral's sliding window
+(a MistralConfig with sliding_window; transformers only maps a file to
+Mistral when general.name is exactly "mistral").
+"""
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import gguf
+import numpy as np
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForCausalLM, MistralConfig
+from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+QUANTIZED_TOL, FLOAT_TOL = 2e-2, 1e-4
+
+# name: (arch, type, heads, kv_heads, tied, bias, window, seed)
+CASES = {
+    # F32: every structural variant.
+    "llama_mha_f32": ("llama", "F32", 4, 4, False, False, None, 101),
+    "llama_gqa_f32": ("llama", "F32", 4, 2, False, False, None, 102),
+    "llama_gqa_tied_bias_f32": ("llama", "F32", 4, 2, True, True, None, 103),
+    "qwen2_gqa_tied_bias_f32": ("qwen2", "F32", 4, 2, True, True, None, 104),
+    "qwen2_mha_untied_nobias_f32": ("qwen2", "F32", 4, 4, False, False, None, 105),
+    "mistral_gqa_f32": ("mistral", "F32", 4, 2, False, False, None, 106),
+    "mistral_gqa_window4_f32": ("mistral", "F32", 4, 2, False, False, 4, 107),
+    # Weight types on the usual LLaMA and Qwen2 shapes.
+    "llama_gqa_f16": ("llama", "F16", 4, 2, False, False, None, 201),
+    "qwen2_gqa_tied_bias_f16": ("qwen2", "F16", 4, 2, True, True, None, 202),
+    "llama_gqa_q8_0": ("llama", "Q8_0", 4, 2, False, False, None, 301),
+    "qwen2_gqa_tied_bias_q8_0": ("qwen2", "Q8_0", 4, 2, True, True, None, 302),
+    "llama_gqa_q4_0": ("llama", "Q4_0", 4, 2, False, False, None, 401),
+    "qwen2_gqa_tied_bias_q4_0": ("qwen2", "Q4_0", 4, 2, True, True, None, 402),
+    "llama_gqa_q4_k": ("llama", "Q4_K", 4, 2, False, False, None, 501),
+    "qwen2_gqa_tied_bias_q4_k": ("qwen2", "Q4_K", 4, 2, True, True, None, 502),
+    "mistral_gqa_window4_q4_k": ("mistral", "Q4_K", 4, 2, False, False, 4, 503),
+    "llama_gqa_q6_k": ("llama", "Q6_K", 4, 2, False, False, None, 601),
+    "qwen2_gqa_tied_bias_q6_k": ("qwen2", "Q6_K", 4, 2, True, True, None, 602),
+}
+
+# Token ids below every case's vocab (320); lengths 1, 6 and 20.
+PROMPTS = [
+    [1],
+    [1, 72, 101, 108, 108, 111],
+    [5, 300, 17, 42, 42, 260, 99, 3, 150, 151, 7, 8, 255, 256, 64, 31, 200, 12, 318, 77],
+]
+
+
+def synth(rfc, case, out):
+    arch, ty, heads, kv_heads, tied, bias, window, seed = case
+    cmd = [rfc, "synth", "tiny", "--arch", arch, "--type", ty, "--heads", str(heads),
+           "--kv-heads", str(kv_heads), "--seed", str(seed)]
+    cmd += ["--tied"] if tied else []
+    cmd += ["--bias"] if bias else []
+    cmd += ["--window", str(window)] if window else []
+    summary = json.loads(subprocess.run(cmd + [str(out)], check=True, capture_output=True,
+                                        text=True).stdout)
+    return {"arch": arch, "type": ty, "heads": heads, "kv_heads": kv_heads, "d": summary["hidden"],
+            "ffn": summary["ffn"], "layers": summary["layers"], "vocab": summary["vocab"],
+            "tied": tied, "bias": bias, "window": window, "seed": seed}
+
+
+def hf_config(path, reader):
+    cfg = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    if cfg.model_type == "llama" and "blk.0.attn_q.bias" in {t.name for t in reader.tensors}:
+        cfg.attention_bias = True  # also gives o_proj a bias: left at zero
+    return cfg
+
+
+def with_window(cfg, window):
+    """The LLaMA config as a Mistral one with a sliding window (same
+    parameter names, so the LLaMA-mapped tensors load as they are)."""
+    d = cfg.to_dict()
+    for k in ("model_type", "architectures", "transformers_version"):
+        d.pop(k, None)
+    mcfg = MistralConfig(**d)
+    mcfg.sliding_window = window
+    return mcfg
+
+
+def zeroed(model):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()  # a parameter the file lacks (a bias) must be 0, not random
+    return model
+
+
+def hf_model(path):
+    reader = gguf.GGUFReader(str(path))
+    cfg = hf_config(path, reader)
+    model = zeroed(AutoModelForCausalLM.from_config(cfg, attn_implementation="eager"))
+    # gguf-py has no tensor-name map for model_type mistral: map with the LLaMA model.
+    tensors = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
+    window = reader.fields.get("llama.attention.sliding_window")
+    if window is not None:
+        cfg = with_window(cfg, int(window.contents()))
+        model = zeroed(AutoModelForCausalLM.from_config(cfg, attn_implementation="eager"))
+    assert len(tensors) == len(reader.tensors), "some GGUF tensors were not mapped"
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    assert not unexpected, unexpected
+    allowed = ("o_proj.bias", "q_proj.bias", "k_proj.bias", "v_proj.bias", "lm_head.weight")
+    assert all(m.endswith(allowed) for m in missing), missing
+    if cfg.tie_word_embeddings:
+        assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    return model.to(torch.float64).eval(), cfg
+
+
+@torch.no_grad()
+def logits(model, tokens):
+    return model(input_ids=torch.tensor([tokens])).logits[0].numpy()
+
+
+def check_window(model, window, n_layers):
+    """With a window of W tokens (the last W, itself included) and L layers,
+    position p sees token 0 exactly when p <= L*(W-1)."""
+    a = PROMPTS[2]
+    b = [a[0] + 1] + a[1:]
+    changed = np.abs(logits(model, a) - logits(model, b)).max(axis=1) > 0
+    reach = n_layers * (window - 1)
+    assert changed[: reach + 1].all() and not changed[reach + 1:].any(), changed
+
+
+def fmt(row):
+    return "[" + ",".join(f"{v:.7g}" for v in row) + "]"
+
+
+def write_fixture(out, name, settings, digest, size, tol, results):
+    ref = {"transformers": transformers.__version__, "torch": torch.__version__,
+           "gguf": importlib.metadata.version("gguf"), "numpy": np.__version__,
+           "dtype": "float64", "attention": "eager",
+           "loader": "AutoConfig/load_gguf_checkpoint(gguf_file) (transformers' GGUF support)"}
+    head = {"name": name, "reference": ref, "synth": settings, "gguf_sha256": digest,
+            "gguf_bytes": size, "tolerance": tol}
+    text = json.dumps(head, indent=1)[:-2] + ',\n "prompts": [\n'
+    text += ",\n".join(
+        '  {"tokens": ' + json.dumps(toks) + ', "logits": [\n   ' + ",\n   ".join(fmt(r) for r in lg) + "]}"
+        for toks, lg in results)
+    text += "\n ]\n}\n"
+    json.loads(text)  # well-formed
+    (out / f"{name}.json").write_text(text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rfc", default="target/release/rfc")
+    ap.add_argument("--out", default="tests/fixtures/hf")
+    ap.add_argument("--keep", help="also keep the model files in this folder")
+    ap.add_argument("only", nargs="*", help="case names (default: all)")
+    a = ap.parse_args()
+    out = pathlib.Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    for name, case in CASES.items():
+        if a.only and name not in a.only:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            path = pathlib.Path(a.keep or tmp) / f"{name}.gguf"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            settings = synth(a.rfc, case, path)
+            data = path.read_bytes()
+            model, cfg = hf_model(path)
+            if settings["window"]:
+                check_window(model, settings["window"], settings["layers"])
+            results = [(p, logits(model, p)) for p in PROMPTS]
+        tol = FLOAT_TOL if settings["type"] in ("F32", "F16") else QUANTIZED_TOL
+        write_fixture(out, name, settings, hashlib.sha256(data).hexdigest(), len(data), tol, results)
+        rms = np.sqrt(np.mean(np.concatenate([r for _, r in results]) ** 2))
+        print(f"{name}: {type(model).__name__}, {len(data)} bytes, logits rms {rms:.3f}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
