@@ -7,8 +7,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod compile;
+mod gpu_selftest;
 mod inspect;
+mod ir;
+mod perplexity;
+mod run;
 mod synth;
+mod tokenize;
 
 /// What a subcommand returns: any error, printed with its chain of causes.
 pub type CmdResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -28,8 +35,23 @@ struct Cli {
 enum Command {
     /// Print a GGUF file's header: metadata, tensor table and totals.
     Inspect(inspect::InspectArgs),
+    /// Generate text from a prompt.
+    Run(run::RunArgs),
+    /// Measure prefill and decode speed.
+    Bench(bench::BenchArgs),
+    /// Perplexity of a text, as llama-perplexity computes it.
+    Perplexity(perplexity::PerplexityArgs),
+    /// Print a model's IR after a pass, or what each pass changes (--stats).
+    Ir(ir::IrArgs),
     /// Make a GGUF model with random weights: real-shaped presets, a copied layout, or a tiny test model.
     Synth(synth::SynthArgs),
+    /// Print the token ids (and pieces) of a text under a model's tokenizer.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Specialize a model's kernels for a GPU target (--emit-kernels DIR writes the sources).
+    Compile(compile::CompileArgs),
+    /// Run every GPU kernel against the CPU backend on random inputs (developer check).
+    #[command(hide = true)]
+    GpuSelftest(gpu_selftest::GpuSelftestArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -37,7 +59,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Perplexity(args) => perplexity::run(args),
+        Command::Ir(args) => ir::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Compile(args) => compile::run(args),
+        Command::GpuSelftest(args) => gpu_selftest::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

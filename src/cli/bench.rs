@@ -1,0 +1,112 @@
+//! `rfc bench`: prefill and decode speed, median over repeats, like llama-bench.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+
+use super::CmdResult;
+use rocmforge::exec::load::{load_cpu, LoadOptions};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    pub model: PathBuf,
+    /// Prompt tokens for the prefill test (pp).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    pub n_prompt: usize,
+    /// Tokens for the decode test (tg).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
+    pub n_gen: usize,
+    /// Timed repeats (after one warm-up).
+    #[arg(short = 'r', long, default_value_t = 3)]
+    pub repeats: usize,
+    /// CPU threads (default: all cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: BenchArgs) -> CmdResult {
+    super::run::set_threads(args.threads);
+    let opts = LoadOptions {
+        max_tokens: args.n_prompt.clamp(1, 512),
+        max_rows: 1,
+        context: args.n_prompt + args.n_gen + 1,
+    };
+    let mut model = load_cpu(&args.model, &opts)?;
+    let vocab = model.config.vocab as u32;
+    // Fixed pseudo-random tokens: the speed does not depend on their values.
+    let prompt: Vec<u32> = (0..args.n_prompt as u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 7) % vocab)
+        .collect();
+    let mut pp = Vec::new();
+    let mut tg = Vec::new();
+    for rep in 0..=args.repeats {
+        let s = &mut model.session;
+        s.reset();
+        let t0 = Instant::now();
+        if args.n_prompt > 0 {
+            s.eval_last(&prompt)?;
+        }
+        let prefill = t0.elapsed().as_secs_f64();
+        s.reset();
+        // Decode from an empty cache, as llama-bench's tg test does.
+        let t1 = Instant::now();
+        for i in 0..args.n_gen {
+            s.eval_last(&[(i as u32 * 7919) % vocab])?;
+        }
+        let decode = t1.elapsed().as_secs_f64();
+        if rep > 0 {
+            pp.push(args.n_prompt as f64 / prefill);
+            tg.push(args.n_gen as f64 / decode);
+        }
+    }
+    let (pp_med, tg_med) = (median(&mut pp), median(&mut tg));
+    let threads = rayon::current_num_threads();
+    if args.json {
+        let j = serde_json::json!({
+            "model": args.model.display().to_string(),
+            "backend": "cpu",
+            "threads": threads,
+            "n_prompt": args.n_prompt,
+            "n_gen": args.n_gen,
+            "repeats": args.repeats,
+            "prefill_tokens_per_s": pp_med,
+            "decode_tokens_per_s": tg_med,
+            "prefill_runs": pp,
+            "decode_runs": tg,
+        });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        println!("| model | backend | threads | test | t/s |");
+        println!("|---|---|---|---|---|");
+        let name = args
+            .model
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        println!(
+            "| {name} | cpu | {threads} | pp{} | {pp_med:.2} |",
+            args.n_prompt
+        );
+        println!(
+            "| {name} | cpu | {threads} | tg{} | {tg_med:.2} |",
+            args.n_gen
+        );
+    }
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}

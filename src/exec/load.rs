@@ -1,0 +1,97 @@
+//! From a GGUF path to a model ready to generate on the CPU: open, build
+//! the graph, run the passes, plan memory, make the executor.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::cpu_model::CpuModel;
+use super::session::Session;
+use crate::frontend::{self, ModelConfig};
+use crate::gguf::GgufFile;
+use crate::ir::DimEnv;
+use crate::passes;
+use crate::tokenizer::Tokenizer;
+
+/// Tokens per KV-cache page.
+pub const PAGE_SIZE: usize = 16;
+
+/// The limits a model is compiled for.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Tokens per step (prefill chunk).
+    pub max_tokens: usize,
+    /// Logit rows per step: 1 for generation, `max_tokens` for perplexity.
+    pub max_rows: usize,
+    /// Context length (capped by the model's own).
+    pub context: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            max_tokens: 512,
+            max_rows: 1,
+            context: 4096,
+        }
+    }
+}
+
+/// What can stop a model from loading.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+    #[error(transparent)]
+    Frontend(#[from] crate::frontend::FrontendError),
+    #[error(transparent)]
+    Pass(#[from] crate::passes::PassError),
+    #[error(transparent)]
+    Exec(#[from] super::ExecError),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+}
+
+/// A model on the CPU with its tokenizer.
+pub struct LoadedModel {
+    pub file: Arc<GgufFile>,
+    pub config: ModelConfig,
+    pub tokenizer: Tokenizer,
+    pub session: Session<CpuModel>,
+    pub load_time: Duration,
+}
+
+/// The step sizes for `opts` on a model whose own context is `model_ctx`.
+pub fn plan_env(opts: &LoadOptions, model_ctx: usize) -> DimEnv {
+    let context = if model_ctx > 0 {
+        opts.context.min(model_ctx)
+    } else {
+        opts.context
+    };
+    let pages = context.div_ceil(PAGE_SIZE) as u64;
+    DimEnv {
+        tokens: opts.max_tokens as u64,
+        rows: opts.max_rows as u64,
+        seqs: 1,
+        pages,
+        kv_len: pages * PAGE_SIZE as u64,
+    }
+}
+
+/// Opens `path` and compiles it for the CPU.
+pub fn load_cpu(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
+    let t0 = Instant::now();
+    let file = Arc::new(GgufFile::open(path)?);
+    let tokenizer = Tokenizer::from_gguf(&file)?;
+    let (config, graph) = frontend::build_graph(&file)?;
+    let env = plan_env(opts, config.context_length);
+    let compiled = passes::compile(graph, env)?;
+    let model = CpuModel::new(file.clone(), compiled.graph, compiled.plan, PAGE_SIZE)?;
+    Ok(LoadedModel {
+        file,
+        config,
+        tokenizer,
+        session: Session::new(model),
+        load_time: t0.elapsed(),
+    })
+}

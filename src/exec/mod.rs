@@ -1,0 +1,15 @@
+//! Execution: a compiled plan replayed step after step by a backend.
+//!
+//! [`cpu`] holds the CPU kernels, [`cpu_model`] the CPU executor that runs a
+//! planned graph with them; [`session`] and [`generate`] drive any backend.
+
+pub mod cpu;
+pub mod cpu_model;
+pub mod error;
+pub mod generate;
+pub mod kv_pages;
+pub mod load;
+pub mod session;
+pub mod step;
+
+pub use error::ExecError;

@@ -1,0 +1,99 @@
+//! The whole pipeline (GGUF → IR → passes → plan → CPU executor) on the real
+//! model against llama.cpp's outputs (../shared/testdata/reference), compared
+//! as ../shared/COMPARING.md says.
+
+mod common;
+
+use std::path::Path;
+
+use common::{real_model_or_skip, shared_or_skip};
+use rocmforge::exec::load::{load_cpu, LoadOptions, LoadedModel};
+use serde_json::Value;
+
+/// Absolute tolerance per top-10 logit against llama.cpp (COMPARING.md).
+const LOGIT_TOL: f64 = 0.2;
+
+fn reference(shared: &Path) -> Value {
+    let path = shared.join("testdata/reference/qwen25coder05b_llamacpp.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn load(path: &Path) -> LoadedModel {
+    load_cpu(path, &LoadOptions::default()).unwrap()
+}
+
+#[test]
+fn last_position_top10_logits_match_llama_cpp() {
+    let model_path = real_model_or_skip!();
+    let shared = shared_or_skip!();
+    let reference = reference(&shared);
+    let mut model = load(&model_path);
+    for (name, p) in reference["prompts"].as_object().unwrap() {
+        model.session.reset();
+        let logits = model.session.eval_last(&ids(&p["token_ids"])).unwrap();
+        let mut worst = 0f64;
+        for e in p["flash_attn_off"]["last_pos_top10"].as_array().unwrap() {
+            let id = e["id"].as_u64().unwrap() as usize;
+            let diff = (logits[id] as f64 - e["logit"].as_f64().unwrap()).abs();
+            worst = worst.max(diff);
+        }
+        eprintln!("{name}: worst top-10 logit difference {worst:.4}");
+        assert!(
+            worst <= LOGIT_TOL,
+            "{name}: top-10 logits differ by {worst} > {LOGIT_TOL}"
+        );
+    }
+}
+
+#[test]
+fn greedy_continuations_match_llama_cpp_up_to_the_first_near_tie() {
+    let model_path = real_model_or_skip!();
+    let shared = shared_or_skip!();
+    let reference = reference(&shared);
+    let mut model = load(&model_path);
+    for (name, p) in reference["prompts"].as_object().unwrap() {
+        let r = &p["flash_attn_off"];
+        let want = ids(&r["greedy_ids"]);
+        let gaps: Vec<f64> = r["greedy_step_top2"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[1].as_f64().unwrap() - s[3].as_f64().unwrap())
+            .collect();
+        let comparable = gaps
+            .iter()
+            .position(|&g| g < LOGIT_TOL)
+            .unwrap_or(want.len());
+        model.session.reset();
+        let mut logits = model.session.eval_last(&ids(&p["token_ids"])).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..comparable {
+            let next = argmax(&logits);
+            got.push(next);
+            logits = model.session.eval_last(&[next]).unwrap();
+        }
+        eprintln!(
+            "{name}: compared {comparable} of {} greedy tokens",
+            want.len()
+        );
+        assert_eq!(got, want[..comparable], "{name}: greedy tokens differ");
+    }
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
