@@ -437,3 +437,55 @@ fn errors_name_the_tensor_in_their_message() {
     let msg = parse_err(raw).to_string();
     assert!(msg.contains("blk.0.attn_q.weight"), "{msg}");
 }
+
+#[test]
+fn zero_dim_does_not_hide_an_overflowing_row_count() {
+    // Zero elements, but the product of the other dims (the row count) is
+    // 2^80: found by fuzzing, it overflowed in `TensorInfo::n_rows`.
+    let dims = [0, 1 << 40, 1 << 40];
+    let raw = Raw::header(3, 1, 0).tensor(b"w", &dims, 0, 0).data(32, 32);
+    let e = parse_err(raw);
+    assert!(
+        matches!(e, GgufError::ShapeOverflow { ref tensor, .. } if tensor == "w"),
+        "{e:?}"
+    );
+}
+
+/// Reads everything a loader would: every value, every row of every tensor.
+fn touch_everything(f: &GgufFile) {
+    for (_, v) in f.metadata().iter() {
+        let _ = v.to_json_summary(4);
+    }
+    for info in f.tensors() {
+        let view = f.tensor(&info.name).unwrap();
+        assert_eq!(view.data.len() as u64, info.size);
+        for i in 0..info.n_rows().min(64) as usize {
+            let _ = view.row(i);
+        }
+    }
+}
+
+#[test]
+fn inputs_found_by_fuzzing_are_handled_without_panics() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("fuzz-") {
+            if let Ok(f) = GgufFile::from_bytes(std::fs::read(&path).unwrap()) {
+                touch_everything(&f);
+            }
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no fuzz-* fixtures found");
+}
+
+#[test]
+fn first_fuzz_crash_is_now_a_shape_overflow() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gguf/fuzz-crash-zero-dim-hides-row-overflow.gguf");
+    let e = GgufFile::from_bytes(std::fs::read(path).unwrap()).unwrap_err();
+    assert!(matches!(e, GgufError::ShapeOverflow { .. }), "{e:?}");
+}

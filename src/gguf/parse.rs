@@ -297,13 +297,17 @@ fn read_tensor_info(c: &mut Cursor<'_>, index: u64) -> Result<TensorInfo> {
         type_id,
     })?;
     let offset = c.u64(&|| format!("data offset of tensor {name:?}"))?;
-    let n_elements = dims
-        .iter()
+    // Zero dims are skipped so that no partial product (row count, element
+    // count of any sub-shape) can overflow either: [0, 2^40, 2^40] has zero
+    // elements but 2^80 "rows" (found by fuzzing).
+    dims.iter()
+        .filter(|&&d| d != 0)
         .try_fold(1u64, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| GgufError::ShapeOverflow {
             tensor: name.clone(),
             dims: dims.clone(),
         })?;
+    let n_elements: u64 = dims.iter().product();
     let row_len = dims.first().copied().unwrap_or(1);
     if !row_len.is_multiple_of(ty.block_len() as u64) {
         return Err(GgufError::RowNotBlockMultiple {
