@@ -117,3 +117,22 @@ fn an_unknown_pass_name_is_an_error() {
     let err = run_until(g, "fusion").unwrap_err();
     assert!(err.to_string().contains("unknown pass `fusion`"), "{err}");
 }
+
+#[test]
+fn rope_frequency_factors_become_an_operand_of_the_qkv_matmul() {
+    let mut m = SyntheticModel::tiny(SyntheticArch::Llama);
+    m.rope_freqs = true;
+    let g = build_graph(&m.to_gguf().unwrap()).unwrap().1;
+    let g = run_until(g, "dce").unwrap();
+    for layer in 0..m.n_layer {
+        let (id, _) = matmul_named(&g, layer, "qkv");
+        let freqs = g.operand_list(id, Role::Freqs);
+        assert_eq!(freqs.len(), 1, "layer {layer}");
+        assert_eq!(
+            g.node(freqs[0]).op,
+            Op::Weight {
+                name: "rope_freqs.weight".into()
+            }
+        );
+    }
+}

@@ -17,7 +17,7 @@
 
 use crate::ir::{Epilogue, Graph, MatMulOp, Node, NodeId, Op, Operand, Prologue, Role};
 
-use super::rewrite::{matmul, reaches, sole_user, sweep};
+use super::rewrite::{layer_name, matmul, reaches, sole_user, sweep};
 use super::PassError;
 
 /// A rewrite rule: tries to rewrite the graph at a node; `true` if it did.
@@ -132,8 +132,9 @@ fn gate_up_swiglu(g: &mut Graph, id: NodeId) -> bool {
         prologue,
         epilogue: vec![Epilogue::SwiGlu],
     });
-    let mut node = Node::new(op, g.node(id).ty.clone(), "gate_up");
-    node.layer = g.node(gate).layer;
+    let layer = g.node(gate).layer;
+    let mut node = Node::new(op, g.node(id).ty.clone(), layer_name(layer, "gate_up"));
+    node.layer = layer;
     let mut operands = vec![(Role::X, g.operand(gate, Role::X).expect("checked"))];
     operands.push((Role::W, g.operand(gate, Role::W).expect("checked")));
     operands.push((Role::W, g.operand(up, Role::W).expect("checked")));

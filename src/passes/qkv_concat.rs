@@ -28,7 +28,7 @@
 
 use crate::ir::{Epilogue, Graph, MatMulOp, Node, NodeId, Op, Operand, Role, TensorType};
 
-use super::rewrite::{is_plain_matmul, sole_user, sweep, width};
+use super::rewrite::{is_plain_matmul, layer_name, sole_user, sweep, width};
 use super::PassError;
 
 /// One projection: the value read downstream (the matmul, or the bias add
@@ -122,7 +122,8 @@ fn concat(g: &mut Graph, p: [Projection; 3]) {
             vec![]
         },
     });
-    let mut node = Node::new(op, TensorType::new(first.ty.dtype, shape), "qkv");
+    let name = layer_name(first.layer, "qkv");
+    let mut node = Node::new(op, TensorType::new(first.ty.dtype, shape), name);
     node.layer = first.layer;
     let ws: Vec<(Role, NodeId)> = p.iter().map(|s| (Role::W, s.weight)).collect();
     let qkv = g.add(node, &[&[(Role::X, x)], ws.as_slice()].concat());
@@ -143,7 +144,7 @@ fn concat(g: &mut Graph, p: [Projection; 3]) {
         let mut view = Node::new(
             Op::Slice { start, len: s.cols },
             g.node(s.value).ty.clone(),
-            name,
+            layer_name(first.layer, name),
         );
         view.layer = first.layer;
         let slice = g.add(view, &[(Role::X, qkv)]);
@@ -180,7 +181,7 @@ mod tests {
         run(&mut g).unwrap();
         let qkv = g
             .node_ids()
-            .find(|&id| g.node(id).name == "qkv" && g.node(id).layer == Some(0))
+            .find(|&id| g.node(id).name == "blk.0.qkv")
             .unwrap();
         let names: Vec<String> = g
             .operand_list(qkv, Role::W)
@@ -211,7 +212,7 @@ mod tests {
         assert_eq!(count(&g, "add"), 2 * 2, "only the residual adds remain");
         let qkv = g
             .node_ids()
-            .find(|&id| g.node(id).name == "qkv" && g.node(id).layer == Some(0))
+            .find(|&id| g.node(id).name == "blk.0.qkv")
             .unwrap();
         let Op::MatMul(m) = &g.node(qkv).op else {
             panic!()
@@ -248,9 +249,9 @@ mod tests {
         assert_eq!(
             slices,
             [
-                ("k".into(), 64, 32),
-                ("q".into(), 0, 64),
-                ("v".into(), 96, 32)
+                ("blk.1.k".into(), 64, 32),
+                ("blk.1.q".into(), 0, 64),
+                ("blk.1.v".into(), 96, 32)
             ]
         );
     }
@@ -258,7 +259,10 @@ mod tests {
     #[test]
     fn a_projection_read_twice_is_left_alone() {
         let (mut g, _) = build(&Tiny::llama());
-        let v = g.node_ids().find(|&id| g.node(id).name == "v").unwrap();
+        let v = g
+            .node_ids()
+            .find(|&id| g.node(id).name == "blk.0.v")
+            .unwrap();
         let extra = g.add(
             Node::new(Op::Silu, g.node(v).ty.clone(), "extra"),
             &[(Role::X, v)],

@@ -18,6 +18,15 @@ pub fn is_plain_matmul(g: &Graph, id: NodeId) -> bool {
         && g.operand_list(id, crate::ir::Role::W).len() == 1
 }
 
+/// A new node's name: `blk.{layer}.{base}` inside a decoder layer, the
+/// frontend's convention.
+pub fn layer_name(layer: Option<u32>, base: &str) -> String {
+    match layer {
+        Some(l) => format!("blk.{l}.{base}"),
+        None => base.to_string(),
+    }
+}
+
 /// Whether a graph output names `id`.
 pub fn is_output(g: &Graph, id: NodeId) -> bool {
     g.outputs().iter().any(|(_, o)| *o == id)

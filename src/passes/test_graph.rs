@@ -129,7 +129,10 @@ fn layer(g: &mut Graph, m: &Tiny, l: u32, x: NodeId, [pos, seq, pages]: [NodeId;
     let act = |w: u64| TensorType::f32(vec![t, n(w)]);
     let nm = |s: &str| format!("blk.{l}.{s}");
     let add = |g: &mut Graph, op: Op, ty: TensorType, name: &str, ops: &[(Role, NodeId)]| {
-        g.add(Node::new(op, ty, name).in_layer(l), ops)
+        g.add(
+            Node::new(op, ty, format!("blk.{l}.{name}")).in_layer(l),
+            ops,
+        )
     };
     let (dq, dkv) = (m.heads * m.head_dim, m.kv_heads * m.head_dim);
     let attn_norm = weight(g, &nm("attn_norm.weight"), GgmlType::F32, &[m.d]);
@@ -193,7 +196,7 @@ fn layer(g: &mut Graph, m: &Tiny, l: u32, x: NodeId, [pos, seq, pages]: [NodeId;
         g,
         Op::KvCache { layer: l },
         cache_ty.clone(),
-        &nm("kv_cache"),
+        "kv_cache",
         &[],
     );
     let kv = add(

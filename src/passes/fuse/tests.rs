@@ -9,9 +9,11 @@ fn fused(m: &Tiny) -> Graph {
     g
 }
 
+/// The node named `name` (`blk.{layer}.{name}` inside a layer).
 fn find(g: &Graph, layer: Option<u32>, name: &str) -> NodeId {
+    let full = layer.map_or(name.to_string(), |l| format!("blk.{l}.{name}"));
     g.node_ids()
-        .find(|&id| g.node(id).layer == layer && g.node(id).name == name)
+        .find(|&id| g.node(id).layer == layer && g.node(id).name == full)
         .unwrap_or_else(|| panic!("no node {name} in layer {layer:?}"))
 }
 
@@ -179,7 +181,10 @@ fn fusing_twice_changes_nothing() {
 #[test]
 fn a_matmul_read_twice_keeps_its_residual_add() {
     let (mut g, _) = build(&Tiny::llama());
-    let o = g.node_ids().find(|&id| g.node(id).name == "o").unwrap();
+    let o = g
+        .node_ids()
+        .find(|&id| g.node(id).name == "blk.0.o")
+        .unwrap();
     g.set_output("o", o);
     qkv_concat::run(&mut g).unwrap();
     run(&mut g).unwrap();

@@ -158,7 +158,7 @@ fn gate_up_scratch_holds_the_normalized_input_then_the_pre_activation() {
     let p = plan(&g, env(4)).unwrap();
     let gu = g
         .node_ids()
-        .find(|&id| g.node(id).name == "gate_up")
+        .find(|&id| g.node(id).name == "blk.0.gate_up")
         .unwrap();
     let s = p.scratch_layout(&g, gu);
     let norm = s.normalized.unwrap();
@@ -174,7 +174,10 @@ fn a_matmul_without_prologue_or_swiglu_has_no_scratch() {
     let (g, _) = build(&Tiny::llama());
     let g = run_until(g, "dce").unwrap();
     let p = plan(&g, env(4)).unwrap();
-    let o = g.node_ids().find(|&id| g.node(id).name == "o").unwrap();
+    let o = g
+        .node_ids()
+        .find(|&id| g.node(id).name == "blk.0.o")
+        .unwrap();
     assert_eq!(p.scratch_of(o), None);
     assert_eq!(p.scratch_layout(&g, o), ScratchLayout::default());
 }
