@@ -213,9 +213,9 @@ impl PreTokenizer {
         for re in &self.regexes {
             let mut next = Vec::with_capacity(pieces.len() * 2);
             for p in pieces {
-                split_isolated(re, p, &mut next).map_err(|e| TokenizerError::RegexMatch {
+                split_isolated(re, p, &mut next).map_err(|source| TokenizerError::RegexMatch {
                     pre: self.name.clone(),
-                    source: Box::new(e),
+                    source,
                 })?;
             }
             pieces = next;
@@ -229,10 +229,10 @@ fn split_isolated<'t>(
     re: &Regex,
     s: &'t str,
     out: &mut Vec<&'t str>,
-) -> Result<(), fancy_regex::Error> {
+) -> Result<(), Box<fancy_regex::Error>> {
     let mut last = 0;
     for m in re.find_iter(s) {
-        let m = m?;
+        let m = m.map_err(Box::new)?;
         if m.start() == m.end() {
             continue;
         }

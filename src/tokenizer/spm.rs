@@ -22,7 +22,7 @@ pub fn encode(vocab: &Vocab, text: &str, unk: Option<u32>, out: &mut Vec<u32>) {
             out.push(s.id);
             continue;
         }
-        for &b in text[s.start..s.end].as_bytes() {
+        for &b in &text.as_bytes()[s.start..s.end] {
             match byte_token(vocab, b).or(unk) {
                 Some(id) => out.push(id),
                 None => {
