@@ -183,7 +183,7 @@ impl Reader<'_> {
     }
 
     fn divide(&self, pattern: &str, total: usize, parts: usize) -> Result<usize> {
-        if total % parts != 0 {
+        if !total.is_multiple_of(parts) {
             return Err(self.bad(
                 pattern,
                 format!("{total} is not divisible into {parts} heads"),

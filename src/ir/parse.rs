@@ -83,6 +83,8 @@ struct Item {
     key: Option<String>,
     value: Value,
     at: Pos,
+    /// Where the value starts (after `key=`).
+    value_at: Pos,
 }
 
 struct NodeLine {
@@ -315,10 +317,13 @@ impl<'a> Cursor<'a> {
         let value = self.value()?;
         if let Value::Word(key) = &value {
             if self.eat('=') {
+                self.skip_ws();
+                let value_at = self.here();
                 return Ok(Item {
                     key: Some(key.clone()),
                     value: self.value()?,
                     at,
+                    value_at,
                 });
             }
         }
@@ -326,6 +331,7 @@ impl<'a> Cursor<'a> {
             key: None,
             value,
             at,
+            value_at: at,
         })
     }
 
@@ -397,7 +403,13 @@ fn node_line(c: &mut Cursor) -> Result<NodeLine, ParseError> {
         if c.at_end() {
             return c.fail("expected ':' and the result type");
         }
-        items.push(c.item()?);
+        let item = c.item()?;
+        if item.key.is_none() {
+            return Err(item
+                .at
+                .error("expected role=%N, or ':' and the result type"));
+        }
+        items.push(item);
     }
     let ty = c.tensor_type()?;
     let mut layer = None;

@@ -67,7 +67,7 @@ pub fn print_with_placement(g: &Graph, placement: impl Fn(NodeId) -> Option<Rang
         let _ = writeln!(
             out,
             "output {} = {}",
-            quote_if_needed(name),
+            output_name(name),
             operand_ref(&ids, *id)
         );
     }
@@ -125,6 +125,18 @@ fn quote_if_needed(s: &str) -> String {
         && !s.starts_with('"')
         && !s.contains(|c: char| c.is_control() || c == '=' || c == '%');
     if plain {
+        s.to_string()
+    } else {
+        quote(s)
+    }
+}
+
+/// Output names are bare words (`logits`) unless quoted.
+fn output_name(s: &str) -> String {
+    let bare = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if bare {
         s.to_string()
     } else {
         quote(s)

@@ -42,7 +42,8 @@ impl fmt::Display for NodeRef {
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifyError {
     /// The node at fault; `None` for the graph as a whole (its outputs).
-    pub node: Option<NodeRef>,
+    /// Boxed to keep the error small in the `Result`s that carry it.
+    pub node: Option<Box<NodeRef>>,
     pub problem: Problem,
 }
 
@@ -96,11 +97,11 @@ pub enum Problem {
 pub fn verify(g: &Graph) -> Result<(), VerifyError> {
     let ids = text::text_ids(g);
     let at = |id: NodeId, problem| VerifyError {
-        node: Some(NodeRef {
+        node: Some(Box::new(NodeRef {
             id,
             text_id: ids.get(&id).copied().unwrap_or(usize::MAX),
             name: g.node(id).name.clone(),
-        }),
+        })),
         problem,
     };
     if let Err(id) = g.topo_order() {
@@ -518,7 +519,11 @@ impl Checker<'_> {
         heads: Option<u64>,
     ) -> Result<(), Problem> {
         let hd = spec.head_dim as u64;
-        if hd == 0 || hd % 2 != 0 || spec.n_rot > spec.head_dim || spec.n_rot % 2 != 0 {
+        if hd == 0
+            || !hd.is_multiple_of(2)
+            || spec.n_rot > spec.head_dim
+            || !spec.n_rot.is_multiple_of(2)
+        {
             return Err(Problem::Attribute(format!(
                 "rope head_dim {} with n_rot {}: both even, n_rot <= head_dim",
                 spec.head_dim, spec.n_rot

@@ -95,8 +95,8 @@ fn operand_refs(key: &str, item: &Item) -> Result<Vec<OperandRef>, ParseError> {
             }
             Ok(out)
         }
-        Value::Hole => Err(item.at.error("expected %N")),
-        v => Ok(one(0, v, item.at)?.into_iter().collect()),
+        Value::Hole => Err(item.value_at.error("expected %N")),
+        v => Ok(one(0, v, item.value_at)?.into_iter().collect()),
     }
 }
 

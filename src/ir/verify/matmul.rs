@@ -50,7 +50,7 @@ pub(super) fn check(c: &Checker, m: &MatMulOp) -> Result<(), Problem> {
                 c.positions(rows, true)?;
             }
             Epilogue::SwiGlu => {
-                if cols % 2 != 0 {
+                if !cols.is_multiple_of(2) {
                     return Err(Problem::Shape(format!("swiglu of an odd {cols} columns")));
                 }
                 cols /= 2;
