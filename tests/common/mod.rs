@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: locating the real model and the
 //! shared test data, and skipping (or failing, under CI) when absent.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use std::path::PathBuf;
 
