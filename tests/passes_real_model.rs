@@ -2,6 +2,8 @@
 //! arena size against the lower bound, launches per token, and the mixed
 //! q/k/v quant types the multi-segment matmul keeps.
 
+// Each test file uses some of the shared helpers.
+#[allow(unused_macros, unused_imports)]
 mod common;
 
 use std::collections::BTreeMap;

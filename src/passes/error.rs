@@ -15,12 +15,6 @@ pub enum PassError {
     },
     #[error("the graph has a cycle through node {0:?}")]
     Cycle(NodeId),
-    #[error("node {node:?} (`{name}`): {reason}")]
-    Malformed {
-        node: NodeId,
-        name: String,
-        reason: String,
-    },
     #[error("the pipeline ended without a memory plan")]
     NoPlan,
 }
