@@ -316,3 +316,49 @@ fn synthetic_weights_depend_on_the_seed() {
     b.seed = 2;
     assert_ne!(a.to_bytes().unwrap(), b.to_bytes().unwrap());
 }
+
+#[test]
+fn an_optional_tensor_with_the_wrong_shape_is_named() {
+    let m = SyntheticModel::tiny(SyntheticArch::Llama);
+    let src = m.to_gguf().unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in src.metadata().iter() {
+        w.add_metadata(k, v.clone()).unwrap();
+    }
+    for t in src.tensors() {
+        w.add_tensor(&t.name, &t.dims, t.ty, src.view(t).data.to_vec())
+            .unwrap();
+    }
+    w.add_tensor(
+        "rope_freqs.weight",
+        &[3],
+        rocmforge::quant::GgmlType::F32,
+        vec![0u8; 12],
+    )
+    .unwrap();
+    let file = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
+    let err = build_graph(&file).unwrap_err();
+    assert!(
+        matches!(&err, FrontendError::TensorShape { name, .. } if name == "rope_freqs.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_declared_tensor_the_wiring_ignores_is_still_shape_checked() {
+    let spec = ArchSpec::from_toml(
+        "unused.toml",
+        "name = \"unused\"\nextends = \"llama\"\n[tensors]\n\
+         spare = { name = \"output_norm.weight\", shape = [\"ffn\"] }\n",
+    )
+    .unwrap();
+    let file = SyntheticModel::tiny(SyntheticArch::Llama)
+        .to_gguf()
+        .unwrap();
+    let err = rocmforge::frontend::build_graph_with(&file, &spec).unwrap_err();
+    assert!(
+        matches!(&err, FrontendError::TensorShape { name, rule, .. }
+            if name == "output_norm.weight" && rule == "ffn"),
+        "{err}"
+    );
+}

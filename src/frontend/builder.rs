@@ -89,6 +89,7 @@ pub fn build(file: &GgufFile, spec: &ArchSpec, cfg: &mut ModelConfig) -> Result<
     }
     b.layer = None;
     b.section("head", &spec.graph.head)?;
+    b.check_declared_tensors()?;
     for name in &spec.graph.outputs {
         let id = *b.vars.get(name).ok_or_else(|| {
             FrontendError::spec(&spec.name, format!("output {name:?} is never assigned"))
@@ -355,6 +356,27 @@ impl Builder<'_> {
         let id = self.g.add(node, &[]);
         self.weights.insert(name, id);
         Ok(Val::Node(id))
+    }
+
+    /// Every tensor the spec declares that the file has, used or not, must
+    /// have its declared shape (a wrong hparam shows up even in a tensor the
+    /// wiring ignores).
+    fn check_declared_tensors(&self) -> Result<()> {
+        let layers = 0..self.cfg.n_layer as u32;
+        for (alias, rule) in &self.spec.tensors {
+            let names: Vec<String> = if rule.is_per_layer() {
+                layers.clone().map(|l| rule.gguf_name(Some(l))).collect()
+            } else {
+                vec![rule.gguf_name(None)]
+            };
+            for name in names {
+                if let Some(info) = self.file.tensor_info(&name) {
+                    let found: Vec<u64> = info.dims.iter().rev().copied().collect();
+                    self.check_shape(alias, rule, &name, &found)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_shape(&self, alias: &str, rule: &TensorRule, name: &str, found: &[u64]) -> Result<()> {

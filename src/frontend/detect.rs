@@ -1,6 +1,8 @@
 //! Which spec a file is: by `general.architecture`, refined by names and
 //! keys (most Mistral GGUFs say `llama`).
 
+use std::path::Path;
+
 use super::error::{FrontendError, Result};
 use super::spec::ArchSpec;
 use crate::gguf::GgufFile;
@@ -15,6 +17,18 @@ pub struct Detected {
 /// Detects among the built-in specs.
 pub fn detect(file: &GgufFile) -> Result<Detected> {
     detect_among(file, &ArchSpec::builtin())
+}
+
+/// The spec `spec_file` when given (`--spec FILE`: used whatever the file's
+/// architecture), else the detected built-in one.
+pub fn detect_or_load(file: &GgufFile, spec_file: Option<&Path>) -> Result<Detected> {
+    let Some(path) = spec_file else {
+        return detect(file);
+    };
+    let spec = ArchSpec::from_file(path)?;
+    let arch = file.architecture().unwrap_or("(none)");
+    let reason = format!("--spec {} (general.architecture = {arch})", path.display());
+    Ok(chosen(&spec, reason))
 }
 
 /// Detects among `specs`: a spec that refines the file's architecture and

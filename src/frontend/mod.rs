@@ -16,7 +16,7 @@ pub mod synthetic;
 pub mod wiring;
 
 pub use config::ModelConfig;
-pub use detect::{detect, detect_among, Detected};
+pub use detect::{detect, detect_among, detect_or_load, Detected};
 pub use error::FrontendError;
 pub use spec::ArchSpec;
 

@@ -229,3 +229,31 @@ impl SplitMix {
         (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
 }
+
+/// A copy of `src` without the tensors `drop_tensor` selects and the keys
+/// `remove_keys`, with `set` keys added or replaced (for tests of files that
+/// differ from a synthetic model in one way).
+pub fn edit_gguf(
+    src: &GgufFile,
+    drop_tensor: impl Fn(&str) -> bool,
+    remove_keys: &[&str],
+    set: &[(String, crate::gguf::Value)],
+) -> Result<GgufFile, GgufError> {
+    let mut w = GgufWriter::new();
+    for (k, v) in src.metadata().iter() {
+        if remove_keys.contains(&k) {
+            continue;
+        }
+        let v = set.iter().find(|(sk, _)| sk == k).map_or(v, |(_, sv)| sv);
+        w.add_metadata(k, v.clone())?;
+    }
+    for (k, v) in set {
+        if src.metadata().get(k).is_none() {
+            w.add_metadata(k, v.clone())?;
+        }
+    }
+    for t in src.tensors().iter().filter(|t| !drop_tensor(&t.name)) {
+        w.add_tensor(&t.name, &t.dims, t.ty, src.view(t).data.to_vec())?;
+    }
+    GgufFile::from_bytes(w.to_bytes()?)
+}
