@@ -65,7 +65,8 @@ impl<'a> TensorView<'a> {
         }
     }
 
-    /// The bytes of row `i` (a row is `dims[0]` elements).
+    /// The bytes of row `i` (a row is `dims[0]` elements). Panics when
+    /// `i >= info.n_rows()`, like slice indexing.
     pub fn row(&self, i: usize) -> &'a [u8] {
         let rb = self.info.row_bytes() as usize;
         &self.data[i * rb..(i + 1) * rb]
