@@ -90,8 +90,88 @@ fn args() -> Args {
     a
 }
 
+/// Read bandwidth of this machine: all threads summing a 256 MiB buffer
+/// (the decode roofline: weights are read once per token).
+fn read_bandwidth() -> f64 {
+    use rayon::prelude::*;
+    let buf = vec![1u64; 32 << 20];
+    let (s, _) = median_secs(Duration::from_millis(1000), || {
+        let sum: u64 = buf
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().fold(0u64, |a, &v| a.wrapping_add(v)))
+            .sum();
+        std::hint::black_box(sum);
+    });
+    (buf.len() * 8) as f64 / s / 1e9
+}
+
+/// Peak int8 multiply-adds per second of one core: independent chains of
+/// the path's dot instruction on registers only (the prefill roofline).
+#[cfg(target_arch = "x86_64")]
+fn int8_peak(path: SimdPath) -> f64 {
+    use std::arch::x86_64::*;
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2(iters: usize) -> i32 {
+        let (mut a, b) = (_mm256_set1_epi8(3), _mm256_set1_epi8(-2));
+        let mut acc = [_mm256_setzero_si256(); 8];
+        for _ in 0..iters {
+            // A fresh operand every round, so nothing is loop-invariant.
+            a = _mm256_add_epi8(a, _mm256_set1_epi8(1));
+            for v in acc.iter_mut() {
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1));
+                *v = _mm256_add_epi32(*v, p);
+            }
+        }
+        acc.iter().map(|v| _mm256_extract_epi32::<0>(*v)).sum()
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn vnni(iters: usize) -> i32 {
+        let (mut a, b) = (_mm512_set1_epi8(3), _mm512_set1_epi8(-2));
+        let mut acc = [_mm512_setzero_si512(); 8];
+        for _ in 0..iters {
+            a = _mm512_add_epi8(a, _mm512_set1_epi8(1));
+            for v in acc.iter_mut() {
+                *v = _mm512_dpbusd_epi32(*v, a, b);
+            }
+        }
+        acc.iter().map(|v| _mm512_reduce_add_epi32(*v)).sum()
+    }
+    let iters = 10_000_000;
+    let (s, _) = median_secs(Duration::from_millis(500), || {
+        // SAFETY: only called for a path whose features were detected.
+        let r = unsafe {
+            match path {
+                SimdPath::Avx512Vnni => vnni(iters),
+                _ => avx2(iters),
+            }
+        };
+        std::hint::black_box(r);
+    });
+    let macs_per_iter = if path == SimdPath::Avx512Vnni {
+        8 * 64
+    } else {
+        8 * 32
+    };
+    (iters * macs_per_iter) as f64 / s / 1e9
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn int8_peak(_: SimdPath) -> f64 {
+    f64::NAN
+}
+
 fn main() {
     let args = args();
+    println!("memory read bandwidth {:.1} GB/s", read_bandwidth());
+    for path in SimdPath::available()
+        .into_iter()
+        .filter(|&p| p != SimdPath::Portable)
+    {
+        println!(
+            "{path:?} int8 peak, one core: {:.1} GMAC/s",
+            int8_peak(path)
+        );
+    }
     let paths = if args.all_paths {
         SimdPath::available()
     } else {
@@ -129,7 +209,11 @@ fn main() {
                 let x = random(t * k, &mut seed);
                 let mut acts = QuantizedActs::new();
                 let mut out = vec![0f32; t * n];
-                for &path in &paths {
+                // The portable path is a reference, too slow to time at prefill sizes.
+                for &path in paths
+                    .iter()
+                    .filter(|&&p| t == 1 || p != SimdPath::Portable || paths.len() == 1)
+                {
                     acts.prepare_with(path, &x, t, k, &[ty]).unwrap();
                     let budget = Duration::from_millis(if t == 1 { 300 } else { 1500 });
                     let (s, cpu) = median_secs(budget, || {

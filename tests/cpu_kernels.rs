@@ -139,11 +139,19 @@ fn float_matmul_matches_f64_reference_within_1e5() {
 fn simd_paths_agree_with_the_portable_path_on_the_same_int8_activations() {
     let mut rng = Rng(3);
     for ty in QUANT_TYPES.iter().chain(&FLOAT_TYPES).copied() {
-        // 896 is Qwen2.5-0.5B's width: not a multiple of 256, so only 32-blocks.
-        let cols = if ty.block_len() == 256 { 1024 } else { 896 };
-        let rows = 45;
-        let w = weights(ty, rows, cols, &mut rng);
-        for t in [1, 2, 5, 17, 64] {
+        // 896 is Qwen2.5-0.5B's width (not a multiple of 256); 96 is an odd
+        // number of 32-blocks (no whole 512-bit pairs).
+        let widths: &[usize] = if ty.block_len() == 256 {
+            &[1024]
+        } else {
+            &[896, 96]
+        };
+        for (&cols, t) in widths
+            .iter()
+            .flat_map(|c| [1, 2, 5, 17, 64].map(|t| (c, t)))
+        {
+            let rows = 45;
+            let w = weights(ty, rows, cols, &mut rng);
             let x = rng.vec(t * cols);
             let portable = run_matmul(SimdPath::Portable, ty, &w, rows, cols, &x);
             for path in SimdPath::available() {

@@ -16,33 +16,30 @@ use super::error::KernelError;
 use super::simd::SimdPath;
 use crate::quant::GgmlType;
 
-/// 32 activations: `x[i] ≈ d * qs[i]`; `sum = Σ qs`.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(C)]
-pub struct ActBlock32 {
-    pub d: f32,
-    pub sum: i32,
-    pub qs: [i8; 32],
-}
-
-/// 256 activations: `x[i] ≈ d * qs[i]`; `bsums[g] = Σ qs[16g..16g+16]`.
+/// One token row in 32-element blocks: `x[i] ≈ d[i/32] * qs[i]`,
+/// `sum[b] = Σ qs[32b..32b+32]` and `dsum[b] = d[b] * sum[b]` (what a
+/// block minimum multiplies). `qs` starts 64-byte aligned.
 #[derive(Debug, Clone, Copy)]
-#[repr(C)]
-pub struct ActBlock256 {
-    pub d: f32,
-    pub bsums: [i16; 16],
-    pub qs: [i8; 256],
+pub struct Q8x32Row<'a> {
+    pub qs: &'a [i8],
+    pub d: &'a [f32],
+    pub sum: &'a [i32],
+    pub dsum: &'a [f32],
 }
 
-impl Default for ActBlock256 {
-    fn default() -> Self {
-        ActBlock256 {
-            d: 0.0,
-            bsums: [0; 16],
-            qs: [0; 256],
-        }
-    }
+/// One token row in 256-element blocks: `x[i] ≈ d[i/256] * qs[i]`, and
+/// `bsums[b][g] = Σ qs[256b+16g..256b+16g+16]`. `qs` starts 64-byte aligned.
+#[derive(Debug, Clone, Copy)]
+pub struct Q8x256Row<'a> {
+    pub qs: &'a [i8],
+    pub d: &'a [f32],
+    pub bsums: &'a [[i16; 16]],
 }
+
+/// 64 bytes of quantized activations, so every row starts cache-line aligned.
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Line([i8; 64]);
 
 /// The activation form a weight type's dot kernel reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,8 +80,14 @@ pub struct QuantizedActs {
     t: usize,
     k: usize,
     f32s: Vec<f32>,
-    q32: Vec<ActBlock32>,
-    q256: Vec<ActBlock256>,
+    /// Quantized values of either form, rows padded to whole lines.
+    qs32: Vec<Line>,
+    qs256: Vec<Line>,
+    d32: Vec<f32>,
+    sum32: Vec<i32>,
+    dsum32: Vec<f32>,
+    d256: Vec<f32>,
+    bsums256: Vec<[i16; 16]>,
     has: [bool; 3],
 }
 
@@ -161,15 +164,54 @@ impl QuantizedActs {
             self.f32s.clear();
             self.f32s.extend_from_slice(x);
         }
+        let lines = t * self.lines_per_row();
         if want[1] {
-            self.q32.resize(t * k / 32, ActBlock32::default());
-            quantize_x32(path, x, &mut self.q32[..t * k / 32]);
+            self.qs32.resize(lines, Line([0; 64]));
+            self.d32.resize(t * k / 32, 0.0);
+            self.sum32.resize(t * k / 32, 0);
+            self.dsum32.resize(t * k / 32, 0.0);
+            for r in 0..t {
+                let x = &x[r * k..(r + 1) * k];
+                let (qs, nb) = (self.row_lines(r), k / 32);
+                let qs = &mut bytemuck::cast_slice_mut(&mut self.qs32[qs])[..k];
+                let (d, sum) = (
+                    &mut self.d32[r * nb..(r + 1) * nb],
+                    &mut self.sum32[r * nb..(r + 1) * nb],
+                );
+                quantize_x32(path, x, qs, d, sum);
+                for (ds, (&d, &s)) in self.dsum32[r * nb..(r + 1) * nb]
+                    .iter_mut()
+                    .zip(d.iter().zip(sum.iter()))
+                {
+                    *ds = d * s as f32;
+                }
+            }
         }
         if want[2] {
-            self.q256.resize(t * k / 256, ActBlock256::default());
-            quantize_x256(path, x, &mut self.q256[..t * k / 256]);
+            self.qs256.resize(lines, Line([0; 64]));
+            self.d256.resize(t * k / 256, 0.0);
+            self.bsums256.resize(t * k / 256, [0; 16]);
+            for r in 0..t {
+                let x = &x[r * k..(r + 1) * k];
+                let (qs, nb) = (self.row_lines(r), k / 256);
+                let qs = &mut bytemuck::cast_slice_mut(&mut self.qs256[qs])[..k];
+                let (d, bsums) = (
+                    &mut self.d256[r * nb..(r + 1) * nb],
+                    &mut self.bsums256[r * nb..(r + 1) * nb],
+                );
+                quantize_x256(path, x, qs, d, bsums);
+            }
         }
         Ok(())
+    }
+
+    fn lines_per_row(&self) -> usize {
+        self.k.div_ceil(64)
+    }
+
+    fn row_lines(&self, t: usize) -> std::ops::Range<usize> {
+        let n = self.lines_per_row();
+        t * n..(t + 1) * n
     }
 
     /// Row `t` as f32 (present when prepared for a float weight type).
@@ -177,16 +219,25 @@ impl QuantizedActs {
         &self.f32s[t * self.k..(t + 1) * self.k]
     }
 
-    /// Row `t` as 32-element blocks.
-    pub fn q32_row(&self, t: usize) -> &[ActBlock32] {
-        let n = self.k / 32;
-        &self.q32[t * n..(t + 1) * n]
+    /// Row `t` in 32-element blocks (present when prepared for such weights).
+    pub fn q32_row(&self, t: usize) -> Q8x32Row<'_> {
+        let nb = self.k / 32;
+        Q8x32Row {
+            qs: &bytemuck::cast_slice(&self.qs32[self.row_lines(t)])[..self.k],
+            d: &self.d32[t * nb..(t + 1) * nb],
+            sum: &self.sum32[t * nb..(t + 1) * nb],
+            dsum: &self.dsum32[t * nb..(t + 1) * nb],
+        }
     }
 
-    /// Row `t` as 256-element blocks.
-    pub fn q256_row(&self, t: usize) -> &[ActBlock256] {
-        let n = self.k / 256;
-        &self.q256[t * n..(t + 1) * n]
+    /// Row `t` in 256-element blocks (present when prepared for K-quants).
+    pub fn q256_row(&self, t: usize) -> Q8x256Row<'_> {
+        let nb = self.k / 256;
+        Q8x256Row {
+            qs: &bytemuck::cast_slice(&self.qs256[self.row_lines(t)])[..self.k],
+            d: &self.d256[t * nb..(t + 1) * nb],
+            bsums: &self.bsums256[t * nb..(t + 1) * nb],
+        }
     }
 }
 
@@ -220,28 +271,32 @@ fn scale_of(x: &[f32]) -> (f32, f32) {
     (d, if d > 0.0 { 1.0 / d } else { 0.0 })
 }
 
-fn quantize_x32(path: SimdPath, x: &[f32], out: &mut [ActBlock32]) {
+fn quantize_x32(path: SimdPath, x: &[f32], qs: &mut [i8], d: &mut [f32], sum: &mut [i32]) {
     let _ = path;
-    for (b, xs) in out.iter_mut().zip(x.chunks_exact(32)) {
-        let (d, id) = scale_of(xs);
-        b.d = d;
-        for (q, &v) in b.qs.iter_mut().zip(xs) {
+    for (b, (xs, q)) in x.chunks_exact(32).zip(qs.chunks_exact_mut(32)).enumerate() {
+        let (scale, id) = scale_of(xs);
+        d[b] = scale;
+        for (q, &v) in q.iter_mut().zip(xs) {
             *q = q8(v, id);
         }
-        b.sum = b.qs.iter().map(|&q| q as i32).sum();
+        sum[b] = q.iter().map(|&v| v as i32).sum();
     }
 }
 
-fn quantize_x256(path: SimdPath, x: &[f32], out: &mut [ActBlock256]) {
+fn quantize_x256(path: SimdPath, x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [[i16; 16]]) {
     let _ = path;
-    for (b, xs) in out.iter_mut().zip(x.chunks_exact(256)) {
-        let (d, id) = scale_of(xs);
-        b.d = d;
-        for (q, &v) in b.qs.iter_mut().zip(xs) {
+    for (b, (xs, q)) in x
+        .chunks_exact(256)
+        .zip(qs.chunks_exact_mut(256))
+        .enumerate()
+    {
+        let (scale, id) = scale_of(xs);
+        d[b] = scale;
+        for (q, &v) in q.iter_mut().zip(xs) {
             *q = q8(v, id);
         }
-        for (g, s) in b.bsums.iter_mut().enumerate() {
-            *s = b.qs[16 * g..16 * g + 16].iter().map(|&q| q as i16).sum();
+        for (g, s) in bsums[b].iter_mut().enumerate() {
+            *s = q[16 * g..16 * g + 16].iter().map(|&v| v as i16).sum();
         }
     }
 }

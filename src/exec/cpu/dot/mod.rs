@@ -57,7 +57,7 @@ pub(crate) type TileKernel =
 /// the path has no specialised kernel for the type.
 pub(crate) fn tile_kernel(w: &WeightMatrix, path: SimdPath) -> TileKernel {
     #[cfg(target_arch = "x86_64")]
-    if let Some(k) = x86::tile_kernel(w.ty, path) {
+    if let Some(k) = x86::tile_kernel(w.ty, w.cols, path) {
         return k;
     }
     let _ = path;

@@ -69,14 +69,15 @@ fn q32_tile(
             for (b, wb) in row.chunks_exact(bb).enumerate() {
                 let blk = decode32(w.ty, wb);
                 for (u, a) in acc[..tn].iter_mut().enumerate() {
-                    let xb = &x.q32_row(t0 + u)[b];
+                    let xr = x.q32_row(t0 + u);
+                    let xq = &xr.qs[32 * b..32 * b + 32];
                     let s: i32 = blk
                         .q
                         .iter()
-                        .zip(&xb.qs)
+                        .zip(xq)
                         .map(|(&p, &q)| p as i32 * q as i32)
                         .sum();
-                    *a += blk.d * xb.d * s as f32 + blk.m * xb.d * xb.sum as f32;
+                    *a += blk.d * xr.d[b] * s as f32 + blk.m * xr.d[b] * xr.sum[b] as f32;
                 }
             }
             for (u, a) in acc[..tn].iter().enumerate() {
@@ -102,20 +103,21 @@ fn q256_tile(
             for (b, wb) in row.chunks_exact(bb).enumerate() {
                 let blk = decode256(w.ty, wb);
                 for (u, a) in acc[..tn].iter_mut().enumerate() {
-                    let xb = &x.q256_row(t0 + u)[b];
+                    let xr = x.q256_row(t0 + u);
+                    let xq = &xr.qs[256 * b..256 * b + 256];
                     let mut isum = 0i32;
                     let mut msum = 0i32;
                     for g in 0..16 {
                         let r = 16 * g..16 * g + 16;
                         let s: i32 = blk.q[r.clone()]
                             .iter()
-                            .zip(&xb.qs[r])
+                            .zip(&xq[r])
                             .map(|(&p, &q)| p as i32 * q as i32)
                             .sum();
                         isum += blk.sc[g] * s;
-                        msum += blk.mn[g] * xb.bsums[g] as i32;
+                        msum += blk.mn[g] * xr.bsums[b][g] as i32;
                     }
-                    *a += xb.d * (blk.d * isum as f32 - blk.dmin * msum as f32);
+                    *a += xr.d[b] * (blk.d * isum as f32 - blk.dmin * msum as f32);
                 }
             }
             for (u, a) in acc[..tn].iter().enumerate() {

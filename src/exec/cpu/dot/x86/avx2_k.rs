@@ -1,5 +1,5 @@
 //! AVX2 kernels for K-quant super-blocks (Q4_K, Q6_K) against
-//! [`ActBlock256`] activations.
+//! [`Q8x256Row`] activations.
 //!
 //! Sub-block scales are small integers, so they are applied inside the
 //! integer dot: `vpmaddubsw` (u8 weights × i8 activations → i16 pairs),
@@ -14,7 +14,17 @@ use std::ops::Range;
 
 use super::super::OutView;
 use super::util::{f16_at, hsum_ps};
-use crate::exec::cpu::acts::{ActBlock256, QuantizedActs};
+use crate::exec::cpu::acts::{Q8x256Row, QuantizedActs};
+
+/// One token's 256-element activation block.
+#[derive(Clone, Copy)]
+struct Act {
+    /// 256 values, 32-byte aligned.
+    qs: *const i8,
+    d: f32,
+    /// 16 sums of 16 values.
+    bsums: *const i16,
+}
 use crate::exec::cpu::blocks::scale_min_k4;
 use crate::exec::cpu::weights::WeightMatrix;
 
@@ -22,7 +32,7 @@ trait SuperBlock {
     const BYTES: usize;
     /// Adds the super-block at `p` dotted with each `x[t]` to `acc[t]`
     /// (as f32 lanes to be summed at the end).
-    unsafe fn accumulate<const T: usize>(p: *const u8, x: [&ActBlock256; T], acc: &mut [__m256; T]);
+    unsafe fn accumulate<const T: usize>(p: *const u8, x: [Act; T], acc: &mut [__m256; T]);
 }
 
 struct Q4K;
@@ -30,7 +40,7 @@ struct Q6K;
 
 #[inline(always)]
 unsafe fn load32(p: *const i8) -> __m256i {
-    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+    unsafe { _mm256_load_si256(p as *const __m256i) }
 }
 
 impl SuperBlock for Q4K {
@@ -39,11 +49,7 @@ impl SuperBlock for Q4K {
     /// Layout: d, dmin (f16), 12 bytes of 6-bit scales/mins, 128 bytes of
     /// nibbles: bytes 32j..32j+32 hold sub-block 2j (low) and 2j+1 (high).
     #[inline(always)]
-    unsafe fn accumulate<const T: usize>(
-        p: *const u8,
-        x: [&ActBlock256; T],
-        acc: &mut [__m256; T],
-    ) {
+    unsafe fn accumulate<const T: usize>(p: *const u8, x: [Act; T], acc: &mut [__m256; T]) {
         unsafe {
             let (d, dmin) = (f16_at(p), f16_at(p.add(2)));
             let scales = std::slice::from_raw_parts(p.add(4), 12);
@@ -67,7 +73,7 @@ impl SuperBlock for Q4K {
                     _mm256_set1_epi16(sc[2 * j + 1]),
                 );
                 for t in 0..T {
-                    let a = x[t].qs.as_ptr().add(64 * j);
+                    let a = x[t].qs.add(64 * j);
                     let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(q_lo, load32(a)), s_lo);
                     let p_hi =
                         _mm256_madd_epi16(_mm256_maddubs_epi16(q_hi, load32(a.add(32))), s_hi);
@@ -75,7 +81,7 @@ impl SuperBlock for Q4K {
                 }
             }
             for t in 0..T {
-                let bsums = _mm256_loadu_si256(x[t].bsums.as_ptr() as *const __m256i);
+                let bsums = _mm256_loadu_si256(x[t].bsums as *const __m256i);
                 let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mins));
                 acc[t] = _mm256_fmadd_ps(
                     _mm256_cvtepi32_ps(sumi[t]),
@@ -96,11 +102,7 @@ impl SuperBlock for Q6K {
     /// (high nibbles for r >= 2) and bits 2r..2r+2 of qh[32h..]; value
     /// minus 32; groups 8h+2r and 8h+2r+1 each have their own scale.
     #[inline(always)]
-    unsafe fn accumulate<const T: usize>(
-        p: *const u8,
-        x: [&ActBlock256; T],
-        acc: &mut [__m256; T],
-    ) {
+    unsafe fn accumulate<const T: usize>(p: *const u8, x: [Act; T], acc: &mut [__m256; T]) {
         unsafe {
             let d = f16_at(p.add(208));
             let sc8 = _mm_loadu_si128(p.add(192) as *const __m128i);
@@ -151,7 +153,7 @@ impl SuperBlock for Q6K {
                     );
                     let scv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
                     for t in 0..T {
-                        let a = load32(x[t].qs.as_ptr().add(128 * h + 32 * r));
+                        let a = load32(x[t].qs.add(128 * h + 32 * r));
                         sumi[t] = _mm256_add_epi32(
                             sumi[t],
                             _mm256_madd_epi16(_mm256_maddubs_epi16(qr, a), scv),
@@ -161,7 +163,7 @@ impl SuperBlock for Q6K {
             }
             for t in 0..T {
                 // The stored values are q + 32: subtract 32 · Σ_g sc_g · bsum_g.
-                let bsums = _mm256_loadu_si256(x[t].bsums.as_ptr() as *const __m256i);
+                let bsums = _mm256_loadu_si256(x[t].bsums as *const __m256i);
                 let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums, sc16));
                 let s = _mm256_sub_epi32(sumi[t], offset);
                 acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d * x[t].d), acc[t]);
@@ -173,13 +175,18 @@ impl SuperBlock for Q6K {
 #[inline(always)]
 unsafe fn rows_x_tokens<B: SuperBlock, const R: usize, const T: usize>(
     w: [*const u8; R],
-    x: [&[ActBlock256]; T],
+    x: [Q8x256Row; T],
     nb: usize,
 ) -> [[f32; T]; R] {
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         for b in 0..nb {
-            let xb: [&ActBlock256; T] = std::array::from_fn(|t| x[t].get_unchecked(b));
+            // In bounds: every row holds nb blocks.
+            let xb: [Act; T] = std::array::from_fn(|t| Act {
+                qs: x[t].qs.as_ptr().add(256 * b),
+                d: *x[t].d.get_unchecked(b),
+                bsums: x[t].bsums.get_unchecked(b).as_ptr(),
+            });
             for r in 0..R {
                 B::accumulate::<T>(w[r].add(b * B::BYTES), xb, &mut acc[r]);
             }
@@ -209,7 +216,7 @@ unsafe fn tile<B: SuperBlock>(
     unsafe {
         let mut t = toks.start;
         while t + TB <= toks.end {
-            let xs: [&[ActBlock256]; TB] = std::array::from_fn(|u| x.q256_row(t + u));
+            let xs: [Q8x256Row; TB] = std::array::from_fn(|u| x.q256_row(t + u));
             for j in rows.clone() {
                 let d = rows_x_tokens::<B, 1, TB>([rp(j)], xs, nb);
                 for (u, v) in d[0].iter().enumerate() {

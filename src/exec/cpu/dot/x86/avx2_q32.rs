@@ -1,25 +1,26 @@
 //! AVX2 kernels for 32-element weight blocks (Q4_0, Q4_1, Q5_0, Q5_1,
-//! Q8_0) against [`ActBlock32`] activations.
+//! Q8_0) against [`Q8x32Row`] activations.
 //!
-//! A weight block is unpacked once into 32 bytes and multiplied with the
-//! blocks of up to four tokens (prefill) or, for a single token, two rows
-//! are interleaved for independent dependency chains (decode). Per block:
-//! `vpmaddubsw` (u8×i8 → i16 pairs), `vpmaddwd` with ones (→ i32), then
-//! one f32 multiply-add by `d_w * d_x`. Signed weights use the
-//! `sign(x, w)·|w|` identity because `vpmaddubsw` wants one unsigned side;
-//! |w| ≤ 128 and |x| ≤ 127 keep the i16 pair sums below 32768.
+//! Per block and token: `vpmaddubsw` (u8 weights × i8 activations → i16
+//! pairs), `vpmaddwd` with ones (→ i32), convert, and one multiply-add by
+//! `d_w * d_x`, tabulated per chunk of blocks beforehand. The 4- and 5-bit
+//! types stay unsigned (`x = d*u + m`, with `m = -8d` / `-16d` for Q4_0 /
+//! Q5_0), their minimum applied once per chunk through the activation
+//! blocks' sums; 31·127·2 < 32768 keeps `vpmaddubsw` exact. Q8_0 is signed
+//! and uses `sign(x, w)·|w|` (|w| ≤ 128, |x| ≤ 127, again exact).
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::super::OutView;
 use super::util::{bits_to_bytes, dot_u8i8, f16_at, hsum_ps, nibbles_32};
-use crate::exec::cpu::acts::{ActBlock32, QuantizedActs};
+use crate::exec::cpu::acts::{Q8x32Row, QuantizedActs};
+use crate::exec::cpu::math::dot;
 use crate::exec::cpu::weights::WeightMatrix;
 
 /// One unpacked weight block.
 struct Unpacked {
-    /// Signed values (`SIGNED`) or unsigned 0..31 values.
+    /// Signed values (`SIGNED`) or unsigned levels 0..31.
     q: __m256i,
     d: f32,
     /// The block minimum (unsigned types only): `x = d*q + m`.
@@ -30,6 +31,14 @@ trait Block32 {
     const BYTES: usize;
     const SIGNED: bool;
     unsafe fn unpack(p: *const u8) -> Unpacked;
+    /// The block's scale and minimum (0 for signed types).
+    #[inline(always)]
+    unsafe fn scales(p: *const u8) -> (f32, f32) {
+        unsafe {
+            let u = Self::unpack(p);
+            (u.d, u.m)
+        }
+    }
 }
 
 struct Q4_0;
@@ -40,15 +49,15 @@ struct Q8_0;
 
 impl Block32 for Q4_0 {
     const BYTES: usize = 18;
-    const SIGNED: bool = true;
+    const SIGNED: bool = false;
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> Unpacked {
         unsafe {
-            let q = _mm256_sub_epi8(nibbles_32(p.add(2)), _mm256_set1_epi8(8));
+            let d = f16_at(p);
             Unpacked {
-                q,
-                d: f16_at(p),
-                m: 0.0,
+                q: nibbles_32(p.add(2)),
+                d,
+                m: -8.0 * d,
             }
         }
     }
@@ -71,20 +80,17 @@ impl Block32 for Q4_1 {
 
 impl Block32 for Q5_0 {
     const BYTES: usize = 22;
-    const SIGNED: bool = true;
+    const SIGNED: bool = false;
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> Unpacked {
         unsafe {
             let high = bits_to_bytes((p.add(2) as *const u32).read_unaligned());
-            // q - 16 = nibble - 16 where the fifth bit is clear: set 0xf0 there.
-            let q = _mm256_or_si256(
-                nibbles_32(p.add(6)),
-                _mm256_andnot_si256(high, _mm256_set1_epi8(0xf0u8 as i8)),
-            );
+            let fifth = _mm256_and_si256(high, _mm256_set1_epi8(0x10));
+            let d = f16_at(p);
             Unpacked {
-                q,
-                d: f16_at(p),
-                m: 0.0,
+                q: _mm256_or_si256(nibbles_32(p.add(6)), fifth),
+                d,
+                m: -16.0 * d,
             }
         }
     }
@@ -127,9 +133,9 @@ impl Block32 for Q8_0 {
 
 /// Integer dot of a weight block with an activation block, as i32 lanes.
 #[inline(always)]
-unsafe fn block_dot<B: Block32>(q: __m256i, q_abs: __m256i, x: &ActBlock32) -> __m256i {
+unsafe fn block_dot<B: Block32>(q: __m256i, q_abs: __m256i, x: *const i8) -> __m256i {
     unsafe {
-        let xv = _mm256_loadu_si256(x.qs.as_ptr() as *const __m256i);
+        let xv = _mm256_load_si256(x as *const __m256i);
         if B::SIGNED {
             dot_u8i8(q_abs, _mm256_sign_epi8(xv, q))
         } else {
@@ -138,33 +144,50 @@ unsafe fn block_dot<B: Block32>(q: __m256i, q_abs: __m256i, x: &ActBlock32) -> _
     }
 }
 
-/// Dots of `R` weight rows with `T` token rows (`nb` blocks each), returned
-/// as `[row][token]`.
+/// Blocks whose `d_w * d_x` products are tabulated at a time.
+const CHUNK: usize = 64;
+
+/// `R` weight rows against `T` tokens. The products `d_w[b] * d_x[t][b]`
+/// (and the minimum terms) are tabulated first, vectorised, so the inner
+/// loop spends per block and token only sign, `vpmaddubsw`, `vpmaddwd`,
+/// convert and a multiply-add with a broadcast load.
 #[inline(always)]
 unsafe fn rows_x_tokens<B: Block32, const R: usize, const T: usize>(
     w: [*const u8; R],
-    x: [&[ActBlock32]; T],
+    x: [Q8x32Row; T],
     nb: usize,
+    scale: &mut [[[f32; CHUNK]; T]; R],
 ) -> [[f32; T]; R] {
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         let mut mins = [[0f32; T]; R];
-        for b in 0..nb {
+        let (mut dw, mut mw) = ([0f32; CHUNK], [0f32; CHUNK]);
+        for c0 in (0..nb).step_by(CHUNK) {
+            let n = CHUNK.min(nb - c0);
             for r in 0..R {
-                let u = B::unpack(w[r].add(b * B::BYTES));
-                let q_abs = if B::SIGNED {
-                    _mm256_sign_epi8(u.q, u.q)
-                } else {
-                    u.q
-                };
-                let dw = _mm256_set1_ps(u.d);
+                for b in 0..n {
+                    (dw[b], mw[b]) = B::scales(w[r].add((c0 + b) * B::BYTES));
+                }
                 for t in 0..T {
-                    let xb = x[t].get_unchecked(b);
-                    let p = _mm256_cvtepi32_ps(block_dot::<B>(u.q, q_abs, xb));
-                    acc[r][t] =
-                        _mm256_fmadd_ps(p, _mm256_mul_ps(dw, _mm256_set1_ps(xb.d)), acc[r][t]);
+                    let xd = &x[t].d[c0..c0 + n];
+                    for b in 0..n {
+                        scale[r][t][b] = dw[b] * xd[b];
+                    }
                     if !B::SIGNED {
-                        mins[r][t] += u.m * xb.d * xb.sum as f32;
+                        mins[r][t] += dot(&mw[..n], &x[t].dsum[c0..c0 + n]);
+                    }
+                }
+            }
+            for b in 0..n {
+                for r in 0..R {
+                    let q = B::unpack(w[r].add((c0 + b) * B::BYTES)).q;
+                    let q_abs = if B::SIGNED { _mm256_sign_epi8(q, q) } else { q };
+                    for t in 0..T {
+                        // In bounds: rows hold nb blocks; qs rows are 64-byte aligned.
+                        let xq = x[t].qs.as_ptr().add(32 * (c0 + b));
+                        let p = _mm256_cvtepi32_ps(block_dot::<B>(q, q_abs, xq));
+                        let s = _mm256_broadcast_ss(&scale[r][t][b]);
+                        acc[r][t] = _mm256_fmadd_ps(p, s, acc[r][t]);
                     }
                 }
             }
@@ -180,7 +203,9 @@ unsafe fn rows_x_tokens<B: Block32, const R: usize, const T: usize>(
 }
 
 /// Tokens processed together in prefill.
-const TB: usize = 4;
+const TB: usize = 8;
+/// Rows processed together for a single token (independent chains).
+const RB: usize = 4;
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile<B: Block32>(
@@ -192,35 +217,46 @@ unsafe fn tile<B: Block32>(
 ) {
     let nb = w.cols / 32;
     let rp = |j: usize| w.row(j).as_ptr();
+    // Scale tables, zeroed once per tile rather than once per row.
+    let (mut s_prefill, mut s_rows, mut s_one) = (
+        [[[0f32; CHUNK]; TB]; 1],
+        [[[0f32; CHUNK]; 1]; RB],
+        [[[0f32; CHUNK]; 1]; 1],
+    );
     unsafe {
         let mut t = toks.start;
         while t + TB <= toks.end {
-            let xs = [
-                x.q32_row(t),
-                x.q32_row(t + 1),
-                x.q32_row(t + 2),
-                x.q32_row(t + 3),
-            ];
+            let xs: [Q8x32Row; TB] = std::array::from_fn(|u| x.q32_row(t + u));
             for j in rows.clone() {
-                let d = rows_x_tokens::<B, 1, TB>([rp(j)], xs, nb);
+                let d = rows_x_tokens::<B, 1, TB>([rp(j)], xs, nb, &mut s_prefill);
                 for (u, v) in d[0].iter().enumerate() {
                     out.set(t + u, j, *v);
                 }
             }
             t += TB;
         }
-        // Remaining tokens one at a time, rows in pairs.
+        // Remaining tokens one at a time, RB rows at once.
         for t in t..toks.end {
             let xs = [x.q32_row(t)];
             let mut j = rows.start;
-            while j + 2 <= rows.end {
-                let d = rows_x_tokens::<B, 2, 1>([rp(j), rp(j + 1)], xs, nb);
-                out.set(t, j, d[0][0]);
-                out.set(t, j + 1, d[1][0]);
-                j += 2;
+            while j + RB <= rows.end {
+                let d = rows_x_tokens::<B, RB, 1>(
+                    std::array::from_fn(|r| rp(j + r)),
+                    xs,
+                    nb,
+                    &mut s_rows,
+                );
+                for (r, v) in d.iter().enumerate() {
+                    out.set(t, j + r, v[0]);
+                }
+                j += RB;
             }
-            if j < rows.end {
-                out.set(t, j, rows_x_tokens::<B, 1, 1>([rp(j)], xs, nb)[0][0]);
+            for j in j..rows.end {
+                out.set(
+                    t,
+                    j,
+                    rows_x_tokens::<B, 1, 1>([rp(j)], xs, nb, &mut s_one)[0][0],
+                );
             }
         }
     }

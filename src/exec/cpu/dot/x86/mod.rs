@@ -5,17 +5,29 @@
 mod avx2_float;
 mod avx2_k;
 mod avx2_q32;
+mod avx512_q32;
 mod util;
 
 use super::TileKernel;
 use crate::exec::cpu::simd::SimdPath;
 use crate::quant::GgmlType;
 
-/// The specialised kernel for `ty` on `path`, if there is one.
-pub(super) fn tile_kernel(ty: GgmlType, path: SimdPath) -> Option<TileKernel> {
+/// The specialised kernel for `ty` weights of `cols` columns on `path`, if
+/// there is one.
+pub(super) fn tile_kernel(ty: GgmlType, cols: usize, path: SimdPath) -> Option<TileKernel> {
     use GgmlType::*;
     match path {
         SimdPath::Portable => None,
+        // Pairs of blocks fill a 512-bit register: rows of an odd number of
+        // blocks take the AVX2 kernels.
+        SimdPath::Avx512Vnni if ty.block_len() == 32 && cols.is_multiple_of(64) => match ty {
+            Q4_0 => Some(avx512_q32::tile_q4_0),
+            Q4_1 => Some(avx512_q32::tile_q4_1),
+            Q5_0 => Some(avx512_q32::tile_q5_0),
+            Q5_1 => Some(avx512_q32::tile_q5_1),
+            Q8_0 => Some(avx512_q32::tile_q8_0),
+            _ => None,
+        },
         SimdPath::Avx2 | SimdPath::Avx512Vnni => match ty {
             Q4_0 => Some(avx2_q32::tile_q4_0),
             Q4_1 => Some(avx2_q32::tile_q4_1),
