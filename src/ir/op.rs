@@ -56,7 +56,9 @@ pub enum RopeStyle {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor`.
-    Linear { factor: f32 },
+    Linear {
+        factor: f32,
+    },
     /// YaRN (`rope.scaling.type = yarn`).
     Yarn {
         factor: f32,
@@ -192,7 +194,10 @@ impl Op {
 
     /// Ops whose result lives outside the activation arena.
     pub fn is_outside_arena(&self) -> bool {
-        matches!(self, Op::Weight { .. } | Op::KvCache { .. } | Op::KvStore { .. })
+        matches!(
+            self,
+            Op::Weight { .. } | Op::KvCache { .. } | Op::KvStore { .. }
+        )
     }
 
     /// Ops whose result is a view of an operand's memory.
