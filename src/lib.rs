@@ -6,6 +6,7 @@
 //! out through [`tokenizer`] and [`sampler`].
 
 pub mod backend;
+pub mod codegen;
 pub mod exec;
 pub mod frontend;
 pub mod gguf;

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use super::driver_api::hip_candidates;
 use super::error::{BackendError, Result};
+use super::fault::{self, FaultPoint};
 use super::library::{candidates, search_dirs, RuntimeLibrary};
 use super::vendor::Vendor;
 
@@ -52,6 +53,9 @@ pub struct RtcApi {
     error_string: unsafe extern "C" fn(Res) -> *const c_char,
     /// (major, minor) as the compiler reports it.
     pub version: (i32, i32),
+    /// Serialises hiprtc: ROCm 5.2's crashes when two threads compile at
+    /// once (seen here); NVRTC is documented thread-safe and is not locked.
+    hip_lock: std::sync::Mutex<()>,
 }
 
 // SAFETY: function pointers into a library that is never unloaded; both
@@ -88,6 +92,7 @@ impl RtcApi {
                 fns: RtcFns::resolve(&lib, vendor)?,
                 error_string: lib.function(errname)?,
                 version: (0, 0),
+                hip_lock: std::sync::Mutex::new(()),
             }
         };
         std::mem::forget(lib);
@@ -128,6 +133,18 @@ impl RtcApi {
         options: &[String],
         target: &str,
     ) -> Result<Vec<u8>> {
+        if fault::fires(FaultPoint::Compile, name) {
+            return Err(BackendError::Compile {
+                kernel: name.to_string(),
+                target: target.to_string(),
+                log: "injected fault (RFC_FAULT=compile)".into(),
+            });
+        }
+        self.check_target(target)?;
+        let _serial = match self.vendor {
+            Vendor::Hip => Some(self.hip_lock.lock().unwrap_or_else(|p| p.into_inner())),
+            Vendor::Cuda => None,
+        };
         let invalid = |what: &str| {
             BackendError::Invalid(format!("{what} of kernel {name} contains a NUL byte"))
         };
@@ -162,6 +179,24 @@ impl RtcApi {
             });
         }
         prog.code()
+    }
+
+    /// hiprtc before ROCm 5.5 does not know gfx11 and aborts the process
+    /// when asked for it: refuse such targets up front.
+    fn check_target(&self, target: &str) -> Result<()> {
+        let old = self.vendor == Vendor::Hip && self.version < (5, 5);
+        if old && (target.starts_with("gfx11") || target.starts_with("gfx94")) {
+            return Err(BackendError::Compile {
+                kernel: String::new(),
+                target: target.to_string(),
+                log: format!(
+                    "{} ({}) predates {target}; use ROCm 5.5 or newer",
+                    self.version_string(),
+                    self.library
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn error_text(&self, code: Res) -> String {

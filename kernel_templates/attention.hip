@@ -1,0 +1,273 @@
+// Causal attention over the paged f16 KV cache (f32 accumulation), for a
+// step of tokens from any number of sequences.
+//
+// KV cache of one layer: rows of 2*KV_DIM halves, K (all kv heads) then V;
+// token at position p of sequence s is row page*PAGE_SIZE + p%PAGE_SIZE
+// with page = pages[s*pages_per_seq + p/PAGE_SIZE]. Query token t at
+// position pos[t] sees keys lo..pos[t] of its sequence (lo = 0, or
+// pos[t]+1-WINDOW with a window). The keys of this step must already be
+// stored (the QKV matmul's KV epilogue runs first).
+//
+// Defines: HD, NH, NKV, PAGE_SIZE, SCALE_BITS, WINDOW (0: none),
+// CH (keys per decode chunk = decode block threads, a multiple of HD),
+// QT/KT (prefill query/key tile).
+//
+// attn_decode  (split-K "flash decoding"): grid (max_chunks, NKV, T),
+//   block CH: chunk c of token t for the NH/NKV query heads of kv head g
+//   -> part[((t*NH + h)*max_chunks + c)*(HD+2) + {0: max, 1: sum, 2..: o}]
+// attn_combine: grid (NH, T), block HD: merges the chunks -> out.
+// attn_prefill (tiled): grid (ceil(T/QT), NH), block 256.
+
+#define GROUP (NH / NKV)
+#define KV_DIM (NKV * HD)
+#define NSPLIT (CH / HD)
+
+struct alignas(16) u4 {
+    u32 x, y, z, w;
+};
+
+RFC_DEV int key_lo(int p) {
+#if WINDOW
+    return max(0, p + 1 - WINDOW);
+#else
+    return 0;
+#endif
+}
+
+// Element offset of key position kp's cache row.
+RFC_DEV u64 kv_row(const int* pages, int pages_per_seq, int s, int kp) {
+    int page = pages[s * pages_per_seq + kp / PAGE_SIZE];
+    return ((u64)page * PAGE_SIZE + (u64)(kp % PAGE_SIZE)) * (2 * KV_DIM);
+}
+
+RFC_DEV void unpack8(u4 v, float* f) {
+    f[0] = h2f((u16)(v.x & 0xffff)); f[1] = h2f((u16)(v.x >> 16));
+    f[2] = h2f((u16)(v.y & 0xffff)); f[3] = h2f((u16)(v.y >> 16));
+    f[4] = h2f((u16)(v.z & 0xffff)); f[5] = h2f((u16)(v.z >> 16));
+    f[6] = h2f((u16)(v.w & 0xffff)); f[7] = h2f((u16)(v.w >> 16));
+}
+
+// Block-wide max or sum of one value per thread (blockDim.x == CH).
+RFC_DEV float block_reduce(float v, bool is_max, float* scratch) {
+    v = is_max ? warp_max(v) : warp_sum(v);
+    const int w = threadIdx.x / RFC_WARP, lane = threadIdx.x % RFC_WARP;
+    __syncthreads();
+    if (lane == 0) scratch[w] = v;
+    __syncthreads();
+    float r = scratch[0];
+    for (int i = 1; i < CH / RFC_WARP; i++) r = is_max ? fmaxf(r, scratch[i]) : r + scratch[i];
+    return r;
+}
+
+RFC_KERNEL __launch_bounds__(CH) void attn_decode(const float* __restrict__ q, int ldq,
+                                                  const u16* __restrict__ kv,
+                                                  const int* __restrict__ pos,
+                                                  const int* __restrict__ seq,
+                                                  const int* __restrict__ pages, int pages_per_seq,
+                                                  float* __restrict__ part, int max_chunks, int T) {
+    __shared__ float qs[GROUP][HD];
+    __shared__ float ps[GROUP][CH];
+    __shared__ u64 rows[CH];
+    __shared__ float os[NSPLIT][GROUP][HD];
+    __shared__ float red[CH / RFC_WARP];
+    const int c = blockIdx.x, g = blockIdx.y, t = blockIdx.z, tid = threadIdx.x;
+    if (t >= T) return;
+    const int p = pos[t], s = seq[t];
+    const int lo = key_lo(p);
+    const int k0 = lo + c * CH;
+    if (k0 > p) return;  // beyond this token's keys: attn_combine skips it
+    const float scale = bits_f32(SCALE_BITS);
+    for (int i = tid; i < GROUP * HD; i += CH)
+        qs[i / HD][i % HD] = q[(u64)t * ldq + (g * GROUP + i / HD) * HD + i % HD] * scale;
+    const int kp = k0 + tid;
+    const bool valid = kp <= p;
+    u64 row = valid ? kv_row(pages, pages_per_seq, s, kp) : 0;
+    rows[tid] = row;
+    __syncthreads();
+
+    float sc[GROUP];
+#pragma unroll
+    for (int h = 0; h < GROUP; h++) sc[h] = 0.0f;
+    if (valid) {
+        const u4* kr = (const u4*)(kv + row + g * HD);
+        for (int d8 = 0; d8 < HD / 8; d8++) {
+            float kf[8];
+            unpack8(kr[d8], kf);
+#pragma unroll
+            for (int h = 0; h < GROUP; h++)
+#pragma unroll
+                for (int e = 0; e < 8; e++) sc[h] += qs[h][d8 * 8 + e] * kf[e];
+        }
+    }
+    float mx[GROUP], sm[GROUP];
+#pragma unroll
+    for (int h = 0; h < GROUP; h++) {
+        float v = valid ? sc[h] : RFC_NEG_INF;
+        mx[h] = block_reduce(v, true, red);
+        float e = valid ? expf(v - mx[h]) : 0.0f;
+        ps[h][tid] = e;
+        sm[h] = block_reduce(e, false, red);
+    }
+    __syncthreads();
+
+    // Values: thread (d, split) sums keys split, split+NSPLIT, ...
+    const int d = tid % HD, split = tid / HD;
+    const int nk = min(CH, p - k0 + 1);
+    float o[GROUP];
+#pragma unroll
+    for (int h = 0; h < GROUP; h++) o[h] = 0.0f;
+    for (int k = split; k < nk; k += NSPLIT) {
+        float v = h2f(kv[rows[k] + KV_DIM + g * HD + d]);
+#pragma unroll
+        for (int h = 0; h < GROUP; h++) o[h] += ps[h][k] * v;
+    }
+#pragma unroll
+    for (int h = 0; h < GROUP; h++) os[split][h][d] = o[h];
+    __syncthreads();
+    if (split == 0) {
+#pragma unroll
+        for (int h = 0; h < GROUP; h++) {
+            float acc = 0.0f;
+            for (int i = 0; i < NSPLIT; i++) acc += os[i][h][d];
+            float* dst = part + ((u64)(t * NH + g * GROUP + h) * max_chunks + c) * (HD + 2);
+            if (d == 0) {
+                dst[0] = mx[h];
+                dst[1] = sm[h];
+            }
+            dst[2 + d] = acc;
+        }
+    }
+}
+
+RFC_KERNEL __launch_bounds__(HD) void attn_combine(const float* __restrict__ part, int max_chunks,
+                                                   const int* __restrict__ pos, float* __restrict__ out,
+                                                   int ldo, int T) {
+    const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
+    if (t >= T) return;
+    const int p = pos[t];
+    const int n = p - key_lo(p) + 1;
+    const int chunks = min(max_chunks, (n + CH - 1) / CH);
+    const float* base = part + (u64)(t * NH + h) * max_chunks * (HD + 2);
+    float m = RFC_NEG_INF;
+    for (int c = 0; c < chunks; c++) m = fmaxf(m, base[c * (HD + 2)]);
+    float l = 0.0f, o = 0.0f;
+    for (int c = 0; c < chunks; c++) {
+        const float* pc = base + c * (HD + 2);
+        float w = expf(pc[0] - m);
+        l += w * pc[1];
+        o += w * pc[2 + d];
+    }
+    out[(u64)t * ldo + h * HD + d] = o / l;
+}
+
+// ---- prefill: tiles of QT queries x KT keys, one query head per block ----
+
+#define PQ (256 / QT)  // threads per query
+
+RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q, int ldq,
+                                                    const u16* __restrict__ kv,
+                                                    const int* __restrict__ pos,
+                                                    const int* __restrict__ seq,
+                                                    const int* __restrict__ pages, int pages_per_seq,
+                                                    float* __restrict__ out, int ldo, int T) {
+    __shared__ float qs[QT][HD + 1];
+    __shared__ float ks[KT][HD + 1];
+    __shared__ float vs[KT][HD + 1];
+    __shared__ float ps[QT][KT + 1];
+    const int tid = threadIdx.x, qi = tid / PQ, ln = tid % PQ;
+    const int h = blockIdx.y, g = h / GROUP;
+    const int t0 = blockIdx.x * QT;
+    const int nq = min(QT, T - t0);
+    const float scale = bits_f32(SCALE_BITS);
+    for (int i = tid; i < QT * HD; i += 256) {
+        int r = i / HD, dd = i % HD;
+        qs[r][dd] = r < nq ? q[(u64)(t0 + r) * ldq + h * HD + dd] * scale : 0.0f;
+    }
+    const bool mine = qi < nq;
+    const int my_t = t0 + qi;
+    const int my_p = mine ? pos[my_t] : -1;
+    const int my_s = mine ? seq[my_t] : -1;
+    const int my_lo = mine ? key_lo(my_p) : 0;
+    __syncthreads();
+
+    // Runs of consecutive queries of one sequence share their key tiles.
+    for (int r0 = 0; r0 < nq;) {
+        const int s = seq[t0 + r0];
+        int r1 = r0, lo = 0x7fffffff, hi = -1;
+        while (r1 < nq && seq[t0 + r1] == s) {
+            int p = pos[t0 + r1];
+            lo = min(lo, key_lo(p));
+            hi = max(hi, p);
+            r1++;
+        }
+        const bool act = mine && qi >= r0 && qi < r1;
+        float m = RFC_NEG_INF, l = 0.0f, o[HD / PQ];
+#pragma unroll
+        for (int i = 0; i < HD / PQ; i++) o[i] = 0.0f;
+        for (int kt0 = lo; kt0 <= hi; kt0 += KT) {
+            for (int i = tid; i < KT * (HD / 8); i += 256) {
+                int kk = i / (HD / 8), d8 = i % (HD / 8), kp = kt0 + kk;
+                float kf[8], vf[8];
+                if (kp <= hi) {
+                    u64 row = kv_row(pages, pages_per_seq, s, kp);
+                    unpack8(((const u4*)(kv + row + g * HD))[d8], kf);
+                    unpack8(((const u4*)(kv + row + KV_DIM + g * HD))[d8], vf);
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 8; e++) kf[e] = vf[e] = 0.0f;
+                }
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    ks[kk][d8 * 8 + e] = kf[e];
+                    vs[kk][d8 * 8 + e] = vf[e];
+                }
+            }
+            __syncthreads();
+            float sc[KT / PQ];
+            float tmax = RFC_NEG_INF;
+#pragma unroll
+            for (int j = 0; j < KT / PQ; j++) {
+                int kk = ln + PQ * j, kp = kt0 + kk;
+                float v = RFC_NEG_INF;
+                if (act && kp >= my_lo && kp <= my_p) {
+                    v = 0.0f;
+                    for (int dd = 0; dd < HD; dd++) v += qs[qi][dd] * ks[kk][dd];
+                }
+                sc[j] = v;
+                tmax = fmaxf(tmax, v);
+            }
+            tmax = group_max(tmax, PQ);
+            const float m_new = fmaxf(m, tmax);
+            float alpha = 1.0f, psum = 0.0f;
+            if (m_new != RFC_NEG_INF) {
+                alpha = expf(m - m_new);
+#pragma unroll
+                for (int j = 0; j < KT / PQ; j++) {
+                    float e = expf(sc[j] - m_new);
+                    ps[qi][ln + PQ * j] = e;
+                    psum += e;
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < KT / PQ; j++) ps[qi][ln + PQ * j] = 0.0f;
+            }
+            psum = group_sum(psum, PQ);
+            l = l * alpha + psum;
+            m = m_new;
+            __syncthreads();
+#pragma unroll
+            for (int i = 0; i < HD / PQ; i++) {
+                int dd = ln + PQ * i;
+                float acc = o[i] * alpha;
+                for (int kk = 0; kk < KT; kk++) acc += ps[qi][kk] * vs[kk][dd];
+                o[i] = acc;
+            }
+            __syncthreads();
+        }
+        if (act) {
+#pragma unroll
+            for (int i = 0; i < HD / PQ; i++) out[(u64)my_t * ldo + h * HD + ln + PQ * i] = o[i] / l;
+        }
+        r0 = r1;
+    }
+}

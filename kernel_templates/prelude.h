@@ -1,0 +1,117 @@
+// ROCmForge kernel prelude: the few differences between HIP (hiprtc, AMD)
+// and CUDA (NVRTC, NVIDIA), so every template is written once.
+//
+// No system header is included: NVRTC finds none without the toolkit's
+// include folder, and hiprtc brings its own builtin prelude. Everything a
+// template needs is defined here.
+
+#if defined(__HIPCC_RTC__) || defined(__HIP__) || defined(__HIP_DEVICE_COMPILE__)
+#define RFC_HIP 1
+#else
+#define RFC_CUDA 1
+#endif
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef short i16;
+typedef unsigned int u32;
+typedef int i32;
+typedef unsigned long long u64;
+typedef long long i64;
+
+#define RFC_DEV static __device__ __forceinline__
+// Templates and their explicit specializations (which take no storage class).
+#define RFC_DEVT __device__ __forceinline__
+#define RFC_KERNEL extern "C" __global__
+
+// ---- warps -----------------------------------------------------------------
+#if RFC_HIP
+#ifdef __AMDGCN_WAVEFRONT_SIZE
+#define RFC_WARP __AMDGCN_WAVEFRONT_SIZE
+#else
+#define RFC_WARP 32
+#endif
+RFC_DEV float rfc_shfl_xor(float v, int m) { return __shfl_xor(v, m, RFC_WARP); }
+RFC_DEV int rfc_shfl_xor_i(int v, int m) { return __shfl_xor(v, m, RFC_WARP); }
+RFC_DEV float rfc_shfl(float v, int lane) { return __shfl(v, lane, RFC_WARP); }
+#else
+#define RFC_WARP 32
+RFC_DEV float rfc_shfl_xor(float v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
+RFC_DEV int rfc_shfl_xor_i(int v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
+RFC_DEV float rfc_shfl(float v, int lane) { return __shfl_sync(0xffffffffu, v, lane); }
+#endif
+
+// Sum / max over the whole warp; every lane gets the result.
+RFC_DEV float warp_sum(float v) {
+#pragma unroll
+    for (int m = RFC_WARP / 2; m > 0; m >>= 1) v += rfc_shfl_xor(v, m);
+    return v;
+}
+RFC_DEV float warp_max(float v) {
+#pragma unroll
+    for (int m = RFC_WARP / 2; m > 0; m >>= 1) v = fmaxf(v, rfc_shfl_xor(v, m));
+    return v;
+}
+// Sum over aligned groups of `width` lanes (a power of two <= RFC_WARP).
+RFC_DEV float group_sum(float v, int width) {
+    for (int m = width / 2; m > 0; m >>= 1) v += rfc_shfl_xor(v, m);
+    return v;
+}
+RFC_DEV float group_max(float v, int width) {
+    for (int m = width / 2; m > 0; m >>= 1) v = fmaxf(v, rfc_shfl_xor(v, m));
+    return v;
+}
+
+// ---- bit casts and constants ---------------------------------------------------
+RFC_DEV float bits_f32(u32 b) {
+    union { u32 u; float f; } c;
+    c.u = b;
+    return c.f;
+}
+RFC_DEV u32 f32_bits(float f) {
+    union { u32 u; float f; } c;
+    c.f = f;
+    return c.u;
+}
+// -infinity without INFINITY (undeclared under hiprtc).
+#define RFC_NEG_INF bits_f32(0xff800000u)
+
+// ---- half precision, as raw 16-bit patterns ------------------------------------
+#if RFC_HIP
+RFC_DEV float h2f(u16 b) {
+    union { u16 u; _Float16 h; } c;
+    c.u = b;
+    return (float)c.h;
+}
+RFC_DEV u16 f2h(float f) {
+    union { u16 u; _Float16 h; } c;
+    c.h = (_Float16)f;  // round to nearest even
+    return c.u;
+}
+#else
+RFC_DEV float h2f(u16 b) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(b));
+    return f;
+}
+RFC_DEV u16 f2h(float f) {
+    u16 b;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(b) : "f"(f));
+    return b;
+}
+#endif
+
+// Unaligned little-endian reads from quant blocks (blocks are only 2-byte
+// aligned: 22 bytes for Q5_0, 34 for Q8_0).
+RFC_DEV u16 ld_u16(const u8* p) { return *(const u16*)p; }
+RFC_DEV u32 ld_u32_a2(const u8* p) { return (u32)ld_u16(p) | ((u32)ld_u16(p + 2) << 16); }
+RFC_DEV float ld_half(const u8* p) { return h2f(ld_u16(p)); }
+
+// 16-byte vector of floats (own type: no vector_types.h needed).
+struct alignas(16) f4 {
+    float x, y, z, w;
+};
+RFC_DEV f4 ld_f4(const float* p) { return *(const f4*)p; }
+
+RFC_DEV float silu(float x) { return x / (1.0f + expf(-x)); }

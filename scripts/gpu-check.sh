@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every GPU check and benchmark, on a machine with an NVIDIA GPU (the
+# device tool's H100), with binaries built beforehand: devbin/rfc is a
+# stripped x86-64 build of this tree (scripts/gpu-check.sh --build makes
+# it here, on the machine without a GPU). Full logs go to $OUT when set;
+# the short table comes last.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--build" ]; then
+  cargo build --release --bin rfc && mkdir -p devbin && cp target/release/rfc devbin/rfc && strip devbin/rfc
+  ls -la devbin/rfc
+  exit 0
+fi
+out=${OUT:-/tmp/gpu-check}
+mkdir -p "$out"
+rfc=${RFC_BIN:-devbin/rfc}
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader 2>/dev/null
+ls /usr/local/cuda/lib64/libnvrtc.so* 2>/dev/null | head -3
+
+# 1. The selftest: every kernel vs the CPU backend, faults, timings.
+"$rfc" gpu-selftest --device cuda "$@" > "$out/selftest.log" 2> "$out/selftest.err"
+selftest_rc=$?
+
+# 2. RFC_FAULT from the environment reaches the layer: the first
+#    allocation fails with a typed out-of-memory error.
+RFC_FAULT=alloc:1 "$rfc" gpu-selftest --device cuda --filter "rms_norm" --no-bench > "$out/fault_env.log" 2>&1
+if grep -q "out of device memory" "$out/fault_env.log"; then env_fault=PASS; else env_fault=FAIL; fi
+
+# 3. --device parsing and auto selection, as a user sees them.
+RUST_LOG=info "$rfc" gpu-selftest --device hip --no-bench > "$out/hip.log" 2>&1
+hip_msg=$(grep -o 'error: .*' "$out/hip.log" | head -1)
+
+tail -n 5 "$out/selftest.err"
+cat "$out/selftest.log"
+echo
+echo "== gpu-check summary"
+printf '%-44s %s\n' "selftest (kernels, faults, graphs)" "$([ $selftest_rc -eq 0 ] && echo PASS || echo "FAIL (rc $selftest_rc)")"
+printf '%-44s %s\n' "RFC_FAULT=alloc:1 from the environment" "$env_fault"
+printf '%-44s %s\n' "--device hip on an NVIDIA machine" "${hip_msg:-no error?}"
+exit $selftest_rc

@@ -1,0 +1,383 @@
+//! `rfc gpu-selftest` (hidden): every GPU kernel against the CPU backend
+//! (src/exec/cpu) on fresh random inputs, outputs poisoned with NaN before
+//! each launch so unwritten elements fail; the injected faults; captured
+//! graph replay; and timings of the real model's shapes. Prints a table.
+//!
+//! Tolerances (../shared/COMPARING.md): relative L2 error 1e-3 on f32
+//! paths, 1e-2 where f16 is involved (the KV cache). Matmul references
+//! dequantize the weights with the CPU backend's dequantizer and sum in
+//! f64 (the CPU matmul itself quantizes activations to 8 bits, which the
+//! GPU kernels do not).
+
+use std::error::Error;
+use std::sync::Arc;
+use std::time::Instant;
+
+use half::f16;
+
+use rocmforge::backend::{DeviceBuffer, DeviceSpec, Gpu, Kernel, Stream};
+use rocmforge::codegen::{KernelCache, KernelSource, Target};
+use rocmforge::exec::cpu;
+use rocmforge::quant::GgmlType;
+
+use super::CmdResult;
+
+type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+#[derive(Debug, clap::Args)]
+pub struct GpuSelftestArgs {
+    /// The GPU to test: cuda[:N] or hip[:N].
+    #[arg(long, default_value = "cuda")]
+    pub device: String,
+    /// Seed of the random inputs (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run only cases whose name contains this.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Skip the timings.
+    #[arg(long)]
+    pub no_bench: bool,
+}
+
+const F32_TOL: f64 = 1e-3;
+const F16_TOL: f64 = 1e-2;
+const NAN_BITS: u32 = 0x7fc0_0000;
+
+/// One line of the report.
+struct Row {
+    name: String,
+    err: Option<f64>,
+    tol: f64,
+    ok: bool,
+    note: String,
+}
+
+/// What a case measured.
+struct Check {
+    err: f64,
+    tol: f64,
+    note: String,
+}
+
+impl Check {
+    fn new(err: f64, tol: f64) -> Check {
+        Check {
+            err,
+            tol,
+            note: String::new(),
+        }
+    }
+    fn note(mut self, n: impl Into<String>) -> Check {
+        self.note = n.into();
+        self
+    }
+    /// The larger error of two checks (both must pass).
+    fn and(self, other: Check) -> Check {
+        let worse = other.err / other.tol > self.err / self.tol;
+        let note = [self.note.as_str(), other.note.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("; ");
+        let base = if worse { other } else { self };
+        Check { note, ..base }
+    }
+}
+
+/// SplitMix64: small, seedable, good enough for test inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    fn f32(&mut self, lo: f32, hi: f32) -> f32 {
+        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        lo + (hi - lo) * u
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f32(lo, hi)).collect()
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+/// The device, its stream and kernel cache, the inputs' generator and the
+/// report.
+struct Suite {
+    gpu: Arc<Gpu>,
+    stream: Stream,
+    cache: KernelCache,
+    warp: u32,
+    rng: Rng,
+    rows: Vec<Row>,
+    filter: Option<String>,
+    kernel_report: Vec<String>,
+}
+
+impl Suite {
+    /// Runs `f` as the case `name` (unless filtered out) and records it.
+    fn case(&mut self, name: &str, f: impl FnOnce(&mut Suite) -> Res<Check>) {
+        if self
+            .filter
+            .as_ref()
+            .is_some_and(|flt| !name.contains(flt.as_str()))
+        {
+            return;
+        }
+        let row = match f(self) {
+            Ok(c) => Row {
+                name: name.into(),
+                err: Some(c.err),
+                tol: c.tol,
+                ok: c.err <= c.tol,
+                note: c.note,
+            },
+            Err(e) => Row {
+                name: name.into(),
+                err: None,
+                tol: 0.0,
+                ok: false,
+                note: format!("ERROR: {e}"),
+            },
+        };
+        eprintln!("{} {name}", if row.ok { "ok  " } else { "FAIL" });
+        self.rows.push(row);
+    }
+
+    fn upload<T: bytemuck::Pod>(&self, data: &[T]) -> Res<DeviceBuffer> {
+        Ok(DeviceBuffer::from_slice(&self.gpu, data)?)
+    }
+
+    /// `n` random f32 in [lo, hi) on the device.
+    fn random_buffer(&mut self, n: usize, lo: f32, hi: f32) -> Res<DeviceBuffer> {
+        let v = self.rng.vec(n, lo, hi);
+        self.upload(&v)
+    }
+
+    /// An output buffer of `n` f32, every element NaN.
+    fn poisoned(&self, n: usize) -> Res<DeviceBuffer> {
+        let mut b = DeviceBuffer::new(&self.gpu, n * 4)?;
+        self.stream.fill_buffer_u32(&mut b, NAN_BITS)?;
+        Ok(b)
+    }
+
+    fn kernel(&mut self, src: &KernelSource, entry: &str) -> Res<Kernel> {
+        let k = self.cache.kernel(&self.gpu, src, entry)?;
+        let r = k.resources()?;
+        let line = format!(
+            "{:<58} {:<13} regs {:>3}  local {:>4} B  shared {:>5} B",
+            src.label, entry, r.registers, r.local_bytes, r.static_shared_bytes
+        );
+        if !self.kernel_report.contains(&line) {
+            self.kernel_report.push(line);
+        }
+        Ok(k)
+    }
+
+    /// Waits for the stream and reads `b` as f32.
+    fn read(&self, b: &DeviceBuffer) -> Res<Vec<f32>> {
+        self.stream.synchronize()?;
+        Ok(b.to_vec::<f32>()?)
+    }
+}
+
+/// ‖a − b‖₂ / ‖b‖₂ in f64; infinite if `a` holds NaN/Inf or sizes differ.
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() || a.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    let (mut num, mut den) = (0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        num += (x as f64 - y as f64).powi(2);
+        den += (y as f64).powi(2);
+    }
+    if den == 0.0 {
+        return num.sqrt();
+    }
+    (num / den).sqrt()
+}
+
+pub fn run(args: GpuSelftestArgs) -> CmdResult {
+    let gpu = match rocmforge::backend::Device::open(DeviceSpec::parse(&args.device)?)? {
+        rocmforge::backend::Device::Gpu(g) => g,
+        rocmforge::backend::Device::Cpu => return Err("gpu-selftest needs a GPU device".into()),
+    };
+    let compiler = gpu.compiler()?;
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let info = gpu.info().clone();
+    println!(
+        "device {}:{} {} ({}, {} SMs, {:.1} GiB), driver {}, {} ({}), seed {seed}",
+        info.vendor,
+        info.ordinal,
+        info.name,
+        info.arch,
+        info.multiprocessors,
+        info.total_memory as f64 / (1u64 << 30) as f64,
+        info.driver_version,
+        compiler.version_string(),
+        compiler.library
+    );
+    let (free_before, _) = gpu.memory_info()?;
+    let cache_dir = std::env::temp_dir().join(format!("rfc-selftest-{}", std::process::id()));
+    let mut suite = Suite {
+        stream: Stream::new(&gpu)?,
+        warp: Target::of(&info).warp_size(),
+        gpu: gpu.clone(),
+        cache: KernelCache::new(Some(cache_dir.clone())),
+        rng: Rng(seed),
+        rows: Vec::new(),
+        filter: args.filter.clone(),
+        kernel_report: Vec::new(),
+    };
+    let started = Instant::now();
+    cases::all(&mut suite);
+    faults::all(&mut suite);
+    let mut bench_lines = Vec::new();
+    if !args.no_bench {
+        bench_lines = bench::all(&mut suite);
+    }
+    let elapsed = started.elapsed();
+    print_report(&suite, &bench_lines);
+    let failed = suite.rows.iter().filter(|r| !r.ok).count();
+    let total = suite.rows.len();
+    drop(suite);
+    let _ = std::fs::remove_dir_all(&cache_dir);
+    gpu.synchronize()?;
+    let (free_after, _) = gpu.memory_info()?;
+    let leaked = free_before as i64 - free_after as i64;
+    println!(
+        "device memory free before {:.1} MiB, after {:.1} MiB (difference {} bytes); {:.1} s",
+        free_before as f64 / 1048576.0,
+        free_after as f64 / 1048576.0,
+        leaked,
+        elapsed.as_secs_f64()
+    );
+    println!("{} of {total} checks passed", total - failed);
+    if failed > 0 {
+        return Err(format!("{failed} of {total} GPU checks failed").into());
+    }
+    if leaked > (4 << 20) {
+        return Err(format!("{leaked} bytes of device memory not returned").into());
+    }
+    Ok(())
+}
+
+fn print_report(s: &Suite, bench: &[String]) {
+    println!("\nkernel resources (registers per thread, local memory per thread = spills/stack):");
+    for l in &s.kernel_report {
+        println!("  {l}");
+    }
+    if !bench.is_empty() {
+        println!("\ntimings (median of repeats, CUDA/HIP events):");
+        for l in bench {
+            println!("  {l}");
+        }
+    }
+    println!("\n{:<52} {:>10} {:>8}  result", "check", "rel.err", "tol");
+    for r in &s.rows {
+        let err = r.err.map_or("-".to_string(), |e| format!("{e:.2e}"));
+        let tol = if r.tol > 0.0 {
+            format!("{:.0e}", r.tol)
+        } else {
+            "-".into()
+        };
+        let res = if r.ok { "PASS" } else { "FAIL" };
+        println!("{:<52} {:>10} {:>8}  {res} {}", r.name, err, tol, r.note);
+    }
+}
+
+/// Random weight rows of `ty` with sane scales: random bytes, then every
+/// block's f16 scale fields overwritten by small positive values.
+fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec<u8> {
+    use GgmlType::*;
+    if matches!(ty, F32 | F16 | BF16) {
+        let v = rng.vec(rows * k, -1.0, 1.0);
+        return match ty {
+            F32 => bytemuck::cast_slice(&v).to_vec(),
+            F16 => v
+                .iter()
+                .flat_map(|x| f16::from_f32(*x).to_le_bytes())
+                .collect(),
+            _ => v
+                .iter()
+                .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+                .collect(),
+        };
+    }
+    let bb = ty.block_bytes();
+    let nblocks = rows * k / ty.block_len();
+    let mut data = rng.bytes(nblocks * bb);
+    // (offset of d, offset of a second scale (dmin / m) if any).
+    let (d_at, m_at): (usize, Option<usize>) = match ty {
+        Q4_0 | Q5_0 | Q8_0 => (0, None),
+        Q4_1 | Q5_1 => (0, Some(2)),
+        Q2_K => (80, Some(82)),
+        Q3_K => (108, None),
+        Q4_K | Q5_K => (0, Some(2)),
+        Q6_K => (208, None),
+        _ => (0, None),
+    };
+    for b in data.chunks_exact_mut(bb) {
+        let d = rng.f32(0.002, 0.02);
+        b[d_at..d_at + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+        if let Some(m) = m_at {
+            let v = if matches!(ty, Q4_1 | Q5_1) {
+                rng.f32(-0.1, 0.1)
+            } else {
+                rng.f32(0.0, 0.01)
+            };
+            b[m..m + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+        }
+    }
+    data
+}
+
+/// Row-major f32 of `rows × k` weights, via the CPU backend's dequantizer.
+fn dequantized(ty: GgmlType, data: &[u8], rows: usize, k: usize) -> Res<Vec<f32>> {
+    let rb = data.len() / rows;
+    let mut out = vec![0f32; rows * k];
+    for (r, o) in out.chunks_exact_mut(k).enumerate() {
+        cpu::dequantize_row(ty, &data[r * rb..(r + 1) * rb], o)?;
+    }
+    Ok(out)
+}
+
+/// `x[t] · w[j]` summed in f64, for T tokens and `rows` rows.
+fn ref_matmul(x: &[f32], w: &[f32], t: usize, k: usize, rows: usize) -> Vec<f32> {
+    let mut out = vec![0f32; t * rows];
+    for i in 0..t {
+        for j in 0..rows {
+            let s: f64 = (0..k)
+                .map(|e| x[i * k + e] as f64 * w[j * k + e] as f64)
+                .sum();
+            out[i * rows + j] = s as f32;
+        }
+    }
+    out
+}
+
+mod bench;
+mod cases;
+mod faults;
+mod steps;

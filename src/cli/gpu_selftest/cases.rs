@@ -1,0 +1,799 @@
+//! The correctness cases: each kernel against the CPU backend.
+
+use half::f16;
+
+use super::steps::{filled_cache, Places};
+use super::{
+    dequantized, random_weights, ref_matmul, rel_err, Check, Res, Suite, F16_TOL, F32_TOL,
+};
+use rocmforge::backend::{Capture, DeviceBuffer, DevicePtr};
+use rocmforge::codegen::elementwise::{self as ew, KvStoreArgs};
+use rocmforge::codegen::{
+    AttentionArgs, AttentionKernelSpec, KvEpilogue, MatMulArgs, MatMulSpec, MatMulVariant,
+    RopeEpilogue, RowOp, Segment,
+};
+use rocmforge::exec::cpu;
+use rocmforge::quant::GgmlType;
+
+/// The weight types the GPU kernels read, tested one by one.
+const TYPES: [GgmlType; 13] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// Qwen2.5-0.5B's shapes.
+pub const D: usize = 896;
+pub const HEADS: usize = 14;
+pub const KV_HEADS: usize = 2;
+pub const HD: usize = 64;
+pub const EPS: f32 = 1e-6;
+pub const BASE: f32 = 1_000_000.0;
+pub const PAGE: usize = 16;
+
+pub fn all(s: &mut Suite) {
+    for ty in TYPES {
+        s.case(&format!("embed {}", ty.name()), |s| embed(s, ty));
+    }
+    s.case("rms_norm d896", rms_norm);
+    for ty in TYPES {
+        for (t, v) in [
+            (1, MatMulVariant::Vector { tokens: 1 }),
+            (3, MatMulVariant::Vector { tokens: 4 }),
+            (37, MatMulVariant::Tiled { tokens: 16 }),
+            (70, MatMulVariant::Tiled { tokens: 64 }),
+        ] {
+            s.case(
+                &format!("matmul {} T={t} {}", ty.name(), variant_name(v)),
+                |s| plain_matmul(s, ty, t, v),
+            );
+        }
+    }
+    for t in [1, 3, 40] {
+        s.case(&format!("qkv rms+bias+rope+kv T={t}"), |s| qkv(s, t));
+    }
+    for t in [1, 3, 40] {
+        s.case(&format!("gate_up rms+swiglu T={t}"), |s| gate_up(s, t));
+    }
+    for ty in [GgmlType::Q6_K, GgmlType::Q4_K] {
+        for t in [1, 40] {
+            s.case(&format!("down {} +residual T={t}", ty.name()), |s| {
+                down(s, ty, t)
+            });
+        }
+    }
+    for window in [None, Some(40)] {
+        let w = window.map_or("".into(), |w| format!(" window {w}"));
+        s.case(&format!("attention decode kernel, decode step{w}"), |s| {
+            attention(s, false, false, window)
+        });
+        s.case(&format!("attention decode kernel, mixed step{w}"), |s| {
+            attention(s, true, false, window)
+        });
+        s.case(&format!("attention prefill kernel, mixed step{w}"), |s| {
+            attention(s, true, true, window)
+        });
+        s.case(&format!("attention prefill kernel, decode step{w}"), |s| {
+            attention(s, false, true, window)
+        });
+    }
+    s.case("gather_rows", gather_rows);
+    s.case("argmax (ties -> first)", argmax);
+    s.case("add/mul/silu", elementwise);
+    s.case("rope standalone (neox, normal)", rope_standalone);
+    s.case("kv_store standalone", kv_store);
+    s.case("graph capture replay = direct launches", graph_replay);
+}
+
+pub fn variant_name(v: MatMulVariant) -> String {
+    match v {
+        MatMulVariant::Vector { tokens } => format!("matvec/{tokens}"),
+        MatMulVariant::Tiled { tokens } => format!("tiled/{tokens}"),
+    }
+}
+
+fn embed(s: &mut Suite, ty: GgmlType) -> Res<Check> {
+    let (vocab, dim, t) = (50, 512, 9);
+    let table = random_weights(&mut s.rng, ty, vocab, dim);
+    let tokens: Vec<i32> = (0..t).map(|_| s.rng.below(vocab) as i32).collect();
+    let mut want = vec![0f32; t * dim];
+    cpu::embed_rows(
+        &cpu::WeightMatrix::new(ty, &table, vocab, dim),
+        &tokens,
+        &mut want,
+    )?;
+    let op = RowOp::Embed {
+        ty,
+        dim: dim as u32,
+        vocab: vocab as u32,
+    };
+    let k = s.kernel(&op.source()?, op.entry())?;
+    let (tb, tk, out) = (s.upload(&table)?, s.upload(&tokens)?, s.poisoned(t * dim)?);
+    // SAFETY: buffers of the sizes the kernel reads and writes.
+    unsafe {
+        op.launch(
+            &k,
+            &s.stream,
+            tb.ptr(),
+            0,
+            tk.ptr(),
+            out.ptr(),
+            dim as u32,
+            t as u32,
+        )?
+    };
+    Ok(Check::new(rel_err(&s.read(&out)?, &want), 1e-6))
+}
+
+fn rms_norm(s: &mut Suite) -> Res<Check> {
+    let t = 5;
+    let x = s.rng.vec(t * D, -2.0, 2.0);
+    let g = s.rng.vec(D, 0.5, 1.5);
+    let mut want = vec![0f32; t * D];
+    cpu::rms_norm(&x, &g, EPS, &mut want);
+    let op = RowOp::RmsNorm {
+        dim: D as u32,
+        eps: EPS,
+    };
+    let k = s.kernel(&op.source()?, op.entry())?;
+    let (xb, gb, out) = (s.upload(&x)?, s.upload(&g)?, s.poisoned(t * D)?);
+    // SAFETY: sizes as the kernel's contract.
+    unsafe {
+        op.launch(
+            &k,
+            &s.stream,
+            xb.ptr(),
+            D as u32,
+            gb.ptr(),
+            out.ptr(),
+            D as u32,
+            t as u32,
+        )?
+    };
+    Ok(Check::new(rel_err(&s.read(&out)?, &want), F32_TOL))
+}
+
+/// Device weights, biases and norm of a fused matmul, with their f32
+/// reference forms.
+struct Operands {
+    w: Vec<DeviceBuffer>,
+    w_ref: Vec<Vec<f32>>,
+    bias: Vec<Option<(DeviceBuffer, Vec<f32>)>>,
+    norm: Option<(DeviceBuffer, Vec<f32>)>,
+}
+
+fn operands(s: &mut Suite, spec: &MatMulSpec) -> Res<Operands> {
+    let k = spec.k as usize;
+    let mut o = Operands {
+        w: vec![],
+        w_ref: vec![],
+        bias: vec![],
+        norm: None,
+    };
+    for seg in &spec.segments {
+        let rows = seg.rows as usize;
+        let data = random_weights(&mut s.rng, seg.ty, rows, k);
+        o.w_ref.push(dequantized(seg.ty, &data, rows, k)?);
+        o.w.push(s.upload(&data)?);
+        o.bias.push(if seg.bias {
+            let b = s.rng.vec(rows, -0.5, 0.5);
+            Some((s.upload(&b)?, b))
+        } else {
+            None
+        });
+    }
+    if spec.rms_eps.is_some() {
+        let g = s.rng.vec(k, 0.5, 1.5);
+        o.norm = Some((s.upload(&g)?, g));
+    }
+    Ok(o)
+}
+
+/// Launch arguments for `o`, `x` and `out` (strides = widths).
+fn matmul_args(
+    spec: &MatMulSpec,
+    o: &Operands,
+    x: &DeviceBuffer,
+    out: &DeviceBuffer,
+    t: usize,
+) -> MatMulArgs {
+    let mut a = MatMulArgs {
+        x: x.ptr(),
+        ldx: spec.k,
+        out: out.ptr(),
+        ldo: spec.out_cols(),
+        ldr: spec.out_cols(),
+        tokens: t as u32,
+        norm: o.norm.as_ref().map_or(DevicePtr::NULL, |n| n.0.ptr()),
+        ..Default::default()
+    };
+    for (i, w) in o.w.iter().enumerate() {
+        a.w[i] = w.ptr();
+        a.bias[i] = o.bias[i].as_ref().map_or(DevicePtr::NULL, |b| b.0.ptr());
+    }
+    a
+}
+
+/// The f32 reference of the fused matmul before RoPE/KV/SwiGLU/residual:
+/// normalize (if so), multiply in f64, add biases.
+fn reference_rows(spec: &MatMulSpec, o: &Operands, x: &[f32], t: usize) -> Vec<f32> {
+    let k = spec.k as usize;
+    let xn = match (&o.norm, spec.rms_eps) {
+        (Some((_, g)), Some(eps)) => {
+            let mut xn = vec![0f32; x.len()];
+            cpu::rms_norm(x, g, eps, &mut xn);
+            xn
+        }
+        _ => x.to_vec(),
+    };
+    let n = spec.rows() as usize;
+    let mut y = vec![0f32; t * n];
+    let mut col = 0;
+    for (i, seg) in spec.segments.iter().enumerate() {
+        let rows = seg.rows as usize;
+        let part = ref_matmul(&xn, &o.w_ref[i], t, k, rows);
+        for tt in 0..t {
+            for j in 0..rows {
+                let b = o.bias[i].as_ref().map_or(0.0, |b| b.1[j]);
+                y[tt * n + col + j] = part[tt * rows + j] + b;
+            }
+        }
+        col += rows;
+    }
+    y
+}
+
+fn plain_matmul(s: &mut Suite, ty: GgmlType, t: usize, v: MatMulVariant) -> Res<Check> {
+    let k = if ty.block_len() == 256 { 512 } else { 320 };
+    let spec = MatMulSpec {
+        k: k as u32,
+        segments: vec![Segment {
+            ty,
+            rows: 96,
+            bias: false,
+        }],
+        rms_eps: None,
+        rope: None,
+        kv: None,
+        swiglu: false,
+        residual: false,
+    };
+    let o = operands(s, &spec)?;
+    let x = s.rng.vec(t * k, -1.0, 1.0);
+    let want = reference_rows(&spec, &o, &x, t);
+    let kern = s.kernel(&spec.source(v)?, entry(v))?;
+    let (xb, out) = (s.upload(&x)?, s.poisoned(t * 96)?);
+    let args = matmul_args(&spec, &o, &xb, &out, t);
+    // SAFETY: buffers sized by the spec.
+    unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
+    Ok(Check::new(rel_err(&s.read(&out)?, &want), F32_TOL))
+}
+
+pub fn entry(v: MatMulVariant) -> &'static str {
+    match v {
+        MatMulVariant::Vector { .. } => "matvec",
+        MatMulVariant::Tiled { .. } => "matmul",
+    }
+}
+
+/// Tokens of a step: `t` of them over three sequences, positions new to
+/// each sequence (as a real step: prefill chunks and decode tokens).
+fn step_tokens(t: usize) -> (Vec<usize>, Vec<(usize, usize)>) {
+    let start = [5usize, 40, 17];
+    let mut next = start;
+    let mut tokens = Vec::new();
+    for i in 0..t {
+        // Runs: most tokens to sequence 0 (a prefill chunk), a few to the others.
+        let s = if t <= 3 {
+            i % 3
+        } else if i < t - 2 {
+            0
+        } else {
+            1 + (i - (t - 2))
+        };
+        tokens.push((s, next[s]));
+        next[s] += 1;
+    }
+    (next.to_vec(), tokens)
+}
+
+/// The real model's QKV matmul: q, k (Q5_0) and v (Q8_0) with biases,
+/// RMSNorm, NeoX RoPE on the 14+2 heads, and the KV store.
+pub fn qkv_spec() -> MatMulSpec {
+    let kv_dim = (KV_HEADS * HD) as u32;
+    MatMulSpec {
+        k: D as u32,
+        segments: vec![
+            Segment {
+                ty: GgmlType::Q5_0,
+                rows: (HEADS * HD) as u32,
+                bias: true,
+            },
+            Segment {
+                ty: GgmlType::Q5_0,
+                rows: kv_dim,
+                bias: true,
+            },
+            Segment {
+                ty: GgmlType::Q8_0,
+                rows: kv_dim,
+                bias: true,
+            },
+        ],
+        rms_eps: Some(EPS),
+        rope: Some(RopeEpilogue {
+            head_dim: HD as u32,
+            heads: (HEADS + KV_HEADS) as u32,
+            neox: true,
+            base: BASE,
+            freq_scale: 1.0,
+        }),
+        kv: Some(KvEpilogue {
+            k_col: (HEADS * HD) as u32,
+            v_col: (HEADS * HD) as u32 + kv_dim,
+            kv_dim,
+            page_size: PAGE as u32,
+        }),
+        swiglu: false,
+        residual: false,
+    }
+}
+
+fn qkv(s: &mut Suite, t: usize) -> Res<Check> {
+    let spec = qkv_spec();
+    let v = MatMulVariant::for_tokens(t as u32);
+    let (n, kv_dim) = (spec.rows() as usize, (KV_HEADS * HD));
+    let o = operands(s, &spec)?;
+    let x = s.rng.vec(t * D, -1.0, 1.0);
+    let (caps, tokens) = step_tokens(t);
+    let pl = Places::new(&mut s.rng, PAGE, &caps, &tokens);
+    // Reference: rows, then RoPE over the first 16 heads.
+    let mut want = reference_rows(&spec, &o, &x, t);
+    let rope_w = (HEADS + KV_HEADS) * HD;
+    let mut heads: Vec<f32> = (0..t)
+        .flat_map(|i| want[i * n..i * n + rope_w].to_vec())
+        .collect();
+    cpu::rope(
+        &mut heads,
+        &pl.pos,
+        HD,
+        HEADS + KV_HEADS,
+        BASE,
+        cpu::RopeStyle::Neox,
+        1.0,
+        None,
+    )?;
+    for i in 0..t {
+        want[i * n..i * n + rope_w].copy_from_slice(&heads[i * rope_w..(i + 1) * rope_w]);
+    }
+    let kern = s.kernel(&spec.source(v)?, entry(v))?;
+    let (xb, out) = (s.upload(&x)?, s.poisoned(t * n)?);
+    let [pos, seq, pages] = pl.upload(s)?;
+    let cache_rows = pl.n_pages * PAGE;
+    let mut kv = DeviceBuffer::new(&s.gpu, cache_rows * 2 * kv_dim * 2)?;
+    s.stream.fill_buffer_u32(&mut kv, 0x7e00_7e00)?; // f16 NaN
+    let mut args = matmul_args(&spec, &o, &xb, &out, t);
+    (args.pos, args.seq, args.pages, args.kv) = (pos.ptr(), seq.ptr(), pages.ptr(), kv.ptr());
+    args.pages_per_seq = pl.pages_per_seq as u32;
+    // SAFETY: buffers sized by the spec and the page table.
+    unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
+    let got = s.read(&out)?;
+    let cache: Vec<u16> = kv.to_vec()?;
+    let (mut kv_got, mut kv_want) = (Vec::new(), Vec::new());
+    for (i, &(sq, p)) in tokens.iter().enumerate() {
+        let r = pl.row(sq, p) * 2 * kv_dim;
+        kv_got.extend(
+            cache[r..r + 2 * kv_dim]
+                .iter()
+                .map(|&b| f16::from_bits(b).to_f32()),
+        );
+        kv_want.extend_from_slice(&want[i * n + HEADS * HD..(i + 1) * n]);
+    }
+    let c = Check::new(rel_err(&got, &want), F32_TOL).note(variant_name(v));
+    Ok(c.and(Check::new(rel_err(&kv_got, &kv_want), F16_TOL).note("kv cache")))
+}
+
+fn gate_up(s: &mut Suite, t: usize) -> Res<Check> {
+    let ff = 512;
+    let spec = MatMulSpec {
+        k: D as u32,
+        segments: vec![
+            Segment {
+                ty: GgmlType::Q5_0,
+                rows: ff,
+                bias: false,
+            },
+            Segment {
+                ty: GgmlType::Q5_0,
+                rows: ff,
+                bias: false,
+            },
+        ],
+        rms_eps: Some(EPS),
+        rope: None,
+        kv: None,
+        swiglu: true,
+        residual: false,
+    };
+    let v = MatMulVariant::for_tokens(t as u32);
+    let o = operands(s, &spec)?;
+    let x = s.rng.vec(t * D, -1.0, 1.0);
+    let rows = reference_rows(&spec, &o, &x, t);
+    let mut want = vec![0f32; t * ff as usize];
+    cpu::silu_mul(&rows, ff as usize, &mut want);
+    let kern = s.kernel(&spec.source(v)?, entry(v))?;
+    let (xb, out) = (s.upload(&x)?, s.poisoned(t * ff as usize)?);
+    let args = matmul_args(&spec, &o, &xb, &out, t);
+    // SAFETY: buffers sized by the spec.
+    unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
+    Ok(Check::new(rel_err(&s.read(&out)?, &want), F32_TOL).note(variant_name(v)))
+}
+
+fn down(s: &mut Suite, ty: GgmlType, t: usize) -> Res<Check> {
+    let k = 1024;
+    let spec = MatMulSpec {
+        k,
+        segments: vec![Segment {
+            ty,
+            rows: D as u32,
+            bias: false,
+        }],
+        rms_eps: None,
+        rope: None,
+        kv: None,
+        swiglu: false,
+        residual: true,
+    };
+    let v = MatMulVariant::for_tokens(t as u32);
+    let o = operands(s, &spec)?;
+    let x = s.rng.vec(t * k as usize, -1.0, 1.0);
+    let res = s.rng.vec(t * D, -1.0, 1.0);
+    let mut want = reference_rows(&spec, &o, &x, t);
+    cpu::add_in_place(&mut want, &res);
+    let kern = s.kernel(&spec.source(v)?, entry(v))?;
+    let (xb, rb, out) = (s.upload(&x)?, s.upload(&res)?, s.poisoned(t * D)?);
+    let mut args = matmul_args(&spec, &o, &xb, &out, t);
+    args.residual = rb.ptr();
+    // SAFETY: buffers sized by the spec.
+    unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
+    Ok(Check::new(rel_err(&s.read(&out)?, &want), F32_TOL).note(variant_name(v)))
+}
+
+pub fn attention_spec(window: Option<u32>) -> AttentionKernelSpec {
+    AttentionKernelSpec {
+        n_heads: HEADS as u32,
+        n_kv_heads: KV_HEADS as u32,
+        head_dim: HD as u32,
+        scale: 1.0 / (HD as f32).sqrt(),
+        window,
+        page_size: PAGE as u32,
+    }
+}
+
+/// A decode step (one token per sequence, at its last position) or a
+/// mixed step (a chunk of sequence 0, a chunk of 1, one token of 2).
+fn attention(s: &mut Suite, mixed: bool, prefill_kernel: bool, window: Option<u32>) -> Res<Check> {
+    let lens = [37usize, 300, 150];
+    let tokens: Vec<(usize, usize)> = if mixed {
+        let mut v: Vec<_> = (10..37).map(|p| (0, p)).collect();
+        v.extend((280..300).map(|p| (1, p)));
+        v.push((2, 149));
+        v
+    } else {
+        lens.iter()
+            .enumerate()
+            .map(|(sq, &l)| (sq, l - 1))
+            .collect()
+    };
+    let t = tokens.len();
+    let pl = Places::new(&mut s.rng, PAGE, &lens, &tokens);
+    let cache = filled_cache(&mut s.rng, &pl, &lens, KV_HEADS, HD)?;
+    let spec = attention_spec(window);
+    // q inside a wider row, as the QKV output holds it.
+    let ldq = (HEADS + 2 * KV_HEADS) * HD;
+    let qfull = s.rng.vec(t * ldq, -1.0, 1.0);
+    let q: Vec<f32> = (0..t)
+        .flat_map(|i| qfull[i * ldq..i * ldq + HEADS * HD].to_vec())
+        .collect();
+    let mut want = vec![0f32; t * HEADS * HD];
+    cpu::attention(
+        &q,
+        &cache.cpu,
+        0,
+        &pl.pos,
+        &pl.seq,
+        &pl.pages,
+        pl.pages_per_seq,
+        HEADS,
+        KV_HEADS,
+        HD,
+        spec.scale,
+        window.map(|w| w as usize),
+        &mut want,
+    )?;
+    let src = spec.source()?;
+    let (qb, kvb, out) = (
+        s.upload(&qfull)?,
+        s.upload(&cache.gpu)?,
+        s.poisoned(t * HEADS * HD)?,
+    );
+    let [pos, seq, pages] = pl.upload(s)?;
+    let max_chunks = spec.chunks_for(*lens.iter().max().unwrap_or(&1) as u32);
+    let scratch = DeviceBuffer::new(&s.gpu, spec.scratch_bytes(t as u32, max_chunks))?;
+    let args = AttentionArgs {
+        q: qb.ptr(),
+        ldq: ldq as u32,
+        kv: kvb.ptr(),
+        pos: pos.ptr(),
+        seq: seq.ptr(),
+        pages: pages.ptr(),
+        pages_per_seq: pl.pages_per_seq as u32,
+        out: out.ptr(),
+        ldo: (HEADS * HD) as u32,
+        tokens: t as u32,
+        scratch: scratch.ptr(),
+        max_chunks,
+    };
+    if prefill_kernel {
+        let k = s.kernel(&src, "attn_prefill")?;
+        // SAFETY: buffers sized as the kernel's contract.
+        unsafe { spec.launch_prefill(&k, &s.stream, &args)? };
+    } else {
+        let (d, c) = (
+            s.kernel(&src, "attn_decode")?,
+            s.kernel(&src, "attn_combine")?,
+        );
+        // SAFETY: as above; scratch sized by scratch_bytes.
+        unsafe { spec.launch_decode(&d, &c, &s.stream, &args)? };
+    }
+    Ok(Check::new(rel_err(&s.read(&out)?, &want), F16_TOL).note(format!("T={t}")))
+}
+
+fn gather_rows(s: &mut Suite) -> Res<Check> {
+    let (t, r) = (20, 4);
+    let x = s.rng.vec(t * D, -1.0, 1.0);
+    let rows: Vec<i32> = (0..r).map(|_| s.rng.below(t) as i32).collect();
+    let want: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| x[i as usize * D..(i as usize + 1) * D].to_vec())
+        .collect();
+    let op = RowOp::GatherRows { dim: D as u32 };
+    let k = s.kernel(&op.source()?, op.entry())?;
+    let (xb, rb, out) = (s.upload(&x)?, s.upload(&rows)?, s.poisoned(r * D)?);
+    // SAFETY: sizes as the contract.
+    unsafe {
+        op.launch(
+            &k,
+            &s.stream,
+            xb.ptr(),
+            D as u32,
+            rb.ptr(),
+            out.ptr(),
+            D as u32,
+            r as u32,
+        )?
+    };
+    Ok(Check::new(rel_err(&s.read(&out)?, &want), 0.0))
+}
+
+fn argmax(s: &mut Suite) -> Res<Check> {
+    let (r, n) = (3, 151_936);
+    let mut x = s.rng.vec(r * n, -10.0, 10.0);
+    // Row 1: a tie between two maxima (the first must win); row 2: a NaN.
+    x[n + 1000] = 50.0;
+    x[n + 90_000] = 50.0;
+    x[2 * n + 5] = f32::NAN;
+    let want: Vec<i32> = x
+        .chunks_exact(n)
+        .map(|row| cpu::argmax(row).map_or(-1, |i| i as i32))
+        .collect();
+    let op = RowOp::Argmax { n: n as u32 };
+    let k = s.kernel(&op.source()?, op.entry())?;
+    let xb = s.upload(&x)?;
+    let out = s.upload(&[-7i32; 3])?;
+    // SAFETY: sizes as the contract.
+    unsafe {
+        op.launch(
+            &k,
+            &s.stream,
+            xb.ptr(),
+            n as u32,
+            DevicePtr::NULL,
+            out.ptr(),
+            0,
+            r as u32,
+        )?
+    };
+    s.stream.synchronize()?;
+    let got: Vec<i32> = out.to_vec()?;
+    let wrong = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+    Ok(Check::new(wrong as f64, 0.0).note(format!("got {got:?}, want {want:?}")))
+}
+
+fn elementwise(s: &mut Suite) -> Res<Check> {
+    let (t, d) = (7, 300);
+    let a = s.rng.vec(t * d, -3.0, 3.0);
+    let b = s.rng.vec(d, -3.0, 3.0);
+    let src = ew::binary_source();
+    let (add, mul, silu) = (
+        s.kernel(&src, "add")?,
+        s.kernel(&src, "mul")?,
+        s.kernel(&src, "silu_kernel")?,
+    );
+    let (ab, bb) = (s.upload(&a)?, s.upload(&b)?);
+    let (o1, o2, o3) = (s.poisoned(t * d)?, s.poisoned(t * d)?, s.poisoned(t * d)?);
+    let n = (t * d) as u64;
+    // SAFETY: a and the outputs hold n floats, b holds d.
+    unsafe {
+        ew::launch_binary(&add, &s.stream, ab.ptr(), bb.ptr(), o1.ptr(), n, d as u64)?;
+        ew::launch_binary(&mul, &s.stream, ab.ptr(), bb.ptr(), o2.ptr(), n, d as u64)?;
+        ew::launch_silu(&silu, &s.stream, ab.ptr(), o3.ptr(), n)?;
+    }
+    let want_add: Vec<f32> = a.iter().enumerate().map(|(i, x)| x + b[i % d]).collect();
+    let want_mul: Vec<f32> = a.iter().enumerate().map(|(i, x)| x * b[i % d]).collect();
+    // silu(a) = silu_mul over [a | 1].
+    let mut want_silu = vec![0f32; t * d];
+    let gu: Vec<f32> = a
+        .chunks(d)
+        .flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(1.0, d)))
+        .collect();
+    cpu::silu_mul(&gu, d, &mut want_silu);
+    let c = Check::new(rel_err(&s.read(&o1)?, &want_add), F32_TOL);
+    let c = c.and(Check::new(rel_err(&s.read(&o2)?, &want_mul), F32_TOL));
+    Ok(c.and(Check::new(rel_err(&s.read(&o3)?, &want_silu), F32_TOL)))
+}
+
+fn rope_standalone(s: &mut Suite) -> Res<Check> {
+    let (t, heads) = (6, 4);
+    let pos: Vec<i32> = (0..t).map(|_| s.rng.below(5000) as i32).collect();
+    let mut check: Option<Check> = None;
+    for neox in [true, false] {
+        let r = RopeEpilogue {
+            head_dim: HD as u32,
+            heads: heads as u32,
+            neox,
+            base: 10_000.0,
+            freq_scale: 0.5,
+        };
+        let x = s.rng.vec(t * heads * HD, -1.0, 1.0);
+        let mut want = x.clone();
+        let style = if neox {
+            cpu::RopeStyle::Neox
+        } else {
+            cpu::RopeStyle::Normal
+        };
+        cpu::rope(&mut want, &pos, HD, heads, 10_000.0, style, 0.5, None)?;
+        let k = s.kernel(&ew::rope_source(&r), "rope")?;
+        let (xb, pb) = (s.upload(&x)?, s.upload(&pos)?);
+        // SAFETY: x holds t rows of heads*HD, pos t ids.
+        unsafe {
+            ew::launch_rope(
+                &k,
+                &s.stream,
+                xb.ptr(),
+                (heads * HD) as u32,
+                pb.ptr(),
+                t as u32,
+            )?
+        };
+        let c = Check::new(rel_err(&s.read(&xb)?, &want), F32_TOL);
+        check = Some(match check {
+            Some(prev) => prev.and(c),
+            None => c,
+        });
+    }
+    Ok(check.expect("two styles ran"))
+}
+
+fn kv_store(s: &mut Suite) -> Res<Check> {
+    let kv_dim = KV_HEADS * HD;
+    let (caps, tokens) = step_tokens(9);
+    let pl = Places::new(&mut s.rng, PAGE, &caps, &tokens);
+    let t = tokens.len();
+    let k = s.rng.vec(t * kv_dim, -1.0, 1.0);
+    let v = s.rng.vec(t * kv_dim, -1.0, 1.0);
+    let kern = s.kernel(&ew::kv_store_source(kv_dim as u32, PAGE as u32), "kv_store")?;
+    let (kb, vb) = (s.upload(&k)?, s.upload(&v)?);
+    let [pos, seq, pages] = pl.upload(s)?;
+    let mut kv = DeviceBuffer::new(&s.gpu, pl.n_pages * PAGE * 2 * kv_dim * 2)?;
+    s.stream.fill_buffer_u32(&mut kv, 0x7e00_7e00)?;
+    let args = KvStoreArgs {
+        k: kb.ptr(),
+        ldk: kv_dim as u32,
+        v: vb.ptr(),
+        ldv: kv_dim as u32,
+        pos: pos.ptr(),
+        seq: seq.ptr(),
+        pages: pages.ptr(),
+        pages_per_seq: pl.pages_per_seq as u32,
+        kv: kv.ptr(),
+        tokens: t as u32,
+    };
+    // SAFETY: cache sized for every page of the table.
+    unsafe { ew::launch_kv_store(&kern, &s.stream, &args)? };
+    s.stream.synchronize()?;
+    let cache: Vec<u16> = kv.to_vec()?;
+    let (mut got, mut want) = (Vec::new(), Vec::new());
+    for (i, &(sq, p)) in tokens.iter().enumerate() {
+        let r = pl.row(sq, p) * 2 * kv_dim;
+        got.extend(
+            cache[r..r + 2 * kv_dim]
+                .iter()
+                .map(|&b| f16::from_bits(b).to_f32()),
+        );
+        want.extend_from_slice(&k[i * kv_dim..(i + 1) * kv_dim]);
+        want.extend_from_slice(&v[i * kv_dim..(i + 1) * kv_dim]);
+    }
+    Ok(Check::new(rel_err(&got, &want), F16_TOL))
+}
+
+/// Two launches (rms_norm, then a matvec reading its output) captured into
+/// a graph and replayed give what the direct launches give.
+fn graph_replay(s: &mut Suite) -> Res<Check> {
+    let t = 2;
+    let x = s.rng.vec(t * D, -1.0, 1.0);
+    let g = s.rng.vec(D, 0.5, 1.5);
+    let norm = RowOp::RmsNorm {
+        dim: D as u32,
+        eps: EPS,
+    };
+    let spec = MatMulSpec {
+        k: D as u32,
+        segments: vec![Segment {
+            ty: GgmlType::Q8_0,
+            rows: 256,
+            bias: false,
+        }],
+        rms_eps: None,
+        rope: None,
+        kv: None,
+        swiglu: false,
+        residual: false,
+    };
+    let v = MatMulVariant::Vector { tokens: 4 };
+    let o = operands(s, &spec)?;
+    let (nk, mk) = (
+        s.kernel(&norm.source()?, norm.entry())?,
+        s.kernel(&spec.source(v)?, entry(v))?,
+    );
+    let (xb, gb, h) = (s.upload(&x)?, s.upload(&g)?, s.poisoned(t * D)?);
+    let (direct, replayed) = (s.poisoned(t * 256)?, s.poisoned(t * 256)?);
+    let launch = |s: &Suite, out: &DeviceBuffer| -> Res<()> {
+        let args = matmul_args(&spec, &o, &h, out, t);
+        // SAFETY: buffers sized by the ops.
+        unsafe {
+            norm.launch(
+                &nk,
+                &s.stream,
+                xb.ptr(),
+                D as u32,
+                gb.ptr(),
+                h.ptr(),
+                D as u32,
+                t as u32,
+            )?;
+            spec.launch(&mk, &s.stream, v, s.warp, &args)?;
+        }
+        Ok(())
+    };
+    launch(s, &direct)?;
+    s.stream.synchronize()?;
+    let capture = Capture::begin(&s.stream)?;
+    launch(s, &replayed)?;
+    let graph = capture.finish()?;
+    for _ in 0..3 {
+        graph.launch(&s.stream)?;
+    }
+    let (a, b) = (s.read(&direct)?, s.read(&replayed)?);
+    Ok(Check::new(rel_err(&b, &a), 0.0).note("bit-identical"))
+}

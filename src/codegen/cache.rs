@@ -1,0 +1,128 @@
+//! Compiling specialized sources once: code objects are cached on disk by
+//! content hash (source text, options, target, compiler version) and
+//! loaded modules are kept in memory for the process.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::source::KernelSource;
+use super::target::Target;
+use crate::backend::{BackendError, Gpu, Kernel, Module, Result, RtcApi};
+
+/// The compile-and-load cache of one process.
+pub struct KernelCache {
+    dir: Option<PathBuf>,
+    modules: Mutex<HashMap<String, Arc<Module>>>,
+}
+
+impl KernelCache {
+    /// A cache storing code objects under `dir` (`None`: memory only).
+    pub fn new(dir: Option<PathBuf>) -> KernelCache {
+        KernelCache {
+            dir,
+            modules: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `$RFC_CACHE_DIR`, else `$XDG_CACHE_HOME/rfc/kernels`, else
+    /// `~/.cache/rfc/kernels`.
+    pub fn default_dir() -> Option<PathBuf> {
+        if let Some(d) = std::env::var_os("RFC_CACHE_DIR") {
+            return Some(PathBuf::from(d));
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("rfc").join("kernels"))
+    }
+
+    /// A cache in [`default_dir`](Self::default_dir).
+    pub fn with_default_dir() -> KernelCache {
+        KernelCache::new(Self::default_dir())
+    }
+
+    /// The code object of `src` for `target`: from disk if compiled before,
+    /// else compiled now (and stored).
+    pub fn code_object(
+        &self,
+        compiler: &RtcApi,
+        target: &Target,
+        src: &KernelSource,
+    ) -> Result<Vec<u8>> {
+        let options = target.compile_options();
+        let key = src.cache_key(&options, target.arch(), &compiler.version_string());
+        let path = self
+            .dir
+            .as_ref()
+            .map(|d| d.join(format!("{}-{key}.bin", src.template.file())));
+        if let Some(p) = &path {
+            if let Ok(code) = std::fs::read(p) {
+                if !code.is_empty() {
+                    tracing::debug!(kernel = %src.label, path = %p.display(), "kernel cache hit");
+                    return Ok(code);
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        let code = compiler.compile(&src.label, &src.text(), &options, target.arch())?;
+        tracing::debug!(kernel = %src.label, ms = started.elapsed().as_millis() as u64, "compiled");
+        if let Some(p) = &path {
+            if let Err(e) = store(p, &code) {
+                // A read-only cache costs time, not correctness.
+                tracing::warn!("not caching kernel {}: {e}", src.label);
+            }
+        }
+        Ok(code)
+    }
+
+    /// The loaded module of `src` on `gpu` (compiled and loaded once).
+    pub fn module(&self, gpu: &Arc<Gpu>, src: &KernelSource) -> Result<Arc<Module>> {
+        let target = Target::of(gpu.info());
+        let compiler = gpu.compiler()?;
+        let key = src.cache_key(
+            &target.compile_options(),
+            target.arch(),
+            &compiler.version_string(),
+        );
+        if let Some(m) = self.lock().get(&key) {
+            return Ok(m.clone());
+        }
+        let code = self.code_object(compiler, &target, src)?;
+        let module = Arc::new(Module::load(gpu, &code)?);
+        self.lock().insert(key, module.clone());
+        Ok(module)
+    }
+
+    /// Entry point `entry` of `src`.
+    pub fn kernel(&self, gpu: &Arc<Gpu>, src: &KernelSource, entry: &str) -> Result<Kernel> {
+        self.module(gpu, src)?.kernel(entry)
+    }
+
+    /// Drops the loaded modules (kernels already handed out keep theirs).
+    pub fn clear_loaded(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Module>>> {
+        self.modules.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Writes atomically: a temporary file renamed into place, so a crash or
+/// a concurrent writer never leaves a truncated code object.
+fn store(path: &Path, code: &[u8]) -> Result<()> {
+    let err = |e: std::io::Error| BackendError::Cache {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("k")
+    ));
+    std::fs::write(&tmp, code).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}

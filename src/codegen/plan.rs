@@ -1,0 +1,248 @@
+//! The kernels a compiled graph needs: one or more specialized sources per
+//! launch node (both matmul variants, decode and prefill attention), plus
+//! the device argmax over the logits. Identical specializations (the same
+//! shapes in every layer) are listed once.
+
+use std::collections::BTreeMap;
+
+use super::attention::AttentionKernelSpec;
+use super::elementwise::{binary_source, kv_store_source, rope_source};
+use super::error::CodegenError;
+use super::matmul::{KvEpilogue, MatMulSpec, MatMulVariant, RopeEpilogue, Segment};
+use super::rows::RowOp;
+use super::source::KernelSource;
+use crate::ir::{
+    Dim, Epilogue, Graph, NodeId, Op, Prologue, Role, RopeScaling, RopeSpec, RopeStyle,
+};
+
+/// The matmul variants compiled for every fused matmul: what
+/// [`MatMulVariant::for_tokens`] picks across step sizes.
+pub const MATMUL_VARIANTS: [MatMulVariant; 5] = [
+    MatMulVariant::Vector { tokens: 1 },
+    MatMulVariant::Vector { tokens: 4 },
+    MatMulVariant::Tiled { tokens: 16 },
+    MatMulVariant::Tiled { tokens: 32 },
+    MatMulVariant::Tiled { tokens: 64 },
+];
+
+/// Settings of the plan that are not in the graph.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanOptions {
+    /// Tokens per KV-cache page.
+    pub page_size: u32,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions { page_size: 16 }
+    }
+}
+
+/// Every distinct specialized source `g` needs, by label.
+pub fn kernel_sources(
+    g: &Graph,
+    opts: &PlanOptions,
+) -> Result<BTreeMap<String, KernelSource>, CodegenError> {
+    let mut out = BTreeMap::new();
+    let order = g
+        .topo_order()
+        .map_err(|n| bad(g, n, "the graph has a cycle"))?;
+    for id in order {
+        for src in node_sources(g, id, opts)? {
+            out.entry(src.label.clone()).or_insert(src);
+        }
+    }
+    if let Some(logits) = g.output("logits") {
+        let n = fixed(g, logits, g.node(logits).ty.shape.len().saturating_sub(1))?;
+        let src = RowOp::Argmax { n }.source()?;
+        out.entry(src.label.clone()).or_insert(src);
+    }
+    Ok(out)
+}
+
+/// The sources of one node (none for inputs, weights, caches and views).
+pub fn node_sources(
+    g: &Graph,
+    id: NodeId,
+    opts: &PlanOptions,
+) -> Result<Vec<KernelSource>, CodegenError> {
+    let node = g.node(id);
+    let last = node.ty.shape.len().saturating_sub(1);
+    Ok(match &node.op {
+        Op::Embed => {
+            let table = operand(g, id, Role::Table)?;
+            let tt = &g.node(table).ty;
+            vec![RowOp::Embed {
+                ty: tt.dtype,
+                dim: fixed(g, table, 1)?,
+                vocab: fixed(g, table, 0)?,
+            }
+            .source()?]
+        }
+        Op::RmsNorm { eps } => vec![RowOp::RmsNorm {
+            dim: fixed(g, id, last)?,
+            eps: *eps,
+        }
+        .source()?],
+        Op::GatherRows => vec![RowOp::GatherRows {
+            dim: fixed(g, id, last)?,
+        }
+        .source()?],
+        Op::MatMul(_) => {
+            let spec = matmul_spec(g, id, opts)?;
+            MATMUL_VARIANTS
+                .iter()
+                .map(|v| spec.source(*v))
+                .collect::<Result<_, _>>()?
+        }
+        Op::Attention(a) => vec![AttentionKernelSpec {
+            n_heads: a.n_heads,
+            n_kv_heads: a.n_kv_heads,
+            head_dim: a.head_dim,
+            scale: a.scale,
+            window: a.window,
+            page_size: opts.page_size,
+        }
+        .source()?],
+        Op::Add | Op::Mul | Op::Silu => vec![binary_source()],
+        Op::Rope(spec) => {
+            let heads = fixed(g, id, last)? / spec.head_dim.max(1);
+            vec![rope_source(&rope_epilogue(g, id, spec, heads)?)]
+        }
+        Op::KvStore { .. } => {
+            let k = operand(g, id, Role::K)?;
+            vec![kv_store_source(fixed(g, k, 1)?, opts.page_size)]
+        }
+        Op::Input(_) | Op::Weight { .. } | Op::KvCache { .. } | Op::Slice { .. } => vec![],
+    })
+}
+
+/// The [`MatMulSpec`] of a (possibly fused) matmul node.
+pub fn matmul_spec(g: &Graph, id: NodeId, opts: &PlanOptions) -> Result<MatMulSpec, CodegenError> {
+    let Op::MatMul(m) = &g.node(id).op else {
+        return Err(bad(g, id, "not a matmul"));
+    };
+    let x = operand(g, id, Role::X)?;
+    let k = fixed(g, x, g.node(x).ty.shape.len().saturating_sub(1))?;
+    let biased: Vec<u8> = g
+        .operands(id)
+        .iter()
+        .filter(|(o, _)| o.role == Role::Bias)
+        .map(|(o, _)| o.index)
+        .collect();
+    let segments = g
+        .operand_list(id, Role::W)
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            Ok(Segment {
+                ty: g.node(w).ty.dtype,
+                rows: fixed(g, w, 0)?,
+                bias: biased.contains(&(i as u8)),
+            })
+        })
+        .collect::<Result<Vec<_>, CodegenError>>()?;
+    if g.operand(id, Role::Freqs).is_some() {
+        return Err(bad(
+            g,
+            id,
+            "RoPE frequency factors (rope_freqs) are not supported on the GPU yet",
+        ));
+    }
+    let mut spec = MatMulSpec {
+        k,
+        segments,
+        rms_eps: m.prologue.map(|Prologue::RmsNorm { eps }| eps),
+        rope: None,
+        kv: None,
+        swiglu: false,
+        residual: false,
+    };
+    for e in &m.epilogue {
+        match e {
+            Epilogue::Bias => {}
+            Epilogue::Rope {
+                spec: r,
+                q_heads,
+                k_heads,
+            } => spec.rope = Some(rope_epilogue(g, id, r, q_heads + k_heads)?),
+            Epilogue::KvStore {
+                k_col,
+                v_col,
+                kv_dim,
+                ..
+            } => {
+                spec.kv = Some(KvEpilogue {
+                    k_col: *k_col as u32,
+                    v_col: *v_col as u32,
+                    kv_dim: *kv_dim as u32,
+                    page_size: opts.page_size,
+                })
+            }
+            Epilogue::SwiGlu => spec.swiglu = true,
+            Epilogue::Residual => spec.residual = true,
+        }
+    }
+    spec.validate()?;
+    Ok(spec)
+}
+
+fn rope_epilogue(
+    g: &Graph,
+    id: NodeId,
+    r: &RopeSpec,
+    heads: u32,
+) -> Result<RopeEpilogue, CodegenError> {
+    if r.n_rot != r.head_dim {
+        return Err(bad(
+            g,
+            id,
+            &format!("partial RoPE (n_rot {} of {})", r.n_rot, r.head_dim),
+        ));
+    }
+    let freq_scale = match r.scaling {
+        RopeScaling::None => 1.0,
+        RopeScaling::Linear { factor } => 1.0 / factor,
+        RopeScaling::Yarn { .. } => {
+            return Err(bad(
+                g,
+                id,
+                "YaRN RoPE scaling is not supported on the GPU yet",
+            ))
+        }
+    };
+    Ok(RopeEpilogue {
+        head_dim: r.head_dim,
+        heads,
+        neox: r.style == RopeStyle::Neox,
+        base: r.base,
+        freq_scale,
+    })
+}
+
+fn operand(g: &Graph, id: NodeId, role: Role) -> Result<NodeId, CodegenError> {
+    g.operand(id, role)
+        .ok_or_else(|| bad(g, id, &format!("no {role} operand")))
+}
+
+/// Dim `i` of `id`'s shape, which must be fixed.
+fn fixed(g: &Graph, id: NodeId, i: usize) -> Result<u32, CodegenError> {
+    match g.node(id).ty.shape.get(i) {
+        Some(Dim::Fixed(n)) => {
+            u32::try_from(*n).map_err(|_| bad(g, id, &format!("dim {i} = {n} is too large")))
+        }
+        Some(d) => Err(bad(
+            g,
+            id,
+            &format!("dim {i} is symbolic ({d}) where a size is needed"),
+        )),
+        None => Err(bad(g, id, &format!("has no dim {i}"))),
+    }
+}
+
+fn bad(g: &Graph, id: NodeId, reason: &str) -> CodegenError {
+    CodegenError::BadNode {
+        node: format!("{} ({})", g.node(id).name, g.node(id).op.kind()),
+        reason: reason.to_string(),
+    }
+}

@@ -1,0 +1,107 @@
+//! Row-wise kernels (rows.hip): embedding gather, RMSNorm, gather of
+//! logit rows, argmax. One block of 256 threads per row.
+
+use super::error::{unsupported, CodegenError};
+use super::source::{gpu_supports, type_id, type_label, KernelSource, Template};
+use crate::backend::{DevicePtr, Kernel, KernelArgs, LaunchDims, Result, Stream};
+use crate::quant::GgmlType;
+
+const BLOCK: u32 = 256;
+
+/// A row-wise op and its constants.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RowOp {
+    /// `out[t] = dequant(table[tokens[t]])`, table `[vocab, dim]`.
+    Embed { ty: GgmlType, dim: u32, vocab: u32 },
+    /// `out[t] = x[t] / rms(x[t]) * g`.
+    RmsNorm { dim: u32, eps: f32 },
+    /// `out[r] = x[rows[r]]`.
+    GatherRows { dim: u32 },
+    /// `out[r] = argmax(logits[r])` (i32; first of equal maxima).
+    Argmax { n: u32 },
+}
+
+impl RowOp {
+    pub fn entry(&self) -> &'static str {
+        match self {
+            RowOp::Embed { .. } => "embed",
+            RowOp::RmsNorm { .. } => "rms_norm",
+            RowOp::GatherRows { .. } => "gather_rows",
+            RowOp::Argmax { .. } => "argmax",
+        }
+    }
+
+    pub fn source(&self) -> Result<KernelSource, CodegenError> {
+        let e = self.entry();
+        let src = match *self {
+            RowOp::Embed { ty, dim, vocab } => {
+                if !gpu_supports(ty) || dim % 32 != 0 || dim as usize % ty.block_len() != 0 {
+                    return Err(unsupported(
+                        e,
+                        format!("{} table of width {dim}", ty.name()),
+                    ));
+                }
+                KernelSource::new(
+                    Template::Rows,
+                    format!("embed_{}_d{dim}", type_label(ty)),
+                    &[e],
+                )
+                .define("EMBED_TYPE", type_id(ty))
+                .define("D", dim)
+                .define("V", vocab)
+            }
+            RowOp::RmsNorm { dim, eps } => {
+                KernelSource::new(Template::Rows, format!("rms_norm_d{dim}"), &[e])
+                    .define("NORM_D", dim)
+                    .define_f32_bits("EPS_BITS", eps)
+            }
+            RowOp::GatherRows { dim } => {
+                KernelSource::new(Template::Rows, format!("gather_rows_d{dim}"), &[e])
+                    .define("GATHER_D", dim)
+            }
+            RowOp::Argmax { n } => KernelSource::new(Template::Rows, format!("argmax_n{n}"), &[e])
+                .define("ARGMAX_N", n),
+        };
+        Ok(src)
+    }
+
+    /// Queues the op over `rows` rows. `idx` is the token ids (Embed) or
+    /// row indices (GatherRows); `aux` the norm weights (RmsNorm); strides
+    /// in elements.
+    ///
+    /// # Safety
+    /// Pointers as docs/KERNELS.md states for the op.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn launch(
+        &self,
+        kernel: &Kernel,
+        stream: &Stream,
+        input: DevicePtr,
+        ld_in: u32,
+        idx_or_aux: DevicePtr,
+        out: DevicePtr,
+        ld_out: u32,
+        rows: u32,
+    ) -> Result<()> {
+        if rows == 0 {
+            return Ok(());
+        }
+        let args = match self {
+            RowOp::Embed { .. } => KernelArgs::new()
+                .ptr(input)
+                .ptr(idx_or_aux)
+                .ptr(out)
+                .u32(ld_out)
+                .u32(rows),
+            RowOp::RmsNorm { .. } | RowOp::GatherRows { .. } => KernelArgs::new()
+                .ptr(input)
+                .u32(ld_in)
+                .ptr(idx_or_aux)
+                .ptr(out)
+                .u32(ld_out)
+                .u32(rows),
+            RowOp::Argmax { .. } => KernelArgs::new().ptr(input).u32(ld_in).ptr(out).u32(rows),
+        };
+        kernel.launch(stream, LaunchDims::new([rows, 1, 1], BLOCK), &args)
+    }
+}
