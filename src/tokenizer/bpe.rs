@@ -2,10 +2,9 @@
 //! pre-tokenizer are written as byte-level characters and merged by the rank
 //! of `tokenizer.ggml.merges` (lower rank first).
 
-use std::collections::HashMap;
-
 use super::byte_level;
 use super::error::TokenizerError;
+use super::fast_hash::FxHashMap;
 use super::merge_queue::{char_symbols, merge_all, NO_ID};
 use super::vocab::Vocab;
 use crate::gguf::Metadata;
@@ -17,9 +16,9 @@ pub const KEY_MERGES: &str = "tokenizer.ggml.merges";
 #[derive(Debug)]
 pub struct BpeMerges {
     /// (left, right) -> (rank, id of the merged text).
-    ranks: HashMap<(u32, u32), (u32, u32)>,
+    ranks: FxHashMap<(u32, u32), (u32, u32)>,
     /// Texts of merge parts and results that are not tokens.
-    extra: HashMap<Box<str>, u32>,
+    extra: FxHashMap<Box<str>, u32>,
     n_vocab: u32,
 }
 
@@ -30,8 +29,8 @@ impl BpeMerges {
     pub fn from_metadata(md: &Metadata, vocab: &Vocab) -> Result<Self, TokenizerError> {
         let lines = md.get_str_array(KEY_MERGES)?;
         let mut m = Self {
-            ranks: HashMap::with_capacity(lines.len()),
-            extra: HashMap::new(),
+            ranks: FxHashMap::with_capacity_and_hasher(lines.len(), Default::default()),
+            extra: FxHashMap::default(),
             n_vocab: vocab.len() as u32,
         };
         for (rank, line) in lines.iter().enumerate() {

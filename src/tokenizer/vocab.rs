@@ -1,9 +1,8 @@
 //! The vocabulary: token texts, attributes and scores as the GGUF stores
 //! them, with text -> id lookup.
 
-use std::collections::HashMap;
-
 use super::error::TokenizerError;
+use super::fast_hash::FxHashMap;
 use super::token_attr::TokenAttr;
 use crate::gguf::Metadata;
 
@@ -18,7 +17,7 @@ pub struct Vocab {
     texts: Vec<Box<str>>,
     attrs: Vec<TokenAttr>,
     scores: Vec<f32>,
-    by_text: HashMap<Box<str>, u32>,
+    by_text: FxHashMap<Box<str>, u32>,
 }
 
 impl Vocab {
@@ -37,7 +36,7 @@ impl Vocab {
         check_len(KEY_SCORES, n, scores.as_ref().map(Vec::len))?;
 
         let mut texts = Vec::with_capacity(n);
-        let mut by_text = HashMap::with_capacity(n);
+        let mut by_text = FxHashMap::with_capacity_and_hasher(n, Default::default());
         for (i, t) in tokens.iter().enumerate() {
             let id = i as u32;
             let text: Box<str> = if t.is_empty() {
