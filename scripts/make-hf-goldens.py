@@ -127,6 +127,41 @@ def hf_model(path):
     return model.to(torch.float64).eval(), cfg
 
 
+def emulate_engine(model, weight_type):
+    """--emulate: gives the HF model our CPU executor's two deliberate
+    approximations, so that a remaining difference is a bug (up to rounding
+    that lands on the other side of a boundary):
+    K/V rounded to f16 (the KV cache) after RoPE, and the inputs of
+    quantized-weight matmuls rounded to 8 bits with an f32 scale per 32
+    (legacy weights) or 256 (K-quants) values."""
+    import importlib
+    for arch in ("llama", "qwen2", "mistral"):
+        mod = importlib.import_module(f"transformers.models.{arch}.modeling_{arch}")
+        if getattr(mod.eager_attention_forward, "emulated", False):
+            continue
+        orig = mod.eager_attention_forward
+
+        def f16_kv(module, query, key, value, *args, _orig=orig, **kw):
+            return _orig(module, query, key.half().to(key.dtype), value.half().to(value.dtype), *args, **kw)
+
+        f16_kv.emulated = True
+        mod.eager_attention_forward = f16_kv
+    if weight_type in ("F32", "F16"):
+        return
+    block = 256 if weight_type.endswith("_K") else 32
+
+    def q8(module, args):
+        x = args[0]
+        xb = x.reshape(*x.shape[:-1], -1, block)
+        d = (xb.abs().amax(dim=-1, keepdim=True) / 127).float().double()
+        q = torch.where(d > 0, torch.round(xb / torch.where(d > 0, d, 1)), 0)
+        return (q * d).reshape(x.shape)
+
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Linear):
+            m.register_forward_pre_hook(q8)
+
+
 @torch.no_grad()
 def logits(model, tokens):
     return model(input_ids=torch.tensor([tokens])).logits[0].numpy()
@@ -146,8 +181,8 @@ def fmt(row):
     return "[" + ",".join(f"{v:.7g}" for v in row) + "]"
 
 
-def write_fixture(out, name, settings, digest, size, tol, results):
-    ref = {"transformers": transformers.__version__, "torch": torch.__version__,
+def write_fixture(out, name, settings, digest, size, tol, results, emulated):
+    ref = {"emulated": emulated,"transformers": transformers.__version__, "torch": torch.__version__,
            "gguf": importlib.metadata.version("gguf"), "numpy": np.__version__,
            "dtype": "float64", "attention": "eager",
            "loader": "AutoConfig/load_gguf_checkpoint(gguf_file) (transformers' GGUF support)"}
@@ -167,6 +202,8 @@ def main():
     ap.add_argument("--rfc", default="target/release/rfc")
     ap.add_argument("--out", default="tests/fixtures/hf")
     ap.add_argument("--keep", help="also keep the model files in this folder")
+    ap.add_argument("--emulate", action="store_true",
+                    help="give HF our f16 KV cache (and 8-bit activations for quantized weights)")
     ap.add_argument("only", nargs="*", help="case names (default: all)")
     a = ap.parse_args()
     out = pathlib.Path(a.out)
@@ -183,9 +220,16 @@ def main():
             model, cfg = hf_model(path)
             if settings["window"]:
                 check_window(model, settings["window"], settings["layers"])
+            if a.emulate:
+                emulate_engine(model, settings["type"])
             results = [(p, logits(model, p)) for p in PROMPTS]
         tol = FLOAT_TOL if settings["type"] in ("F32", "F16") else QUANTIZED_TOL
-        write_fixture(out, name, settings, hashlib.sha256(data).hexdigest(), len(data), tol, results)
+        emulated = None
+        if a.emulate:
+            emulated = "K/V rounded to f16" + ("" if settings["type"] in ("F32", "F16") else
+                                                ", matmul inputs rounded to 8 bits per block")
+        write_fixture(out, name, settings, hashlib.sha256(data).hexdigest(), len(data), tol, results,
+                      emulated)
         rms = np.sqrt(np.mean(np.concatenate([r for _, r in results]) ** 2))
         print(f"{name}: {type(model).__name__}, {len(data)} bytes, logits rms {rms:.3f}", file=sys.stderr)
 
