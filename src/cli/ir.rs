@@ -33,11 +33,14 @@ pub struct IrArgs {
     /// With --stats: one JSON object.
     #[arg(long, requires = "stats")]
     pub json: bool,
+    /// Use this architecture spec (TOML, like ir_specs/*.toml) instead of detecting one.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
 }
 
 pub fn run(args: IrArgs) -> CmdResult {
     let file = GgufFile::open(&args.model)?;
-    let detected = frontend::detect(&file)?;
+    let detected = frontend::detect_or_load(&file, args.spec.as_deref())?;
     let (_, graph) = frontend::build_graph_with(&file, &detected.spec)?;
     let env = DimEnv {
         tokens: args.tokens,
