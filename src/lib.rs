@@ -5,6 +5,7 @@
 //! [`ir`]), rewritten ([`passes`]), and executed ([`exec`]); text goes in and
 //! out through [`tokenizer`] and [`sampler`].
 
+pub mod artifact;
 pub mod backend;
 pub mod codegen;
 pub mod exec;

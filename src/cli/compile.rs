@@ -1,9 +1,14 @@
 //! `rfc compile MODEL.gguf --target gfx1100 --emit-kernels DIR`: writes
 //! every specialized kernel source the model's compiled plan needs
 //! (DIR/<label>.hip), for offline compile checks (scripts/ci-gfx1100.sh).
+//!
+//! `rfc compile MODEL.gguf -o MODEL.rfc --target cpu|gfx1100|sm_90
+//! [--max-context N] [--max-batch-tokens T]`: writes a self-contained
+//! artifact (docs/ARTIFACT.md) that `rfc run`, `bench`, `inspect` and `ir` take.
 
 use std::path::PathBuf;
 
+use rocmforge::artifact;
 use rocmforge::codegen::plan::{kernel_sources, PlanOptions};
 use rocmforge::codegen::Target;
 use rocmforge::frontend;
@@ -17,18 +22,36 @@ use super::CmdResult;
 pub struct CompileArgs {
     /// The GGUF file.
     pub model: PathBuf,
-    /// The GPU to specialize for: gfx1100, sm_90, ...
+    /// The GPU to specialize for: gfx1100, sm_90, ... (or cpu, for -o).
     #[arg(long, default_value = "gfx1100")]
     pub target: String,
     /// Write each specialized kernel source into this directory.
-    #[arg(long, value_name = "DIR")]
-    pub emit_kernels: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "output")]
+    pub emit_kernels: Option<PathBuf>,
+    /// Write the compiled artifact to this file.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Artifact: context length in tokens (capped by the model's).
+    #[arg(long, default_value_t = 4096)]
+    pub max_context: usize,
+    /// Artifact: tokens per step (prefill chunk).
+    #[arg(long, default_value_t = 512)]
+    pub max_batch_tokens: usize,
+    /// Artifact: logit rows per step (1 for generation; the batch for perplexity).
+    #[arg(long, default_value_t = 1)]
+    pub max_logit_rows: usize,
     /// Tokens per KV-cache page.
     #[arg(long, default_value_t = 16)]
     pub page_size: u32,
 }
 
 pub fn run(args: CompileArgs) -> CmdResult {
+    if let Some(out) = &args.output {
+        write_artifact(&args, out)?;
+    }
+    let Some(emit_kernels) = &args.emit_kernels else {
+        return Ok(());
+    };
     let target = Target::parse(&args.target)?;
     let file = GgufFile::open(&args.model)?;
     let (_, graph) = frontend::build_graph(&file)?;
@@ -37,15 +60,38 @@ pub fn run(args: CompileArgs) -> CmdResult {
         page_size: args.page_size,
     };
     let sources = kernel_sources(&compiled.graph, &opts)?;
-    std::fs::create_dir_all(&args.emit_kernels)?;
+    std::fs::create_dir_all(emit_kernels)?;
     for (label, src) in &sources {
-        let path = args.emit_kernels.join(format!("{label}.hip"));
+        let path = emit_kernels.join(format!("{label}.hip"));
         std::fs::write(&path, src.text())?;
     }
     println!(
         "wrote {} kernel sources for {target} to {}",
         sources.len(),
-        args.emit_kernels.display()
+        emit_kernels.display()
+    );
+    Ok(())
+}
+
+/// `-o FILE`: the artifact, with progress bars on stderr.
+fn write_artifact(args: &CompileArgs, out: &std::path::Path) -> CmdResult {
+    let opts = artifact::CompileOptions {
+        target: artifact::ArtifactTarget::parse(&args.target)?,
+        max_context: args.max_context,
+        max_batch_tokens: args.max_batch_tokens,
+        max_logit_rows: args.max_logit_rows,
+        page_size: args.page_size as usize,
+    };
+    let r = artifact::compile_artifact(&args.model, out, &opts, &artifact::Bars::new())?;
+    eprintln!(
+        "wrote {} ({} bytes: {} weights, {} kernels, arena {} bytes) for {} in {:.2} s",
+        r.path.display(),
+        r.file_bytes,
+        r.weights,
+        r.kernels,
+        r.arena_bytes,
+        opts.target,
+        r.elapsed.as_secs_f64()
     );
     Ok(())
 }

@@ -50,6 +50,8 @@ pub enum LoadError {
     Exec(#[from] super::ExecError),
     #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    #[error(transparent)]
+    Artifact(#[from] crate::artifact::ArtifactError),
 }
 
 /// A model on the CPU with its tokenizer.
@@ -78,10 +80,14 @@ pub fn plan_env(opts: &LoadOptions, model_ctx: usize) -> DimEnv {
     }
 }
 
-/// Opens `path` and compiles it for the CPU.
+/// Opens `path` and compiles it for the CPU (an artifact from `rfc
+/// compile` is loaded as compiled).
 pub fn load_cpu(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
     let t0 = Instant::now();
     let file = Arc::new(GgufFile::open(path)?);
+    if crate::artifact::is_artifact(&file) {
+        return crate::artifact::load_cpu_artifact(file, opts, false, &crate::artifact::Silent);
+    }
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let (config, graph) = frontend::build_graph(&file)?;
     let env = plan_env(opts, config.context_length);

@@ -1,0 +1,70 @@
+//! The GPU code objects an artifact carries: every specialized kernel the
+//! compiled graph needs (codegen's `kernel_sources`), compiled for the
+//! target through the disk-cached runtime compiler.
+
+use crate::backend::RtcApi;
+use crate::codegen::plan::{kernel_sources, node_sources, PlanOptions};
+use crate::codegen::{CodegenError, KernelCache, Target};
+use crate::ir::{Graph, NodeId};
+
+use super::error::{ArtifactError, Result};
+use super::progress::{Progress, Unit};
+
+/// One compiled kernel with the source it was compiled from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelObject {
+    /// codegen's label (what the specialization is for).
+    pub label: String,
+    /// The `extern "C"` entry points, space-separated.
+    pub entries: String,
+    pub source: String,
+    /// The code object the driver loads (cubin / AMDGPU code object).
+    pub code: Vec<u8>,
+}
+
+/// Compiles every kernel `g` needs for `target`, and returns them with the
+/// compiler's version (`"nvrtc 12.4"`).
+pub fn compile_kernels(
+    g: &Graph,
+    target: &Target,
+    page_size: u32,
+    progress: &dyn Progress,
+) -> Result<(Vec<KernelObject>, String)> {
+    let sources = kernel_sources(g, &PlanOptions { page_size })?;
+    let compiler = RtcApi::get(target.vendor()).map_err(|e| ArtifactError::KernelsUnavailable {
+        target: target.to_string(),
+        reason: format!("no runtime compiler: {e}"),
+    })?;
+    let cache = KernelCache::with_default_dir();
+    progress.begin("compiling kernels", sources.len() as u64, Unit::Items);
+    let mut out = Vec::with_capacity(sources.len());
+    for (label, src) in &sources {
+        let code = cache
+            .code_object(compiler, target, src)
+            .map_err(CodegenError::from)?;
+        if code.is_empty() {
+            return Err(ArtifactError::KernelsUnavailable {
+                target: target.to_string(),
+                reason: format!("the compiler gave an empty code object for {label}"),
+            });
+        }
+        out.push(KernelObject {
+            label: label.clone(),
+            entries: src.entries.join(" "),
+            source: src.text(),
+            code,
+        });
+        progress.advance(1);
+    }
+    progress.end();
+    tracing::info!(kernels = out.len(), %target, "kernels compiled");
+    Ok((out, compiler.version_string()))
+}
+
+/// The kernel labels node `id` launches on a GPU target.
+pub fn node_kernels(g: &Graph, id: NodeId, page_size: u32) -> Result<Vec<String>> {
+    Ok(node_sources(g, id, &PlanOptions { page_size })?
+        .into_iter()
+        .map(|s| s.label)
+        .collect())
+}

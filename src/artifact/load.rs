@@ -1,0 +1,82 @@
+//! An artifact to a model ready to generate on the CPU: the stored IR is
+//! parsed, the stored plan mapped onto it, and the executor reads the
+//! weights in place from the mapped artifact. No frontend graph build, no
+//! pass and no kernel compiler runs.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::error::ArtifactError;
+use super::progress::{Bars, Progress};
+use super::read::Artifact;
+use crate::exec::cpu_model::CpuModel;
+use crate::exec::load::{LoadError, LoadOptions, LoadedModel};
+use crate::exec::session::Session;
+use crate::gguf::GgufFile;
+use crate::tokenizer::Tokenizer;
+
+/// Loads the artifact `file` for the CPU; with `verify`, every weight's
+/// checksum is checked first. The plan's limits are fixed at compile
+/// time: `opts` asking for more is logged, and the plan's limits hold.
+pub fn load_cpu_artifact(
+    file: Arc<GgufFile>,
+    opts: &LoadOptions,
+    verify: bool,
+    progress: &dyn Progress,
+) -> Result<LoadedModel, LoadError> {
+    let t0 = Instant::now();
+    let artifact = Artifact::from_file(file.clone())?;
+    artifact.target.require_cpu()?;
+    if verify {
+        artifact.verify_weights(progress)?;
+    }
+    let tokenizer = Tokenizer::from_gguf(&file)?;
+    let config = artifact.model_config()?;
+    let (graph, plan) = artifact.graph_and_plan()?;
+    warn_if_limited(opts, config.context_length, &artifact);
+    let page_size = artifact.plan.page_size as usize;
+    let model = CpuModel::new(file.clone(), graph, plan, page_size)?;
+    tracing::info!(ms = t0.elapsed().as_millis() as u64, "artifact loaded");
+    Ok(LoadedModel {
+        file,
+        config,
+        tokenizer,
+        session: Session::new(model),
+        load_time: t0.elapsed(),
+    })
+}
+
+/// Opens `path`, which must be an artifact, checks every weight's checksum
+/// and loads it (`rfc run --verify`), drawing progress on stderr.
+pub fn load_cpu_verified(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
+    let file = Arc::new(GgufFile::open(path)?);
+    if !super::is_artifact(&file) {
+        return Err(ArtifactError::NotAnArtifact {
+            path: path.display().to_string(),
+        }
+        .into());
+    }
+    load_cpu_artifact(file, opts, true, &Bars::new())
+}
+
+fn warn_if_limited(opts: &LoadOptions, model_ctx: usize, artifact: &Artifact) {
+    let p = &artifact.plan;
+    let context = (p.env.pages * p.page_size) as usize;
+    let asked_context = match model_ctx {
+        0 => opts.context,
+        n => opts.context.min(n),
+    };
+    let asks = [
+        ("context", asked_context, context),
+        ("tokens per step", opts.max_tokens, p.env.tokens as usize),
+        ("logit rows per step", opts.max_rows, p.env.rows as usize),
+    ];
+    for (what, asked, compiled) in asks {
+        if asked > compiled {
+            tracing::warn!(
+                "{what}: {asked} asked, the artifact was compiled for {compiled} (recompile with larger limits)"
+            );
+        }
+    }
+}

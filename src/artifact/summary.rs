@@ -1,0 +1,148 @@
+//! What an artifact holds, for `rfc inspect`: its provenance, limits, plan,
+//! weights, kernels and which checksums were checked.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::error::Result;
+use super::keys;
+use super::progress::Progress;
+use super::read::Artifact;
+use crate::gguf::GgufFile;
+
+/// An artifact's summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub format_version: u32,
+    pub target: String,
+    pub compiler: String,
+    pub kernel_compiler: String,
+    pub source_name: String,
+    pub source_sha256: String,
+    pub spec: String,
+    pub weight_layout: String,
+    pub max_batch_tokens: u64,
+    pub max_logit_rows: u64,
+    pub max_context: u64,
+    pub page_size: u64,
+    pub arena_bytes: u64,
+    pub arena_lower_bound: u64,
+    pub ir_nodes: usize,
+    pub launches: usize,
+    pub weights: usize,
+    pub weight_bytes: u64,
+    pub kernels: usize,
+    pub kernel_bytes: u64,
+    /// Whether every weight's checksum was checked (and matched).
+    pub weights_verified: bool,
+}
+
+/// Checks `file` as an artifact (weights too with `verify`) and summarizes it.
+pub fn summarize(file: Arc<GgufFile>, verify: bool, progress: &dyn Progress) -> Result<Summary> {
+    let a = Artifact::from_file(file)?;
+    if verify {
+        a.verify_weights(progress)?;
+    }
+    let launches: serde_json::Value = serde_json::from_str(a.get(keys::LAUNCHES)?)
+        .map_err(|e| super::ArtifactError::field(keys::LAUNCHES, e.to_string()))?;
+    let kernels = a.kernels()?;
+    let p = &a.plan;
+    Ok(Summary {
+        format_version: a.version,
+        target: a.target.to_string(),
+        compiler: a.get(keys::COMPILER)?.into(),
+        kernel_compiler: a.get(keys::KERNEL_COMPILER)?.into(),
+        source_name: a.get(keys::SOURCE_NAME)?.into(),
+        source_sha256: a.get(keys::SOURCE_SHA256)?.into(),
+        spec: a.get(keys::SPEC)?.into(),
+        weight_layout: a.get(keys::WEIGHT_LAYOUT)?.into(),
+        max_batch_tokens: p.env.tokens,
+        max_logit_rows: p.env.rows,
+        max_context: p.env.pages * p.page_size,
+        page_size: p.page_size,
+        arena_bytes: p.arena_bytes,
+        arena_lower_bound: p.lower_bound,
+        ir_nodes: p.schedule.len(),
+        launches: launches.as_array().map_or(0, Vec::len),
+        weights: a.weights().count(),
+        weight_bytes: a.weights().map(|t| t.size).sum(),
+        kernels: kernels.len(),
+        kernel_bytes: kernels.iter().map(|k| k.code.len() as u64).sum(),
+        weights_verified: verify,
+    })
+}
+
+impl Summary {
+    /// The text section `rfc inspect` prints after the GGUF view.
+    pub fn to_text(&self) -> String {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let weights_check = if self.weights_verified {
+            "verified"
+        } else {
+            "not checked (use --verify)"
+        };
+        format!(
+            "artifact:\n  \
+             format version   {}\n  \
+             target           {}\n  \
+             compiled by      {} (kernel compiler: {})\n  \
+             source           {} (sha256 {})\n  \
+             spec             {}\n  \
+             limits           {} tokens/step, {} logit rows/step, context {} ({}-token pages)\n  \
+             plan             {} IR nodes, {} launches/step, arena {} bytes ({:.2} MiB, lower bound {})\n  \
+             weights          {} tensors, {} bytes ({:.1} MiB), layout {}\n  \
+             kernels          {} code objects, {} bytes\n  \
+             checksums        header, IR, plan, kernels: ok; weights: {weights_check}\n",
+            self.format_version,
+            self.target,
+            self.compiler,
+            self.kernel_compiler,
+            self.source_name,
+            self.source_sha256,
+            self.spec,
+            self.max_batch_tokens,
+            self.max_logit_rows,
+            self.max_context,
+            self.page_size,
+            self.ir_nodes,
+            self.launches,
+            self.arena_bytes,
+            mib(self.arena_bytes),
+            self.arena_lower_bound,
+            self.weights,
+            self.weight_bytes,
+            mib(self.weight_bytes),
+            self.weight_layout,
+            self.kernels,
+            self.kernel_bytes,
+        )
+    }
+
+    /// The `artifact` object `rfc inspect --json` adds.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "format_version": self.format_version,
+            "target": self.target,
+            "compiler": self.compiler,
+            "kernel_compiler": self.kernel_compiler,
+            "source_name": self.source_name,
+            "source_sha256": self.source_sha256,
+            "spec": self.spec,
+            "weight_layout": self.weight_layout,
+            "max_batch_tokens": self.max_batch_tokens,
+            "max_logit_rows": self.max_logit_rows,
+            "max_context": self.max_context,
+            "page_size": self.page_size,
+            "arena_bytes": self.arena_bytes,
+            "arena_lower_bound": self.arena_lower_bound,
+            "ir_nodes": self.ir_nodes,
+            "launches": self.launches,
+            "weights": self.weights,
+            "weight_bytes": self.weight_bytes,
+            "kernels": self.kernels,
+            "kernel_bytes": self.kernel_bytes,
+            "weights_verified": self.weights_verified,
+        })
+    }
+}

@@ -1,0 +1,373 @@
+//! `rfc compile`: a GGUF model through the frontend, the passes and (for a
+//! GPU target) code generation, written as one artifact.
+//!
+//! The file is written under a temporary name beside the output and renamed
+//! into place once complete and synced, so a failed or interrupted compile
+//! never leaves a truncated artifact under the real name.
+
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::checksum::{sha256_hex, sha256_hex_chunked};
+use super::error::{ArtifactError, Result};
+use super::kernels::{compile_kernels, node_kernels, KernelObject};
+use super::plan_record::PlanRecord;
+use super::progress::{Progress, Unit};
+use super::target::ArtifactTarget;
+use super::{keys, ALIGNMENT, FORMAT_VERSION};
+use crate::frontend::{self, ModelConfig};
+use crate::gguf::{GgufFile, GgufWriter, TensorInfo, Value};
+use crate::ir::{text, DimEnv, Graph, Op};
+use crate::passes::{self, Compiled, MemoryPlan};
+use crate::quant::GgmlType;
+
+/// What an artifact is compiled for.
+#[derive(Debug, Clone)]
+pub struct CompileOptions {
+    pub target: ArtifactTarget,
+    /// Context length (tokens; capped by the model's own).
+    pub max_context: usize,
+    /// Tokens per step (prefill chunk).
+    pub max_batch_tokens: usize,
+    /// Logit rows per step: 1 for generation, the batch for perplexity.
+    pub max_logit_rows: usize,
+    /// Tokens per KV-cache page.
+    pub page_size: usize,
+}
+
+impl Default for CompileOptions {
+    /// What `rfc run MODEL.gguf` compiles for (exec::load's defaults).
+    fn default() -> Self {
+        CompileOptions {
+            target: ArtifactTarget::Cpu,
+            max_context: 4096,
+            max_batch_tokens: 512,
+            max_logit_rows: 1,
+            page_size: crate::exec::load::PAGE_SIZE,
+        }
+    }
+}
+
+impl CompileOptions {
+    /// The plan's limits on a model whose own context is `model_ctx`.
+    pub fn env(&self, model_ctx: usize) -> DimEnv {
+        let context = match model_ctx {
+            0 => self.max_context,
+            n => self.max_context.min(n),
+        };
+        let page = self.page_size.max(1);
+        let pages = context.div_ceil(page) as u64;
+        DimEnv {
+            tokens: self.max_batch_tokens as u64,
+            rows: self.max_logit_rows as u64,
+            seqs: 1,
+            pages,
+            kv_len: pages * page as u64,
+        }
+    }
+}
+
+/// What a compile wrote.
+#[derive(Debug, Clone)]
+pub struct CompileReport {
+    pub path: PathBuf,
+    pub file_bytes: u64,
+    pub weights: usize,
+    pub weight_bytes: u64,
+    pub kernels: usize,
+    pub arena_bytes: u64,
+    pub source_sha256: String,
+    pub elapsed: Duration,
+}
+
+/// The parts of an artifact before they are laid out.
+struct Parts {
+    config: ModelConfig,
+    compiled: Compiled,
+    ir: String,
+    plan: String,
+    launches: String,
+    kernels: Vec<KernelObject>,
+    kernel_compiler: String,
+    weights: Vec<TensorInfo>,
+}
+
+/// Compiles the GGUF model `model` into the artifact `out`.
+pub fn compile_artifact(
+    model: &Path,
+    out: &Path,
+    opts: &CompileOptions,
+    progress: &dyn Progress,
+) -> Result<CompileReport> {
+    let t0 = Instant::now();
+    let source = GgufFile::open(model)?;
+    if super::is_artifact(&source) {
+        return Err(ArtifactError::field(
+            keys::FORMAT_VERSION,
+            format!(
+                "{} is already an artifact: compile the GGUF model",
+                model.display()
+            ),
+        ));
+    }
+    progress.begin("hashing source", source.file_len(), Unit::Bytes);
+    let source_sha256 = sha256_hex_chunked(source.bytes(), |n| progress.advance(n));
+    progress.end();
+    let parts = build_parts(&source, opts, progress)?;
+    let writer = layout(&source, model, &source_sha256, opts, &parts, progress)?;
+    write_atomically(&writer, &source, &parts, out, progress)?;
+    let report = CompileReport {
+        path: out.to_path_buf(),
+        file_bytes: writer.file_len(),
+        weights: parts.weights.len(),
+        weight_bytes: parts.weights.iter().map(|t| t.size).sum(),
+        kernels: parts.kernels.len(),
+        arena_bytes: parts.compiled.plan.arena_bytes,
+        source_sha256,
+        elapsed: t0.elapsed(),
+    };
+    tracing::info!(
+        path = %out.display(),
+        bytes = report.file_bytes,
+        ms = report.elapsed.as_millis() as u64,
+        "artifact written"
+    );
+    Ok(report)
+}
+
+/// Frontend, passes, kernels, and the text of every stored part.
+fn build_parts(source: &GgufFile, opts: &CompileOptions, progress: &dyn Progress) -> Result<Parts> {
+    let t = Instant::now();
+    let (config, graph) = frontend::build_graph(source)?;
+    let compiled = passes::compile(graph, opts.env(config.context_length))?;
+    tracing::info!(ms = t.elapsed().as_millis() as u64, "graph compiled");
+    let page_size = opts.page_size as u32;
+    let (kernels, kernel_compiler) = match &opts.target {
+        ArtifactTarget::Cpu => (Vec::new(), "none".to_string()),
+        ArtifactTarget::Gpu(t) => compile_kernels(&compiled.graph, t, page_size, progress)?,
+    };
+    let g = &compiled.graph;
+    let record = PlanRecord::new(g, &compiled.plan, opts.page_size as u64);
+    let launches = launch_schedule(g, &compiled.plan, &opts.target, page_size)?;
+    Ok(Parts {
+        ir: ir_text(g, &compiled.plan),
+        plan: record.to_json(),
+        launches: launches.to_string(),
+        weights: graph_weights(source, g, &compiled.plan)?,
+        kernels,
+        kernel_compiler,
+        config,
+        compiled,
+    })
+}
+
+/// The final IR as `rfc ir MODEL.gguf` prints it: with arena ranges.
+pub(crate) fn ir_text(g: &Graph, plan: &MemoryPlan) -> String {
+    text::print_with_placement(g, |id| {
+        plan.slot_of(id).map(|s| s.offset..s.offset + s.bytes)
+    })
+}
+
+/// Every node that runs, in schedule order: its IR number, op and name,
+/// and on a GPU target the kernels it launches.
+fn launch_schedule(
+    g: &Graph,
+    plan: &MemoryPlan,
+    target: &ArtifactTarget,
+    page_size: u32,
+) -> Result<serde_json::Value> {
+    let ids = text::text_ids(g);
+    let mut steps = Vec::new();
+    for &id in &plan.schedule {
+        let node = g.node(id);
+        if matches!(
+            node.op,
+            Op::Input(_) | Op::Weight { .. } | Op::KvCache { .. } | Op::Slice { .. }
+        ) {
+            continue;
+        }
+        let mut step = json!({ "node": ids[&id], "op": node.op.kind(), "name": node.name });
+        if matches!(target, ArtifactTarget::Gpu(_)) {
+            step["kernels"] = json!(node_kernels(g, id, page_size)?);
+        }
+        steps.push(step);
+    }
+    Ok(serde_json::Value::Array(steps))
+}
+
+/// The source's tensor infos of every weight the graph reads, in schedule
+/// order (each once).
+fn graph_weights(source: &GgufFile, g: &Graph, plan: &MemoryPlan) -> Result<Vec<TensorInfo>> {
+    let mut out: Vec<TensorInfo> = Vec::new();
+    for &id in &plan.schedule {
+        let Op::Weight { name } = &g.node(id).op else {
+            continue;
+        };
+        if out.iter().any(|t| &t.name == name) {
+            continue;
+        }
+        let info = source
+            .tensor_info(name)
+            .ok_or_else(|| crate::gguf::GgufError::MissingTensor { name: name.clone() })?;
+        out.push(info.clone());
+    }
+    Ok(out)
+}
+
+/// The writer with every key and tensor declared, checksums included.
+fn layout(
+    source: &GgufFile,
+    model: &Path,
+    source_sha256: &str,
+    opts: &CompileOptions,
+    p: &Parts,
+    progress: &dyn Progress,
+) -> Result<GgufWriter> {
+    let mut w = GgufWriter::new();
+    w.set_alignment(ALIGNMENT)?;
+    for (k, v) in source.metadata().iter() {
+        if k != "general.alignment" && !k.starts_with("rfc.") {
+            w.add_metadata(k, v.clone())?;
+        }
+    }
+    let name = model.file_name().map(|n| n.to_string_lossy().into_owned());
+    let labels: Vec<&str> = p.kernels.iter().map(|k| k.label.as_str()).collect();
+    let entries: Vec<&str> = p.kernels.iter().map(|k| k.entries.as_str()).collect();
+    let sources: Vec<&str> = p.kernels.iter().map(|k| k.source.as_str()).collect();
+    let optional: Vec<&str> = p
+        .config
+        .optional_tensors
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let compiler = format!("rocmforge {}", env!("CARGO_PKG_VERSION"));
+    w.add_metadata(keys::FORMAT_VERSION, Value::U32(FORMAT_VERSION))?
+        .add_metadata(keys::COMPILER, compiler.as_str())?
+        .add_metadata(keys::TARGET, opts.target.to_string().as_str())?
+        .add_metadata(keys::KERNEL_COMPILER, p.kernel_compiler.as_str())?
+        .add_metadata(keys::SOURCE_NAME, name.unwrap_or_default().as_str())?
+        .add_metadata(keys::SOURCE_SHA256, source_sha256)?
+        .add_metadata(keys::SPEC, p.config.arch.as_str())?
+        .add_metadata(keys::TIED_OUTPUT, Value::Bool(p.config.tied_output))?
+        .add_metadata(keys::OPTIONAL_TENSORS, optional)?
+        .add_metadata(keys::WEIGHT_LAYOUT, "gguf")?
+        .add_metadata(keys::IR, p.ir.as_str())?
+        .add_metadata(keys::PLAN, p.plan.as_str())?
+        .add_metadata(keys::LAUNCHES, p.launches.as_str())?
+        .add_metadata(keys::KERNEL_LABELS, labels.clone())?
+        .add_metadata(keys::KERNEL_ENTRIES, entries.clone())?
+        .add_metadata(keys::KERNEL_SOURCES, sources.clone())?;
+    for t in &p.weights {
+        w.declare_tensor(&t.name, &t.dims, t.ty)?;
+    }
+    for (i, k) in p.kernels.iter().enumerate() {
+        w.declare_tensor(
+            &super::kernel_tensor_name(i),
+            &[k.code.len() as u64],
+            GgmlType::I8,
+        )?;
+    }
+    let weight_sums = weight_checksums(source, &p.weights, progress);
+    let kernels = super::kernels_digest(
+        &labels,
+        &entries,
+        &sources,
+        p.kernels.iter().map(|k| k.code.as_slice()),
+    );
+    let header = super::header_digest(w.metadata(), w.tensors());
+    w.add_metadata(keys::CHECKSUM_HEADER, header.as_str())?
+        .add_metadata(keys::CHECKSUM_IR, super::ir_digest(&p.ir).as_str())?
+        .add_metadata(
+            keys::CHECKSUM_PLAN,
+            super::plan_digest(&p.plan, &p.launches).as_str(),
+        )?
+        .add_metadata(keys::CHECKSUM_KERNELS, kernels.as_str())?
+        .add_metadata(keys::CHECKSUM_WEIGHTS, weight_sums)?;
+    Ok(w)
+}
+
+/// SHA-256 of each weight's bytes (in parallel: this reads every weight).
+fn weight_checksums(
+    source: &GgufFile,
+    weights: &[TensorInfo],
+    progress: &dyn Progress,
+) -> Vec<String> {
+    use rayon::prelude::*;
+    let total = weights.iter().map(|t| t.size).sum();
+    progress.begin("hashing weights", total, Unit::Bytes);
+    let sums = weights
+        .par_iter()
+        .map(|t| {
+            let sum = sha256_hex(tensor_bytes(source, t));
+            progress.advance(t.size);
+            sum
+        })
+        .collect();
+    progress.end();
+    sums
+}
+
+fn tensor_bytes<'a>(file: &'a GgufFile, t: &TensorInfo) -> &'a [u8] {
+    let start = (file.data_offset() + t.offset) as usize;
+    &file.bytes()[start..start + t.size as usize]
+}
+
+/// Streams the file to a temporary name beside `out`, syncs, renames.
+fn write_atomically(
+    w: &GgufWriter,
+    source: &GgufFile,
+    p: &Parts,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let tmp = temp_path(out);
+    let result = write_to(w, source, p, &tmp, progress).and_then(|()| {
+        std::fs::rename(&tmp, out).map_err(|e| ArtifactError::Write {
+            path: out.to_path_buf(),
+            source: e,
+        })
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn temp_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "artifact".into());
+    out.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+fn write_to(
+    w: &GgufWriter,
+    source: &GgufFile,
+    p: &Parts,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let io = |e: std::io::Error| ArtifactError::Write {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut stream = w.begin(BufWriter::with_capacity(1 << 20, file))?;
+    progress.begin("writing", w.file_len(), Unit::Bytes);
+    for t in &p.weights {
+        stream.write_tensor(&t.name, tensor_bytes(source, t))?;
+        progress.advance(t.size);
+    }
+    for (i, k) in p.kernels.iter().enumerate() {
+        stream.write_tensor(&super::kernel_tensor_name(i), &k.code)?;
+        progress.advance(k.code.len() as u64);
+    }
+    let buffered = stream.finish()?;
+    progress.end();
+    let file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)
+}
