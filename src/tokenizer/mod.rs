@@ -22,6 +22,8 @@ pub mod special_split;
 pub mod special_tokens;
 pub mod spm;
 pub mod stream;
+#[cfg(test)]
+mod tests;
 pub mod token_attr;
 pub mod vocab;
 
