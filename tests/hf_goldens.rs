@@ -167,7 +167,7 @@ fn check(sub: &str, name: &str) {
         errs.len(),
         f.tolerance
     );
-    if let Some(&(prompt, pos, err)) = errs.iter().find(|e| !(e.2 <= f.tolerance)) {
+    if let Some(&(prompt, pos, err)) = errs.iter().find(|e| e.2.is_nan() || e.2 > f.tolerance) {
         let per_prompt: Vec<String> = (0..f.prompts.len())
             .map(|i| {
                 let w = errs

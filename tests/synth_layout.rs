@@ -2,7 +2,6 @@
 //! --json --full` becomes a file with the same metadata (values and GGUF
 //! types) and the same tensor table, with random weights.
 
-#[allow(unused_macros, unused_imports)]
 mod common;
 
 use std::path::{Path, PathBuf};
