@@ -73,6 +73,53 @@ pub fn summarize(file: Arc<GgufFile>, verify: bool, progress: &dyn Progress) -> 
     })
 }
 
+/// What `rfc inspect` shows after the GGUF view: `None` for a plain GGUF
+/// model (where `verify` is an error: it has no checksums), else the
+/// checked artifact's summary, with progress bars while verifying.
+pub fn for_inspect(
+    file: &Arc<GgufFile>,
+    path: &std::path::Path,
+    verify: bool,
+) -> Result<Option<Summary>> {
+    if !super::is_artifact(file) {
+        if verify {
+            return Err(super::ArtifactError::NotAnArtifact {
+                path: path.display().to_string(),
+            });
+        }
+        return Ok(None);
+    }
+    summarize(file.clone(), verify, &super::Bars::new()).map(Some)
+}
+
+/// `rfc ir MODEL.rfc`: the stored final IR (with arena ranges) after a
+/// line naming what it was compiled for. Only the final IR is stored, so
+/// `after` must be `plan_memory` (the default) and there are no `--stats`.
+pub fn stored_ir(file: GgufFile, after: &str, stats: bool) -> Result<String> {
+    if after != "plan_memory" || stats {
+        return Err(super::ArtifactError::field(
+            keys::IR,
+            "an artifact holds only the final IR (after plan_memory): use the GGUF model for --after or --stats",
+        ));
+    }
+    let a = Artifact::from_file(Arc::new(file))?;
+    let p = &a.plan;
+    Ok(format!(
+        "# artifact for {}: spec {}, compiled by {} from {}\n\
+         # arena {} bytes for T={} (lower bound {}, naive {}, order {})\n{}",
+        a.target,
+        a.get(keys::SPEC)?,
+        a.get(keys::COMPILER)?,
+        a.get(keys::SOURCE_NAME)?,
+        p.arena_bytes,
+        p.env.tokens,
+        p.lower_bound,
+        p.naive_bytes,
+        p.strategy,
+        a.ir_text()?
+    ))
+}
+
 impl Summary {
     /// The text section `rfc inspect` prints after the GGUF view.
     pub fn to_text(&self) -> String {

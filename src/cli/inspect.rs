@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
+use rocmforge::artifact;
 use rocmforge::gguf::{GgufFile, Value};
 
 use super::CmdResult;
@@ -26,23 +27,39 @@ pub struct InspectArgs {
     /// Print long arrays and strings whole.
     #[arg(long)]
     pub full: bool,
+    /// Artifacts: also check every weight against its stored checksum.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 pub fn run(args: InspectArgs) -> CmdResult {
-    let file = GgufFile::open(&args.model)?;
+    let file = std::sync::Arc::new(GgufFile::open(&args.model)?);
+    // An artifact's summary (or the error that it is damaged) follows the
+    // GGUF view.
+    let artifact = artifact::summary::for_inspect(&file, &args.model, args.verify);
     let mut out = std::io::stdout().lock();
     let written = if args.json {
-        let json = report_json(&file, args.full);
+        let mut json = report_json(&file, args.full);
+        if let Ok(Some(s)) = &artifact {
+            json["artifact"] = s.to_json();
+        }
         serde_json::to_writer_pretty(&mut out, &json)
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
-        write_text(&mut out, &file, args.full)
+        write_text(&mut out, &file, args.full).and_then(|()| match &artifact {
+            Ok(Some(s)) => write!(out, "\n{}", s.to_text()),
+            _ => Ok(()),
+        })
     };
     match written {
         // `rfc inspect m.gguf | head` is not a failure.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => Ok(r?),
+        r => {
+            r?;
+            artifact?;
+            Ok(())
+        }
     }
 }
 

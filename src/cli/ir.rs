@@ -40,6 +40,11 @@ pub struct IrArgs {
 
 pub fn run(args: IrArgs) -> CmdResult {
     let file = GgufFile::open(&args.model)?;
+    if rocmforge::artifact::is_artifact(&file) {
+        // A compiled artifact holds its final IR: shown as stored.
+        let text = rocmforge::artifact::summary::stored_ir(file, &args.after, args.stats)?;
+        return write_stdout(&text);
+    }
     let detected = frontend::detect_or_load(&file, args.spec.as_deref())?;
     let (_, graph) = frontend::build_graph_with(&file, &detected.spec)?;
     let env = DimEnv {
@@ -51,6 +56,10 @@ pub fn run(args: IrArgs) -> CmdResult {
     } else {
         dump(&detected, graph, env, &args.after)?
     };
+    write_stdout(&text)
+}
+
+fn write_stdout(text: &str) -> CmdResult {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()) {
         // `rfc ir m.gguf | head` is not a failure.

@@ -14,7 +14,7 @@ use rocmforge::tokenizer::chat::{ChatMessage, ChatTemplate};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The model (a GGUF file).
+    /// The model (a GGUF file or an artifact from `rfc compile`).
     pub model: PathBuf,
     /// The prompt, as raw text (no chat template, no BOS unless the model asks for one).
     #[arg(short = 'p', long)]
@@ -43,6 +43,9 @@ pub struct RunArgs {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// Artifacts: check every weight against its stored checksum first.
+    #[arg(long)]
+    pub verify: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
 }
@@ -106,7 +109,11 @@ pub fn run(args: RunArgs) -> CmdResult {
         context: args.context,
         ..Default::default()
     };
-    let mut model = load_cpu(&args.model, &opts)?;
+    let mut model = if args.verify {
+        rocmforge::artifact::load_cpu_verified(&args.model, &opts)?
+    } else {
+        load_cpu(&args.model, &opts)?
+    };
     let mut sampler = Sampler::new(args.sampling.config());
     if args.interactive {
         return interactive(&args, &mut model, &mut sampler);
