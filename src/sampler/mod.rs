@@ -164,4 +164,26 @@ mod tests {
         let share = ids.iter().filter(|&&i| i == 0).count() as f64 / ids.len() as f64;
         assert!((share - 0.75).abs() < 0.03, "{share}");
     }
+
+    #[test]
+    fn top_p_is_decided_before_temperature_flattens_the_distribution() {
+        // At T = 1, p = [0.88, 0.12]: top-p 0.8 keeps only token 0, so a
+        // high temperature applied afterwards cannot bring token 1 back.
+        let cfg = SamplerConfig {
+            top_p: 0.8,
+            temperature: 100.0,
+            ..random()
+        };
+        assert_eq!(sampled(cfg, &[2.0, 0.0], 100), vec![0; 100]);
+    }
+
+    #[test]
+    fn min_p_is_decided_before_temperature_flattens_the_distribution() {
+        let cfg = SamplerConfig {
+            min_p: 0.5,
+            temperature: 100.0,
+            ..random()
+        };
+        assert_eq!(sampled(cfg, &[2.0, 0.0], 100), vec![0; 100]);
+    }
 }
