@@ -31,7 +31,7 @@ pub use load::{load_cpu_artifact, load_cpu_verified};
 pub use progress::{Bars, Progress, Silent};
 pub use read::Artifact;
 pub use target::ArtifactTarget;
-pub use write::{compile_artifact, CompileOptions, CompileReport};
+pub use write::{compile_artifact, reseal, CompileOptions, CompileReport};
 
 use crate::gguf::{GgufFile, Metadata, TensorInfo};
 

@@ -257,9 +257,9 @@ fn layout(
         .add_metadata(keys::IR, p.ir.as_str())?
         .add_metadata(keys::PLAN, p.plan.as_str())?
         .add_metadata(keys::LAUNCHES, p.launches.as_str())?
-        .add_metadata(keys::KERNEL_LABELS, labels.clone())?
-        .add_metadata(keys::KERNEL_ENTRIES, entries.clone())?
-        .add_metadata(keys::KERNEL_SOURCES, sources.clone())?;
+        .add_metadata(keys::KERNEL_LABELS, labels)?
+        .add_metadata(keys::KERNEL_ENTRIES, entries)?
+        .add_metadata(keys::KERNEL_SOURCES, sources)?;
     for t in &p.weights {
         w.declare_tensor(&t.name, &t.dims, t.ty)?;
     }
@@ -271,22 +271,75 @@ fn layout(
         )?;
     }
     let weight_sums = weight_checksums(source, &p.weights, progress);
-    let kernels = super::kernels_digest(
-        &labels,
-        &entries,
-        &sources,
-        p.kernels.iter().map(|k| k.code.as_slice()),
-    );
-    let header = super::header_digest(w.metadata(), w.tensors());
-    w.add_metadata(keys::CHECKSUM_HEADER, header.as_str())?
-        .add_metadata(keys::CHECKSUM_IR, super::ir_digest(&p.ir).as_str())?
-        .add_metadata(
-            keys::CHECKSUM_PLAN,
-            super::plan_digest(&p.plan, &p.launches).as_str(),
-        )?
-        .add_metadata(keys::CHECKSUM_KERNELS, kernels.as_str())?
-        .add_metadata(keys::CHECKSUM_WEIGHTS, weight_sums)?;
+    let codes: Vec<&[u8]> = p.kernels.iter().map(|k| k.code.as_slice()).collect();
+    add_checksums(&mut w, &codes, Some(weight_sums))?;
     Ok(w)
+}
+
+/// Adds `rfc.checksum.*` for what `w` holds (every key and tensor must be
+/// declared): the header, IR, plan and kernel digests, and `weights` (one
+/// SHA-256 per weight tensor, in table order) when given.
+fn add_checksums(w: &mut GgufWriter, codes: &[&[u8]], weights: Option<Vec<String>>) -> Result<()> {
+    let md = w.metadata();
+    let text = |key: &str| {
+        md.get_str(key)
+            .map_err(|e| ArtifactError::field(key, e.to_string()))
+    };
+    let list = |key: &str| {
+        md.get_str_array(key)
+            .map_err(|e| ArtifactError::field(key, e.to_string()))
+    };
+    let ir = super::ir_digest(text(keys::IR)?);
+    let plan = super::plan_digest(text(keys::PLAN)?, text(keys::LAUNCHES)?);
+    let kernels = super::kernels_digest(
+        &list(keys::KERNEL_LABELS)?,
+        &list(keys::KERNEL_ENTRIES)?,
+        &list(keys::KERNEL_SOURCES)?,
+        codes.iter().copied(),
+    );
+    let header = super::header_digest(md, w.tensors());
+    w.add_metadata(keys::CHECKSUM_HEADER, header.as_str())?
+        .add_metadata(keys::CHECKSUM_IR, ir.as_str())?
+        .add_metadata(keys::CHECKSUM_PLAN, plan.as_str())?
+        .add_metadata(keys::CHECKSUM_KERNELS, kernels.as_str())?;
+    if let Some(sums) = weights {
+        w.add_metadata(keys::CHECKSUM_WEIGHTS, sums)?;
+    }
+    Ok(())
+}
+
+/// The artifact `file` rewritten with its metadata edited by `edit` and its
+/// header, IR, plan and kernel checksums computed afresh (the weights and
+/// their checksums are copied as they are). For tools that amend an
+/// artifact, and for tests that need a well-sealed artifact with odd content.
+pub fn reseal(file: &GgufFile, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> Result<Vec<u8>> {
+    let resealed = |k: &str| k.starts_with(keys::CHECKSUM_PREFIX) && k != keys::CHECKSUM_WEIGHTS;
+    let mut entries: Vec<(String, Value)> = file
+        .metadata()
+        .iter()
+        .filter(|(k, _)| !resealed(k))
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    edit(&mut entries);
+    let mut w = GgufWriter::new();
+    for (k, v) in entries {
+        w.add_metadata(&k, v)?;
+    }
+    for t in file.tensors() {
+        w.declare_tensor(&t.name, &t.dims, t.ty)?;
+    }
+    let codes: Vec<&[u8]> = file
+        .tensors()
+        .iter()
+        .filter(|t| super::is_kernel_tensor(&t.name))
+        .map(|t| file.view(t).data)
+        .collect();
+    add_checksums(&mut w, &codes, None)?;
+    let mut stream = w.begin(Vec::with_capacity(file.file_len() as usize))?;
+    for t in file.tensors() {
+        stream.write_tensor(&t.name, file.view(t).data)?;
+    }
+    Ok(stream.finish()?)
 }
 
 /// SHA-256 of each weight's bytes (in parallel: this reads every weight).

@@ -1,0 +1,264 @@
+//! A CPU artifact runs exactly like the GGUF it was compiled from: the same
+//! greedy tokens and bitwise-identical logits, on tiny synthetic models of
+//! every architecture (several weight types), through the library and
+//! through the `rfc` binary.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rocmforge::artifact::{compile_artifact, CompileOptions, Silent};
+use rocmforge::exec::load::{load_cpu, LoadOptions, LoadedModel};
+use rocmforge::quant::GgmlType;
+use rocmforge::synth::{TinyArch, TinySpec};
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// A tiny model written to `dir`, and its CPU artifact beside it.
+fn model_and_artifact(dir: &Path, spec: &TinySpec, seed: u64) -> (PathBuf, PathBuf) {
+    let gguf = dir.join("tiny.gguf");
+    std::fs::write(&gguf, spec.to_bytes(seed).unwrap()).unwrap();
+    let rfc = dir.join("tiny.rfc");
+    compile_artifact(&gguf, &rfc, &CompileOptions::default(), &Silent).unwrap();
+    (gguf, rfc)
+}
+
+/// Logits of a prompt (all positions, one prefill) and of a greedy
+/// continuation, one decode step at a time.
+fn trace(model: &mut LoadedModel, prompt: &[u32], steps: usize) -> (Vec<Vec<f32>>, Vec<u32>) {
+    let s = &mut model.session;
+    s.reset();
+    let mut logits = vec![s.eval_last(prompt).unwrap()];
+    let mut tokens = Vec::new();
+    for _ in 0..steps {
+        let next = argmax(logits.last().unwrap());
+        tokens.push(next);
+        logits.push(s.eval_last(&[next]).unwrap());
+    }
+    (logits, tokens)
+}
+
+fn argmax(x: &[f32]) -> u32 {
+    (0..x.len()).fold(0, |b, i| if x[i] > x[b] { i } else { b }) as u32
+}
+
+fn bits(v: &[Vec<f32>]) -> Vec<Vec<u32>> {
+    v.iter()
+        .map(|r| r.iter().map(|x| x.to_bits()).collect())
+        .collect()
+}
+
+fn assert_same_run(spec: &TinySpec, seed: u64) {
+    let dir = temp_dir();
+    let (gguf, rfc) = model_and_artifact(dir.path(), spec, seed);
+    let opts = LoadOptions::default();
+    let mut direct = load_cpu(&gguf, &opts).unwrap();
+    let mut compiled = load_cpu(&rfc, &opts).unwrap();
+    let prompt: Vec<u32> = (0..37).map(|i| (i * 31 + 7) % 300).collect();
+    let (want_logits, want_tokens) = trace(&mut direct, &prompt, 12);
+    let (got_logits, got_tokens) = trace(&mut compiled, &prompt, 12);
+    let what = format!("{} {}", spec.arch, spec.ty);
+    assert_eq!(got_tokens, want_tokens, "{what}: greedy tokens differ");
+    assert!(
+        bits(&got_logits) == bits(&want_logits),
+        "{what}: logits are not bitwise identical"
+    );
+}
+
+#[test]
+fn artifact_logits_are_bitwise_identical_to_the_gguf_for_every_architecture() {
+    for arch in TinyArch::ALL {
+        assert_same_run(&TinySpec::for_type(arch, GgmlType::F32), 1);
+    }
+}
+
+#[test]
+fn artifact_logits_are_bitwise_identical_for_quantized_weights() {
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+        assert_same_run(&TinySpec::for_type(TinyArch::Qwen2, ty), 2);
+    }
+}
+
+#[test]
+fn artifact_with_biases_tied_output_and_sliding_window_matches_the_gguf() {
+    let spec = TinySpec {
+        bias: true,
+        tied: true,
+        window: Some(8),
+        ..TinySpec::for_type(TinyArch::Mistral, GgmlType::Q8_0)
+    };
+    assert_same_run(&spec, 3);
+}
+
+#[test]
+fn artifact_holds_only_the_weights_the_graph_reads_and_no_kernels() {
+    let dir = temp_dir();
+    let spec = TinySpec::for_type(TinyArch::Llama, GgmlType::F32);
+    let (gguf, rfc) = model_and_artifact(dir.path(), &spec, 4);
+    let source = rocmforge::gguf::GgufFile::open(&gguf).unwrap();
+    let artifact = rocmforge::artifact::Artifact::open(&rfc).unwrap();
+    let weights: Vec<_> = artifact.weights().collect();
+    assert_eq!(weights.len(), source.tensors().len());
+    for t in weights {
+        let original = source.tensor(&t.name).unwrap();
+        assert_eq!(artifact.file().view(t).data, original.data, "{}", t.name);
+        let start = artifact.file().data_offset() + t.offset;
+        assert_eq!(
+            start % rocmforge::artifact::ALIGNMENT as u64,
+            0,
+            "{}",
+            t.name
+        );
+    }
+    assert!(artifact.kernels().unwrap().is_empty());
+}
+
+#[test]
+fn artifact_keeps_the_tokenizer_and_model_metadata() {
+    let dir = temp_dir();
+    let spec = TinySpec::for_type(TinyArch::Qwen2, GgmlType::F32);
+    let (gguf, rfc) = model_and_artifact(dir.path(), &spec, 5);
+    let a = load_cpu(&gguf, &LoadOptions::default()).unwrap();
+    let b = load_cpu(&rfc, &LoadOptions::default()).unwrap();
+    let text = "def f(x):\n    return x  # héllo";
+    assert_eq!(
+        a.tokenizer.encode(text, true, false).unwrap(),
+        b.tokenizer.encode(text, true, false).unwrap()
+    );
+    assert_eq!(format!("{:?}", a.config), format!("{:?}", b.config));
+    let md = b.file.metadata();
+    assert_eq!(md.get_str("general.architecture").unwrap(), "qwen2");
+    assert_eq!(md.get_u32("rfc.format_version").unwrap(), 1);
+    assert_eq!(md.get_str("rfc.target").unwrap(), "cpu");
+    let sha = rocmforge::artifact::checksum::sha256_hex(&std::fs::read(&gguf).unwrap());
+    assert_eq!(md.get_str("rfc.source_sha256").unwrap(), sha);
+}
+
+#[test]
+fn artifact_plan_is_the_plan_the_passes_make() {
+    let dir = temp_dir();
+    let spec = TinySpec::for_type(TinyArch::Llama, GgmlType::Q8_0);
+    let (gguf, rfc) = model_and_artifact(dir.path(), &spec, 6);
+    let file = rocmforge::gguf::GgufFile::open(&gguf).unwrap();
+    let (cfg, graph) = rocmforge::frontend::build_graph(&file).unwrap();
+    let env = CompileOptions::default().env(cfg.context_length);
+    let want = rocmforge::passes::compile(graph, env).unwrap();
+    let (graph, plan) = rocmforge::artifact::Artifact::open(&rfc)
+        .unwrap()
+        .graph_and_plan()
+        .unwrap();
+    let text = rocmforge::ir::text::print;
+    assert_eq!(text(&graph), text(&want.graph));
+    let ids = rocmforge::ir::text::text_ids(&want.graph);
+    let back = rocmforge::ir::text::text_ids(&graph);
+    let renumber = |p: &rocmforge::passes::MemoryPlan,
+                    ids: &std::collections::HashMap<_, usize>| {
+        let mut slots: Vec<_> = p.slots.iter().map(|(id, s)| (ids[id], *s)).collect();
+        slots.sort_by_key(|x| x.0);
+        let sched: Vec<_> = p.schedule.iter().map(|id| ids[id]).collect();
+        (
+            p.env,
+            p.arena_bytes,
+            p.lower_bound,
+            slots,
+            sched,
+            p.strategy,
+        )
+    };
+    assert_eq!(renumber(&plan, &back), renumber(&want.plan, &ids));
+}
+
+fn rfc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rfc"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn rfc_run_of_an_artifact_prints_the_same_text_as_of_the_gguf() {
+    let dir = temp_dir();
+    let gguf = dir.path().join("m.gguf");
+    let art = dir.path().join("m.rfc");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let out = rfc(&["synth", "tiny", "--arch", "qwen2", &s(&gguf)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rfc(&["compile", &s(&gguf), "-o", &s(&art), "--target", "cpu"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = |m: &Path| rfc(&["run", &s(m), "-p", "hello world", "-n", "16", "--temp", "0"]);
+    let (a, b) = (run(&gguf), run(&art));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    assert!(!a.stdout.is_empty());
+    assert_eq!(a.stdout, b.stdout);
+    let verified = rfc(&[
+        "run",
+        &s(&art),
+        "--verify",
+        "-p",
+        "hello world",
+        "-n",
+        "16",
+        "--temp",
+        "0",
+    ]);
+    assert_eq!(verified.stdout, a.stdout);
+}
+
+#[test]
+fn rfc_inspect_and_ir_show_what_the_artifact_holds() {
+    let dir = temp_dir();
+    let spec = TinySpec::for_type(TinyArch::Llama, GgmlType::F32);
+    let (_, art) = model_and_artifact(dir.path(), &spec, 7);
+    let a = art.to_str().unwrap();
+    let out = rfc(&["inspect", a, "--verify"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("general.architecture"), "{text}");
+    assert!(text.contains("target           cpu"), "{text}");
+    assert!(text.contains("weights: verified"), "{text}");
+    let out = rfc(&["inspect", a, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["artifact"]["target"], "cpu");
+    assert_eq!(json["artifact"]["weights_verified"], false);
+    let out = rfc(&["ir", a]);
+    let ir = String::from_utf8_lossy(&out.stdout);
+    let stored = rocmforge::artifact::Artifact::open(&art).unwrap();
+    assert!(ir.starts_with("# artifact for cpu"), "{ir}");
+    assert!(ir.ends_with(stored.ir_text().unwrap()));
+}
+
+#[test]
+fn artifact_limits_come_from_the_compile_options() {
+    let dir = temp_dir();
+    let spec = TinySpec::for_type(TinyArch::Llama, GgmlType::F32);
+    let gguf = dir.path().join("m.gguf");
+    std::fs::write(&gguf, spec.to_bytes(8).unwrap()).unwrap();
+    let rfc = dir.path().join("m.rfc");
+    let opts = CompileOptions {
+        max_context: 64,
+        max_batch_tokens: 8,
+        ..CompileOptions::default()
+    };
+    compile_artifact(&gguf, &rfc, &opts, &Silent).unwrap();
+    let mut m = load_cpu(&rfc, &LoadOptions::default()).unwrap();
+    let l = rocmforge::exec::session::StepBackend::limits(m.session.backend());
+    assert_eq!((l.max_tokens, l.context()), (8, 64));
+    let long: Vec<u32> = (0..65).collect();
+    assert!(matches!(
+        m.session.eval_last(&long),
+        Err(rocmforge::exec::ExecError::ContextOverflow { .. })
+    ));
+    // A prompt longer than a step is prefilled in chunks of the step limit.
+    assert!(m.session.eval_last(&long[..30]).is_ok());
+}
