@@ -38,6 +38,9 @@ use crate::gguf::{GgufFile, Metadata, TensorInfo};
 /// The format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The GGUF version of the container (part of the header checksum).
+pub const GGUF_VERSION: u32 = 3;
+
 /// Tensor data alignment: one page, so each weight can be mapped, advised
 /// or registered for DMA on its own.
 pub const ALIGNMENT: u32 = 4096;
@@ -90,10 +93,11 @@ fn covered_elsewhere(key: &str) -> bool {
         .contains(&key)
 }
 
-/// `rfc.checksum.header`: every metadata entry but the parts with their
-/// own checksum, then the whole tensor table.
-fn header_digest(md: &Metadata, tensors: &[TensorInfo]) -> String {
+/// `rfc.checksum.header`: the GGUF version, every metadata entry but the
+/// parts with their own checksum, then the whole tensor table.
+fn header_digest(gguf_version: u32, md: &Metadata, tensors: &[TensorInfo]) -> String {
     let mut h = checksum::Hasher::new(keys::CHECKSUM_HEADER);
+    h.u64(gguf_version as u64);
     for (k, v) in md.iter().filter(|(k, _)| !covered_elsewhere(k)) {
         h.key_value(k, v);
     }

@@ -14,7 +14,7 @@ use super::progress::{Progress, Unit};
 use super::target::ArtifactTarget;
 use super::{keys, FORMAT_VERSION};
 use crate::frontend::{ArchSpec, ModelConfig};
-use crate::gguf::{GgufError, GgufFile, Metadata, TensorInfo, Value};
+use crate::gguf::{GgufError, GgufFile, Metadata, TensorInfo, Value, ValueType};
 use crate::ir::{parse, Graph};
 use crate::passes::MemoryPlan;
 
@@ -117,10 +117,7 @@ impl Artifact {
     /// The stored kernels, with their code-object tensors.
     pub fn kernels(&self) -> Result<Vec<StoredKernel<'_>>> {
         let md = self.file.metadata();
-        let list = |key: &str| {
-            md.get_str_array(key)
-                .map_err(|e| ArtifactError::field(key, e.to_string()))
-        };
+        let list = |key: &str| string_list(md, key);
         let labels = list(keys::KERNEL_LABELS)?;
         let entries = list(keys::KERNEL_ENTRIES)?;
         let sources = list(keys::KERNEL_SOURCES)?;
@@ -165,11 +162,7 @@ impl Artifact {
     pub fn verify_weights(&self, progress: &dyn Progress) -> Result<()> {
         use rayon::prelude::*;
         let key = keys::CHECKSUM_WEIGHTS;
-        let stored = self
-            .file
-            .metadata()
-            .get_str_array(key)
-            .map_err(|e| ArtifactError::field(key, e.to_string()))?;
+        let stored = string_list(self.file.metadata(), key)?;
         let weights: Vec<&TensorInfo> = self.weights().collect();
         if stored.len() != weights.len() {
             return Err(ArtifactError::field(
@@ -200,7 +193,7 @@ impl Artifact {
 fn check_parts(file: &GgufFile) -> Result<(ArtifactTarget, PlanRecord)> {
     let md = file.metadata();
     let stored = |key: &str| get_str(md, key);
-    let header = super::header_digest(md, file.tensors());
+    let header = super::header_digest(file.version(), md, file.tensors());
     check_sum("header", stored(keys::CHECKSUM_HEADER)?, &header)?;
     let ir = stored(keys::IR)?;
     check_sum("IR", stored(keys::CHECKSUM_IR)?, &super::ir_digest(ir))?;
@@ -210,6 +203,24 @@ fn check_parts(file: &GgufFile) -> Result<(ArtifactTarget, PlanRecord)> {
     let target = ArtifactTarget::parse(stored(keys::TARGET)?)
         .map_err(|e| ArtifactError::field(keys::TARGET, e.to_string()))?;
     Ok((target, PlanRecord::from_json(plan)?))
+}
+
+/// An array of strings, its element type included (an empty array of
+/// another type would otherwise read as an empty list).
+fn string_list<'a>(md: &'a Metadata, key: &str) -> Result<Vec<&'a str>> {
+    match md.get(key) {
+        Some(Value::Array(ValueType::String, _)) => md
+            .get_str_array(key)
+            .map_err(|e| ArtifactError::field(key, e.to_string())),
+        Some(v) => Err(ArtifactError::field(
+            key,
+            format!(
+                "expected an array of strings, found {}",
+                v.type_description()
+            ),
+        )),
+        None => Err(ArtifactError::field(key, "missing")),
+    }
 }
 
 fn get_str<'a>(md: &'a Metadata, key: &str) -> Result<&'a str> {

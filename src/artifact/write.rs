@@ -17,7 +17,7 @@ use super::kernels::{compile_kernels, node_kernels, KernelObject};
 use super::plan_record::PlanRecord;
 use super::progress::{Progress, Unit};
 use super::target::ArtifactTarget;
-use super::{keys, ALIGNMENT, FORMAT_VERSION};
+use super::{keys, ALIGNMENT, FORMAT_VERSION, GGUF_VERSION};
 use crate::frontend::{self, ModelConfig};
 use crate::gguf::{GgufFile, GgufWriter, TensorInfo, Value};
 use crate::ir::{text, DimEnv, Graph, Op};
@@ -227,6 +227,7 @@ fn layout(
     progress: &dyn Progress,
 ) -> Result<GgufWriter> {
     let mut w = GgufWriter::new();
+    w.set_version(GGUF_VERSION)?;
     w.set_alignment(ALIGNMENT)?;
     for (k, v) in source.metadata().iter() {
         if k != "general.alignment" && !k.starts_with("rfc.") {
@@ -272,14 +273,14 @@ fn layout(
     }
     let weight_sums = weight_checksums(source, &p.weights, progress);
     let codes: Vec<&[u8]> = p.kernels.iter().map(|k| k.code.as_slice()).collect();
-    add_checksums(&mut w, &codes, Some(weight_sums))?;
+    add_checksums(&mut w, &codes, Some(weight_sums.into()))?;
     Ok(w)
 }
 
 /// Adds `rfc.checksum.*` for what `w` holds (every key and tensor must be
 /// declared): the header, IR, plan and kernel digests, and `weights` (one
 /// SHA-256 per weight tensor, in table order) when given.
-fn add_checksums(w: &mut GgufWriter, codes: &[&[u8]], weights: Option<Vec<String>>) -> Result<()> {
+fn add_checksums(w: &mut GgufWriter, codes: &[&[u8]], weights: Option<Value>) -> Result<()> {
     let md = w.metadata();
     let text = |key: &str| {
         md.get_str(key)
@@ -297,7 +298,7 @@ fn add_checksums(w: &mut GgufWriter, codes: &[&[u8]], weights: Option<Vec<String
         &list(keys::KERNEL_SOURCES)?,
         codes.iter().copied(),
     );
-    let header = super::header_digest(md, w.tensors());
+    let header = super::header_digest(GGUF_VERSION, md, w.tensors());
     w.add_metadata(keys::CHECKSUM_HEADER, header.as_str())?
         .add_metadata(keys::CHECKSUM_IR, ir.as_str())?
         .add_metadata(keys::CHECKSUM_PLAN, plan.as_str())?
@@ -313,15 +314,16 @@ fn add_checksums(w: &mut GgufWriter, codes: &[&[u8]], weights: Option<Vec<String
 /// their checksums are copied as they are). For tools that amend an
 /// artifact, and for tests that need a well-sealed artifact with odd content.
 pub fn reseal(file: &GgufFile, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> Result<Vec<u8>> {
-    let resealed = |k: &str| k.starts_with(keys::CHECKSUM_PREFIX) && k != keys::CHECKSUM_WEIGHTS;
-    let mut entries: Vec<(String, Value)> = file
-        .metadata()
+    let md = file.metadata();
+    let weight_sums = md.get(keys::CHECKSUM_WEIGHTS).cloned();
+    let mut entries: Vec<(String, Value)> = md
         .iter()
-        .filter(|(k, _)| !resealed(k))
+        .filter(|(k, _)| !k.starts_with(keys::CHECKSUM_PREFIX))
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
     edit(&mut entries);
     let mut w = GgufWriter::new();
+    w.set_version(GGUF_VERSION)?;
     for (k, v) in entries {
         w.add_metadata(&k, v)?;
     }
@@ -334,7 +336,7 @@ pub fn reseal(file: &GgufFile, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> 
         .filter(|t| super::is_kernel_tensor(&t.name))
         .map(|t| file.view(t).data)
         .collect();
-    add_checksums(&mut w, &codes, None)?;
+    add_checksums(&mut w, &codes, weight_sums)?;
     let mut stream = w.begin(Vec::with_capacity(file.file_len() as usize))?;
     for t in file.tensors() {
         stream.write_tensor(&t.name, file.view(t).data)?;
