@@ -12,7 +12,7 @@ use rocmforge::artifact::{
     compile_artifact, load_cpu_artifact, reseal, Artifact, ArtifactError, CompileOptions, Silent,
 };
 use rocmforge::exec::load::{load_cpu, LoadError, LoadOptions};
-use rocmforge::gguf::{GgufError, GgufFile, Value};
+use rocmforge::gguf::{GgufFile, Value};
 use rocmforge::quant::GgmlType;
 use rocmforge::synth::{TinyArch, TinySpec};
 
