@@ -55,8 +55,8 @@ pub fn generate<B: StepBackend>(
     let mut stop = StopMatcher::new(stops.to_vec());
     let t1 = Instant::now();
     while stats.generated_tokens < max_new {
+        // `sample` records its pick in the penalty history itself.
         let token = sampler.sample(&mut logits);
-        sampler.accept(token);
         stats.generated_tokens += 1;
         if tokenizer.is_eog(token) {
             stats.stopped = true;
