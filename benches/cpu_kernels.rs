@@ -68,6 +68,8 @@ fn median_secs(budget: Duration, mut f: impl FnMut()) -> (f64, f64) {
 
 struct Args {
     filter: Option<String>,
+    /// `--shape K,N`: one extra shape (cols, rows) instead of the model's.
+    shape: Option<(usize, usize)>,
     all_paths: bool,
     tokens: Vec<usize>,
 }
@@ -75,6 +77,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         filter: None,
+        shape: None,
         all_paths: false,
         tokens: vec![1, 512],
     };
@@ -83,6 +86,11 @@ fn args() -> Args {
         match s.as_str() {
             "--bench" => {}
             "--all-paths" => a.all_paths = true,
+            "--shape" => {
+                let v = it.next().expect("--shape K,N");
+                let (k, n) = v.split_once(',').expect("--shape K,N");
+                a.shape = Some((k.parse().expect("K"), n.parse().expect("N")));
+            }
             "--t" => a.tokens = vec![it.next().and_then(|v| v.parse().ok()).expect("--t N")],
             _ => a.filter = Some(s),
         }
@@ -187,7 +195,12 @@ fn main() {
         "shape", "type", "T", "path", "ms", "cpu-ms", "GB/s", "GFLOP/s", "GFLOP/cpu-s"
     );
     let mut seed = 0x9e3779b97f4a7c15u64;
-    for (name, k, n) in SHAPES {
+    let custom = args.shape.map(|(k, n)| [("custom", k, n)]);
+    let shapes: &[(&str, usize, usize)] = match &custom {
+        Some(c) => c,
+        None => &SHAPES,
+    };
+    for &(name, k, n) in shapes {
         for ty in TYPES {
             let label = format!("{name} {ty}");
             if k % ty.block_len() != 0

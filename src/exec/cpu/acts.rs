@@ -10,7 +10,7 @@
 //! - F32/F16/BF16 weights read the activations as f32, unquantized.
 //!
 //! Scales are kept in f32 (ggml rounds Q8_0's to f16); values are rounded to
-//! nearest in -127..=127, symmetric, so `-q` never overflows.
+//! nearest (ties to even) in -127..=127, symmetric, so `-q` never overflows.
 
 use super::error::KernelError;
 use super::simd::SimdPath;
@@ -258,21 +258,46 @@ pub(crate) fn check_len(
     }
 }
 
-/// Rounds `x / d` to the nearest integer in -127..=127 (`id = 1/d`, or 0 for
-/// an all-zero block).
-#[inline]
+/// Rounds `x / d` to the nearest integer (ties to even, which vectorises)
+/// in -127..=127 (`id = 1/d`, or 0 for an all-zero block).
+#[inline(always)]
 fn q8(x: f32, id: f32) -> i8 {
-    (x * id).round().clamp(-127.0, 127.0) as i8
+    (x * id).round_ties_even().clamp(-127.0, 127.0) as i8
 }
 
+#[inline(always)]
 fn scale_of(x: &[f32]) -> (f32, f32) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     (d, if d > 0.0 { 1.0 / d } else { 0.0 })
 }
 
+/// Runs one of the quantizers below on AVX2 where the path allows: the
+/// same body, compiled with 256-bit vectors (identical results).
+macro_rules! dispatch {
+    ($path:expr, $body:ident, $avx2:ident, ($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        if $path != SimdPath::Portable && $path.is_available() {
+            // SAFETY: every non-portable path implies AVX2 and FMA.
+            return unsafe { $avx2($($arg),*) };
+        }
+        let _ = $path;
+        $body($($arg),*)
+    }};
+}
+
 fn quantize_x32(path: SimdPath, x: &[f32], qs: &mut [i8], d: &mut [f32], sum: &mut [i32]) {
-    let _ = path;
+    dispatch!(path, quantize_x32_body, quantize_x32_avx2, (x, qs, d, sum))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_x32_avx2(x: &[f32], qs: &mut [i8], d: &mut [f32], sum: &mut [i32]) {
+    quantize_x32_body(x, qs, d, sum)
+}
+
+#[inline(always)]
+fn quantize_x32_body(x: &[f32], qs: &mut [i8], d: &mut [f32], sum: &mut [i32]) {
     for (b, (xs, q)) in x.chunks_exact(32).zip(qs.chunks_exact_mut(32)).enumerate() {
         let (scale, id) = scale_of(xs);
         d[b] = scale;
@@ -284,7 +309,22 @@ fn quantize_x32(path: SimdPath, x: &[f32], qs: &mut [i8], d: &mut [f32], sum: &m
 }
 
 fn quantize_x256(path: SimdPath, x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [[i16; 16]]) {
-    let _ = path;
+    dispatch!(
+        path,
+        quantize_x256_body,
+        quantize_x256_avx2,
+        (x, qs, d, bsums)
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_x256_avx2(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [[i16; 16]]) {
+    quantize_x256_body(x, qs, d, bsums)
+}
+
+#[inline(always)]
+fn quantize_x256_body(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [[i16; 16]]) {
     for (b, (xs, q)) in x
         .chunks_exact(256)
         .zip(qs.chunks_exact_mut(256))

@@ -172,11 +172,15 @@ impl SuperBlock for Q6K {
     }
 }
 
+/// `R` weight rows against `T` tokens. With `ahead > 0` (decode, where each
+/// weight is read once, straight from memory) the rows `ahead` bytes on are
+/// prefetched a super-block at a time.
 #[inline(always)]
 unsafe fn rows_x_tokens<B: SuperBlock, const R: usize, const T: usize>(
     w: [*const u8; R],
     x: [Q8x256Row; T],
     nb: usize,
+    ahead: usize,
 ) -> [[f32; T]; R] {
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
@@ -188,6 +192,13 @@ unsafe fn rows_x_tokens<B: SuperBlock, const R: usize, const T: usize>(
                 bsums: x[t].bsums.get_unchecked(b).as_ptr(),
             });
             for r in 0..R {
+                if ahead > 0 {
+                    for line in (0..B::BYTES).step_by(64) {
+                        // A prefetch never faults, even past the end of the weights.
+                        let next = w[r].wrapping_add(ahead + b * B::BYTES + line);
+                        _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
+                    }
+                }
                 B::accumulate::<T>(w[r].add(b * B::BYTES), xb, &mut acc[r]);
             }
         }
@@ -218,7 +229,7 @@ unsafe fn tile<B: SuperBlock>(
         while t + TB <= toks.end {
             let xs: [Q8x256Row; TB] = std::array::from_fn(|u| x.q256_row(t + u));
             for j in rows.clone() {
-                let d = rows_x_tokens::<B, 1, TB>([rp(j)], xs, nb);
+                let d = rows_x_tokens::<B, 1, TB>([rp(j)], xs, nb, 0);
                 for (u, v) in d[0].iter().enumerate() {
                     out.set(t + u, j, *v);
                 }
@@ -229,13 +240,13 @@ unsafe fn tile<B: SuperBlock>(
             let xs = [x.q256_row(t)];
             let mut j = rows.start;
             while j + 2 <= rows.end {
-                let d = rows_x_tokens::<B, 2, 1>([rp(j), rp(j + 1)], xs, nb);
+                let d = rows_x_tokens::<B, 2, 1>([rp(j), rp(j + 1)], xs, nb, 4 * w.row_bytes());
                 out.set(t, j, d[0][0]);
                 out.set(t, j + 1, d[1][0]);
                 j += 2;
             }
             if j < rows.end {
-                out.set(t, j, rows_x_tokens::<B, 1, 1>([rp(j)], xs, nb)[0][0]);
+                out.set(t, j, rows_x_tokens::<B, 1, 1>([rp(j)], xs, nb, 0)[0][0]);
             }
         }
     }

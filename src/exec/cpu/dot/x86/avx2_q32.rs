@@ -13,9 +13,10 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::super::OutView;
-use super::util::{bits_to_bytes, dot_u8i8, f16_at, hsum_ps, nibbles_32};
+use super::util::{
+    bits_to_bytes, dot_u8i8, f16_at, hsum_ps, nibbles_32, transpose_group, with_group_scratch,
+};
 use crate::exec::cpu::acts::{Q8x32Row, QuantizedActs};
-use crate::exec::cpu::math::dot;
 use crate::exec::cpu::weights::WeightMatrix;
 
 /// One unpacked weight block.
@@ -144,68 +145,108 @@ unsafe fn block_dot<B: Block32>(q: __m256i, q_abs: __m256i, x: *const i8) -> __m
     }
 }
 
-/// Blocks whose `d_w * d_x` products are tabulated at a time.
-const CHUNK: usize = 64;
+/// Tokens processed together in prefill (one f32 lane each).
+const TB: usize = 8;
+/// Rows processed together for a single token (independent chains).
+const RB: usize = 4;
 
-/// `R` weight rows against `T` tokens. The products `d_w[b] * d_x[t][b]`
-/// (and the minimum terms) are tabulated first, vectorised, so the inner
-/// loop spends per block and token only sign, `vpmaddubsw`, `vpmaddwd`,
-/// convert and a multiply-add with a broadcast load.
+/// Blocks whose scales are tabulated before their dot products.
+const CHUNK: usize = 32;
+
+/// One weight row against a group of `TB` tokens whose block scales and
+/// scaled sums are given block-major (`dx[b][t]`, `dsum[b][t]`). A first
+/// pass over a chunk of blocks forms `d_w * d_x` for all tokens with one
+/// vector multiply per block (and accumulates the minimum term); the
+/// second spends per block and token only `vpmaddubsw`, `vpmaddwd`,
+/// convert and a multiply-add with a broadcast load from that table.
 #[inline(always)]
-unsafe fn rows_x_tokens<B: Block32, const R: usize, const T: usize>(
-    w: [*const u8; R],
-    x: [Q8x32Row; T],
-    nb: usize,
-    scale: &mut [[[f32; CHUNK]; T]; R],
-) -> [[f32; T]; R] {
+unsafe fn row_x_group<B: Block32>(
+    w: *const u8,
+    x: &[Q8x32Row; TB],
+    dx: &[[f32; TB]],
+    dsum: &[[f32; TB]],
+) -> [f32; TB] {
     unsafe {
-        let mut acc = [[_mm256_setzero_ps(); T]; R];
-        let mut mins = [[0f32; T]; R];
-        let (mut dw, mut mw) = ([0f32; CHUNK], [0f32; CHUNK]);
-        for c0 in (0..nb).step_by(CHUNK) {
-            let n = CHUNK.min(nb - c0);
-            for r in 0..R {
-                for b in 0..n {
-                    (dw[b], mw[b]) = B::scales(w[r].add((c0 + b) * B::BYTES));
-                }
-                for t in 0..T {
-                    let xd = &x[t].d[c0..c0 + n];
-                    for b in 0..n {
-                        scale[r][t][b] = dw[b] * xd[b];
-                    }
-                    if !B::SIGNED {
-                        mins[r][t] += dot(&mw[..n], &x[t].dsum[c0..c0 + n]);
-                    }
+        let mut acc = [_mm256_setzero_ps(); TB];
+        let mut mins = _mm256_setzero_ps();
+        let mut scale = [[0f32; TB]; CHUNK];
+        for c0 in (0..dx.len()).step_by(CHUNK) {
+            let n = CHUNK.min(dx.len() - c0);
+            for b in 0..n {
+                let wb = w.add((c0 + b) * B::BYTES);
+                let (d, m) = B::scales(wb);
+                let s = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_loadu_ps(dx[c0 + b].as_ptr()));
+                _mm256_storeu_ps(scale[b].as_mut_ptr(), s);
+                if !B::SIGNED {
+                    mins = _mm256_fmadd_ps(
+                        _mm256_set1_ps(m),
+                        _mm256_loadu_ps(dsum[c0 + b].as_ptr()),
+                        mins,
+                    );
                 }
             }
             for b in 0..n {
-                for r in 0..R {
-                    let q = B::unpack(w[r].add((c0 + b) * B::BYTES)).q;
-                    let q_abs = if B::SIGNED { _mm256_sign_epi8(q, q) } else { q };
-                    for t in 0..T {
-                        // In bounds: rows hold nb blocks; qs rows are 64-byte aligned.
-                        let xq = x[t].qs.as_ptr().add(32 * (c0 + b));
-                        let p = _mm256_cvtepi32_ps(block_dot::<B>(q, q_abs, xq));
-                        let s = _mm256_broadcast_ss(&scale[r][t][b]);
-                        acc[r][t] = _mm256_fmadd_ps(p, s, acc[r][t]);
-                    }
+                let q = B::unpack(w.add((c0 + b) * B::BYTES)).q;
+                let q_abs = if B::SIGNED { _mm256_sign_epi8(q, q) } else { q };
+                for t in 0..TB {
+                    // In bounds: rows hold dx.len() blocks; qs rows are 64-byte aligned.
+                    let xq = x[t].qs.as_ptr().add(32 * (c0 + b));
+                    let p = _mm256_cvtepi32_ps(block_dot::<B>(q, q_abs, xq));
+                    acc[t] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&scale[b][t]), acc[t]);
                 }
             }
         }
-        let mut out = [[0f32; T]; R];
-        for r in 0..R {
-            for t in 0..T {
-                out[r][t] = hsum_ps(acc[r][t]) + mins[r][t];
-            }
+        let mut m = [0f32; TB];
+        _mm256_storeu_ps(m.as_mut_ptr(), mins);
+        let mut out = [0f32; TB];
+        for t in 0..TB {
+            out[t] = hsum_ps(acc[t]) + m[t];
         }
         out
     }
 }
 
-/// Tokens processed together in prefill.
-const TB: usize = 8;
-/// Rows processed together for a single token (independent chains).
-const RB: usize = 4;
+/// `R` weight rows against one token (decode): independent chains per row,
+/// and a software prefetch of the rows `ahead` bytes further on, since
+/// decode streams every weight from memory exactly once.
+#[inline(always)]
+unsafe fn rows_x_token<B: Block32, const R: usize>(
+    w: [*const u8; R],
+    x: Q8x32Row,
+    nb: usize,
+    ahead: usize,
+) -> [f32; R] {
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut mins = [0f32; R];
+        for b in 0..nb {
+            // In bounds: rows hold nb blocks; qs rows are 64-byte aligned.
+            let xq = x.qs.as_ptr().add(32 * b);
+            let (xd, xs) = (*x.d.get_unchecked(b), *x.dsum.get_unchecked(b));
+            for r in 0..R {
+                // A prefetch never faults, even past the end of the weights.
+                let next = w[r].wrapping_add(ahead + b * B::BYTES);
+                _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
+                let u = B::unpack(w[r].add(b * B::BYTES));
+                let q_abs = if B::SIGNED {
+                    _mm256_sign_epi8(u.q, u.q)
+                } else {
+                    u.q
+                };
+                let p = _mm256_cvtepi32_ps(block_dot::<B>(u.q, q_abs, xq));
+                acc[r] = _mm256_fmadd_ps(p, _mm256_set1_ps(u.d * xd), acc[r]);
+                if !B::SIGNED {
+                    mins[r] += u.m * xs;
+                }
+            }
+        }
+        let mut out = [0f32; R];
+        for r in 0..R {
+            out[r] = hsum_ps(acc[r]) + mins[r];
+        }
+        out
+    }
+}
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile<B: Block32>(
@@ -217,46 +258,38 @@ unsafe fn tile<B: Block32>(
 ) {
     let nb = w.cols / 32;
     let rp = |j: usize| w.row(j).as_ptr();
-    // Scale tables, zeroed once per tile rather than once per row.
-    let (mut s_prefill, mut s_rows, mut s_one) = (
-        [[[0f32; CHUNK]; TB]; 1],
-        [[[0f32; CHUNK]; 1]; RB],
-        [[[0f32; CHUNK]; 1]; 1],
-    );
     unsafe {
         let mut t = toks.start;
-        while t + TB <= toks.end {
-            let xs: [Q8x32Row; TB] = std::array::from_fn(|u| x.q32_row(t + u));
-            for j in rows.clone() {
-                let d = rows_x_tokens::<B, 1, TB>([rp(j)], xs, nb, &mut s_prefill);
-                for (u, v) in d[0].iter().enumerate() {
-                    out.set(t + u, j, *v);
+        if t + TB <= toks.end {
+            with_group_scratch::<TB>(2 * nb, |scratch| {
+                let (dx, dsum) = scratch.split_at_mut(nb);
+                while t + TB <= toks.end {
+                    let xs: [Q8x32Row; TB] = std::array::from_fn(|u| x.q32_row(t + u));
+                    transpose_group(&xs, dx, dsum);
+                    for j in rows.clone() {
+                        let d = row_x_group::<B>(rp(j), &xs, dx, dsum);
+                        for (u, v) in d.iter().enumerate() {
+                            out.set(t + u, j, *v);
+                        }
+                    }
+                    t += TB;
                 }
-            }
-            t += TB;
+            });
         }
         // Remaining tokens one at a time, RB rows at once.
         for t in t..toks.end {
-            let xs = [x.q32_row(t)];
+            let xr = x.q32_row(t);
             let mut j = rows.start;
             while j + RB <= rows.end {
-                let d = rows_x_tokens::<B, RB, 1>(
-                    std::array::from_fn(|r| rp(j + r)),
-                    xs,
-                    nb,
-                    &mut s_rows,
-                );
+                let ahead = 2 * RB * w.row_bytes();
+                let d = rows_x_token::<B, RB>(std::array::from_fn(|r| rp(j + r)), xr, nb, ahead);
                 for (r, v) in d.iter().enumerate() {
-                    out.set(t, j + r, v[0]);
+                    out.set(t, j + r, *v);
                 }
                 j += RB;
             }
             for j in j..rows.end {
-                out.set(
-                    t,
-                    j,
-                    rows_x_tokens::<B, 1, 1>([rp(j)], xs, nb, &mut s_one)[0][0],
-                );
+                out.set(t, j, rows_x_token::<B, 1>([rp(j)], xr, nb, 0)[0]);
             }
         }
     }

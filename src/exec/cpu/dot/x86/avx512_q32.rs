@@ -6,18 +6,16 @@
 //! without intermediate saturation, so every type is brought to unsigned
 //! levels `u` with `x = d*u + m`: the symmetric types' offsets become a
 //! minimum (`m = -8d`, `-16d`, `-128d`), applied through the activation
-//! blocks' integer sums. Per weight row, the products `d_w * d_x` and the
-//! minimum terms are tabulated for a chunk of blocks and all tokens of the
-//! tile first; the inner loop is then load, `vpdpbusd`, convert, and one
-//! multiply-add per two blocks and token.
+//! blocks' sums. Prefill only: groups of 16 tokens, see `row_x_group`;
+//! single tokens (decode) take the AVX2 kernels, which stream the weights
+//! as fast.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::super::OutView;
-use super::util::{f16_at, nibbles_32};
+use super::util::{f16_at, nibbles_32, transpose_group, with_group_scratch};
 use crate::exec::cpu::acts::{Q8x32Row, QuantizedActs};
-use crate::exec::cpu::math::dot;
 use crate::exec::cpu::weights::WeightMatrix;
 
 trait Pair32 {
@@ -129,132 +127,105 @@ impl Pair32 for Q8_0 {
     }
 }
 
-/// Blocks tabulated at a time (even, so pairs never straddle chunks).
-const CHUNK: usize = 64;
+/// Tokens per prefill group (one f32 lane each, one accumulator each).
+const TB: usize = 16;
+/// Blocks whose scales are tabulated before their dot products (even).
+const GROUP_CHUNK: usize = 32;
 
-/// `R` weight rows against `T` tokens; `nb` is even.
+/// One weight row against a group of `TB` tokens whose block scales and
+/// scaled sums are given block-major (`dx[b][t]`, `dsum[b][t]`): a first
+/// pass per chunk forms `d_w * d_x` for all tokens with one vector multiply
+/// per block (and the minimum term with one multiply-add); the second
+/// spends per pair of blocks and token a `vpdpbusd`, a convert, one masked
+/// broadcast (the two blocks' scales into the register's halves) and a
+/// multiply-add.
 #[inline(always)]
-unsafe fn rows_x_tokens<B: Pair32, const R: usize, const T: usize>(
-    w: [*const u8; R],
-    x: [Q8x32Row; T],
-    nb: usize,
-    scale: &mut [[[f32; CHUNK]; T]; R],
-) -> [[f32; T]; R] {
+unsafe fn row_x_group<B: Pair32>(
+    w: *const u8,
+    x: &[Q8x32Row; TB],
+    dx: &[[f32; TB]],
+    dsum: &[[f32; TB]],
+) -> [f32; TB] {
     unsafe {
-        let mut acc = [[_mm512_setzero_ps(); T]; R];
-        let mut mins = [[0f32; T]; R];
-        // Lanes 0..8 take the first block's scale, 8..16 the second's.
-        let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-        for c0 in (0..nb).step_by(CHUNK) {
-            let n = CHUNK.min(nb - c0);
-            for r in 0..R {
-                let (mut dw, mut mw) = ([0f32; CHUNK], [0f32; CHUNK]);
-                for b in 0..n {
-                    (dw[b], mw[b]) = B::scales(w[r].add((c0 + b) * B::BYTES));
-                }
-                for t in 0..T {
-                    let xd = &x[t].d[c0..c0 + n];
-                    for b in 0..n {
-                        scale[r][t][b] = dw[b] * xd[b];
-                    }
-                    mins[r][t] += dot(&mw[..n], &x[t].dsum[c0..c0 + n]);
-                }
+        let mut acc = [_mm512_setzero_ps(); TB];
+        let mut mins = _mm512_setzero_ps();
+        let mut scale = [[0f32; TB]; GROUP_CHUNK];
+        for c0 in (0..dx.len()).step_by(GROUP_CHUNK) {
+            let n = GROUP_CHUNK.min(dx.len() - c0);
+            for b in 0..n {
+                let (d, m) = B::scales(w.add((c0 + b) * B::BYTES));
+                let s = _mm512_mul_ps(_mm512_set1_ps(d), _mm512_loadu_ps(dx[c0 + b].as_ptr()));
+                _mm512_storeu_ps(scale[b].as_mut_ptr(), s);
+                mins = _mm512_fmadd_ps(
+                    _mm512_set1_ps(m),
+                    _mm512_loadu_ps(dsum[c0 + b].as_ptr()),
+                    mins,
+                );
             }
             for b in (0..n).step_by(2) {
-                for r in 0..R {
-                    let u = B::levels(w[r].add((c0 + b) * B::BYTES));
-                    for t in 0..T {
-                        // In bounds: rows hold nb blocks; qs rows are 64-byte aligned.
-                        let xv = _mm512_load_si512(
-                            x[t].qs.as_ptr().add(32 * (c0 + b)) as *const __m512i
-                        );
-                        let p =
-                            _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv));
-                        let s2 =
-                            _mm_castpd_ps(_mm_load_sd(scale[r][t].as_ptr().add(b) as *const f64));
-                        let s = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(s2));
-                        acc[r][t] = _mm512_fmadd_ps(p, s, acc[r][t]);
-                    }
+                let u = B::levels(w.add((c0 + b) * B::BYTES));
+                for t in 0..TB {
+                    // In bounds: rows hold an even dx.len() blocks; qs rows are
+                    // 64-byte aligned.
+                    let xv =
+                        _mm512_load_si512(x[t].qs.as_ptr().add(32 * (c0 + b)) as *const __m512i);
+                    let p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv));
+                    let s = _mm512_mask_broadcastss_ps(
+                        _mm512_set1_ps(scale[b][t]),
+                        0xff00,
+                        _mm_load_ss(&scale[b + 1][t]),
+                    );
+                    acc[t] = _mm512_fmadd_ps(p, s, acc[t]);
                 }
             }
         }
-        let mut out = [[0f32; T]; R];
-        for r in 0..R {
-            for t in 0..T {
-                out[r][t] = _mm512_reduce_add_ps(acc[r][t]) + mins[r][t];
-            }
+        let mut m = [0f32; TB];
+        _mm512_storeu_ps(m.as_mut_ptr(), mins);
+        let mut out = [0f32; TB];
+        for t in 0..TB {
+            out[t] = _mm512_reduce_add_ps(acc[t]) + m[t];
         }
         out
     }
 }
 
-/// Tokens per prefill step (32 registers: 2 rows × 8 tokens accumulate).
-const TB: usize = 8;
-
+/// Whole groups of `TB` tokens from `toks.start`; returns where the groups
+/// end (the caller finishes the remaining tokens).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<B: Pair32>(
+unsafe fn tile_groups<B: Pair32>(
     w: &WeightMatrix,
     rows: Range<usize>,
     x: &QuantizedActs,
     toks: Range<usize>,
     out: &OutView,
-) {
+) -> usize {
     let nb = w.cols / 32;
-    let rp = |j: usize| w.row(j).as_ptr();
-    // Scale tables, zeroed once per tile rather than once per row.
-    let (mut s2, mut s1) = ([[[0f32; CHUNK]; TB]; 2], [[[0f32; CHUNK]; TB]; 1]);
-    let (mut s4, mut s0) = ([[[0f32; CHUNK]; 1]; 4], [[[0f32; CHUNK]; 1]; 1]);
-    unsafe {
-        let mut t = toks.start;
+    let mut t = toks.start;
+    if t + TB > toks.end {
+        return t;
+    }
+    with_group_scratch::<TB>(2 * nb, |scratch| {
+        let (dx, dsum) = scratch.split_at_mut(nb);
         while t + TB <= toks.end {
             let xs: [Q8x32Row; TB] = std::array::from_fn(|u| x.q32_row(t + u));
-            let mut j = rows.start;
-            while j + 2 <= rows.end {
-                let d = rows_x_tokens::<B, 2, TB>([rp(j), rp(j + 1)], xs, nb, &mut s2);
-                for u in 0..TB {
-                    out.set(t + u, j, d[0][u]);
-                    out.set(t + u, j + 1, d[1][u]);
-                }
-                j += 2;
-            }
-            if j < rows.end {
-                for (u, v) in rows_x_tokens::<B, 1, TB>([rp(j)], xs, nb, &mut s1)[0]
-                    .iter()
-                    .enumerate()
-                {
+            transpose_group(&xs, dx, dsum);
+            for j in rows.clone() {
+                // SAFETY: row j holds nb (even) blocks; see row_x_group.
+                let d = unsafe { row_x_group::<B>(w.row(j).as_ptr(), &xs, dx, dsum) };
+                for (u, v) in d.iter().enumerate() {
                     out.set(t + u, j, *v);
                 }
             }
             t += TB;
         }
-        for t in t..toks.end {
-            let xs = [x.q32_row(t)];
-            let mut j = rows.start;
-            while j + 4 <= rows.end {
-                let d = rows_x_tokens::<B, 4, 1>(
-                    [rp(j), rp(j + 1), rp(j + 2), rp(j + 3)],
-                    xs,
-                    nb,
-                    &mut s4,
-                );
-                for r in 0..4 {
-                    out.set(t, j + r, d[r][0]);
-                }
-                j += 4;
-            }
-            for j in j..rows.end {
-                out.set(
-                    t,
-                    j,
-                    rows_x_tokens::<B, 1, 1>([rp(j)], xs, nb, &mut s0)[0][0],
-                );
-            }
-        }
-    }
+    });
+    t
 }
 
 macro_rules! entry {
-    ($name:ident, $block:ty) => {
+    ($name:ident, $block:ty, $avx2:path) => {
+        /// Groups of 16 tokens here; the rest (decode, tails) on the AVX2
+        /// kernel, which is as fast where one token reads each weight.
         pub(in super::super) fn $name(
             w: &WeightMatrix,
             rows: Range<usize>,
@@ -263,14 +234,17 @@ macro_rules! entry {
             out: &OutView,
         ) {
             // SAFETY: returned only for the Avx512Vnni path, whose features
-            // matmul checked are available.
-            unsafe { tile::<$block>(w, rows, x, toks, out) }
+            // (a superset of AVX2's) matmul checked are available.
+            let done = unsafe { tile_groups::<$block>(w, rows.clone(), x, toks.clone(), out) };
+            if done < toks.end {
+                $avx2(w, rows, x, done..toks.end, out);
+            }
         }
     };
 }
 
-entry!(tile_q4_0, Q4_0);
-entry!(tile_q4_1, Q4_1);
-entry!(tile_q5_0, Q5_0);
-entry!(tile_q5_1, Q5_1);
-entry!(tile_q8_0, Q8_0);
+entry!(tile_q4_0, Q4_0, super::avx2_q32::tile_q4_0);
+entry!(tile_q4_1, Q4_1, super::avx2_q32::tile_q4_1);
+entry!(tile_q5_0, Q5_0, super::avx2_q32::tile_q5_0);
+entry!(tile_q5_1, Q5_1, super::avx2_q32::tile_q5_1);
+entry!(tile_q8_0, Q8_0, super::avx2_q32::tile_q8_0);

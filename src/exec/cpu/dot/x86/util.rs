@@ -55,3 +55,36 @@ pub(super) unsafe fn bits_to_bytes(bits: u32) -> __m256i {
 pub(super) unsafe fn dot_u8i8(u: __m256i, s: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 }
+
+thread_local! {
+    /// Per-thread scratch for block-major token-group tables; grows to the
+    /// largest row seen, then is reused (no allocation per call).
+    static GROUP_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with `n` zeroed rows of `T` floats of this thread's scratch.
+pub(super) fn with_group_scratch<const T: usize>(n: usize, f: impl FnOnce(&mut [[f32; T]])) {
+    GROUP_SCRATCH.with(|cell| {
+        let mut v = cell.borrow_mut();
+        if v.len() < n * T {
+            v.resize(n * T, 0.0);
+        }
+        let (rows, _) = v[..n * T].as_chunks_mut::<T>();
+        f(rows)
+    })
+}
+
+/// Block-major copies of a token group's block scales and scaled sums:
+/// `dx[b][t] = x[t].d[b]`, `dsum[b][t] = x[t].dsum[b]`.
+pub(super) fn transpose_group<const T: usize>(
+    x: &[crate::exec::cpu::acts::Q8x32Row; T],
+    dx: &mut [[f32; T]],
+    dsum: &mut [[f32; T]],
+) {
+    for (b, (d, s)) in dx.iter_mut().zip(dsum.iter_mut()).enumerate() {
+        for t in 0..T {
+            d[t] = x[t].d[b];
+            s[t] = x[t].dsum[b];
+        }
+    }
+}
