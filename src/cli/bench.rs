@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::Args;
 
 use super::CmdResult;
-use rocmforge::exec::load::{load_cpu, LoadOptions};
+use rocmforge::exec::load::LoadOptions;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -23,6 +23,8 @@ pub struct BenchArgs {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub device: super::device::DeviceArgs,
     #[arg(long)]
     pub json: bool,
 }
@@ -34,7 +36,7 @@ pub fn run(args: BenchArgs) -> CmdResult {
         max_rows: 1,
         context: args.n_prompt + args.n_gen + 1,
     };
-    let mut model = load_cpu(&args.model, &opts)?;
+    let mut model = args.device.load(&args.model, &opts)?;
     let vocab = model.config.vocab as u32;
     // Fixed pseudo-random tokens: the speed does not depend on their values.
     let prompt: Vec<u32> = (0..args.n_prompt as u32)
@@ -64,10 +66,11 @@ pub fn run(args: BenchArgs) -> CmdResult {
     }
     let (pp_med, tg_med) = (median(&mut pp), median(&mut tg));
     let threads = rayon::current_num_threads();
+    let backend = model.session.backend().kind();
     if args.json {
         let j = serde_json::json!({
             "model": args.model.display().to_string(),
-            "backend": "cpu",
+            "backend": backend,
             "threads": threads,
             "n_prompt": args.n_prompt,
             "n_gen": args.n_gen,
@@ -87,11 +90,11 @@ pub fn run(args: BenchArgs) -> CmdResult {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         println!(
-            "| {name} | cpu | {threads} | pp{} | {pp_med:.2} |",
+            "| {name} | {backend} | {threads} | pp{} | {pp_med:.2} |",
             args.n_prompt
         );
         println!(
-            "| {name} | cpu | {threads} | tg{} | {tg_med:.2} |",
+            "| {name} | {backend} | {threads} | tg{} | {tg_med:.2} |",
             args.n_gen
         );
     }

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod compile;
+mod device;
+mod gpu_check;
 mod gpu_selftest;
 mod inspect;
 mod ir;
@@ -52,6 +54,9 @@ enum Command {
     /// Run every GPU kernel against the CPU backend on random inputs (developer check).
     #[command(hide = true)]
     GpuSelftest(gpu_selftest::GpuSelftestArgs),
+    /// Run a whole model on the GPU against the CPU backend (developer check).
+    #[command(hide = true)]
+    GpuCheck(gpu_check::GpuCheckArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -67,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Compile(args) => compile::run(args),
         Command::GpuSelftest(args) => gpu_selftest::run(args),
+        Command::GpuCheck(args) => gpu_check::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

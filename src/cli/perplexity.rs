@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::CmdResult;
-use rocmforge::exec::load::{load_cpu, LoadOptions};
+use rocmforge::exec::load::LoadOptions;
 
 #[derive(Debug, Args)]
 pub struct PerplexityArgs {
@@ -23,6 +23,8 @@ pub struct PerplexityArgs {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub device: super::device::DeviceArgs,
 }
 
 pub fn run(args: PerplexityArgs) -> CmdResult {
@@ -39,7 +41,7 @@ pub fn run(args: PerplexityArgs) -> CmdResult {
         max_rows: args.ctx.min(512),
         context: args.ctx,
     };
-    let mut model = load_cpu(&args.model, &opts)?;
+    let mut model = args.device.load(&args.model, &opts)?;
     let add_bos = model.tokenizer.add_bos();
     let tokens = model.tokenizer.encode(&text, add_bos, false)?;
     let mut n_chunks = tokens.len() / args.ctx;

@@ -7,10 +7,13 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::CmdResult;
+use rocmforge::exec::any_backend::{self, AnyBackend};
 use rocmforge::exec::generate::{generate, GenerateStats};
-use rocmforge::exec::load::{load_cpu, LoadOptions, LoadedModel};
+use rocmforge::exec::load::LoadOptions;
 use rocmforge::sampler::{Sampler, SamplerConfig};
 use rocmforge::tokenizer::chat::{ChatMessage, ChatTemplate};
+
+type LoadedModel = rocmforge::exec::load::LoadedModel<AnyBackend>;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -48,6 +51,8 @@ pub struct RunArgs {
     pub verify: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub device: super::device::DeviceArgs,
 }
 
 /// Sampling flags shared by the commands that generate.
@@ -110,9 +115,10 @@ pub fn run(args: RunArgs) -> CmdResult {
         ..Default::default()
     };
     let mut model = if args.verify {
-        rocmforge::artifact::load_cpu_verified(&args.model, &opts)?
+        let m = rocmforge::artifact::load_cpu_verified(&args.model, &opts)?;
+        any_backend::on_cpu(m, "a verified artifact runs on the CPU".into())
     } else {
-        load_cpu(&args.model, &opts)?
+        args.device.load(&args.model, &opts)?
     };
     let mut sampler = Sampler::new(args.sampling.config());
     if args.interactive {

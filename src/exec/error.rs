@@ -35,4 +35,6 @@ pub enum ExecError {
     Gguf(#[from] crate::gguf::GgufError),
     #[error(transparent)]
     Kernel(#[from] super::cpu::KernelError),
+    #[error(transparent)]
+    Gpu(#[from] super::gpu_model::GpuError),
 }

@@ -5,8 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use super::any_backend::load;
 use super::cpu_model::CpuModel;
-use super::session::Session;
+use super::session::{Session, StepBackend};
 use crate::frontend::{self, ModelConfig};
 use crate::gguf::GgufFile;
 use crate::ir::DimEnv;
@@ -54,12 +55,12 @@ pub enum LoadError {
     Artifact(#[from] crate::artifact::ArtifactError),
 }
 
-/// A model on the CPU with its tokenizer.
-pub struct LoadedModel {
+/// A model on a backend (the CPU unless named) with its tokenizer.
+pub struct LoadedModel<B: StepBackend = CpuModel> {
     pub file: Arc<GgufFile>,
     pub config: ModelConfig,
     pub tokenizer: Tokenizer,
-    pub session: Session<CpuModel>,
+    pub session: Session<B>,
     pub load_time: Duration,
 }
 

@@ -3,10 +3,12 @@
 //! [`cpu`] holds the CPU kernels, [`cpu_model`] the CPU executor that runs a
 //! planned graph with them; [`session`] and [`generate`] drive any backend.
 
+pub mod any_backend;
 pub mod cpu;
 pub mod cpu_model;
 pub mod error;
 pub mod generate;
+pub mod gpu_model;
 pub mod kv_pages;
 pub mod load;
 pub mod session;

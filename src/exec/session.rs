@@ -63,6 +63,11 @@ impl<B: StepBackend> Session<B> {
         &mut self.backend
     }
 
+    /// The backend, forgetting the sequence.
+    pub fn into_backend(self) -> B {
+        self.backend
+    }
+
     /// Tokens in the cache.
     pub fn len(&self) -> usize {
         self.seq.len

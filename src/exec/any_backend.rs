@@ -1,0 +1,236 @@
+//! One model type for every device: [`AnyBackend`] is the CPU or the GPU
+//! executor, and [`load`] compiles a GGUF file for the device a
+//! [`DeviceSpec`] names (`--device auto|cpu|hip[:N]|cuda[:N]`).
+//!
+//! `auto` takes a GPU when one opens and the model compiles for it, else
+//! the CPU; the reason is kept in [`AnyBackend::describe`] for the CLI to
+//! print, and logged.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::cpu_model::CpuModel;
+use super::gpu_model::GpuModel;
+use super::load::{load_cpu, plan_env, LoadError, LoadOptions, LoadedModel, PAGE_SIZE};
+use super::session::{Session, StepBackend, StepLimits};
+use super::step::StepInputs;
+use super::ExecError;
+use crate::backend::{BackendError, Device, DeviceSpec, Gpu, Vendor};
+use crate::codegen::KernelCache;
+use crate::frontend;
+use crate::gguf::GgufFile;
+use crate::passes;
+use crate::tokenizer::Tokenizer;
+
+/// The CPU or a GPU executor.
+pub enum AnyBackend {
+    /// `why`: how the CPU was chosen ("asked for", or why no GPU).
+    Cpu {
+        model: CpuModel,
+        why: String,
+    },
+    Gpu(GpuModel),
+}
+
+impl AnyBackend {
+    /// `cuda:0 (NVIDIA H100 80GB HBM3, sm_90)` or `cpu (...)`.
+    pub fn describe(&self) -> String {
+        match self {
+            AnyBackend::Cpu { why, .. } => format!("cpu ({why})"),
+            AnyBackend::Gpu(g) => Device::Gpu(g.gpu().clone()).describe(),
+        }
+    }
+
+    /// `cpu`, `cuda` or `hip`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyBackend::Cpu { .. } => "cpu",
+            AnyBackend::Gpu(g) => match g.gpu().vendor() {
+                Vendor::Cuda => "cuda",
+                Vendor::Hip => "hip",
+            },
+        }
+    }
+
+    pub fn gpu_model(&mut self) -> Option<&mut GpuModel> {
+        match self {
+            AnyBackend::Gpu(g) => Some(g),
+            AnyBackend::Cpu { .. } => None,
+        }
+    }
+
+    /// Runs `step` and returns each output row's argmax token: on a GPU
+    /// only the ids cross to the host.
+    pub fn run_step_argmax(&mut self, step: &StepInputs) -> Result<Vec<u32>, ExecError> {
+        match self {
+            AnyBackend::Gpu(g) => g.run_step_argmax(step),
+            AnyBackend::Cpu { model, .. } => {
+                let vocab = model.vocab();
+                let logits = model.run_step(step)?;
+                Ok(logits.chunks_exact(vocab).map(argmax).collect())
+            }
+        }
+    }
+}
+
+/// Index of the largest value, the first of equal ones (NaN never wins).
+pub fn argmax(row: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] || row[best].is_nan() {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+impl StepBackend for AnyBackend {
+    fn run_step(&mut self, step: &StepInputs) -> Result<&[f32], ExecError> {
+        match self {
+            AnyBackend::Cpu { model, .. } => model.run_step(step),
+            AnyBackend::Gpu(g) => g.run_step(step),
+        }
+    }
+
+    fn limits(&self) -> StepLimits {
+        match self {
+            AnyBackend::Cpu { model, .. } => model.limits(),
+            AnyBackend::Gpu(g) => g.limits(),
+        }
+    }
+
+    fn vocab(&self) -> usize {
+        match self {
+            AnyBackend::Cpu { model, .. } => model.vocab(),
+            AnyBackend::Gpu(g) => g.vocab(),
+        }
+    }
+}
+
+/// Opens `path` and compiles it for the device `spec` names.
+pub fn load(
+    path: &Path,
+    opts: &LoadOptions,
+    spec: DeviceSpec,
+) -> Result<LoadedModel<AnyBackend>, LoadError> {
+    match spec {
+        DeviceSpec::Cpu => load_on_cpu(path, opts, "asked for".into()),
+        DeviceSpec::Gpu { .. } => {
+            let Device::Gpu(gpu) = Device::open(spec).map_err(ExecError::from)? else {
+                unreachable!("a GPU spec opens a GPU or fails")
+            };
+            load_gpu(path, opts, &gpu)
+        }
+        DeviceSpec::Auto => {
+            let gpu = match first_gpu() {
+                Ok(g) => g,
+                Err(why) => return load_on_cpu(path, opts, format!("auto: no GPU: {why}")),
+            };
+            match load_gpu(path, opts, &gpu) {
+                Ok(m) => Ok(m),
+                Err(e) => {
+                    let why = format!("auto: {} did not take the model: {e}", gpu.info().name);
+                    tracing::warn!("{why}");
+                    load_on_cpu(path, opts, why)
+                }
+            }
+        }
+    }
+}
+
+/// CUDA device 0, else HIP device 0 (a GPU counts only if its runtime
+/// compiler loads too); the reasons for each when neither works.
+fn first_gpu() -> Result<Arc<Gpu>, String> {
+    let mut reasons = Vec::new();
+    for vendor in [Vendor::Cuda, Vendor::Hip] {
+        let opened: Result<Arc<Gpu>, BackendError> =
+            Gpu::open(vendor, 0).and_then(|g| g.compiler().map(|_| g));
+        match opened {
+            Ok(g) => return Ok(g),
+            Err(e) => reasons.push(format!("{vendor}: {}", short(&e))),
+        }
+    }
+    Err(reasons.join("; "))
+}
+
+/// The first clause of an error (a library's list of tried paths is
+/// left to the logs).
+fn short(e: &BackendError) -> String {
+    let s = e.to_string();
+    match s.find(" (tried ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn load_on_cpu(
+    path: &Path,
+    opts: &LoadOptions,
+    why: String,
+) -> Result<LoadedModel<AnyBackend>, LoadError> {
+    Ok(on_cpu(load_cpu(path, opts)?, why))
+}
+
+/// A model loaded for the CPU as an [`AnyBackend`] model; `why` says how
+/// the CPU was chosen.
+pub fn on_cpu(m: LoadedModel<CpuModel>, why: String) -> LoadedModel<AnyBackend> {
+    tracing::info!("running on the CPU ({why})");
+    LoadedModel {
+        file: m.file,
+        config: m.config,
+        tokenizer: m.tokenizer,
+        session: Session::new(AnyBackend::Cpu {
+            model: m.session.into_backend(),
+            why,
+        }),
+        load_time: m.load_time,
+    }
+}
+
+/// Opens `path` and compiles it for `gpu`.
+pub fn load_gpu(
+    path: &Path,
+    opts: &LoadOptions,
+    gpu: &Arc<Gpu>,
+) -> Result<LoadedModel<AnyBackend>, LoadError> {
+    let t0 = Instant::now();
+    let file = Arc::new(GgufFile::open(path)?);
+    if crate::artifact::is_artifact(&file) {
+        return Err(LoadError::Exec(ExecError::Unsupported {
+            node: path.display().to_string(),
+            kind: "artifact",
+            reason: "compiled artifacts run on the CPU only (give the GGUF model)".into(),
+        }));
+    }
+    let tokenizer = Tokenizer::from_gguf(&file)?;
+    let (config, graph) = frontend::build_graph(&file)?;
+    let compiled = passes::compile(graph, plan_env(opts, config.context_length))?;
+    let cache = KernelCache::with_default_dir();
+    let model = GpuModel::new(
+        gpu,
+        &file,
+        &compiled.graph,
+        &compiled.plan,
+        PAGE_SIZE,
+        &cache,
+    )?;
+    Ok(LoadedModel {
+        file,
+        config,
+        tokenizer,
+        session: Session::new(AnyBackend::Gpu(model)),
+        load_time: t0.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::argmax;
+
+    #[test]
+    fn argmax_takes_the_first_of_equal_maxima_and_skips_nan() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, 0.5, 0.25]), 1);
+    }
+}

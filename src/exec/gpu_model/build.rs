@@ -1,0 +1,394 @@
+//! From the compiled graph to the launch list: every value's device
+//! address (arena offset of the memory plan, view columns, the packed step
+//! inputs, weights, the KV cache) and every node's compiled kernel.
+
+use std::sync::Arc;
+
+use super::error::GpuError;
+use super::inputs::StepBuffer;
+use super::launch::{Launch, RowCount};
+use super::weights::DeviceWeights;
+use crate::backend::{DevicePtr, Gpu};
+use crate::codegen::elementwise::{binary_source, kv_store_source, KvStoreArgs};
+use crate::codegen::plan::{matmul_spec, PlanOptions, MATMUL_VARIANTS};
+use crate::codegen::{
+    AttentionArgs, AttentionKernelSpec, KernelCache, MatMulArgs, MatMulVariant, RowOp,
+};
+use crate::ir::{Dim, Epilogue, Graph, InputKind, NodeId, Op, Role};
+use crate::passes::MemoryPlan;
+
+/// Where a value is: its address, row stride and width (in elements).
+#[derive(Debug, Clone, Copy)]
+pub struct Loc {
+    pub ptr: DevicePtr,
+    pub ld: u32,
+    pub cols: u32,
+}
+
+/// Everything the launches point into.
+pub struct Places<'a> {
+    pub gpu: &'a Arc<Gpu>,
+    pub cache: &'a KernelCache,
+    pub opts: PlanOptions,
+    pub warp: u32,
+    pub graph: &'a Graph,
+    pub plan: &'a MemoryPlan,
+    pub arena: DevicePtr,
+    pub weights: &'a DeviceWeights,
+    pub inputs: &'a StepBuffer,
+    /// Layer `l`'s cache starts at `kv + l * kv_layer_bytes`.
+    pub kv: DevicePtr,
+    pub kv_layer_bytes: usize,
+    pub pages_per_seq: u32,
+    pub attn_scratch: DevicePtr,
+    pub attn_chunks: u32,
+}
+
+impl Places<'_> {
+    fn unsupported(&self, id: NodeId, reason: impl Into<String>) -> GpuError {
+        let n = self.graph.node(id);
+        GpuError::Unsupported {
+            node: n.name.clone(),
+            kind: n.op.kind(),
+            reason: reason.into(),
+        }
+    }
+
+    fn operand(&self, id: NodeId, role: Role) -> Result<NodeId, GpuError> {
+        self.graph
+            .operand(id, role)
+            .ok_or_else(|| self.unsupported(id, format!("no {role} operand")))
+    }
+
+    fn cols(&self, id: NodeId) -> Result<u32, GpuError> {
+        self.graph
+            .node(id)
+            .ty
+            .last()
+            .and_then(Dim::fixed)
+            .map(|c| c as u32)
+            .ok_or_else(|| self.unsupported(id, "the last dim must be fixed"))
+    }
+
+    /// Rows of a node in a step: its first dim (one for a vector).
+    fn rows(&self, id: NodeId) -> RowCount {
+        let ty = &self.graph.node(id).ty;
+        match ty.shape.first() {
+            _ if ty.rank() < 2 => RowCount::Fixed(1),
+            Some(Dim::Tokens) => RowCount::Tokens,
+            Some(Dim::Rows) => RowCount::Rows,
+            Some(d) => RowCount::Fixed(d.fixed().unwrap_or(1) as u32),
+            None => RowCount::Fixed(1),
+        }
+    }
+
+    /// The address of a value computed or read by a step.
+    pub fn loc(&self, id: NodeId) -> Result<Loc, GpuError> {
+        let cols = self.cols(id)?;
+        if let Some((base, col)) = self.plan.view_of(id) {
+            let b = self.loc(base)?;
+            return Ok(Loc {
+                ptr: b.ptr.offset(col as usize * 4),
+                ld: b.ld,
+                cols,
+            });
+        }
+        let ptr = match &self.graph.node(id).op {
+            Op::Input(kind) => self.inputs.ptr(*kind),
+            _ => match self.plan.offset_of(id) {
+                Some(off) => self.arena.offset(off as usize),
+                None => return Err(self.unsupported(id, "the memory plan gives it no place")),
+            },
+        };
+        Ok(Loc {
+            ptr,
+            ld: cols,
+            cols,
+        })
+    }
+
+    fn weight(&self, id: NodeId) -> Result<DevicePtr, GpuError> {
+        self.weights
+            .ptr(id)
+            .ok_or_else(|| self.unsupported(id, "expected an uploaded weight"))
+    }
+
+    /// The cache of the layer a `kv` operand names.
+    fn kv_of(&self, id: NodeId) -> Result<DevicePtr, GpuError> {
+        let kv = self.operand(id, Role::Kv)?;
+        match self.graph.node(kv).op {
+            Op::KvCache { layer } | Op::KvStore { layer } => Ok(self.kv_layer(layer)),
+            _ => Err(self.unsupported(id, "the kv operand is not a KV cache")),
+        }
+    }
+
+    fn kv_layer(&self, layer: u32) -> DevicePtr {
+        self.kv.offset(layer as usize * self.kv_layer_bytes)
+    }
+
+    fn input(&self, kind: InputKind) -> DevicePtr {
+        self.inputs.ptr(kind)
+    }
+
+    /// The launch of node `id`, or `None` for nodes that launch nothing.
+    pub fn launch(&self, id: NodeId) -> Result<Option<Launch>, GpuError> {
+        let op = self.graph.node(id).op.clone();
+        Ok(Some(match op {
+            Op::Input(_) | Op::Weight { .. } | Op::KvCache { .. } | Op::Slice { .. } => {
+                return Ok(None)
+            }
+            Op::Embed => self.embed(id)?,
+            Op::RmsNorm { eps } => {
+                let (x, g) = (
+                    self.loc(self.operand(id, Role::X)?)?,
+                    self.operand(id, Role::Norm)?,
+                );
+                let out = self.loc(id)?;
+                self.row_op(
+                    RowOp::RmsNorm { dim: out.cols, eps },
+                    x,
+                    self.weight(g)?,
+                    out,
+                    self.rows(id),
+                )?
+            }
+            Op::GatherRows => {
+                let x = self.loc(self.operand(id, Role::X)?)?;
+                let out = self.loc(id)?;
+                let idx = self.input(InputKind::OutputRows);
+                self.row_op(
+                    RowOp::GatherRows { dim: out.cols },
+                    x,
+                    idx,
+                    out,
+                    RowCount::Rows,
+                )?
+            }
+            Op::MatMul(_) => self.matmul(id)?,
+            Op::Attention(a) => self.attention(id, a)?,
+            Op::Add | Op::Mul => self.binary(id)?,
+            Op::Silu => self.silu(id)?,
+            Op::KvStore { .. } => self.kv_store(id)?,
+            Op::Rope(_) => {
+                return Err(self.unsupported(
+                    id,
+                    "a standalone rope (the GPU runs RoPE fused into the QKV matmul's epilogue)",
+                ))
+            }
+        }))
+    }
+
+    fn row_op(
+        &self,
+        op: RowOp,
+        x: Loc,
+        aux: DevicePtr,
+        out: Loc,
+        rows: RowCount,
+    ) -> Result<Launch, GpuError> {
+        let kernel = self.cache.kernel(self.gpu, &op.source()?, op.entry())?;
+        Ok(Launch::Row {
+            op,
+            kernel,
+            input: x.ptr,
+            ld_in: x.ld,
+            aux,
+            out: out.ptr,
+            ld_out: out.ld,
+            rows,
+        })
+    }
+
+    fn embed(&self, id: NodeId) -> Result<Launch, GpuError> {
+        let table = self.operand(id, Role::Table)?;
+        let tokens = self.loc(self.operand(id, Role::Tokens)?)?;
+        let tt = &self.graph.node(table).ty;
+        let vocab = tt.shape.first().and_then(|d| d.fixed()).unwrap_or(0) as u32;
+        let out = self.loc(id)?;
+        let op = RowOp::Embed {
+            ty: tt.dtype,
+            dim: out.cols,
+            vocab,
+        };
+        let table = Loc {
+            ptr: self.weight(table)?,
+            ld: 0,
+            cols: out.cols,
+        };
+        self.row_op(op, table, tokens.ptr, out, RowCount::Tokens)
+    }
+
+    fn matmul(&self, id: NodeId) -> Result<Launch, GpuError> {
+        let spec = matmul_spec(self.graph, id, &self.opts)?;
+        let x = self.loc(self.operand(id, Role::X)?)?;
+        let out = self.loc(id)?;
+        if x.ld % 4 != 0 || x.ptr.0 % 16 != 0 {
+            return Err(self.unsupported(id, "the input rows are not 16-byte aligned"));
+        }
+        let mut args = MatMulArgs {
+            x: x.ptr,
+            ldx: x.ld,
+            out: out.ptr,
+            ldo: out.ld,
+            pos: self.input(InputKind::Positions),
+            seq: self.input(InputKind::SeqIds),
+            pages: self.input(InputKind::PageTable),
+            pages_per_seq: self.pages_per_seq,
+            ..Default::default()
+        };
+        for (i, w) in self.graph.operand_list(id, Role::W).into_iter().enumerate() {
+            args.w[i] = self.weight(w)?;
+        }
+        for (o, b) in self.graph.operands(id) {
+            if o.role == Role::Bias {
+                args.bias[o.index as usize] = self.weight(b)?;
+            }
+        }
+        if let Some(n) = self.graph.operand(id, Role::Norm) {
+            args.norm = self.weight(n)?;
+        }
+        if let Some(r) = self.graph.operand(id, Role::Residual) {
+            let r = self.loc(r)?;
+            (args.residual, args.ldr) = (r.ptr, r.ld);
+        }
+        let Op::MatMul(m) = &self.graph.node(id).op else {
+            unreachable!("matmul_spec accepted it")
+        };
+        for e in &m.epilogue {
+            if let Epilogue::KvStore { layer, .. } = e {
+                args.kv = self.kv_layer(*layer);
+            }
+        }
+        let mut kernels = Vec::new();
+        for v in MATMUL_VARIANTS {
+            let entry = match v {
+                MatMulVariant::Vector { .. } => "matvec",
+                MatMulVariant::Tiled { .. } => "matmul",
+            };
+            kernels.push((v, self.cache.kernel(self.gpu, &spec.source(v)?, entry)?));
+        }
+        Ok(Launch::MatMul {
+            spec,
+            kernels,
+            args,
+            rows: self.rows(id),
+            warp: self.warp,
+        })
+    }
+
+    /// The kernel spec of an attention node (shared with the scratch sizing).
+    pub fn attention_spec(a: &crate::ir::AttentionSpec, page_size: u32) -> AttentionKernelSpec {
+        AttentionKernelSpec {
+            n_heads: a.n_heads,
+            n_kv_heads: a.n_kv_heads,
+            head_dim: a.head_dim,
+            scale: a.scale,
+            window: a.window,
+            page_size,
+        }
+    }
+
+    fn attention(&self, id: NodeId, a: crate::ir::AttentionSpec) -> Result<Launch, GpuError> {
+        let spec = Self::attention_spec(&a, self.opts.page_size);
+        let src = spec.source()?;
+        let k = |entry| self.cache.kernel(self.gpu, &src, entry);
+        let (q, out) = (self.loc(self.operand(id, Role::Q)?)?, self.loc(id)?);
+        let args = AttentionArgs {
+            q: q.ptr,
+            ldq: q.ld,
+            kv: self.kv_of(id)?,
+            pos: self.input(InputKind::Positions),
+            seq: self.input(InputKind::SeqIds),
+            pages: self.input(InputKind::PageTable),
+            pages_per_seq: self.pages_per_seq,
+            out: out.ptr,
+            ldo: out.ld,
+            tokens: 0,
+            scratch: self.attn_scratch,
+            max_chunks: self.attn_chunks,
+        };
+        Ok(Launch::Attention {
+            spec,
+            decode: k("attn_decode")?,
+            combine: k("attn_combine")?,
+            prefill: k("attn_prefill")?,
+            args,
+        })
+    }
+
+    /// A value that element-wise kernels can treat as one flat array.
+    fn flat(&self, id: NodeId) -> Result<Loc, GpuError> {
+        let l = self.loc(id)?;
+        if l.ld != l.cols {
+            return Err(self.unsupported(id, "an element-wise operand must be contiguous"));
+        }
+        Ok(l)
+    }
+
+    fn binary(&self, id: NodeId) -> Result<Launch, GpuError> {
+        let (a, b) = (self.operand(id, Role::A)?, self.operand(id, Role::B)?);
+        let entry = if matches!(self.graph.node(id).op, Op::Add) {
+            "add"
+        } else {
+            "mul"
+        };
+        let kernel = self.cache.kernel(self.gpu, &binary_source(), entry)?;
+        let out = self.flat(id)?;
+        let b_row = self.graph.node(b).ty.rank() == 1;
+        let b_ptr = if matches!(self.graph.node(b).op, Op::Weight { .. }) {
+            self.weight(b)?
+        } else {
+            self.flat(b)?.ptr
+        };
+        Ok(Launch::Binary {
+            kernel,
+            a: self.flat(a)?.ptr,
+            b: b_ptr,
+            out: out.ptr,
+            cols: out.cols as u64,
+            b_row,
+            rows: self.rows(id),
+        })
+    }
+
+    fn silu(&self, id: NodeId) -> Result<Launch, GpuError> {
+        let kernel = self
+            .cache
+            .kernel(self.gpu, &binary_source(), "silu_kernel")?;
+        let out = self.flat(id)?;
+        Ok(Launch::Silu {
+            kernel,
+            x: self.flat(self.operand(id, Role::X)?)?.ptr,
+            out: out.ptr,
+            cols: out.cols as u64,
+            rows: self.rows(id),
+        })
+    }
+
+    fn kv_store(&self, id: NodeId) -> Result<Launch, GpuError> {
+        let (k, v) = (
+            self.loc(self.operand(id, Role::K)?)?,
+            self.loc(self.operand(id, Role::V)?)?,
+        );
+        let kernel = self.cache.kernel(
+            self.gpu,
+            &kv_store_source(k.cols, self.opts.page_size),
+            "kv_store",
+        )?;
+        Ok(Launch::KvStore {
+            kernel,
+            args: KvStoreArgs {
+                k: k.ptr,
+                ldk: k.ld,
+                v: v.ptr,
+                ldv: v.ld,
+                pos: self.input(InputKind::Positions),
+                seq: self.input(InputKind::SeqIds),
+                pages: self.input(InputKind::PageTable),
+                pages_per_seq: self.pages_per_seq,
+                kv: self.kv_of(id)?,
+                tokens: 0,
+            },
+        })
+    }
+}

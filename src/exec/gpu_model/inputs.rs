@@ -1,0 +1,294 @@
+//! The step's inputs on the device: tokens, positions, sequence ids, the
+//! page table and the output rows, packed into one small buffer that is
+//! written with one host-to-device copy per step. The kernels trust these
+//! indices (docs/KERNELS.md), so [`StepInputs`] are checked here first.
+
+use std::sync::Arc;
+
+use crate::backend::{DeviceBuffer, DevicePtr, Gpu, Stream};
+use crate::exec::session::StepLimits;
+use crate::exec::step::StepInputs;
+use crate::exec::ExecError;
+use crate::ir::InputKind;
+
+/// Sections start on 64-element (256-byte) boundaries.
+const SECTION_ALIGN: usize = 64;
+
+/// Where each input lives in the packed buffer, in i32 elements.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    tokens: usize,
+    positions: usize,
+    seq_ids: usize,
+    page_table: usize,
+    output_rows: usize,
+    len: usize,
+}
+
+impl Layout {
+    fn new(l: &StepLimits) -> Layout {
+        let mut at = 0;
+        let mut take = |n: usize| {
+            let start = at;
+            at += n.max(1).next_multiple_of(SECTION_ALIGN);
+            start
+        };
+        let tokens = take(l.max_tokens);
+        let positions = take(l.max_tokens);
+        let seq_ids = take(l.max_tokens);
+        let page_table = take(l.max_seqs * l.pages_per_seq);
+        let output_rows = take(l.max_rows);
+        Layout {
+            tokens,
+            positions,
+            seq_ids,
+            page_table,
+            output_rows,
+            len: at,
+        }
+    }
+}
+
+/// The sizes of one checked step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepShape {
+    pub tokens: u32,
+    pub rows: u32,
+}
+
+/// The packed inputs, on the host and on the device.
+pub struct StepBuffer {
+    layout: Layout,
+    limits: StepLimits,
+    vocab: usize,
+    host: Vec<i32>,
+    device: DeviceBuffer,
+}
+
+impl StepBuffer {
+    /// Room for steps up to `limits`; token ids must be below `vocab`.
+    pub fn new(gpu: &Arc<Gpu>, limits: StepLimits, vocab: usize) -> Result<StepBuffer, ExecError> {
+        let layout = Layout::new(&limits);
+        let host = vec![0i32; layout.len];
+        let device = DeviceBuffer::from_slice(gpu, &host)?;
+        Ok(StepBuffer {
+            layout,
+            limits,
+            vocab,
+            host,
+            device,
+        })
+    }
+
+    /// The device address of one input (the page table is always
+    /// `[max_seqs, pages_per_seq]` of the plan, unused entries -1).
+    pub fn ptr(&self, kind: InputKind) -> DevicePtr {
+        let l = &self.layout;
+        let at = match kind {
+            InputKind::Tokens => l.tokens,
+            InputKind::Positions => l.positions,
+            InputKind::SeqIds => l.seq_ids,
+            InputKind::PageTable => l.page_table,
+            InputKind::OutputRows => l.output_rows,
+        };
+        self.device.ptr().offset(at * 4)
+    }
+
+    /// Checks `step`, packs it and copies it to the device (in `stream`'s
+    /// order, before the step's kernels).
+    pub fn write(&mut self, stream: &Stream, step: &StepInputs) -> Result<StepShape, ExecError> {
+        let shape = check(step, &self.limits, self.vocab)?;
+        let l = self.layout;
+        let t = step.n_tokens();
+        self.host[l.tokens..l.tokens + t].copy_from_slice(&step.tokens);
+        self.host[l.positions..l.positions + t].copy_from_slice(&step.positions);
+        self.host[l.seq_ids..l.seq_ids + t].copy_from_slice(&step.seq_ids);
+        let p = self.limits.pages_per_seq;
+        let table = &mut self.host[l.page_table..l.page_table + self.limits.max_seqs * p];
+        table.fill(-1);
+        if step.pages_per_seq > 0 {
+            for (s, row) in step.page_table.chunks(step.pages_per_seq).enumerate() {
+                table[s * p..s * p + row.len()].copy_from_slice(row);
+            }
+        }
+        let r = step.output_rows.len();
+        self.host[l.output_rows..l.output_rows + r].copy_from_slice(&step.output_rows);
+        stream.upload_to(&mut self.device, 0, bytemuck::cast_slice(&self.host))?;
+        Ok(shape)
+    }
+}
+
+/// The checks the CPU backend makes while running, made before anything
+/// is queued: sizes within the plan, every id and page in range.
+pub fn check(step: &StepInputs, l: &StepLimits, vocab: usize) -> Result<StepShape, ExecError> {
+    let lim = |what, found: usize, limit: usize| {
+        if found > limit {
+            Err(ExecError::PlanLimit { what, found, limit })
+        } else {
+            Ok(())
+        }
+    };
+    let t = step.n_tokens();
+    lim("tokens in a step", t, l.max_tokens)?;
+    lim("logit rows in a step", step.output_rows.len(), l.max_rows)?;
+    lim("sequences in a step", step.n_seqs(), l.max_seqs)?;
+    lim("pages per sequence", step.pages_per_seq, l.pages_per_seq)?;
+    let same = |what, found: usize| {
+        if found != t {
+            Err(ExecError::PlanLimit {
+                what,
+                found,
+                limit: t,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    same("positions of a step's tokens", step.positions.len())?;
+    same("sequence ids of a step's tokens", step.seq_ids.len())?;
+    if let Some(&bad) = step
+        .tokens
+        .iter()
+        .find(|&&id| id < 0 || id as usize >= vocab)
+    {
+        return Err(ExecError::BadToken {
+            id: bad as i64,
+            vocab,
+        });
+    }
+    for (&pos, &seq) in step.positions.iter().zip(&step.seq_ids) {
+        check_keys(step, l, pos, seq)?;
+    }
+    if let Some(&row) = step.output_rows.iter().find(|&&r| r < 0 || r as usize >= t) {
+        return Err(ExecError::PlanLimit {
+            what: "output row",
+            found: row.max(0) as usize,
+            limit: t,
+        });
+    }
+    Ok(StepShape {
+        tokens: t as u32,
+        rows: step.output_rows.len() as u32,
+    })
+}
+
+/// A token at `pos` of sequence `seq` reads the pages of positions
+/// `0..=pos`: each must be a page of the cache.
+fn check_keys(step: &StepInputs, l: &StepLimits, pos: i32, seq: i32) -> Result<(), ExecError> {
+    let n_seqs = step.n_seqs();
+    if seq < 0 || seq as usize >= n_seqs {
+        return Err(ExecError::PlanLimit {
+            what: "sequence id of a token",
+            found: seq.max(0) as usize,
+            limit: n_seqs,
+        });
+    }
+    let context = step.pages_per_seq * l.page_size;
+    if pos < 0 || pos as usize >= context {
+        return Err(ExecError::PlanLimit {
+            what: "position of a token",
+            found: pos.max(0) as usize,
+            limit: context,
+        });
+    }
+    let row = seq as usize * step.pages_per_seq;
+    let last_page = pos as usize / l.page_size;
+    for &entry in &step.page_table[row..=row + last_page] {
+        if entry < 0 || entry as usize >= l.n_pages {
+            return Err(ExecError::PlanLimit {
+                what: "KV page of a token",
+                found: entry.max(0) as usize,
+                limit: l.n_pages,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> StepLimits {
+        StepLimits {
+            max_tokens: 8,
+            max_rows: 2,
+            max_seqs: 1,
+            pages_per_seq: 4,
+            n_pages: 4,
+            page_size: 16,
+        }
+    }
+
+    #[test]
+    fn a_single_sequence_step_passes() {
+        let step = StepInputs::single(&[1, 2, 3], 20, &[2, 0], 4, false);
+        assert_eq!(
+            check(&step, &limits(), 10).unwrap(),
+            StepShape { tokens: 3, rows: 1 }
+        );
+    }
+
+    #[test]
+    fn a_token_outside_the_vocabulary_is_refused() {
+        let step = StepInputs::single(&[1, 12], 0, &[0], 4, false);
+        assert!(matches!(
+            check(&step, &limits(), 10),
+            Err(ExecError::BadToken { id: 12, .. })
+        ));
+    }
+
+    #[test]
+    fn a_position_without_a_page_is_refused() {
+        // Position 17 needs a second page; the table has one.
+        let step = StepInputs::single(&[1, 2], 16, &[3], 4, false);
+        assert!(matches!(
+            check(&step, &limits(), 10),
+            Err(ExecError::PlanLimit {
+                what: "KV page of a token",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_output_row_past_the_tokens_is_refused() {
+        let mut step = StepInputs::single(&[1, 2], 0, &[0], 4, false);
+        step.output_rows = vec![2];
+        assert!(matches!(
+            check(&step, &limits(), 10),
+            Err(ExecError::PlanLimit {
+                what: "output row",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn more_tokens_than_the_plan_allows_are_refused() {
+        let toks: Vec<u32> = (0..9).collect();
+        let step = StepInputs::single(&toks, 0, &[0], 4, false);
+        assert!(matches!(
+            check(&step, &limits(), 10),
+            Err(ExecError::PlanLimit {
+                what: "tokens in a step",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn sections_do_not_overlap_and_are_aligned() {
+        let l = Layout::new(&limits());
+        let starts = [
+            l.tokens,
+            l.positions,
+            l.seq_ids,
+            l.page_table,
+            l.output_rows,
+        ];
+        assert!(starts.windows(2).all(|w| w[1] >= w[0] + 8));
+        assert!(starts.iter().all(|s| s % SECTION_ALIGN == 0));
+        assert!(l.len >= l.output_rows + 2);
+    }
+}

@@ -1,0 +1,187 @@
+//! One kernel launch per node of the compiled graph, with every device
+//! address resolved when the model is built: a step only fills in its
+//! token and row counts, so the same list is queued directly or captured
+//! once as a graph.
+
+use super::inputs::StepShape;
+use crate::backend::{DevicePtr, Kernel, Stream};
+use crate::codegen::elementwise::{self as ew, KvStoreArgs};
+use crate::codegen::{
+    AttentionArgs, AttentionKernelSpec, MatMulArgs, MatMulSpec, MatMulVariant, RowOp,
+};
+use crate::exec::ExecError;
+
+/// Steps of at most this many tokens use the split-K decode attention;
+/// larger ones the tiled prefill kernel (both compute the same function).
+pub const DECODE_ATTENTION_MAX_TOKENS: u32 = 4;
+
+/// How many rows a node has in a step: its first dim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowCount {
+    /// `T`.
+    Tokens,
+    /// `R` (logit rows).
+    Rows,
+    /// A fixed count.
+    Fixed(u32),
+}
+
+impl RowCount {
+    pub fn of(self, s: StepShape) -> u32 {
+        match self {
+            RowCount::Tokens => s.tokens,
+            RowCount::Rows => s.rows,
+            RowCount::Fixed(n) => n,
+        }
+    }
+}
+
+/// A node's kernel and its arguments.
+pub enum Launch {
+    /// Embedding, RMSNorm or row gather (`RowOp::launch`'s arguments).
+    Row {
+        op: RowOp,
+        kernel: Kernel,
+        input: DevicePtr,
+        ld_in: u32,
+        aux: DevicePtr,
+        out: DevicePtr,
+        ld_out: u32,
+        rows: RowCount,
+    },
+    /// A fused matmul, one compiled kernel per variant.
+    MatMul {
+        spec: MatMulSpec,
+        kernels: Vec<(MatMulVariant, Kernel)>,
+        args: MatMulArgs,
+        rows: RowCount,
+        warp: u32,
+    },
+    Attention {
+        spec: AttentionKernelSpec,
+        decode: Kernel,
+        combine: Kernel,
+        prefill: Kernel,
+        args: AttentionArgs,
+    },
+    /// `add`/`mul` over contiguous rows; `b` is one row broadcast when
+    /// `b_row` is set.
+    Binary {
+        kernel: Kernel,
+        a: DevicePtr,
+        b: DevicePtr,
+        out: DevicePtr,
+        cols: u64,
+        b_row: bool,
+        rows: RowCount,
+    },
+    Silu {
+        kernel: Kernel,
+        x: DevicePtr,
+        out: DevicePtr,
+        cols: u64,
+        rows: RowCount,
+    },
+    KvStore {
+        kernel: Kernel,
+        args: KvStoreArgs,
+    },
+}
+
+impl Launch {
+    /// Queues the launch for a step of `shape`.
+    ///
+    /// # Safety
+    /// The addresses were resolved from buffers the model owns, sized for
+    /// the plan's limits; `shape` must be within those limits (checked by
+    /// `inputs::check`) and the step's inputs written to the device.
+    pub unsafe fn enqueue(&self, stream: &Stream, shape: StepShape) -> Result<(), ExecError> {
+        match self {
+            Launch::Row {
+                op,
+                kernel,
+                input,
+                ld_in,
+                aux,
+                out,
+                ld_out,
+                rows,
+            } => op.launch(
+                kernel,
+                stream,
+                *input,
+                *ld_in,
+                *aux,
+                *out,
+                *ld_out,
+                rows.of(shape),
+            )?,
+            Launch::MatMul {
+                spec,
+                kernels,
+                args,
+                rows,
+                warp,
+            } => {
+                let t = rows.of(shape);
+                let variant = MatMulVariant::for_tokens(t);
+                let kernel = kernels
+                    .iter()
+                    .find(|(v, _)| *v == variant)
+                    .map(|(_, k)| k)
+                    .ok_or_else(|| ExecError::Unsupported {
+                        node: spec.label(variant),
+                        kind: "matmul",
+                        reason: "the variant was not compiled".into(),
+                    })?;
+                let a = MatMulArgs { tokens: t, ..*args };
+                spec.launch(kernel, stream, variant, *warp, &a)?
+            }
+            Launch::Attention {
+                spec,
+                decode,
+                combine,
+                prefill,
+                args,
+            } => {
+                let a = AttentionArgs {
+                    tokens: shape.tokens,
+                    ..*args
+                };
+                if shape.tokens <= DECODE_ATTENTION_MAX_TOKENS {
+                    spec.launch_decode(decode, combine, stream, &a)?
+                } else {
+                    spec.launch_prefill(prefill, stream, &a)?
+                }
+            }
+            Launch::Binary {
+                kernel,
+                a,
+                b,
+                out,
+                cols,
+                b_row,
+                rows,
+            } => {
+                let n = rows.of(shape) as u64 * cols;
+                let b_len = if *b_row { *cols } else { n };
+                ew::launch_binary(kernel, stream, *a, *b, *out, n, b_len)?
+            }
+            Launch::Silu {
+                kernel,
+                x,
+                out,
+                cols,
+                rows,
+            } => ew::launch_silu(kernel, stream, *x, *out, rows.of(shape) as u64 * cols)?,
+            Launch::KvStore { kernel, args } => {
+                let a = KvStoreArgs {
+                    tokens: shape.tokens,
+                    ..*args
+                };
+                ew::launch_kv_store(kernel, stream, &a)?
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,381 @@
+//! The GPU backend: replays a compiled graph on a CUDA or HIP device.
+//!
+//! Built once per model: every kernel the graph needs is specialized and
+//! compiled ([`kernels`]), the weights uploaded into one buffer
+//! ([`weights`]), one activation arena of the memory plan's size, the
+//! paged f16 KV cache and a small buffer for the step's inputs
+//! ([`inputs`]) allocated, and every launch node resolved to a kernel and
+//! its device addresses ([`build`], [`launch`]). A step then copies its
+//! packed inputs to the device (one copy), queues the launches, and reads
+//! back the logits (or, for greedy decoding, only the argmax token ids).
+//!
+//! A one-token, one-row step (decode) is captured once as a graph and
+//! replayed: every launch argument of such a step is the same (positions,
+//! sequences and pages are read from device memory, the attention grid
+//! covers the whole context), so the graph never needs updating.
+//!
+//! Every device buffer has one owner (the fields below); if building fails
+//! halfway, the buffers already made are dropped, which frees them.
+
+mod build;
+mod error;
+mod inputs;
+mod kernels;
+mod launch;
+mod weights;
+
+use std::sync::Arc;
+
+pub use error::GpuError;
+pub use inputs::StepShape;
+
+use self::build::{Loc, Places};
+use self::inputs::StepBuffer;
+use self::launch::{Launch, RowCount, DECODE_ATTENTION_MAX_TOKENS};
+use self::weights::DeviceWeights;
+use super::session::{StepBackend, StepLimits};
+use super::step::StepInputs;
+use super::ExecError;
+use crate::backend::{Capture, DeviceBuffer, Gpu, GraphExec, Stream};
+use crate::codegen::plan::PlanOptions;
+use crate::codegen::{KernelCache, RowOp, Target};
+use crate::gguf::GgufFile;
+use crate::ir::{Dim, Graph, NodeId, Op};
+use crate::passes::MemoryPlan;
+
+/// Captured decode steps: with logits read back, and with the argmax.
+#[derive(Default)]
+struct DecodeGraphs {
+    logits: Option<GraphExec>,
+    argmax: Option<GraphExec>,
+}
+
+/// Device memory the model holds, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceFootprint {
+    pub weights: usize,
+    pub arena: usize,
+    pub kv_cache: usize,
+    pub other: usize,
+}
+
+impl DeviceFootprint {
+    pub fn total(&self) -> usize {
+        self.weights + self.arena + self.kv_cache + self.other
+    }
+}
+
+/// A model compiled for a GPU, ready to run steps.
+pub struct GpuModel {
+    // Fields drop in order: graphs and kernels before the buffers they
+    // point into, the stream before the device.
+    graphs: DecodeGraphs,
+    use_graphs: bool,
+    launches: Vec<Launch>,
+    argmax: Launch,
+    arena: DeviceBuffer,
+    kv: DeviceBuffer,
+    attn_scratch: DeviceBuffer,
+    argmax_out: DeviceBuffer,
+    inputs: StepBuffer,
+    weights: DeviceWeights,
+    stream: Stream,
+    gpu: Arc<Gpu>,
+    /// Byte offset of the logits in the arena (rows are contiguous).
+    logits_offset: usize,
+    host_logits: Vec<f32>,
+    host_tokens: Vec<i32>,
+    limits: StepLimits,
+    vocab: usize,
+}
+
+impl GpuModel {
+    /// Prepares `graph` (compiled, with `plan`) to run on `gpu` with the
+    /// weights of `file`; kernels are compiled through `cache`.
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        file: &GgufFile,
+        graph: &Graph,
+        plan: &MemoryPlan,
+        page_size: usize,
+        cache: &KernelCache,
+    ) -> Result<GpuModel, ExecError> {
+        let env = plan.env;
+        let pages_per_seq = env.pages as usize;
+        let limits = StepLimits {
+            max_tokens: env.tokens as usize,
+            max_rows: env.rows as usize,
+            max_seqs: env.seqs as usize,
+            pages_per_seq,
+            n_pages: pages_per_seq * env.seqs as usize,
+            page_size,
+        };
+        let logits_node = graph
+            .output("logits")
+            .ok_or_else(|| ExecError::Unsupported {
+                node: "logits".into(),
+                kind: "graph",
+                reason: "the graph has no `logits` output".into(),
+            })?;
+        let vocab = fixed_cols(graph, logits_node)?;
+        let opts = PlanOptions {
+            page_size: page_size as u32,
+        };
+        kernels::precompile(gpu, cache, graph, &opts)?;
+        let stream = Stream::new(gpu)?;
+        let weights = DeviceWeights::upload(gpu, file, graph, &plan.schedule)?;
+        let mut arena = DeviceBuffer::new(gpu, plan.arena_bytes as usize)?;
+        stream.fill_buffer_u32(&mut arena, 0)?;
+        let (n_layers, kv_cols) = kv_shape(graph);
+        let kv_layer_bytes = (limits.n_pages * page_size * kv_cols * 2).next_multiple_of(256);
+        let mut kv = DeviceBuffer::new(gpu, n_layers * kv_layer_bytes)?;
+        stream.fill_buffer_u32(&mut kv, 0)?;
+        let context = (pages_per_seq * page_size) as u32;
+        let (attn_chunks, scratch_bytes) = attention_scratch(graph, page_size as u32, context);
+        let attn_scratch = DeviceBuffer::new(gpu, scratch_bytes)?;
+        let argmax_out = DeviceBuffer::new(gpu, limits.max_rows.max(1) * 4)?;
+        let inputs = StepBuffer::new(gpu, limits, vocab)?;
+        let places = Places {
+            gpu,
+            cache,
+            opts,
+            warp: Target::of(gpu.info()).warp_size(),
+            graph,
+            plan,
+            arena: arena.ptr(),
+            weights: &weights,
+            inputs: &inputs,
+            kv: kv.ptr(),
+            kv_layer_bytes,
+            pages_per_seq: pages_per_seq as u32,
+            attn_scratch: attn_scratch.ptr(),
+            attn_chunks,
+        };
+        let mut launches = Vec::new();
+        for &id in &plan.schedule {
+            if let Some(l) = places.launch(id).map_err(ExecError::Gpu)? {
+                launches.push(l);
+            }
+        }
+        let logits = places.loc(logits_node).map_err(ExecError::Gpu)?;
+        let argmax = argmax_launch(&places, logits, vocab, argmax_out.ptr())?;
+        let logits_offset = (logits.ptr.0 - arena.ptr().0) as usize;
+        if logits.ld as usize != vocab {
+            return Err(unsupported(
+                graph,
+                logits_node,
+                "the logits rows are not contiguous",
+            ));
+        }
+        stream.synchronize()?;
+        Ok(GpuModel {
+            graphs: DecodeGraphs::default(),
+            use_graphs: true,
+            launches,
+            argmax,
+            arena,
+            kv,
+            attn_scratch,
+            argmax_out,
+            inputs,
+            weights,
+            stream,
+            gpu: gpu.clone(),
+            logits_offset,
+            host_logits: vec![0f32; limits.max_rows * vocab],
+            host_tokens: vec![0i32; limits.max_rows],
+            limits,
+            vocab,
+        })
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    /// Whether decode steps replay a captured graph (default) or queue
+    /// their launches one by one (for comparisons).
+    pub fn set_graphs(&mut self, on: bool) {
+        self.use_graphs = on;
+    }
+
+    /// Launch nodes per step (without the argmax).
+    pub fn launches(&self) -> usize {
+        self.launches.len()
+    }
+
+    pub fn footprint(&self) -> DeviceFootprint {
+        DeviceFootprint {
+            weights: self.weights.bytes(),
+            arena: self.arena.len(),
+            kv_cache: self.kv.len(),
+            other: self.attn_scratch.len() + self.argmax_out.len(),
+        }
+    }
+
+    /// Runs `step` and returns the argmax token id of each output row:
+    /// only the ids cross to the host.
+    pub fn run_step_argmax(&mut self, step: &StepInputs) -> Result<Vec<u32>, ExecError> {
+        let shape = self.inputs.write(&self.stream, step)?;
+        self.queue(shape, true)?;
+        let r = shape.rows as usize;
+        let out = &mut self.host_tokens[..r];
+        self.stream
+            .download_from(&self.argmax_out, 0, bytemuck::cast_slice_mut(out))?;
+        out.iter()
+            .enumerate()
+            .map(|(row, &id)| {
+                u32::try_from(id).map_err(|_| ExecError::Gpu(GpuError::NanLogits { row }))
+            })
+            .collect()
+    }
+
+    /// Queues a whole step: a captured graph for decode-sized steps, the
+    /// launches one by one otherwise.
+    fn queue(&mut self, shape: StepShape, argmax: bool) -> Result<(), ExecError> {
+        if self.use_graphs && shape == (StepShape { tokens: 1, rows: 1 }) {
+            let slot = if argmax {
+                &mut self.graphs.argmax
+            } else {
+                &mut self.graphs.logits
+            };
+            if slot.is_none() {
+                let tail = argmax.then_some(&self.argmax);
+                *slot = Some(capture(&self.stream, &self.launches, tail, shape)?);
+                tracing::debug!(argmax, "captured the decode step");
+            }
+            if let Some(g) = slot {
+                g.launch(&self.stream)?;
+            }
+            return Ok(());
+        }
+        // SAFETY: `shape` was checked against the plan's limits by
+        // `StepBuffer::write`, which also wrote the step's inputs.
+        unsafe {
+            for l in &self.launches {
+                l.enqueue(&self.stream, shape)?;
+            }
+            if argmax {
+                self.argmax.enqueue(&self.stream, shape)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StepBackend for GpuModel {
+    fn run_step(&mut self, step: &StepInputs) -> Result<&[f32], ExecError> {
+        let shape = self.inputs.write(&self.stream, step)?;
+        self.queue(shape, false)?;
+        let n = shape.rows as usize * self.vocab;
+        let out = &mut self.host_logits[..n];
+        self.stream.download_from(
+            &self.arena,
+            self.logits_offset,
+            bytemuck::cast_slice_mut(out),
+        )?;
+        Ok(out)
+    }
+
+    fn limits(&self) -> StepLimits {
+        self.limits
+    }
+
+    fn vocab(&self) -> usize {
+        self.vocab
+    }
+}
+
+/// Records the launches of a step of `shape` (and `tail`) as a graph.
+fn capture(
+    stream: &Stream,
+    launches: &[Launch],
+    tail: Option<&Launch>,
+    shape: StepShape,
+) -> Result<GraphExec, ExecError> {
+    let cap = Capture::begin(stream)?;
+    // SAFETY: as in `GpuModel::queue`; the captured launches run later
+    // with the same arguments, when the step's inputs have been written.
+    unsafe {
+        for l in launches.iter().chain(tail) {
+            l.enqueue(stream, shape)?;
+        }
+    }
+    Ok(cap.finish()?)
+}
+
+fn argmax_launch(
+    places: &Places<'_>,
+    logits: Loc,
+    vocab: usize,
+    out: crate::backend::DevicePtr,
+) -> Result<Launch, ExecError> {
+    let op = RowOp::Argmax { n: vocab as u32 };
+    let kernel = places.cache.kernel(places.gpu, &op.source()?, op.entry())?;
+    Ok(Launch::Row {
+        op,
+        kernel,
+        input: logits.ptr,
+        ld_in: logits.ld,
+        aux: crate::backend::DevicePtr::NULL,
+        out,
+        ld_out: 1,
+        rows: RowCount::Rows,
+    })
+}
+
+/// Layers and columns (`2 * kv_dim` f16) of the KV cache.
+fn kv_shape(graph: &Graph) -> (usize, usize) {
+    let mut layers = 0;
+    let mut cols = 0;
+    for id in graph.node_ids() {
+        let n = graph.node(id);
+        if let Op::KvCache { layer } = n.op {
+            layers = layers.max(layer as usize + 1);
+            cols = cols.max(n.ty.last().and_then(Dim::fixed).unwrap_or(0) as usize);
+        }
+    }
+    (layers, cols)
+}
+
+/// Decode chunks covering `context` keys, and the scratch the decode
+/// attention of the largest layer needs for that many chunks.
+fn attention_scratch(graph: &Graph, page_size: u32, context: u32) -> (u32, usize) {
+    let specs: Vec<_> = graph
+        .node_ids()
+        .filter_map(|id| match graph.node(id).op {
+            Op::Attention(a) => Some(Places::attention_spec(&a, page_size)),
+            _ => None,
+        })
+        .collect();
+    let chunks = specs
+        .iter()
+        .map(|s| s.chunks_for(context))
+        .max()
+        .unwrap_or(1);
+    let bytes = specs
+        .iter()
+        .map(|s| s.scratch_bytes(DECODE_ATTENTION_MAX_TOKENS, chunks))
+        .max()
+        .unwrap_or(0);
+    (chunks, bytes)
+}
+
+fn unsupported(graph: &Graph, id: NodeId, reason: &str) -> ExecError {
+    let n = graph.node(id);
+    ExecError::Unsupported {
+        node: n.name.clone(),
+        kind: n.op.kind(),
+        reason: reason.into(),
+    }
+}
+
+fn fixed_cols(graph: &Graph, id: NodeId) -> Result<usize, ExecError> {
+    graph
+        .node(id)
+        .ty
+        .last()
+        .and_then(Dim::fixed)
+        .map(|c| c as usize)
+        .ok_or_else(|| unsupported(graph, id, "the last dim must be fixed"))
+}
