@@ -212,10 +212,11 @@ unsafe fn rows_x_tokens<B: SuperBlock, const R: usize, const T: usize>(
     }
 }
 
-const TB: usize = 4;
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile<B: SuperBlock>(
+/// The tile loop: groups of `TB` tokens, then single tokens two rows at a
+/// time. Compiled twice: for AVX2 (16 registers: 4 tokens) and, where
+/// AVX-512 is present, with its 32 vector registers (8 tokens).
+#[inline(always)]
+unsafe fn tile_body<B: SuperBlock, const TB: usize>(
     w: &WeightMatrix,
     rows: Range<usize>,
     x: &QuantizedActs,
@@ -252,24 +253,54 @@ unsafe fn tile<B: SuperBlock>(
     }
 }
 
-pub(in super::super) fn tile_q4_k(
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile<B: SuperBlock>(
     w: &WeightMatrix,
     rows: Range<usize>,
     x: &QuantizedActs,
     toks: Range<usize>,
     out: &OutView,
 ) {
-    // SAFETY: returned only for paths with AVX2, FMA and F16C (checked by matmul).
-    unsafe { tile::<Q4K>(w, rows, x, toks, out) }
+    unsafe { tile_body::<B, 4>(w, rows, x, toks, out) }
 }
 
-pub(in super::super) fn tile_q6_k(
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn tile_wide<B: SuperBlock>(
     w: &WeightMatrix,
     rows: Range<usize>,
     x: &QuantizedActs,
     toks: Range<usize>,
     out: &OutView,
 ) {
-    // SAFETY: as for `tile_q4_k`.
-    unsafe { tile::<Q6K>(w, rows, x, toks, out) }
+    unsafe { tile_body::<B, 8>(w, rows, x, toks, out) }
 }
+
+macro_rules! entry {
+    ($name:ident, $wide:ident, $block:ty) => {
+        pub(in super::super) fn $name(
+            w: &WeightMatrix,
+            rows: Range<usize>,
+            x: &QuantizedActs,
+            toks: Range<usize>,
+            out: &OutView,
+        ) {
+            // SAFETY: returned only for paths with AVX2, FMA and F16C (checked by matmul).
+            unsafe { tile::<$block>(w, rows, x, toks, out) }
+        }
+
+        pub(in super::super) fn $wide(
+            w: &WeightMatrix,
+            rows: Range<usize>,
+            x: &QuantizedActs,
+            toks: Range<usize>,
+            out: &OutView,
+        ) {
+            // SAFETY: returned only for the Avx512Vnni path (checked by matmul),
+            // whose features include AVX-512 F/BW/VL.
+            unsafe { tile_wide::<$block>(w, rows, x, toks, out) }
+        }
+    };
+}
+
+entry!(tile_q4_k, tile_q4_k_wide, Q4K);
+entry!(tile_q6_k, tile_q6_k_wide, Q6K);

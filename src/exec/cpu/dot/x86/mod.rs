@@ -28,6 +28,8 @@ pub(super) fn tile_kernel(ty: GgmlType, cols: usize, path: SimdPath) -> Option<T
             Q8_0 => Some(avx512_q32::tile_q8_0),
             _ => None,
         },
+        SimdPath::Avx512Vnni if ty == Q4_K => Some(avx2_k::tile_q4_k_wide),
+        SimdPath::Avx512Vnni if ty == Q6_K => Some(avx2_k::tile_q6_k_wide),
         SimdPath::Avx2 | SimdPath::Avx512Vnni => match ty {
             Q4_0 => Some(avx2_q32::tile_q4_0),
             Q4_1 => Some(avx2_q32::tile_q4_1),
