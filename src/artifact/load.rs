@@ -26,17 +26,25 @@ pub fn load_cpu_artifact(
     progress: &dyn Progress,
 ) -> Result<LoadedModel, LoadError> {
     let t0 = Instant::now();
+    let lap = |what: &str, since: Instant| {
+        tracing::debug!(ms = since.elapsed().as_secs_f64() * 1e3, "{what}");
+        Instant::now()
+    };
     let artifact = Artifact::from_file(file.clone())?;
     artifact.target.require_cpu()?;
     if verify {
         artifact.verify_weights(progress)?;
     }
+    let t = lap("artifact checked", t0);
     let tokenizer = Tokenizer::from_gguf(&file)?;
+    let t = lap("tokenizer built", t);
     let config = artifact.model_config()?;
     let (graph, plan) = artifact.graph_and_plan()?;
+    let t = lap("IR parsed and plan restored", t);
     warn_if_limited(opts, config.context_length, &artifact);
     let page_size = artifact.plan.page_size as usize;
     let model = CpuModel::new(file.clone(), graph, plan, page_size)?;
+    lap("executor ready", t);
     tracing::info!(ms = t0.elapsed().as_millis() as u64, "artifact loaded");
     Ok(LoadedModel {
         file,
