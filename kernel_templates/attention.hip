@@ -47,16 +47,24 @@ RFC_DEV void unpack8(u4 v, float* f) {
     f[6] = h2f((u16)(v.w & 0xffff)); f[7] = h2f((u16)(v.w >> 16));
 }
 
-// Block-wide max or sum of one value per thread (blockDim.x == CH).
-RFC_DEV float block_reduce(float v, bool is_max, float* scratch) {
-    v = is_max ? warp_max(v) : warp_sum(v);
+// Block-wide max or sum of GROUP values per thread (blockDim.x == CH),
+// all heads in one round: two barriers instead of two per head.
+RFC_DEV void block_reduce_heads(float* v, bool is_max, float (*scratch)[GROUP]) {
     const int w = threadIdx.x / RFC_WARP, lane = threadIdx.x % RFC_WARP;
+#pragma unroll
+    for (int h = 0; h < GROUP; h++) v[h] = is_max ? warp_max(v[h]) : warp_sum(v[h]);
     __syncthreads();
-    if (lane == 0) scratch[w] = v;
+    if (lane == 0) {
+#pragma unroll
+        for (int h = 0; h < GROUP; h++) scratch[w][h] = v[h];
+    }
     __syncthreads();
-    float r = scratch[0];
-    for (int i = 1; i < CH / RFC_WARP; i++) r = is_max ? fmaxf(r, scratch[i]) : r + scratch[i];
-    return r;
+#pragma unroll
+    for (int h = 0; h < GROUP; h++) {
+        float r = scratch[0][h];
+        for (int i = 1; i < CH / RFC_WARP; i++) r = is_max ? fmaxf(r, scratch[i][h]) : r + scratch[i][h];
+        v[h] = r;
+    }
 }
 
 RFC_KERNEL __launch_bounds__(CH) void attn_decode(const float* __restrict__ q, int ldq,
@@ -69,7 +77,7 @@ RFC_KERNEL __launch_bounds__(CH) void attn_decode(const float* __restrict__ q, i
     __shared__ float ps[GROUP][CH];
     __shared__ u64 rows[CH];
     __shared__ float os[NSPLIT][GROUP][HD];
-    __shared__ float red[CH / RFC_WARP];
+    __shared__ float red[CH / RFC_WARP][GROUP];
     const int c = blockIdx.x, g = blockIdx.y, t = blockIdx.z, tid = threadIdx.x;
     if (t >= T) return;
     const int p = pos[t], s = seq[t];
@@ -101,13 +109,15 @@ RFC_KERNEL __launch_bounds__(CH) void attn_decode(const float* __restrict__ q, i
     }
     float mx[GROUP], sm[GROUP];
 #pragma unroll
+    for (int h = 0; h < GROUP; h++) mx[h] = valid ? sc[h] : RFC_NEG_INF;
+    block_reduce_heads(mx, true, red);
+#pragma unroll
     for (int h = 0; h < GROUP; h++) {
-        float v = valid ? sc[h] : RFC_NEG_INF;
-        mx[h] = block_reduce(v, true, red);
-        float e = valid ? expf(v - mx[h]) : 0.0f;
+        float e = valid ? expf(sc[h] - mx[h]) : 0.0f;
         ps[h][tid] = e;
-        sm[h] = block_reduce(e, false, red);
+        sm[h] = e;
     }
+    block_reduce_heads(sm, false, red);
     __syncthreads();
 
     // Values: thread (d, split) sums keys split, split+NSPLIT, ...

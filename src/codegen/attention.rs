@@ -85,13 +85,15 @@ impl AttentionKernelSpec {
 
     pub fn validate(&self) -> Result<(), CodegenError> {
         let bad = |r: String| Err(unsupported("attention", r));
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
                 "{} heads over {} kv heads",
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if !matches!(self.head_dim, 32 | 64 | 80 | 96 | 128 | 256) || self.head_dim % 16 != 0 {
+        if !matches!(self.head_dim, 32 | 64 | 80 | 96 | 128 | 256)
+            || !self.head_dim.is_multiple_of(16)
+        {
             return bad(format!("head_dim {}", self.head_dim));
         }
         if self.page_size == 0 {
@@ -109,7 +111,7 @@ impl AttentionKernelSpec {
     /// One source with the three entry points.
     pub fn source(&self) -> Result<KernelSource, CodegenError> {
         self.validate()?;
-        if self.chunk() % self.head_dim != 0 {
+        if !self.chunk().is_multiple_of(self.head_dim) {
             return Err(unsupported(
                 "attention",
                 format!("head_dim {} does not divide the chunk", self.head_dim),

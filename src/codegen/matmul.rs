@@ -86,6 +86,12 @@ impl MatMulVariant {
 /// Warps per matvec block.
 const MATVEC_WARPS: u32 = 8;
 
+/// Warps that share one matvec item: long rows are split so that few-row
+/// matrices still fill the GPU (1 up to K=512, then doubling, at most 8).
+fn matvec_ksplit(k: u32) -> u32 {
+    k.div_ceil(512).next_power_of_two().clamp(1, MATVEC_WARPS)
+}
+
 /// The device addresses and strides of one launch (row strides in
 /// elements). Unused operands stay [`DevicePtr::NULL`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -160,7 +166,7 @@ impl MatMulSpec {
                 format!("{n} weight segments (1..={MAX_SEGMENTS})"),
             ));
         }
-        if self.k == 0 || self.k % 32 != 0 {
+        if self.k == 0 || !self.k.is_multiple_of(32) {
             return Err(unsupported(
                 name,
                 format!("input width {} is not a multiple of 32", self.k),
@@ -170,7 +176,7 @@ impl MatMulSpec {
             if !gpu_supports(s.ty) {
                 return Err(unsupported(name, format!("weight type {}", s.ty.name())));
             }
-            if self.k as usize % s.ty.block_len() != 0 {
+            if !(self.k as usize).is_multiple_of(s.ty.block_len()) {
                 return Err(unsupported(
                     name,
                     format!("k={} is not whole {} blocks", self.k, s.ty.name()),
@@ -178,7 +184,7 @@ impl MatMulSpec {
             }
         }
         let rows = self.rows();
-        if rows == 0 || rows % 2 != 0 {
+        if rows == 0 || !rows.is_multiple_of(2) {
             return Err(unsupported(
                 name,
                 format!("{rows} output rows (must be even)"),
@@ -188,7 +194,7 @@ impl MatMulSpec {
             return Err(unsupported(name, "SwiGLU together with RoPE or a KV store"));
         }
         if let Some(r) = self.rope {
-            if r.head_dim == 0 || r.head_dim % 2 != 0 || r.heads * r.head_dim > rows {
+            if r.head_dim == 0 || !r.head_dim.is_multiple_of(2) || r.heads * r.head_dim > rows {
                 return Err(unsupported(
                     name,
                     format!("RoPE of {} heads of {} in {rows} rows", r.heads, r.head_dim),
@@ -215,7 +221,10 @@ impl MatMulSpec {
             KernelSource::new(template, self.label(variant), &[entry]).define("K", self.k);
         src = match variant {
             MatMulVariant::Vector { tokens } => {
-                src.define("NT", tokens).define("WARPS", MATVEC_WARPS)
+                let ks = matvec_ksplit(self.k);
+                src.define("NT", tokens)
+                    .define("KSPLIT", ks)
+                    .define("IPB", MATVEC_WARPS / ks)
             }
             MatMulVariant::Tiled { tokens } => {
                 if !matches!(tokens, 16 | 32 | 48 | 64) {
@@ -271,10 +280,13 @@ impl MatMulSpec {
     pub fn dims(&self, variant: MatMulVariant, tokens: u32, warp: u32) -> LaunchDims {
         let items = self.rows() / 2;
         match variant {
-            MatMulVariant::Vector { tokens: nt } => LaunchDims::new(
-                [items.div_ceil(MATVEC_WARPS), tokens.div_ceil(nt).max(1), 1],
-                MATVEC_WARPS * warp,
-            ),
+            MatMulVariant::Vector { tokens: nt } => {
+                let ipb = MATVEC_WARPS / matvec_ksplit(self.k);
+                LaunchDims::new(
+                    [items.div_ceil(ipb), tokens.div_ceil(nt).max(1), 1],
+                    MATVEC_WARPS * warp,
+                )
+            }
             MatMulVariant::Tiled { tokens: tm } => {
                 LaunchDims::new([items.div_ceil(32), tokens.div_ceil(tm).max(1), 1], 256)
             }

@@ -35,7 +35,10 @@ impl RowOp {
         let e = self.entry();
         let src = match *self {
             RowOp::Embed { ty, dim, vocab } => {
-                if !gpu_supports(ty) || dim % 32 != 0 || dim as usize % ty.block_len() != 0 {
+                if !gpu_supports(ty)
+                    || !dim.is_multiple_of(32)
+                    || !(dim as usize).is_multiple_of(ty.block_len())
+                {
                     return Err(unsupported(
                         e,
                         format!("{} table of width {dim}", ty.name()),

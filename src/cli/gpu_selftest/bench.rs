@@ -250,7 +250,8 @@ fn attention(s: &mut Suite, len: usize, prefill: bool) -> Res<String> {
         let k = s.kernel(&src, "attn_prefill")?;
         // SAFETY: buffers sized for t tokens and CTX positions.
         time_us(s, 5, |_| {
-            Ok(unsafe { spec.launch_prefill(&k, &s.stream, &args)? })
+            unsafe { spec.launch_prefill(&k, &s.stream, &args)? };
+            Ok(())
         })?
     } else {
         let (d, c) = (
@@ -259,14 +260,12 @@ fn attention(s: &mut Suite, len: usize, prefill: bool) -> Res<String> {
         );
         // SAFETY: as above.
         time_us(s, 20, |_| {
-            Ok(unsafe { spec.launch_decode(&d, &c, &s.stream, &args)? })
+            unsafe { spec.launch_decode(&d, &c, &s.stream, &args)? };
+            Ok(())
         })?
     };
-    let kv_bytes = if prefill {
-        len * 2 * KV_HEADS * HD * 2
-    } else {
-        len * 2 * KV_HEADS * HD * 2
-    };
+    // K and V of `len` positions, f16.
+    let kv_bytes = len * 2 * KV_HEADS * HD * 2;
     Ok(format!(
         "{us:>9.1} us  {:>7.1} GB/s of K/V read once",
         kv_bytes as f64 / us / 1e3
@@ -286,7 +285,10 @@ fn decode_step(s: &mut Suite, graph: bool) -> Res<String> {
     let v = MatMulVariant::Vector { tokens: 1 };
     let kernels: Vec<Kernel> = specs
         .iter()
-        .map(|sp| Ok(s.kernel(&sp.source(v)?, "matvec")?))
+        .map(|sp| -> Res<Kernel> {
+            let src = sp.source(v)?;
+            s.kernel(&src, "matvec")
+        })
         .collect::<Res<_>>()?;
     let att = attention_spec(None);
     let asrc = att.source()?;

@@ -440,7 +440,7 @@ fn gate_up(s: &mut Suite, t: usize) -> Res<Check> {
 }
 
 fn down(s: &mut Suite, ty: GgmlType, t: usize) -> Res<Check> {
-    let k = 1024;
+    let k = 4864;
     let spec = MatMulSpec {
         k,
         segments: vec![Segment {
