@@ -20,15 +20,15 @@ use crate::exec::cpu::acts::{Q8x32Row, QuantizedActs};
 use crate::exec::cpu::weights::WeightMatrix;
 
 /// One unpacked weight block.
-struct Unpacked {
+pub(super) struct Unpacked {
     /// Signed values (`SIGNED`) or unsigned levels 0..31.
-    q: __m256i,
-    d: f32,
+    pub q: __m256i,
+    pub d: f32,
     /// The block minimum (unsigned types only): `x = d*q + m`.
-    m: f32,
+    pub m: f32,
 }
 
-trait Block32 {
+pub(super) trait Block32 {
     const BYTES: usize;
     const SIGNED: bool;
     unsafe fn unpack(p: *const u8) -> Unpacked;
@@ -250,6 +250,31 @@ unsafe fn rows_x_token<B: Block32, const R: usize>(
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile<B: Block32>(
+    w: &WeightMatrix,
+    rows: Range<usize>,
+    x: &QuantizedActs,
+    toks: Range<usize>,
+    out: &OutView,
+) {
+    unsafe { tile_body::<B>(w, rows, x, toks, out) }
+}
+
+/// The same loops compiled with AVX-512 F/BW/VL, for block types whose
+/// unpacking uses mask registers (see `avx512_q32`).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn tile_vl<B: Block32>(
+    w: &WeightMatrix,
+    rows: Range<usize>,
+    x: &QuantizedActs,
+    toks: Range<usize>,
+    out: &OutView,
+) {
+    unsafe { tile_body::<B>(w, rows, x, toks, out) }
+}
+
+/// Groups of `TB` tokens, then single tokens `RB` rows at a time.
+#[inline(always)]
+unsafe fn tile_body<B: Block32>(
     w: &WeightMatrix,
     rows: Range<usize>,
     x: &QuantizedActs,

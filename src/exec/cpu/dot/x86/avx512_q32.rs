@@ -14,6 +14,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::super::OutView;
+use super::avx2_q32::{tile_vl, Block32, Unpacked};
 use super::util::{f16_at, nibbles_32, transpose_group, with_group_scratch};
 use crate::exec::cpu::acts::{Q8x32Row, QuantizedActs};
 use crate::exec::cpu::weights::WeightMatrix;
@@ -222,6 +223,72 @@ unsafe fn tile_groups<B: Pair32>(
     t
 }
 
+/// Q5_0 and Q5_1 for the AVX2 loops, with the fifth bits added through a
+/// mask register (two instructions instead of six).
+struct Q5_0Vl;
+struct Q5_1Vl;
+
+#[inline(always)]
+unsafe fn fifth_bits_256(nib: __m256i, qh: *const u8) -> __m256i {
+    unsafe {
+        let k = (qh as *const u32).read_unaligned();
+        _mm256_mask_add_epi8(nib, k, nib, _mm256_set1_epi8(16))
+    }
+}
+
+impl Block32 for Q5_0Vl {
+    const BYTES: usize = 22;
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> Unpacked {
+        unsafe {
+            let d = f16_at(p);
+            Unpacked {
+                q: fifth_bits_256(nibbles_32(p.add(6)), p.add(2)),
+                d,
+                m: -16.0 * d,
+            }
+        }
+    }
+}
+
+impl Block32 for Q5_1Vl {
+    const BYTES: usize = 24;
+    const SIGNED: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> Unpacked {
+        unsafe {
+            Unpacked {
+                q: fifth_bits_256(nibbles_32(p.add(8)), p.add(4)),
+                d: f16_at(p),
+                m: f16_at(p.add(2)),
+            }
+        }
+    }
+}
+
+fn q5_0_rest(
+    w: &WeightMatrix,
+    rows: Range<usize>,
+    x: &QuantizedActs,
+    toks: Range<usize>,
+    out: &OutView,
+) {
+    // SAFETY: called only from the Avx512Vnni entry points (features checked).
+    unsafe { tile_vl::<Q5_0Vl>(w, rows, x, toks, out) }
+}
+
+fn q5_1_rest(
+    w: &WeightMatrix,
+    rows: Range<usize>,
+    x: &QuantizedActs,
+    toks: Range<usize>,
+    out: &OutView,
+) {
+    // SAFETY: as for `q5_0_rest`.
+    unsafe { tile_vl::<Q5_1Vl>(w, rows, x, toks, out) }
+}
+
 macro_rules! entry {
     ($name:ident, $block:ty, $avx2:path) => {
         /// Groups of 16 tokens here; the rest (decode, tails) on the AVX2
@@ -245,6 +312,6 @@ macro_rules! entry {
 
 entry!(tile_q4_0, Q4_0, super::avx2_q32::tile_q4_0);
 entry!(tile_q4_1, Q4_1, super::avx2_q32::tile_q4_1);
-entry!(tile_q5_0, Q5_0, super::avx2_q32::tile_q5_0);
-entry!(tile_q5_1, Q5_1, super::avx2_q32::tile_q5_1);
+entry!(tile_q5_0, Q5_0, q5_0_rest);
+entry!(tile_q5_1, Q5_1, q5_1_rest);
 entry!(tile_q8_0, Q8_0, super::avx2_q32::tile_q8_0);
