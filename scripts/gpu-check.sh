@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Every GPU check and benchmark, on a machine with an NVIDIA GPU (the
-# device tool's H100), with binaries built beforehand: devbin/rfc is a
-# stripped x86-64 build of this tree (scripts/gpu-check.sh --build makes
-# it here, on the machine without a GPU). Full logs go to $OUT when set;
+# device tool's H100/H200), with binaries built beforehand:
+# devbin/gpu-selftest/rfc is a stripped x86-64 build of this tree
+# (scripts/gpu-check.sh --build makes it here, on the machine without a
+# GPU; carry devbin/gpu-selftest). Full logs go to $OUT when set;
 # the short table comes last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--build" ]; then
-  cargo build --release --bin rfc && mkdir -p devbin && cp target/release/rfc devbin/rfc && strip devbin/rfc
-  ls -la devbin/rfc
+  cargo build --release --bin rfc && mkdir -p devbin/gpu-selftest && cp target/release/rfc devbin/gpu-selftest/rfc &&
+    strip devbin/gpu-selftest/rfc
+  ls -la devbin/gpu-selftest/rfc
   exit 0
 fi
 out=${OUT:-/tmp/gpu-check}
 mkdir -p "$out"
-rfc=${RFC_BIN:-devbin/rfc}
+rfc=${RFC_BIN:-devbin/gpu-selftest/rfc}
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader 2>/dev/null
 ls /usr/local/cuda/lib64/libnvrtc.so* 2>/dev/null | head -3
 
