@@ -262,3 +262,62 @@ fn artifact_limits_come_from_the_compile_options() {
     // A prompt longer than a step is prefilled in chunks of the step limit.
     assert!(m.session.eval_last(&long[..30]).is_ok());
 }
+
+#[test]
+fn rfc_bench_runs_an_artifact() {
+    let dir = temp_dir();
+    let spec = TinySpec::for_type(TinyArch::Qwen2, GgmlType::F32);
+    let (_, art) = model_and_artifact(dir.path(), &spec, 9);
+    let a = art.to_str().unwrap();
+    let out = rfc(&[
+        "bench", a, "-p", "8", "-n", "4", "-r", "1", "--device", "cpu",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tg4"));
+}
+
+#[test]
+fn a_failed_compile_leaves_no_file_behind() {
+    let dir = temp_dir();
+    let gguf = dir.path().join("m.gguf");
+    let spec = TinySpec::for_type(TinyArch::Llama, GgmlType::F32);
+    std::fs::write(&gguf, spec.to_bytes(10).unwrap()).unwrap();
+    let out = dir.path().join("missing-dir").join("m.rfc");
+    let e = compile_artifact(&gguf, &out, &CompileOptions::default(), &Silent).unwrap_err();
+    assert!(e.to_string().contains("missing-dir/m.rfc"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the model remains");
+}
+
+#[test]
+fn a_gpu_target_stores_its_kernels_or_says_they_are_unavailable() {
+    use rocmforge::artifact::{ArtifactError, ArtifactTarget};
+    let dir = temp_dir();
+    // K-quant widths: head_dim 64, which the GPU templates take.
+    let spec = TinySpec::for_type(TinyArch::Qwen2, GgmlType::Q4_K);
+    let gguf = dir.path().join("m.gguf");
+    std::fs::write(&gguf, spec.to_bytes(12).unwrap()).unwrap();
+    let out = dir.path().join("m.rfc");
+    let opts = CompileOptions {
+        target: ArtifactTarget::parse("sm_90").unwrap(),
+        ..CompileOptions::default()
+    };
+    match compile_artifact(&gguf, &out, &opts, &Silent) {
+        Ok(r) => {
+            assert!(r.kernels > 0);
+            let a = rocmforge::artifact::Artifact::open(&out).unwrap();
+            assert_eq!(a.kernels().unwrap().len(), r.kernels);
+            assert!(a.kernels().unwrap().iter().all(|k| !k.code.is_empty()));
+            a.verify_weights(&Silent).unwrap();
+        }
+        Err(ArtifactError::KernelsUnavailable { target, .. }) => {
+            assert_eq!(target, "sm_90");
+            assert!(!out.exists());
+        }
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}

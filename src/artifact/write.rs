@@ -379,12 +379,22 @@ fn write_atomically(
     progress: &dyn Progress,
 ) -> Result<()> {
     let tmp = temp_path(out);
-    let result = write_to(w, source, p, &tmp, progress).and_then(|()| {
-        std::fs::rename(&tmp, out).map_err(|e| ArtifactError::Write {
+    // Errors name the output the user gave, not the temporary name.
+    let named = |e: ArtifactError| match e {
+        ArtifactError::Write { source, .. } => ArtifactError::Write {
             path: out.to_path_buf(),
-            source: e,
-        })
-    });
+            source,
+        },
+        e => e,
+    };
+    let result = write_to(w, source, p, &tmp, progress)
+        .map_err(named)
+        .and_then(|()| {
+            std::fs::rename(&tmp, out).map_err(|e| ArtifactError::Write {
+                path: out.to_path_buf(),
+                source: e,
+            })
+        });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
