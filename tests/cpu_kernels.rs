@@ -457,11 +457,10 @@ struct Scene {
 
 const N_KV: usize = 2;
 const HD: usize = 16;
-const PAGE: usize = 4;
 
-fn scene(lens: [usize; 2], rng: &mut Rng) -> Scene {
+fn scene(lens: [usize; 2], page: usize, rng: &mut Rng) -> Scene {
     let pps = 8;
-    let mut kv = KvCache::new(2, N_KV, HD, PAGE, 16);
+    let mut kv = KvCache::new(2, N_KV, HD, page, 16);
     // Sequence 0 takes even pages from the top, sequence 1 odd pages.
     let page_table: Vec<i32> = (0..2 * pps)
         .map(|i| {
@@ -539,14 +538,28 @@ fn naive_attention(
 #[test]
 fn attention_matches_naive_softmax_over_two_interleaved_paged_sequences_with_gqa() {
     let mut rng = Rng(43);
-    let sc = scene([23, 9], &mut rng);
+    // Pages of 4 (short runs of keys) and of 16 (runs of eight and more).
+    for (page, lens, pos, seq) in [
+        (4, [23, 9], [22, 8, 0, 5, 13], [0, 1, 0, 1, 0]),
+        (16, [100, 9], [99, 8, 0, 5, 57], [0, 1, 0, 1, 0]),
+    ] {
+        attention_matches_naive_softmax_on(page, lens, &pos, &seq, &mut rng);
+    }
+}
+
+fn attention_matches_naive_softmax_on(
+    page: usize,
+    lens: [usize; 2],
+    pos: &[i32],
+    seq: &[i32],
+    rng: &mut Rng,
+) {
+    let sc = scene(lens, page, rng);
     let nh = 6;
-    // A step mixing a decode token of each sequence and earlier positions.
-    let (pos, seq) = ([22, 8, 0, 5, 13], [0, 1, 0, 1, 0]);
     let q = rng.vec(pos.len() * nh * HD);
     let scale = 1.0 / (HD as f32).sqrt();
-    for window in [None, Some(1), Some(5)] {
-        let expected = naive_attention(&sc, &q, &pos, &seq, nh, scale as f64, window);
+    for window in [None, Some(1), Some(5), Some(20)] {
+        let expected = naive_attention(&sc, &q, pos, seq, nh, scale as f64, window);
         for path in SimdPath::available() {
             let shape = AttentionShape {
                 n_heads: nh,
@@ -556,15 +569,15 @@ fn attention_matches_naive_softmax_over_two_interleaved_paged_sequences_with_gqa
                 sliding_window: window,
             };
             let places = TokenPlaces {
-                positions: &pos,
-                seq_ids: &seq,
+                positions: pos,
+                seq_ids: seq,
                 page_table: &sc.page_table,
                 pages_per_seq: sc.pps,
             };
             let mut out = vec![f32::NAN; q.len()];
             attention_with(path, &shape, &q, &sc.kv, 1, &places, &mut out).unwrap();
             let err = rel_err(&out, &expected);
-            assert!(err < 1e-5, "window {window:?} {path:?}: {err}");
+            assert!(err < 1e-5, "page {page} window {window:?} {path:?}: {err}");
         }
     }
 }
@@ -572,7 +585,7 @@ fn attention_matches_naive_softmax_over_two_interleaved_paged_sequences_with_gqa
 #[test]
 fn attention_refuses_a_position_beyond_the_page_table() {
     let mut rng = Rng(47);
-    let sc = scene([3, 3], &mut rng);
+    let sc = scene([3, 3], 4, &mut rng);
     let q = rng.vec(2 * HD);
     let mut out = vec![0f32; 2 * HD];
     let err = attention(

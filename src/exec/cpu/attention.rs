@@ -199,6 +199,12 @@ unsafe fn attend_avx2(
     )
 }
 
+thread_local! {
+    /// A chunk's keys as f32 (one conversion shared by the group's heads);
+    /// per thread, so a task neither allocates nor zeroes 32 KiB.
+    static KEYS: std::cell::RefCell<Vec<f32>> = std::cell::RefCell::new(vec![0.0; CHUNK * MAX_HEAD_DIM]);
+}
+
 /// Running softmax state of the heads of one task.
 struct Online {
     max: [f32; GROUP],
@@ -228,46 +234,110 @@ fn attend_body(
         acc: [0.0; GROUP * MAX_HEAD_DIM],
     };
     let mut scores = [[0f32; CHUNK]; GROUP];
-    let mut kf = [0f32; MAX_HEAD_DIM];
-    let mut pos = lo;
-    while pos <= hi {
-        // Checked before any task ran: the page exists.
-        let page = places.page_table[seq as usize * places.pages_per_seq + pos / ps] as usize;
-        let len = (ps - pos % ps).min(hi + 1 - pos).min(CHUNK);
-        let keys = kv.k_run(layer, page, pos % ps, len);
-        for j in 0..len {
-            let k = &keys[j * row + kv_head * hd..j * row + (kv_head + 1) * hd];
-            super::f16::to_f32(path, k, &mut kf[..hd]);
+    KEYS.with(|cell| {
+        let mut kf = cell.borrow_mut();
+        let mut pos = lo;
+        while pos <= hi {
+            // Checked before any task ran: the page exists.
+            let page = places.page_table[seq as usize * places.pages_per_seq + pos / ps] as usize;
+            let len = (ps - pos % ps).min(hi + 1 - pos).min(CHUNK);
+            let keys = kv.k_run(layer, page, pos % ps, len);
+            for j in 0..len {
+                let k = &keys[j * row + kv_head * hd..j * row + (kv_head + 1) * hd];
+                super::f16::to_f32(path, k, &mut kf[j * hd..(j + 1) * hd]);
+            }
             for h in 0..heads {
-                scores[h][j] = shape.scale * dot(&qs[h * hd..(h + 1) * hd], &kf[..hd]);
+                score_chunk(
+                    path,
+                    &qs[h * hd..(h + 1) * hd],
+                    &kf[..len * hd],
+                    shape.scale,
+                    &mut scores[h][..len],
+                );
+            }
+            let values = kv.v_run(layer, page, pos % ps, len);
+            accumulate(
+                path,
+                &mut st,
+                &mut scores,
+                values,
+                row,
+                kv_head,
+                hd,
+                heads,
+                len,
+            );
+            pos += len;
+        }
+        for h in 0..heads {
+            let inv = if st.sum[h] > 0.0 {
+                1.0 / st.sum[h]
+            } else {
+                0.0
+            };
+            for (o, a) in out[h * hd..(h + 1) * hd]
+                .iter_mut()
+                .zip(&st.acc[h * hd..(h + 1) * hd])
+            {
+                *o = a * inv;
             }
         }
-        let values = kv.v_run(layer, page, pos % ps, len);
-        accumulate(
-            path,
-            &mut st,
-            &mut scores,
-            values,
-            row,
-            kv_head,
-            hd,
-            heads,
-            len,
-        );
-        pos += len;
-    }
-    for h in 0..heads {
-        let inv = if st.sum[h] > 0.0 {
-            1.0 / st.sum[h]
-        } else {
-            0.0
-        };
-        for (o, a) in out[h * hd..(h + 1) * hd]
-            .iter_mut()
-            .zip(&st.acc[h * hd..(h + 1) * hd])
-        {
-            *o = a * inv;
+    })
+}
+
+/// `out[j] = scale * q · k_j` for the keys `k` (rows of `q.len()`).
+#[inline(always)]
+fn score_chunk(path: SimdPath, q: &[f32], k: &[f32], scale: f32, out: &mut [f32]) {
+    let hd = q.len();
+    let mut j = 0;
+    #[cfg(target_arch = "x86_64")]
+    if path != SimdPath::Portable && hd.is_multiple_of(8) {
+        while j + 8 <= out.len() {
+            // SAFETY: non-portable paths imply AVX2 and FMA (and this runs
+            // inside `attend_avx2`); eight rows of hd are in `k`.
+            let s = unsafe { dots8(q, &k[j * hd..(j + 8) * hd]) };
+            for (o, v) in out[j..j + 8].iter_mut().zip(s) {
+                *o = scale * v;
+            }
+            j += 8;
         }
+    }
+    let _ = path;
+    for (jj, o) in out.iter_mut().enumerate().skip(j) {
+        *o = scale * dot(q, &k[jj * hd..(jj + 1) * hd]);
+    }
+}
+
+/// Eight dot products of `q` with the rows of `k` (8 × q.len(), a multiple
+/// of 8): eight lanes of partial sums per row, then one transposing
+/// reduction for all eight rows instead of eight horizontal sums.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn dots8(q: &[f32], k: &[f32]) -> [f32; 8] {
+    use std::arch::x86_64::*;
+    let hd = q.len();
+    unsafe {
+        let mut p = [_mm256_setzero_ps(); 8];
+        for d in (0..hd).step_by(8) {
+            let qv = _mm256_loadu_ps(q.as_ptr().add(d));
+            for (r, acc) in p.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k.as_ptr().add(r * hd + d)), *acc);
+            }
+        }
+        let a = _mm256_hadd_ps(p[0], p[1]);
+        let b = _mm256_hadd_ps(p[2], p[3]);
+        let c = _mm256_hadd_ps(p[4], p[5]);
+        let e = _mm256_hadd_ps(p[6], p[7]);
+        let lo = _mm256_hadd_ps(a, b);
+        let hi = _mm256_hadd_ps(c, e);
+        // lo = [r0 r1 r2 r3 (lanes 0..4) | r0 r1 r2 r3 (lanes 4..8)], hi likewise.
+        let sum = _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(lo, hi),
+            _mm256_permute2f128_ps::<0x31>(lo, hi),
+        );
+        let mut out = [0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), sum);
+        out
     }
 }
 
