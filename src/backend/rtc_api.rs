@@ -53,10 +53,12 @@ pub struct RtcApi {
     error_string: unsafe extern "C" fn(Res) -> *const c_char,
     /// (major, minor) as the compiler reports it.
     pub version: (i32, i32),
-    /// Serialises hiprtc: ROCm 5.2's crashes when two threads compile at
-    /// once (seen here); NVRTC is documented thread-safe and is not locked.
-    hip_lock: std::sync::Mutex<()>,
 }
+
+/// Serialises hiprtc process-wide: ROCm 5.2's crashes when two threads
+/// compile at once (seen here); NVRTC is documented thread-safe and is not
+/// locked.
+static HIPRTC_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 // SAFETY: function pointers into a library that is never unloaded; both
 // compilers allow concurrent programs on different threads.
@@ -92,7 +94,6 @@ impl RtcApi {
                 fns: RtcFns::resolve(&lib, vendor)?,
                 error_string: lib.function(errname)?,
                 version: (0, 0),
-                hip_lock: std::sync::Mutex::new(()),
             }
         };
         std::mem::forget(lib);
@@ -142,7 +143,7 @@ impl RtcApi {
         }
         self.check_target(target)?;
         let _serial = match self.vendor {
-            Vendor::Hip => Some(self.hip_lock.lock().unwrap_or_else(|p| p.into_inner())),
+            Vendor::Hip => Some(HIPRTC_LOCK.lock().unwrap_or_else(|p| p.into_inner())),
             Vendor::Cuda => None,
         };
         let invalid = |what: &str| {
