@@ -46,6 +46,13 @@ pub struct GpuCheckArgs {
     /// Tokens per step: longer prompts are evaluated in chunks of this size.
     #[arg(long, default_value_t = 512)]
     pub max_tokens: usize,
+    /// The CPU reference: `f32` runs the CPU executor on a copy of the
+    /// model with every weight dequantized to F32 (the same weight values,
+    /// f32 activations, as the GPU kernels compute); `native` runs it on the
+    /// file itself (the CPU multiplies quantized weights with 8-bit
+    /// activations, which alone moves logits by up to ~1e-2).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "native"])]
+    pub reference: String,
 }
 
 /// GPU vs CPU where f16 (the KV cache) is involved (COMPARING.md).
@@ -69,19 +76,49 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Whether the CPU's two best logits are too close to call: their gap is
-/// under the tolerance, taken as TOL of the largest magnitude.
+/// under the tolerance as an absolute size, TOL times the logits' RMS (a
+/// relative error of TOL over the vector is that much per element).
 fn near_tie(logits: &[f32]) -> bool {
     let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
-    let mut scale = 0f32;
+    let mut sq = 0f64;
     for &v in logits {
-        scale = scale.max(v.abs());
+        sq += (v as f64).powi(2);
         if v > a {
             (a, b) = (v, a);
         } else if v > b {
             b = v;
         }
     }
-    ((a - b) as f64) < TOL * scale as f64
+    let rms = (sq / logits.len().max(1) as f64).sqrt();
+    ((a - b) as f64) < TOL * rms
+}
+
+/// Writes `src` with every tensor as F32 (dequantized; metadata kept), the
+/// CPU reference of the same weight values without activation quantization.
+fn write_f32_copy(src: &Path, dst: &Path) -> Res<()> {
+    use rocmforge::gguf::{GgufFile, GgufWriter};
+    use rocmforge::quant::GgmlType;
+    let file = GgufFile::open(src)?;
+    let mut w = GgufWriter::new();
+    for (k, v) in file.metadata().iter() {
+        if k != "general.file_type" {
+            w.add_metadata(k, v.clone())?;
+        }
+    }
+    w.add_metadata("general.file_type", 0u32)?;
+    for t in file.tensors() {
+        w.declare_tensor(&t.name, &t.dims, GgmlType::F32)?;
+    }
+    let out = std::io::BufWriter::new(std::fs::File::create(dst)?);
+    let mut stream = w.begin(out)?;
+    for t in file.tensors() {
+        let view = file.view(t);
+        let mut values = vec![0f32; t.n_elements() as usize];
+        rocmforge::quant::dequantize(t.ty, view.data, &mut values)?;
+        stream.write_tensor(&t.name, bytemuck::cast_slice(&values))?;
+    }
+    stream.finish()?;
+    Ok(())
 }
 
 /// One sequence's pages, driving a backend step by step (what `Session`
@@ -310,10 +347,11 @@ fn open_gpu(spec: &str) -> Res<Arc<Gpu>> {
 
 fn load_both(
     path: &Path,
+    reference: &Path,
     opts: &LoadOptions,
     gpu: &Arc<Gpu>,
 ) -> Res<(AnyBackend, AnyBackend, f64)> {
-    let cpu = load_cpu(path, opts)?.session.into_backend();
+    let cpu = load_cpu(reference, opts)?.session.into_backend();
     let t0 = Instant::now();
     let g = load_gpu(path, opts, gpu)?.session.into_backend();
     Ok((
@@ -338,7 +376,18 @@ pub fn run(args: GpuCheckArgs) -> CmdResult {
         max_rows: 1,
         context: args.ctx.max(args.steps + 16),
     };
-    let (mut cpu, mut g, load_s) = load_both(&args.model, &opts, &gpu)?;
+    let f32_copy = std::env::temp_dir().join(format!("rfc-gpu-check-{}.gguf", std::process::id()));
+    let reference = if args.reference == "f32" {
+        write_f32_copy(&args.model, &f32_copy)?;
+        println!("reference: the CPU executor on an F32 copy of the weights");
+        f32_copy.as_path()
+    } else {
+        println!("reference: the CPU executor on the model as it is");
+        args.model.as_path()
+    };
+    let loaded = load_both(&args.model, reference, &opts, &gpu);
+    let _ = std::fs::remove_file(&f32_copy);
+    let (mut cpu, mut g, load_s) = loaded?;
     if let Some(m) = g.gpu_model() {
         let f = m.footprint();
         println!(
@@ -434,4 +483,47 @@ fn print_report(
         // (e.g. local memory), so this one is reported, not judged.
         if free_start == free_end { "(same)" } else { "(info)" }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rocmforge::quant::GgmlType;
+    use rocmforge::synth::{TinyArch, TinySpec};
+
+    #[test]
+    fn the_f32_copy_holds_the_same_model_in_f32() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (dir.path().join("q.gguf"), dir.path().join("f.gguf"));
+        let spec = TinySpec::for_type(TinyArch::Llama, GgmlType::Q8_0);
+        std::fs::write(&src, spec.to_bytes(3).unwrap()).unwrap();
+        write_f32_copy(&src, &dst).unwrap();
+        let copy = rocmforge::gguf::GgufFile::open(&dst).unwrap();
+        assert!(copy.tensors().iter().all(|t| t.ty == GgmlType::F32));
+        let opts = LoadOptions {
+            max_tokens: 8,
+            max_rows: 1,
+            context: 64,
+        };
+        let prompt = [5u32, 6, 7];
+        let q = load_cpu(&src, &opts)
+            .unwrap()
+            .session
+            .eval_last(&prompt)
+            .unwrap();
+        let f = load_cpu(&dst, &opts)
+            .unwrap()
+            .session
+            .eval_last(&prompt)
+            .unwrap();
+        // The quantized run differs only by its 8-bit activations.
+        assert!(rel_err(&q, &f) < 2e-2, "{}", rel_err(&q, &f));
+        assert!(rel_err(&q, &f) > 0.0);
+    }
+
+    #[test]
+    fn a_gap_under_the_tolerance_is_a_near_tie() {
+        assert!(near_tie(&[1.0, 1.0 + 1e-4, -1.0]));
+        assert!(!near_tie(&[1.0, 2.0, -1.0]));
+    }
 }

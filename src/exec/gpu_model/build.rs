@@ -82,9 +82,11 @@ impl Places<'_> {
         }
     }
 
-    /// The address of a value computed or read by a step.
+    /// The address of a value computed or read by a step. A value whose
+    /// last dim is symbolic (the i32 inputs) counts as one column: its
+    /// consumers take their sizes from the step, not from the row.
     pub fn loc(&self, id: NodeId) -> Result<Loc, GpuError> {
-        let cols = self.cols(id)?;
+        let cols = self.cols(id).unwrap_or(1);
         if let Some((base, col)) = self.plan.view_of(id) {
             let b = self.loc(base)?;
             return Ok(Loc {
