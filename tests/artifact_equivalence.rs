@@ -321,3 +321,31 @@ fn a_gpu_target_stores_its_kernels_or_says_they_are_unavailable() {
         Err(e) => panic!("unexpected error {e}"),
     }
 }
+
+#[test]
+fn peek_tells_an_artifact_and_its_target_from_the_first_bytes() {
+    use rocmforge::artifact::{peek_target, ArtifactTarget};
+    let dir = temp_dir();
+    let spec = TinySpec::for_type(TinyArch::Llama, GgmlType::F32);
+    let (gguf, art) = model_and_artifact(dir.path(), &spec, 13);
+    assert_eq!(peek_target(&art), Some(ArtifactTarget::Cpu));
+    assert_eq!(peek_target(&gguf), None);
+    assert_eq!(peek_target(&dir.path().join("absent.rfc")), None);
+    let bytes = std::fs::read(&art).unwrap();
+    let cut = dir.path().join("cut.rfc");
+    for n in [0, 3, 4, 20, 24, 60, 100] {
+        std::fs::write(&cut, &bytes[..n]).unwrap();
+        assert_eq!(peek_target(&cut), None, "{n} bytes");
+    }
+    let file = rocmforge::gguf::GgufFile::open(&art).unwrap();
+    let gpu = rocmforge::artifact::reseal(&file, |entries| {
+        let t = entries.iter_mut().find(|(k, _)| k == "rfc.target").unwrap();
+        t.1 = rocmforge::gguf::Value::from("sm_90");
+    })
+    .unwrap();
+    std::fs::write(&cut, gpu).unwrap();
+    assert_eq!(
+        peek_target(&cut),
+        Some(ArtifactTarget::parse("sm_90").unwrap())
+    );
+}

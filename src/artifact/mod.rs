@@ -19,6 +19,7 @@ pub mod checksum;
 pub mod error;
 pub mod kernels;
 pub mod load;
+pub mod peek;
 pub mod plan_record;
 pub mod progress;
 pub mod read;
@@ -28,6 +29,7 @@ pub mod write;
 
 pub use error::ArtifactError;
 pub use load::{load_cpu_artifact, load_cpu_verified};
+pub use peek::peek_target;
 pub use progress::{Bars, Progress, Silent};
 pub use read::Artifact;
 pub use target::ArtifactTarget;

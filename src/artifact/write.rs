@@ -228,7 +228,10 @@ fn layout(
 ) -> Result<GgufWriter> {
     let mut w = GgufWriter::new();
     w.set_version(GGUF_VERSION)?;
-    w.set_alignment(ALIGNMENT)?;
+    // Alignment, version and target first: `peek_target` reads only these.
+    w.set_alignment(ALIGNMENT)?
+        .add_metadata(keys::FORMAT_VERSION, Value::U32(FORMAT_VERSION))?
+        .add_metadata(keys::TARGET, opts.target.to_string().as_str())?;
     for (k, v) in source.metadata().iter() {
         if k != "general.alignment" && !k.starts_with("rfc.") {
             w.add_metadata(k, v.clone())?;
@@ -245,9 +248,7 @@ fn layout(
         .map(String::as_str)
         .collect();
     let compiler = format!("rocmforge {}", env!("CARGO_PKG_VERSION"));
-    w.add_metadata(keys::FORMAT_VERSION, Value::U32(FORMAT_VERSION))?
-        .add_metadata(keys::COMPILER, compiler.as_str())?
-        .add_metadata(keys::TARGET, opts.target.to_string().as_str())?
+    w.add_metadata(keys::COMPILER, compiler.as_str())?
         .add_metadata(keys::KERNEL_COMPILER, p.kernel_compiler.as_str())?
         .add_metadata(keys::SOURCE_NAME, name.unwrap_or_default().as_str())?
         .add_metadata(keys::SOURCE_SHA256, source_sha256)?

@@ -114,8 +114,12 @@ pub fn load(
     opts: &LoadOptions,
     spec: DeviceSpec,
 ) -> Result<LoadedModel<AnyBackend>, LoadError> {
+    // A CPU artifact runs on the CPU: no GPU runtime or compiler is loaded.
+    let cpu_artifact =
+        crate::artifact::peek_target(path) == Some(crate::artifact::ArtifactTarget::Cpu);
     match spec {
         DeviceSpec::Cpu => load_on_cpu(path, opts, "asked for".into()),
+        DeviceSpec::Auto if cpu_artifact => load_on_cpu(path, opts, "a CPU artifact".into()),
         DeviceSpec::Gpu { .. } => {
             let Device::Gpu(gpu) = Device::open(spec).map_err(ExecError::from)? else {
                 unreachable!("a GPU spec opens a GPU or fails")
