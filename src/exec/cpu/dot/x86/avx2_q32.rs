@@ -14,7 +14,8 @@ use std::ops::Range;
 
 use super::super::OutView;
 use super::util::{
-    bits_to_bytes, dot_u8i8, f16_at, hsum_ps, nibbles_32, transpose_group, with_group_scratch,
+    bits_to_bytes, dot_u8i8, f16_at, hsum_ps, nibbles_32, put_scratch, take_scratch,
+    transpose_group,
 };
 use crate::exec::cpu::acts::{Q8x32Row, QuantizedActs};
 use crate::exec::cpu::weights::WeightMatrix;
@@ -286,20 +287,22 @@ unsafe fn tile_body<B: Block32>(
     unsafe {
         let mut t = toks.start;
         if t + TB <= toks.end {
-            with_group_scratch::<TB>(2 * nb, |scratch| {
-                let (dx, dsum) = scratch.split_at_mut(nb);
-                while t + TB <= toks.end {
-                    let xs: [Q8x32Row; TB] = std::array::from_fn(|u| x.q32_row(t + u));
-                    transpose_group(&xs, dx, dsum);
-                    for j in rows.clone() {
-                        let d = row_x_group::<B>(rp(j), &xs, dx, dsum);
-                        for (u, v) in d.iter().enumerate() {
-                            out.set(t + u, j, *v);
-                        }
+            let mut scratch = take_scratch(2 * nb * TB);
+            let (groups, _) = scratch[..2 * nb * TB].as_chunks_mut::<TB>();
+            let (dx, dsum) = groups.split_at_mut(nb);
+
+            while t + TB <= toks.end {
+                let xs: [Q8x32Row; TB] = std::array::from_fn(|u| x.q32_row(t + u));
+                transpose_group(&xs, dx, dsum);
+                for j in rows.clone() {
+                    let d = row_x_group::<B>(rp(j), &xs, dx, dsum);
+                    for (u, v) in d.iter().enumerate() {
+                        out.set(t + u, j, *v);
                     }
-                    t += TB;
                 }
-            });
+                t += TB;
+            }
+            put_scratch(scratch);
         }
         // Remaining tokens one at a time, RB rows at once.
         for t in t..toks.end {

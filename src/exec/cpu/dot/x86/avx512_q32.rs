@@ -15,7 +15,7 @@ use std::ops::Range;
 
 use super::super::OutView;
 use super::avx2_q32::{tile_vl, Block32, Unpacked};
-use super::util::{f16_at, nibbles_32, transpose_group, with_group_scratch};
+use super::util::{f16_at, nibbles_32, put_scratch, take_scratch, transpose_group};
 use crate::exec::cpu::acts::{Q8x32Row, QuantizedActs};
 use crate::exec::cpu::weights::WeightMatrix;
 
@@ -205,21 +205,23 @@ unsafe fn tile_groups<B: Pair32>(
     if t + TB > toks.end {
         return t;
     }
-    with_group_scratch::<TB>(2 * nb, |scratch| {
-        let (dx, dsum) = scratch.split_at_mut(nb);
-        while t + TB <= toks.end {
-            let xs: [Q8x32Row; TB] = std::array::from_fn(|u| x.q32_row(t + u));
-            transpose_group(&xs, dx, dsum);
-            for j in rows.clone() {
-                // SAFETY: row j holds nb (even) blocks; see row_x_group.
-                let d = unsafe { row_x_group::<B>(w.row(j).as_ptr(), &xs, dx, dsum) };
-                for (u, v) in d.iter().enumerate() {
-                    out.set(t + u, j, *v);
-                }
+    let mut scratch = take_scratch(2 * nb * TB);
+    let (groups, _) = scratch[..2 * nb * TB].as_chunks_mut::<TB>();
+    let (dx, dsum) = groups.split_at_mut(nb);
+
+    while t + TB <= toks.end {
+        let xs: [Q8x32Row; TB] = std::array::from_fn(|u| x.q32_row(t + u));
+        transpose_group(&xs, dx, dsum);
+        for j in rows.clone() {
+            // SAFETY: row j holds nb (even) blocks; see row_x_group.
+            let d = unsafe { row_x_group::<B>(w.row(j).as_ptr(), &xs, dx, dsum) };
+            for (u, v) in d.iter().enumerate() {
+                out.set(t + u, j, *v);
             }
-            t += TB;
         }
-    });
+        t += TB;
+    }
+    put_scratch(scratch);
     t
 }
 

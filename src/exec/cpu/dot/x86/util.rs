@@ -59,19 +59,24 @@ pub(super) unsafe fn dot_u8i8(u: __m256i, s: __m256i) -> __m256i {
 thread_local! {
     /// Per-thread scratch for block-major token-group tables; grows to the
     /// largest row seen, then is reused (no allocation per call).
-    static GROUP_SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static GROUP_SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Runs `f` with `n` zeroed rows of `T` floats of this thread's scratch.
-pub(super) fn with_group_scratch<const T: usize>(n: usize, f: impl FnOnce(&mut [[f32; T]])) {
-    GROUP_SCRATCH.with(|cell| {
-        let mut v = cell.borrow_mut();
-        if v.len() < n * T {
-            v.resize(n * T, 0.0);
-        }
-        let (rows, _) = v[..n * T].as_chunks_mut::<T>();
-        f(rows)
-    })
+/// This thread's scratch, at least `n` floats long. Give it back with
+/// [`put_scratch`]. (Taken and returned rather than lent to a closure:
+/// a closure would not inherit the caller's `#[target_feature]`s when the
+/// caller is an `#[inline(always)]` body.)
+pub(super) fn take_scratch(n: usize) -> Vec<f32> {
+    let mut v = GROUP_SCRATCH.take();
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    v
+}
+
+/// Returns the scratch taken by [`take_scratch`].
+pub(super) fn put_scratch(v: Vec<f32>) {
+    GROUP_SCRATCH.set(v);
 }
 
 /// Block-major copies of a token group's block scales and scaled sums:
