@@ -349,3 +349,22 @@ fn peek_tells_an_artifact_and_its_target_from_the_first_bytes() {
         Some(ArtifactTarget::parse("sm_90").unwrap())
     );
 }
+
+#[test]
+fn compile_refuses_limits_the_reader_would_refuse() {
+    use rocmforge::artifact::ArtifactError;
+    let dir = temp_dir();
+    let gguf = dir.path().join("m.gguf");
+    let spec = TinySpec::for_type(TinyArch::Llama, GgmlType::F32);
+    std::fs::write(&gguf, spec.to_bytes(14).unwrap()).unwrap();
+    let out = dir.path().join("m.rfc");
+    let with = |max_batch_tokens| CompileOptions {
+        max_batch_tokens,
+        ..CompileOptions::default()
+    };
+    let e = compile_artifact(&gguf, &out, &with(0), &Silent).unwrap_err();
+    assert!(matches!(e, ArtifactError::Options(_)), "{e}");
+    let e = compile_artifact(&gguf, &out, &with(1 << 20), &Silent).unwrap_err();
+    assert!(matches!(e, ArtifactError::Plan(_)), "{e}");
+    assert!(!out.exists());
+}

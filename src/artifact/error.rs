@@ -33,6 +33,8 @@ pub enum ArtifactError {
     WrongTarget { artifact: String, wanted: String },
     #[error("artifact was compiled for {artifact}, but the device is {device}: compile it with `rfc compile --target {device}`")]
     WrongDevice { artifact: String, device: String },
+    #[error("invalid compile options: {0}")]
+    Options(String),
     #[error("unknown target {0:?} (expected cpu, sm_NN or gfxNNNN)")]
     UnknownTarget(String),
     #[error("target {target}: kernels not available in this build yet ({reason})")]

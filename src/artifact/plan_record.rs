@@ -105,7 +105,7 @@ impl PlanRecord {
     /// Refuses limits no real plan has, so that a hand-made record cannot
     /// make the executor allocate without bound: the arena is at most all
     /// its buffers end to end, and the step and context sizes are capped.
-    fn check_limits(&self) -> Result<()> {
+    pub fn check_limits(&self) -> Result<()> {
         let e = &self.env;
         let context = e.pages.saturating_mul(self.page_size);
         let sane = (1..=MAX_TOKENS).contains(&e.tokens)
@@ -116,8 +116,10 @@ impl PlanRecord {
             && e.kv_len == context;
         if !sane {
             return Err(ArtifactError::Plan(format!(
-                "limits {e:?} with {}-token pages are out of range",
-                self.page_size
+                "limits out of range: {} tokens and {} logit rows per step, {} sequences, \
+                 context {context} in {}-token pages (at most {MAX_TOKENS} tokens per step, \
+                 {MAX_SEQS} sequences, {MAX_CONTEXT} tokens of context, {MAX_PAGE_SIZE}-token pages)",
+                e.tokens, e.rows, e.seqs, self.page_size
             )));
         }
         let all: u64 = self

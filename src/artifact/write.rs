@@ -52,6 +52,20 @@ impl Default for CompileOptions {
 }
 
 impl CompileOptions {
+    /// Every limit is at least 1 (the plan's caps are checked on its record).
+    fn validate(&self) -> Result<()> {
+        let limits = [
+            ("--max-context", self.max_context),
+            ("--max-batch-tokens", self.max_batch_tokens),
+            ("--max-logit-rows", self.max_logit_rows),
+            ("--page-size", self.page_size),
+        ];
+        match limits.iter().find(|(_, v)| *v == 0) {
+            Some((flag, _)) => Err(ArtifactError::Options(format!("{flag} must be at least 1"))),
+            None => Ok(()),
+        }
+    }
+
     /// The plan's limits on a model whose own context is `model_ctx`.
     pub fn env(&self, model_ctx: usize) -> DimEnv {
         let context = match model_ctx {
@@ -140,6 +154,7 @@ pub fn compile_artifact(
 
 /// Frontend, passes, kernels, and the text of every stored part.
 fn build_parts(source: &GgufFile, opts: &CompileOptions, progress: &dyn Progress) -> Result<Parts> {
+    opts.validate()?;
     let t = Instant::now();
     let (config, graph) = frontend::build_graph(source)?;
     let compiled = passes::compile(graph, opts.env(config.context_length))?;
@@ -151,6 +166,8 @@ fn build_parts(source: &GgufFile, opts: &CompileOptions, progress: &dyn Progress
     };
     let g = &compiled.graph;
     let record = PlanRecord::new(g, &compiled.plan, opts.page_size as u64);
+    // Never write what the reader would refuse.
+    record.check_limits()?;
     let launches = launch_schedule(g, &compiled.plan, &opts.target, page_size)?;
     Ok(Parts {
         ir: ir_text(g, &compiled.plan),
