@@ -368,3 +368,48 @@ fn compile_refuses_limits_the_reader_would_refuse() {
     assert!(matches!(e, ArtifactError::Plan(_)), "{e}");
     assert!(!out.exists());
 }
+
+#[test]
+fn rfc_perplexity_of_an_artifact_compiled_for_its_chunks_equals_the_gguf() {
+    let dir = temp_dir();
+    let spec = TinySpec::for_type(TinyArch::Qwen2, GgmlType::Q8_0);
+    let gguf = dir.path().join("m.gguf");
+    std::fs::write(&gguf, spec.to_bytes(15).unwrap()).unwrap();
+    let art = dir.path().join("m.rfc");
+    let opts = CompileOptions {
+        max_context: 64,
+        max_batch_tokens: 64,
+        max_logit_rows: 64,
+        ..CompileOptions::default()
+    };
+    compile_artifact(&gguf, &art, &opts, &Silent).unwrap();
+    let text = dir.path().join("t.txt");
+    let words = ["def", "return", "x", "for", "in", "range", "print", "self"];
+    let body: Vec<&str> = (0..2000).map(|i| words[(i * 7 + i / 3) % 8]).collect();
+    std::fs::write(&text, body.join(" ")).unwrap();
+    let ppl = |m: &Path| {
+        let t = text.to_str().unwrap();
+        let out = rfc(&[
+            "perplexity",
+            m.to_str().unwrap(),
+            "-f",
+            t,
+            "--ctx",
+            "64",
+            "--chunks",
+            "3",
+            "--device",
+            "cpu",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        stdout.lines().last().unwrap().to_string()
+    };
+    let want = ppl(&gguf);
+    assert!(want.starts_with("PPL = "), "{want}");
+    assert_eq!(ppl(&art), want);
+}
