@@ -326,3 +326,20 @@ fn rfc_run_of_a_damaged_artifact_exits_with_the_error() {
     assert!(err.contains("artifact IR checksum mismatch"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn rfc_inspect_of_a_damaged_artifact_shows_the_file_then_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = artifact_bytes();
+    let at = find(&bytes, b"\"arena_bytes\":") + 14;
+    let path = dir.path().join("bad.rfc");
+    std::fs::write(&path, flipped(bytes, at)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rfc"))
+        .args(["inspect", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("artifact plan checksum mismatch"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("general.architecture"));
+}
