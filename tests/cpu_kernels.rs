@@ -577,7 +577,9 @@ fn attention_matches_naive_softmax_on(
             let mut out = vec![f32::NAN; q.len()];
             attention_with(path, &shape, &q, &sc.kv, 1, &places, &mut out).unwrap();
             let err = rel_err(&out, &expected);
-            assert!(err < 1e-5, "page {page} window {window:?} {path:?}: {err}");
+            // The f16 cache rounds q and the softmax weights to f16 as ggml
+            // does (relative 2^-11 each): the reference keeps them exact.
+            assert!(err < 1e-3, "page {page} window {window:?} {path:?}: {err}");
         }
     }
 }
@@ -635,7 +637,7 @@ fn kv_cache_stores_f16_rounded_rows_at_the_page_tables_slot() {
     kv.write_tokens(0, &[1.0, 2.0, 3.0, 1e-8], &[4.0; 4], &[3], &[0], &table, 2)
         .unwrap();
     // Position 3 → page index 1 → page 0, slot 1.
-    let k: Vec<f32> = kv.k_row(0, 0, 1).iter().map(|h| h.to_f32()).collect();
+    let k: Vec<f32> = kv.k_row(0, 0, 1);
     assert_eq!(k, vec![1.0, 2.0, 3.0, half::f16::from_f32(1e-8).to_f32()]);
     assert!(kv.write(0, &[0.0; 4], &[0.0; 4], 3, 0).is_err());
 }

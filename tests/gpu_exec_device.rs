@@ -35,6 +35,7 @@ fn opts() -> LoadOptions {
         max_tokens: 16,
         max_rows: 1,
         context: 128,
+        ..Default::default()
     }
 }
 

@@ -43,7 +43,7 @@ pub fn load_cpu_artifact(
     let t = lap("IR parsed and plan restored", t);
     warn_if_limited(opts, config.context_length, &artifact);
     let page_size = artifact.plan.page_size as usize;
-    let model = CpuModel::new(file.clone(), graph, plan, page_size)?;
+    let model = CpuModel::new(file.clone(), graph, plan, page_size)?.with_kv_type(opts.kv_type);
     lap("executor ready", t);
     tracing::info!(ms = t0.elapsed().as_millis() as u64, "artifact loaded");
     Ok(LoadedModel {

@@ -25,6 +25,9 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub device: super::device::DeviceArgs,
+    /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
+    #[arg(long = "cache-type", default_value = "f16", value_parser = super::run::parse_kv_type)]
+    pub cache_type: rocmforge::exec::cpu::KvType,
     #[arg(long)]
     pub json: bool,
 }
@@ -35,6 +38,7 @@ pub fn run(args: BenchArgs) -> CmdResult {
         max_tokens: args.n_prompt.clamp(1, 512),
         max_rows: 1,
         context: args.n_prompt + args.n_gen + 1,
+        kv_type: args.cache_type,
     };
     let mut model = args.device.load(&args.model, &opts)?;
     let vocab = model.config.vocab as u32;

@@ -375,6 +375,7 @@ pub fn run(args: GpuCheckArgs) -> CmdResult {
         max_tokens: args.max_tokens.max(1),
         max_rows: 1,
         context: args.ctx.max(args.steps + 16),
+        ..Default::default()
     };
     let f32_copy = std::env::temp_dir().join(format!("rfc-gpu-check-{}.gguf", std::process::id()));
     let reference = if args.reference == "f32" {
@@ -504,6 +505,7 @@ mod tests {
             max_tokens: 8,
             max_rows: 1,
             context: 64,
+            ..Default::default()
         };
         let prompt = [5u32, 6, 7];
         let q = load_cpu(&src, &opts)

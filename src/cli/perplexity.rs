@@ -17,6 +17,9 @@ pub struct PerplexityArgs {
     /// Tokens per chunk.
     #[arg(short = 'c', long = "ctx", default_value_t = 512)]
     pub ctx: usize,
+    /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
+    #[arg(long = "cache-type", default_value = "f16", value_parser = super::run::parse_kv_type)]
+    pub cache_type: rocmforge::exec::cpu::KvType,
     /// Score at most this many chunks.
     #[arg(long)]
     pub chunks: Option<usize>,
@@ -40,6 +43,7 @@ pub fn run(args: PerplexityArgs) -> CmdResult {
         max_tokens: args.ctx.min(512),
         max_rows: args.ctx.min(512),
         context: args.ctx,
+        kv_type: args.cache_type,
     };
     let mut model = args.device.load(&args.model, &opts)?;
     let add_bos = model.tokenizer.add_bos();

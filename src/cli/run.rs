@@ -49,6 +49,9 @@ pub struct RunArgs {
     /// Artifacts: check every weight against its stored checksum first.
     #[arg(long)]
     pub verify: bool,
+    /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
+    #[arg(long = "cache-type", default_value = "f16", value_parser = super::run::parse_kv_type)]
+    pub cache_type: rocmforge::exec::cpu::KvType,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
@@ -97,6 +100,11 @@ impl SamplingArgs {
     }
 }
 
+/// `--cache-type`: f16 or f32.
+pub fn parse_kv_type(s: &str) -> Result<rocmforge::exec::cpu::KvType, String> {
+    rocmforge::exec::cpu::KvType::parse(s).ok_or_else(|| format!("unknown cache type {s:?} (f16 or f32)"))
+}
+
 /// Sets the size of the CPU thread pool, once, before any work.
 pub fn set_threads(threads: Option<usize>) {
     if let Some(n) = threads {
@@ -112,6 +120,7 @@ pub fn run(args: RunArgs) -> CmdResult {
     let prompt = read_prompt(&args)?;
     let opts = LoadOptions {
         context: args.context,
+        kv_type: args.cache_type,
         ..Default::default()
     };
     let mut model = if args.verify {

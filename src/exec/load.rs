@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use super::any_backend::load;
+use super::cpu::KvType;
 use super::cpu_model::CpuModel;
 use super::session::{Session, StepBackend};
 use crate::frontend::{self, ModelConfig};
@@ -26,6 +27,8 @@ pub struct LoadOptions {
     pub max_rows: usize,
     /// Context length (capped by the model's own).
     pub context: usize,
+    /// Element type of the KV cache (f16 like llama.cpp, or exact f32).
+    pub kv_type: KvType,
 }
 
 impl Default for LoadOptions {
@@ -34,6 +37,7 @@ impl Default for LoadOptions {
             max_tokens: 512,
             max_rows: 1,
             context: 4096,
+            kv_type: KvType::F16,
         }
     }
 }
@@ -93,7 +97,7 @@ pub fn load_cpu(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, LoadErro
     let (config, graph) = frontend::build_graph(&file)?;
     let env = plan_env(opts, config.context_length);
     let compiled = passes::compile(graph, env)?;
-    let model = CpuModel::new(file.clone(), compiled.graph, compiled.plan, PAGE_SIZE)?;
+    let model = CpuModel::new(file.clone(), compiled.graph, compiled.plan, PAGE_SIZE)?.with_kv_type(opts.kv_type);
     Ok(LoadedModel {
         file,
         config,

@@ -269,7 +269,7 @@ fn q8(x: f32, id: f32) -> i8 {
 fn scale_of(x: &[f32]) -> (f32, f32) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
-    (d, if d > 0.0 { 1.0 / d } else { 0.0 })
+    (d, if d > 0.0 { 127.0 / amax } else { 0.0 })
 }
 
 /// Runs one of the quantizers below on AVX2 where the path allows: the
@@ -300,7 +300,8 @@ unsafe fn quantize_x32_avx2(x: &[f32], qs: &mut [i8], d: &mut [f32], sum: &mut [
 fn quantize_x32_body(x: &[f32], qs: &mut [i8], d: &mut [f32], sum: &mut [i32]) {
     for (b, (xs, q)) in x.chunks_exact(32).zip(qs.chunks_exact_mut(32)).enumerate() {
         let (scale, id) = scale_of(xs);
-        d[b] = scale;
+        // Stored in f16 like ggml's block_q8_0 (the values use the exact id).
+        d[b] = half::f16::from_f32(scale).to_f32();
         for (q, &v) in q.iter_mut().zip(xs) {
             *q = q8(v, id);
         }

@@ -12,7 +12,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::error::KernelError;
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, KvRun, KvType};
 use super::math::{dot, exp};
 use super::simd::SimdPath;
 
@@ -202,7 +202,7 @@ unsafe fn attend_avx2(
 thread_local! {
     /// A chunk's keys as f32 (one conversion shared by the group's heads);
     /// per thread, so a task neither allocates nor zeroes 32 KiB.
-    static KEYS: std::cell::RefCell<Vec<f32>> = std::cell::RefCell::new(vec![0.0; CHUNK * MAX_HEAD_DIM]);
+    static KEYS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Running softmax state of the heads of one task.
@@ -234,8 +234,11 @@ fn attend_body(
         acc: [0.0; GROUP * MAX_HEAD_DIM],
     };
     let mut scores = [[0f32; CHUNK]; GROUP];
-    KEYS.with(|cell| {
-        let mut kf = cell.borrow_mut();
+    // Taken and put back rather than lent to a closure, which would not
+    // inherit `attend_avx2`'s target features.
+    let mut kf = KEYS.take();
+    kf.resize(CHUNK * MAX_HEAD_DIM, 0.0);
+    {
         let mut pos = lo;
         while pos <= hi {
             // Checked before any task ran: the page exists.
@@ -243,8 +246,7 @@ fn attend_body(
             let len = (ps - pos % ps).min(hi + 1 - pos).min(CHUNK);
             let keys = kv.k_run(layer, page, pos % ps, len);
             for j in 0..len {
-                let k = &keys[j * row + kv_head * hd..j * row + (kv_head + 1) * hd];
-                super::f16::to_f32(path, k, &mut kf[j * hd..(j + 1) * hd]);
+                keys.to_f32(path, j * row + kv_head * hd, &mut kf[j * hd..(j + 1) * hd]);
             }
             for h in 0..heads {
                 score_chunk(
@@ -261,6 +263,7 @@ fn attend_body(
                 &mut st,
                 &mut scores,
                 values,
+                kv.kv_type() == KvType::F16,
                 row,
                 kv_head,
                 hd,
@@ -282,7 +285,8 @@ fn attend_body(
                 *o = a * inv;
             }
         }
-    })
+    }
+    KEYS.set(kf);
 }
 
 /// `out[j] = scale * q · k_j` for the keys `k` (rows of `q.len()`).
@@ -348,7 +352,8 @@ fn accumulate(
     path: SimdPath,
     st: &mut Online,
     scores: &mut [[f32; CHUNK]; GROUP],
-    values: &[f16],
+    values: KvRun,
+    round_weights: bool,
     row: usize,
     kv_head: usize,
     hd: usize,
@@ -366,14 +371,22 @@ fn accumulate(
             sum += *v;
         }
         st.sum[h] = st.sum[h] * correction + sum;
+        if round_weights {
+            // ggml multiplies an f16 V with the softmax weights rounded to
+            // f16; rounding them relative to the sum so far does the same
+            // (exactly so while the keys fit one chunk).
+            let total = st.sum[h];
+            for v in s.iter_mut() {
+                *v = f16::from_f32(*v / total).to_f32() * total;
+            }
+        }
         st.acc[h * hd..(h + 1) * hd]
             .iter_mut()
             .for_each(|a| *a *= correction);
     }
     let mut vf = [0f32; MAX_HEAD_DIM];
     for j in 0..len {
-        let v = &values[j * row + kv_head * hd..j * row + (kv_head + 1) * hd];
-        super::f16::to_f32(path, v, &mut vf[..hd]);
+        values.to_f32(path, j * row + kv_head * hd, &mut vf[..hd]);
         for h in 0..heads {
             let p = scores[h][j];
             for (a, &x) in st.acc[h * hd..(h + 1) * hd].iter_mut().zip(&vf[..hd]) {

@@ -1,5 +1,6 @@
 //! The paged KV cache: keys and values in f16 (llama.cpp's default cache
-//! type), in fixed-size pages addressed through per-sequence page tables.
+//! type) or f32, in fixed-size pages addressed through per-sequence page
+//! tables.
 //!
 //! Layout, for K and for V separately: `[layer][page][slot][kv_head][head_dim]`,
 //! so one token's heads are contiguous and a page is one contiguous run.
@@ -18,8 +19,52 @@ pub struct KvCache {
     head_dim: usize,
     page_size: usize,
     n_pages: usize,
-    k: Vec<f16>,
-    v: Vec<f16>,
+    store: Store,
+}
+
+/// The element type of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum KvType {
+    /// Half the memory; attention then rounds q and the softmax weights to
+    /// f16 too, as ggml does when it multiplies with an f16 cache.
+    #[default]
+    F16,
+    /// Exact: what float-weight models need to match an f32 reference.
+    F32,
+}
+
+impl KvType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" => Some(KvType::F16),
+            "f32" => Some(KvType::F32),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Store {
+    F16 { k: Vec<f16>, v: Vec<f16> },
+    F32 { k: Vec<f32>, v: Vec<f32> },
+}
+
+/// Consecutive rows of keys or values, in the cache's element type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KvRun<'a> {
+    F16(&'a [f16]),
+    F32(&'a [f32]),
+}
+
+impl KvRun<'_> {
+    /// Elements `[at, at + out.len())` as f32.
+    #[inline(always)]
+    pub(crate) fn to_f32(self, path: SimdPath, at: usize, out: &mut [f32]) {
+        match self {
+            KvRun::F16(h) => super::f16::to_f32(path, &h[at..at + out.len()], out),
+            KvRun::F32(f) => out.copy_from_slice(&f[at..at + out.len()]),
+        }
+    }
 }
 
 /// Where one token's keys and values are: page and slot.
@@ -30,7 +75,7 @@ pub struct KvSlot {
 }
 
 impl KvCache {
-    /// A zeroed cache of `n_pages` pages of `page_size` tokens per layer.
+    /// A zeroed f16 cache of `n_pages` pages of `page_size` tokens per layer.
     pub fn new(
         n_layers: usize,
         n_kv_heads: usize,
@@ -38,15 +83,50 @@ impl KvCache {
         page_size: usize,
         n_pages: usize,
     ) -> Self {
+        Self::with_type(
+            n_layers,
+            n_kv_heads,
+            head_dim,
+            page_size,
+            n_pages,
+            KvType::F16,
+        )
+    }
+
+    /// A zeroed cache holding `ty` elements.
+    pub fn with_type(
+        n_layers: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        page_size: usize,
+        n_pages: usize,
+        ty: KvType,
+    ) -> Self {
         let n = n_layers * n_pages * page_size * n_kv_heads * head_dim;
+        let store = match ty {
+            KvType::F16 => Store::F16 {
+                k: vec![f16::ZERO; n],
+                v: vec![f16::ZERO; n],
+            },
+            KvType::F32 => Store::F32 {
+                k: vec![0.0; n],
+                v: vec![0.0; n],
+            },
+        };
         KvCache {
             n_layers,
             n_kv_heads,
             head_dim,
             page_size,
             n_pages,
-            k: vec![f16::ZERO; n],
-            v: vec![f16::ZERO; n],
+            store,
+        }
+    }
+
+    pub fn kv_type(&self) -> KvType {
+        match self.store {
+            Store::F16 { .. } => KvType::F16,
+            Store::F32 { .. } => KvType::F32,
         }
     }
 
@@ -73,7 +153,10 @@ impl KvCache {
 
     /// Bytes of K and V together.
     pub fn bytes(&self) -> usize {
-        (self.k.len() + self.v.len()) * 2
+        match &self.store {
+            Store::F16 { k, v } => (k.len() + v.len()) * 2,
+            Store::F32 { k, v } => (k.len() + v.len()) * 4,
+        }
     }
 
     fn offset(&self, layer: usize, page: usize, slot: usize) -> usize {
@@ -114,8 +197,16 @@ impl KvCache {
             self.row_len(),
             SimdPath::detect(),
         );
-        super::f16::from_f32(path, k_row, &mut self.k[o..o + n]);
-        super::f16::from_f32(path, v_row, &mut self.v[o..o + n]);
+        match &mut self.store {
+            Store::F16 { k, v } => {
+                super::f16::from_f32(path, k_row, &mut k[o..o + n]);
+                super::f16::from_f32(path, v_row, &mut v[o..o + n]);
+            }
+            Store::F32 { k, v } => {
+                k[o..o + n].copy_from_slice(k_row);
+                v[o..o + n].copy_from_slice(v_row);
+            }
+        }
         Ok(())
     }
 
@@ -192,27 +283,39 @@ impl KvCache {
         })
     }
 
-    /// One token's keys, all kv heads.
-    pub fn k_row(&self, layer: usize, page: usize, slot: usize) -> &[f16] {
-        let o = self.offset(layer, page, slot);
-        &self.k[o..o + self.row_len()]
+    /// One token's keys, all kv heads, as f32.
+    pub fn k_row(&self, layer: usize, page: usize, slot: usize) -> Vec<f32> {
+        let mut out = vec![0.0; self.row_len()];
+        self.k_run(layer, page, slot, 1)
+            .to_f32(SimdPath::detect(), 0, &mut out);
+        out
     }
 
-    /// One token's values, all kv heads.
-    pub fn v_row(&self, layer: usize, page: usize, slot: usize) -> &[f16] {
-        let o = self.offset(layer, page, slot);
-        &self.v[o..o + self.row_len()]
+    /// One token's values, all kv heads, as f32.
+    pub fn v_row(&self, layer: usize, page: usize, slot: usize) -> Vec<f32> {
+        let mut out = vec![0.0; self.row_len()];
+        self.v_run(layer, page, slot, 1)
+            .to_f32(SimdPath::detect(), 0, &mut out);
+        out
     }
 
     /// Keys of `len` consecutive slots from `slot` of a page (`len * row_len`).
-    pub(crate) fn k_run(&self, layer: usize, page: usize, slot: usize, len: usize) -> &[f16] {
+    pub(crate) fn k_run(&self, layer: usize, page: usize, slot: usize, len: usize) -> KvRun<'_> {
         let o = self.offset(layer, page, slot);
-        &self.k[o..o + len * self.row_len()]
+        let n = len * self.row_len();
+        match &self.store {
+            Store::F16 { k, .. } => KvRun::F16(&k[o..o + n]),
+            Store::F32 { k, .. } => KvRun::F32(&k[o..o + n]),
+        }
     }
 
     /// Values of `len` consecutive slots, as [`k_run`](Self::k_run).
-    pub(crate) fn v_run(&self, layer: usize, page: usize, slot: usize, len: usize) -> &[f16] {
+    pub(crate) fn v_run(&self, layer: usize, page: usize, slot: usize, len: usize) -> KvRun<'_> {
         let o = self.offset(layer, page, slot);
-        &self.v[o..o + len * self.row_len()]
+        let n = len * self.row_len();
+        match &self.store {
+            Store::F16 { v, .. } => KvRun::F16(&v[o..o + n]),
+            Store::F32 { v, .. } => KvRun::F32(&v[o..o + n]),
+        }
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::cpu::{KvCache, QuantizedActs};
+use super::cpu::{KvCache, KvType, QuantizedActs};
 use super::session::{StepBackend, StepLimits};
 use super::step::StepInputs;
 use super::ExecError;
@@ -139,6 +139,16 @@ impl CpuModel {
             limits,
             vocab,
         })
+    }
+
+    /// Stores the KV cache as `ty` (call before the first step: the cache
+    /// is made anew, empty).
+    pub fn with_kv_type(mut self, ty: KvType) -> Self {
+        if ty != self.kv.kv_type() {
+            let kv = &self.kv;
+            self.kv = KvCache::with_type(kv.n_layers(), kv.n_kv_heads(), kv.head_dim(), kv.page_size(), kv.n_pages(), ty);
+        }
+        self
     }
 
     /// The compiled graph this model runs.

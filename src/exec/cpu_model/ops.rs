@@ -287,6 +287,12 @@ impl CpuModel {
             self.gather
                 .extend_from_slice(&src[r * ql.ld..r * ql.ld + ql.cols]);
         }
+        if self.kv.kv_type() == cpu::KvType::F16 {
+            // ggml multiplies an f16 cache with q rounded to f16.
+            for v in &mut self.gather {
+                *v = half::f16::from_f32(*v).to_f32();
+            }
+        }
         let dst = a.write(ol, t);
         cpu::attention(
             &self.gather,
