@@ -338,6 +338,51 @@ fn replay(gpu_model: &mut AnyBackend, gpu: &Arc<Gpu>, steps: usize) -> Res<Repla
     })
 }
 
+/// A launch fault injected into a prefill step: the step fails with an
+/// error, and running it again gives the logits of an undisturbed run.
+fn failed_launch_then_retry(m: &mut AnyBackend) -> Res<bool> {
+    use rocmforge::backend::fault::{self, FaultPoint, Trigger};
+    let prompt = prompt_ids(5, m.vocab());
+    let mut d = Driver::new(m);
+    let good = d.prefill(m, &prompt)?;
+    fault::arm(FaultPoint::Launch, Trigger::Nth(7));
+    let failed = d.prefill(m, &prompt).is_err();
+    fault::disarm_all();
+    let again = d.prefill(m, &prompt)?;
+    Ok(failed && again == good)
+}
+
+/// The model's setup with its n-th device allocation failing, n = 1..: an
+/// out-of-memory error, and device memory as before the attempt.
+fn failed_setups(
+    path: &Path,
+    opts: &LoadOptions,
+    gpu: &Arc<Gpu>,
+) -> Res<Vec<(usize, bool, String)>> {
+    use rocmforge::backend::fault::{self, FaultPoint, Trigger};
+    let mut out = Vec::new();
+    for n in 1..=8 {
+        gpu.synchronize()?;
+        let (before, _) = gpu.memory_info()?;
+        fault::arm(FaultPoint::Alloc, Trigger::Nth(n as u64));
+        let result = load_gpu(path, opts, gpu);
+        fault::disarm_all();
+        let Err(e) = result else {
+            break; // fewer allocations than n: every one was tried
+        };
+        gpu.synchronize()?;
+        let (after, _) = gpu.memory_info()?;
+        let oom = e.to_string().contains("out of device memory");
+        let note = format!(
+            "error ({}), {} bytes not returned",
+            if oom { "out of memory" } else { "OTHER" },
+            before as i64 - after as i64
+        );
+        out.push((n, oom && before == after, note));
+    }
+    Ok(out)
+}
+
 fn open_gpu(spec: &str) -> Res<Arc<Gpu>> {
     match Device::open(DeviceSpec::parse(spec)?)? {
         Device::Gpu(g) => Ok(g),
@@ -417,11 +462,29 @@ pub fn run(args: GpuCheckArgs) -> CmdResult {
     drop(cpu);
     let steps = args.steps.min(context.saturating_sub(16)).max(2);
     let rep = replay(&mut g, &gpu, steps)?;
+    let launch_fault = failed_launch_then_retry(&mut g)?;
     drop(g);
+    let setup_faults = failed_setups(&args.model, &opts, &gpu)?;
     gpu.synchronize()?;
     let (free_end, _) = gpu.memory_info()?;
     print_report(&rows, &rep, free_start, free_end, total);
+    println!(
+        "a kernel launch failing mid-step: {}",
+        if launch_fault {
+            "an error, and the step then reruns to the same logits PASS"
+        } else {
+            "FAIL"
+        }
+    );
+    for (n, ok, note) in &setup_faults {
+        println!(
+            "allocation {n} of the setup failing: {note} {}",
+            if *ok { "PASS" } else { "FAIL" }
+        );
+    }
     let failed = rows.iter().filter(|r| !r.ok()).count()
+        + usize::from(!launch_fault)
+        + setup_faults.iter().filter(|f| !f.1).count()
         + usize::from(!rep.same)
         + usize::from(rep.free_after != rep.free_before);
     if failed > 0 {

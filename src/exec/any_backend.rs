@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::cpu::KvType;
 use super::cpu_model::CpuModel;
 use super::gpu_model::GpuModel;
 use super::load::{load_cpu, plan_env, LoadError, LoadOptions, LoadedModel, PAGE_SIZE};
@@ -205,6 +206,16 @@ pub fn load_gpu(
             node: path.display().to_string(),
             kind: "artifact",
             reason: "compiled artifacts run on the CPU only (give the GGUF model)".into(),
+        }));
+    }
+    if opts.kv_type != KvType::F16 {
+        return Err(LoadError::Exec(ExecError::Unsupported {
+            node: "kv_cache".into(),
+            kind: "kv_cache",
+            reason: format!(
+                "the GPU's KV cache is f16; a {:?} cache runs on the CPU (--device cpu)",
+                opts.kv_type
+            ),
         }));
     }
     let tokenizer = Tokenizer::from_gguf(&file)?;
