@@ -343,3 +343,62 @@ fn rfc_inspect_of_a_damaged_artifact_shows_the_file_then_the_error() {
     assert!(err.contains("artifact plan checksum mismatch"), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("general.architecture"));
 }
+
+#[test]
+fn a_plan_slot_smaller_than_its_value_is_a_plan_error() {
+    // The slot shrinks in the plan and in the IR's arena ranges alike, so
+    // that only the check of sizes against types can tell.
+    let file = GgufFile::from_bytes(artifact_bytes()).unwrap();
+    let plan = file.metadata().get_str("rfc.plan").unwrap();
+    let ir = file.metadata().get_str("rfc.ir").unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(plan).unwrap();
+    let last = json["slots"].as_array_mut().unwrap().last_mut().unwrap();
+    let (node, offset, bytes) = (last[0].clone(), last[1].as_u64().unwrap(), last[2].clone());
+    last[2] = serde_json::json!(4);
+    let was = format!("arena[{offset}..{}]", offset + bytes.as_u64().unwrap());
+    let now = format!("arena[{offset}..{}]", offset + 4);
+    let prefix = format!("%{node} = ");
+    let ir: String = ir
+        .lines()
+        .map(|l| match l.starts_with(&prefix) {
+            true => l.replace(&was, &now) + "\n",
+            false => l.to_string() + "\n",
+        })
+        .collect();
+    let file = GgufFile::from_bytes(artifact_bytes()).unwrap();
+    let bytes = reseal(&file, |entries| {
+        for (k, v) in entries.iter_mut() {
+            match k.as_str() {
+                "rfc.plan" => *v = Value::from(json.to_string().as_str()),
+                "rfc.ir" => *v = Value::from(ir.as_str()),
+                _ => {}
+            }
+        }
+    })
+    .unwrap();
+    match artifact_error(load(bytes, false)) {
+        ArtifactError::Plan(why) => assert!(why.contains("needs"), "{why}"),
+        e => panic!("expected a plan error, got {e}"),
+    }
+}
+
+#[test]
+fn an_ir_that_parses_but_breaks_a_type_rule_is_invalid() {
+    let file = GgufFile::from_bytes(artifact_bytes()).unwrap();
+    let ir = file.metadata().get_str("rfc.ir").unwrap();
+    let bad: Vec<String> = ir
+        .lines()
+        .map(|l| {
+            if l.contains("= embed ") {
+                l.replace("f32[T,64]", "f32[T,63]")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let bad = bad.join("\n") + "\n";
+    assert_ne!(bad, ir);
+    let bytes = resealed("rfc.ir", Value::from(bad.as_str()));
+    let e = artifact_error(load(bytes, false));
+    assert!(matches!(e, ArtifactError::InvalidIr(_)), "{e}");
+}

@@ -41,6 +41,8 @@ pub enum ArtifactError {
     KernelsUnavailable { target: String, reason: String },
     #[error("artifact IR (rfc.ir): {0}")]
     Ir(#[from] crate::ir::parse::ParseError),
+    #[error("artifact IR (rfc.ir) is not a valid graph: {0}")]
+    InvalidIr(crate::ir::verify::VerifyError),
     #[error("artifact plan (rfc.plan): {0}")]
     Plan(String),
     #[error("cannot write {path}: {source}")]

@@ -20,6 +20,7 @@ pub mod error;
 pub mod kernels;
 pub mod load;
 pub mod peek;
+pub mod plan_check;
 pub mod plan_record;
 pub mod progress;
 pub mod read;

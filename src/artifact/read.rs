@@ -82,17 +82,20 @@ impl Artifact {
     }
 
     /// The compiled graph and its memory plan, from the stored IR and plan.
-    /// The graph must print back to the stored text exactly: then the node
-    /// numbers the plan uses name the same nodes.
+    /// The graph must pass the IR verifier and print back to the stored
+    /// text exactly (then the node numbers the plan uses name the same
+    /// nodes), and the plan must fit it ([`super::plan_check`]).
     pub fn graph_and_plan(&self) -> Result<(Graph, MemoryPlan)> {
         let text = self.ir_text()?;
         let graph = parse::parse(text)?;
+        crate::ir::verify::verify(&graph).map_err(ArtifactError::InvalidIr)?;
         let plan = self.plan.to_plan(&graph)?;
         if super::write::ir_text(&graph, &plan) != text {
             return Err(ArtifactError::Plan(
                 "the IR does not print back to the stored text with this plan".into(),
             ));
         }
+        super::plan_check::check_plan(&graph, &plan)?;
         Ok((graph, plan))
     }
 
