@@ -185,13 +185,17 @@ impl RtcApi {
     /// hiprtc before ROCm 5.5 does not know gfx11 and aborts the process
     /// when asked for it: refuse such targets up front.
     fn check_target(&self, target: &str) -> Result<()> {
-        let old = self.vendor == Vendor::Hip && self.version < (5, 5);
+        // Debian's ROCm 5.2 hiprtc reports version 9.0, so the version alone
+        // cannot be trusted: a hiprtc inside libamdhip64 is ROCm 5.x (ROCm 6
+        // ships libhiprtc), which is treated as too old for gfx11.
+        let inside_hip = self.library.contains("amdhip64");
+        let old = self.vendor == Vendor::Hip && (self.version < (5, 5) || inside_hip);
         if old && (target.starts_with("gfx11") || target.starts_with("gfx94")) {
             return Err(BackendError::Compile {
                 kernel: String::new(),
                 target: target.to_string(),
                 log: format!(
-                    "{} ({}) predates {target}; use ROCm 5.5 or newer",
+                    "{} ({}) predates {target}; use ROCm 6 or newer (or `rfc compile --emit-kernels` and an offline clang, see docs/GPU.md)",
                     self.version_string(),
                     self.library
                 ),
