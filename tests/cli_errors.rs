@@ -9,7 +9,10 @@ use rocmforge::gguf::{GgufFile, GgufWriter};
 use rocmforge::quant::GgmlType;
 
 fn rfc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rfc")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_rfc"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -19,7 +22,15 @@ fn stderr(o: &Output) -> String {
 /// A tiny qwen2 model in `dir` (`ty` weights).
 fn tiny_model(dir: &Path, ty: &str) -> PathBuf {
     let path = dir.join(format!("tiny-{ty}.gguf"));
-    let o = rfc(&["synth", "tiny", "--arch", "qwen2", "--type", ty, path.to_str().unwrap()]);
+    let o = rfc(&[
+        "synth",
+        "tiny",
+        "--arch",
+        "qwen2",
+        "--type",
+        ty,
+        path.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "synth failed: {}", stderr(&o));
     path
 }
@@ -40,7 +51,8 @@ fn rewrite(src: &Path, dst: &Path, key: Option<(&str, &str)>, tensor: Option<(&s
             Some((name, ty)) if name == t.name => ty,
             _ => t.ty,
         };
-        w.add_tensor(&t.name, &t.dims, ty, f.view(t).data.to_vec()).unwrap();
+        w.add_tensor(&t.name, &t.dims, ty, f.view(t).data.to_vec())
+            .unwrap();
     }
     w.write_file(dst).unwrap();
 }
@@ -52,9 +64,16 @@ fn tmp() -> tempfile::TempDir {
 fn assert_clean_failure(o: &Output, needle: &str) {
     let err = stderr(o);
     assert!(!o.status.success(), "expected failure, got success");
-    assert_eq!(o.status.code(), Some(1), "exit code (a panic exits 101): {err}");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "exit code (a panic exits 101): {err}"
+    );
     assert!(err.contains("error:"), "no error line: {err}");
-    assert!(err.to_lowercase().contains(needle), "{needle:?} not in: {err}");
+    assert!(
+        err.to_lowercase().contains(needle),
+        "{needle:?} not in: {err}"
+    );
     assert!(!err.contains("panicked"), "panic: {err}");
 }
 
@@ -63,7 +82,16 @@ fn a_prompt_longer_than_the_context_is_refused() {
     let d = tmp();
     let m = tiny_model(d.path(), "F32");
     let long = "a b c d e f g h ".repeat(40);
-    let o = rfc(&["run", m.to_str().unwrap(), "-p", &long, "--ctx", "32", "-n", "4"]);
+    let o = rfc(&[
+        "run",
+        m.to_str().unwrap(),
+        "-p",
+        &long,
+        "--ctx",
+        "32",
+        "-n",
+        "4",
+    ]);
     assert_clean_failure(&o, "context");
 }
 
@@ -81,7 +109,14 @@ fn a_prompt_file_that_is_not_utf8_is_refused() {
     let m = tiny_model(d.path(), "F32");
     let p = d.path().join("prompt.txt");
     std::fs::write(&p, b"caf\xe9 au lait").unwrap();
-    let o = rfc(&["run", m.to_str().unwrap(), "-f", p.to_str().unwrap(), "-n", "4"]);
+    let o = rfc(&[
+        "run",
+        m.to_str().unwrap(),
+        "-f",
+        p.to_str().unwrap(),
+        "-n",
+        "4",
+    ]);
     assert_clean_failure(&o, "utf-8");
 }
 
@@ -101,7 +136,12 @@ fn an_unsupported_quant_type_is_refused_by_name() {
     let m = tiny_model(d.path(), "Q4_0");
     let bad = d.path().join("bad-type.gguf");
     // IQ4_NL blocks have Q4_0's size: the file stays valid, the type is not computable.
-    rewrite(&m, &bad, None, Some(("blk.0.attn_q.weight", GgmlType::IQ4_NL)));
+    rewrite(
+        &m,
+        &bad,
+        None,
+        Some(("blk.0.attn_q.weight", GgmlType::IQ4_NL)),
+    );
     let o = rfc(&["run", bad.to_str().unwrap(), "-p", "hi", "-n", "4"]);
     assert_clean_failure(&o, "iq4_nl");
 }

@@ -3,7 +3,6 @@
 //! q/k/v quant types the multi-segment matmul keeps.
 
 // Each test file uses some of the shared helpers.
-#[allow(unused_macros, unused_imports)]
 mod common;
 
 use std::collections::BTreeMap;

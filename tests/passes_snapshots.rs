@@ -3,7 +3,6 @@
 //! model's first layer after all passes.
 
 // Each test file uses some of the shared helpers.
-#[allow(unused_macros, unused_imports)]
 mod common;
 
 use rocmforge::frontend::build_graph;

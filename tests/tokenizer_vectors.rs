@@ -3,7 +3,6 @@
 //! tokenizes to exactly the expected ids, with no BOS/EOS added and special
 //! token text not parsed (as llama.cpp's tests/test-tokenizer-0.cpp checks).
 
-#[allow(unused_macros, unused_imports)]
 mod common;
 
 use std::path::Path;

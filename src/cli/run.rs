@@ -102,7 +102,8 @@ impl SamplingArgs {
 
 /// `--cache-type`: f16 or f32.
 pub fn parse_kv_type(s: &str) -> Result<rocmforge::exec::cpu::KvType, String> {
-    rocmforge::exec::cpu::KvType::parse(s).ok_or_else(|| format!("unknown cache type {s:?} (f16 or f32)"))
+    rocmforge::exec::cpu::KvType::parse(s)
+        .ok_or_else(|| format!("unknown cache type {s:?} (f16 or f32)"))
 }
 
 /// Sets the size of the CPU thread pool, once, before any work.

@@ -97,7 +97,8 @@ pub fn load_cpu(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, LoadErro
     let (config, graph) = frontend::build_graph(&file)?;
     let env = plan_env(opts, config.context_length);
     let compiled = passes::compile(graph, env)?;
-    let model = CpuModel::new(file.clone(), compiled.graph, compiled.plan, PAGE_SIZE)?.with_kv_type(opts.kv_type);
+    let model = CpuModel::new(file.clone(), compiled.graph, compiled.plan, PAGE_SIZE)?
+        .with_kv_type(opts.kv_type);
     Ok(LoadedModel {
         file,
         config,

@@ -146,7 +146,14 @@ impl CpuModel {
     pub fn with_kv_type(mut self, ty: KvType) -> Self {
         if ty != self.kv.kv_type() {
             let kv = &self.kv;
-            self.kv = KvCache::with_type(kv.n_layers(), kv.n_kv_heads(), kv.head_dim(), kv.page_size(), kv.n_pages(), ty);
+            self.kv = KvCache::with_type(
+                kv.n_layers(),
+                kv.n_kv_heads(),
+                kv.head_dim(),
+                kv.page_size(),
+                kv.n_pages(),
+                ty,
+            );
         }
         self
     }
