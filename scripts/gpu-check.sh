@@ -32,6 +32,23 @@ if grep -q "out of device memory" "$out/fault_env.log"; then env_fault=PASS; els
 RUST_LOG=info "$rfc" gpu-selftest --device hip --no-bench > "$out/hip.log" 2>&1
 hip_msg=$(grep -o 'error: .*' "$out/hip.log" | head -1)
 
+# 4. Whole models, GPU vs CPU (logits, greedy tokens, graph replay, device
+#    memory after 1000 decode steps, faults), then speed on both benchmark
+#    shapes of shared/BENCHMARKS.md.
+M=/tmp/gpu-check-models
+mkdir -p $M
+"$rfc" synth tiny --arch llama --d 256 --heads 4 --kv-heads 2 --ffn 512 --type Q4_K $M/tiny.gguf >/dev/null
+"$rfc" gpu-check $M/tiny.gguf --prompts 1,3,7,40,130,300 --greedy 16 --steps 400 --max-tokens 64 > "$out/gpu_check_tiny.log" 2>&1
+tiny_rc=$?
+"$rfc" synth qwen05b $M/q05.gguf >/dev/null
+"$rfc" gpu-check $M/q05.gguf --prompts 1,3,7,40,700 --greedy 12 --steps 1000 > "$out/gpu_check_qwen.log" 2>&1
+qwen_rc=$?
+"$rfc" bench $M/q05.gguf --device cuda -p 512 -n 128 -r 3 > "$out/bench_qwen05b.log" 2>&1
+if [ "${RFC_BENCH_8B:-0}" = 1 ]; then
+  "$rfc" synth llama8b $M/l8.gguf >/dev/null
+  "$rfc" bench $M/l8.gguf --device cuda -p 512 -n 128 -r 3 > "$out/bench_llama8b.log" 2>&1
+fi
+
 tail -n 5 "$out/selftest.err"
 cat "$out/selftest.log"
 echo
@@ -39,4 +56,7 @@ echo "== gpu-check summary"
 printf '%-44s %s\n' "selftest (kernels, faults, graphs)" "$([ $selftest_rc -eq 0 ] && echo PASS || echo "FAIL (rc $selftest_rc)")"
 printf '%-44s %s\n' "RFC_FAULT=alloc:1 from the environment" "$env_fault"
 printf '%-44s %s\n' "--device hip on an NVIDIA machine" "${hip_msg:-no error?}"
-exit $selftest_rc
+printf '%-44s %s\n' "gpu-check tiny Q4_K model" "$([ $tiny_rc -eq 0 ] && echo PASS || echo "FAIL (rc $tiny_rc)")"
+printf '%-44s %s\n' "gpu-check qwen05b layout" "$([ $qwen_rc -eq 0 ] && echo PASS || echo "FAIL (rc $qwen_rc)")"
+grep -h '| tg\|| pp' "$out"/bench_*.log 2>/dev/null
+[ $selftest_rc -eq 0 ] && [ $tiny_rc -eq 0 ] && [ $qwen_rc -eq 0 ]
