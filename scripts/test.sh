@@ -11,5 +11,5 @@ scripts/fetch-model.sh >/dev/null
 cargo test --release "$@"
 if [ -x scripts/ci-gfx1100.sh ]; then
   cargo build --release --quiet --bin rfc
-  RFC_BIN=target/release/rfc scripts/ci-gfx1100.sh
+  RFC_BIN="${CARGO_TARGET_DIR:-target}/release/rfc" scripts/ci-gfx1100.sh
 fi
