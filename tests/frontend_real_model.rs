@@ -66,3 +66,19 @@ fn real_model_logits_are_f32_rows_by_vocab() {
     assert_eq!(g.node(logits).ty.to_string(), "f32[R,151936]");
     assert_eq!(g.node(logits).ty.shape[0], Dim::Rows);
 }
+
+#[test]
+fn rfc_inspect_says_which_spec_is_chosen_and_why() {
+    let path = real_model_or_skip!();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rfc"))
+        .args(["inspect", path.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["spec"], "qwen2");
+    assert!(j["spec_reason"]
+        .as_str()
+        .unwrap()
+        .contains("general.architecture"));
+}

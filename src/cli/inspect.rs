@@ -125,6 +125,8 @@ fn report_json(file: &GgufFile, full: bool) -> serde_json::Value {
         "file_size": file.file_len(),
         "version": file.version(),
         "architecture": file.architecture(),
+        "spec": spec_choice(file).ok().map(|(name, _)| name),
+        "spec_reason": spec_choice(file).map_or_else(|e| e, |(_, why)| why),
         "alignment": file.alignment(),
         "data_offset": file.data_offset(),
         "parameter_count": parameter_count(file),
@@ -132,6 +134,13 @@ fn report_json(file: &GgufFile, full: bool) -> serde_json::Value {
         "tensors": tensors,
         "type_totals": totals,
     })
+}
+
+/// The architecture spec the compiler would choose, and why (or why none).
+fn spec_choice(file: &GgufFile) -> Result<(String, String), String> {
+    rocmforge::frontend::detect(file)
+        .map(|d| (d.spec.name.clone(), d.reason))
+        .map_err(|e| e.to_string())
 }
 
 fn summarize_json(v: &Value) -> serde_json::Value {
@@ -148,6 +157,10 @@ fn write_text(out: &mut impl Write, file: &GgufFile, full: bool) -> std::io::Res
     writeln!(out, "GGUF version:  {}", file.version())?;
     let arch = file.architecture().unwrap_or("(none)");
     writeln!(out, "architecture:  {arch}")?;
+    match spec_choice(file) {
+        Ok((name, why)) => writeln!(out, "spec:          {name} ({why})")?,
+        Err(e) => writeln!(out, "spec:          none ({e})")?,
+    }
     writeln!(out, "alignment:     {}", file.alignment())?;
     writeln!(out, "data offset:   {}", file.data_offset())?;
     write_metadata(out, file, full)?;
