@@ -9,6 +9,7 @@ pub mod cpu_model;
 pub mod error;
 pub mod generate;
 pub mod gpu_model;
+mod graph_facts;
 pub mod kv_pages;
 pub mod load;
 pub mod session;

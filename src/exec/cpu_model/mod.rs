@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::cpu::{KvCache, KvType, QuantizedActs};
+use super::graph_facts::{fixed_cols, unsupported};
 use super::session::{StepBackend, StepLimits};
 use super::step::StepInputs;
 use super::ExecError;
@@ -269,25 +270,6 @@ impl StepBackend for CpuModel {
     fn vocab(&self) -> usize {
         self.vocab
     }
-}
-
-fn unsupported(graph: &Graph, id: NodeId, reason: impl Into<String>) -> ExecError {
-    let n = graph.node(id);
-    ExecError::Unsupported {
-        node: n.name.clone(),
-        kind: n.op.kind(),
-        reason: reason.into(),
-    }
-}
-
-fn fixed_cols(graph: &Graph, id: NodeId) -> Result<usize, ExecError> {
-    graph
-        .node(id)
-        .ty
-        .last()
-        .and_then(Dim::fixed)
-        .map(|c| c as usize)
-        .ok_or_else(|| unsupported(graph, id, "the last dim must be fixed"))
 }
 
 fn count_layers(graph: &Graph) -> usize {

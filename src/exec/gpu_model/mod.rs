@@ -33,6 +33,7 @@ use self::build::{Loc, Places};
 use self::inputs::StepBuffer;
 use self::launch::{Launch, RowCount, DECODE_ATTENTION_MAX_TOKENS};
 use self::weights::DeviceWeights;
+use super::graph_facts::{fixed_cols, unsupported};
 use super::session::{StepBackend, StepLimits};
 use super::step::StepInputs;
 use super::ExecError;
@@ -40,7 +41,7 @@ use crate::backend::{Capture, DeviceBuffer, Gpu, GraphExec, Stream};
 use crate::codegen::plan::PlanOptions;
 use crate::codegen::{KernelCache, RowOp, Target};
 use crate::gguf::GgufFile;
-use crate::ir::{Dim, Graph, NodeId, Op};
+use crate::ir::{Dim, Graph, Op};
 use crate::passes::MemoryPlan;
 
 /// Captured decode steps: with logits read back, and with the argmax.
@@ -359,23 +360,4 @@ fn attention_scratch(graph: &Graph, page_size: u32, context: u32) -> (u32, usize
         .max()
         .unwrap_or(0);
     (chunks, bytes)
-}
-
-fn unsupported(graph: &Graph, id: NodeId, reason: &str) -> ExecError {
-    let n = graph.node(id);
-    ExecError::Unsupported {
-        node: n.name.clone(),
-        kind: n.op.kind(),
-        reason: reason.into(),
-    }
-}
-
-fn fixed_cols(graph: &Graph, id: NodeId) -> Result<usize, ExecError> {
-    graph
-        .node(id)
-        .ty
-        .last()
-        .and_then(Dim::fixed)
-        .map(|c| c as usize)
-        .ok_or_else(|| unsupported(graph, id, "the last dim must be fixed"))
 }
