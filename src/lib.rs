@@ -14,6 +14,7 @@ pub mod gguf;
 pub mod ir;
 pub mod passes;
 pub mod quant;
+pub mod rng;
 pub mod sampler;
 pub mod synth;
 pub mod tokenizer;

@@ -10,15 +10,14 @@
 pub mod candidates;
 pub mod config;
 pub mod penalties;
-pub mod rng;
 pub mod stop;
 
 pub use config::SamplerConfig;
 pub use stop::{StopMatcher, StopOutcome};
 
+use crate::rng::Rng;
 use candidates::{argmax, Candidates};
 use penalties::History;
-use rng::Rng;
 
 /// A sampler with its own history (for penalties) and random state.
 #[derive(Debug, Clone)]
@@ -69,7 +68,7 @@ impl Sampler {
             c.top_p(self.cfg.top_p);
             c.min_p(self.cfg.min_p);
             c.temperature(self.cfg.temperature);
-            c.draw(self.rng.next_f64()).unwrap_or(0)
+            c.draw(self.rng.uniform()).unwrap_or(0)
         };
         self.accept(id);
         id

@@ -16,7 +16,7 @@
 use half::f16;
 
 use super::error::SynthError;
-use super::rng::SynthRng;
+use super::SynthRng;
 use crate::quant::GgmlType;
 
 /// How a block type stores its scales.

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use super::blocks::{random_data, Values};
 use super::error::SynthError;
-use super::rng::SynthRng;
 use super::vocab::Vocab;
+use super::SynthRng;
 use crate::gguf::{GgufError, GgufWriter};
 use crate::quant::GgmlType;
 

@@ -17,7 +17,7 @@ use serde_json::Value as J;
 
 use super::blocks::{random_data, Values};
 use super::error::SynthError;
-use super::rng::SynthRng;
+use super::SynthRng;
 use crate::gguf::{GgufError, GgufWriter, Value, ValueType};
 use crate::quant::GgmlType;
 

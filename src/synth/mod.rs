@@ -15,14 +15,13 @@ pub mod decoder;
 pub mod error;
 pub mod layout;
 pub mod preset;
-pub mod rng;
 pub mod tiny;
 pub mod vocab;
 
+pub use crate::rng::Rng as SynthRng;
 pub use blocks::{random_data, Values};
 pub use decoder::{DecoderSpec, Fill, RoleTypes, Written};
 pub use error::SynthError;
 pub use preset::Preset;
-pub use rng::SynthRng;
 pub use tiny::{TinyArch, TinySpec};
 pub use vocab::Vocab;

@@ -1,22 +1,22 @@
-//! A small seeded generator whose output is fixed forever by this file, so a
-//! seed names one model: tests regenerate the exact bytes of a fixture's
-//! model instead of committing it.
+//! The project's one seeded generator, whose output is fixed forever by
+//! this file: a seed names one synthetic model (tests regenerate the exact
+//! bytes of a fixture's model instead of committing it) and one sampled text.
 //!
 //! xoshiro256** (Blackman and Vigna, 2018) seeded through splitmix64, normal
 //! deviates from sums of uniforms (no transcendental functions). Changing anything here changes every
 //! synthetic model; the golden fixtures record a checksum that would notice.
 
-/// A deterministic pseudo-random source for synthetic weights.
+/// A deterministic pseudo-random source (synthetic weights, sampling).
 #[derive(Debug, Clone)]
-pub struct SynthRng {
+pub struct Rng {
     s: [u64; 4],
 }
 
-impl SynthRng {
+impl Rng {
     pub fn new(seed: u64) -> Self {
         // splitmix64 spreads any seed (0 included) over the whole state.
         let mut x = seed;
-        SynthRng {
+        Rng {
             s: [(); 4].map(|_| splitmix64(&mut x)),
         }
     }
@@ -28,7 +28,7 @@ impl SynthRng {
         let h = label.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
             (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3)
         });
-        SynthRng::new(h ^ self.s[0].rotate_left(17) ^ self.s[2])
+        Rng::new(h ^ self.s[0].rotate_left(17) ^ self.s[2])
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -93,11 +93,11 @@ mod tests {
     fn same_seed_gives_same_stream() {
         let a: Vec<u64> = (0..4)
             .map({
-                let mut r = SynthRng::new(7);
+                let mut r = Rng::new(7);
                 move |_| r.next_u64()
             })
             .collect();
-        let mut r = SynthRng::new(7);
+        let mut r = Rng::new(7);
         assert_eq!(a, (0..4).map(|_| r.next_u64()).collect::<Vec<_>>());
     }
 
@@ -112,14 +112,14 @@ mod tests {
             sm,
             [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
         );
-        let mut r = SynthRng { s: [1, 2, 3, 4] };
+        let mut r = Rng { s: [1, 2, 3, 4] };
         let xs: Vec<u64> = (0..4).map(|_| r.next_u64()).collect();
         assert_eq!(xs, [11520, 0, 1509978240, 1215971899390074240]);
     }
 
     #[test]
     fn fill_bytes_takes_little_endian_words() {
-        let mut a = SynthRng::new(9);
+        let mut a = Rng::new(9);
         let mut b = a.clone();
         let mut bytes = [0u8; 11];
         a.fill_bytes(&mut bytes);
@@ -129,18 +129,34 @@ mod tests {
 
     #[test]
     fn forks_differ_by_label() {
-        let r = SynthRng::new(1);
+        let r = Rng::new(1);
         assert_ne!(r.fork("a").next_u64(), r.fork("b").next_u64());
         assert_eq!(r.fork("a").next_u64(), r.fork("a").next_u64());
     }
 
     #[test]
     fn normal_has_unit_moments() {
-        let mut r = SynthRng::new(3);
+        let mut r = Rng::new(3);
         let x: Vec<f64> = (0..200_000).map(|_| r.normal()).collect();
         let mean = x.iter().sum::<f64>() / x.len() as f64;
         let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64;
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.02, "var {var}");
+    }
+
+    #[test]
+    fn seed_zero_is_not_degenerate() {
+        let mut r = Rng::new(0);
+        assert_ne!(r.next_u64(), 0);
+        assert_ne!(r.next_u64(), r.next_u64());
+    }
+
+    #[test]
+    fn uniforms_fall_in_the_unit_interval_with_a_mean_near_half() {
+        let mut r = Rng::new(7);
+        let xs: Vec<f64> = (0..10_000).map(|_| r.uniform()).collect();
+        assert!(xs.iter().all(|&x| (0.0..1.0).contains(&x)));
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        assert!((mean - 0.5).abs() < 0.02, "{mean}");
     }
 }
