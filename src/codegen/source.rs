@@ -2,8 +2,10 @@
 //! constants that specialize it, assembled into one self-contained text
 //! (defines, prelude, helpers, template) that hiprtc and NVRTC both take.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
@@ -45,12 +47,34 @@ impl Template {
         }
     }
 
-    /// Helper headers the template needs after the prelude.
-    fn headers(self) -> &'static [&'static str] {
+    /// Helper headers (file name, built-in text) the template needs after
+    /// the prelude.
+    fn headers(self) -> &'static [(&'static str, &'static str)] {
+        const Q: (&str, &str) = ("quant.h", QUANT);
+        const E: (&str, &str) = ("epilogue.h", EPILOGUE);
         match self {
-            Template::MatVec | Template::MatMul => &[QUANT, EPILOGUE],
-            Template::Rows => &[QUANT],
+            Template::MatVec | Template::MatMul => &[Q, E],
+            Template::Rows => &[Q],
             Template::Attention | Template::Elementwise => &[],
+        }
+    }
+}
+
+/// A template file's text: the copy built into the binary, or, when the
+/// developer variable `RFC_KERNEL_TEMPLATES` names a directory, that
+/// directory's file of the same name, so that kernel edits can be tried on
+/// a GPU machine without rebuilding the binary. The cache key hashes the
+/// text, so edited templates never hit stale code objects.
+fn template_text(file: &str, builtin: &'static str) -> Cow<'static, str> {
+    let Some(dir) = std::env::var_os("RFC_KERNEL_TEMPLATES") else {
+        return Cow::Borrowed(builtin);
+    };
+    let path = PathBuf::from(dir).join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Cow::Owned(text),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "RFC_KERNEL_TEMPLATES: using the built-in copy");
+            Cow::Borrowed(builtin)
         }
     }
 }
@@ -102,11 +126,12 @@ impl KernelSource {
         for (k, v) in &self.defines {
             let _ = writeln!(s, "#define {k} {v}");
         }
-        s.push_str(PRELUDE);
-        for h in self.template.headers() {
-            s.push_str(h);
+        s.push_str(&template_text("prelude.h", PRELUDE));
+        for (file, builtin) in self.template.headers() {
+            s.push_str(&template_text(file, builtin));
         }
-        s.push_str(self.template.body());
+        let body = format!("{}.hip", self.template.file());
+        s.push_str(&template_text(&body, self.template.body()));
         s
     }
 
