@@ -44,9 +44,11 @@ tiny_rc=$?
 "$rfc" gpu-check $M/q05.gguf --prompts 1,3,7,40,700 --greedy 12 --steps 1000 > "$out/gpu_check_qwen.log" 2>&1
 qwen_rc=$?
 "$rfc" bench $M/q05.gguf --device cuda -p 512 -n 128 -r 3 > "$out/bench_qwen05b.log" 2>&1
+"$rfc" bench $M/q05.gguf --device cuda -p 512 -n 128 -d 4096 -r 3 > "$out/bench_qwen05b_d4096.log" 2>&1
 if [ "${RFC_BENCH_8B:-0}" = 1 ]; then
   "$rfc" synth llama8b $M/l8.gguf >/dev/null
   "$rfc" bench $M/l8.gguf --device cuda -p 512 -n 128 -r 3 > "$out/bench_llama8b.log" 2>&1
+  "$rfc" bench $M/l8.gguf --device cuda -p 512 -n 128 -d 4096 -r 3 > "$out/bench_llama8b_d4096.log" 2>&1
 fi
 
 tail -n 5 "$out/selftest.err"

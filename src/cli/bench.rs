@@ -17,6 +17,11 @@ pub struct BenchArgs {
     /// Tokens for the decode test (tg).
     #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
     pub n_gen: usize,
+    /// Context already in the cache before each test (llama-bench's
+    /// `-d`): decode and prefill are timed at this depth. It is filled in
+    /// steps of up to 512 tokens, untimed.
+    #[arg(short = 'd', long, default_value_t = 0)]
+    pub depth: usize,
     /// Timed repeats (after one warm-up).
     #[arg(short = 'r', long, default_value_t = 3)]
     pub repeats: usize,
@@ -35,29 +40,44 @@ pub struct BenchArgs {
 pub fn run(args: BenchArgs) -> CmdResult {
     super::run::set_threads(args.threads);
     let opts = LoadOptions {
-        max_tokens: args.n_prompt.clamp(1, 512),
+        // The depth is filled in steps of up to 512 tokens.
+        max_tokens: args
+            .n_prompt
+            .max(if args.depth > 0 { 512 } else { 1 })
+            .min(512),
         max_rows: 1,
-        context: args.n_prompt + args.n_gen + 1,
+        context: args.depth + args.n_prompt.max(args.n_gen) + 1,
         kv_type: args.cache_type,
     };
     let mut model = args.device.load(&args.model, &opts)?;
     let vocab = model.config.vocab as u32;
     // Fixed pseudo-random tokens: the speed does not depend on their values.
-    let prompt: Vec<u32> = (0..args.n_prompt as u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 7) % vocab)
-        .collect();
+    let tokens = |n: usize, salt: u32| -> Vec<u32> {
+        (0..n as u32)
+            .map(|i| (i.wrapping_add(salt).wrapping_mul(2654435761) >> 7) % vocab)
+            .collect()
+    };
+    let prompt = tokens(args.n_prompt, 0);
+    let context = tokens(args.depth, 1 << 20);
     let mut pp = Vec::new();
     let mut tg = Vec::new();
     for rep in 0..=args.repeats {
         let s = &mut model.session;
         s.reset();
+        if !context.is_empty() {
+            s.eval_last(&context)?;
+        }
         let t0 = Instant::now();
         if args.n_prompt > 0 {
             s.eval_last(&prompt)?;
         }
         let prefill = t0.elapsed().as_secs_f64();
         s.reset();
-        // Decode from an empty cache, as llama-bench's tg test does.
+        // Decode from the given depth (an empty cache by default), as
+        // llama-bench's tg test does.
+        if !context.is_empty() {
+            s.eval_last(&context)?;
+        }
         let t1 = Instant::now();
         for i in 0..args.n_gen {
             s.eval_last(&[(i as u32 * 7919) % vocab])?;
@@ -78,6 +98,7 @@ pub fn run(args: BenchArgs) -> CmdResult {
             "threads": threads,
             "n_prompt": args.n_prompt,
             "n_gen": args.n_gen,
+            "depth": args.depth,
             "repeats": args.repeats,
             "prefill_tokens_per_s": pp_med,
             "decode_tokens_per_s": tg_med,
@@ -93,12 +114,17 @@ pub fn run(args: BenchArgs) -> CmdResult {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let at = if args.depth > 0 {
+            format!(" @ d{}", args.depth)
+        } else {
+            String::new()
+        };
         println!(
-            "| {name} | {backend} | {threads} | pp{} | {pp_med:.2} |",
+            "| {name} | {backend} | {threads} | pp{}{at} | {pp_med:.2} |",
             args.n_prompt
         );
         println!(
-            "| {name} | {backend} | {threads} | tg{} | {tg_med:.2} |",
+            "| {name} | {backend} | {threads} | tg{}{at} | {tg_med:.2} |",
             args.n_gen
         );
     }
