@@ -10,7 +10,8 @@
 // Order: bias, RoPE, KV-cache store, SwiGLU, residual, store.
 //
 // Defines read here (0 when absent): EPI_BIAS (+ SEGi_BIAS), EPI_ROPE (+
-// ROPE_HD, ROPE_NEOX, ROPE_HEADS, ROPE_THETA_SCALE_BITS, ROPE_FREQ_SCALE_BITS),
+// ROPE_HD, ROPE_NEOX, ROPE_HEADS, ROPE_THETA_SCALE_BITS, ROPE_FREQ_SCALE_BITS,
+// ROPE_FREQS: divide pair i's angle by rope_freqs[i]),
 // EPI_KV (+ KV_K_COL, KV_V_COL, KV_DIM, PAGE_SIZE), EPI_SWIGLU (+ FF),
 // EPI_RESIDUAL.
 
@@ -22,6 +23,9 @@
 #endif
 #ifndef EPI_KV
 #define EPI_KV 0
+#endif
+#ifndef ROPE_FREQS
+#define ROPE_FREQS 0
 #endif
 #ifndef EPI_SWIGLU
 #define EPI_SWIGLU 0
@@ -78,7 +82,8 @@
         const float *__restrict__ b3, const float *__restrict__ norm,               \
         const float *residual, int ldr, float *out, int ldo,                        \
         const int *__restrict__ pos, const int *__restrict__ seq,                   \
-        const int *__restrict__ pages, int pages_per_seq, u16 *kv, int T
+        const int *__restrict__ pages, int pages_per_seq, u16 *kv, int T,          \
+        const float *__restrict__ rope_freqs
 
 struct Epi {
     const float *b0, *b1, *b2, *b3;
@@ -89,6 +94,7 @@ struct Epi {
     const int *pos, *seq, *pages;
     int pages_per_seq;
     u16* kv;
+    const float* freqs;
 };
 
 RFC_DEV void pair_rows(int c, int* a, int* b) {
@@ -129,11 +135,15 @@ RFC_DEV float bias_of(const Epi& e, int r) {
 
 #if EPI_ROPE
 // Angle of pair i at position p, as llama.cpp forms it: p * s^i by
-// repeated f32 multiplication (s = base^(-2/head_dim)), times freq_scale.
-RFC_DEV float rope_theta(int p, int i) {
+// repeated f32 multiplication (s = base^(-2/head_dim)), divided by the
+// pair's frequency factor (ROPE_FREQS), times freq_scale.
+RFC_DEV float rope_theta(const Epi& e, int p, int i) {
     const float s = bits_f32(ROPE_THETA_SCALE_BITS);
     float th = (float)p;
     for (int j = 0; j < i; j++) th *= s;
+#if ROPE_FREQS
+    th = th / e.freqs[i];
+#endif
     return bits_f32(ROPE_FREQ_SCALE_BITS) * th;
 }
 #endif
@@ -160,7 +170,7 @@ RFC_DEV void epilogue_pair(const Epi& e, int t, int c, float a, float b) {
 #if EPI_ROPE
     if (c < ROPE_HEADS * (ROPE_HD / 2)) {
         float sn, cs;
-        sincosf(rope_theta(e.pos[t], c % (ROPE_HD / 2)), &sn, &cs);
+        sincosf(rope_theta(e, e.pos[t], c % (ROPE_HD / 2)), &sn, &cs);
         float a2 = a * cs - b * sn;
         b = a * sn + b * cs;
         a = a2;
@@ -186,7 +196,7 @@ RFC_DEV void epilogue_pair(const Epi& e, int t, int c, float a, float b) {
 #endif
 }
 
-#define MAKE_EPI {b0, b1, b2, b3, residual, ldr, out, ldo, pos, seq, pages, pages_per_seq, kv}
+#define MAKE_EPI {b0, b1, b2, b3, residual, ldr, out, ldo, pos, seq, pages, pages_per_seq, kv, rope_freqs}
 
 // Row r of the concatenated weights, by segment.
 RFC_DEV const u8* weight_row(int r, const u8* w0, const u8* w1, const u8* w2, const u8* w3) {

@@ -56,6 +56,7 @@ fn sources() -> Vec<KernelSource> {
         neox: true,
         base: 1e6,
         freq_scale: 1.0,
+        freqs: false,
     };
     out.push(rope_source(&rope));
     out.push(rope_source(&RopeEpilogue {
@@ -91,7 +92,14 @@ fn sources() -> Vec<KernelSource> {
     gu.swiglu = true;
     let mut down = plain(4864, vec![seg(GgmlType::Q6_K, 896, false)]);
     down.residual = true;
-    let mut specs = vec![qkv, gu, down];
+    // Llama-3.1-style frequency factors in the RoPE epilogue.
+    let mut qkv_freqs = qkv.clone();
+    qkv_freqs.rope = Some(RopeEpilogue {
+        freqs: true,
+        neox: false,
+        ..rope
+    });
+    let mut specs = vec![qkv, qkv_freqs, gu, down];
     for ty in TYPES {
         specs.push(plain(1024, vec![seg(ty, 64, false)]));
         out.push(

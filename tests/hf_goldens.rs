@@ -83,6 +83,7 @@ fn spec(s: &Settings) -> TinySpec {
         tied: s.tied,
         bias: s.bias,
         window: s.window,
+        rope_freqs: false,
     }
 }
 

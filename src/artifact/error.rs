@@ -33,6 +33,14 @@ pub enum ArtifactError {
     WrongTarget { artifact: String, wanted: String },
     #[error("artifact was compiled for {artifact}, but the device is {device}: compile it with `rfc compile --target {device}`")]
     WrongDevice { artifact: String, device: String },
+    #[error("artifact for {artifact} cannot run on {asked}: {hint}")]
+    NotForDevice {
+        artifact: String,
+        asked: String,
+        hint: String,
+    },
+    #[error("artifact has no code object for kernel {label} (it was compiled by another rfc version: compile it again)")]
+    MissingKernel { label: String },
     #[error("invalid compile options: {0}")]
     Options(String),
     #[error("unknown target {0:?} (expected cpu, sm_NN or gfxNNNN)")]

@@ -9,6 +9,7 @@ use crate::ir::{Graph, NodeId};
 
 use super::error::{ArtifactError, Result};
 use super::progress::{Progress, Unit};
+use super::read::StoredKernel;
 
 /// One compiled kernel with the source it was compiled from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,4 +68,17 @@ pub fn node_kernels(g: &Graph, id: NodeId, page_size: u32) -> Result<Vec<String>
         .into_iter()
         .map(|s| s.label)
         .collect())
+}
+
+/// Checks that `stored` holds a code object for every kernel `g` needs
+/// (by exact source text): a missing one is named before anything is
+/// allocated on a device.
+pub fn require_stored(g: &Graph, page_size: u32, stored: &[StoredKernel<'_>]) -> Result<()> {
+    let have: std::collections::HashSet<&str> = stored.iter().map(|k| k.source).collect();
+    for (label, src) in kernel_sources(g, &PlanOptions { page_size })? {
+        if !have.contains(src.text().as_str()) {
+            return Err(ArtifactError::MissingKernel { label });
+        }
+    }
+    Ok(())
 }

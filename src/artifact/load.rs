@@ -68,7 +68,7 @@ pub fn load_cpu_verified(path: &Path, opts: &LoadOptions) -> Result<LoadedModel,
     load_cpu_artifact(file, opts, true, &Bars::new())
 }
 
-fn warn_if_limited(opts: &LoadOptions, model_ctx: usize, artifact: &Artifact) {
+pub(super) fn warn_if_limited(opts: &LoadOptions, model_ctx: usize, artifact: &Artifact) {
     let p = &artifact.plan;
     let context = (p.env.pages * p.page_size) as usize;
     let asked_context = match model_ctx {

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::error::{ArtifactError, Result};
-use crate::backend::DeviceInfo;
+use crate::backend::{DeviceInfo, Vendor};
 use crate::codegen::Target;
 
 /// The target named by `rfc compile --target` and stored as `rfc.target`.
@@ -34,6 +34,31 @@ impl ArtifactTarget {
                 wanted: "cpu".into(),
             }),
         }
+    }
+
+    /// Checks, before any device is opened, that an artifact for this
+    /// target may run on a device of `vendor` (`asked` is the user's
+    /// `--device` value, for the message).
+    pub fn require_vendor(&self, vendor: Vendor, asked: &str) -> Result<()> {
+        let hint = match self {
+            ArtifactTarget::Gpu(t) if t.vendor() == vendor => return Ok(()),
+            ArtifactTarget::Cpu => {
+                "it holds no GPU code: run it with --device cpu, or compile the GGUF \
+                 with `rfc compile --target sm_NN|gfxNNNN`"
+                    .to_string()
+            }
+            ArtifactTarget::Gpu(t) => format!(
+                "its code objects are for {} devices: run it with --device {}, or compile \
+                 the GGUF for this device's architecture",
+                t.vendor(),
+                t.vendor()
+            ),
+        };
+        Err(ArtifactError::NotForDevice {
+            artifact: self.to_string(),
+            asked: asked.to_string(),
+            hint,
+        })
     }
 
     /// Checks that an artifact for this target may run on `device`: the
@@ -98,8 +123,27 @@ mod tests {
     }
 
     #[test]
+    fn a_device_of_another_vendor_is_refused_before_it_is_opened() {
+        let gfx = ArtifactTarget::parse("gfx1100").unwrap();
+        let e = gfx.require_vendor(Vendor::Cuda, "cuda").unwrap_err();
+        assert!(e.to_string().contains("gfx1100"), "{e}");
+        assert!(e.to_string().contains("--device hip"), "{e}");
+        assert!(gfx.require_vendor(Vendor::Hip, "hip").is_ok());
+        let sm = ArtifactTarget::parse("sm_90").unwrap();
+        assert!(sm.require_vendor(Vendor::Hip, "hip:1").is_err());
+        assert!(sm.require_vendor(Vendor::Cuda, "cuda").is_ok());
+    }
+
+    #[test]
+    fn a_cpu_artifact_is_refused_for_any_gpu() {
+        for v in [Vendor::Cuda, Vendor::Hip] {
+            let e = ArtifactTarget::Cpu.require_vendor(v, "gpu").unwrap_err();
+            assert!(e.to_string().contains("--device cpu"), "{e}");
+        }
+    }
+
+    #[test]
     fn a_gpu_artifact_runs_only_on_its_own_architecture() {
-        use crate::backend::Vendor;
         let t = ArtifactTarget::parse("sm_90").unwrap();
         assert!(t.require_device(&device(Vendor::Cuda, "sm_90")).is_ok());
         for (vendor, arch) in [(Vendor::Cuda, "sm_80"), (Vendor::Hip, "gfx1100")] {

@@ -68,6 +68,8 @@ driver_fns! {
     memcpy_dtod: ("cuMemcpyDtoD_v2", "hipMemcpyDtoD") fn(RawPtr, RawPtr, usize);
     memcpy_htod_async: ("cuMemcpyHtoDAsync_v2", "hipMemcpyHtoDAsync") fn(RawPtr, *const c_void, usize, Handle);
     memcpy_dtoh_async: ("cuMemcpyDtoHAsync_v2", "hipMemcpyDtoHAsync") fn(*mut c_void, RawPtr, usize, Handle);
+    mem_host_alloc: ("cuMemHostAlloc", "hipHostMalloc") fn(*mut *mut c_void, usize, c_uint);
+    mem_free_host: ("cuMemFreeHost", "hipHostFree") fn(*mut c_void);
     memset_d8_async: ("cuMemsetD8Async", "hipMemsetD8Async") fn(RawPtr, u8, usize, Handle);
     memset_d32_async: ("cuMemsetD32Async", "hipMemsetD32Async") fn(RawPtr, c_uint, usize, Handle);
     module_load_data: ("cuModuleLoadData", "hipModuleLoadData") fn(*mut Handle, *const c_void);

@@ -83,6 +83,11 @@ pub enum BackendError {
     #[error("bad --device value {spec:?}: {reason}")]
     BadDeviceSpec { spec: String, reason: String },
 
+    /// A kernel was asked of a cache holding only an artifact's code
+    /// objects, and the artifact has none for it.
+    #[error("kernel {kernel} is not among the artifact's code objects (compile the artifact again with this rfc)")]
+    NotStored { kernel: String },
+
     /// The disk cache of compiled kernels could not be read or written.
     #[error("kernel cache {path}: {reason}")]
     Cache { path: String, reason: String },

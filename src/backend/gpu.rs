@@ -163,8 +163,12 @@ impl Gpu {
     }
 
     /// Binds, then checks `f`'s result code as the driver call `field`.
+    /// Each call is logged at trace level (`RUST_LOG=rocmforge::backend::gpu=trace`
+    /// lists them, e.g. to count a step's synchronizing calls); kernel
+    /// launches are not calls of this kind.
     pub(crate) fn call(&self, field: &'static str, f: impl FnOnce() -> c_int) -> Result<()> {
         self.bind()?;
+        tracing::trace!(call = self.api.call_name(field), "driver call");
         self.api.check(field, f())
     }
 

@@ -6,7 +6,7 @@
 //! Both vendors' driver APIs mirror each other, so one table of entry
 //! points ([`driver_api`]) and one set of owning wrappers serve both:
 //! [`Gpu`] (a device context), [`DeviceBuffer`] (one owner, freed on drop,
-//! no `Clone`), [`Stream`], [`Event`], [`Module`]/[`Kernel`], and captured
+//! no `Clone`), [`PinnedBuffer`] (page-locked host staging), [`Stream`], [`Event`], [`Module`]/[`Kernel`], and captured
 //! graphs ([`Capture`] → [`GraphExec`]). Every call is checked into a
 //! [`BackendError`] naming the call and the code's name. docs/GPU.md
 //! describes the layer; [`fault`] injects failures for tests.
@@ -20,6 +20,7 @@ mod gpu;
 mod graph;
 mod library;
 mod module;
+mod pinned;
 mod rtc_api;
 mod stream;
 mod vendor;
@@ -33,6 +34,7 @@ pub use error::{BackendError, Result};
 pub use gpu::{DeviceInfo, Gpu};
 pub use graph::{Capture, GraphExec};
 pub use module::{Kernel, KernelArgs, KernelResources, LaunchDims, Module};
+pub use pinned::PinnedBuffer;
 pub use rtc_api::RtcApi;
 pub use stream::{Event, Stream};
 pub use vendor::Vendor;

@@ -55,6 +55,16 @@ pub struct RtcApi {
     pub version: (i32, i32),
 }
 
+/// The process's one load of each vendor's compiler.
+fn loaded_cell(vendor: Vendor) -> &'static OnceLock<Result<RtcApi>> {
+    static NV: OnceLock<Result<RtcApi>> = OnceLock::new();
+    static HIP: OnceLock<Result<RtcApi>> = OnceLock::new();
+    match vendor {
+        Vendor::Cuda => &NV,
+        Vendor::Hip => &HIP,
+    }
+}
+
 /// Serialises hiprtc process-wide: ROCm 5.2's crashes when two threads
 /// compile at once (seen here); NVRTC is documented thread-safe and is not
 /// locked.
@@ -68,15 +78,16 @@ unsafe impl Sync for RtcApi {}
 impl RtcApi {
     /// The vendor's compiler, loaded once per process.
     pub fn get(vendor: Vendor) -> Result<&'static RtcApi> {
-        static NV: OnceLock<Result<RtcApi>> = OnceLock::new();
-        static HIP: OnceLock<Result<RtcApi>> = OnceLock::new();
-        let cell = match vendor {
-            Vendor::Cuda => &NV,
-            Vendor::Hip => &HIP,
-        };
-        cell.get_or_init(|| Self::load(vendor))
+        loaded_cell(vendor)
+            .get_or_init(|| Self::load(vendor))
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// Whether [`get`](Self::get) has opened the vendor's compiler in this
+    /// process (a GPU artifact runs without it).
+    pub fn is_loaded(vendor: Vendor) -> bool {
+        loaded_cell(vendor).get().is_some_and(|r| r.is_ok())
     }
 
     /// Opens the library, resolves every entry point and reads the version.

@@ -6,6 +6,7 @@ use super::buffer::{DeviceBuffer, DevicePtr};
 use super::driver_api::Handle;
 use super::error::{BackendError, Result};
 use super::gpu::Gpu;
+use super::pinned::PinnedBuffer;
 
 /// `CU_STREAM_NON_BLOCKING` / `hipStreamNonBlocking`: no implicit
 /// synchronisation with the legacy default stream.
@@ -77,6 +78,34 @@ impl Stream {
         }
         // SAFETY: the range was checked against the owned buffer.
         unsafe { self.upload(buf.ptr().offset(offset), data) }
+    }
+
+    /// Queues a copy of all of `src` into `dst` at `offset` and returns at
+    /// once: nothing waits, and the copy runs in stream order.
+    ///
+    /// # Safety
+    /// `src` must not be written or dropped until the stream has passed the
+    /// copy (a later [`synchronize`](Self::synchronize), or a synchronous
+    /// download on this stream); `dst` must stay allocated until then.
+    pub unsafe fn upload_pinned(
+        &self,
+        dst: &mut DeviceBuffer,
+        offset: usize,
+        src: &PinnedBuffer,
+    ) -> Result<()> {
+        let end = offset.checked_add(src.len());
+        if end.is_none_or(|e| e > dst.len()) {
+            return Err(BackendError::SizeMismatch {
+                what: "pinned upload into device buffer",
+                expected: dst.len().saturating_sub(offset.min(dst.len())),
+                found: src.len(),
+            });
+        }
+        let api = self.gpu.api();
+        let at = dst.ptr().offset(offset);
+        self.gpu.call("memcpy_htod_async", || unsafe {
+            (api.fns.memcpy_htod_async)(at.0, src.host_ptr(), src.len(), self.handle)
+        })
     }
 
     /// Copies `out.len()` bytes from `src` after the stream's queued work.

@@ -50,6 +50,8 @@ pub fn run(args: BenchArgs) -> CmdResult {
         kv_type: args.cache_type,
     };
     let mut model = args.device.load(&args.model, &opts)?;
+    let load_s = model.load_time.as_secs_f64();
+    let kernels = super::device::kernel_origin(&mut model);
     let vocab = model.config.vocab as u32;
     // Fixed pseudo-random tokens: the speed does not depend on their values.
     let tokens = |n: usize, salt: u32| -> Vec<u32> {
@@ -104,6 +106,10 @@ pub fn run(args: BenchArgs) -> CmdResult {
             "decode_tokens_per_s": tg_med,
             "prefill_runs": pp,
             "decode_runs": tg,
+            "load_s": load_s,
+            "kernels": kernels,
+            "runtime_compiler_loaded": rtc_loaded(),
+            "runtime_compiler_mapped": super::device::rtc_library_mapped(),
         });
         println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
@@ -129,6 +135,12 @@ pub fn run(args: BenchArgs) -> CmdResult {
         );
     }
     Ok(())
+}
+
+/// Whether this process opened a runtime kernel compiler (NVRTC/hiprtc).
+fn rtc_loaded() -> bool {
+    use rocmforge::backend::{RtcApi, Vendor};
+    RtcApi::is_loaded(Vendor::Cuda) || RtcApi::is_loaded(Vendor::Hip)
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -27,8 +27,36 @@ impl DeviceArgs {
         path: &Path,
         opts: &LoadOptions,
     ) -> Result<LoadedModel<AnyBackend>, Box<dyn std::error::Error + Send + Sync>> {
-        let model = any_backend::load(path, opts, self.spec()?)?;
+        self.load_with(path, opts, false)
+    }
+
+    /// [`load`](Self::load); with `verify`, a GPU artifact's weights are
+    /// checked against their checksums first.
+    pub fn load_with(
+        &self,
+        path: &Path,
+        opts: &LoadOptions,
+        verify: bool,
+    ) -> Result<LoadedModel<AnyBackend>, Box<dyn std::error::Error + Send + Sync>> {
+        let mut model = any_backend::load_with(path, opts, self.spec()?, verify)?;
         eprintln!("device: {}", model.session.backend().describe());
+        if let Some(origin) = kernel_origin(&mut model) {
+            eprintln!("kernels: {origin}");
+        }
         Ok(model)
     }
+}
+
+/// Where a GPU model's kernels came from (`None` on the CPU).
+pub fn kernel_origin(model: &mut LoadedModel<AnyBackend>) -> Option<String> {
+    let g = model.session.backend_mut().gpu_model()?;
+    Some(g.kernel_origin().to_string())
+}
+
+/// Whether a runtime kernel compiler's library is mapped into this
+/// process (`/proc/self/maps`, Linux): a GPU artifact runs without one.
+pub fn rtc_library_mapped() -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .map(|m| m.contains("libnvrtc") || m.contains("libhiprtc"))
+        .unwrap_or(false)
 }

@@ -124,9 +124,15 @@ pub fn run(args: RunArgs) -> CmdResult {
         kv_type: args.cache_type,
         ..Default::default()
     };
-    let mut model = if args.verify {
+    let gpu_artifact = matches!(
+        rocmforge::artifact::peek_target(&args.model),
+        Some(rocmforge::artifact::ArtifactTarget::Gpu(_))
+    );
+    let mut model = if args.verify && !gpu_artifact {
         let m = rocmforge::artifact::load_cpu_verified(&args.model, &opts)?;
         any_backend::on_cpu(m, "a verified artifact runs on the CPU".into())
+    } else if args.verify {
+        args.device.load_with(&args.model, &opts, true)?
     } else {
         args.device.load(&args.model, &opts)?
     };

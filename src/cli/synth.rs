@@ -69,6 +69,9 @@ pub struct TinyArgs {
     /// Sliding-window attention of N tokens (mistral).
     #[arg(long, value_name = "N")]
     pub window: Option<u32>,
+    /// A Llama-3.1-style `rope_freqs.weight` (per-pair RoPE frequency divisors).
+    #[arg(long)]
+    pub rope_freqs: bool,
 }
 
 impl TinyArgs {
@@ -83,6 +86,7 @@ impl TinyArgs {
             || self.tied
             || self.bias
             || self.window.is_some()
+            || self.rope_freqs
     }
 
     fn spec(&self, layers: Option<usize>) -> TinySpec {
@@ -98,6 +102,7 @@ impl TinyArgs {
             tied: self.tied,
             bias: self.bias,
             window: self.window,
+            rope_freqs: self.rope_freqs,
             ..base
         }
     }

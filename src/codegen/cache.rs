@@ -1,6 +1,11 @@
 //! Compiling specialized sources once: code objects are cached on disk by
 //! content hash (source text, options, target, compiler version) and
 //! loaded modules are kept in memory for the process.
+//!
+//! A cache made [`from_stored`](KernelCache::from_stored) (an artifact's
+//! code objects) never compiles: every module is loaded up front with the
+//! driver, looked up by the hash of its source text, and a source that is
+//! not among them is an error. The runtime compiler is never loaded then.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +19,8 @@ use crate::backend::{BackendError, Gpu, Kernel, Module, Result, RtcApi};
 pub struct KernelCache {
     dir: Option<PathBuf>,
     modules: Mutex<HashMap<String, Arc<Module>>>,
+    /// Loaded from stored code objects only (no compiler).
+    stored: bool,
 }
 
 impl KernelCache {
@@ -22,7 +29,35 @@ impl KernelCache {
         KernelCache {
             dir,
             modules: Mutex::new(HashMap::new()),
+            stored: false,
         }
+    }
+
+    /// A cache holding exactly `objects` (source text, code object), each
+    /// loaded on `gpu` now with the driver; it compiles nothing.
+    pub fn from_stored<'a>(
+        gpu: &Arc<Gpu>,
+        objects: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<KernelCache> {
+        let mut modules = HashMap::new();
+        for (text, code) in objects {
+            modules.insert(text_key(text), Arc::new(Module::load(gpu, code)?));
+        }
+        Ok(KernelCache {
+            dir: None,
+            modules: Mutex::new(modules),
+            stored: true,
+        })
+    }
+
+    /// Whether this cache only serves stored code objects.
+    pub fn is_stored(&self) -> bool {
+        self.stored
+    }
+
+    /// Loaded modules.
+    pub fn loaded(&self) -> usize {
+        self.lock().len()
     }
 
     /// `$RFC_CACHE_DIR`, else `$XDG_CACHE_HOME/rfc/kernels`, else
@@ -78,6 +113,15 @@ impl KernelCache {
 
     /// The loaded module of `src` on `gpu` (compiled and loaded once).
     pub fn module(&self, gpu: &Arc<Gpu>, src: &KernelSource) -> Result<Arc<Module>> {
+        if self.stored {
+            return self
+                .lock()
+                .get(&text_key(&src.text()))
+                .cloned()
+                .ok_or_else(|| BackendError::NotStored {
+                    kernel: src.label.clone(),
+                });
+        }
         let target = Target::of(gpu.info());
         let compiler = gpu.compiler()?;
         let key = src.cache_key(
@@ -107,6 +151,16 @@ impl KernelCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Module>>> {
         self.modules.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The key of a stored code object: the SHA-256 of its source text (the
+/// text names the template, every constant and the target's prelude).
+fn text_key(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Writes atomically: a temporary file renamed into place, so a crash or

@@ -28,6 +28,9 @@ pub struct RopeEpilogue {
     pub base: f32,
     /// Multiplies every angle (1 / linear scaling factor).
     pub freq_scale: f32,
+    /// Pair `i`'s angle is divided by `rope_freqs[i]` (Llama-3.1-style
+    /// frequency factors, `head_dim/2` f32 at [`MatMulArgs::freqs`]).
+    pub freqs: bool,
 }
 
 impl RopeEpilogue {
@@ -113,6 +116,8 @@ pub struct MatMulArgs {
     pub kv: DevicePtr,
     /// Tokens of this step (T).
     pub tokens: u32,
+    /// RoPE frequency factors (f32[head_dim/2]) when the spec has them.
+    pub freqs: DevicePtr,
 }
 
 impl MatMulSpec {
@@ -143,6 +148,7 @@ impl MatMulSpec {
             (self.rms_eps.is_some(), "rms"),
             (self.segments.iter().any(|s| s.bias), "bias"),
             (self.rope.is_some(), "rope"),
+            (self.rope.is_some_and(|r| r.freqs), "freqs"),
             (self.kv.is_some(), "kv"),
             (self.swiglu, "swiglu"),
             (self.residual, "res"),
@@ -258,6 +264,9 @@ impl MatMulSpec {
                 .define("ROPE_NEOX", r.neox as u32)
                 .define_f32_bits("ROPE_THETA_SCALE_BITS", r.theta_scale())
                 .define_f32_bits("ROPE_FREQ_SCALE_BITS", r.freq_scale);
+            if r.freqs {
+                src = src.define("ROPE_FREQS", 1);
+            }
         }
         if let Some(kv) = self.kv {
             src = src
@@ -331,7 +340,8 @@ impl MatMulSpec {
             .ptr(a.pages)
             .u32(a.pages_per_seq)
             .ptr(a.kv)
-            .u32(a.tokens);
+            .u32(a.tokens)
+            .ptr(a.freqs);
         kernel.launch(stream, self.dims(variant, a.tokens, warp), &args)
     }
 }

@@ -107,7 +107,12 @@ pub fn node_sources(
         Op::Add | Op::Mul | Op::Silu => vec![binary_source()],
         Op::Rope(spec) => {
             let heads = fixed(g, id, last)? / spec.head_dim.max(1);
-            vec![rope_source(&rope_epilogue(g, id, spec, heads)?)]
+            let r = rope_epilogue(g, id, spec, heads)?;
+            if r.freqs {
+                // elementwise.hip's rope takes no frequency factors.
+                return Err(bad(g, id, "a standalone RoPE with frequency factors"));
+            }
+            vec![rope_source(&r)]
         }
         Op::KvStore { .. } => {
             let k = operand(g, id, Role::K)?;
@@ -142,13 +147,6 @@ pub fn matmul_spec(g: &Graph, id: NodeId, opts: &PlanOptions) -> Result<MatMulSp
             })
         })
         .collect::<Result<Vec<_>, CodegenError>>()?;
-    if g.operand(id, Role::Freqs).is_some() {
-        return Err(bad(
-            g,
-            id,
-            "RoPE frequency factors (rope_freqs) are not supported on the GPU yet",
-        ));
-    }
     let mut spec = MatMulSpec {
         k,
         segments,
@@ -217,6 +215,7 @@ fn rope_epilogue(
         neox: r.style == RopeStyle::Neox,
         base: r.base,
         freq_scale,
+        freqs: g.operand(id, Role::Freqs).is_some(),
     })
 }
 

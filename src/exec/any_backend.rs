@@ -4,7 +4,9 @@
 //!
 //! `auto` takes a GPU when one opens and the model compiles for it, else
 //! the CPU; the reason is kept in [`AnyBackend::describe`] for the CLI to
-//! print, and logged.
+//! print, and logged. An artifact from `rfc compile` decides by its target:
+//! a CPU artifact runs on the CPU, a GPU artifact on a device of its
+//! architecture with its stored code objects (no kernel compiler loaded).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use super::load::{load_cpu, plan_env, LoadError, LoadOptions, LoadedModel, PAGE_
 use super::session::{Session, StepBackend, StepLimits};
 use super::step::StepInputs;
 use super::ExecError;
+use crate::artifact::ArtifactTarget;
 use crate::backend::{BackendError, Device, DeviceSpec, Gpu, Vendor};
 use crate::codegen::KernelCache;
 use crate::frontend;
@@ -115,19 +118,41 @@ pub fn load(
     opts: &LoadOptions,
     spec: DeviceSpec,
 ) -> Result<LoadedModel<AnyBackend>, LoadError> {
-    // A CPU artifact runs on the CPU: no GPU runtime or compiler is loaded.
-    let cpu_artifact =
-        crate::artifact::peek_target(path) == Some(crate::artifact::ArtifactTarget::Cpu);
-    match spec {
-        DeviceSpec::Cpu => load_on_cpu(path, opts, "asked for".into()),
-        DeviceSpec::Auto if cpu_artifact => load_on_cpu(path, opts, "a CPU artifact".into()),
-        DeviceSpec::Gpu { .. } => {
+    load_with(path, opts, spec, false)
+}
+
+/// [`load`]; with `verify`, a GPU artifact's weights are checked against
+/// their stored checksums first (a CPU artifact's: `load_cpu_verified`).
+pub fn load_with(
+    path: &Path,
+    opts: &LoadOptions,
+    spec: DeviceSpec,
+    verify: bool,
+) -> Result<LoadedModel<AnyBackend>, LoadError> {
+    // An artifact's target decides the device before any is opened: a CPU
+    // artifact loads no GPU runtime, a GPU artifact no kernel compiler.
+    let target = crate::artifact::peek_target(path);
+    match (spec, target) {
+        (DeviceSpec::Cpu, _) => load_on_cpu(path, opts, "asked for".into()),
+        (DeviceSpec::Auto, Some(ArtifactTarget::Cpu)) => {
+            load_on_cpu(path, opts, "a CPU artifact".into())
+        }
+        (spec, Some(t @ ArtifactTarget::Gpu(_))) => {
+            load_artifact_on_gpu(path, opts, spec, &t, verify)
+        }
+        (DeviceSpec::Gpu { vendor, ordinal }, Some(ArtifactTarget::Cpu)) => {
+            Err(ArtifactTarget::Cpu
+                .require_vendor(vendor, &format!("{vendor}:{ordinal}"))
+                .expect_err("a CPU artifact runs on no GPU")
+                .into())
+        }
+        (DeviceSpec::Gpu { .. }, None) => {
             let Device::Gpu(gpu) = Device::open(spec).map_err(ExecError::from)? else {
                 unreachable!("a GPU spec opens a GPU or fails")
             };
             load_gpu(path, opts, &gpu)
         }
-        DeviceSpec::Auto => {
+        (DeviceSpec::Auto, None) => {
             let gpu = match first_gpu() {
                 Ok(g) => g,
                 Err(why) => return load_on_cpu(path, opts, format!("auto: no GPU: {why}")),
@@ -142,6 +167,43 @@ pub fn load(
             }
         }
     }
+}
+
+/// A GPU artifact on the device `spec` names (`auto`: device 0 of the
+/// artifact's vendor), opened without its runtime compiler.
+fn load_artifact_on_gpu(
+    path: &Path,
+    opts: &LoadOptions,
+    spec: DeviceSpec,
+    target: &ArtifactTarget,
+    verify: bool,
+) -> Result<LoadedModel<AnyBackend>, LoadError> {
+    let (vendor, ordinal) = match (spec, target) {
+        (DeviceSpec::Gpu { vendor, ordinal }, _) => {
+            target.require_vendor(vendor, &format!("{vendor}:{ordinal}"))?;
+            (vendor, ordinal)
+        }
+        (_, ArtifactTarget::Gpu(t)) => (t.vendor(), 0),
+        (_, ArtifactTarget::Cpu) => unreachable!("only GPU artifacts come here"),
+    };
+    let gpu = Gpu::open(vendor, ordinal).map_err(ExecError::from)?;
+    let file = Arc::new(GgufFile::open(path)?);
+    crate::artifact::load_gpu_artifact(file, opts, &gpu, verify, &crate::artifact::Silent)
+}
+
+/// The GPU's KV cache is f16: another cache type is refused.
+pub fn require_f16_cache(opts: &LoadOptions) -> Result<(), LoadError> {
+    if opts.kv_type == KvType::F16 {
+        return Ok(());
+    }
+    Err(LoadError::Exec(ExecError::Unsupported {
+        node: "kv_cache".into(),
+        kind: "kv_cache",
+        reason: format!(
+            "the GPU's KV cache is f16; a {:?} cache runs on the CPU (--device cpu)",
+            opts.kv_type
+        ),
+    }))
 }
 
 /// CUDA device 0, else HIP device 0 (a GPU counts only if its runtime
@@ -202,22 +264,12 @@ pub fn load_gpu(
     let t0 = Instant::now();
     let file = Arc::new(GgufFile::open(path)?);
     if crate::artifact::is_artifact(&file) {
-        return Err(LoadError::Exec(ExecError::Unsupported {
-            node: path.display().to_string(),
-            kind: "artifact",
-            reason: "compiled artifacts run on the CPU only (give the GGUF model)".into(),
-        }));
+        // A GPU artifact is loaded by `load`; this is a CPU one, or one
+        // whose first keys were damaged.
+        let artifact = crate::artifact::Artifact::from_file(file.clone())?;
+        artifact.target.require_device(gpu.info())?;
     }
-    if opts.kv_type != KvType::F16 {
-        return Err(LoadError::Exec(ExecError::Unsupported {
-            node: "kv_cache".into(),
-            kind: "kv_cache",
-            reason: format!(
-                "the GPU's KV cache is f16; a {:?} cache runs on the CPU (--device cpu)",
-                opts.kv_type
-            ),
-        }));
-    }
+    require_f16_cache(opts)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let (config, graph) = frontend::build_graph(&file)?;
     let compiled = passes::compile(graph, plan_env(opts, config.context_length))?;

@@ -80,6 +80,9 @@ pub struct DecoderSpec {
     pub tied: bool,
     /// {arch}.attention.sliding_window (Mistral).
     pub sliding_window: Option<u32>,
+    /// A Llama-3.1-style `rope_freqs.weight`: `head_dim/2` f32 divisors of
+    /// the RoPE pair angles.
+    pub rope_freqs: bool,
     /// general.file_type (llama_ftype), informational.
     pub file_type: u32,
     pub types: RoleTypes,
@@ -92,6 +95,8 @@ pub enum Kind {
     Norm,
     Bias,
     Embedding,
+    /// RoPE frequency divisors (`rope_freqs.weight`).
+    FreqFactor,
     /// A matrix of a role shared across layers (`q`, `gate`, ..., `output`).
     Matrix(&'static str),
 }
@@ -187,6 +192,15 @@ impl DecoderSpec {
             ty.embd,
             Kind::Embedding,
         )];
+        if self.rope_freqs {
+            let half = self.head_dim() as u64 / 2;
+            out.push(t(
+                "rope_freqs.weight".into(),
+                vec![half],
+                GgmlType::F32,
+                Kind::FreqFactor,
+            ));
+        }
         for l in 0..self.n_layers {
             let p = |s: &str| format!("blk.{l}.{s}");
             out.push(norm(p("attn_norm.weight"), d));
@@ -352,6 +366,9 @@ fn tensor_data(root: &SynthRng, fill: Fill, t: &TensorSpec) -> Result<Vec<u8>, S
     };
     let mut rng = root.fork(&label);
     let values = match (fill, t.kind) {
+        // Divisors spread around 2.5 (Llama 3.1's run from 1 to 8), far
+        // from 0, so that every pair's angle changes measurably.
+        (_, Kind::FreqFactor) => Values::normal(2.5, 0.5),
         (Fill::Benchmark, Kind::Norm) => Values::normal(1.0, 0.0),
         (Fill::Benchmark, Kind::Bias) => Values::normal(0.0, 0.01),
         (Fill::Benchmark, _) => Values::BENCHMARK,

@@ -63,6 +63,8 @@ pub struct TinySpec {
     pub bias: bool,
     /// Sliding-window attention (Mistral only).
     pub window: Option<u32>,
+    /// A Llama-3.1-style `rope_freqs.weight` (RoPE frequency divisors).
+    pub rope_freqs: bool,
 }
 
 impl Default for TinySpec {
@@ -79,6 +81,7 @@ impl Default for TinySpec {
             tied: false,
             bias: false,
             window: None,
+            rope_freqs: false,
         }
     }
 }
@@ -131,6 +134,7 @@ impl TinySpec {
             qkv_bias: self.bias,
             tied: self.tied,
             sliding_window: self.window,
+            rope_freqs: self.rope_freqs,
             file_type: file_type(self.ty),
             types: RoleTypes::uniform(self.ty),
             vocab,

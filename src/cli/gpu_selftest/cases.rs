@@ -337,6 +337,7 @@ pub fn qkv_spec() -> MatMulSpec {
             neox: true,
             base: BASE,
             freq_scale: 1.0,
+            freqs: false,
         }),
         kv: Some(KvEpilogue {
             k_col: (HEADS * HD) as u32,
@@ -664,6 +665,7 @@ fn rope_standalone(s: &mut Suite) -> Res<Check> {
             neox,
             base: 10_000.0,
             freq_scale: 0.5,
+            freqs: false,
         };
         let x = s.rng.vec(t * heads * HD, -1.0, 1.0);
         let mut want = x.clone();

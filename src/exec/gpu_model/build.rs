@@ -249,6 +249,9 @@ impl Places<'_> {
         if let Some(n) = self.graph.operand(id, Role::Norm) {
             args.norm = self.weight(n)?;
         }
+        if let Some(f) = self.graph.operand(id, Role::Freqs) {
+            args.freqs = self.weight(f)?;
+        }
         if let Some(r) = self.graph.operand(id, Role::Residual) {
             let r = self.loc(r)?;
             (args.residual, args.ldr) = (r.ptr, r.ld);

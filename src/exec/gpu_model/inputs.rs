@@ -2,10 +2,15 @@
 //! page table and the output rows, packed into one small buffer that is
 //! written with one host-to-device copy per step. The kernels trust these
 //! indices (docs/KERNELS.md), so [`StepInputs`] are checked here first.
+//!
+//! The host side is page-locked staging, so the copy is queued on the
+//! step's stream and the host does not wait for it: the only wait of a
+//! step is reading its result back. The staging is rewritten only once
+//! the stream has passed the previous copy ([`StepBuffer::settled`]).
 
 use std::sync::Arc;
 
-use crate::backend::{DeviceBuffer, DevicePtr, Gpu, Stream};
+use crate::backend::{DeviceBuffer, DevicePtr, Gpu, PinnedBuffer, Stream};
 use crate::exec::session::StepLimits;
 use crate::exec::step::StepInputs;
 use crate::exec::ExecError;
@@ -61,22 +66,25 @@ pub struct StepBuffer {
     layout: Layout,
     limits: StepLimits,
     vocab: usize,
-    host: Vec<i32>,
+    host: PinnedBuffer,
     device: DeviceBuffer,
+    /// A copy from `host` may still be queued: wait before rewriting it.
+    in_flight: bool,
 }
 
 impl StepBuffer {
     /// Room for steps up to `limits`; token ids must be below `vocab`.
     pub fn new(gpu: &Arc<Gpu>, limits: StepLimits, vocab: usize) -> Result<StepBuffer, ExecError> {
         let layout = Layout::new(&limits);
-        let host = vec![0i32; layout.len];
-        let device = DeviceBuffer::from_slice(gpu, &host)?;
+        let device = DeviceBuffer::from_slice(gpu, &vec![0i32; layout.len])?;
+        let host = PinnedBuffer::new(gpu, layout.len * 4)?;
         Ok(StepBuffer {
             layout,
             limits,
             vocab,
             host,
             device,
+            in_flight: false,
         })
     }
 
@@ -94,17 +102,24 @@ impl StepBuffer {
         self.device.ptr().offset(at * 4)
     }
 
-    /// Checks `step`, packs it and copies it to the device (in `stream`'s
-    /// order, before the step's kernels).
+    /// Checks `step`, packs it and queues its copy to the device (in
+    /// `stream`'s order, before the step's kernels); returns without
+    /// waiting.
     pub fn write(&mut self, stream: &Stream, step: &StepInputs) -> Result<StepShape, ExecError> {
         let shape = check(step, &self.limits, self.vocab)?;
+        if self.in_flight {
+            // Only after a step that failed before reading its result.
+            stream.synchronize()?;
+            self.in_flight = false;
+        }
         let l = self.layout;
         let t = step.n_tokens();
-        self.host[l.tokens..l.tokens + t].copy_from_slice(&step.tokens);
-        self.host[l.positions..l.positions + t].copy_from_slice(&step.positions);
-        self.host[l.seq_ids..l.seq_ids + t].copy_from_slice(&step.seq_ids);
+        let host = self.host.as_mut_slice::<i32>();
+        host[l.tokens..l.tokens + t].copy_from_slice(&step.tokens);
+        host[l.positions..l.positions + t].copy_from_slice(&step.positions);
+        host[l.seq_ids..l.seq_ids + t].copy_from_slice(&step.seq_ids);
         let p = self.limits.pages_per_seq;
-        let table = &mut self.host[l.page_table..l.page_table + self.limits.max_seqs * p];
+        let table = &mut host[l.page_table..l.page_table + self.limits.max_seqs * p];
         table.fill(-1);
         if step.pages_per_seq > 0 {
             for (s, row) in step.page_table.chunks(step.pages_per_seq).enumerate() {
@@ -112,9 +127,19 @@ impl StepBuffer {
             }
         }
         let r = step.output_rows.len();
-        self.host[l.output_rows..l.output_rows + r].copy_from_slice(&step.output_rows);
-        stream.upload_to(&mut self.device, 0, bytemuck::cast_slice(&self.host))?;
+        host[l.output_rows..l.output_rows + r].copy_from_slice(&step.output_rows);
+        // SAFETY: the staging is not written again before the stream has
+        // passed this copy (`in_flight` until `settled`), and both buffers
+        // live as long as `self`.
+        unsafe { stream.upload_pinned(&mut self.device, 0, &self.host)? };
+        self.in_flight = true;
         Ok(shape)
+    }
+
+    /// Says that the stream has passed the last copy (the caller waited
+    /// for the step's result), so the staging may be rewritten.
+    pub fn settled(&mut self) {
+        self.in_flight = false;
     }
 }
 

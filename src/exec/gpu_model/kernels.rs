@@ -1,7 +1,8 @@
 //! Compiling every kernel a compiled graph needs before the first step:
 //! the specialized sources of `codegen::plan::kernel_sources`, compiled
 //! in parallel (NVRTC/hiprtc are thread-safe) and loaded into the cache,
-//! so that building the launches afterwards only looks them up.
+//! so that building the launches afterwards only looks them up. A cache
+//! of an artifact's stored code objects has them all loaded already.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -18,6 +19,9 @@ pub fn precompile(
     graph: &Graph,
     opts: &PlanOptions,
 ) -> Result<(), CodegenError> {
+    if cache.is_stored() {
+        return Ok(());
+    }
     let started = Instant::now();
     let sources: Vec<KernelSource> = kernel_sources(graph, opts)?.into_values().collect();
     let threads = std::thread::available_parallelism()

@@ -5,9 +5,10 @@
 //! ([`weights`]), one activation arena of the memory plan's size, the
 //! paged f16 KV cache and a small buffer for the step's inputs
 //! ([`inputs`]) allocated, and every launch node resolved to a kernel and
-//! its device addresses ([`build`], [`launch`]). A step then copies its
-//! packed inputs to the device (one copy), queues the launches, and reads
-//! back the logits (or, for greedy decoding, only the argmax token ids).
+//! its device addresses ([`build`], [`launch`]). A step then queues the
+//! copy of its packed inputs (page-locked staging, no wait), the launches,
+//! and the read-back of the logits (or, for greedy decoding, only the
+//! argmax token ids): that read-back is the step's only wait.
 //!
 //! A one-token, one-row step (decode) is captured once as a graph and
 //! replayed: every launch argument of such a step is the same (positions,
@@ -66,6 +67,27 @@ impl DeviceFootprint {
     }
 }
 
+/// Where the model's kernels came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelOrigin {
+    /// An artifact's code objects, loaded with the driver (no compiler).
+    Stored { objects: usize },
+    /// The runtime compiler (`nvrtc 13.0`), through the disk cache.
+    Compiled { compiler: String },
+}
+
+impl std::fmt::Display for KernelOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelOrigin::Stored { objects } => write!(
+                f,
+                "{objects} code objects loaded from the artifact (no runtime compiler)"
+            ),
+            KernelOrigin::Compiled { compiler } => write!(f, "compiled by {compiler}"),
+        }
+    }
+}
+
 /// A model compiled for a GPU, ready to run steps.
 pub struct GpuModel {
     // Fields drop in order: graphs and kernels before the buffers they
@@ -88,6 +110,7 @@ pub struct GpuModel {
     host_tokens: Vec<i32>,
     limits: StepLimits,
     vocab: usize,
+    kernel_origin: KernelOrigin,
 }
 
 impl GpuModel {
@@ -123,6 +146,14 @@ impl GpuModel {
             page_size: page_size as u32,
         };
         kernels::precompile(gpu, cache, graph, &opts)?;
+        let kernel_origin = match cache.is_stored() {
+            true => KernelOrigin::Stored {
+                objects: cache.loaded(),
+            },
+            false => KernelOrigin::Compiled {
+                compiler: gpu.compiler()?.version_string(),
+            },
+        };
         let stream = Stream::new(gpu)?;
         let weights = DeviceWeights::upload(gpu, file, graph, &plan.schedule)?;
         let mut arena = DeviceBuffer::new(gpu, plan.arena_bytes as usize)?;
@@ -187,7 +218,12 @@ impl GpuModel {
             host_tokens: vec![0i32; limits.max_rows],
             limits,
             vocab,
+            kernel_origin,
         })
+    }
+
+    pub fn kernel_origin(&self) -> &KernelOrigin {
+        &self.kernel_origin
     }
 
     pub fn gpu(&self) -> &Arc<Gpu> {
@@ -223,6 +259,7 @@ impl GpuModel {
         let out = &mut self.host_tokens[..r];
         self.stream
             .download_from(&self.argmax_out, 0, bytemuck::cast_slice_mut(out))?;
+        self.inputs.settled();
         out.iter()
             .enumerate()
             .map(|(row, &id)| {
@@ -275,6 +312,7 @@ impl StepBackend for GpuModel {
             self.logits_offset,
             bytemuck::cast_slice_mut(out),
         )?;
+        self.inputs.settled();
         Ok(out)
     }
 
