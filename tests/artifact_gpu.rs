@@ -109,6 +109,20 @@ fn a_gpu_artifact_is_refused_for_a_device_of_another_vendor() {
 }
 
 #[test]
+fn a_gpu_artifact_with_device_auto_and_no_such_gpu_names_what_it_needs() {
+    // No AMD GPU on the machines that run the tests (else it would open,
+    // and this artifact without code objects would fail later).
+    let (_dir, path) = write_temp(retargeted("gfx1100"));
+    let e = load_for(&path, "auto").err().expect("no gfx1100 here");
+    let text = e.to_string();
+    assert!(text.contains("gfx1100"), "{text}");
+    if let LoadError::Artifact(ArtifactError::NotForDevice { asked, .. }) = e {
+        assert_eq!(asked, "auto");
+        assert!(text.contains("needs a hip device"), "{text}");
+    }
+}
+
+#[test]
 fn a_gpu_artifact_is_refused_by_the_cpu() {
     let (_dir, path) = write_temp(retargeted("sm_90"));
     let e = artifact_error(load_for(&path, "cpu"));

@@ -186,7 +186,18 @@ fn load_artifact_on_gpu(
         (_, ArtifactTarget::Gpu(t)) => (t.vendor(), 0),
         (_, ArtifactTarget::Cpu) => unreachable!("only GPU artifacts come here"),
     };
-    let gpu = Gpu::open(vendor, ordinal).map_err(ExecError::from)?;
+    // `auto` has no CPU to fall back to: the artifact holds no CPU plan.
+    let gpu = Gpu::open(vendor, ordinal).map_err(|e| match spec {
+        DeviceSpec::Auto => LoadError::Artifact(crate::artifact::ArtifactError::NotForDevice {
+            artifact: target.to_string(),
+            asked: "auto".into(),
+            hint: format!(
+                "it needs a {vendor} device ({}); run the GGUF, or compile it with --target cpu",
+                short(&e)
+            ),
+        }),
+        _ => LoadError::Exec(e.into()),
+    })?;
     let file = Arc::new(GgufFile::open(path)?);
     crate::artifact::load_gpu_artifact(file, opts, &gpu, verify, &crate::artifact::Silent)
 }
