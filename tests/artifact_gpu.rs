@@ -113,7 +113,7 @@ fn a_gpu_artifact_with_device_auto_and_no_such_gpu_names_what_it_needs() {
     // No AMD GPU on the machines that run the tests (else it would open,
     // and this artifact without code objects would fail later).
     let (_dir, path) = write_temp(retargeted("gfx1100"));
-    let e = load_for(&path, "auto").err().expect("no gfx1100 here");
+    let e = load_for(&path, "auto").expect_err("no gfx1100 here");
     let text = e.to_string();
     assert!(text.contains("gfx1100"), "{text}");
     if let LoadError::Artifact(ArtifactError::NotForDevice { asked, .. }) = e {
