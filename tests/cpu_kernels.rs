@@ -119,6 +119,36 @@ fn quantized_matmul_matches_f64_reference_for_every_type_and_token_count() {
 }
 
 #[test]
+fn quantized_activations_keep_a_scale_per_32_elements() {
+    // One 32-element block of the activations is 1000× louder than the
+    // rest and the weights are zero there: with one scale per 256 (ggml's
+    // Q8_K) the quiet blocks would round to a few levels, with one per 32
+    // they keep 8 bits each.
+    let mut rng = Rng(13);
+    let (rows, cols, t) = (8, 512, 3);
+    let loud = 288..320;
+    for ty in QUANT_TYPES {
+        let mut wf = rng.vec(rows * cols);
+        for r in 0..rows {
+            wf[r * cols + loud.start..r * cols + loud.end].fill(0.0);
+        }
+        let mut w = Vec::new();
+        quant::quantize(ty, &wf, &mut w).unwrap();
+        let mut x = rng.vec(t * cols);
+        for i in 0..t {
+            for v in &mut x[i * cols + loud.start..i * cols + loud.end] {
+                *v *= 1000.0;
+            }
+        }
+        let expected = reference(ty, &w, rows, cols, &x);
+        for path in SimdPath::available() {
+            let err = rel_err(&run_matmul(path, ty, &w, rows, cols, &x), &expected);
+            assert!(err < 2e-2, "{ty} {path:?}: relative error {err}");
+        }
+    }
+}
+
+#[test]
 fn float_matmul_matches_f64_reference_within_1e5() {
     let mut rng = Rng(11);
     for ty in FLOAT_TYPES {

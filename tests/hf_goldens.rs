@@ -8,9 +8,7 @@
 //! fixture's `rfc synth tiny` settings and seed, and must hash to the
 //! SHA-256 the fixture records, so HF and we read the same bytes.
 //!
-//! The models run with an f32 KV cache (HF computes in float64). Three
-//! K-quant cases that our 8-bit activations take just past 2e-2 are
-//! `#[ignore]`d with their measured error (docs/COMPATIBILITY.md).
+//! The models run with an f32 KV cache (HF computes in float64).
 
 use std::path::{Path, PathBuf};
 
@@ -223,13 +221,10 @@ mod exact {
         qwen2_gqa_tied_bias_q8_0,
         llama_gqa_q4_0,
         qwen2_gqa_tied_bias_q4_0,
-        #[ignore = "3.15e-2 > 2e-2: 8-bit activations (3.0e-7 with them emulated in HF)"]
         llama_gqa_q4_k,
         qwen2_gqa_tied_bias_q4_k,
         mistral_gqa_window4_q4_k,
-        #[ignore = "2.22e-2 > 2e-2: 8-bit activations (1.1e-2 at one position with them emulated in HF)"]
         llama_gqa_q6_k,
-        #[ignore = "2.12e-2 > 2e-2: 8-bit activations"]
         qwen2_gqa_tied_bias_q6_k,
     );
 }

@@ -3,14 +3,18 @@
 //!
 //! Quantized weights are multiplied with 8-bit activations, in the form
 //! their dot kernel wants:
-//! - 32-element weight blocks read [`ActBlock32`] (scale per 32, plus the
+//! - 32-element weight blocks read [`Q8x32Row`] (scale per 32, plus the
 //!   block's integer sum for the offset/min corrections);
-//! - K-quant super-blocks read [`ActBlock256`] (scale per 256, plus sums per
-//!   16 for the mins), so sub-block scales can be applied in integers;
+//! - K-quant super-blocks read [`Q8x256Row`]: a scale per 32 (like Q8_0's,
+//!   so a sub-block of small values keeps its precision; ggml's Q8_K has one
+//!   per 256, which alone moved the logits of tiny test models by 3e-2
+//!   against HF, docs/COMPATIBILITY.md) and sums per 16 for the mins, so
+//!   the weights' sub-block scales still apply in integers;
 //! - F32/F16/BF16 weights read the activations as f32, unquantized.
 //!
-//! Scales are kept in f32 (ggml rounds Q8_0's to f16); values are rounded to
-//! nearest (ties to even) in -127..=127, symmetric, so `-q` never overflows.
+//! Q8x32 scales are rounded to f16 like ggml's Q8_0 (the values use the
+//! exact scale), Q8x256's stay f32; values are rounded to nearest (ties to
+//! even) in -127..=127, symmetric, so `-q` never overflows.
 
 use super::error::KernelError;
 use super::simd::SimdPath;
@@ -27,13 +31,18 @@ pub struct Q8x32Row<'a> {
     pub dsum: &'a [f32],
 }
 
-/// One token row in 256-element blocks: `x[i] ≈ d[i/256] * qs[i]`, and
-/// `bsums[b][g] = Σ qs[256b+16g..256b+16g+16]`. `qs` starts 64-byte aligned.
+/// One token row in 256-element super-blocks of eight 32-element blocks:
+/// `x[256b + 32s + i] ≈ d[b][s] * qs[256b + 32s + i]`, and
+/// `bsums[b][g] = Σ qs[256b+16g..256b+16g+16]` (what 16-element sub-block
+/// mins and offsets multiply) and `dsum[b][s] = d[b][s] · Σ` of block `s`
+/// (what a 32-element sub-block's min multiplies). `qs` starts 64-byte
+/// aligned.
 #[derive(Debug, Clone, Copy)]
 pub struct Q8x256Row<'a> {
     pub qs: &'a [i8],
-    pub d: &'a [f32],
+    pub d: &'a [[f32; 8]],
     pub bsums: &'a [[i16; 16]],
+    pub dsum: &'a [[f32; 8]],
 }
 
 /// 64 bytes of quantized activations, so every row starts cache-line aligned.
@@ -86,8 +95,9 @@ pub struct QuantizedActs {
     d32: Vec<f32>,
     sum32: Vec<i32>,
     dsum32: Vec<f32>,
-    d256: Vec<f32>,
+    d256: Vec<[f32; 8]>,
     bsums256: Vec<[i16; 16]>,
+    dsum256: Vec<[f32; 8]>,
     has: [bool; 3],
 }
 
@@ -189,17 +199,25 @@ impl QuantizedActs {
         }
         if want[2] {
             self.qs256.resize(lines, Line([0; 64]));
-            self.d256.resize(t * k / 256, 0.0);
+            self.d256.resize(t * k / 256, [0.0; 8]);
             self.bsums256.resize(t * k / 256, [0; 16]);
+            self.dsum256.resize(t * k / 256, [0.0; 8]);
             for r in 0..t {
                 let x = &x[r * k..(r + 1) * k];
                 let (qs, nb) = (self.row_lines(r), k / 256);
                 let qs = &mut bytemuck::cast_slice_mut(&mut self.qs256[qs])[..k];
-                let (d, bsums) = (
-                    &mut self.d256[r * nb..(r + 1) * nb],
-                    &mut self.bsums256[r * nb..(r + 1) * nb],
-                );
+                let rb = r * nb..(r + 1) * nb;
+                let (d, bsums) = (&mut self.d256[rb.clone()], &mut self.bsums256[rb.clone()]);
                 quantize_x256(path, x, qs, d, bsums);
+                for ((ds, d), bs) in self.dsum256[rb.clone()]
+                    .iter_mut()
+                    .zip(&self.d256[rb.clone()])
+                    .zip(&self.bsums256[rb])
+                {
+                    for s in 0..8 {
+                        ds[s] = d[s] * (bs[2 * s] as i32 + bs[2 * s + 1] as i32) as f32;
+                    }
+                }
             }
         }
         Ok(())
@@ -237,6 +255,7 @@ impl QuantizedActs {
             qs: &bytemuck::cast_slice(&self.qs256[self.row_lines(t)])[..self.k],
             d: &self.d256[t * nb..(t + 1) * nb],
             bsums: &self.bsums256[t * nb..(t + 1) * nb],
+            dsum: &self.dsum256[t * nb..(t + 1) * nb],
         }
     }
 }
@@ -309,7 +328,13 @@ fn quantize_x32_body(x: &[f32], qs: &mut [i8], d: &mut [f32], sum: &mut [i32]) {
     }
 }
 
-fn quantize_x256(path: SimdPath, x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [[i16; 16]]) {
+fn quantize_x256(
+    path: SimdPath,
+    x: &[f32],
+    qs: &mut [i8],
+    d: &mut [[f32; 8]],
+    bsums: &mut [[i16; 16]],
+) {
     dispatch!(
         path,
         quantize_x256_body,
@@ -320,21 +345,28 @@ fn quantize_x256(path: SimdPath, x: &[f32], qs: &mut [i8], d: &mut [f32], bsums:
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_x256_avx2(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [[i16; 16]]) {
+unsafe fn quantize_x256_avx2(
+    x: &[f32],
+    qs: &mut [i8],
+    d: &mut [[f32; 8]],
+    bsums: &mut [[i16; 16]],
+) {
     quantize_x256_body(x, qs, d, bsums)
 }
 
 #[inline(always)]
-fn quantize_x256_body(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [[i16; 16]]) {
+fn quantize_x256_body(x: &[f32], qs: &mut [i8], d: &mut [[f32; 8]], bsums: &mut [[i16; 16]]) {
     for (b, (xs, q)) in x
         .chunks_exact(256)
         .zip(qs.chunks_exact_mut(256))
         .enumerate()
     {
-        let (scale, id) = scale_of(xs);
-        d[b] = scale;
-        for (q, &v) in q.iter_mut().zip(xs) {
-            *q = q8(v, id);
+        for (s, (xs, q)) in xs.chunks_exact(32).zip(q.chunks_exact_mut(32)).enumerate() {
+            let (scale, id) = scale_of(xs);
+            d[b][s] = scale;
+            for (q, &v) in q.iter_mut().zip(xs) {
+                *q = q8(v, id);
+            }
         }
         for (g, s) in bsums[b].iter_mut().enumerate() {
             *s = q[16 * g..16 * g + 16].iter().map(|&v| v as i16).sum();

@@ -23,6 +23,27 @@ pub fn get_scale_min_k4(j: usize, scales: &[u8; 12]) -> (u8, u8) {
     }
 }
 
+/// All eight scales and all eight mins of a Q4_K/Q5_K block at once, as
+/// little-endian bytes (byte `j` = pair `j`), from the three 32-bit words
+/// of `scales`: pairs 0..4 are the low six bits of words 0 (scales) and 1
+/// (mins); pairs 4..8 take their low bits from word 2's nibbles and their
+/// top two from the top bits of words 0 and 1. What SIMD kernels decode
+/// in a few integer operations; agrees with [`get_scale_min_k4`].
+#[inline(always)]
+pub fn unpack_scale_min_k4(scales: &[u8; 12]) -> (u64, u64) {
+    let word = |i: usize| u32::from_le_bytes(std::array::from_fn(|b| scales[4 * i + b]));
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const TOP2: u32 = 0x0303_0303;
+    let sc_high = (w2 & LOW4) | ((w0 >> 6) & TOP2) << 4;
+    let mn_high = ((w2 >> 4) & LOW4) | ((w1 >> 6) & TOP2) << 4;
+    (
+        (w0 & LOW6) as u64 | (sc_high as u64) << 32,
+        (w1 & LOW6) as u64 | (mn_high as u64) << 32,
+    )
+}
+
 /// Inverse of [`get_scale_min_k4`]: packs eight scales and mins (each < 64).
 pub fn pack_scale_min_k4(scales: &[u8; 8], mins: &[u8; 8]) -> [u8; 12] {
     let mut out = [0u8; 12];
@@ -83,6 +104,24 @@ mod tests {
                 (scales[j], mins[j]),
                 "pair {j}"
             );
+        }
+    }
+
+    #[test]
+    fn k4_scales_unpacked_at_once_agree_with_one_pair_at_a_time() {
+        let mut rng = crate::rng::Rng::new(12);
+        let mut packed = [0u8; 12];
+        for _ in 0..2000 {
+            rng.fill_bytes(&mut packed);
+            let (scales, mins) = unpack_scale_min_k4(&packed);
+            for j in 0..8 {
+                let at_once = ((scales >> (8 * j)) as u8, (mins >> (8 * j)) as u8);
+                assert_eq!(
+                    at_once,
+                    get_scale_min_k4(j, &packed),
+                    "pair {j} of {packed:?}"
+                );
+            }
         }
     }
 

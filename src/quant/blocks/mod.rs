@@ -16,7 +16,7 @@ pub mod q5_k;
 pub mod q6_k;
 pub mod q8_k;
 
-pub use k_scales::{get_scale_min_k4, pack_scale_min_k4, unpack_q3_k_scales};
+pub use k_scales::{get_scale_min_k4, pack_scale_min_k4, unpack_q3_k_scales, unpack_scale_min_k4};
 pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 pub use q2_k::BlockQ2K;
 pub use q3_k::BlockQ3K;

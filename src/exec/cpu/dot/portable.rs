@@ -105,19 +105,25 @@ fn q256_tile(
                 for (u, a) in acc[..tn].iter_mut().enumerate() {
                     let xr = x.q256_row(t0 + u);
                     let xq = &xr.qs[256 * b..256 * b + 256];
-                    let mut isum = 0i32;
-                    let mut msum = 0i32;
-                    for g in 0..16 {
-                        let r = 16 * g..16 * g + 16;
-                        let s: i32 = blk.q[r.clone()]
-                            .iter()
-                            .zip(&xq[r])
-                            .map(|(&p, &q)| p as i32 * q as i32)
-                            .sum();
-                        isum += blk.sc[g] * s;
-                        msum += blk.mn[g] * xr.bsums[b][g] as i32;
+                    // Per activation block s (groups 2s and 2s+1): integer
+                    // sums, then its scale; the weights' d and dmin last.
+                    let (mut fsum, mut fmin) = (0f32, 0f32);
+                    for (s, &dx) in xr.d[b].iter().enumerate() {
+                        let (mut isum, mut msum) = (0i32, 0i32);
+                        for g in 2 * s..2 * s + 2 {
+                            let r = 16 * g..16 * g + 16;
+                            let dot: i32 = blk.q[r.clone()]
+                                .iter()
+                                .zip(&xq[r])
+                                .map(|(&p, &q)| p as i32 * q as i32)
+                                .sum();
+                            isum += blk.sc[g] * dot;
+                            msum += blk.mn[g] * xr.bsums[b][g] as i32;
+                        }
+                        fsum += dx * isum as f32;
+                        fmin += dx * msum as f32;
                     }
-                    *a += xr.d[b] * (blk.d * isum as f32 - blk.dmin * msum as f32);
+                    *a += blk.d * fsum - blk.dmin * fmin;
                 }
             }
             for (u, a) in acc[..tn].iter().enumerate() {

@@ -4,10 +4,14 @@
 //! Sub-block scales are small integers, so they are applied inside the
 //! integer dot: `vpmaddubsw` (u8 weights × i8 activations → i16 pairs),
 //! then `vpmaddwd` with the broadcast scale (→ i32, scaled and summed in
-//! one step). One f32 multiply-add per super-block and token applies
-//! `d_w * d_x`; mins and offsets come from the activations' 16-element
-//! sums. Bounds: Q4_K 15·127·2 and Q6_K 63·127·2 per i16 pair, well below
-//! 32768; the i32 sums stay below 2^26.
+//! one step). Each 32-element activation block has its own scale: its i32
+//! lanes are converted and multiply-added with it into a per-super-block
+//! f32 sum, which one more multiply-add scales by the weights' `d`. Q4_K's
+//! mins multiply the activations' scaled 32-element sums; Q6_K's offset of
+//! 32 takes the 16-element sums, one i32 lane per activation block, scaled
+//! by the eight block scales at once.
+//! Bounds: Q4_K 15·127·2 and Q6_K 63·127·2 per i16 pair, below 32768; one
+//! block's i32 lanes stay below 2^23, so their conversion is exact.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -15,18 +19,21 @@ use std::ops::Range;
 use super::super::OutView;
 use super::util::{f16_at, hsum_ps};
 use crate::exec::cpu::acts::{Q8x256Row, QuantizedActs};
+use crate::exec::cpu::weights::WeightMatrix;
+use crate::quant::blocks::unpack_scale_min_k4;
 
-/// One token's 256-element activation block.
+/// One token's 256-element activation super-block.
 #[derive(Clone, Copy)]
 struct Act {
     /// 256 values, 32-byte aligned.
     qs: *const i8,
-    d: f32,
+    /// 8 scales, one per 32 values.
+    d: *const f32,
     /// 16 sums of 16 values.
     bsums: *const i16,
+    /// 8 sums of 32 values, each times its scale.
+    dsum: *const f32,
 }
-use crate::exec::cpu::blocks::scale_min_k4;
-use crate::exec::cpu::weights::WeightMatrix;
 
 trait SuperBlock {
     const BYTES: usize;
@@ -43,52 +50,57 @@ unsafe fn load32(p: *const i8) -> __m256i {
     unsafe { _mm256_load_si256(p as *const __m256i) }
 }
 
+/// `f + lanes · d`: one activation block's i32 lanes at its scale.
+#[inline(always)]
+unsafe fn add_scaled(f: __m256, lanes: __m256i, d: *const f32) -> __m256 {
+    unsafe { _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_broadcast_ss(&*d), f) }
+}
+
+/// `lanes · d` for lane `s` = activation block `s` of the super-block.
+#[inline(always)]
+unsafe fn per_block(lanes: __m256i, d: *const f32) -> __m256 {
+    unsafe { _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), _mm256_loadu_ps(d)) }
+}
+
 impl SuperBlock for Q4K {
     const BYTES: usize = 144;
 
     /// Layout: d, dmin (f16), 12 bytes of 6-bit scales/mins, 128 bytes of
     /// nibbles: bytes 32j..32j+32 hold sub-block 2j (low) and 2j+1 (high).
+    /// Sub-block `s` is activation block `s`.
     #[inline(always)]
     unsafe fn accumulate<const T: usize>(p: *const u8, x: [Act; T], acc: &mut [__m256; T]) {
         unsafe {
             let (d, dmin) = (f16_at(p), f16_at(p.add(2)));
-            let scales = std::slice::from_raw_parts(p.add(4), 12);
-            let mut sc = [0i16; 8];
-            let mut mn16 = [0i16; 16];
-            for s in 0..8 {
-                let (a, b) = scale_min_k4(s, scales);
-                sc[s] = a as i16;
-                mn16[2 * s] = b as i16;
-                mn16[2 * s + 1] = b as i16;
-            }
-            let mins = _mm256_loadu_si256(mn16.as_ptr() as *const __m256i);
-            let mut sumi = [_mm256_setzero_si256(); T];
+            let (sc, mn) = unpack_scale_min_k4(&*(p.add(4) as *const [u8; 12]));
+            // Lane s: dmin · mn[s], against the activations' scaled block sums.
+            let mins = _mm256_mul_ps(
+                _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mn as i64))),
+                _mm256_set1_ps(dmin),
+            );
+            let scv = _mm256_set1_epi64x(sc as i64);
+            let mut f = [_mm256_setzero_ps(); T];
             let low = _mm256_set1_epi8(0x0f);
             for j in 0..4 {
                 let v = _mm256_loadu_si256(p.add(16 + 32 * j) as *const __m256i);
                 let q_lo = _mm256_and_si256(v, low);
                 let q_hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), low);
-                let (s_lo, s_hi) = (
-                    _mm256_set1_epi16(sc[2 * j]),
-                    _mm256_set1_epi16(sc[2 * j + 1]),
-                );
+                // Every i16 lane = scale byte 2j (2j+1); index bit 7 zeroes the high byte.
+                let pick = |s: usize| _mm256_set1_epi16((0x8000 | s) as u16 as i16);
+                let s_lo = _mm256_shuffle_epi8(scv, pick(2 * j));
+                let s_hi = _mm256_shuffle_epi8(scv, pick(2 * j + 1));
                 for t in 0..T {
                     let a = x[t].qs.add(64 * j);
                     let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(q_lo, load32(a)), s_lo);
                     let p_hi =
                         _mm256_madd_epi16(_mm256_maddubs_epi16(q_hi, load32(a.add(32))), s_hi);
-                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p_lo, p_hi));
+                    f[t] = add_scaled(f[t], p_lo, x[t].d.add(2 * j));
+                    f[t] = add_scaled(f[t], p_hi, x[t].d.add(2 * j + 1));
                 }
             }
             for t in 0..T {
-                let bsums = _mm256_loadu_si256(x[t].bsums as *const __m256i);
-                let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mins));
-                acc[t] = _mm256_fmadd_ps(
-                    _mm256_cvtepi32_ps(sumi[t]),
-                    _mm256_set1_ps(d * x[t].d),
-                    acc[t],
-                );
-                acc[t] = _mm256_fnmadd_ps(m, _mm256_set1_ps(dmin * x[t].d), acc[t]);
+                acc[t] = _mm256_fmadd_ps(f[t], _mm256_set1_ps(d), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(mins, _mm256_loadu_ps(x[t].dsum), acc[t]);
             }
         }
     }
@@ -107,7 +119,7 @@ impl SuperBlock for Q6K {
             let d = f16_at(p.add(208));
             let sc8 = _mm_loadu_si128(p.add(192) as *const __m128i);
             let sc16 = _mm256_cvtepi8_epi16(sc8);
-            let mut sumi = [_mm256_setzero_si256(); T];
+            let mut f = [_mm256_setzero_ps(); T];
             let (m4, m2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
             for h in 0..2 {
                 let ql0 = _mm256_loadu_si256(p.add(64 * h) as *const __m256i);
@@ -154,19 +166,18 @@ impl SuperBlock for Q6K {
                     let scv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
                     for t in 0..T {
                         let a = load32(x[t].qs.add(128 * h + 32 * r));
-                        sumi[t] = _mm256_add_epi32(
-                            sumi[t],
-                            _mm256_madd_epi16(_mm256_maddubs_epi16(qr, a), scv),
-                        );
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(qr, a), scv);
+                        f[t] = add_scaled(f[t], p, x[t].d.add(4 * h + r));
                     }
                 }
             }
             for t in 0..T {
-                // The stored values are q + 32: subtract 32 · Σ_g sc_g · bsum_g.
+                // The stored values are q + 32: subtract 32 · Σ_g sc_g · bsum_g,
+                // lane s holding groups 2s and 2s+1 (activation block s).
                 let bsums = _mm256_loadu_si256(x[t].bsums as *const __m256i);
                 let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums, sc16));
-                let s = _mm256_sub_epi32(sumi[t], offset);
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d * x[t].d), acc[t]);
+                let f = _mm256_sub_ps(f[t], per_block(offset, x[t].d));
+                acc[t] = _mm256_fmadd_ps(f, _mm256_set1_ps(d), acc[t]);
             }
         }
     }
@@ -188,8 +199,9 @@ unsafe fn rows_x_tokens<B: SuperBlock, const R: usize, const T: usize>(
             // In bounds: every row holds nb blocks.
             let xb: [Act; T] = std::array::from_fn(|t| Act {
                 qs: x[t].qs.as_ptr().add(256 * b),
-                d: *x[t].d.get_unchecked(b),
+                d: x[t].d.get_unchecked(b).as_ptr(),
                 bsums: x[t].bsums.get_unchecked(b).as_ptr(),
+                dsum: x[t].dsum.get_unchecked(b).as_ptr(),
             });
             for r in 0..R {
                 if ahead > 0 {
