@@ -115,3 +115,31 @@ struct alignas(16) f4 {
 RFC_DEV f4 ld_f4(const float* p) { return *(const f4*)p; }
 
 RFC_DEV float silu(float x) { return x / (1.0f + expf(-x)); }
+
+// ---- int8 dot products (matvec_q8.hip) -----------------------------------------
+// dot4_i8(a, b, c) = c + sum of the four signed-byte products of a and b.
+#if RFC_HIP
+#if defined(__gfx1100__) || defined(__gfx1101__) || defined(__gfx1102__) || defined(__gfx1103__)
+// RDNA3 has only the mixed-sign form (v_dot4_i32_iu8); both signed here.
+RFC_DEV int dot4_i8(int a, int b, int c) { return __builtin_amdgcn_sudot4(true, a, true, b, c, false); }
+#elif defined(__gfx906__) || defined(__gfx908__) || defined(__gfx90a__) || defined(__gfx1030__)
+RFC_DEV int dot4_i8(int a, int b, int c) { return __builtin_amdgcn_sdot4(a, b, c, false); }
+#else
+RFC_DEV int dot4_i8(int a, int b, int c) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) c += (int)(i8)(a >> (8 * i)) * (int)(i8)(b >> (8 * i));
+    return c;
+}
+#endif
+#else
+RFC_DEV int dot4_i8(int a, int b, int c) {
+    int r;
+    asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+#endif
+
+// 16 bytes as four words (one 128-bit load where the address is 16-aligned).
+struct alignas(16) u32x4 {
+    u32 x, y, z, w;
+};

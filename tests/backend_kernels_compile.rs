@@ -112,6 +112,13 @@ fn sources() -> Vec<KernelSource> {
             .unwrap(),
         );
     }
+    // Large enough for the int8-input matvec (matvec_q8.hip).
+    for ty in TYPES.into_iter().filter(|t| t.block_len() > 1) {
+        let spec = plain(1024, vec![seg(ty, 4096, false)]);
+        let v = MatMulVariant::Vector { tokens: 1 };
+        assert!(spec.quantizes_input(v), "{} takes matvec_q8", ty.name());
+        out.push(spec.source(v).unwrap());
+    }
     for spec in &specs {
         for v in [
             MatMulVariant::Vector { tokens: 1 },

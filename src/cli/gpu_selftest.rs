@@ -42,6 +42,21 @@ pub struct GpuSelftestArgs {
 
 const F32_TOL: f64 = 1e-3;
 const F16_TOL: f64 = 1e-2;
+/// A matmul whose input row is rounded to int8 (the one-token matvec on
+/// quantized weights): reduced precision, as F16 (COMPARING.md).
+const Q8_ACT_TOL: f64 = 1e-2;
+
+/// The tolerance of `spec`'s `variant` against the f32 reference.
+fn matmul_tol(
+    spec: &rocmforge::codegen::matmul::MatMulSpec,
+    variant: rocmforge::codegen::matmul::MatMulVariant,
+) -> f64 {
+    if spec.quantizes_input(variant) {
+        Q8_ACT_TOL
+    } else {
+        F32_TOL
+    }
+}
 const NAN_BITS: u32 = 0x7fc0_0000;
 
 /// One line of the report.

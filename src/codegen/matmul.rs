@@ -95,6 +95,29 @@ fn matvec_ksplit(k: u32) -> u32 {
     k.div_ceil(512).next_power_of_two().clamp(1, MATVEC_WARPS)
 }
 
+fn uses_q8_matvec(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
+    spec.quantizes_input(variant)
+}
+
+/// The q8 matvec's shape: (warps per item, items per warp). Long rows are
+/// split over 2..8 warps where there are few items, so that enough weight
+/// bytes are in flight; with many items a warp takes several in turn, so
+/// that each block's quantized input row serves more rows.
+fn q8_matvec_shape(k: u32, items: u32) -> (u32, u32) {
+    let pow2_floor = |v: u32| if v == 0 { 1 } else { 1 << (31 - v.leading_zeros()) };
+    let ks = pow2_floor(4096 / items.max(1))
+        .min(pow2_floor(k / 1024))
+        .clamp(1, MATVEC_WARPS);
+    let blocks = items.div_ceil(MATVEC_WARPS / ks);
+    let ipw = if ks == 1 { pow2_floor(blocks / 512).min(4) } else { 1 };
+    (ks, ipw)
+}
+
+/// Matrices under this many weights stay on matvec.hip at T = 1: there the
+/// step is latency-bound and the q8 kernel's prologue (quantizing the row
+/// in every block) costs about what its faster weight stream saves.
+const Q8_MIN_WEIGHTS: u64 = 4 << 20;
+
 /// The device addresses and strides of one launch (row strides in
 /// elements). Unused operands stay [`DevicePtr::NULL`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -133,6 +156,18 @@ impl MatMulSpec {
         } else {
             self.rows()
         }
+    }
+
+    /// Whether `variant` rounds the input row to int8 (matvec_q8.hip: the
+    /// one-token matvec when every weight is quantized, the quantized row,
+    /// 2.375 bytes per element, fits in static shared memory, and the
+    /// matrix is large enough to pay for it, [`Q8_MIN_WEIGHTS`]).
+    pub fn quantizes_input(&self, variant: MatMulVariant) -> bool {
+        let quantized = |t: GgmlType| !matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
+        variant == (MatMulVariant::Vector { tokens: 1 })
+            && self.segments.iter().all(|s| quantized(s.ty))
+            && self.k <= 16_384
+            && self.rows() as u64 * self.k as u64 >= Q8_MIN_WEIGHTS
     }
 
     /// A label naming the specialization.
@@ -219,13 +254,21 @@ impl MatMulSpec {
     /// The specialized source of `variant`.
     pub fn source(&self, variant: MatMulVariant) -> Result<KernelSource, CodegenError> {
         self.validate()?;
+        let q8 = uses_q8_matvec(self, variant);
         let (template, entry) = match variant {
+            MatMulVariant::Vector { .. } if q8 => (Template::MatVecQ8, "matvec"),
             MatMulVariant::Vector { .. } => (Template::MatVec, "matvec"),
             MatMulVariant::Tiled { .. } => (Template::MatMul, "matmul"),
         };
         let mut src =
             KernelSource::new(template, self.label(variant), &[entry]).define("K", self.k);
         src = match variant {
+            MatMulVariant::Vector { .. } if q8 => {
+                let (ks, ipw) = q8_matvec_shape(self.k, self.rows() / 2);
+                src.define("KSPLIT", ks)
+                    .define("IPB", MATVEC_WARPS / ks)
+                    .define("IPW", ipw)
+            }
             MatMulVariant::Vector { tokens } => {
                 let ks = matvec_ksplit(self.k);
                 src.define("NT", tokens)
@@ -289,6 +332,11 @@ impl MatMulSpec {
     pub fn dims(&self, variant: MatMulVariant, tokens: u32, warp: u32) -> LaunchDims {
         let items = self.rows() / 2;
         match variant {
+            MatMulVariant::Vector { .. } if uses_q8_matvec(self, variant) => {
+                let (ks, ipw) = q8_matvec_shape(self.k, items);
+                let per_block = MATVEC_WARPS / ks * ipw;
+                LaunchDims::new([items.div_ceil(per_block), 1, 1], MATVEC_WARPS * warp)
+            }
             MatMulVariant::Vector { tokens: nt } => {
                 let ipb = MATVEC_WARPS / matvec_ksplit(self.k);
                 LaunchDims::new(
@@ -343,5 +391,66 @@ impl MatMulSpec {
             .u32(a.tokens)
             .ptr(a.freqs);
         kernel.launch(stream, self.dims(variant, a.tokens, warp), &args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(ty: GgmlType, rows: u32, k: u32) -> MatMulSpec {
+        MatMulSpec {
+            k,
+            segments: vec![Segment {
+                ty,
+                rows,
+                bias: false,
+            }],
+            rms_eps: None,
+            rope: None,
+            kv: None,
+            swiglu: false,
+            residual: false,
+        }
+    }
+
+    const ONE: MatMulVariant = MatMulVariant::Vector { tokens: 1 };
+
+    #[test]
+    fn a_one_token_matvec_of_large_quantized_weights_rounds_its_input_to_int8() {
+        let s = spec(GgmlType::Q4_K, 14336 * 2, 4096);
+        assert!(s.quantizes_input(ONE));
+        assert_eq!(s.source(ONE).unwrap().template, Template::MatVecQ8);
+    }
+
+    #[test]
+    fn float_weights_small_matrices_and_multi_token_steps_keep_an_f32_input() {
+        assert!(!spec(GgmlType::F16, 14336, 4096).quantizes_input(ONE));
+        assert!(!spec(GgmlType::Q5_0, 1152, 896).quantizes_input(ONE));
+        let big = spec(GgmlType::Q4_K, 14336, 4096);
+        assert!(!big.quantizes_input(MatMulVariant::Vector { tokens: 4 }));
+        assert!(!big.quantizes_input(MatMulVariant::Tiled { tokens: 16 }));
+        assert_eq!(
+            big.source(MatMulVariant::Vector { tokens: 4 }).unwrap().template,
+            Template::MatVec
+        );
+    }
+
+    #[test]
+    fn an_input_row_too_long_for_shared_memory_keeps_an_f32_input() {
+        assert!(!spec(GgmlType::Q8_0, 2048, 16_384 + 32).quantizes_input(ONE));
+    }
+
+    #[test]
+    fn the_q8_grid_covers_every_item_once() {
+        for (rows, k) in [(28672, 4096), (4096, 14336), (256512, 4096), (9728, 896)] {
+            let s = spec(GgmlType::Q8_0, rows, k);
+            assert!(s.quantizes_input(ONE));
+            let (ks, ipw) = q8_matvec_shape(s.k, rows / 2);
+            let per_block = MATVEC_WARPS / ks * ipw;
+            let grid = s.dims(ONE, 1, 32).grid[0];
+            assert!(grid * per_block >= rows / 2 && (grid - 1) * per_block < rows / 2);
+            assert!(ks == 1 || ks * 1024 <= s.k, "a split leaves each lane whole units");
+        }
     }
 }

@@ -19,6 +19,8 @@ const EPILOGUE: &str = include_str!("../../kernel_templates/epilogue.h");
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Template {
     MatVec,
+    /// The decode matvec on int8 activations (quantized weights, T = 1).
+    MatVecQ8,
     MatMul,
     Attention,
     Rows,
@@ -30,6 +32,7 @@ impl Template {
     pub fn file(self) -> &'static str {
         match self {
             Template::MatVec => "matvec",
+            Template::MatVecQ8 => "matvec_q8",
             Template::MatMul => "matmul",
             Template::Attention => "attention",
             Template::Rows => "rows",
@@ -40,6 +43,7 @@ impl Template {
     fn body(self) -> &'static str {
         match self {
             Template::MatVec => include_str!("../../kernel_templates/matvec.hip"),
+            Template::MatVecQ8 => include_str!("../../kernel_templates/matvec_q8.hip"),
             Template::MatMul => include_str!("../../kernel_templates/matmul.hip"),
             Template::Attention => include_str!("../../kernel_templates/attention.hip"),
             Template::Rows => include_str!("../../kernel_templates/rows.hip"),
@@ -53,7 +57,7 @@ impl Template {
         const Q: (&str, &str) = ("quant.h", QUANT);
         const E: (&str, &str) = ("epilogue.h", EPILOGUE);
         match self {
-            Template::MatVec | Template::MatMul => &[Q, E],
+            Template::MatVec | Template::MatVecQ8 | Template::MatMul => &[Q, E],
             Template::Rows => &[Q],
             Template::Attention | Template::Elementwise => &[],
         }

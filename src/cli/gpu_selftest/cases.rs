@@ -4,7 +4,7 @@ use half::f16;
 
 use super::steps::{filled_cache, Places};
 use super::{
-    dequantized, random_weights, ref_matmul, rel_err, Check, Res, Suite, F16_TOL, F32_TOL,
+    dequantized, matmul_tol, random_weights, ref_matmul, rel_err, Check, Res, Suite, F16_TOL, F32_TOL,
 };
 use rocmforge::backend::{Capture, DeviceBuffer, DevicePtr};
 use rocmforge::codegen::elementwise::{self as ew, KvStoreArgs};
@@ -58,6 +58,11 @@ pub fn all(s: &mut Suite) {
                 |s| plain_matmul(s, ty, t, v),
             );
         }
+    }
+    for ty in TYPES.into_iter().filter(|t| t.block_len() > 1) {
+        s.case(&format!("matmul {} T=1 large (int8 input)", ty.name()), |s| {
+            large_matvec(s, ty)
+        });
     }
     for t in [1, 3, 40] {
         s.case(&format!("qkv rms+bias+rope+kv T={t}"), |s| qkv(s, t));
@@ -255,11 +260,29 @@ fn reference_rows(spec: &MatMulSpec, o: &Operands, x: &[f32], t: usize) -> Vec<f
 
 fn plain_matmul(s: &mut Suite, ty: GgmlType, t: usize, v: MatMulVariant) -> Res<Check> {
     let k = if ty.block_len() == 256 { 512 } else { 320 };
+    matmul_of_rows(s, ty, k, 96, t, v)
+}
+
+/// A one-token matvec large enough for the int8-input kernel.
+fn large_matvec(s: &mut Suite, ty: GgmlType) -> Res<Check> {
+    let k = if ty.block_len() == 256 { 512 } else { 320 };
+    let rows = ((4usize << 20) / k).next_multiple_of(64);
+    matmul_of_rows(s, ty, k, rows, 1, MatMulVariant::Vector { tokens: 1 })
+}
+
+fn matmul_of_rows(
+    s: &mut Suite,
+    ty: GgmlType,
+    k: usize,
+    rows: usize,
+    t: usize,
+    v: MatMulVariant,
+) -> Res<Check> {
     let spec = MatMulSpec {
         k: k as u32,
         segments: vec![Segment {
             ty,
-            rows: 96,
+            rows: rows as u32,
             bias: false,
         }],
         rms_eps: None,
@@ -272,11 +295,12 @@ fn plain_matmul(s: &mut Suite, ty: GgmlType, t: usize, v: MatMulVariant) -> Res<
     let x = s.rng.vec(t * k, -1.0, 1.0);
     let want = reference_rows(&spec, &o, &x, t);
     let kern = s.kernel(&spec.source(v)?, entry(v))?;
-    let (xb, out) = (s.upload(&x)?, s.poisoned(t * 96)?);
+    let (xb, out) = (s.upload(&x)?, s.poisoned(t * rows)?);
     let args = matmul_args(&spec, &o, &xb, &out, t);
     // SAFETY: buffers sized by the spec.
     unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
-    Ok(Check::new(rel_err(&s.read(&out)?, &want), F32_TOL))
+    let input = if spec.quantizes_input(v) { "int8 input" } else { "f32 input" };
+    Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(input))
 }
 
 pub fn entry(v: MatMulVariant) -> &'static str {
@@ -400,7 +424,7 @@ fn qkv(s: &mut Suite, t: usize) -> Res<Check> {
         );
         kv_want.extend_from_slice(&want[i * n + HEADS * HD..(i + 1) * n]);
     }
-    let c = Check::new(rel_err(&got, &want), F32_TOL).note(variant_name(v));
+    let c = Check::new(rel_err(&got, &want), matmul_tol(&spec, v)).note(variant_name(v));
     Ok(c.and(Check::new(rel_err(&kv_got, &kv_want), F16_TOL).note("kv cache")))
 }
 
@@ -437,7 +461,7 @@ fn gate_up(s: &mut Suite, t: usize) -> Res<Check> {
     let args = matmul_args(&spec, &o, &xb, &out, t);
     // SAFETY: buffers sized by the spec.
     unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
-    Ok(Check::new(rel_err(&s.read(&out)?, &want), F32_TOL).note(variant_name(v)))
+    Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(variant_name(v)))
 }
 
 fn down(s: &mut Suite, ty: GgmlType, t: usize) -> Res<Check> {
@@ -467,7 +491,7 @@ fn down(s: &mut Suite, ty: GgmlType, t: usize) -> Res<Check> {
     args.residual = rb.ptr();
     // SAFETY: buffers sized by the spec.
     unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
-    Ok(Check::new(rel_err(&s.read(&out)?, &want), F32_TOL).note(variant_name(v)))
+    Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(variant_name(v)))
 }
 
 pub fn attention_spec(window: Option<u32>) -> AttentionKernelSpec {
