@@ -104,12 +104,16 @@ fn uses_q8_matvec(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
 /// bytes are in flight; with many items a warp takes several in turn, so
 /// that each block's quantized input row serves more rows.
 fn q8_matvec_shape(k: u32, items: u32) -> (u32, u32) {
-    let pow2_floor = |v: u32| if v == 0 { 1 } else { 1 << (31 - v.leading_zeros()) };
+    let pow2_floor = |v: u32| 1 << v.max(1).ilog2();
     let ks = pow2_floor(4096 / items.max(1))
         .min(pow2_floor(k / 1024))
         .clamp(1, MATVEC_WARPS);
     let blocks = items.div_ceil(MATVEC_WARPS / ks);
-    let ipw = if ks == 1 { pow2_floor(blocks / 512).min(4) } else { 1 };
+    let ipw = if ks == 1 {
+        pow2_floor(blocks / 512).min(4)
+    } else {
+        1
+    };
     (ks, ipw)
 }
 
@@ -431,7 +435,9 @@ mod tests {
         assert!(!big.quantizes_input(MatMulVariant::Vector { tokens: 4 }));
         assert!(!big.quantizes_input(MatMulVariant::Tiled { tokens: 16 }));
         assert_eq!(
-            big.source(MatMulVariant::Vector { tokens: 4 }).unwrap().template,
+            big.source(MatMulVariant::Vector { tokens: 4 })
+                .unwrap()
+                .template,
             Template::MatVec
         );
     }
@@ -450,7 +456,10 @@ mod tests {
             let per_block = MATVEC_WARPS / ks * ipw;
             let grid = s.dims(ONE, 1, 32).grid[0];
             assert!(grid * per_block >= rows / 2 && (grid - 1) * per_block < rows / 2);
-            assert!(ks == 1 || ks * 1024 <= s.k, "a split leaves each lane whole units");
+            assert!(
+                ks == 1 || ks * 1024 <= s.k,
+                "a split leaves each lane whole units"
+            );
         }
     }
 }

@@ -4,7 +4,8 @@ use half::f16;
 
 use super::steps::{filled_cache, Places};
 use super::{
-    dequantized, matmul_tol, random_weights, ref_matmul, rel_err, Check, Res, Suite, F16_TOL, F32_TOL,
+    dequantized, matmul_tol, random_weights, ref_matmul, rel_err, Check, Res, Suite, F16_TOL,
+    F32_TOL,
 };
 use rocmforge::backend::{Capture, DeviceBuffer, DevicePtr};
 use rocmforge::codegen::elementwise::{self as ew, KvStoreArgs};
@@ -60,9 +61,10 @@ pub fn all(s: &mut Suite) {
         }
     }
     for ty in TYPES.into_iter().filter(|t| t.block_len() > 1) {
-        s.case(&format!("matmul {} T=1 large (int8 input)", ty.name()), |s| {
-            large_matvec(s, ty)
-        });
+        s.case(
+            &format!("matmul {} T=1 large (int8 input)", ty.name()),
+            |s| large_matvec(s, ty),
+        );
     }
     for t in [1, 3, 40] {
         s.case(&format!("qkv rms+bias+rope+kv T={t}"), |s| qkv(s, t));
@@ -299,7 +301,11 @@ fn matmul_of_rows(
     let args = matmul_args(&spec, &o, &xb, &out, t);
     // SAFETY: buffers sized by the spec.
     unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
-    let input = if spec.quantizes_input(v) { "int8 input" } else { "f32 input" };
+    let input = if spec.quantizes_input(v) {
+        "int8 input"
+    } else {
+        "f32 input"
+    };
     Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(input))
 }
 
