@@ -110,67 +110,21 @@ impl SuperBlock for Q6K {
     const BYTES: usize = 210;
 
     /// Layout: ql[128], qh[64], scales[16] (i8), d (f16). Half `h`, quarter
-    /// `r` (32 elements from 128h+32r) takes nibbles of ql[64h + 32(r%2)..]
-    /// (high nibbles for r >= 2) and bits 2r..2r+2 of qh[32h..]; value
-    /// minus 32; groups 8h+2r and 8h+2r+1 each have their own scale.
+    /// `r` (32 elements from 128h+32r, activation block 4h+r) takes nibbles
+    /// of ql[64h + 32(r%2)..] (high nibbles for r >= 2) and bits 2r..2r+2
+    /// of qh[32h..]; value minus 32; groups 8h+2r and 8h+2r+1 each have
+    /// their own scale.
     #[inline(always)]
     unsafe fn accumulate<const T: usize>(p: *const u8, x: [Act; T], acc: &mut [__m256; T]) {
         unsafe {
             let d = f16_at(p.add(208));
-            let sc8 = _mm_loadu_si128(p.add(192) as *const __m128i);
-            let sc16 = _mm256_cvtepi8_epi16(sc8);
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
             let mut f = [_mm256_setzero_ps(); T];
-            let (m4, m2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
-            for h in 0..2 {
-                let ql0 = _mm256_loadu_si256(p.add(64 * h) as *const __m256i);
-                let ql1 = _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i);
-                let qh = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
-                let q = [
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql0, m4),
-                        _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m2),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(ql1, m4),
-                        _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m2),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4),
-                        _mm256_and_si256(qh, m2),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4),
-                        _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2),
-                    ),
-                ];
-                for (r, &qr) in q.iter().enumerate() {
-                    let g = (8 * h + 2 * r) as i8;
-                    let pick = _mm_set_epi8(
-                        g + 1,
-                        g + 1,
-                        g + 1,
-                        g + 1,
-                        g + 1,
-                        g + 1,
-                        g + 1,
-                        g + 1,
-                        g,
-                        g,
-                        g,
-                        g,
-                        g,
-                        g,
-                        g,
-                        g,
-                    );
-                    let scv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pick));
-                    for t in 0..T {
-                        let a = load32(x[t].qs.add(128 * h + 32 * r));
-                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(qr, a), scv);
-                        f[t] = add_scaled(f[t], p, x[t].d.add(4 * h + r));
-                    }
-                }
-            }
+            // Half h's eight i16 scales in both 128-bit lanes.
+            let lo = _mm256_permute2x128_si256::<0x00>(sc16, sc16);
+            let hi = _mm256_permute2x128_si256::<0x11>(sc16, sc16);
+            q6k_half::<T>(p, 0, lo, &x, &mut f);
+            q6k_half::<T>(p, 1, hi, &x, &mut f);
             for t in 0..T {
                 // The stored values are q + 32: subtract 32 · Σ_g sc_g · bsum_g,
                 // lane s holding groups 2s and 2s+1 (activation block s).
@@ -178,6 +132,53 @@ impl SuperBlock for Q6K {
                 let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums, sc16));
                 let f = _mm256_sub_ps(f[t], per_block(offset, x[t].d));
                 acc[t] = _mm256_fmadd_ps(f, _mm256_set1_ps(d), acc[t]);
+            }
+        }
+    }
+}
+
+/// Half `h` of a Q6_K super-block at `p` into `f`; `scales` holds the
+/// half's eight i16 group scales in both 128-bit lanes.
+#[inline(always)]
+unsafe fn q6k_half<const T: usize>(
+    p: *const u8,
+    h: usize,
+    scales: __m256i,
+    x: &[Act; T],
+    f: &mut [__m256; T],
+) {
+    unsafe {
+        let (m4, m2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
+        let ql0 = _mm256_loadu_si256(p.add(64 * h) as *const __m256i);
+        let ql1 = _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i);
+        let qh = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
+        let q = [
+            _mm256_or_si256(
+                _mm256_and_si256(ql0, m4),
+                _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m2),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(ql1, m4),
+                _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m2),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4),
+                _mm256_and_si256(qh, m2),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4),
+                _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2),
+            ),
+        ];
+        for (r, &qr) in q.iter().enumerate() {
+            // i16 lanes 0..8 = scale 2r of the half, lanes 8..16 = scale 2r+1.
+            let byte_pair = |g: usize| _mm_set1_epi16((((2 * g + 1) << 8) | (2 * g)) as i16);
+            let pick = _mm256_set_m128i(byte_pair(2 * r + 1), byte_pair(2 * r));
+            let scv = _mm256_shuffle_epi8(scales, pick);
+            for t in 0..T {
+                let a = load32(x[t].qs.add(128 * h + 32 * r));
+                let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(qr, a), scv);
+                f[t] = add_scaled(f[t], prod, x[t].d.add(4 * h + r));
             }
         }
     }
