@@ -1,123 +1,268 @@
-// Tiled quantized matrix product for prefill (many tokens), with the same
-// prologue and epilogue as matvec.hip.
+// Tiled quantized matrix product for prefill (many tokens) on the matrix
+// units (prelude.h, "matrix units"): f16 operands, f32 accumulation, with
+// the same prologue and epilogue as matvec.hip.
 //
-// A block computes TM tokens x 64 weight rows: the rows of items
-// i0..i0+32 (the A rows, then their B partners; see epilogue.h), so every
-// thread holds both rows of the pairs it finishes. The k loop walks
-// 32-element units: the x tile is normalized-weighted (x*g) as it is
-// staged, the weight tile dequantized into shared memory once per block.
-// sum(x^2) per token is gathered while staging x (RMSNorm prologue).
+// A block computes TM tokens x TN weight rows: the rows of items
+// i0..i0+TN/2. 8 warps in 2 (tokens) x 4 (rows); warp (wm, wc) owns tokens
+// wm*TM/2.. and the TN/4 rows of items i0 + wc*TN/8 + j: A rows first, then
+// their B partners (epilogue.h), so every pair a warp finishes is its own.
+// The k loop walks 32-element units: x rows staged as f16 (RMSNorm applied:
+// x*g*scale, the per-token scale from a first pass over x, times a power of
+// two that keeps the row inside f16's range), weight rows dequantized to f16. With two shared-memory buffers (NBUF 2, where they
+// fit) the warps stage unit u+1 while others still multiply unit u, one
+// barrier per unit; with one, two barriers.
 //
-// Defines: K, TM (tokens per tile, 16..64 step 16), SEGi_*, EPS_BITS with
-// PROLOGUE_RMS, the epilogue's. Grid: (ceil(N_ITEMS / 32), ceil(T / TM));
-// block: 256 threads.
+// Precision (MMA_SPLIT): 1 multiplies the f16 roundings of x and w
+// (relative error ~3e-4 per output row); 3 also stages the rounding
+// remainders (x = xh + xl, w = wh + wl, all f16) and accumulates
+// xh*wh + xh*wl + xl*wh, accurate to ~2e-6 at three times the
+// matrix-unit work; 2 splits x only (xh*wh + xl*wh).
+//
+// Defines: K, TM (32, 64 or 128), TN (64 or 128), MMA_SPLIT (1, 2 or 3),
+// SEGi_*, EPS_BITS with PROLOGUE_RMS, the epilogue's. Grid:
+// (ceil(N_ITEMS / (TN/2)), ceil(T / TM)); block: 256 threads (8 warps of 32).
 
-#define TN 64
+#ifndef MMA_SPLIT
+#define MMA_SPLIT 3
+#endif
 #define UNITS (K / 32)
-#define TI (TM / 16)
+#define KP 40  // row pitch of the staged tiles in halves: 32 + 8 (banks)
+#define WTM (TM / 2)
+#define WTN (TN / 4)
+#define MT (WTM / 16)
+#define NT (WTN / 16)
+#define X_PARTS (TM * 4)
+#define W_PARTS (TN * 4)
+#define LAYERS (MMA_SPLIT > 1 ? 2 : 1)
+#define STAGE_HALVES (LAYERS * (TM + TN) * KP)
+// Two buffers where they fit 40 KiB, else one (and a second barrier per unit).
+#define NBUF (2 * STAGE_HALVES * 2 <= 40 * 1024 ? 2 : 1)
+#define EPI_PITCH (WTN + 1)
+
+static_assert(NBUF * STAGE_HALVES * 2 >= 8 * 16 * EPI_PITCH * 4, "the epilogue fits the staging buffers");
+static_assert(NBUF * STAGE_HALVES * 2 <= 44 * 1024, "static shared memory stays under 48 KiB");
+
+struct alignas(16) h8 {
+    u32 x, y, z, w;
+};
+
+// f16 of v (hi), and of what that rounding left (lo).
+RFC_DEV void split8(const float* v, h8* hi, h8* lo) {
+    u16 h[8], l[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+        h[e] = f2h(v[e]);
+        l[e] = f2h(v[e] - h2f(h[e]));
+    }
+    hi->x = (u32)h[0] | ((u32)h[1] << 16);
+    hi->y = (u32)h[2] | ((u32)h[3] << 16);
+    hi->z = (u32)h[4] | ((u32)h[5] << 16);
+    hi->w = (u32)h[6] | ((u32)h[7] << 16);
+    lo->x = (u32)l[0] | ((u32)l[1] << 16);
+    lo->y = (u32)l[2] | ((u32)l[3] << 16);
+    lo->z = (u32)l[4] | ((u32)l[5] << 16);
+    lo->w = (u32)l[6] | ((u32)l[7] << 16);
+}
+
+// e with 2^(e-1) <= v < 2^e for a finite v > 0, kept within +-100 (0 for
+// v = 0), so 2^-e and 2^e are normal f32 powers of two.
+RFC_DEV int pow2_exponent(float v) {
+    if (!(v > 0.0f)) return 0;
+    const int e = (int)((f32_bits(v) >> 23) & 0xff) - 126;
+    return max(-100, min(100, e));
+}
 
 template <int TY>
 RFC_DEVT void dequant_part(const u8* row, int unit, int part, float* v) {
     dequant8<TY>(row, unit, part, v);
 }
 
+// Weight row staged at tile row n (-1: past the last item).
+RFC_DEV int tile_row(int i0, int n) {
+    const int wc = n / WTN, j = n % WTN;
+    const int item = i0 + wc * (WTN / 2) + j % (WTN / 2);
+    if (item >= N_ITEMS) return -1;
+    int ra, rb;
+    pair_rows(item, &ra, &rb);
+    return j < WTN / 2 ? ra : rb;
+}
+
+// Buffer b, layer (0: hi, 1: lo): TM x rows, then TN weight rows.
+RFC_DEV u16* x_tile(u16* stage, int b, int layer) {
+    return stage + b * STAGE_HALVES + layer * (TM + TN) * KP;
+}
+
 RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
-    __shared__ float xs[32][TM + 1];
-    __shared__ float ws[32][TN + 1];
-    __shared__ float scale_s[TM];
-    const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    // Staging buffers, reused by the epilogue once the k loop is done.
+    __shared__ h8 stage_v[NBUF * STAGE_HALVES / 8];  // h8: 16-byte aligned rows
+    u16* const stage = (u16*)stage_v;
+    __shared__ float scale_s[TM], unscale_s[TM];
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int wm = warp / 4, wc = warp % 4;
     const int i0 = blockIdx.x * (TN / 2);
     const int t0 = blockIdx.y * TM;
 
-    // Staging roles: x rows (4 threads a token, 8 elements each) and
-    // weight rows (4 threads a row, one 8-element part each).
-    const int xl_t = tid / 4, xl_p = tid % 4;
-    const int wl_r = tid / 4, wl_p = tid % 4;
-    int wrow = -1;
-    {
-        int item = i0 + (wl_r % (TN / 2));
-        if (item < N_ITEMS) {
-            int ra, rb;
-            pair_rows(item, &ra, &rb);
-            wrow = wl_r < TN / 2 ? ra : rb;
-        }
-    }
-    float ss = 0.0f;
-    float acc[TI][4];
-#pragma unroll
-    for (int i = 0; i < TI; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
-
-    for (int u = 0; u < UNITS; u++) {
-        if (xl_t < TM) {
-            float v[8];
-            int t = t0 + xl_t;
-            if (t < T) {
-                const float* xr = x + (u64)t * ldx + u * 32 + xl_p * 8;
-                f4 a = ld_f4(xr), b = ld_f4(xr + 4);
-                v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
-                v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
-            } else {
-#pragma unroll
-                for (int e = 0; e < 8; e++) v[e] = 0.0f;
-            }
-#pragma unroll
-            for (int e = 0; e < 8; e++) {
-                ss += v[e] * v[e];
+    // Per token, a warp over the whole row: the RMSNorm scale, and a power
+    // of two that brings the staged row's largest element into [0.5, 1) so
+    // that no f16 overflows (undone exactly in the epilogue).
+    for (int tl = warp; tl < TM; tl += 8) {
+        float ss = 0.0f, mx = 0.0f;
+        if (t0 + tl < T) {
+            const float* xr = x + (u64)(t0 + tl) * ldx;
+            for (int i = lane * 4; i < K; i += 128) {
+                f4 a = ld_f4(xr + i);
+                ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w;
 #if PROLOGUE_RMS
-                v[e] *= norm[u * 32 + xl_p * 8 + e];
+                a.x *= norm[i]; a.y *= norm[i + 1]; a.z *= norm[i + 2]; a.w *= norm[i + 3];
 #endif
-                xs[xl_p * 8 + e][xl_t] = v[e];
+                mx = fmaxf(mx, fmaxf(fmaxf(fabsf(a.x), fabsf(a.y)), fmaxf(fabsf(a.z), fabsf(a.w))));
             }
         }
-        {
-            float v[8];
-            if (wrow >= 0) {
-                WITH_ROW_TYPE(wrow, dequant_part, u, wl_p, v);
-            } else {
-#pragma unroll
-                for (int e = 0; e < 8; e++) v[e] = 0.0f;
-            }
-#pragma unroll
-            for (int e = 0; e < 8; e++) ws[wl_p * 8 + e][wl_r] = v[e];
-        }
-        __syncthreads();
-#pragma unroll 8
-        for (int k = 0; k < 32; k++) {
-            float a[TI], b[4];
-#pragma unroll
-            for (int i = 0; i < TI; i++) a[i] = xs[k][ty + 16 * i];
-#pragma unroll
-            for (int j = 0; j < 4; j++) b[j] = ws[k][tx + 16 * j];
-#pragma unroll
-            for (int i = 0; i < TI; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
-        }
-        __syncthreads();
-    }
-
-    ss = group_sum(ss, 4);
-    if (xl_t < TM && xl_p == 0) {
+        ss = warp_sum(ss);
+        mx = warp_max(mx);
 #if PROLOGUE_RMS
-        scale_s[xl_t] = rsqrtf(ss / (float)K + bits_f32(EPS_BITS));
+        const float rs = rsqrtf(ss / (float)K + bits_f32(EPS_BITS));
 #else
-        scale_s[xl_t] = 1.0f;
+        const float rs = 1.0f;
 #endif
+        if (lane == 0) {
+            const int e = pow2_exponent(mx * rs);
+            scale_s[tl] = rs * bits_f32((u32)(127 - e) << 23);
+            unscale_s[tl] = bits_f32((u32)(127 + e) << 23);
+        }
     }
+    int wrow[(W_PARTS + 255) / 256];
+#pragma unroll
+    for (int r = 0; r < (W_PARTS + 255) / 256; r++) wrow[r] = tile_row(i0, (tid + 256 * r) / 4);
     __syncthreads();
 
+    float acc[MT][NT][MMA_ACC];
+#pragma unroll
+    for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+        for (int ni = 0; ni < NT; ni++)
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) acc[mi][ni][i] = 0.0f;
+
+    // Stages unit u into buffer b: x rows, then weight rows (8 elements a part).
+    auto stage_unit = [&](int u, int b) {
+#pragma unroll
+        for (int r = 0; r < (X_PARTS + 255) / 256; r++) {
+            const int p = tid + 256 * r, tl = p / 4, part = p % 4;
+            if (p >= X_PARTS) break;
+            float v[8];
+            if (t0 + tl < T) {
+                const float* xr = x + (u64)(t0 + tl) * ldx + u * 32 + part * 8;
+                f4 a = ld_f4(xr), c = ld_f4(xr + 4);
+                const float sc = scale_s[tl];
+                v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+                v[4] = c.x; v[5] = c.y; v[6] = c.z; v[7] = c.w;
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+#if PROLOGUE_RMS
+                    v[e] *= norm[u * 32 + part * 8 + e] * sc;
+#else
+                    v[e] *= sc;
+#endif
+                }
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; e++) v[e] = 0.0f;
+            }
+            h8 hi, lo;
+            split8(v, &hi, &lo);
+            *(h8*)(x_tile(stage, b, 0) + tl * KP + part * 8) = hi;
+#if MMA_SPLIT > 1
+            *(h8*)(x_tile(stage, b, 1) + tl * KP + part * 8) = lo;
+#endif
+        }
+#pragma unroll
+        for (int r = 0; r < (W_PARTS + 255) / 256; r++) {
+            const int p = tid + 256 * r, n = p / 4, part = p % 4;
+            if (p >= W_PARTS) break;
+            float v[8];
+            if (wrow[r] >= 0) {
+                WITH_ROW_TYPE(wrow[r], dequant_part, u, part, v);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 8; e++) v[e] = 0.0f;
+            }
+            h8 hi, lo;
+            split8(v, &hi, &lo);
+            *(h8*)(x_tile(stage, b, 0) + (TM + n) * KP + part * 8) = hi;
+#if MMA_SPLIT == 3
+            *(h8*)(x_tile(stage, b, 1) + (TM + n) * KP + part * 8) = lo;
+#endif
+        }
+    };
+
+    stage_unit(0, 0);
+    __syncthreads();
+    for (int u = 0; u < UNITS; u++) {
+        const int b = u % NBUF;
+#pragma unroll
+        for (int kk = 0; kk < 32; kk += 16) {
+            // The weight fragments stay in registers; one x fragment at a time.
+            const u16* xs = x_tile(stage, b, 0) + kk;
+            const u16* ws = xs + TM * KP;
+            MmaB bh[NT];
+#pragma unroll
+            for (int ni = 0; ni < NT; ni++) mma_load_b(bh[ni], ws + (wc * WTN + ni * 16) * KP, KP);
+#if MMA_SPLIT > 1
+            const u16* xl = x_tile(stage, b, 1) + kk;
+#endif
+#if MMA_SPLIT == 3
+            const u16* wl = xl + TM * KP;
+            MmaB bl[NT];
+#pragma unroll
+            for (int ni = 0; ni < NT; ni++) mma_load_b(bl[ni], wl + (wc * WTN + ni * 16) * KP, KP);
+#endif
+#pragma unroll
+            for (int mi = 0; mi < MT; mi++) {
+                MmaA a;
+                mma_load_a(a, xs + (wm * WTM + mi * 16) * KP, KP);
+#pragma unroll
+                for (int ni = 0; ni < NT; ni++) mma_16x16x16(acc[mi][ni], a, bh[ni]);
+#if MMA_SPLIT == 3
+#pragma unroll
+                for (int ni = 0; ni < NT; ni++) mma_16x16x16(acc[mi][ni], a, bl[ni]);
+#endif
+#if MMA_SPLIT > 1
+                mma_load_a(a, xl + (wm * WTM + mi * 16) * KP, KP);
+#pragma unroll
+                for (int ni = 0; ni < NT; ni++) mma_16x16x16(acc[mi][ni], a, bh[ni]);
+#endif
+            }
+        }
+        if (NBUF == 1) __syncthreads();  // all reads done before the overwrite
+        if (u + 1 < UNITS) stage_unit(u + 1, (u + 1) % NBUF);
+        __syncthreads();
+    }
+
+    // Epilogue, 16 tokens at a time: each warp parks its 16 x WTN
+    // accumulators in shared memory, then finishes its pairs from there.
+    float* es = (float*)stage + warp * 16 * EPI_PITCH;
     Epi e = MAKE_EPI;
 #pragma unroll
-    for (int i = 0; i < TI; i++) {
-        int tl = ty + 16 * i, t = t0 + tl;
-        if (t >= T) continue;
-        float sc = scale_s[tl];
+    for (int mi = 0; mi < MT; mi++) {
 #pragma unroll
-        for (int j = 0; j < 2; j++) {
-            int item = i0 + tx + 16 * j;
-            if (item < N_ITEMS) epilogue_pair(e, t, item, acc[i][j] * sc, acc[i][j + 2] * sc);
+        for (int ni = 0; ni < NT; ni++)
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) {
+                int m, n;
+                mma_acc_pos(lane, i, &m, &n);
+                es[m * EPI_PITCH + ni * 16 + n] = acc[mi][ni][i];
+            }
+        __syncthreads();
+        for (int idx = lane; idx < 16 * (WTN / 2); idx += 32) {
+            const int m = idx / (WTN / 2), j = idx % (WTN / 2);
+            const int t = t0 + wm * WTM + mi * 16 + m;
+            const int item = i0 + wc * (WTN / 2) + j;
+            if (t < T && item < N_ITEMS) {
+                const float u = unscale_s[t - t0];
+                epilogue_pair(e, t, item, es[m * EPI_PITCH + j] * u, es[m * EPI_PITCH + WTN / 2 + j] * u);
+            }
         }
+        __syncthreads();
     }
 }

@@ -68,7 +68,8 @@ pub struct MatMulSpec {
 pub enum MatMulVariant {
     /// matvec.hip: a warp per output pair, `tokens` tokens per pass.
     Vector { tokens: u32 },
-    /// matmul.hip: 64 weight rows x `tokens` tokens per block.
+    /// matmul.hip (matrix units): `tokens` tokens x
+    /// [`MatMulSpec::tile`] (tokens x weight rows) per block.
     Tiled { tokens: u32 },
 }
 
@@ -79,12 +80,16 @@ impl MatMulVariant {
         match t {
             0..=1 => MatMulVariant::Vector { tokens: 1 },
             2..=4 => MatMulVariant::Vector { tokens: 4 },
-            5..=16 => MatMulVariant::Tiled { tokens: 16 },
-            17..=32 => MatMulVariant::Tiled { tokens: 32 },
-            _ => MatMulVariant::Tiled { tokens: 64 },
+            5..=32 => MatMulVariant::Tiled { tokens: 32 },
+            33..=64 => MatMulVariant::Tiled { tokens: 64 },
+            _ => MatMulVariant::Tiled { tokens: 128 },
         }
     }
 }
+
+/// Matrices with at least this many rows take the large tile (see
+/// [`MatMulSpec::tile`]).
+pub const WIDE_ROWS: u32 = 4096;
 
 /// Warps per matvec block.
 const MATVEC_WARPS: u32 = 8;
@@ -151,6 +156,19 @@ impl MatMulSpec {
     /// Rows of the concatenated weights.
     pub fn rows(&self) -> u32 {
         self.segments.iter().map(|s| s.rows).sum()
+    }
+
+    /// The tiled kernel's block tile for a variant of `tokens` tokens:
+    /// (tokens, weight rows). Matrices of at least [`WIDE_ROWS`] rows
+    /// take 128 x 128 (the least re-dequantization of each weight tile);
+    /// narrower ones 64 x 64, so that a 512-token step still gives the
+    /// GPU's SMs several blocks each.
+    pub fn tile(&self, tokens: u32) -> (u32, u32) {
+        if self.rows() >= WIDE_ROWS {
+            (tokens, 128)
+        } else {
+            (tokens.min(64), 64)
+        }
     }
 
     /// Columns of the output (half the rows with SwiGLU).
@@ -280,13 +298,14 @@ impl MatMulSpec {
                     .define("IPB", MATVEC_WARPS / ks)
             }
             MatMulVariant::Tiled { tokens } => {
-                if !matches!(tokens, 16 | 32 | 48 | 64) {
+                if !matches!(tokens, 32 | 64 | 128) {
                     return Err(unsupported(
                         "matmul",
-                        format!("token tile {tokens} (16, 32, 48 or 64)"),
+                        format!("token tile {tokens} (32, 64 or 128)"),
                     ));
                 }
-                src.define("TM", tokens)
+                let (tm, tn) = self.tile(tokens);
+                src.define("TM", tm).define("TN", tn)
             }
         };
         for (i, s) in self.segments.iter().enumerate() {
@@ -348,8 +367,9 @@ impl MatMulSpec {
                     MATVEC_WARPS * warp,
                 )
             }
-            MatMulVariant::Tiled { tokens: tm } => {
-                LaunchDims::new([items.div_ceil(32), tokens.div_ceil(tm).max(1), 1], 256)
+            MatMulVariant::Tiled { tokens: tiled } => {
+                let (tm, tn) = self.tile(tiled);
+                LaunchDims::new([items.div_ceil(tn / 2), tokens.div_ceil(tm).max(1), 1], 256)
             }
         }
     }

@@ -20,9 +20,9 @@ use crate::ir::{
 pub const MATMUL_VARIANTS: [MatMulVariant; 5] = [
     MatMulVariant::Vector { tokens: 1 },
     MatMulVariant::Vector { tokens: 4 },
-    MatMulVariant::Tiled { tokens: 16 },
     MatMulVariant::Tiled { tokens: 32 },
     MatMulVariant::Tiled { tokens: 64 },
+    MatMulVariant::Tiled { tokens: 128 },
 ];
 
 /// Settings of the plan that are not in the graph.

@@ -51,8 +51,9 @@ pub fn all(s: &mut Suite) {
         for (t, v) in [
             (1, MatMulVariant::Vector { tokens: 1 }),
             (3, MatMulVariant::Vector { tokens: 4 }),
-            (37, MatMulVariant::Tiled { tokens: 16 }),
+            (37, MatMulVariant::Tiled { tokens: 32 }),
             (70, MatMulVariant::Tiled { tokens: 64 }),
+            (150, MatMulVariant::Tiled { tokens: 128 }),
         ] {
             s.case(
                 &format!("matmul {} T={t} {}", ty.name(), variant_name(v)),
@@ -66,14 +67,25 @@ pub fn all(s: &mut Suite) {
             |s| large_matvec(s, ty),
         );
     }
-    for t in [1, 3, 40] {
+    // Inputs far beyond f16's range (65504): the tiled kernel scales each
+    // token's row by a power of two before its f16 staging.
+    s.case("matmul Q4_K T=70 tiled/64, |x| up to 1e6", |s| {
+        scaled_matmul(
+            s,
+            GgmlType::Q4_K,
+            70,
+            MatMulVariant::Tiled { tokens: 64 },
+            1e6,
+        )
+    });
+    for t in [1, 3, 40, 150] {
         s.case(&format!("qkv rms+bias+rope+kv T={t}"), |s| qkv(s, t));
     }
-    for t in [1, 3, 40] {
+    for t in [1, 3, 40, 150] {
         s.case(&format!("gate_up rms+swiglu T={t}"), |s| gate_up(s, t));
     }
     for ty in [GgmlType::Q6_K, GgmlType::Q4_K] {
-        for t in [1, 40] {
+        for t in [1, 40, 150] {
             s.case(&format!("down {} +residual T={t}", ty.name()), |s| {
                 down(s, ty, t)
             });
@@ -261,15 +273,20 @@ fn reference_rows(spec: &MatMulSpec, o: &Operands, x: &[f32], t: usize) -> Vec<f
 }
 
 fn plain_matmul(s: &mut Suite, ty: GgmlType, t: usize, v: MatMulVariant) -> Res<Check> {
+    scaled_matmul(s, ty, t, v, 1.0)
+}
+
+/// A plain matmul of inputs drawn from [-amp, amp].
+fn scaled_matmul(s: &mut Suite, ty: GgmlType, t: usize, v: MatMulVariant, amp: f32) -> Res<Check> {
     let k = if ty.block_len() == 256 { 512 } else { 320 };
-    matmul_of_rows(s, ty, k, 96, t, v)
+    matmul_of_rows(s, ty, k, 96, t, v, amp)
 }
 
 /// A one-token matvec large enough for the int8-input kernel.
 fn large_matvec(s: &mut Suite, ty: GgmlType) -> Res<Check> {
     let k = if ty.block_len() == 256 { 512 } else { 320 };
     let rows = ((4usize << 20) / k).next_multiple_of(64);
-    matmul_of_rows(s, ty, k, rows, 1, MatMulVariant::Vector { tokens: 1 })
+    matmul_of_rows(s, ty, k, rows, 1, MatMulVariant::Vector { tokens: 1 }, 1.0)
 }
 
 fn matmul_of_rows(
@@ -279,6 +296,7 @@ fn matmul_of_rows(
     rows: usize,
     t: usize,
     v: MatMulVariant,
+    amp: f32,
 ) -> Res<Check> {
     let spec = MatMulSpec {
         k: k as u32,
@@ -294,7 +312,7 @@ fn matmul_of_rows(
         residual: false,
     };
     let o = operands(s, &spec)?;
-    let x = s.rng.vec(t * k, -1.0, 1.0);
+    let x = s.rng.vec(t * k, -amp, amp);
     let want = reference_rows(&spec, &o, &x, t);
     let kern = s.kernel(&spec.source(v)?, entry(v))?;
     let (xb, out) = (s.upload(&x)?, s.poisoned(t * rows)?);
@@ -435,7 +453,8 @@ fn qkv(s: &mut Suite, t: usize) -> Res<Check> {
 }
 
 fn gate_up(s: &mut Suite, t: usize) -> Res<Check> {
-    let ff = 512;
+    // 2 x 4096 rows: wide enough for the tiled kernel's 128-row tiles.
+    let ff = 4096;
     let spec = MatMulSpec {
         k: D as u32,
         segments: vec![
