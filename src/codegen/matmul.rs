@@ -482,4 +482,21 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn wide_matrices_take_128_by_128_tiles_and_narrow_ones_64_by_64() {
+        assert_eq!(spec(GgmlType::Q8_0, WIDE_ROWS, 896).tile(128), (128, 128));
+        assert_eq!(spec(GgmlType::Q8_0, WIDE_ROWS - 2, 896).tile(128), (64, 64));
+        assert_eq!(spec(GgmlType::Q8_0, 896, 896).tile(32), (32, 64));
+    }
+
+    #[test]
+    fn the_tiled_grid_covers_every_output_pair_and_token() {
+        let s = spec(GgmlType::Q8_0, WIDE_ROWS + 2, 896);
+        let v = MatMulVariant::Tiled { tokens: 128 };
+        let d = s.dims(v, 130, 32);
+        let (tm, tn) = s.tile(128);
+        assert!(d.grid[0] * (tn / 2) >= s.rows() / 2);
+        assert!(d.grid[1] * tm >= 130);
+    }
 }
