@@ -453,7 +453,7 @@ mod tests {
         assert!(!spec(GgmlType::Q5_0, 1152, 896).quantizes_input(ONE));
         let big = spec(GgmlType::Q4_K, 14336, 4096);
         assert!(!big.quantizes_input(MatMulVariant::Vector { tokens: 4 }));
-        assert!(!big.quantizes_input(MatMulVariant::Tiled { tokens: 16 }));
+        assert!(!big.quantizes_input(MatMulVariant::Tiled { tokens: 32 }));
         assert_eq!(
             big.source(MatMulVariant::Vector { tokens: 4 })
                 .unwrap()
