@@ -43,6 +43,29 @@ tiny_rc=$?
 "$rfc" synth qwen05b $M/q05.gguf >/dev/null
 "$rfc" gpu-check $M/q05.gguf --prompts 1,3,7,40,700 --greedy 12 --steps 1000 > "$out/gpu_check_qwen.log" 2>&1
 qwen_rc=$?
+# The real file's exact tensor layout (random weights), when its layout
+# (`rfc inspect MODEL --json --full`) was carried along.
+layout=${RFC_LAYOUT:-devbin/layout/real.json}
+real_rc=skip
+if [ -f "$layout" ]; then
+  "$rfc" synth --layout "$layout" $M/real.gguf >/dev/null
+  "$rfc" gpu-check $M/real.gguf --prompts 1,4,12,40,700 --greedy 12 --steps 300 > "$out/gpu_check_real.log" 2>&1
+  real_rc=$?
+fi
+# Llama-3.1-style RoPE frequency factors.
+"$rfc" synth tiny --arch llama --d 256 --heads 4 --kv-heads 2 --ffn 512 --type Q4_K --rope-freqs $M/freqs.gguf >/dev/null
+"$rfc" gpu-check $M/freqs.gguf --prompts 1,7,130 --greedy 16 --steps 100 --max-tokens 64 > "$out/gpu_check_freqs.log" 2>&1
+freqs_rc=$?
+
+# 5. An sm_90 artifact runs with NVRTC unloadable and picks the JIT's tokens.
+P="def fibonacci(n):"
+"$rfc" compile $M/q05.gguf -o $M/q05.rfc --target sm_90 > "$out/compile_sm90.log" 2>&1
+"$rfc" run $M/q05.gguf --device cuda --temp 0 -n 48 -p "$P" > $M/jit.txt 2>/dev/null
+RFC_NVRTC_LIB=/nonexistent/libnvrtc.so "$rfc" run $M/q05.rfc --device cuda --temp 0 -n 48 -p "$P" > $M/art.txt 2> "$out/artifact_run.err"
+art_rc=$?
+art_kernels=$(grep -o 'kernels: .*' "$out/artifact_run.err" | head -1)
+if [ $art_rc -eq 0 ] && [ -s $M/jit.txt ] && cmp -s $M/jit.txt $M/art.txt; then art=PASS; else art="FAIL (rc $art_rc)"; fi
+
 "$rfc" bench $M/q05.gguf --device cuda -p 512 -n 128 -r 3 > "$out/bench_qwen05b.log" 2>&1
 "$rfc" bench $M/q05.gguf --device cuda -p 512 -n 128 -d 4096 -r 3 > "$out/bench_qwen05b_d4096.log" 2>&1
 if [ "${RFC_BENCH_8B:-0}" = 1 ]; then
@@ -60,5 +83,9 @@ printf '%-44s %s\n' "RFC_FAULT=alloc:1 from the environment" "$env_fault"
 printf '%-44s %s\n' "--device hip on an NVIDIA machine" "${hip_msg:-no error?}"
 printf '%-44s %s\n' "gpu-check tiny Q4_K model" "$([ $tiny_rc -eq 0 ] && echo PASS || echo "FAIL (rc $tiny_rc)")"
 printf '%-44s %s\n' "gpu-check qwen05b layout" "$([ $qwen_rc -eq 0 ] && echo PASS || echo "FAIL (rc $qwen_rc)")"
+printf '%-44s %s\n' "gpu-check real file's layout" "$(case $real_rc in 0) echo PASS;; skip) echo "skipped (no $layout)";; *) echo "FAIL (rc $real_rc)";; esac)"
+printf '%-44s %s\n' "gpu-check tiny llama with rope_freqs" "$([ $freqs_rc -eq 0 ] && echo PASS || echo "FAIL (rc $freqs_rc)")"
+printf '%-44s %s\n' "sm_90 artifact, NVRTC unloadable, = JIT" "$art; $art_kernels"
 grep -h '| tg\|| pp' "$out"/bench_*.log 2>/dev/null
-[ $selftest_rc -eq 0 ] && [ $tiny_rc -eq 0 ] && [ $qwen_rc -eq 0 ]
+[ $selftest_rc -eq 0 ] && [ $tiny_rc -eq 0 ] && [ $qwen_rc -eq 0 ] && [ $freqs_rc -eq 0 ] &&
+  { [ "$real_rc" = 0 ] || [ "$real_rc" = skip ]; } && [ "$art" = PASS ]
