@@ -149,6 +149,16 @@ fn quantized_activations_keep_a_scale_per_32_elements() {
 }
 
 #[test]
+fn k_quant_activation_order_places_every_element_of_a_super_block_once() {
+    let mut seen = [false; 256];
+    for i in 0..256 {
+        let slot = k_slot(i);
+        assert!(!seen[slot], "element {i}: slot {slot} taken twice");
+        seen[slot] = true;
+    }
+}
+
+#[test]
 fn float_matmul_matches_f64_reference_within_1e5() {
     let mut rng = Rng(11);
     for ty in FLOAT_TYPES {

@@ -32,17 +32,33 @@ pub struct Q8x32Row<'a> {
 }
 
 /// One token row in 256-element super-blocks of eight 32-element blocks:
-/// `x[256b + 32s + i] ≈ d[b][s] * qs[256b + 32s + i]`, and
-/// `bsums[b][g] = Σ qs[256b+16g..256b+16g+16]` (what 16-element sub-block
-/// mins and offsets multiply) and `dsum[b][s] = d[b][s] · Σ` of block `s`
-/// (what a 32-element sub-block's min multiplies). `qs` starts 64-byte
-/// aligned.
+/// `x[256b + 32s + i] ≈ d[b][s] * q` with `q` at
+/// `qs[256b + k_slot(32s + i)]` ([`k_slot`]: the blocks' values are
+/// interleaved four bytes at a time), `bsums[b][g]` the sum of the `q` of
+/// elements `16g..16g+16` (what 16-element sub-block mins and offsets
+/// multiply) and `dsum[b][s] = d[b][s] · Σ` of block `s`'s `q` (what a
+/// 32-element sub-block's min multiplies). `qs` starts 64-byte aligned.
 #[derive(Debug, Clone, Copy)]
 pub struct Q8x256Row<'a> {
     pub qs: &'a [i8],
     pub d: &'a [[f32; 8]],
     pub bsums: &'a [[i16; 16]],
     pub dsum: &'a [[f32; 8]],
+}
+
+/// Where element `i` (0..256) of a super-block sits in [`Q8x256Row::qs`].
+/// Each 128-element half holds blocks `s` = 0..4 (32 elements each) as
+/// four 32-byte chunks: chunk `k` is bytes `4k..4k+4` of blocks 0, 1, 2, 3,
+/// then bytes `16+4k..16+4k+4` of blocks 0, 1, 2, 3. That is what a 4×4
+/// transpose of four weight blocks' registers (by 32-bit lanes, within
+/// 128-bit halves) gives, so one register holds four blocks and a kernel
+/// keeps each block's integer sum apart in its own lanes until one
+/// conversion per half, instead of one per block.
+#[inline(always)]
+pub const fn k_slot(i: usize) -> usize {
+    let (half, block, byte) = (i / 128, (i % 128) / 32, i % 32);
+    let word = byte / 4;
+    128 * half + 32 * (word % 4) + 16 * (word / 4) + 4 * block + byte % 4
 }
 
 /// 64 bytes of quantized activations, so every row starts cache-line aligned.
@@ -361,15 +377,23 @@ fn quantize_x256_body(x: &[f32], qs: &mut [i8], d: &mut [[f32; 8]], bsums: &mut 
         .zip(qs.chunks_exact_mut(256))
         .enumerate()
     {
-        for (s, (xs, q)) in xs.chunks_exact(32).zip(q.chunks_exact_mut(32)).enumerate() {
+        let mut natural = [0i8; 256];
+        for (s, (xs, n)) in xs
+            .chunks_exact(32)
+            .zip(natural.chunks_exact_mut(32))
+            .enumerate()
+        {
             let (scale, id) = scale_of(xs);
             d[b][s] = scale;
-            for (q, &v) in q.iter_mut().zip(xs) {
-                *q = q8(v, id);
+            for (n, &v) in n.iter_mut().zip(xs) {
+                *n = q8(v, id);
             }
         }
         for (g, s) in bsums[b].iter_mut().enumerate() {
-            *s = q[16 * g..16 * g + 16].iter().map(|&v| v as i16).sum();
+            *s = natural[16 * g..16 * g + 16].iter().map(|&v| v as i16).sum();
+        }
+        for (i, &n) in natural.iter().enumerate() {
+            q[k_slot(i)] = n;
         }
     }
 }

@@ -25,7 +25,7 @@ mod rope;
 mod simd;
 mod weights;
 
-pub use acts::{ActFormat, Q8x256Row, Q8x32Row, QuantizedActs};
+pub use acts::{k_slot, ActFormat, Q8x256Row, Q8x32Row, QuantizedActs};
 pub use attention::{attention, attention_with, AttentionShape, TokenPlaces};
 pub use blocks::is_computable;
 pub use elementwise::{add_in_place, argmax, silu_mul, silu_mul_with};

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use super::super::acts::QuantizedActs;
+use super::super::acts::{k_slot, QuantizedActs};
 use super::super::blocks::{decode256, decode32, dequantize_row};
 use super::super::math::dot;
 use super::super::weights::WeightMatrix;
@@ -111,13 +111,7 @@ fn q256_tile(
                     for (s, &dx) in xr.d[b].iter().enumerate() {
                         let (mut isum, mut msum) = (0i32, 0i32);
                         for g in 2 * s..2 * s + 2 {
-                            let r = 16 * g..16 * g + 16;
-                            let dot: i32 = blk.q[r.clone()]
-                                .iter()
-                                .zip(&xq[r])
-                                .map(|(&p, &q)| p as i32 * q as i32)
-                                .sum();
-                            isum += blk.sc[g] * dot;
+                            isum += blk.sc[g] * group_dot(&blk.q, xq, g);
                             msum += blk.mn[g] * xr.bsums[b][g] as i32;
                         }
                         fsum += dx * isum as f32;
@@ -131,4 +125,21 @@ fn q256_tile(
             }
         }
     }
+}
+
+/// `Σ q·x` over the 16 elements of group `g` of a super-block; the
+/// activations `xq` are in their interleaved order ([`k_slot`]), where
+/// the group lies in runs of four.
+fn group_dot(q: &[i8; 256], xq: &[i8], g: usize) -> i32 {
+    (16 * g..16 * g + 16)
+        .step_by(4)
+        .map(|i| {
+            let x = &xq[k_slot(i)..k_slot(i) + 4];
+            let w = &q[i..i + 4];
+            w.iter()
+                .zip(x)
+                .map(|(&p, &v)| p as i32 * v as i32)
+                .sum::<i32>()
+        })
+        .sum()
 }

@@ -4,12 +4,15 @@
 //! Sub-block scales are small integers, so they are applied inside the
 //! integer dot: `vpmaddubsw` (u8 weights × i8 activations → i16 pairs),
 //! then `vpmaddwd` with the broadcast scale (→ i32, scaled and summed in
-//! one step). Each 32-element activation block has its own scale: its i32
-//! lanes are converted and multiply-added with it into a per-super-block
-//! f32 sum, which one more multiply-add scales by the weights' `d`. Q4_K's
-//! mins multiply the activations' scaled 32-element sums; Q6_K's offset of
-//! 32 takes the 16-element sums, one i32 lane per activation block, scaled
-//! by the eight block scales at once.
+//! one step). Each 32-element activation block has its own scale, so the
+//! blocks' integer sums must stay apart until they are converted: the
+//! weights of four blocks are interleaved four bytes at a time (the order
+//! the activations are stored in), so each i32 lane holds one block's sum
+//! and one conversion and multiply-add per half super-block and token
+//! applies the four activation scales; one more per super-block applies
+//! the weights' `d`. Q4_K's mins multiply the activations' scaled
+//! 32-element sums; Q6_K's offset of 32 takes the 16-element sums, one i32
+//! lane per activation block, scaled by the eight block scales at once.
 //! Bounds: Q4_K 15·127·2 and Q6_K 63·127·2 per i16 pair, below 32768; one
 //! block's i32 lanes stay below 2^23, so their conversion is exact.
 
@@ -50,16 +53,90 @@ unsafe fn load32(p: *const i8) -> __m256i {
     unsafe { _mm256_load_si256(p as *const __m256i) }
 }
 
-/// `f + lanes · d`: one activation block's i32 lanes at its scale.
+/// Four blocks' 32 weight bytes (one register each) regrouped four bytes
+/// at a time into the activations' order
+/// ([`k_slot`](crate::exec::cpu::acts::k_slot)): register `k` holds bytes
+/// `4k..4k+4` of blocks 0..4 in its low half and `16+4k..16+4k+4` in its
+/// high half, so i32 lanes `i` and `i + 4` belong to block `i`.
 #[inline(always)]
-unsafe fn add_scaled(f: __m256, lanes: __m256i, d: *const f32) -> __m256 {
-    unsafe { _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_broadcast_ss(&*d), f) }
+unsafe fn interleave4(b: [__m256i; 4]) -> [__m256i; 4] {
+    let t0 = _mm256_unpacklo_epi32(b[0], b[1]);
+    let t1 = _mm256_unpackhi_epi32(b[0], b[1]);
+    let t2 = _mm256_unpacklo_epi32(b[2], b[3]);
+    let t3 = _mm256_unpackhi_epi32(b[2], b[3]);
+    [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ]
+}
+
+/// Half `h` of a super-block: `w` the interleaved weights, `scales` the
+/// i16 sub-block scale of each lane. Per token, the four blocks stay apart
+/// in the i32 lanes (below 2^24, exact in f32) and are converted once,
+/// times their activation scales (lane `i` and `i + 4`: block `4h + i`).
+#[inline(always)]
+unsafe fn accumulate_half<const T: usize>(
+    w: [__m256i; 4],
+    scales: __m256i,
+    h: usize,
+    x: &[Act; T],
+    f: &mut [__m256; T],
+) {
+    unsafe {
+        for t in 0..T {
+            let a = x[t].qs.add(128 * h);
+            let mut sum = _mm256_setzero_si256();
+            for (k, &wk) in w.iter().enumerate() {
+                let p = _mm256_maddubs_epi16(wk, load32(a.add(32 * k)));
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, scales));
+            }
+            let d = _mm256_broadcast_ps(&*(x[t].d.add(4 * h) as *const __m128));
+            f[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), d, f[t]);
+        }
+    }
 }
 
 /// `lanes · d` for lane `s` = activation block `s` of the super-block.
 #[inline(always)]
 unsafe fn per_block(lanes: __m256i, d: *const f32) -> __m256 {
     unsafe { _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), _mm256_loadu_ps(d)) }
+}
+
+/// `vpshufb` indices putting byte `first + i` of each 8 into both bytes
+/// of i16 lanes `2i` and `2i + 1` (i = 0..4), high bytes zero: Q4_K's
+/// scale of block `first + i` for the lanes [`interleave4`] gives it.
+const fn q4k_pick(first: u8) -> [u8; 32] {
+    let mut p = [0x80u8; 32];
+    let mut j = 0;
+    while j < 16 {
+        p[2 * j] = first + (j as u8 % 8) / 2;
+        j += 1;
+    }
+    p
+}
+const Q4K_PICK: [[u8; 32]; 2] = [q4k_pick(0), q4k_pick(4)];
+
+/// `vpshufb` indices over a half's eight i16 Q6_K group scales: low
+/// 128-bit half (bytes 0..16 of each block) takes group `2i`, high half
+/// (bytes 16..32) group `2i + 1`, for the lanes of block `i`.
+const fn q6k_pick() -> [u8; 32] {
+    let mut p = [0u8; 32];
+    let mut j = 0;
+    while j < 16 {
+        let group = 2 * ((j % 8) / 2) + j / 8;
+        p[2 * j] = 2 * group as u8;
+        p[2 * j + 1] = 2 * group as u8 + 1;
+        j += 1;
+    }
+    p
+}
+const Q6K_PICK: [u8; 32] = q6k_pick();
+
+#[inline(always)]
+unsafe fn load_pick(p: &[u8; 32]) -> __m256i {
+    unsafe { _mm256_loadu_si256(p.as_ptr() as *const __m256i) }
 }
 
 impl SuperBlock for Q4K {
@@ -78,25 +155,20 @@ impl SuperBlock for Q4K {
                 _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(mn as i64))),
                 _mm256_set1_ps(dmin),
             );
-            let scv = _mm256_set1_epi64x(sc as i64);
+            let sc = _mm256_set1_epi64x(sc as i64);
             let mut f = [_mm256_setzero_ps(); T];
             let low = _mm256_set1_epi8(0x0f);
-            for j in 0..4 {
-                let v = _mm256_loadu_si256(p.add(16 + 32 * j) as *const __m256i);
-                let q_lo = _mm256_and_si256(v, low);
-                let q_hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), low);
-                // Every i16 lane = scale byte 2j (2j+1); index bit 7 zeroes the high byte.
-                let pick = |s: usize| _mm256_set1_epi16((0x8000 | s) as u16 as i16);
-                let s_lo = _mm256_shuffle_epi8(scv, pick(2 * j));
-                let s_hi = _mm256_shuffle_epi8(scv, pick(2 * j + 1));
-                for t in 0..T {
-                    let a = x[t].qs.add(64 * j);
-                    let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(q_lo, load32(a)), s_lo);
-                    let p_hi =
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(q_hi, load32(a.add(32))), s_hi);
-                    f[t] = add_scaled(f[t], p_lo, x[t].d.add(2 * j));
-                    f[t] = add_scaled(f[t], p_hi, x[t].d.add(2 * j + 1));
-                }
+            for (h, pick) in Q4K_PICK.iter().enumerate() {
+                let v0 = _mm256_loadu_si256(p.add(16 + 64 * h) as *const __m256i);
+                let v1 = _mm256_loadu_si256(p.add(48 + 64 * h) as *const __m256i);
+                let w = interleave4([
+                    _mm256_and_si256(v0, low),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(v0), low),
+                    _mm256_and_si256(v1, low),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(v1), low),
+                ]);
+                let scales = _mm256_shuffle_epi8(sc, load_pick(pick));
+                accumulate_half::<T>(w, scales, h, &x, &mut f);
             }
             for t in 0..T {
                 acc[t] = _mm256_fmadd_ps(f[t], _mm256_set1_ps(d), acc[t]);
@@ -120,11 +192,16 @@ impl SuperBlock for Q6K {
             let d = f16_at(p.add(208));
             let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
             let mut f = [_mm256_setzero_ps(); T];
-            // Half h's eight i16 scales in both 128-bit lanes.
-            let lo = _mm256_permute2x128_si256::<0x00>(sc16, sc16);
-            let hi = _mm256_permute2x128_si256::<0x11>(sc16, sc16);
-            q6k_half::<T>(p, 0, lo, &x, &mut f);
-            q6k_half::<T>(p, 1, hi, &x, &mut f);
+            let pick = load_pick(&Q6K_PICK);
+            // Each half's eight i16 group scales in both 128-bit lanes.
+            let halves = [
+                _mm256_permute2x128_si256::<0x00>(sc16, sc16),
+                _mm256_permute2x128_si256::<0x11>(sc16, sc16),
+            ];
+            for (h, &half) in halves.iter().enumerate() {
+                let w = interleave4(q6k_quarters(p, h));
+                accumulate_half::<T>(w, _mm256_shuffle_epi8(half, pick), h, &x, &mut f);
+            }
             for t in 0..T {
                 // The stored values are q + 32: subtract 32 · Σ_g sc_g · bsum_g,
                 // lane s holding groups 2s and 2s+1 (activation block s).
@@ -137,22 +214,16 @@ impl SuperBlock for Q6K {
     }
 }
 
-/// Half `h` of a Q6_K super-block at `p` into `f`; `scales` holds the
-/// half's eight i16 group scales in both 128-bit lanes.
+/// The four quarters (blocks) of half `h` of the Q6_K super-block at `p`,
+/// as unsigned 6-bit values (q + 32).
 #[inline(always)]
-unsafe fn q6k_half<const T: usize>(
-    p: *const u8,
-    h: usize,
-    scales: __m256i,
-    x: &[Act; T],
-    f: &mut [__m256; T],
-) {
+unsafe fn q6k_quarters(p: *const u8, h: usize) -> [__m256i; 4] {
     unsafe {
         let (m4, m2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(0x30));
         let ql0 = _mm256_loadu_si256(p.add(64 * h) as *const __m256i);
         let ql1 = _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i);
         let qh = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
-        let q = [
+        [
             _mm256_or_si256(
                 _mm256_and_si256(ql0, m4),
                 _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m2),
@@ -169,18 +240,7 @@ unsafe fn q6k_half<const T: usize>(
                 _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4),
                 _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2),
             ),
-        ];
-        for (r, &qr) in q.iter().enumerate() {
-            // i16 lanes 0..8 = scale 2r of the half, lanes 8..16 = scale 2r+1.
-            let byte_pair = |g: usize| _mm_set1_epi16((((2 * g + 1) << 8) | (2 * g)) as i16);
-            let pick = _mm256_set_m128i(byte_pair(2 * r + 1), byte_pair(2 * r));
-            let scv = _mm256_shuffle_epi8(scales, pick);
-            for t in 0..T {
-                let a = load32(x[t].qs.add(128 * h + 32 * r));
-                let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(qr, a), scv);
-                f[t] = add_scaled(f[t], prod, x[t].d.add(4 * h + r));
-            }
-        }
+        ]
     }
 }
 
