@@ -1,8 +1,9 @@
 //! The GPU code objects an artifact carries: every specialized kernel the
 //! compiled graph needs (codegen's `kernel_sources`), compiled for the
-//! target through the disk-cached runtime compiler.
+//! target through the disk-cached runtime compiler, or, for AMD targets
+//! the installed hiprtc does not know, an offline clang.
 
-use crate::backend::RtcApi;
+use crate::backend::{KernelCompiler, OfflineClang, RtcApi, Vendor};
 use crate::codegen::plan::{kernel_sources, node_sources, PlanOptions};
 use crate::codegen::{CodegenError, KernelCache, Target};
 use crate::ir::{Graph, NodeId};
@@ -32,10 +33,14 @@ pub fn compile_kernels(
     progress: &dyn Progress,
 ) -> Result<(Vec<KernelObject>, String)> {
     let sources = kernel_sources(g, &PlanOptions { page_size })?;
-    let compiler = RtcApi::get(target.vendor()).map_err(|e| ArtifactError::KernelsUnavailable {
-        target: target.to_string(),
-        reason: format!("no runtime compiler: {e}"),
-    })?;
+    let offline;
+    let compiler: &dyn KernelCompiler = match choose_compiler(target)? {
+        Chosen::Runtime(rtc) => rtc,
+        Chosen::Offline(clang) => {
+            offline = clang;
+            &offline
+        }
+    };
     let cache = KernelCache::with_default_dir();
     progress.begin("compiling kernels", sources.len() as u64, Unit::Items);
     let mut out = Vec::with_capacity(sources.len());
@@ -60,6 +65,46 @@ pub fn compile_kernels(
     progress.end();
     tracing::info!(kernels = out.len(), %target, "kernels compiled");
     Ok((out, compiler.version_string()))
+}
+
+enum Chosen {
+    Runtime(&'static RtcApi),
+    Offline(OfflineClang),
+}
+
+/// The vendor's runtime compiler when it knows `target`; for AMD targets
+/// it does not know (ROCm 5's hiprtc and gfx11), or with no hiprtc at all,
+/// an offline clang.
+fn choose_compiler(target: &Target) -> Result<Chosen> {
+    let runtime = RtcApi::get(target.vendor());
+    match (&runtime, target.vendor()) {
+        (Ok(rtc), _) if rtc.knows_target(target.arch()) => return Ok(Chosen::Runtime(rtc)),
+        (Err(e), Vendor::Cuda) => {
+            return Err(ArtifactError::KernelsUnavailable {
+                target: target.to_string(),
+                reason: format!("no runtime compiler: {e}"),
+            })
+        }
+        _ => {}
+    }
+    let why_not_runtime = match runtime {
+        Ok(rtc) => format!(
+            "{} ({}) does not know {target}",
+            rtc.version_string(),
+            rtc.library
+        ),
+        Err(e) => format!("no hiprtc: {e}"),
+    };
+    match OfflineClang::find() {
+        Ok(clang) => {
+            tracing::info!(%target, compiler = %clang.version_string(), "{why_not_runtime}: compiling offline");
+            Ok(Chosen::Offline(clang))
+        }
+        Err(e) => Err(ArtifactError::KernelsUnavailable {
+            target: target.to_string(),
+            reason: format!("{why_not_runtime}, and no offline clang: {e}"),
+        }),
+    }
 }
 
 /// The kernel labels node `id` launches on a GPU target.

@@ -67,6 +67,15 @@ impl RuntimeLibrary {
         Ok(*sym)
     }
 
+    /// The address of the data symbol `name` (an object of type `T`).
+    ///
+    /// # Safety
+    /// `name` must be an object of type `T` in this library; the pointer is
+    /// valid while the library stays open.
+    pub(crate) unsafe fn data<T>(&self, name: &'static str) -> Result<*const T> {
+        self.function::<*const T>(name)
+    }
+
     /// Like [`function`](Self::function), `None` when absent.
     ///
     /// # Safety

@@ -152,7 +152,7 @@ impl RtcApi {
                 log: "injected fault (RFC_FAULT=compile)".into(),
             });
         }
-        self.check_target(target)?;
+        self.check_target(name, target)?;
         let _serial = match self.vendor {
             Vendor::Hip => Some(HIPRTC_LOCK.lock().unwrap_or_else(|p| p.into_inner())),
             Vendor::Cuda => None,
@@ -193,9 +193,15 @@ impl RtcApi {
         prog.code()
     }
 
+    /// Whether this compiler can be asked for `target` (hiprtc before
+    /// ROCm 5.5 aborts the process on gfx11, so it is never asked).
+    pub fn knows_target(&self, target: &str) -> bool {
+        self.check_target("", target).is_ok()
+    }
+
     /// hiprtc before ROCm 5.5 does not know gfx11 and aborts the process
     /// when asked for it: refuse such targets up front.
-    fn check_target(&self, target: &str) -> Result<()> {
+    fn check_target(&self, name: &str, target: &str) -> Result<()> {
         // Debian's ROCm 5.2 hiprtc reports version 9.0, so the version alone
         // cannot be trusted: a hiprtc inside libamdhip64 is ROCm 5.x (ROCm 6
         // ships libhiprtc), which is treated as too old for gfx11.
@@ -203,10 +209,10 @@ impl RtcApi {
         let old = self.vendor == Vendor::Hip && (self.version < (5, 5) || inside_hip);
         if old && (target.starts_with("gfx11") || target.starts_with("gfx94")) {
             return Err(BackendError::Compile {
-                kernel: String::new(),
+                kernel: name.to_string(),
                 target: target.to_string(),
                 log: format!(
-                    "{} ({}) predates {target}; use ROCm 6 or newer (or `rfc compile --emit-kernels` and an offline clang, see docs/GPU.md)",
+                    "{} ({}) predates {target}; use ROCm 6 or newer (or `rfc compile --target {target}` with an offline clang, see docs/GPU.md)",
                     self.version_string(),
                     self.library
                 ),

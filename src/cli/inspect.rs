@@ -189,9 +189,28 @@ fn value_text(v: &Value, full: bool) -> String {
             let head: String = s.chars().take(MAX_STRING_CHARS).collect();
             format!("{head:?}... ({} bytes)", s.len())
         }
+        Value::Array(_, items) if items.iter().any(is_long_string) => {
+            // An artifact's kernel sources: each item shortened like a long
+            // string, so the listing stays readable.
+            let shown: Vec<String> = items
+                .iter()
+                .take(HEAD_ITEMS)
+                .map(|item| value_text(item, false))
+                .collect();
+            let more = if items.len() > HEAD_ITEMS {
+                ", ..."
+            } else {
+                ""
+            };
+            format!("[string; {}] [{}{more}]", items.len(), shown.join(", "))
+        }
         Value::Array(_, items) if items.len() > MAX_ARRAY_ITEMS => v.summary(HEAD_ITEMS),
         v => v.summary(MAX_ARRAY_ITEMS),
     }
+}
+
+fn is_long_string(v: &Value) -> bool {
+    matches!(v, Value::String(s) if s.chars().count() > MAX_STRING_CHARS)
 }
 
 fn write_tensor_table(out: &mut impl Write, file: &GgufFile) -> std::io::Result<()> {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use super::source::KernelSource;
 use super::target::Target;
-use crate::backend::{BackendError, Gpu, Kernel, Module, Result, RtcApi};
+use crate::backend::{BackendError, Gpu, Kernel, KernelCompiler, Module, Result};
 
 /// The compile-and-load cache of one process.
 pub struct KernelCache {
@@ -81,7 +81,7 @@ impl KernelCache {
     /// else compiled now (and stored).
     pub fn code_object(
         &self,
-        compiler: &RtcApi,
+        compiler: &dyn KernelCompiler,
         target: &Target,
         src: &KernelSource,
     ) -> Result<Vec<u8>> {
