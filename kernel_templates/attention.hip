@@ -9,18 +9,19 @@
 // stored (the QKV matmul's KV epilogue runs first).
 //
 // Defines: HD, NH, NKV, PAGE_SIZE, SCALE_BITS, WINDOW (0: none),
-// CH (keys per decode chunk = decode block threads, a multiple of HD),
-// QT/KT (prefill query/key tile).
+// CH (decode block threads = keys per decode tile, a multiple of HD),
+// SPLIT_MIN (fewest keys per decode split), MAX_SPLITS (most splits),
+// COMBINE_THREADS (combine block, a multiple of HD), QT/KT (prefill tiles).
 //
-// attn_decode  (split-K "flash decoding"): grid (max_chunks, NKV, T),
-//   block CH: chunk c of token t for the NH/NKV query heads of kv head g
-//   -> part[((t*NH + h)*max_chunks + c)*(HD+2) + {0: max, 1: sum, 2..: o}]
-// attn_combine: grid (NH, T), block HD: merges the chunks -> out.
+// attn_decode  (split-K "flash decoding"): grid (S = max_chunks, NKV, T),
+//   block CH: split c of token t's keys (split_len) for the NH/NKV query
+//   heads of kv head g, so K and V are read once per kv head
+//   -> part[((t*NH + h)*S + c)*(HD+2) + {0: max, 1: sum, 2..: o}]
+// attn_combine: grid (NH, T), block COMBINE_THREADS: merges the splits -> out.
 // attn_prefill (tiled): grid (ceil(T/QT), NH), block 256.
 
 #define GROUP (NH / NKV)
 #define KV_DIM (NKV * HD)
-#define NSPLIT (CH / HD)
 
 struct alignas(16) u4 {
     u32 x, y, z, w;
@@ -67,6 +68,20 @@ RFC_DEV void block_reduce_heads(float* v, bool is_max, float (*scratch)[GROUP]) 
     }
 }
 
+// Key range of split c (of S) of a token with n keys from lo: splits of
+// L keys (a multiple of SPLIT_MIN, at least n/S), so short contexts use
+// few splits and long ones spread over all S. Decode and combine agree
+// on it; returns the number of splits that hold keys.
+RFC_DEV int split_len(int n, int S) {
+    int l = (n + S - 1) / S;
+    return (l + SPLIT_MIN - 1) / SPLIT_MIN * SPLIT_MIN;
+}
+
+// V pass layout: VL threads read one value row 16 bytes each; a block
+// covers VK keys at once.
+#define VL (HD / 8)
+#define VK (CH / VL)
+
 RFC_KERNEL __launch_bounds__(CH) void attn_decode(const float* __restrict__ q, int ldq,
                                                   const u16* __restrict__ kv,
                                                   const int* __restrict__ pos,
@@ -76,98 +91,157 @@ RFC_KERNEL __launch_bounds__(CH) void attn_decode(const float* __restrict__ q, i
     __shared__ float qs[GROUP][HD];
     __shared__ float ps[GROUP][CH];
     __shared__ u64 rows[CH];
-    __shared__ float os[NSPLIT][GROUP][HD];
+    __shared__ float os[VK][HD];
     __shared__ float red[CH / RFC_WARP][GROUP];
     const int c = blockIdx.x, g = blockIdx.y, t = blockIdx.z, tid = threadIdx.x;
     if (t >= T) return;
     const int p = pos[t], s = seq[t];
     const int lo = key_lo(p);
-    const int k0 = lo + c * CH;
-    if (k0 > p) return;  // beyond this token's keys: attn_combine skips it
+    const int len = split_len(p - lo + 1, max_chunks);
+    const int kb = lo + c * len;
+    if (kb > p) return;  // beyond this token's keys: attn_combine skips it
+    const int ke = min(kb + len, p + 1);
     const float scale = bits_f32(SCALE_BITS);
     for (int i = tid; i < GROUP * HD; i += CH)
         qs[i / HD][i % HD] = q[(u64)t * ldq + (g * GROUP + i / HD) * HD + i % HD] * scale;
-    const int kp = k0 + tid;
-    const bool valid = kp <= p;
-    u64 row = valid ? kv_row(pages, pages_per_seq, s, kp) : 0;
-    rows[tid] = row;
-    __syncthreads();
-
-    float sc[GROUP];
-#pragma unroll
-    for (int h = 0; h < GROUP; h++) sc[h] = 0.0f;
-    if (valid) {
-        const u4* kr = (const u4*)(kv + row + g * HD);
-        for (int d8 = 0; d8 < HD / 8; d8++) {
-            float kf[8];
-            unpack8(kr[d8], kf);
-#pragma unroll
-            for (int h = 0; h < GROUP; h++)
-#pragma unroll
-                for (int e = 0; e < 8; e++) sc[h] += qs[h][d8 * 8 + e] * kf[e];
-        }
-    }
-    float mx[GROUP], sm[GROUP];
-#pragma unroll
-    for (int h = 0; h < GROUP; h++) mx[h] = valid ? sc[h] : RFC_NEG_INF;
-    block_reduce_heads(mx, true, red);
+    const int vd = (tid % VL) * 8, vk = tid / VL;
+    float m_run[GROUP], l_run[GROUP], o[GROUP][8];
 #pragma unroll
     for (int h = 0; h < GROUP; h++) {
-        float e = valid ? expf(sc[h] - mx[h]) : 0.0f;
-        ps[h][tid] = e;
-        sm[h] = e;
+        m_run[h] = RFC_NEG_INF;
+        l_run[h] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; e++) o[h][e] = 0.0f;
     }
-    block_reduce_heads(sm, false, red);
-    __syncthreads();
+    // Tiles of CH keys; one tile unless a split holds more than CH keys.
+    for (int k0 = kb; k0 < ke; k0 += CH) {
+        const int nk = min(CH, ke - k0);
+        const bool valid = tid < nk;
+        const u64 row = valid ? kv_row(pages, pages_per_seq, s, k0 + tid) : 0;
+        rows[tid] = row;
+        __syncthreads();  // qs (first tile), rows
 
-    // Values: thread (d, split) sums keys split, split+NSPLIT, ...
-    const int d = tid % HD, split = tid / HD;
-    const int nk = min(CH, p - k0 + 1);
-    float o[GROUP];
+        float sc[GROUP];
 #pragma unroll
-    for (int h = 0; h < GROUP; h++) o[h] = 0.0f;
-    for (int k = split; k < nk; k += NSPLIT) {
-        float v = h2f(kv[rows[k] + KV_DIM + g * HD + d]);
+        for (int h = 0; h < GROUP; h++) sc[h] = 0.0f;
+        if (valid) {
+            const u4* kr = (const u4*)(kv + row + g * HD);
+#pragma unroll 4
+            for (int d8 = 0; d8 < HD / 8; d8++) {
+                float kf[8];
+                unpack8(kr[d8], kf);
 #pragma unroll
-        for (int h = 0; h < GROUP; h++) o[h] += ps[h][k] * v;
-    }
+                for (int h = 0; h < GROUP; h++)
 #pragma unroll
-    for (int h = 0; h < GROUP; h++) os[split][h][d] = o[h];
-    __syncthreads();
-    if (split == 0) {
+                    for (int e = 0; e < 8; e++) sc[h] += qs[h][d8 * 8 + e] * kf[e];
+            }
+        }
+        float mx[GROUP], sm[GROUP], alpha[GROUP];
+#pragma unroll
+        for (int h = 0; h < GROUP; h++) mx[h] = valid ? sc[h] : RFC_NEG_INF;
+        block_reduce_heads(mx, true, red);
 #pragma unroll
         for (int h = 0; h < GROUP; h++) {
-            float acc = 0.0f;
-            for (int i = 0; i < NSPLIT; i++) acc += os[i][h][d];
-            float* dst = part + ((u64)(t * NH + g * GROUP + h) * max_chunks + c) * (HD + 2);
-            if (d == 0) {
-                dst[0] = mx[h];
-                dst[1] = sm[h];
-            }
-            dst[2 + d] = acc;
+            const float m_new = fmaxf(m_run[h], mx[h]);  // finite: nk >= 1
+            alpha[h] = expf(m_run[h] - m_new);
+            m_run[h] = m_new;
+            float e = valid ? expf(sc[h] - m_new) : 0.0f;
+            ps[h][tid] = e;
+            sm[h] = e;
         }
+        block_reduce_heads(sm, false, red);
+        __syncthreads();  // ps
+
+        // Values: thread (vk, vd) sums keys vk, vk+VK, ... of its 8 columns.
+#pragma unroll
+        for (int h = 0; h < GROUP; h++) {
+            l_run[h] = l_run[h] * alpha[h] + sm[h];
+#pragma unroll
+            for (int e = 0; e < 8; e++) o[h][e] *= alpha[h];
+        }
+#pragma unroll 4
+        for (int k = vk; k < nk && vk < VK; k += VK) {
+            float vf[8];
+            unpack8(*(const u4*)(kv + rows[k] + KV_DIM + g * HD + vd), vf);
+#pragma unroll
+            for (int h = 0; h < GROUP; h++) {
+                const float pk = ps[h][k];
+#pragma unroll
+                for (int e = 0; e < 8; e++) o[h][e] += pk * vf[e];
+            }
+        }
+        __syncthreads();  // rows, ps reused by the next tile
+    }
+
+    // Sum the VK key slices of each head through shared memory.
+#pragma unroll
+    for (int h = 0; h < GROUP; h++) {
+        if (vk < VK) {
+#pragma unroll
+            for (int e = 0; e < 8; e++) os[vk][vd + e] = o[h][e];
+        }
+        __syncthreads();
+        if (tid < HD) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int i = 0; i < VK; i++) acc += os[i][tid];
+            float* dst = part + ((u64)(t * NH + g * GROUP + h) * max_chunks + c) * (HD + 2);
+            if (tid == 0) {
+                dst[0] = m_run[h];
+                dst[1] = l_run[h];
+            }
+            dst[2 + tid] = acc;
+        }
+        __syncthreads();
     }
 }
 
-RFC_KERNEL __launch_bounds__(HD) void attn_combine(const float* __restrict__ part, int max_chunks,
-                                                   const int* __restrict__ pos, float* __restrict__ out,
-                                                   int ldo, int T) {
-    const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
+// Combine: COMBINE_THREADS threads, CQ groups of HD summing every CQ-th
+// split (a short serial loop even at MAX_SPLITS splits); the first warp
+// turns the splits' maxima and sums into weights first.
+#define CQ (COMBINE_THREADS / HD)
+
+RFC_KERNEL __launch_bounds__(COMBINE_THREADS) void attn_combine(const float* __restrict__ part,
+                                                                int max_chunks,
+                                                                const int* __restrict__ pos,
+                                                                float* __restrict__ out, int ldo,
+                                                                int T) {
+    __shared__ float ws[MAX_SPLITS];
+    __shared__ float acc[CQ][HD];
+    __shared__ float inv_l;
+    const int h = blockIdx.x, t = blockIdx.y, tid = threadIdx.x;
     if (t >= T) return;
     const int p = pos[t];
     const int n = p - key_lo(p) + 1;
-    const int chunks = min(max_chunks, (n + CH - 1) / CH);
+    const int len = split_len(n, max_chunks);
+    const int chunks = min((n + len - 1) / len, MAX_SPLITS);
     const float* base = part + (u64)(t * NH + h) * max_chunks * (HD + 2);
-    float m = RFC_NEG_INF;
-    for (int c = 0; c < chunks; c++) m = fmaxf(m, base[c * (HD + 2)]);
-    float l = 0.0f, o = 0.0f;
-    for (int c = 0; c < chunks; c++) {
-        const float* pc = base + c * (HD + 2);
-        float w = expf(pc[0] - m);
-        l += w * pc[1];
-        o += w * pc[2 + d];
+    if (tid < RFC_WARP) {
+        float m = RFC_NEG_INF;
+        for (int c = tid; c < chunks; c += RFC_WARP) m = fmaxf(m, base[c * (HD + 2)]);
+        m = warp_max(m);
+        float l = 0.0f;
+        for (int c = tid; c < chunks; c += RFC_WARP) {
+            const float w = expf(base[c * (HD + 2)] - m);
+            ws[c] = w;
+            l += w * base[c * (HD + 2) + 1];
+        }
+        l = warp_sum(l);
+        if (tid == 0) inv_l = 1.0f / l;
     }
-    out[(u64)t * ldo + h * HD + d] = o / l;
+    __syncthreads();
+    const int d = tid % HD, g = tid / HD;
+    float o = 0.0f;
+#pragma unroll 4
+    for (int c = g; c < chunks; c += CQ) o += ws[c] * base[c * (HD + 2) + 2 + d];
+    acc[g][d] = o;
+    __syncthreads();
+    if (tid < HD) {
+        float r = 0.0f;
+#pragma unroll
+        for (int i = 0; i < CQ; i++) r += acc[i][tid];
+        out[(u64)t * ldo + h * HD + tid] = r * inv_l;
+    }
 }
 
 // ---- prefill: tiles of QT queries x KT keys, one query head per block ----

@@ -3,7 +3,7 @@
 
 use super::error::{unsupported, CodegenError};
 use super::source::{KernelSource, Template};
-use crate::backend::{DevicePtr, Kernel, KernelArgs, LaunchDims, Result, Stream};
+use crate::backend::{BackendError, DevicePtr, Kernel, KernelArgs, LaunchDims, Result, Stream};
 
 /// Everything that specializes the attention kernels of one layer shape.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -18,6 +18,19 @@ pub struct AttentionKernelSpec {
 
 /// Prefill tile: queries and keys.
 const QT: u32 = 16;
+
+/// Fewest keys one decode split handles (the kernel's SPLIT_MIN): splits
+/// are multiples of it, so a short context uses few splits.
+const SPLIT_MIN: u32 = 32;
+
+/// Decode blocks per token the splits aim at (several per SM of a large
+/// GPU), and the most splits per kv head (bounds attn_combine's loop).
+const DECODE_BLOCKS: u32 = 512;
+const MAX_SPLITS: u32 = 64;
+
+/// attn_combine's block: several groups of head_dim threads share the
+/// splits (a multiple of every supported head_dim).
+const COMBINE_THREADS: u32 = 512;
 
 /// Device addresses of one attention launch.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,13 +50,14 @@ pub struct AttentionArgs {
     pub tokens: u32,
     /// Decode only: scratch of [`AttentionKernelSpec::scratch_bytes`].
     pub scratch: DevicePtr,
-    /// Decode only: chunks per token the grid covers (≥ the longest
-    /// token's keys / chunk; see [`AttentionKernelSpec::chunks_for`]).
+    /// Decode only: splits per token and kv head (the grid's x; any value
+    /// from 1 to `MAX_SPLITS` covers every key, see
+    /// [`AttentionKernelSpec::chunks_for`]).
     pub max_chunks: u32,
 }
 
 impl AttentionKernelSpec {
-    /// Keys per decode chunk (= decode block threads).
+    /// Decode block threads (= keys per decode tile).
     pub fn chunk(&self) -> u32 {
         self.head_dim.max(128)
     }
@@ -58,9 +72,13 @@ impl AttentionKernelSpec {
         }
     }
 
-    /// Decode chunks needed for keys up to `max_kv_len` positions.
+    /// Decode splits for keys up to `max_kv_len` positions: enough for
+    /// [`DECODE_BLOCKS`] blocks over the kv heads at long context, never
+    /// more than splits of [`SPLIT_MIN`] keys fill. Fixed per context, so
+    /// a captured graph holds; the kernel sizes the splits per token.
     pub fn chunks_for(&self, max_kv_len: u32) -> u32 {
-        max_kv_len.div_ceil(self.chunk()).max(1)
+        let target = (DECODE_BLOCKS / self.n_kv_heads.max(1)).clamp(1, MAX_SPLITS);
+        max_kv_len.div_ceil(SPLIT_MIN).clamp(1, target)
     }
 
     /// Scratch bytes decode needs for `tokens` tokens and `max_chunks`.
@@ -129,11 +147,14 @@ impl AttentionKernelSpec {
         .define_f32_bits("SCALE_BITS", self.scale)
         .define("WINDOW", self.window.unwrap_or(0))
         .define("CH", self.chunk())
+        .define("SPLIT_MIN", SPLIT_MIN)
+        .define("MAX_SPLITS", MAX_SPLITS)
+        .define("COMBINE_THREADS", COMBINE_THREADS)
         .define("QT", QT)
         .define("KT", self.key_tile()))
     }
 
-    /// Queues decode: partial chunks, then their combination.
+    /// Queues decode: partial splits, then their combination.
     ///
     /// # Safety
     /// Pointers as docs/KERNELS.md states; `scratch` of
@@ -147,6 +168,12 @@ impl AttentionKernelSpec {
     ) -> Result<()> {
         if a.tokens == 0 {
             return Ok(());
+        }
+        if a.max_chunks > MAX_SPLITS {
+            return Err(BackendError::Invalid(format!(
+                "{} attention decode splits (at most {MAX_SPLITS})",
+                a.max_chunks
+            )));
         }
         let args = KernelArgs::new()
             .ptr(a.q)
@@ -173,7 +200,7 @@ impl AttentionKernelSpec {
             .u32(a.tokens);
         combine.launch(
             stream,
-            LaunchDims::new([self.n_heads, a.tokens, 1], self.head_dim),
+            LaunchDims::new([self.n_heads, a.tokens, 1], COMBINE_THREADS),
             &args,
         )
     }
@@ -204,5 +231,39 @@ impl AttentionKernelSpec {
             .u32(a.tokens);
         let dims = LaunchDims::new([a.tokens.div_ceil(QT), self.n_heads, 1], 256);
         prefill.launch(stream, dims, &args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(n_heads: u32, n_kv_heads: u32) -> AttentionKernelSpec {
+        AttentionKernelSpec {
+            n_heads,
+            n_kv_heads,
+            head_dim: 128,
+            scale: 1.0,
+            window: None,
+            page_size: 16,
+        }
+    }
+
+    #[test]
+    fn a_short_context_gets_one_split_per_split_min_keys() {
+        assert_eq!(spec(32, 8).chunks_for(1), 1);
+        assert_eq!(spec(32, 8).chunks_for(150), 150u32.div_ceil(SPLIT_MIN));
+    }
+
+    #[test]
+    fn a_long_context_spreads_over_the_decode_blocks_at_most() {
+        assert_eq!(spec(32, 8).chunks_for(4096) * 8, DECODE_BLOCKS);
+        assert_eq!(spec(32, 32).chunks_for(4096) * 32, DECODE_BLOCKS);
+    }
+
+    #[test]
+    fn few_kv_heads_stop_at_the_split_cap() {
+        assert_eq!(spec(14, 2).chunks_for(131_072), MAX_SPLITS);
+        assert_eq!(spec(8, 1).chunks_for(131_072), MAX_SPLITS);
     }
 }

@@ -94,16 +94,20 @@ pub fn all(s: &mut Suite) {
     for window in [None, Some(40)] {
         let w = window.map_or("".into(), |w| format!(" window {w}"));
         s.case(&format!("attention decode kernel, decode step{w}"), |s| {
-            attention(s, false, false, window)
+            attention(s, false, false, window, None)
         });
         s.case(&format!("attention decode kernel, mixed step{w}"), |s| {
-            attention(s, true, false, window)
+            attention(s, true, false, window, None)
+        });
+        // One split of up to 300 keys: several tiles in one block.
+        s.case(&format!("attention decode kernel, one split{w}"), |s| {
+            attention(s, false, false, window, Some(1))
         });
         s.case(&format!("attention prefill kernel, mixed step{w}"), |s| {
-            attention(s, true, true, window)
+            attention(s, true, true, window, None)
         });
         s.case(&format!("attention prefill kernel, decode step{w}"), |s| {
-            attention(s, false, true, window)
+            attention(s, false, true, window, None)
         });
     }
     s.case("gather_rows", gather_rows);
@@ -531,8 +535,15 @@ pub fn attention_spec(window: Option<u32>) -> AttentionKernelSpec {
 }
 
 /// A decode step (one token per sequence, at its last position) or a
-/// mixed step (a chunk of sequence 0, a chunk of 1, one token of 2).
-fn attention(s: &mut Suite, mixed: bool, prefill_kernel: bool, window: Option<u32>) -> Res<Check> {
+/// mixed step (a chunk of sequence 0, a chunk of 1, one token of 2);
+/// `splits` overrides the decode splits the context would get.
+fn attention(
+    s: &mut Suite,
+    mixed: bool,
+    prefill_kernel: bool,
+    window: Option<u32>,
+    splits: Option<u32>,
+) -> Res<Check> {
     let lens = [37usize, 300, 150];
     let tokens: Vec<(usize, usize)> = if mixed {
         let mut v: Vec<_> = (10..37).map(|p| (0, p)).collect();
@@ -578,7 +589,8 @@ fn attention(s: &mut Suite, mixed: bool, prefill_kernel: bool, window: Option<u3
         s.poisoned(t * HEADS * HD)?,
     );
     let [pos, seq, pages] = pl.upload(s)?;
-    let max_chunks = spec.chunks_for(*lens.iter().max().unwrap_or(&1) as u32);
+    let max_chunks =
+        splits.unwrap_or_else(|| spec.chunks_for(*lens.iter().max().unwrap_or(&1) as u32));
     let scratch = DeviceBuffer::new(&s.gpu, spec.scratch_bytes(t as u32, max_chunks))?;
     let args = AttentionArgs {
         q: qb.ptr(),
