@@ -153,6 +153,23 @@ pub struct MatMulArgs {
 }
 
 impl MatMulSpec {
+    /// One weight matrix of `rows` × `k`, no prologue or epilogue.
+    pub fn plain(ty: GgmlType, rows: u32, k: u32) -> MatMulSpec {
+        MatMulSpec {
+            k,
+            segments: vec![Segment {
+                ty,
+                rows,
+                bias: false,
+            }],
+            rms_eps: None,
+            rope: None,
+            kv: None,
+            swiglu: false,
+            residual: false,
+        }
+    }
+
     /// Rows of the concatenated weights.
     pub fn rows(&self) -> u32 {
         self.segments.iter().map(|s| s.rows).sum()
@@ -423,19 +440,7 @@ mod tests {
     use super::*;
 
     fn spec(ty: GgmlType, rows: u32, k: u32) -> MatMulSpec {
-        MatMulSpec {
-            k,
-            segments: vec![Segment {
-                ty,
-                rows,
-                bias: false,
-            }],
-            rms_eps: None,
-            rope: None,
-            kv: None,
-            swiglu: false,
-            residual: false,
-        }
+        MatMulSpec::plain(ty, rows, k)
     }
 
     const ONE: MatMulVariant = MatMulVariant::Vector { tokens: 1 };

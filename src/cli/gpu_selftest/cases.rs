@@ -302,19 +302,7 @@ fn matmul_of_rows(
     v: MatMulVariant,
     amp: f32,
 ) -> Res<Check> {
-    let spec = MatMulSpec {
-        k: k as u32,
-        segments: vec![Segment {
-            ty,
-            rows: rows as u32,
-            bias: false,
-        }],
-        rms_eps: None,
-        rope: None,
-        kv: None,
-        swiglu: false,
-        residual: false,
-    };
+    let spec = MatMulSpec::plain(ty, rows as u32, k as u32);
     let o = operands(s, &spec)?;
     let x = s.rng.vec(t * k, -amp, amp);
     let want = reference_rows(&spec, &o, &x, t);
@@ -496,17 +484,8 @@ fn gate_up(s: &mut Suite, t: usize) -> Res<Check> {
 fn down(s: &mut Suite, ty: GgmlType, t: usize) -> Res<Check> {
     let k = 4864;
     let spec = MatMulSpec {
-        k,
-        segments: vec![Segment {
-            ty,
-            rows: D as u32,
-            bias: false,
-        }],
-        rms_eps: None,
-        rope: None,
-        kv: None,
-        swiglu: false,
         residual: true,
+        ..MatMulSpec::plain(ty, D as u32, k)
     };
     let v = MatMulVariant::for_tokens(t as u32);
     let o = operands(s, &spec)?;
@@ -810,19 +789,7 @@ fn graph_replay(s: &mut Suite) -> Res<Check> {
         dim: D as u32,
         eps: EPS,
     };
-    let spec = MatMulSpec {
-        k: D as u32,
-        segments: vec![Segment {
-            ty: GgmlType::Q8_0,
-            rows: 256,
-            bias: false,
-        }],
-        rms_eps: None,
-        rope: None,
-        kv: None,
-        swiglu: false,
-        residual: false,
-    };
+    let spec = MatMulSpec::plain(GgmlType::Q8_0, 256, D as u32);
     let v = MatMulVariant::Vector { tokens: 4 };
     let o = operands(s, &spec)?;
     let (nk, mk) = (
