@@ -3,6 +3,8 @@
 //! target through the disk-cached runtime compiler, or, for AMD targets
 //! the installed hiprtc does not know, an offline clang.
 
+use rayon::prelude::*;
+
 use crate::backend::{KernelCompiler, OfflineClang, RtcApi, Vendor};
 use crate::codegen::plan::{kernel_sources, node_sources, PlanOptions};
 use crate::codegen::{CodegenError, KernelCache, Target};
@@ -43,25 +45,30 @@ pub fn compile_kernels(
     };
     let cache = KernelCache::with_default_dir();
     progress.begin("compiling kernels", sources.len() as u64, Unit::Items);
-    let mut out = Vec::with_capacity(sources.len());
-    for (label, src) in &sources {
-        let code = cache
-            .code_object(compiler, target, src)
-            .map_err(CodegenError::from)?;
-        if code.is_empty() {
-            return Err(ArtifactError::KernelsUnavailable {
-                target: target.to_string(),
-                reason: format!("the compiler gave an empty code object for {label}"),
-            });
-        }
-        out.push(KernelObject {
-            label: label.clone(),
-            entries: src.entries.join(" "),
-            source: src.text(),
-            code,
-        });
-        progress.advance(1);
-    }
+    // Independent compiles, in parallel (hiprtc serializes itself); the
+    // order of `sources` is kept, so the artifact's bytes do not depend on
+    // the scheduling.
+    let out = sources
+        .par_iter()
+        .map(|(label, src)| {
+            let code = cache
+                .code_object(compiler, target, src)
+                .map_err(CodegenError::from)?;
+            if code.is_empty() {
+                return Err(ArtifactError::KernelsUnavailable {
+                    target: target.to_string(),
+                    reason: format!("the compiler gave an empty code object for {label}"),
+                });
+            }
+            progress.advance(1);
+            Ok(KernelObject {
+                label: label.clone(),
+                entries: src.entries.join(" "),
+                source: src.text(),
+                code,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     progress.end();
     tracing::info!(kernels = out.len(), %target, "kernels compiled");
     Ok((out, compiler.version_string()))
