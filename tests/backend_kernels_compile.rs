@@ -11,25 +11,9 @@ use rocmforge::backend::{BackendError, RtcApi, Vendor};
 use rocmforge::codegen::elementwise::{binary_source, kv_store_source, rope_source};
 use rocmforge::codegen::{
     AttentionKernelSpec, KernelCache, KernelSource, KvEpilogue, MatMulSpec, MatMulVariant,
-    RopeEpilogue, RowOp, Segment, Target,
+    RopeEpilogue, RowOp, Segment, Target, GPU_TYPES,
 };
 use rocmforge::quant::GgmlType;
-
-const TYPES: [GgmlType; 13] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
 
 fn plain(k: u32, segments: Vec<Segment>) -> MatMulSpec {
     MatMulSpec {
@@ -100,7 +84,7 @@ fn sources() -> Vec<KernelSource> {
         ..rope
     });
     let mut specs = vec![qkv, qkv_freqs, gu, down];
-    for ty in TYPES {
+    for ty in GPU_TYPES {
         specs.push(plain(1024, vec![seg(ty, 64, false)]));
         out.push(
             RowOp::Embed {
@@ -113,7 +97,7 @@ fn sources() -> Vec<KernelSource> {
         );
     }
     // Large enough for the int8-input matvec (matvec_q8.hip).
-    for ty in TYPES.into_iter().filter(|t| t.block_len() > 1) {
+    for ty in GPU_TYPES.into_iter().filter(|t| t.block_len() > 1) {
         let spec = plain(1024, vec![seg(ty, 4096, false)]);
         let v = MatMulVariant::Vector { tokens: 1 };
         assert!(spec.quantizes_input(v), "{} takes matvec_q8", ty.name());

@@ -17,6 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use super::error::{BackendError, Result};
 use super::kernel_compiler::KernelCompiler;
@@ -34,6 +35,9 @@ pub struct OfflineClang {
     device_libs: PathBuf,
     header: PathBuf,
     serial: AtomicU64,
+    /// Kernels compile in parallel: one thread writes a missing ISA file
+    /// while the others wait, so none reads it half-written.
+    isa_lock: Mutex<()>,
 }
 
 /// Why no offline compiler could be set up (names what is missing).
@@ -108,6 +112,7 @@ impl OfflineClang {
             device_libs,
             header,
             serial: AtomicU64::new(0),
+            isa_lock: Mutex::new(()),
         })
     }
 
@@ -119,6 +124,7 @@ impl OfflineClang {
         let file = self
             .device_libs
             .join(format!("oclc_isa_version_{}.bc", &arch[3..]));
+        let _one_writer = self.isa_lock.lock().unwrap_or_else(|p| p.into_inner());
         if file.exists() {
             return Ok(());
         }

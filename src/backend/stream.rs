@@ -68,14 +68,7 @@ impl Stream {
 
     /// Copies `data` into `buf` at `offset` in stream order, waiting for it.
     pub fn upload_to(&self, buf: &mut DeviceBuffer, offset: usize, data: &[u8]) -> Result<()> {
-        let end = offset.checked_add(data.len());
-        if end.is_none_or(|e| e > buf.len()) {
-            return Err(BackendError::SizeMismatch {
-                what: "stream upload into device buffer",
-                expected: buf.len().saturating_sub(offset.min(buf.len())),
-                found: data.len(),
-            });
-        }
+        check_range("stream upload into device buffer", buf, offset, data.len())?;
         // SAFETY: the range was checked against the owned buffer.
         unsafe { self.upload(buf.ptr().offset(offset), data) }
     }
@@ -93,14 +86,7 @@ impl Stream {
         offset: usize,
         src: &PinnedBuffer,
     ) -> Result<()> {
-        let end = offset.checked_add(src.len());
-        if end.is_none_or(|e| e > dst.len()) {
-            return Err(BackendError::SizeMismatch {
-                what: "pinned upload into device buffer",
-                expected: dst.len().saturating_sub(offset.min(dst.len())),
-                found: src.len(),
-            });
-        }
+        check_range("pinned upload into device buffer", dst, offset, src.len())?;
         let api = self.gpu.api();
         let at = dst.ptr().offset(offset);
         self.gpu.call("memcpy_htod_async", || unsafe {
@@ -125,14 +111,7 @@ impl Stream {
 
     /// Reads `buf[offset..offset+out.len()]` in stream order.
     pub fn download_from(&self, buf: &DeviceBuffer, offset: usize, out: &mut [u8]) -> Result<()> {
-        let end = offset.checked_add(out.len());
-        if end.is_none_or(|e| e > buf.len()) {
-            return Err(BackendError::SizeMismatch {
-                what: "stream download from device buffer",
-                expected: buf.len().saturating_sub(offset.min(buf.len())),
-                found: out.len(),
-            });
-        }
+        check_range("stream download from device buffer", buf, offset, out.len())?;
         // SAFETY: the range was checked against the owned buffer.
         unsafe { self.download(buf.ptr().offset(offset), out) }
     }
@@ -242,4 +221,17 @@ impl Drop for Event {
             tracing::warn!("destroying an event: {e}");
         }
     }
+}
+
+/// `buf[offset..offset+n]` lies inside the buffer, else a size mismatch
+/// naming `what` (the bytes the buffer has from `offset` against `n`).
+fn check_range(what: &'static str, buf: &DeviceBuffer, offset: usize, n: usize) -> Result<()> {
+    if offset.checked_add(n).is_none_or(|e| e > buf.len()) {
+        return Err(BackendError::SizeMismatch {
+            what,
+            expected: buf.len().saturating_sub(offset.min(buf.len())),
+            found: n,
+        });
+    }
+    Ok(())
 }

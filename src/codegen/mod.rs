@@ -25,5 +25,5 @@ pub use cache::KernelCache;
 pub use error::CodegenError;
 pub use matmul::{KvEpilogue, MatMulArgs, MatMulSpec, MatMulVariant, RopeEpilogue, Segment};
 pub use rows::RowOp;
-pub use source::{KernelSource, Template};
+pub use source::{KernelSource, Template, GPU_TYPES};
 pub use target::Target;

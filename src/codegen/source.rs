@@ -151,13 +151,26 @@ impl KernelSource {
     }
 }
 
-/// The quant types the device kernels read (quant.h).
+/// The weight types the device kernels read (quant.h).
+pub const GPU_TYPES: [GgmlType; 13] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// Whether the device kernels read `ty` (one of [`GPU_TYPES`]).
 pub fn gpu_supports(ty: GgmlType) -> bool {
-    use GgmlType::*;
-    matches!(
-        ty,
-        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
-    )
+    GPU_TYPES.contains(&ty)
 }
 
 /// The `T_*` constant of a type in quant.h (GGML's id).

@@ -11,27 +11,10 @@ use rocmforge::backend::{Capture, DeviceBuffer, DevicePtr};
 use rocmforge::codegen::elementwise::{self as ew, KvStoreArgs};
 use rocmforge::codegen::{
     AttentionArgs, AttentionKernelSpec, KvEpilogue, MatMulArgs, MatMulSpec, MatMulVariant,
-    RopeEpilogue, RowOp, Segment,
+    RopeEpilogue, RowOp, Segment, GPU_TYPES,
 };
 use rocmforge::exec::cpu;
 use rocmforge::quant::GgmlType;
-
-/// The weight types the GPU kernels read, tested one by one.
-const TYPES: [GgmlType; 13] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
 
 /// Qwen2.5-0.5B's shapes.
 pub const D: usize = 896;
@@ -43,11 +26,11 @@ pub const BASE: f32 = 1_000_000.0;
 pub const PAGE: usize = 16;
 
 pub fn all(s: &mut Suite) {
-    for ty in TYPES {
+    for ty in GPU_TYPES {
         s.case(&format!("embed {}", ty.name()), |s| embed(s, ty));
     }
     s.case("rms_norm d896", rms_norm);
-    for ty in TYPES {
+    for ty in GPU_TYPES {
         for (t, v) in [
             (1, MatMulVariant::Vector { tokens: 1 }),
             (3, MatMulVariant::Vector { tokens: 4 }),
@@ -61,7 +44,7 @@ pub fn all(s: &mut Suite) {
             );
         }
     }
-    for ty in TYPES.into_iter().filter(|t| t.block_len() > 1) {
+    for ty in GPU_TYPES.into_iter().filter(|t| t.block_len() > 1) {
         s.case(
             &format!("matmul {} T=1 large (int8 input)", ty.name()),
             |s| large_matvec(s, ty),
@@ -159,7 +142,12 @@ fn embed(s: &mut Suite, ty: GgmlType) -> Res<Check> {
 }
 
 fn rms_norm(s: &mut Suite) -> Res<Check> {
-    let t = 5;
+    rms_norm_rows(s, 5)
+}
+
+/// RMSNorm of `t` random rows against the CPU (also the faults' proof
+/// that the device still computes).
+pub fn rms_norm_rows(s: &mut Suite, t: usize) -> Res<Check> {
     let x = s.rng.vec(t * D, -2.0, 2.0);
     let g = s.rng.vec(D, 0.5, 1.5);
     let mut want = vec![0f32; t * D];

@@ -2,11 +2,10 @@
 //! leave no device memory behind (free memory before = after).
 
 use super::cases::{D, EPS};
-use super::{rel_err, Check, Res, Suite, F32_TOL};
+use super::{Check, Res, Suite};
 use rocmforge::backend::fault::{self, FaultPoint, Trigger};
 use rocmforge::backend::{BackendError, DeviceBuffer, KernelArgs, LaunchDims};
 use rocmforge::codegen::RowOp;
-use rocmforge::exec::cpu;
 
 pub fn all(s: &mut Suite) {
     s.case("fault: 3rd allocation fails (injected)", alloc_injected);
@@ -175,29 +174,5 @@ fn launch_refused(s: &mut Suite) -> Res<Check> {
 }
 
 fn still_works(s: &mut Suite) -> Res<Check> {
-    let t = 3;
-    let x = s.rng.vec(t * D, -2.0, 2.0);
-    let g = s.rng.vec(D, 0.5, 1.5);
-    let mut want = vec![0f32; t * D];
-    cpu::rms_norm(&x, &g, EPS, &mut want);
-    let op = RowOp::RmsNorm {
-        dim: D as u32,
-        eps: EPS,
-    };
-    let k = s.kernel(&op.source()?, op.entry())?;
-    let (xb, gb, out) = (s.upload(&x)?, s.upload(&g)?, s.poisoned(t * D)?);
-    // SAFETY: sizes as the contract.
-    unsafe {
-        op.launch(
-            &k,
-            &s.stream,
-            xb.ptr(),
-            D as u32,
-            gb.ptr(),
-            out.ptr(),
-            D as u32,
-            t as u32,
-        )?
-    };
-    Ok(Check::new(rel_err(&s.read(&out)?, &want), F32_TOL))
+    super::cases::rms_norm_rows(s, 3)
 }
