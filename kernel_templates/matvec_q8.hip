@@ -5,10 +5,7 @@
 //
 // Each block first quantizes the (normalized) input row into shared memory
 // as two int8 terms per element, x ~ d * (q + r / 254), with one f32 scale d
-// = amax / 127 per unit of 32: q is x rounded to int8 as in ggml's Q8_1, r
-// is its rounding error rounded again (|x - d q| <= d / 2, so r fits in
-// int8 and the error left is at most d / 508: about 15 bits, where one int8
-// term alone moves a synthetic 24-layer model's logits by ~10 %). The
+// per unit of 32 (quant_i8.h, quantize8_two_term: about 15 bits). The
 // dequantized sum of every 16 elements serves the weight types with a min.
 // The weights are then streamed in type-specific chunks (one to four word
 // loads per lane, contiguous across lanes); each weight word is dotted with
@@ -66,18 +63,6 @@ template <> struct Chunk<T_Q5_0> { enum { ELEMS = 16 }; };
 template <> struct Chunk<T_Q8_0> { enum { ELEMS = 16 }; };
 template <> struct Chunk<T_Q4_K> { enum { ELEMS = 32 }; };
 template <> struct Chunk<T_Q6_K> { enum { ELEMS = 32 }; };
-
-// Signed bytes q - 8, q - 16, q - 32 of unsigned 4-, 5-, 6-bit values, with
-// no borrow between bytes: the low bits stay, the sign bits are set where
-// the top bit was clear.
-RFC_DEV int minus8(u32 q) { return (int)((q & 0x07070707u) | ((~q & 0x08080808u) * 31u)); }
-RFC_DEV int minus16(u32 q) { return (int)((q & 0x0F0F0F0Fu) | ((~q & 0x10101010u) * 15u)); }
-RFC_DEV int minus32(u32 q) { return (int)((q & 0x1F1F1F1Fu) | ((~q & 0x20202020u) * 7u)); }
-
-// Bits 0..3 of b to bit 4 of bytes 0..3.
-RFC_DEV u32 spread4(u32 b) {
-    return ((b & 1u) << 4) | ((b & 2u) << 11) | ((b & 4u) << 18) | ((b & 8u) << 25);
-}
 
 // Chunk c of a row dotted with the quantized input (f32 path: any type).
 template <int TY> RFC_DEVT float chunk_dot(const u8* row, int c) {
@@ -264,21 +249,9 @@ RFC_DEV void quantize_input(const float* x, const float* norm) {
         // Whole units are in or out of range (K is a multiple of 32), so
         // the 4-lane groups below never mix live and padding lanes.
         const int i = (p * WARPS * RFC_WARP + threadIdx.x) * 8;
-        float amax = 0.0f;
-#pragma unroll
-        for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(v[p][e]));
-        const float d = group_max(amax, 4) / 127.0f;
-        const float id = d > 0.0f ? 1.0f / d : 0.0f;
-        u32 q[2] = {0u, 0u}, r[2] = {0u, 0u};
-        float s = 0.0f;
-#pragma unroll
-        for (int e = 0; e < 8; e++) {
-            const float qf = rintf(v[p][e] * id);
-            const float rf = rintf((v[p][e] * id - qf) * 254.0f);
-            q[e / 4] |= ((u32)(int)qf & 0xFFu) << (8 * (e % 4));
-            r[e / 4] |= ((u32)(int)rf & 0xFFu) << (8 * (e % 4));
-            s += qf + rf * (1.0f / 254.0f);
-        }
+        u32 q[2], r[2];
+        float d, s;
+        quantize8_two_term(v[p], q, r, &d, &s);
         s += rfc_shfl_xor(s, 1);
         if (i < K) {
             u32* qw = (u32*)xq4 + i / 4;

@@ -143,6 +143,10 @@ RFC_DEV int dot4_i8(int a, int b, int c) {
 struct alignas(16) u32x4 {
     u32 x, y, z, w;
 };
+// 8 bytes as two words.
+struct alignas(8) u32x2 {
+    u32 x, y;
+};
 
 // ==== matrix units: one warp's 16x16x16 tile product ===========================
 // C[16x16] += A[16x16] · Bᵀ with f16 operands and f32 accumulation, both
@@ -241,3 +245,96 @@ RFC_DEV void mma_acc_pos(int lane, int i, int* m, int* n) {
 }
 #endif
 // ==== end of matrix units ======================================================
+
+// ==== int8 matrix units: one warp's 16x16xKI tile product ======================
+// C[16x16] (int32) += A[16xKI] · Bᵀ with signed int8 operands, KI = 16 or 32,
+// both read from shared memory as K-contiguous int8 rows (row pitch `ld`
+// bytes, rows 16-byte aligned; ld = 16 mod 128 keeps the NVIDIA loads free
+// of bank conflicts). Accumulator positions as mma_acc_pos above.
+//   NVIDIA (sm_80+): mma.sync.aligned.m16n8k{16,32}.row.col.s32.s8.s8.s32,
+//     two per tile (n = 0..7, 8..15); lane 4g + q holds A rows g, g+8 and B
+//     row g (+8) at k = 4q.. (+16) (PTX ISA, "Matrix Fragments for
+//     mma.m16n8k32" / "mma.m16n8k16" with .s8). (ldmatrix loads of the
+//     same fragments measured 15 % slower in matmul_q8.hip on the H100.)
+//   AMD gfx11: v_wmma_i32_16x16x16_iu8 (both signed), one per 16 k, lane l
+//     holding all 16 k of row l%16; other AMD targets multiply on the SIMT
+//     lanes in the same layout.
+#if RFC_HIP
+typedef int rfc_i32x4 __attribute__((ext_vector_type(4)));
+template <int KI> struct MmaI8 { rfc_i32x4 v[KI / 16]; };
+template <int KI> RFC_DEVT void mma_i8_load(MmaI8<KI>& f, const i8* s, int ld) {
+    const i8* r = s + (threadIdx.x % 16) * ld;
+#pragma unroll
+    for (int h = 0; h < KI / 16; h++) f.v[h] = *(const rfc_i32x4*)(r + 16 * h);
+}
+template <int KI> using MmaI8A = MmaI8<KI>;
+template <int KI> using MmaI8B = MmaI8<KI>;
+#define mma_i8_load_a mma_i8_load
+#define mma_i8_load_b mma_i8_load
+template <int KI> RFC_DEVT void mma_i8(int* c, const MmaI8<KI>& a, const MmaI8<KI>& b) {
+#if RFC_WMMA
+    typedef int rfc_i32x8 __attribute__((ext_vector_type(8)));
+    rfc_i32x8 acc;
+#pragma unroll
+    for (int i = 0; i < 8; i++) acc[i] = c[i];
+#pragma unroll
+    for (int h = 0; h < KI / 16; h++)
+        acc = __builtin_amdgcn_wmma_i32_16x16x16_iu8_w32(true, a.v[h], true, b.v[h], acc, false);
+#pragma unroll
+    for (int i = 0; i < 8; i++) c[i] = acc[i];
+#else
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int m = 2 * i + lane / 16;
+        int s = c[i];
+#pragma unroll
+        for (int h = 0; h < KI / 16; h++)
+#pragma unroll
+            for (int w = 0; w < 4; w++) s = dot4_i8(__shfl(a.v[h][w], m, 32), b.v[h][w], s);
+        c[i] = s;
+    }
+#endif
+}
+#else
+template <int KI> struct MmaI8A { u32 r[KI / 8]; };
+template <int KI> struct MmaI8B { u32 r[KI / 8]; };
+template <int KI> RFC_DEVT void mma_i8_load_a(MmaI8A<KI>& f, const i8* s, int ld) {
+    const int lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+#pragma unroll
+    for (int h = 0; h < KI / 16; h++) {
+        f.r[2 * h] = *(const u32*)(s + g * ld + 16 * h + 4 * q);
+        f.r[2 * h + 1] = *(const u32*)(s + (g + 8) * ld + 16 * h + 4 * q);
+    }
+}
+// Registers per n-half: KI / 16, k-order.
+template <int KI> RFC_DEVT void mma_i8_load_b(MmaI8B<KI>& f, const i8* s, int ld) {
+    const int lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+#pragma unroll
+    for (int n = 0; n < 2; n++)
+#pragma unroll
+        for (int h = 0; h < KI / 16; h++) f.r[n * (KI / 16) + h] = *(const u32*)(s + (8 * n + g) * ld + 16 * h + 4 * q);
+}
+RFC_DEV void mma_i8(int* c, const MmaI8A<32>& a, const MmaI8B<32>& b) {
+#pragma unroll
+    for (int n = 0; n < 2; n++) {
+        int* d = c + 4 * n;
+        // A regs in PTX order: (g, k0), (g+8, k0), (g, k16), (g+8, k16).
+        asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+            "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+            : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+            : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[2]), "r"(a.r[3]), "r"(b.r[2 * n]), "r"(b.r[2 * n + 1]));
+    }
+}
+RFC_DEV void mma_i8(int* c, const MmaI8A<16>& a, const MmaI8B<16>& b) {
+#pragma unroll
+    for (int n = 0; n < 2; n++) {
+        int* d = c + 4 * n;
+        asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 "
+            "{%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
+            : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+            : "r"(a.r[0]), "r"(a.r[1]), "r"(b.r[n]));
+    }
+}
+#endif
+// ==== end of int8 matrix units =================================================

@@ -15,8 +15,10 @@ use std::time::Instant;
 
 use half::f16;
 
-use rocmforge::backend::{DeviceBuffer, DeviceSpec, Gpu, Kernel, Stream};
-use rocmforge::codegen::{KernelCache, KernelSource, Target};
+use rocmforge::backend::{DeviceBuffer, DevicePtr, DeviceSpec, Gpu, Kernel, Stream};
+use rocmforge::codegen::{
+    KernelCache, KernelSource, MatMulArgs, MatMulKernel, MatMulSpec, MatMulVariant, Target,
+};
 use rocmforge::exec::cpu;
 use rocmforge::quant::GgmlType;
 
@@ -149,6 +151,10 @@ struct Suite {
     rows: Vec<Row>,
     filter: Option<String>,
     kernel_report: Vec<String>,
+    /// The int8 prefill's quantized input rows and repacked weights,
+    /// grown on demand.
+    xq: Option<DeviceBuffer>,
+    wq: Option<DeviceBuffer>,
 }
 
 impl Suite {
@@ -211,11 +217,42 @@ impl Suite {
         Ok(k)
     }
 
+    /// `spec`'s kernels of `variant`, each reported like [`Suite::kernel`].
+    fn matmul_kernel(&mut self, spec: &MatMulSpec, v: MatMulVariant) -> Res<MatMulKernel> {
+        spec.kernels(v, |src, entry| self.kernel(src, entry))
+    }
+
+    /// Points `a` at room for the quantized input rows and repacked
+    /// weights of `spec`'s `variant` at `t` tokens (where it uses them).
+    fn int8_scratch(
+        &mut self,
+        spec: &MatMulSpec,
+        v: MatMulVariant,
+        t: u32,
+        a: &mut MatMulArgs,
+    ) -> Res<()> {
+        a.xq = grown(&self.gpu, &mut self.xq, spec.xq_bytes(v, t) as usize)?;
+        a.wq = grown(&self.gpu, &mut self.wq, spec.wq_bytes(v) as usize)?;
+        Ok(())
+    }
+
     /// Waits for the stream and reads `b` as f32.
     fn read(&self, b: &DeviceBuffer) -> Res<Vec<f32>> {
         self.stream.synchronize()?;
         Ok(b.to_vec::<f32>()?)
     }
+}
+
+/// A buffer of at least `bytes` in `slot` (NULL for none).
+fn grown(gpu: &Arc<Gpu>, slot: &mut Option<DeviceBuffer>, bytes: usize) -> Res<DevicePtr> {
+    if bytes == 0 {
+        return Ok(DevicePtr::NULL);
+    }
+    if slot.as_ref().is_none_or(|b| b.len() < bytes) {
+        *slot = None;
+        *slot = Some(DeviceBuffer::new(gpu, bytes)?);
+    }
+    Ok(slot.as_ref().map_or(DevicePtr::NULL, |b| b.ptr()))
 }
 
 /// ‖a − b‖₂ / ‖b‖₂ in f64; infinite if `a` holds NaN/Inf or sizes differ.
@@ -269,6 +306,8 @@ pub fn run(args: GpuSelftestArgs) -> CmdResult {
         rows: Vec::new(),
         filter: args.filter.clone(),
         kernel_report: Vec::new(),
+        xq: None,
+        wq: None,
     };
     let started = Instant::now();
     cases::all(&mut suite);

@@ -101,7 +101,44 @@ fn matvec_ksplit(k: u32) -> u32 {
 }
 
 fn uses_q8_matvec(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
-    spec.quantizes_input(variant)
+    matches!(variant, MatMulVariant::Vector { .. }) && spec.quantizes_input(variant)
+}
+
+fn uses_q8_tiles(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
+    matches!(variant, MatMulVariant::Tiled { .. }) && spec.quantizes_input(variant)
+}
+
+/// Weight types the int8 matrix-unit kernel reads as int8 with block
+/// scales (kernel_templates/quant_i8.h): every quantized type but Q2_K,
+/// whose mins per 16 elements it does not carry.
+fn int8_tiles_read(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(
+        ty,
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q3_K | Q4_K | Q5_K | Q6_K
+    )
+}
+
+/// The int8 prefill kernel's k step (kernel_templates/matmul_q8.hip, KC).
+const Q8_TILE_K: u32 = 64;
+
+/// The largest matrix (rows × k) whose weights the int8 prefill repacks per
+/// step (Llama-3-8B's gate|up is 117 Mi): the repacked copy lives in a
+/// scratch buffer of ~1.3 bytes per weight; larger ones (output
+/// projections of big vocabularies) are decoded in the tiles instead.
+const REPACK_MAX_WEIGHTS: u64 = 128 << 20;
+
+/// Token tiles from which repacking the weights once per step beats
+/// decoding them in every tile (H100, docs/PERFORMANCE.md).
+const REPACK_MIN_TOKENS: u32 = 128;
+
+/// The compiled kernels of one variant: the product, and for the int8
+/// prefill the row quantizer that runs before it.
+pub struct MatMulKernel {
+    pub main: Kernel,
+    pub quantize: Option<Kernel>,
+    /// The weights' per-step repack to int8 (runs first).
+    pub repack: Option<Kernel>,
 }
 
 /// The q8 matvec's shape: (warps per item, items per warp). Long rows are
@@ -148,6 +185,11 @@ pub struct MatMulArgs {
     pub kv: DevicePtr,
     /// Tokens of this step (T).
     pub tokens: u32,
+    /// The int8 prefill's quantized input rows, of
+    /// [`MatMulSpec::xq_bytes`] (unused by the other variants).
+    pub xq: DevicePtr,
+    /// The repacked int8 weights, of [`MatMulSpec::wq_bytes`].
+    pub wq: DevicePtr,
     /// RoPE frequency factors (f32[head_dim/2]) when the spec has them.
     pub freqs: DevicePtr,
 }
@@ -197,22 +239,123 @@ impl MatMulSpec {
         }
     }
 
-    /// Whether `variant` rounds the input row to int8 (matvec_q8.hip: the
-    /// one-token matvec when every weight is quantized, the quantized row,
-    /// 2.375 bytes per element, fits in static shared memory, and the
-    /// matrix is large enough to pay for it, [`Q8_MIN_WEIGHTS`]).
+    /// Whether `variant` rounds the input rows to two int8 terms (~15
+    /// bits): matvec_q8.hip, the one-token matvec when every weight is
+    /// quantized, the quantized row (2.375 bytes per element) fits in
+    /// static shared memory, and the matrix is large enough to pay for it
+    /// ([`Q8_MIN_WEIGHTS`]); matmul_q8.hip, the tiles on int8 matrix units,
+    /// when every weight type reads as int8 ([`int8_tiles_read`]) and the
+    /// input is whole k steps.
     pub fn quantizes_input(&self, variant: MatMulVariant) -> bool {
         let quantized = |t: GgmlType| !matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
-        variant == (MatMulVariant::Vector { tokens: 1 })
-            && self.segments.iter().all(|s| quantized(s.ty))
-            && self.k <= 16_384
-            && self.rows() as u64 * self.k as u64 >= Q8_MIN_WEIGHTS
+        match variant {
+            MatMulVariant::Vector { tokens: 1 } => {
+                self.segments.iter().all(|s| quantized(s.ty))
+                    && self.k <= 16_384
+                    && self.rows() as u64 * self.k as u64 >= Q8_MIN_WEIGHTS
+            }
+            MatMulVariant::Vector { .. } => false,
+            MatMulVariant::Tiled { .. } => {
+                self.segments.iter().all(|s| int8_tiles_read(s.ty))
+                    && self.k.is_multiple_of(Q8_TILE_K)
+            }
+        }
+    }
+
+    /// Bytes of the quantized input rows the int8 prefill of `tokens`
+    /// tokens reads ([`MatMulArgs::xq`]): two int8 terms per element, two
+    /// f32 per 32 (scale and sum); 0 for the variants that need none.
+    pub fn xq_bytes(&self, variant: MatMulVariant, tokens: u32) -> u64 {
+        if !uses_q8_tiles(self, variant) {
+            return 0;
+        }
+        let k = self.k as u64;
+        tokens as u64 * (2 * k + k / 32 * 8)
+    }
+
+    /// Whether `variant` repacks the weights to int8 once per step before
+    /// the tiles read them (matmul_q8.hip, REPACKED).
+    pub fn repacks_weights(&self, variant: MatMulVariant) -> bool {
+        matches!(variant, MatMulVariant::Tiled { tokens } if tokens >= REPACK_MIN_TOKENS)
+            && uses_q8_tiles(self, variant)
+            && self.rows() as u64 * self.k as u64 <= REPACK_MAX_WEIGHTS
+    }
+
+    /// Elements per weight scale in the int8 tiles: 16 when a segment's
+    /// type scales 16-element groups (Q3_K, Q6_K), else 32.
+    fn scale_group(&self) -> u32 {
+        let per16 = |t| matches!(t, GgmlType::Q3_K | GgmlType::Q6_K);
+        if self.segments.iter().any(|s| per16(s.ty)) {
+            16
+        } else {
+            32
+        }
+    }
+
+    /// Whether a segment's type has a min (`w = d q - m`).
+    fn has_min(&self) -> bool {
+        use GgmlType::*;
+        let min = |t| matches!(t, Q4_1 | Q5_1 | Q4_K | Q5_K);
+        self.segments.iter().any(|s| min(s.ty))
+    }
+
+    /// Bytes of the repacked weights ([`MatMulArgs::wq`]): int8 values, an
+    /// f32 scale per scale group and, with mins, an f32 min per 32.
+    pub fn wq_bytes(&self, variant: MatMulVariant) -> u64 {
+        if !self.repacks_weights(variant) {
+            return 0;
+        }
+        let (n, k) = (self.rows() as u64, self.k as u64);
+        let mins = if self.has_min() { n * (k / 32) * 4 } else { 0 };
+        n * k + n * (k / self.scale_group() as u64) * 4 + mins
+    }
+
+    /// The entry points of `variant`'s source, the product last.
+    pub fn entries(&self, variant: MatMulVariant) -> &'static [&'static str] {
+        match variant {
+            MatMulVariant::Vector { .. } => &["matvec"],
+            MatMulVariant::Tiled { .. } if self.repacks_weights(variant) => {
+                &["repack_weights", "quantize_rows", "matmul"]
+            }
+            MatMulVariant::Tiled { .. } if uses_q8_tiles(self, variant) => {
+                &["quantize_rows", "matmul"]
+            }
+            MatMulVariant::Tiled { .. } => &["matmul"],
+        }
+    }
+
+    /// `variant`'s kernels, each entry point got from `load`.
+    pub fn kernels<E: From<CodegenError>>(
+        &self,
+        variant: MatMulVariant,
+        mut load: impl FnMut(&KernelSource, &'static str) -> std::result::Result<Kernel, E>,
+    ) -> std::result::Result<MatMulKernel, E> {
+        let src = self.source(variant)?;
+        let mut find = |name: &'static str| -> std::result::Result<Option<Kernel>, E> {
+            match self.entries(variant).contains(&name) {
+                true => Ok(Some(load(&src, name)?)),
+                false => Ok(None),
+            }
+        };
+        let (repack, quantize) = (find("repack_weights")?, find("quantize_rows")?);
+        let main = load(
+            &src,
+            self.entries(variant).last().copied().unwrap_or("matmul"),
+        )?;
+        Ok(MatMulKernel {
+            main,
+            quantize,
+            repack,
+        })
     }
 
     /// A label naming the specialization.
     pub fn label(&self, variant: MatMulVariant) -> String {
         let mut s = match variant {
             MatMulVariant::Vector { tokens } => format!("matvec_t{tokens}_k{}", self.k),
+            MatMulVariant::Tiled { tokens } if uses_q8_tiles(self, variant) => {
+                format!("matmul_q8_t{tokens}_k{}", self.k)
+            }
             MatMulVariant::Tiled { tokens } => format!("matmul_t{tokens}_k{}", self.k),
         };
         for seg in &self.segments {
@@ -294,13 +437,14 @@ impl MatMulSpec {
     pub fn source(&self, variant: MatMulVariant) -> Result<KernelSource, CodegenError> {
         self.validate()?;
         let q8 = uses_q8_matvec(self, variant);
-        let (template, entry) = match variant {
-            MatMulVariant::Vector { .. } if q8 => (Template::MatVecQ8, "matvec"),
-            MatMulVariant::Vector { .. } => (Template::MatVec, "matvec"),
-            MatMulVariant::Tiled { .. } => (Template::MatMul, "matmul"),
+        let template = match variant {
+            MatMulVariant::Vector { .. } if q8 => Template::MatVecQ8,
+            MatMulVariant::Vector { .. } => Template::MatVec,
+            MatMulVariant::Tiled { .. } if uses_q8_tiles(self, variant) => Template::MatMulQ8,
+            MatMulVariant::Tiled { .. } => Template::MatMul,
         };
-        let mut src =
-            KernelSource::new(template, self.label(variant), &[entry]).define("K", self.k);
+        let mut src = KernelSource::new(template, self.label(variant), self.entries(variant))
+            .define("K", self.k);
         src = match variant {
             MatMulVariant::Vector { .. } if q8 => {
                 let (ks, ipw) = q8_matvec_shape(self.k, self.rows() / 2);
@@ -322,7 +466,14 @@ impl MatMulSpec {
                     ));
                 }
                 let (tm, tn) = self.tile(tokens);
-                src.define("TM", tm).define("TN", tn)
+                src = src.define("TM", tm).define("TN", tn);
+                if uses_q8_tiles(self, variant) {
+                    src = src
+                        .define("SUB", self.scale_group())
+                        .define("HAS_MIN", self.has_min() as u32)
+                        .define("REPACKED", self.repacks_weights(variant) as u32);
+                }
+                src
             }
         };
         for (i, s) in self.segments.iter().enumerate() {
@@ -399,7 +550,7 @@ impl MatMulSpec {
     /// docs/KERNELS.md states for this spec, valid until the work is done.
     pub unsafe fn launch(
         &self,
-        kernel: &Kernel,
+        kernel: &MatMulKernel,
         stream: &Stream,
         variant: MatMulVariant,
         warp: u32,
@@ -408,10 +559,37 @@ impl MatMulSpec {
         if a.tokens == 0 {
             return Ok(());
         }
+        let (mut x, mut w0) = (a.x, a.w[0]);
+        if let Some(r) = &kernel.repack {
+            let args = KernelArgs::new()
+                .ptr(a.w[0])
+                .ptr(a.w[1])
+                .ptr(a.w[2])
+                .ptr(a.w[3])
+                .ptr(a.wq);
+            let parts = self.rows() as u64 * (self.k as u64 / 8);
+            let blocks = u32::try_from(parts.div_ceil(256)).map_err(|_| {
+                crate::backend::BackendError::Invalid(format!(
+                    "{parts} weight parts to repack exceed one grid"
+                ))
+            })?;
+            r.launch(stream, LaunchDims::new([blocks, 1, 1], 256), &args)?;
+            w0 = a.wq;
+        }
+        if let Some(q) = &kernel.quantize {
+            let args = KernelArgs::new()
+                .ptr(a.x)
+                .u32(a.ldx)
+                .ptr(a.norm)
+                .ptr(a.xq)
+                .u32(a.tokens);
+            q.launch(stream, LaunchDims::new([a.tokens, 1, 1], 256), &args)?;
+            x = a.xq;
+        }
         let args = KernelArgs::new()
-            .ptr(a.x)
+            .ptr(x)
             .u32(a.ldx)
-            .ptr(a.w[0])
+            .ptr(w0)
             .ptr(a.w[1])
             .ptr(a.w[2])
             .ptr(a.w[3])
@@ -431,7 +609,9 @@ impl MatMulSpec {
             .ptr(a.kv)
             .u32(a.tokens)
             .ptr(a.freqs);
-        kernel.launch(stream, self.dims(variant, a.tokens, warp), &args)
+        kernel
+            .main
+            .launch(stream, self.dims(variant, a.tokens, warp), &args)
     }
 }
 
@@ -458,13 +638,54 @@ mod tests {
         assert!(!spec(GgmlType::Q5_0, 1152, 896).quantizes_input(ONE));
         let big = spec(GgmlType::Q4_K, 14336, 4096);
         assert!(!big.quantizes_input(MatMulVariant::Vector { tokens: 4 }));
-        assert!(!big.quantizes_input(MatMulVariant::Tiled { tokens: 32 }));
         assert_eq!(
             big.source(MatMulVariant::Vector { tokens: 4 })
                 .unwrap()
                 .template,
             Template::MatVec
         );
+    }
+
+    #[test]
+    fn prefill_tiles_of_int8_readable_weights_take_the_int8_matrix_units() {
+        let t128 = MatMulVariant::Tiled { tokens: 128 };
+        let t32 = MatMulVariant::Tiled { tokens: 32 };
+        let q4k = spec(GgmlType::Q4_K, 14336, 4096);
+        assert_eq!(q4k.source(t32).unwrap().template, Template::MatMulQ8);
+        assert_eq!(q4k.entries(t32), ["quantize_rows", "matmul"]);
+        assert_eq!(q4k.xq_bytes(t32, 10), 10 * (2 * 4096 + 4096 / 32 * 8));
+        // Large tiles repack the weights once per step; small ones decode
+        // them in the tiles.
+        assert!(q4k.repacks_weights(t128) && !q4k.repacks_weights(t32));
+        assert_eq!(
+            q4k.entries(t128),
+            ["repack_weights", "quantize_rows", "matmul"]
+        );
+        // int8 values, a scale per 32 and a min per 32 for Q4_K.
+        assert_eq!(q4k.wq_bytes(t128), 14336 * 4096 + 2 * 14336 * 128 * 4);
+        assert_eq!(q4k.wq_bytes(t32), 0);
+        // Q6_K: a scale per 16 elements, no min.
+        let q6k = spec(GgmlType::Q6_K, 4096, 14336);
+        assert_eq!(q6k.wq_bytes(t128), 4096 * 14336 + 4096 * (14336 / 16) * 4);
+        let src = q6k.source(t128).unwrap();
+        assert_eq!(src.defines["SUB"], "16");
+        assert_eq!(src.defines["HAS_MIN"], "0");
+    }
+
+    #[test]
+    fn float_q2_k_odd_widths_and_huge_matrices_keep_the_f16_tiles_or_skip_the_repack() {
+        let t128 = MatMulVariant::Tiled { tokens: 128 };
+        for ty in [GgmlType::F16, GgmlType::F32, GgmlType::BF16, GgmlType::Q2_K] {
+            let s = spec(ty, 4096, 4096);
+            assert!(!s.quantizes_input(t128), "{ty:?}");
+            assert_eq!(s.source(t128).unwrap().template, Template::MatMul);
+            assert_eq!(s.xq_bytes(t128, 512), 0);
+        }
+        // k = 96 is whole blocks of 32 but not whole 64-element k steps.
+        assert!(!spec(GgmlType::Q8_0, 256, 96).quantizes_input(t128));
+        // A 128k-vocabulary output projection: int8 tiles, weights decoded in place.
+        let lm = spec(GgmlType::Q6_K, 128_256, 4096);
+        assert!(lm.quantizes_input(t128) && !lm.repacks_weights(t128));
     }
 
     #[test]

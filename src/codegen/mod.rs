@@ -23,7 +23,9 @@ pub mod target;
 pub use attention::{AttentionArgs, AttentionKernelSpec};
 pub use cache::KernelCache;
 pub use error::CodegenError;
-pub use matmul::{KvEpilogue, MatMulArgs, MatMulSpec, MatMulVariant, RopeEpilogue, Segment};
+pub use matmul::{
+    KvEpilogue, MatMulArgs, MatMulKernel, MatMulSpec, MatMulVariant, RopeEpilogue, Segment,
+};
 pub use rows::RowOp;
 pub use source::{KernelSource, Template, GPU_TYPES};
 pub use target::Target;

@@ -14,6 +14,7 @@ use crate::quant::GgmlType;
 const PRELUDE: &str = include_str!("../../kernel_templates/prelude.h");
 const QUANT: &str = include_str!("../../kernel_templates/quant.h");
 const EPILOGUE: &str = include_str!("../../kernel_templates/epilogue.h");
+const QUANT_I8: &str = include_str!("../../kernel_templates/quant_i8.h");
 
 /// The template files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,6 +23,8 @@ pub enum Template {
     /// The decode matvec on int8 activations (quantized weights, T = 1).
     MatVecQ8,
     MatMul,
+    /// The prefill matmul on int8 matrix units (quantized weights).
+    MatMulQ8,
     Attention,
     Rows,
     Elementwise,
@@ -34,6 +37,7 @@ impl Template {
             Template::MatVec => "matvec",
             Template::MatVecQ8 => "matvec_q8",
             Template::MatMul => "matmul",
+            Template::MatMulQ8 => "matmul_q8",
             Template::Attention => "attention",
             Template::Rows => "rows",
             Template::Elementwise => "elementwise",
@@ -45,6 +49,7 @@ impl Template {
             Template::MatVec => include_str!("../../kernel_templates/matvec.hip"),
             Template::MatVecQ8 => include_str!("../../kernel_templates/matvec_q8.hip"),
             Template::MatMul => include_str!("../../kernel_templates/matmul.hip"),
+            Template::MatMulQ8 => include_str!("../../kernel_templates/matmul_q8.hip"),
             Template::Attention => include_str!("../../kernel_templates/attention.hip"),
             Template::Rows => include_str!("../../kernel_templates/rows.hip"),
             Template::Elementwise => include_str!("../../kernel_templates/elementwise.hip"),
@@ -56,8 +61,10 @@ impl Template {
     fn headers(self) -> &'static [(&'static str, &'static str)] {
         const Q: (&str, &str) = ("quant.h", QUANT);
         const E: (&str, &str) = ("epilogue.h", EPILOGUE);
+        const I: (&str, &str) = ("quant_i8.h", QUANT_I8);
         match self {
-            Template::MatVec | Template::MatVecQ8 | Template::MatMul => &[Q, E],
+            Template::MatVec | Template::MatMul => &[Q, E],
+            Template::MatVecQ8 | Template::MatMulQ8 => &[Q, I, E],
             Template::Rows => &[Q],
             Template::Attention | Template::Elementwise => &[],
         }

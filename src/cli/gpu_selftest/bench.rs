@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use half::f16;
 
-use super::cases::{attention_spec, entry, qkv_spec, BASE, D, EPS, HD, HEADS, KV_HEADS, PAGE};
+use super::cases::{attention_spec, qkv_spec, BASE, D, EPS, HD, HEADS, KV_HEADS, PAGE};
 use super::{random_weights, Res, Suite};
-use rocmforge::backend::{Capture, DeviceBuffer, DevicePtr, Event, Gpu, Kernel};
-use rocmforge::codegen::{AttentionArgs, MatMulArgs, MatMulSpec, MatMulVariant, RowOp, Segment};
+use rocmforge::backend::{Capture, DeviceBuffer, DevicePtr, Event, Gpu};
+use rocmforge::codegen::{
+    AttentionArgs, MatMulArgs, MatMulKernel, MatMulSpec, MatMulVariant, RowOp, Segment,
+};
 use rocmforge::quant::GgmlType;
 
 const FF: u32 = 4864;
@@ -193,7 +195,7 @@ fn matmul(s: &mut Suite, spec: &MatMulSpec, v: MatMulVariant, t: u32) -> Res<Str
     let bytes = weight_bytes(spec);
     let copies = ((256usize << 20) / bytes.max(1)).clamp(1, 400);
     let w = weights(s, spec, copies)?;
-    let kern = s.kernel(&spec.source(v)?, entry(v))?;
+    let kern = s.matmul_kernel(spec, v)?;
     let x = s.random_buffer(t as usize * spec.k as usize, -1.0, 1.0)?;
     let res = s.random_buffer(t as usize * spec.out_cols() as usize, -1.0, 1.0)?;
     let out = DeviceBuffer::new(&s.gpu, t as usize * spec.out_cols() as usize * 4)?;
@@ -208,6 +210,7 @@ fn matmul(s: &mut Suite, spec: &MatMulSpec, v: MatMulVariant, t: u32) -> Res<Str
         tokens: t,
         ..Default::default()
     };
+    s.int8_scratch(spec, v, t, &mut a)?;
     let us = time_us(s, 20, |i| {
         fill_args(&mut a, &w, i, &kv);
         // SAFETY: buffers sized by the spec for t tokens.
@@ -283,12 +286,9 @@ struct Layer {
 fn decode_step(s: &mut Suite, graph: bool) -> Res<String> {
     let specs: Vec<MatMulSpec> = shapes().into_iter().map(|(_, sp)| sp).collect();
     let v = MatMulVariant::Vector { tokens: 1 };
-    let kernels: Vec<Kernel> = specs
+    let kernels: Vec<MatMulKernel> = specs
         .iter()
-        .map(|sp| -> Res<Kernel> {
-            let src = sp.source(v)?;
-            s.kernel(&src, "matvec")
-        })
+        .map(|sp| s.matmul_kernel(sp, v))
         .collect::<Res<_>>()?;
     let att = attention_spec(None);
     let asrc = att.source()?;

@@ -294,9 +294,10 @@ fn matmul_of_rows(
     let o = operands(s, &spec)?;
     let x = s.rng.vec(t * k, -amp, amp);
     let want = reference_rows(&spec, &o, &x, t);
-    let kern = s.kernel(&spec.source(v)?, entry(v))?;
+    let kern = s.matmul_kernel(&spec, v)?;
     let (xb, out) = (s.upload(&x)?, s.poisoned(t * rows)?);
-    let args = matmul_args(&spec, &o, &xb, &out, t);
+    let mut args = matmul_args(&spec, &o, &xb, &out, t);
+    s.int8_scratch(&spec, v, t as u32, &mut args)?;
     // SAFETY: buffers sized by the spec.
     unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
     let input = if spec.quantizes_input(v) {
@@ -305,13 +306,6 @@ fn matmul_of_rows(
         "f32 input"
     };
     Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(input))
-}
-
-pub fn entry(v: MatMulVariant) -> &'static str {
-    match v {
-        MatMulVariant::Vector { .. } => "matvec",
-        MatMulVariant::Tiled { .. } => "matmul",
-    }
 }
 
 /// Tokens of a step: `t` of them over three sequences, positions new to
@@ -405,13 +399,14 @@ fn qkv(s: &mut Suite, t: usize) -> Res<Check> {
     for i in 0..t {
         want[i * n..i * n + rope_w].copy_from_slice(&heads[i * rope_w..(i + 1) * rope_w]);
     }
-    let kern = s.kernel(&spec.source(v)?, entry(v))?;
+    let kern = s.matmul_kernel(&spec, v)?;
     let (xb, out) = (s.upload(&x)?, s.poisoned(t * n)?);
     let [pos, seq, pages] = pl.upload(s)?;
     let cache_rows = pl.n_pages * PAGE;
     let mut kv = DeviceBuffer::new(&s.gpu, cache_rows * 2 * kv_dim * 2)?;
     s.stream.fill_buffer_u32(&mut kv, 0x7e00_7e00)?; // f16 NaN
     let mut args = matmul_args(&spec, &o, &xb, &out, t);
+    s.int8_scratch(&spec, v, t as u32, &mut args)?;
     (args.pos, args.seq, args.pages, args.kv) = (pos.ptr(), seq.ptr(), pages.ptr(), kv.ptr());
     args.pages_per_seq = pl.pages_per_seq as u32;
     // SAFETY: buffers sized by the spec and the page table.
@@ -461,9 +456,10 @@ fn gate_up(s: &mut Suite, t: usize) -> Res<Check> {
     let rows = reference_rows(&spec, &o, &x, t);
     let mut want = vec![0f32; t * ff as usize];
     cpu::silu_mul(&rows, ff as usize, &mut want);
-    let kern = s.kernel(&spec.source(v)?, entry(v))?;
+    let kern = s.matmul_kernel(&spec, v)?;
     let (xb, out) = (s.upload(&x)?, s.poisoned(t * ff as usize)?);
-    let args = matmul_args(&spec, &o, &xb, &out, t);
+    let mut args = matmul_args(&spec, &o, &xb, &out, t);
+    s.int8_scratch(&spec, v, t as u32, &mut args)?;
     // SAFETY: buffers sized by the spec.
     unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
     Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(variant_name(v)))
@@ -481,9 +477,10 @@ fn down(s: &mut Suite, ty: GgmlType, t: usize) -> Res<Check> {
     let res = s.rng.vec(t * D, -1.0, 1.0);
     let mut want = reference_rows(&spec, &o, &x, t);
     cpu::add_in_place(&mut want, &res);
-    let kern = s.kernel(&spec.source(v)?, entry(v))?;
+    let kern = s.matmul_kernel(&spec, v)?;
     let (xb, rb, out) = (s.upload(&x)?, s.upload(&res)?, s.poisoned(t * D)?);
     let mut args = matmul_args(&spec, &o, &xb, &out, t);
+    s.int8_scratch(&spec, v, t as u32, &mut args)?;
     args.residual = rb.ptr();
     // SAFETY: buffers sized by the spec.
     unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
@@ -782,7 +779,7 @@ fn graph_replay(s: &mut Suite) -> Res<Check> {
     let o = operands(s, &spec)?;
     let (nk, mk) = (
         s.kernel(&norm.source()?, norm.entry())?,
-        s.kernel(&spec.source(v)?, entry(v))?,
+        s.matmul_kernel(&spec, v)?,
     );
     let (xb, gb, h) = (s.upload(&x)?, s.upload(&g)?, s.poisoned(t * D)?);
     let (direct, replayed) = (s.poisoned(t * 256)?, s.poisoned(t * 256)?);

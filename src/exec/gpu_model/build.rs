@@ -11,9 +11,7 @@ use super::weights::DeviceWeights;
 use crate::backend::{DevicePtr, Gpu};
 use crate::codegen::elementwise::{binary_source, kv_store_source, KvStoreArgs};
 use crate::codegen::plan::{matmul_spec, PlanOptions, MATMUL_VARIANTS};
-use crate::codegen::{
-    AttentionArgs, AttentionKernelSpec, KernelCache, MatMulArgs, MatMulVariant, RowOp,
-};
+use crate::codegen::{AttentionArgs, AttentionKernelSpec, KernelCache, MatMulArgs, RowOp};
 use crate::ir::{Dim, Epilogue, Graph, InputKind, NodeId, Op, Role};
 use crate::passes::MemoryPlan;
 
@@ -42,6 +40,12 @@ pub struct Places<'a> {
     pub pages_per_seq: u32,
     pub attn_scratch: DevicePtr,
     pub attn_chunks: u32,
+    /// The int8 prefill's quantized input rows (`MatMulSpec::xq_bytes`),
+    /// shared by every matmul: each reads them right after writing them.
+    pub xq_scratch: DevicePtr,
+    /// The int8 prefill's repacked weights (`MatMulSpec::wq_bytes`), shared
+    /// the same way.
+    pub wq_scratch: DevicePtr,
 }
 
 impl Places<'_> {
@@ -236,6 +240,8 @@ impl Places<'_> {
             seq: self.input(InputKind::SeqIds),
             pages: self.input(InputKind::PageTable),
             pages_per_seq: self.pages_per_seq,
+            xq: self.xq_scratch,
+            wq: self.wq_scratch,
             ..Default::default()
         };
         for (i, w) in self.graph.operand_list(id, Role::W).into_iter().enumerate() {
@@ -266,11 +272,10 @@ impl Places<'_> {
         }
         let mut kernels = Vec::new();
         for v in MATMUL_VARIANTS {
-            let entry = match v {
-                MatMulVariant::Vector { .. } => "matvec",
-                MatMulVariant::Tiled { .. } => "matmul",
-            };
-            kernels.push((v, self.cache.kernel(self.gpu, &spec.source(v)?, entry)?));
+            let k = spec.kernels(v, |src, entry| -> Result<_, GpuError> {
+                Ok(self.cache.kernel(self.gpu, src, entry)?)
+            })?;
+            kernels.push((v, k));
         }
         Ok(Launch::MatMul {
             spec,

@@ -7,7 +7,7 @@ use super::inputs::StepShape;
 use crate::backend::{DevicePtr, Kernel, Stream};
 use crate::codegen::elementwise::{self as ew, KvStoreArgs};
 use crate::codegen::{
-    AttentionArgs, AttentionKernelSpec, MatMulArgs, MatMulSpec, MatMulVariant, RowOp,
+    AttentionArgs, AttentionKernelSpec, MatMulArgs, MatMulKernel, MatMulSpec, MatMulVariant, RowOp,
 };
 use crate::exec::ExecError;
 
@@ -52,7 +52,7 @@ pub enum Launch {
     /// A fused matmul, one compiled kernel per variant.
     MatMul {
         spec: MatMulSpec,
-        kernels: Vec<(MatMulVariant, Kernel)>,
+        kernels: Vec<(MatMulVariant, MatMulKernel)>,
         args: MatMulArgs,
         rows: RowCount,
         warp: u32,

@@ -39,7 +39,7 @@ use super::session::{StepBackend, StepLimits};
 use super::step::StepInputs;
 use super::ExecError;
 use crate::backend::{Capture, DeviceBuffer, Gpu, GraphExec, Stream};
-use crate::codegen::plan::PlanOptions;
+use crate::codegen::plan::{matmul_spec, PlanOptions, MATMUL_VARIANTS};
 use crate::codegen::{KernelCache, RowOp, Target};
 use crate::gguf::GgufFile;
 use crate::ir::{Dim, Graph, Op};
@@ -99,6 +99,8 @@ pub struct GpuModel {
     arena: DeviceBuffer,
     kv: DeviceBuffer,
     attn_scratch: DeviceBuffer,
+    xq_scratch: DeviceBuffer,
+    wq_scratch: DeviceBuffer,
     argmax_out: DeviceBuffer,
     inputs: StepBuffer,
     weights: DeviceWeights,
@@ -165,6 +167,9 @@ impl GpuModel {
         let context = (pages_per_seq * page_size) as u32;
         let (attn_chunks, scratch_bytes) = attention_scratch(graph, page_size as u32, context);
         let attn_scratch = DeviceBuffer::new(gpu, scratch_bytes)?;
+        let (xq_bytes, wq_bytes) = int8_scratch_bytes(graph, &opts, env.tokens as u32)?;
+        let xq_scratch = DeviceBuffer::new(gpu, xq_bytes)?;
+        let wq_scratch = DeviceBuffer::new(gpu, wq_bytes)?;
         let argmax_out = DeviceBuffer::new(gpu, limits.max_rows.max(1) * 4)?;
         let inputs = StepBuffer::new(gpu, limits, vocab)?;
         let places = Places {
@@ -182,6 +187,8 @@ impl GpuModel {
             pages_per_seq: pages_per_seq as u32,
             attn_scratch: attn_scratch.ptr(),
             attn_chunks,
+            xq_scratch: xq_scratch.ptr(),
+            wq_scratch: wq_scratch.ptr(),
         };
         let mut launches = Vec::new();
         for &id in &plan.schedule {
@@ -208,6 +215,8 @@ impl GpuModel {
             arena,
             kv,
             attn_scratch,
+            xq_scratch,
+            wq_scratch,
             argmax_out,
             inputs,
             weights,
@@ -246,7 +255,10 @@ impl GpuModel {
             weights: self.weights.bytes(),
             arena: self.arena.len(),
             kv_cache: self.kv.len(),
-            other: self.attn_scratch.len() + self.argmax_out.len(),
+            other: self.attn_scratch.len()
+                + self.xq_scratch.len()
+                + self.wq_scratch.len()
+                + self.argmax_out.len(),
         }
     }
 
@@ -375,6 +387,27 @@ fn kv_shape(graph: &Graph) -> (usize, usize) {
         }
     }
     (layers, cols)
+}
+
+/// The largest quantized input rows and repacked weights any matmul's
+/// int8 prefill of up to `max_tokens` tokens uses (at least 16 bytes each,
+/// so that the buffers exist).
+fn int8_scratch_bytes(
+    graph: &Graph,
+    opts: &PlanOptions,
+    max_tokens: u32,
+) -> Result<(usize, usize), ExecError> {
+    let (mut xq, mut wq) = (16u64, 16u64);
+    for id in graph.node_ids() {
+        if matches!(graph.node(id).op, Op::MatMul(_)) {
+            let spec = matmul_spec(graph, id, opts)?;
+            for v in MATMUL_VARIANTS {
+                xq = xq.max(spec.xq_bytes(v, max_tokens));
+                wq = wq.max(spec.wq_bytes(v));
+            }
+        }
+    }
+    Ok((xq as usize, wq as usize))
 }
 
 /// Decode chunks covering `context` keys, and the scratch the decode

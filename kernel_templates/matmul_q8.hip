@@ -1,0 +1,493 @@
+// Tiled quantized matrix product for prefill on the int8 matrix units
+// (prelude.h), as two launches:
+//
+//   quantize_rows: each token row of x (RMSNorm applied with the
+//     prologue) in two int8 terms per element with an f32 scale per 32
+//     (quant_i8.h, quantize8_two_term), into a step buffer:
+//       q [T][K] i8, r [T][K] i8, d [T][K/32] f32, s [T][K/32] f32
+//     (s: the unit's dequantized sum, what a weight min multiplies).
+//   matmul: out = epilogue(x · Wᵀ) from that buffer (the `x` parameter)
+//     and the weights' own bytes read as int8 with block scales
+//     (quant_i8.h): per scale group of SUB elements, two integer products
+//     (q·w and r·w, exact), then one f32 multiply-add by the scales. The
+//     weights are exact; the activations carry ~15 bits, as in the decode
+//     matvec (matvec_q8.hip).
+//
+// A block computes TM tokens x TN weight rows (the rows of items
+// i0..i0+TN/2, laid out as in matmul.hip: 8 warps in 2 (tokens) x 4 (rows),
+// each warp's rows A first, then their B partners). The k loop stages KC
+// elements at a time into shared memory: both activation terms, the
+// weights unpacked to int8, and the scales.
+//
+// Defines: K, TM (32, 64 or 128), TN (64 or 128), SUB (16 when a segment
+// has scales per 16 elements, else 32), HAS_MIN, SEGi_*, EPS_BITS with
+// PROLOGUE_RMS, the epilogue's. Grids: quantize_rows (T), 256 threads;
+// matmul (ceil(N_ITEMS / (TN/2)), ceil(T / TM)), 256 threads.
+
+#define UNITS (K / 32)
+#define KC 64
+#define CHUNKS (K / KC)
+#define KP8 (KC + 16)  // row pitch of the staged int8 tiles in bytes (banks)
+#define WTM (TM / 2)
+#define WTN (TN / 4)
+#define MT (WTM / 16)
+#define NT (WTN / 16)
+#define CU (KC / 32)   // units per chunk
+#define CS (KC / SUB)  // scale groups per chunk
+#define EPI_PITCH (WTN + 1)
+#define TILE_BYTES ((2 * TM + TN) * KP8)
+#define EPI_BYTES (8 * 16 * EPI_PITCH * 4)
+#define STAGE_BYTES ((TILE_BYTES > EPI_BYTES ? TILE_BYTES : EPI_BYTES + 15) / 16 * 16)
+
+// ---- quantize_rows -------------------------------------------------------------
+
+// Where token t's parts of the step buffer start.
+struct XqView {
+    const i8 *q, *r;
+    const float *d, *s;
+};
+RFC_DEV XqView xq_view(const u8* base, int t, int T) {
+    const u64 n = (u64)T * K;
+    XqView v;
+    v.q = (const i8*)base + (u64)t * K;
+    v.r = (const i8*)base + n + (u64)t * K;
+    v.d = (const float*)(base + 2 * n) + (u64)t * UNITS;
+    v.s = (const float*)(base + 2 * n) + (u64)T * UNITS + (u64)t * UNITS;
+    return v;
+}
+
+#define QPASSES ((K + 256 * 8 - 1) / (256 * 8))
+RFC_KERNEL __launch_bounds__(256) void quantize_rows(const float* __restrict__ x, int ldx,
+                                                     const float* __restrict__ norm, u8* xq, int T) {
+    __shared__ float red[8];
+    const int t = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const float* xr = x + (u64)t * ldx;
+    float v[QPASSES][8];
+#pragma unroll
+    for (int p = 0; p < QPASSES; p++) {
+        const int i = (p * 256 + threadIdx.x) * 8;
+        f4 a = {0.0f, 0.0f, 0.0f, 0.0f}, b = a;
+        if (i < K) {
+            a = ld_f4(xr + i);
+            b = ld_f4(xr + i + 4);
+        }
+        v[p][0] = a.x, v[p][1] = a.y, v[p][2] = a.z, v[p][3] = a.w;
+        v[p][4] = b.x, v[p][5] = b.y, v[p][6] = b.z, v[p][7] = b.w;
+    }
+#if PROLOGUE_RMS
+    float ss = 0.0f;
+#pragma unroll
+    for (int p = 0; p < QPASSES; p++)
+#pragma unroll
+        for (int e = 0; e < 8; e++) ss += v[p][e] * v[p][e];
+    ss = warp_sum(ss);
+    if (lane == 0) red[warp] = ss;
+    __syncthreads();
+    ss = 0.0f;
+#pragma unroll
+    for (int w = 0; w < 8; w++) ss += red[w];
+    const float scale = rsqrtf(ss / (float)K + bits_f32(EPS_BITS));
+#pragma unroll
+    for (int p = 0; p < QPASSES; p++) {
+        const int i = (p * 256 + threadIdx.x) * 8;
+        if (i < K) {
+            f4 a = ld_f4(norm + i), b = ld_f4(norm + i + 4);
+            float g[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+            for (int e = 0; e < 8; e++) v[p][e] *= g[e] * scale;
+        }
+    }
+#else
+    (void)red, (void)warp, (void)lane, (void)norm;
+#endif
+    const u64 n = (u64)T * K;
+#pragma unroll
+    for (int p = 0; p < QPASSES; p++) {
+        // Whole units are in or out of range (K is a multiple of 32), so
+        // the 4-lane groups never mix live and padding lanes.
+        const int i = (p * 256 + threadIdx.x) * 8;
+        u32 q[2], r[2];
+        float d, s;
+        quantize8_two_term(v[p], q, r, &d, &s);
+        s += rfc_shfl_xor(s, 1);
+        s += rfc_shfl_xor(s, 2);
+        if (i < K) {
+            *(u32x2*)(xq + (u64)t * K + i) = u32x2{q[0], q[1]};
+            *(u32x2*)(xq + n + (u64)t * K + i) = u32x2{r[0], r[1]};
+            if ((threadIdx.x & 3) == 0) {
+                float* dd = (float*)(xq + 2 * n);
+                dd[(u64)t * UNITS + i / 32] = d;
+                dd[(u64)T * UNITS + (u64)t * UNITS + i / 32] = d * s;
+            }
+        }
+    }
+}
+
+// ---- weights repacked -----------------------------------------------------------
+// With REPACKED, repack_weights first writes every weight row as int8 with
+// its scales into a step buffer (the `wq` of the matmul's launch), in the
+// concatenated row order:
+//   q [N_PHYS][K] i8, d [N_PHYS][K/SUB] f32, m [N_PHYS][K/32] f32 (HAS_MIN)
+// so that matmul stages plain copies, loaded into registers one chunk
+// ahead (their latency hidden behind the previous chunk's products),
+// instead of decoding quant blocks between two barriers. It costs one pass
+// over the weights per step, which pays for large token tiles only.
+// Grid: ceil(N_PHYS * K / 8 / 256); 256 threads, 8 elements each.
+
+#ifndef REPACKED
+#define REPACKED 0
+#endif
+
+struct WqView {
+    const i8* q;
+    const float *d, *m;
+};
+RFC_DEV WqView wq_view(const u8* base) {
+    const u64 n = (u64)N_PHYS * K;
+    WqView v;
+    v.q = (const i8*)base;
+    v.d = (const float*)(base + n);
+    v.m = v.d + (u64)N_PHYS * (K / SUB);
+    return v;
+}
+
+// Part `part` (8 elements) of unit `unit` of a weight row as int8 at dst,
+// with the unit's scales (per SUB elements, and the min) when part == 0.
+template <int TY>
+RFC_DEVT void unpack_part(const u8* row, int unit, int part, i8* dst, float* wd, float* wm) {
+    u32 q[2];
+    i8_part<TY>(row, unit, part, q);
+    *(u32x2*)dst = u32x2{q[0], q[1]};
+    if (part == 0) {
+        float d[2], m;
+        i8_scales<TY>(row, unit, d, &m);
+        wd[0] = d[0];
+        if (SUB == 16) wd[1] = d[1];
+#if HAS_MIN
+        *wm = m;
+#else
+        (void)m, (void)wm;
+#endif
+    }
+}
+
+// Row r's part, from whichever segment holds it.
+RFC_DEV void unpack_row_part(const u8* w0, const u8* w1, const u8* w2, const u8* w3, int r, int unit,
+                             int part, i8* dst, float* wd, float* wm) {
+    const u8* row_ = weight_row(r, w0, w1, w2, w3);
+    if (r < SEG0_END) unpack_part<SEG0_TYPE>(row_, unit, part, dst, wd, wm);
+    else if (r < SEG1_END) unpack_part<SEG1_TYPE>(row_, unit, part, dst, wd, wm);
+    else if (r < SEG2_END) unpack_part<SEG2_TYPE>(row_, unit, part, dst, wd, wm);
+    else unpack_part<SEG3_TYPE>(row_, unit, part, dst, wd, wm);
+}
+
+#if REPACKED
+RFC_KERNEL __launch_bounds__(256) void repack_weights(const u8* __restrict__ w0, const u8* __restrict__ w1,
+                                                      const u8* __restrict__ w2, const u8* __restrict__ w3,
+                                                      u8* wq) {
+    const u64 i = (u64)blockIdx.x * 256 + threadIdx.x;
+    if (i >= (u64)N_PHYS * (K / 8)) return;
+    const int r = (int)(i / (K / 8)), up = (int)(i % (K / 8));
+    const int unit = up / 4, part = up % 4;
+    const u64 n = (u64)N_PHYS * K;
+    float* d = (float*)(wq + n);
+    float* m = d + (u64)N_PHYS * (K / SUB);
+    unpack_row_part(w0, w1, w2, w3, r, unit, part, (i8*)wq + (u64)r * K + unit * 32 + part * 8,
+                    d + (u64)r * (K / SUB) + unit * (32 / SUB), m + (u64)r * UNITS + unit);
+}
+#endif
+
+// ---- matmul --------------------------------------------------------------------
+
+// Weight row staged at tile row n (-1: past the last item).
+RFC_DEV int tile_row(int i0, int n) {
+    const int wc = n / WTN, j = n % WTN;
+    const int item = i0 + wc * (WTN / 2) + j % (WTN / 2);
+    if (item >= N_ITEMS) return -1;
+    int ra, rb;
+    pair_rows(item, &ra, &rb);
+    return j < WTN / 2 ? ra : rb;
+}
+
+// What one thread copies per chunk, in 16-byte pieces and floats.
+#define X_PIECES ((TM * (KC / 16) + 255) / 256)  // per term
+#define W_PIECES ((TN * (KC / 16) + 255) / 256)
+#define XS_ITEMS ((TM * CU + 255) / 256)
+#define WD_ITEMS ((TN * CS + 255) / 256)
+#define WM_ITEMS ((TN * CU + 255) / 256)
+
+// The shared-memory tiles of one chunk.
+struct Tiles {
+    i8 *xq, *xr, *w;
+    float *xd, *xsum, *wd, *wm;
+};
+
+// One chunk of activations (both terms, scales and sums) into the tiles.
+struct XChunk {
+    u32x4 q[X_PIECES], r[X_PIECES];
+    float d[XS_ITEMS], s[XS_ITEMS];
+};
+RFC_DEV void x_load(XChunk& xc, const u8* xq, int T, int t0, int c) {
+    const u64 nq = (u64)T * K;
+    const float* xd_g = (const float*)(xq + 2 * nq);
+    const float* xs_g = xd_g + (u64)T * UNITS;
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int r = 0; r < X_PIECES; r++) {
+        const int p = tid + 256 * r, tl = p / (KC / 16), seg = p % (KC / 16);
+        xc.q[r] = xc.r[r] = u32x4{0u, 0u, 0u, 0u};
+        if (p < TM * (KC / 16) && t0 + tl < T) {
+            const u64 off = (u64)(t0 + tl) * K + c * KC + seg * 16;
+            xc.q[r] = *(const u32x4*)(xq + off);
+            xc.r[r] = *(const u32x4*)(xq + nq + off);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < XS_ITEMS; r++) {
+        const int p = tid + 256 * r, tl = p / CU, u = p % CU;
+        const bool live = p < TM * CU && t0 + tl < T;
+        xc.d[r] = live ? xd_g[(u64)(t0 + tl) * UNITS + c * CU + u] : 0.0f;
+        xc.s[r] = HAS_MIN && live ? xs_g[(u64)(t0 + tl) * UNITS + c * CU + u] : 0.0f;
+    }
+}
+RFC_DEV void x_store(const XChunk& xc, const Tiles& tl_) {
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int r = 0; r < X_PIECES; r++) {
+        const int p = tid + 256 * r, tl = p / (KC / 16), seg = p % (KC / 16);
+        if (p < TM * (KC / 16)) {
+            *(u32x4*)(tl_.xq + tl * KP8 + seg * 16) = xc.q[r];
+            *(u32x4*)(tl_.xr + tl * KP8 + seg * 16) = xc.r[r];
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < XS_ITEMS; r++) {
+        const int p = tid + 256 * r;
+        if (p < TM * CU) {
+            tl_.xd[p] = xc.d[r];
+            if (HAS_MIN) tl_.xsum[p] = xc.s[r];
+        }
+    }
+}
+
+#if REPACKED
+// One chunk of repacked weights.
+struct WChunk {
+    u32x4 q[W_PIECES];
+    float d[WD_ITEMS], m[WM_ITEMS];
+};
+RFC_DEV void w_load(WChunk& wc_, const u8* wq, int i0, int c) {
+    const WqView v = wq_view(wq);
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int r = 0; r < W_PIECES; r++) {
+        const int p = tid + 256 * r, n = p / (KC / 16), seg = p % (KC / 16);
+        const int row = p < TN * (KC / 16) ? tile_row(i0, n) : -1;
+        wc_.q[r] = row >= 0 ? *(const u32x4*)(v.q + (u64)row * K + c * KC + seg * 16) : u32x4{0u, 0u, 0u, 0u};
+    }
+#pragma unroll
+    for (int r = 0; r < WD_ITEMS; r++) {
+        const int p = tid + 256 * r;
+        const int row = p < TN * CS ? tile_row(i0, p / CS) : -1;
+        wc_.d[r] = row >= 0 ? v.d[(u64)row * (K / SUB) + c * CS + p % CS] : 0.0f;
+    }
+#pragma unroll
+    for (int r = 0; r < WM_ITEMS; r++) {
+        const int p = tid + 256 * r;
+        const int row = HAS_MIN && p < TN * CU ? tile_row(i0, p / CU) : -1;
+        wc_.m[r] = row >= 0 ? v.m[(u64)row * UNITS + c * CU + p % CU] : 0.0f;
+    }
+}
+RFC_DEV void w_store(const WChunk& wc_, const Tiles& tl_) {
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int r = 0; r < W_PIECES; r++) {
+        const int p = tid + 256 * r;
+        if (p < TN * (KC / 16)) *(u32x4*)(tl_.w + (p / (KC / 16)) * KP8 + (p % (KC / 16)) * 16) = wc_.q[r];
+    }
+#pragma unroll
+    for (int r = 0; r < WD_ITEMS; r++) {
+        const int p = tid + 256 * r;
+        if (p < TN * CS) tl_.wd[p] = wc_.d[r];
+    }
+#pragma unroll
+    for (int r = 0; r < WM_ITEMS; r++) {
+        const int p = tid + 256 * r;
+        if (HAS_MIN && p < TN * CU) tl_.wm[p] = wc_.m[r];
+    }
+}
+#endif
+
+// Both terms' integer products of one chunk, scaled into acc.
+RFC_DEV void multiply_chunk(const Tiles& tl_, float acc[MT][NT][MMA_ACC]) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int wm = warp / 4, wc = warp % 4;
+#pragma unroll
+    for (int g = 0; g < CS; g++) {
+        MmaI8B<SUB> b[NT];
+#pragma unroll
+        for (int ni = 0; ni < NT; ni++) mma_i8_load_b(b[ni], tl_.w + (wc * WTN + ni * 16) * KP8 + g * SUB, KP8);
+        // This lane's weight scales, by accumulator element (the r term's
+        // 1/254 folded in).
+        float wdv[NT][MMA_ACC];
+#pragma unroll
+        for (int ni = 0; ni < NT; ni++)
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) {
+                int m, n;
+                mma_acc_pos(lane, i, &m, &n);
+                wdv[ni][i] = tl_.wd[(wc * WTN + ni * 16 + n) * CS + g] * (1.0f / 254.0f);
+            }
+#pragma unroll
+        for (int mi = 0; mi < MT; mi++) {
+            const int tb = wm * WTM + mi * 16;
+            MmaI8A<SUB> aq, ar;
+            mma_i8_load_a(aq, tl_.xq + tb * KP8 + g * SUB, KP8);
+            mma_i8_load_a(ar, tl_.xr + tb * KP8 + g * SUB, KP8);
+            // Every product of the row first, then their scaling: the
+            // scaling of one does not wait on the next's latency.
+            int iq[NT][MMA_ACC], ir[NT][MMA_ACC];
+#pragma unroll
+            for (int ni = 0; ni < NT; ni++) {
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) iq[ni][i] = ir[ni][i] = 0;
+                mma_i8(iq[ni], aq, b[ni]);
+                mma_i8(ir[ni], ar, b[ni]);
+            }
+#pragma unroll
+            for (int ni = 0; ni < NT; ni++)
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) {
+                    int m, n;
+                    mma_acc_pos(lane, i, &m, &n);
+                    const float xd = tl_.xd[(tb + m) * CU + (g * SUB) / 32];
+                    acc[mi][ni][i] += (float)(iq[ni][i] * 254 + ir[ni][i]) * (xd * wdv[ni][i]);
+                }
+        }
+    }
+#if HAS_MIN
+    // Mins: minus (the unit's dequantized activation sum) x m.
+#pragma unroll
+    for (int u = 0; u < CU; u++)
+#pragma unroll
+        for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+            for (int ni = 0; ni < NT; ni++)
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) {
+                    int m, n;
+                    mma_acc_pos(lane, i, &m, &n);
+                    acc[mi][ni][i] -= tl_.xsum[(wm * WTM + mi * 16 + m) * CU + u] * tl_.wm[(wc * WTN + ni * 16 + n) * CU + u];
+                }
+#endif
+}
+
+// One block per SM with its whole register file: the accumulators of a
+// 128 x 128 tile and a chunk in flight do not fit 128 registers (NVIDIA:
+// two blocks of 128 registers each measured 22 % slower on llama8b).
+// (gfx1100 through clang 15 still caps these at 128 VGPRs and spills;
+// amdgpu_waves_per_eu did not lift it. Untuned without AMD hardware.)
+RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
+    // Both activation terms, then the weights; later the epilogue's.
+    __shared__ u32x4 stage_v[STAGE_BYTES / 16];
+    __shared__ float xd_s[TM * CU], wd_s[TN * CS];
+#if HAS_MIN
+    __shared__ float xsum_s[TM * CU], wm_s[TN * CU];
+#else
+    float* const xsum_s = (float*)0;
+    float* const wm_s = (float*)0;
+#endif
+    const Tiles tiles = {(i8*)stage_v, (i8*)stage_v + TM * KP8, (i8*)stage_v + 2 * TM * KP8,
+                         xd_s, xsum_s, wd_s, wm_s};
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int wm = warp / 4, wc = warp % 4;
+    const int i0 = blockIdx.x * (TN / 2);
+    const int t0 = blockIdx.y * TM;
+    const u8* xq = (const u8*)x;
+    (void)ldx, (void)norm;
+
+    float acc[MT][NT][MMA_ACC];
+#pragma unroll
+    for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+        for (int ni = 0; ni < NT; ni++)
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) acc[mi][ni][i] = 0.0f;
+
+#if REPACKED
+    XChunk xc;
+    WChunk wk;
+    x_load(xc, xq, T, t0, 0);
+    w_load(wk, w0, i0, 0);
+    for (int c = 0; c < CHUNKS; c++) {
+        if (c > 0) __syncthreads();  // the previous chunk's reads are done
+        x_store(xc, tiles);
+        w_store(wk, tiles);
+        __syncthreads();
+        if (c + 1 < CHUNKS) {  // in flight while this chunk multiplies
+            x_load(xc, xq, T, t0, c + 1);
+            w_load(wk, w0, i0, c + 1);
+        }
+        multiply_chunk(tiles, acc);
+    }
+#else
+    // Weight rows this thread decodes: tile row tid / (CU * 4) (+ 256 /
+    // (CU * 4) per round), 8 elements of one unit of the chunk.
+#define W_ROUNDS (TN * CU * 4 / 256)
+    static_assert(W_ROUNDS * 256 == TN * CU * 4, "whole rounds of weight parts");
+    int wrow[W_ROUNDS];
+#pragma unroll
+    for (int r = 0; r < W_ROUNDS; r++) wrow[r] = tile_row(i0, (tid + 256 * r) / (CU * 4));
+    for (int c = 0; c < CHUNKS; c++) {
+        if (c > 0) __syncthreads();  // the previous chunk's reads are done
+        XChunk xc;
+        x_load(xc, xq, T, t0, c);
+        x_store(xc, tiles);
+#pragma unroll
+        for (int r = 0; r < W_ROUNDS; r++) {
+            const int p = tid + 256 * r, n = p / (CU * 4), up = p % (CU * 4);
+            const int u = up / 4, part = up % 4;
+            i8* dst = tiles.w + n * KP8 + u * 32 + part * 8;
+            float* wd = &wd_s[n * CS + u * (32 / SUB)];
+            float* wmp = HAS_MIN ? &wm_s[n * CU + u] : (float*)0;
+            if (wrow[r] >= 0) {
+                unpack_row_part(w0, w1, w2, w3, wrow[r], c * CU + u, part, dst, wd, wmp);
+            } else {
+                *(u32x2*)dst = u32x2{0u, 0u};
+                if (part == 0) {
+                    wd[0] = 0.0f;
+                    if (SUB == 16) wd[1] = 0.0f;
+                    if (HAS_MIN) *wmp = 0.0f;
+                }
+            }
+        }
+        __syncthreads();
+        multiply_chunk(tiles, acc);
+    }
+#endif
+    __syncthreads();  // the staging buffers become the epilogue's
+
+    // Epilogue, 16 tokens at a time: each warp parks its 16 x WTN
+    // accumulators in shared memory, then finishes its pairs from there.
+    float* es = (float*)stage_v + warp * 16 * EPI_PITCH;
+    Epi e = MAKE_EPI;
+#pragma unroll
+    for (int mi = 0; mi < MT; mi++) {
+#pragma unroll
+        for (int ni = 0; ni < NT; ni++)
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) {
+                int m, n;
+                mma_acc_pos(lane, i, &m, &n);
+                es[m * EPI_PITCH + ni * 16 + n] = acc[mi][ni][i];
+            }
+        __syncthreads();
+        for (int idx = lane; idx < 16 * (WTN / 2); idx += 32) {
+            const int m = idx / (WTN / 2), j = idx % (WTN / 2);
+            const int t = t0 + wm * WTM + mi * 16 + m;
+            const int item = i0 + wc * (WTN / 2) + j;
+            if (t < T && item < N_ITEMS) epilogue_pair(e, t, item, es[m * EPI_PITCH + j], es[m * EPI_PITCH + WTN / 2 + j]);
+        }
+        __syncthreads();
+    }
+}
