@@ -1,14 +1,17 @@
 // Tiled quantized matrix product for prefill on the int8 matrix units
-// (prelude.h), as two launches:
+// (prelude.h), as two or three launches:
 //
+//   repack_weights (REPACKED only, below): the weights as int8 with their
+//     scales into a step buffer, once per step.
 //   quantize_rows: each token row of x (RMSNorm applied with the
 //     prologue) in two int8 terms per element with an f32 scale per 32
 //     (quant_i8.h, quantize8_two_term), into a step buffer:
 //       q [T][K] i8, r [T][K] i8, d [T][K/32] f32, s [T][K/32] f32
 //     (s: the unit's dequantized sum, what a weight min multiplies).
 //   matmul: out = epilogue(x · Wᵀ) from that buffer (the `x` parameter)
-//     and the weights' own bytes read as int8 with block scales
-//     (quant_i8.h): per scale group of SUB elements, two integer products
+//     and the weights as int8 with block scales: repacked (the `w0`
+//     parameter), or decoded from their own bytes in the tiles
+//     (quant_i8.h). Per scale group of SUB elements, two integer products
 //     (q·w and r·w, exact), then one f32 multiply-add by the scales. The
 //     weights are exact; the activations carry ~15 bits, as in the decode
 //     matvec (matvec_q8.hip).
@@ -17,12 +20,13 @@
 // i0..i0+TN/2, laid out as in matmul.hip: 8 warps in 2 (tokens) x 4 (rows),
 // each warp's rows A first, then their B partners). The k loop stages KC
 // elements at a time into shared memory: both activation terms, the
-// weights unpacked to int8, and the scales.
+// weights as int8, and the scales.
 //
-// Defines: K, TM (32, 64 or 128), TN (64 or 128), SUB (16 when a segment
-// has scales per 16 elements, else 32), HAS_MIN, SEGi_*, EPS_BITS with
-// PROLOGUE_RMS, the epilogue's. Grids: quantize_rows (T), 256 threads;
-// matmul (ceil(N_ITEMS / (TN/2)), ceil(T / TM)), 256 threads.
+// Defines: K (a multiple of KC), TM (32, 64 or 128), TN (64 or 128), SUB
+// (16 when a segment has scales per 16 elements, else 32), HAS_MIN,
+// REPACKED, SEGi_*, EPS_BITS with PROLOGUE_RMS, the epilogue's. Grids:
+// quantize_rows (T), matmul (ceil(N_ITEMS / (TN/2)), ceil(T / TM)), both
+// 256 threads.
 
 #define UNITS (K / 32)
 #define KC 64
@@ -382,12 +386,19 @@ RFC_DEV void multiply_chunk(const Tiles& tl_, float acc[MT][NT][MMA_ACC]) {
 #endif
 }
 
-// One block per SM with its whole register file: the accumulators of a
-// 128 x 128 tile and a chunk in flight do not fit 128 registers (NVIDIA:
-// two blocks of 128 registers each measured 22 % slower on llama8b).
-// (gfx1100 through clang 15 still caps these at 128 VGPRs and spills;
-// amdgpu_waves_per_eu did not lift it. Untuned without AMD hardware.)
-RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
+// Large tiles (64 accumulators a thread) run one block per SM with the
+// whole register file: two blocks of 128 registers spill and measured 22 %
+// slower on llama8b, and 128 x 64 tiles at two blocks 14 % slower. Small
+// tiles (<= 32 accumulators) fit two blocks per SM: +2-3 % on qwen05b
+// (H100). gfx1100 through clang 15 caps both at 128 VGPRs and spills the
+// large ones (amdgpu_waves_per_eu did not lift it; untuned without AMD
+// hardware).
+#if RFC_CUDA && MT * NT <= 4
+#define MATMUL_BOUNDS __launch_bounds__(256, 2)
+#else
+#define MATMUL_BOUNDS __launch_bounds__(256)
+#endif
+RFC_KERNEL MATMUL_BOUNDS void matmul(MATMUL_PARAMS) {
     // Both activation terms, then the weights; later the epilogue's.
     __shared__ u32x4 stage_v[STAGE_BYTES / 16];
     __shared__ float xd_s[TM * CU], wd_s[TN * CS];
