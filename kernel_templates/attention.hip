@@ -244,9 +244,30 @@ RFC_KERNEL __launch_bounds__(COMBINE_THREADS) void attn_combine(const float* __r
     }
 }
 
-// ---- prefill: tiles of QT queries x KT keys, one query head per block ----
+// ---- prefill: tiles of QT queries x KT keys on the matrix units ----
+// One block per QT queries and one query head; runs of consecutive queries
+// of one sequence share their key tiles. Per tile of KT keys:
+//   S = Q K^T: f16 operands, Q split into hi + lo (K is f16 already, so the
+//     two products give the f32 scores); warps 0..NS/2-1 the hi product,
+//     the others the lo one, into two score tiles;
+//   online softmax on the SIMT lanes (8 threads per query row), P = p_hi +
+//     p_lo as f16 into shared memory;
+//   O = O * alpha + P V: f16 operands (V exact), f32 accumulators that stay
+//     in registers across the tiles.
+// Shared: K tile [KT][HD+8], V transposed [HD][KT+8] (so that both products
+// read K-contiguous rows, prelude.h), scores, P.
 
-#define PQ (256 / QT)  // threads per query
+#define QT_TILES (QT / 16)
+#define KT_TILES (KT / 16)
+#define NS (2 * QT_TILES * KT_TILES)  // score tile products (hi and lo)
+#define O_TILES (QT_TILES * (HD / 16))
+#define O_PER_WARP ((O_TILES + 7) / 8)
+#define KP_PITCH (HD + 8)
+#define VT_PITCH (KT + 8)
+#define SP (KT + 1)
+#define RT (256 / QT)  // softmax threads per query row
+static_assert(NS <= 8, "one score tile product per warp");
+static_assert(KT % RT == 0, "whole keys per softmax thread");
 
 RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q, int ldq,
                                                     const u16* __restrict__ kv,
@@ -254,27 +275,47 @@ RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q,
                                                     const int* __restrict__ seq,
                                                     const int* __restrict__ pages, int pages_per_seq,
                                                     float* __restrict__ out, int ldo, int T) {
-    __shared__ float qs[QT][HD + 1];
-    __shared__ float ks[KT][HD + 1];
-    __shared__ float vs[KT][HD + 1];
-    __shared__ float ps[QT][KT + 1];
-    const int tid = threadIdx.x, qi = tid / PQ, ln = tid % PQ;
+    // K tile and V^T; at the start, Q's hi and lo halves.
+    __shared__ __attribute__((aligned(16))) u16 kvs[(KT * KP_PITCH + HD * VT_PITCH) > (2 * QT * KP_PITCH)
+                                                        ? (KT * KP_PITCH + HD * VT_PITCH)
+                                                        : (2 * QT * KP_PITCH)];
+    __shared__ float ss[2][QT][SP];
+    __shared__ __attribute__((aligned(16))) u16 ps[2][QT][VT_PITCH];
+    __shared__ float alpha_s[QT], l_s[QT];
+    u16* const ks = kvs;
+    u16* const vt = kvs + KT * KP_PITCH;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int h = blockIdx.y, g = h / GROUP;
     const int t0 = blockIdx.x * QT;
     const int nq = min(QT, T - t0);
     const float scale = bits_f32(SCALE_BITS);
+
+    // Q (scaled) as f16 hi + lo, then each score warp's fragments.
     for (int i = tid; i < QT * HD; i += 256) {
-        int r = i / HD, dd = i % HD;
-        qs[r][dd] = r < nq ? q[(u64)(t0 + r) * ldq + h * HD + dd] * scale : 0.0f;
+        const int r = i / HD, dd = i % HD;
+        const float v = r < nq ? q[(u64)(t0 + r) * ldq + h * HD + dd] * scale : 0.0f;
+        const u16 hi = f2h(v);
+        kvs[r * KP_PITCH + dd] = hi;
+        kvs[(QT + r) * KP_PITCH + dd] = f2h(v - h2f(hi));
     }
-    const bool mine = qi < nq;
-    const int my_t = t0 + qi;
-    const int my_p = mine ? pos[my_t] : -1;
-    const int my_s = mine ? seq[my_t] : -1;
-    const int my_lo = mine ? key_lo(my_p) : 0;
+    __syncthreads();
+    // Score warp w: term w / (NS/2) (0 hi, 1 lo), query tile and key tile.
+    const bool s_warp = warp < NS;
+    const int s_term = warp / (NS / 2), s_qt = (warp % (NS / 2)) / KT_TILES, s_kt = warp % KT_TILES;
+    MmaA qf[HD / 16];
+    if (s_warp) {
+#pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++)
+            mma_load_a(qf[kk], kvs + (s_term * QT + s_qt * 16) * KP_PITCH + kk * 16, KP_PITCH);
+    }
     __syncthreads();
 
-    // Runs of consecutive queries of one sequence share their key tiles.
+    // Softmax thread: row sr, keys sk, sk + RT, ...
+    const int sr = tid / RT, sk = tid % RT;
+    const bool row_live = sr < nq;
+    const int my_p = row_live ? pos[t0 + sr] : -1;
+    const int my_lo = row_live ? key_lo(my_p) : 0;
+
     for (int r0 = 0; r0 < nq;) {
         const int s = seq[t0 + r0];
         int r1 = r0, lo = 0x7fffffff, hi = -1;
@@ -284,73 +325,118 @@ RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q,
             hi = max(hi, p);
             r1++;
         }
-        const bool act = mine && qi >= r0 && qi < r1;
-        float m = RFC_NEG_INF, l = 0.0f, o[HD / PQ];
+        const bool act = row_live && sr >= r0 && sr < r1;
+        float m = RFC_NEG_INF, l = 0.0f;
+        float o[O_PER_WARP][MMA_ACC];
 #pragma unroll
-        for (int i = 0; i < HD / PQ; i++) o[i] = 0.0f;
+        for (int j = 0; j < O_PER_WARP; j++)
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) o[j][i] = 0.0f;
+
         for (int kt0 = lo; kt0 <= hi; kt0 += KT) {
+            __syncthreads();  // the previous tile's products are done
+            // K rows as they are; V rows transposed into vt[d][key].
             for (int i = tid; i < KT * (HD / 8); i += 256) {
-                int kk = i / (HD / 8), d8 = i % (HD / 8), kp = kt0 + kk;
-                float kf[8], vf[8];
+                const int kk = i / (HD / 8), d8 = i % (HD / 8), kp = kt0 + kk;
+                u4 kw = {0u, 0u, 0u, 0u}, vw = kw;
                 if (kp <= hi) {
-                    u64 row = kv_row(pages, pages_per_seq, s, kp);
-                    unpack8(((const u4*)(kv + row + g * HD))[d8], kf);
-                    unpack8(((const u4*)(kv + row + KV_DIM + g * HD))[d8], vf);
-                } else {
+                    const u64 row = kv_row(pages, pages_per_seq, s, kp);
+                    kw = ((const u4*)(kv + row + g * HD))[d8];
+                    vw = ((const u4*)(kv + row + KV_DIM + g * HD))[d8];
+                }
+                *(u4*)(ks + kk * KP_PITCH + d8 * 8) = kw;
+                const u32 vv[4] = {vw.x, vw.y, vw.z, vw.w};
 #pragma unroll
-                    for (int e = 0; e < 8; e++) kf[e] = vf[e] = 0.0f;
+                for (int e = 0; e < 8; e++) vt[(d8 * 8 + e) * VT_PITCH + kk] = (u16)(vv[e / 2] >> (16 * (e % 2)));
+            }
+            __syncthreads();
+            if (s_warp) {
+                float acc[MMA_ACC];
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) acc[i] = 0.0f;
+#pragma unroll
+                for (int kk = 0; kk < HD / 16; kk++) {
+                    MmaB b;
+                    mma_load_b(b, ks + s_kt * 16 * KP_PITCH + kk * 16, KP_PITCH);
+                    mma_16x16x16(acc, qf[kk], b);
                 }
 #pragma unroll
-                for (int e = 0; e < 8; e++) {
-                    ks[kk][d8 * 8 + e] = kf[e];
-                    vs[kk][d8 * 8 + e] = vf[e];
+                for (int i = 0; i < MMA_ACC; i++) {
+                    int mm, nn;
+                    mma_acc_pos(lane, i, &mm, &nn);
+                    ss[s_term][s_qt * 16 + mm][s_kt * 16 + nn] = acc[i];
                 }
             }
             __syncthreads();
-            float sc[KT / PQ];
+            // Online softmax of row sr over this tile.
+            float sc[KT / RT];
             float tmax = RFC_NEG_INF;
 #pragma unroll
-            for (int j = 0; j < KT / PQ; j++) {
-                int kk = ln + PQ * j, kp = kt0 + kk;
+            for (int j = 0; j < KT / RT; j++) {
+                const int kk = sk + RT * j, kp = kt0 + kk;
                 float v = RFC_NEG_INF;
-                if (act && kp >= my_lo && kp <= my_p) {
-                    v = 0.0f;
-                    for (int dd = 0; dd < HD; dd++) v += qs[qi][dd] * ks[kk][dd];
-                }
+                if (act && kp >= my_lo && kp <= my_p) v = ss[0][sr][kk] + ss[1][sr][kk];
                 sc[j] = v;
                 tmax = fmaxf(tmax, v);
             }
-            tmax = group_max(tmax, PQ);
+            tmax = group_max(tmax, RT);
             const float m_new = fmaxf(m, tmax);
             float alpha = 1.0f, psum = 0.0f;
-            if (m_new != RFC_NEG_INF) {
-                alpha = expf(m - m_new);
 #pragma unroll
-                for (int j = 0; j < KT / PQ; j++) {
-                    float e = expf(sc[j] - m_new);
-                    ps[qi][ln + PQ * j] = e;
-                    psum += e;
-                }
-            } else {
-#pragma unroll
-                for (int j = 0; j < KT / PQ; j++) ps[qi][ln + PQ * j] = 0.0f;
+            for (int j = 0; j < KT / RT; j++) {
+                const float e = m_new == RFC_NEG_INF ? 0.0f : expf(sc[j] - m_new);
+                const u16 eh = f2h(e);
+                ps[0][sr][sk + RT * j] = eh;
+                ps[1][sr][sk + RT * j] = f2h(e - h2f(eh));
+                psum += e;
             }
-            psum = group_sum(psum, PQ);
+            if (m_new != RFC_NEG_INF) alpha = expf(m - m_new);
+            psum = group_sum(psum, RT);
             l = l * alpha + psum;
             m = m_new;
+            if (sk == 0) alpha_s[sr] = alpha;
             __syncthreads();
+            // O = O * alpha + P V for this warp's output tiles.
 #pragma unroll
-            for (int i = 0; i < HD / PQ; i++) {
-                int dd = ln + PQ * i;
-                float acc = o[i] * alpha;
-                for (int kk = 0; kk < KT; kk++) acc += ps[qi][kk] * vs[kk][dd];
-                o[i] = acc;
+            for (int j = 0; j < O_PER_WARP; j++) {
+                const int ot = warp + 8 * j;
+                if (ot < O_TILES) {
+                    const int oq = ot / (HD / 16), od = ot % (HD / 16);
+#pragma unroll
+                    for (int i = 0; i < MMA_ACC; i++) {
+                        int mm, nn;
+                        mma_acc_pos(lane, i, &mm, &nn);
+                        o[j][i] *= alpha_s[oq * 16 + mm];
+                    }
+#pragma unroll
+                    for (int kk = 0; kk < KT / 16; kk++) {
+                        MmaB b;
+                        mma_load_b(b, vt + od * 16 * VT_PITCH + kk * 16, VT_PITCH);
+                        MmaA a;
+                        mma_load_a(a, &ps[0][oq * 16][kk * 16], VT_PITCH);
+                        mma_16x16x16(o[j], a, b);
+                        mma_load_a(a, &ps[1][oq * 16][kk * 16], VT_PITCH);
+                        mma_16x16x16(o[j], a, b);
+                    }
+                }
             }
-            __syncthreads();
         }
-        if (act) {
+        if (sk == 0) l_s[sr] = l;
+        __syncthreads();
 #pragma unroll
-            for (int i = 0; i < HD / PQ; i++) out[(u64)my_t * ldo + h * HD + ln + PQ * i] = o[i] / l;
+        for (int j = 0; j < O_PER_WARP; j++) {
+            const int ot = warp + 8 * j;
+            if (ot < O_TILES) {
+                const int oq = ot / (HD / 16), od = ot % (HD / 16);
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) {
+                    int mm, nn;
+                    mma_acc_pos(lane, i, &mm, &nn);
+                    const int r = oq * 16 + mm;
+                    if (r >= r0 && r < r1 && r < nq)
+                        out[(u64)(t0 + r) * ldo + h * HD + od * 16 + nn] = o[j][i] / l_s[r];
+                }
+            }
         }
         r0 = r1;
     }

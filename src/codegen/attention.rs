@@ -16,8 +16,8 @@ pub struct AttentionKernelSpec {
     pub page_size: u32,
 }
 
-/// Prefill tile: queries and keys.
-const QT: u32 = 16;
+/// Prefill query tile (rows of the matrix-unit products).
+const QT: u32 = 32;
 
 /// Fewest keys one decode split handles (the kernel's SPLIT_MIN): splits
 /// are multiples of it, so a short context uses few splits.
@@ -62,13 +62,14 @@ impl AttentionKernelSpec {
         self.head_dim.max(128)
     }
 
-    /// Prefill key tile: the K and V tiles fill at most ~34 KB of shared
-    /// memory together.
+    /// Prefill key tile: 32 keys (two 16-key products per query tile),
+    /// 16 for head_dim 256 so that K, V^T, the scores and P stay within
+    /// ~41 KB of shared memory.
     fn key_tile(&self) -> u32 {
-        if self.head_dim <= 64 {
-            64
-        } else {
+        if self.head_dim <= 128 {
             32
+        } else {
+            16
         }
     }
 
