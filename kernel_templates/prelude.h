@@ -315,25 +315,22 @@ template <int KI> RFC_DEVT void mma_i8_load_b(MmaI8B<KI>& f, const i8* s, int ld
 #pragma unroll
         for (int h = 0; h < KI / 16; h++) f.r[n * (KI / 16) + h] = *(const u32*)(s + (8 * n + g) * ld + 16 * h + 4 * q);
 }
-RFC_DEV void mma_i8(int* c, const MmaI8A<32>& a, const MmaI8B<32>& b) {
+template <int KI> RFC_DEVT void mma_i8(int* c, const MmaI8A<KI>& a, const MmaI8B<KI>& b) {
 #pragma unroll
     for (int n = 0; n < 2; n++) {
         int* d = c + 4 * n;
-        // A regs in PTX order: (g, k0), (g+8, k0), (g, k16), (g+8, k16).
-        asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
-            "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-            : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
-            : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[2]), "r"(a.r[3]), "r"(b.r[2 * n]), "r"(b.r[2 * n + 1]));
-    }
-}
-RFC_DEV void mma_i8(int* c, const MmaI8A<16>& a, const MmaI8B<16>& b) {
-#pragma unroll
-    for (int n = 0; n < 2; n++) {
-        int* d = c + 4 * n;
-        asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 "
-            "{%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
-            : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
-            : "r"(a.r[0]), "r"(a.r[1]), "r"(b.r[n]));
+        // A regs in PTX order: (g, k0), (g+8, k0) [, (g, k16), (g+8, k16)].
+        if (KI == 32)
+            asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+                "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+                : "r"(a.r[0]), "r"(a.r[1]), "r"(a.r[KI / 16]), "r"(a.r[KI / 16 + 1]),
+                  "r"(b.r[(KI / 16) * n]), "r"(b.r[(KI / 16) * n + KI / 32]));
+        else
+            asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 "
+                "{%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
+                : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+                : "r"(a.r[0]), "r"(a.r[1]), "r"(b.r[n]));
     }
 }
 #endif

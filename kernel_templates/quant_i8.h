@@ -127,12 +127,15 @@ template <> RFC_DEVT void i8_part<T_Q4_K>(const u8* row, int unit, int part, u32
     q[0] = (w[0] >> sh) & 0x0F0F0F0Fu;
     q[1] = (w[1] >> sh) & 0x0F0F0F0Fu;
 }
-template <> RFC_DEVT void i8_scales<T_Q4_K>(const u8* row, int unit, float* d, float* m) {
-    const u8* b = row + (unit >> 3) * 144;
+// Q4_K and Q5_K share the super-block head: d, dmin, 12 scale bytes.
+RFC_DEV void k4_scales(const u8* b, int unit, float* d, float* m) {
     float sc, mn;
     scale_min_k4(unit & 7, b + 4, &sc, &mn);
     d[0] = d[1] = ld_half(b) * sc;
     *m = ld_half(b + 2) * mn;
+}
+template <> RFC_DEVT void i8_scales<T_Q4_K>(const u8* row, int unit, float* d, float* m) {
+    k4_scales(row + (unit >> 3) * 144, unit, d, m);
 }
 template <> RFC_DEVT void i8_part<T_Q5_K>(const u8* row, int unit, int part, u32* q) {
     const int j = unit & 7;
@@ -144,11 +147,7 @@ template <> RFC_DEVT void i8_part<T_Q5_K>(const u8* row, int unit, int part, u32
     for (int i = 0; i < 2; i++) q[i] = ((ql[i] >> sh) & 0x0F0F0F0Fu) | (((qh[i] >> j) & 0x01010101u) << 4);
 }
 template <> RFC_DEVT void i8_scales<T_Q5_K>(const u8* row, int unit, float* d, float* m) {
-    const u8* b = row + (unit >> 3) * 176;
-    float sc, mn;
-    scale_min_k4(unit & 7, b + 4, &sc, &mn);
-    d[0] = d[1] = ld_half(b) * sc;
-    *m = ld_half(b + 2) * mn;
+    k4_scales(row + (unit >> 3) * 176, unit, d, m);
 }
 
 // Q6_K: 4 low bits from ql (nibble by unit), 2 high bits from qh, minus 32.
