@@ -104,15 +104,18 @@ fn sources() -> Vec<KernelSource> {
         out.push(spec.source(v).unwrap());
     }
     for spec in &specs {
+        // Tiled 64: weights decoded in the tiles; 128: repacked per step.
         for v in [
             MatMulVariant::Vector { tokens: 1 },
             MatMulVariant::Vector { tokens: 4 },
             MatMulVariant::Tiled { tokens: 64 },
+            MatMulVariant::Tiled { tokens: 128 },
         ] {
             out.push(spec.source(v).unwrap());
         }
     }
-    for (hd, window) in [(64, None), (128, Some(4096))] {
+    // Every prefill key tile: 32 keys up to head_dim 128, 16 at 256.
+    for (hd, window) in [(64, None), (128, Some(4096)), (256, None)] {
         let a = AttentionKernelSpec {
             n_heads: 14,
             n_kv_heads: 2,
