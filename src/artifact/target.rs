@@ -118,6 +118,7 @@ mod tests {
             warp_size: 32,
             max_shared_per_block: 0,
             total_memory: 0,
+            peak_bandwidth: None,
             driver_version: String::new(),
         }
     }

@@ -23,6 +23,10 @@ pub struct DeviceInfo {
     pub warp_size: u32,
     pub max_shared_per_block: u32,
     pub total_memory: usize,
+    /// Peak memory bandwidth in bytes/s (memory clock × 2 × bus width),
+    /// when the driver reports both; the denominator of `rfc bench`'s
+    /// roofline.
+    pub peak_bandwidth: Option<f64>,
     pub driver_version: String,
 }
 
@@ -102,6 +106,7 @@ impl Gpu {
                 warp_size: 0,
                 max_shared_per_block: 0,
                 total_memory: 0,
+                peak_bandwidth: None,
                 driver_version: vendor.format_version(api.version),
             },
         };
@@ -212,6 +217,11 @@ impl Gpu {
         self.info.multiprocessors = self.attribute(DeviceAttr::MultiprocessorCount)? as u32;
         self.info.warp_size = self.attribute(DeviceAttr::WarpSize)? as u32;
         self.info.max_shared_per_block = self.attribute(DeviceAttr::MaxSharedPerBlock)? as u32;
+        // Optional: some drivers report no memory clock (then no roofline).
+        let clock = self.attribute(DeviceAttr::MemoryClockKhz).unwrap_or(0);
+        let bus = self.attribute(DeviceAttr::MemoryBusBits).unwrap_or(0);
+        self.info.peak_bandwidth =
+            (clock > 0 && bus > 0).then(|| clock as f64 * 1e3 * 2.0 * bus as f64 / 8.0);
         self.info.arch = match self.info.vendor {
             Vendor::Cuda => {
                 let major = self.attribute(DeviceAttr::ComputeMajor)?;

@@ -21,6 +21,10 @@ pub enum DeviceAttr {
     MaxSharedPerBlock,
     ComputeMajor,
     ComputeMinor,
+    /// Peak memory clock in kHz.
+    MemoryClockKhz,
+    /// Memory bus width in bits.
+    MemoryBusBits,
 }
 
 /// Kernel attributes read for the resource report.
@@ -49,11 +53,15 @@ impl Vendor {
             (Vendor::Cuda, DeviceAttr::MaxSharedPerBlock) => 8,
             (Vendor::Cuda, DeviceAttr::ComputeMajor) => 75,
             (Vendor::Cuda, DeviceAttr::ComputeMinor) => 76,
+            (Vendor::Cuda, DeviceAttr::MemoryClockKhz) => 36,
+            (Vendor::Cuda, DeviceAttr::MemoryBusBits) => 37,
             (Vendor::Hip, DeviceAttr::MultiprocessorCount) => 63,
             (Vendor::Hip, DeviceAttr::WarpSize) => 87,
             (Vendor::Hip, DeviceAttr::MaxSharedPerBlock) => 74,
             (Vendor::Hip, DeviceAttr::ComputeMajor) => 23,
             (Vendor::Hip, DeviceAttr::ComputeMinor) => 61,
+            (Vendor::Hip, DeviceAttr::MemoryBusBits) => 59,
+            (Vendor::Hip, DeviceAttr::MemoryClockKhz) => 60,
         }
     }
 

@@ -6,7 +6,9 @@ use std::time::Instant;
 use clap::Args;
 
 use super::CmdResult;
-use rocmforge::exec::load::LoadOptions;
+use rocmforge::exec::any_backend::AnyBackend;
+use rocmforge::exec::cpu::KvType;
+use rocmforge::exec::load::{LoadOptions, LoadedModel};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -32,7 +34,7 @@ pub struct BenchArgs {
     pub device: super::device::DeviceArgs,
     /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
     #[arg(long = "cache-type", default_value = "f16", value_parser = super::run::parse_kv_type)]
-    pub cache_type: rocmforge::exec::cpu::KvType,
+    pub cache_type: KvType,
     #[arg(long)]
     pub json: bool,
 }
@@ -52,6 +54,7 @@ pub fn run(args: BenchArgs) -> CmdResult {
     let mut model = args.device.load(&args.model, &opts)?;
     let load_s = model.load_time.as_secs_f64();
     let kernels = super::device::kernel_origin(&mut model);
+    let roofline = decode_roofline(&mut model, &args);
     let vocab = model.config.vocab as u32;
     // Fixed pseudo-random tokens: the speed does not depend on their values.
     let tokens = |n: usize, salt: u32| -> Vec<u32> {
@@ -110,11 +113,15 @@ pub fn run(args: BenchArgs) -> CmdResult {
             "kernels": kernels,
             "runtime_compiler_loaded": rtc_loaded(),
             "runtime_compiler_mapped": super::device::rtc_library_mapped(),
+            "decode_bytes_per_token": roofline.map(|r| r.bytes_per_token),
+            "peak_bandwidth_bytes_per_s": roofline.map(|r| r.peak_bandwidth),
+            "decode_roofline_tokens_per_s": roofline.map(|r| r.tokens_per_s()),
+            "decode_roofline_fraction": roofline.map(|r| tg_med / r.tokens_per_s()),
         });
         println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
-        println!("| model | backend | threads | test | t/s |");
-        println!("|---|---|---|---|---|");
+        println!("| model | backend | threads | test | t/s | roofline |");
+        println!("|---|---|---|---|---|---|");
         let name = args
             .model
             .file_name()
@@ -126,15 +133,64 @@ pub fn run(args: BenchArgs) -> CmdResult {
             String::new()
         };
         println!(
-            "| {name} | {backend} | {threads} | pp{}{at} | {pp_med:.2} |",
+            "| {name} | {backend} | {threads} | pp{}{at} | {pp_med:.2} | - |",
             args.n_prompt
         );
+        let share = match roofline {
+            Some(r) => format!(
+                "{:.1} % of {:.0}",
+                100.0 * tg_med / r.tokens_per_s(),
+                r.tokens_per_s()
+            ),
+            None => "-".into(),
+        };
         println!(
-            "| {name} | {backend} | {threads} | tg{}{at} | {tg_med:.2} |",
+            "| {name} | {backend} | {threads} | tg{}{at} | {tg_med:.2} | {share} |",
             args.n_gen
         );
     }
     Ok(())
+}
+
+/// The decode roofline: the bytes a token must read (every weight it
+/// multiplies, one embedding row, and the KV cache at the test's mean
+/// context) over the device's peak memory bandwidth.
+#[derive(Debug, Clone, Copy)]
+struct Roofline {
+    bytes_per_token: f64,
+    peak_bandwidth: f64,
+}
+
+impl Roofline {
+    fn tokens_per_s(&self) -> f64 {
+        self.peak_bandwidth / self.bytes_per_token
+    }
+}
+
+/// `None` on the CPU, for a driver without the memory clock, or for a
+/// file whose graph the frontend cannot rebuild.
+fn decode_roofline(model: &mut LoadedModel<AnyBackend>, args: &BenchArgs) -> Option<Roofline> {
+    let peak = model
+        .session
+        .backend_mut()
+        .gpu_model()?
+        .gpu()
+        .info()
+        .peak_bandwidth?;
+    let detected = rocmforge::frontend::detect_or_load(&model.file, None).ok()?;
+    let (_, graph) = rocmforge::frontend::build_graph_with(&model.file, &detected.spec).ok()?;
+    let weights = rocmforge::passes::stats::weight_bytes_per_token(&graph) as f64;
+    let c = &model.config;
+    let elem = match args.cache_type {
+        KvType::F32 => 4.0,
+        KvType::F16 => 2.0,
+    };
+    let kv_per_position = (c.n_layer * 2 * c.n_kv_heads * c.head_dim) as f64 * elem;
+    let mean_context = args.depth as f64 + (args.n_gen as f64 + 1.0) / 2.0;
+    Some(Roofline {
+        bytes_per_token: weights + kv_per_position * mean_context,
+        peak_bandwidth: peak,
+    })
 }
 
 /// Whether this process opened a runtime kernel compiler (NVRTC/hiprtc).
