@@ -27,18 +27,7 @@ impl Rng {
     }
 }
 
-const QUANT_TYPES: [GgmlType; 10] = [
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+const QUANT_TYPES: [GgmlType; 10] = GgmlType::WEIGHT_QUANTS;
 const FLOAT_TYPES: [GgmlType; 3] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16];
 
 /// ‖a − b‖₂ / ‖b‖₂ in f64 (COMPARING.md); NaN or Inf anywhere fails.

@@ -158,22 +158,19 @@ impl KernelSource {
     }
 }
 
-/// The weight types the device kernels read (quant.h).
-pub const GPU_TYPES: [GgmlType; 13] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q8_0,
-    GgmlType::Q2_K,
-    GgmlType::Q3_K,
-    GgmlType::Q4_K,
-    GgmlType::Q5_K,
-    GgmlType::Q6_K,
-];
+/// The weight types the device kernels read (quant.h): the float types and
+/// every block-quantized weight type ([`GgmlType::WEIGHT_QUANTS`]).
+pub const GPU_TYPES: [GgmlType; 13] = {
+    let mut t = [GgmlType::F32; 13];
+    t[1] = GgmlType::F16;
+    t[2] = GgmlType::BF16;
+    let mut i = 0;
+    while i < GgmlType::WEIGHT_QUANTS.len() {
+        t[3 + i] = GgmlType::WEIGHT_QUANTS[i];
+        i += 1;
+    }
+    t
+};
 
 /// Whether the device kernels read `ty` (one of [`GPU_TYPES`]).
 pub fn gpu_supports(ty: GgmlType) -> bool {

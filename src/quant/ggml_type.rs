@@ -45,6 +45,21 @@ pub enum GgmlType {
 }
 
 impl GgmlType {
+    /// The block-quantized weight types the executors multiply with (the
+    /// CPU dot kernels, the GPU kernels, `rfc synth`), in id order.
+    pub const WEIGHT_QUANTS: [GgmlType; 10] = [
+        Self::Q4_0,
+        Self::Q4_1,
+        Self::Q5_0,
+        Self::Q5_1,
+        Self::Q8_0,
+        Self::Q2_K,
+        Self::Q3_K,
+        Self::Q4_K,
+        Self::Q5_K,
+        Self::Q6_K,
+    ];
+
     /// Every known type, in id order.
     pub const ALL: [GgmlType; 32] = [
         Self::F32,

@@ -171,19 +171,6 @@ mod tests {
     use super::*;
     use crate::quant::dequantize;
 
-    const BLOCK_TYPES: [GgmlType; 10] = [
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q5_0,
-        GgmlType::Q5_1,
-        GgmlType::Q8_0,
-        GgmlType::Q2_K,
-        GgmlType::Q3_K,
-        GgmlType::Q4_K,
-        GgmlType::Q5_K,
-        GgmlType::Q6_K,
-    ];
-
     fn moments(ty: GgmlType, values: Values, n: usize) -> (f64, f64) {
         let bytes = random_data(&mut SynthRng::new(5), ty, n, values).unwrap();
         let mut x = vec![0f32; n];
@@ -195,7 +182,7 @@ mod tests {
 
     #[test]
     fn block_values_have_the_requested_spread_around_zero() {
-        for ty in BLOCK_TYPES {
+        for ty in GgmlType::WEIGHT_QUANTS {
             let (mean, std) = moments(ty, Values::normal(0.0, 0.05), 256 * 512);
             assert!((std / 0.05 - 1.0).abs() < 0.05, "{ty}: std {std}");
             // Q4_0 has no offset field: its levels average -0.5 d.

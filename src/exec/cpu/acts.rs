@@ -397,3 +397,19 @@ fn quantize_x256_body(x: &[f32], qs: &mut [i8], d: &mut [[f32; 8]], bsums: &mut 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_weight_quants_are_the_block_types_the_dot_kernels_multiply_with() {
+        for ty in GgmlType::ALL {
+            let quantized = matches!(
+                ActFormat::for_weights(ty),
+                Some(ActFormat::Q8x32 | ActFormat::Q8x256)
+            );
+            assert_eq!(quantized, GgmlType::WEIGHT_QUANTS.contains(&ty), "{ty:?}");
+        }
+    }
+}
