@@ -2,10 +2,8 @@
 // units (prelude.h, "matrix units"): f16 operands, f32 accumulation, with
 // the same prologue and epilogue as matvec.hip.
 //
-// A block computes TM tokens x TN weight rows: the rows of items
-// i0..i0+TN/2. 8 warps in 2 (tokens) x 4 (rows); warp (wm, wc) owns tokens
-// wm*TM/2.. and the TN/4 rows of items i0 + wc*TN/8 + j: A rows first, then
-// their B partners (epilogue.h), so every pair a warp finishes is its own.
+// A block computes TM tokens x TN weight rows, laid out as tiles.h says,
+// and ends with its finish_tiles.
 // The k loop walks 32-element units: x rows staged as f16 (RMSNorm applied:
 // x*g*scale, the per-token scale from a first pass over x, times a power of
 // two that keeps the row inside f16's range), weight rows dequantized to f16. With two shared-memory buffers (NBUF 2, where they
@@ -27,17 +25,12 @@
 #endif
 #define UNITS (K / 32)
 #define KP 40  // row pitch of the staged tiles in halves: 32 + 8 (banks)
-#define WTM (TM / 2)
-#define WTN (TN / 4)
-#define MT (WTM / 16)
-#define NT (WTN / 16)
 #define X_PARTS (TM * 4)
 #define W_PARTS (TN * 4)
 #define LAYERS (MMA_SPLIT > 1 ? 2 : 1)
 #define STAGE_HALVES (LAYERS * (TM + TN) * KP)
 // Two buffers where they fit 40 KiB, else one (and a second barrier per unit).
 #define NBUF (2 * STAGE_HALVES * 2 <= 40 * 1024 ? 2 : 1)
-#define EPI_PITCH (WTN + 1)
 
 static_assert(NBUF * STAGE_HALVES * 2 >= 8 * 16 * EPI_PITCH * 4, "the epilogue fits the staging buffers");
 static_assert(NBUF * STAGE_HALVES * 2 <= 44 * 1024, "static shared memory stays under 48 KiB");
@@ -75,16 +68,6 @@ RFC_DEV int pow2_exponent(float v) {
 template <int TY>
 RFC_DEVT void dequant_part(const u8* row, int unit, int part, float* v) {
     dequant8<TY>(row, unit, part, v);
-}
-
-// Weight row staged at tile row n (-1: past the last item).
-RFC_DEV int tile_row(int i0, int n) {
-    const int wc = n / WTN, j = n % WTN;
-    const int item = i0 + wc * (WTN / 2) + j % (WTN / 2);
-    if (item >= N_ITEMS) return -1;
-    int ra, rb;
-    pair_rows(item, &ra, &rb);
-    return j < WTN / 2 ? ra : rb;
 }
 
 // Buffer b, layer (0: hi, 1: lo): TM x rows, then TN weight rows.
@@ -239,30 +222,6 @@ RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
         __syncthreads();
     }
 
-    // Epilogue, 16 tokens at a time: each warp parks its 16 x WTN
-    // accumulators in shared memory, then finishes its pairs from there.
-    float* es = (float*)stage + warp * 16 * EPI_PITCH;
     Epi e = MAKE_EPI;
-#pragma unroll
-    for (int mi = 0; mi < MT; mi++) {
-#pragma unroll
-        for (int ni = 0; ni < NT; ni++)
-#pragma unroll
-            for (int i = 0; i < MMA_ACC; i++) {
-                int m, n;
-                mma_acc_pos(lane, i, &m, &n);
-                es[m * EPI_PITCH + ni * 16 + n] = acc[mi][ni][i];
-            }
-        __syncthreads();
-        for (int idx = lane; idx < 16 * (WTN / 2); idx += 32) {
-            const int m = idx / (WTN / 2), j = idx % (WTN / 2);
-            const int t = t0 + wm * WTM + mi * 16 + m;
-            const int item = i0 + wc * (WTN / 2) + j;
-            if (t < T && item < N_ITEMS) {
-                const float u = unscale_s[t - t0];
-                epilogue_pair(e, t, item, es[m * EPI_PITCH + j] * u, es[m * EPI_PITCH + WTN / 2 + j] * u);
-            }
-        }
-        __syncthreads();
-    }
+    finish_tiles(acc, (float*)stage, t0, i0, T, unscale_s, e);
 }

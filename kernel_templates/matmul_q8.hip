@@ -16,9 +16,9 @@
 //     weights are exact; the activations carry ~15 bits, as in the decode
 //     matvec (matvec_q8.hip).
 //
-// A block computes TM tokens x TN weight rows (the rows of items
-// i0..i0+TN/2, laid out as in matmul.hip: 8 warps in 2 (tokens) x 4 (rows),
-// each warp's rows A first, then their B partners). The k loop stages KC
+// A block computes TM tokens x TN weight rows, laid out as tiles.h says
+// (8 warps in 2 (tokens) x 4 (rows), each warp's rows A first, then their
+// B partners), and ends with its finish_tiles. The k loop stages KC
 // elements at a time into shared memory: both activation terms, the
 // weights as int8, and the scales.
 //
@@ -32,13 +32,8 @@
 #define KC 64
 #define CHUNKS (K / KC)
 #define KP8 (KC + 16)  // row pitch of the staged int8 tiles in bytes (banks)
-#define WTM (TM / 2)
-#define WTN (TN / 4)
-#define MT (WTM / 16)
-#define NT (WTN / 16)
 #define CU (KC / 32)   // units per chunk
 #define CS (KC / SUB)  // scale groups per chunk
-#define EPI_PITCH (WTN + 1)
 #define TILE_BYTES ((2 * TM + TN) * KP8)
 #define EPI_BYTES (8 * 16 * EPI_PITCH * 4)
 #define STAGE_BYTES ((TILE_BYTES > EPI_BYTES ? TILE_BYTES : EPI_BYTES + 15) / 16 * 16)
@@ -203,16 +198,6 @@ RFC_KERNEL __launch_bounds__(256) void repack_weights(const u8* __restrict__ w0,
 
 // ---- matmul --------------------------------------------------------------------
 
-// Weight row staged at tile row n (-1: past the last item).
-RFC_DEV int tile_row(int i0, int n) {
-    const int wc = n / WTN, j = n % WTN;
-    const int item = i0 + wc * (WTN / 2) + j % (WTN / 2);
-    if (item >= N_ITEMS) return -1;
-    int ra, rb;
-    pair_rows(item, &ra, &rb);
-    return j < WTN / 2 ? ra : rb;
-}
-
 // What one thread copies per chunk, in 16-byte pieces and floats.
 #define X_PIECES ((TM * (KC / 16) + 255) / 256)  // per term
 #define W_PIECES ((TN * (KC / 16) + 255) / 256)
@@ -280,26 +265,48 @@ struct WChunk {
     u32x4 q[W_PIECES];
     float d[WD_ITEMS], m[WM_ITEMS];
 };
-RFC_DEV void w_load(WChunk& wc_, const u8* wq, int i0, int c) {
-    const WqView v = wq_view(wq);
+// The weight rows behind this thread's copies (-1: none), the same for
+// every chunk: found once per block, not once per chunk.
+struct WRows {
+    int q[W_PIECES], d[WD_ITEMS], m[WM_ITEMS];
+};
+RFC_DEV WRows w_rows(int i0) {
     const int tid = threadIdx.x;
+    WRows w;
 #pragma unroll
     for (int r = 0; r < W_PIECES; r++) {
-        const int p = tid + 256 * r, n = p / (KC / 16), seg = p % (KC / 16);
-        const int row = p < TN * (KC / 16) ? tile_row(i0, n) : -1;
-        wc_.q[r] = row >= 0 ? *(const u32x4*)(v.q + (u64)row * K + c * KC + seg * 16) : u32x4{0u, 0u, 0u, 0u};
+        const int p = tid + 256 * r;
+        w.q[r] = p < TN * (KC / 16) ? tile_row(i0, p / (KC / 16)) : -1;
     }
 #pragma unroll
     for (int r = 0; r < WD_ITEMS; r++) {
         const int p = tid + 256 * r;
-        const int row = p < TN * CS ? tile_row(i0, p / CS) : -1;
-        wc_.d[r] = row >= 0 ? v.d[(u64)row * (K / SUB) + c * CS + p % CS] : 0.0f;
+        w.d[r] = p < TN * CS ? tile_row(i0, p / CS) : -1;
     }
 #pragma unroll
     for (int r = 0; r < WM_ITEMS; r++) {
         const int p = tid + 256 * r;
-        const int row = HAS_MIN && p < TN * CU ? tile_row(i0, p / CU) : -1;
-        wc_.m[r] = row >= 0 ? v.m[(u64)row * UNITS + c * CU + p % CU] : 0.0f;
+        w.m[r] = HAS_MIN && p < TN * CU ? tile_row(i0, p / CU) : -1;
+    }
+    return w;
+}
+RFC_DEV void w_load(WChunk& wc_, const u8* wq, const WRows& rows, int c) {
+    const WqView v = wq_view(wq);
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int r = 0; r < W_PIECES; r++) {
+        const int seg = (tid + 256 * r) % (KC / 16), row = rows.q[r];
+        wc_.q[r] = row >= 0 ? *(const u32x4*)(v.q + (u64)row * K + c * KC + seg * 16) : u32x4{0u, 0u, 0u, 0u};
+    }
+#pragma unroll
+    for (int r = 0; r < WD_ITEMS; r++) {
+        const int row = rows.d[r];
+        wc_.d[r] = row >= 0 ? v.d[(u64)row * (K / SUB) + c * CS + (tid + 256 * r) % CS] : 0.0f;
+    }
+#pragma unroll
+    for (int r = 0; r < WM_ITEMS; r++) {
+        const int row = rows.m[r];
+        wc_.m[r] = row >= 0 ? v.m[(u64)row * UNITS + c * CU + (tid + 256 * r) % CU] : 0.0f;
     }
 }
 RFC_DEV void w_store(const WChunk& wc_, const Tiles& tl_) {
@@ -429,7 +436,8 @@ RFC_KERNEL MATMUL_BOUNDS void matmul(MATMUL_PARAMS) {
     XChunk xc;
     WChunk wk;
     x_load(xc, xq, T, t0, 0);
-    w_load(wk, w0, i0, 0);
+    const WRows wrows = w_rows(i0);
+    w_load(wk, w0, wrows, 0);
     for (int c = 0; c < CHUNKS; c++) {
         if (c > 0) __syncthreads();  // the previous chunk's reads are done
         x_store(xc, tiles);
@@ -437,7 +445,7 @@ RFC_KERNEL MATMUL_BOUNDS void matmul(MATMUL_PARAMS) {
         __syncthreads();
         if (c + 1 < CHUNKS) {  // in flight while this chunk multiplies
             x_load(xc, xq, T, t0, c + 1);
-            w_load(wk, w0, i0, c + 1);
+            w_load(wk, w0, wrows, c + 1);
         }
         multiply_chunk(tiles, acc);
     }
@@ -478,27 +486,6 @@ RFC_KERNEL MATMUL_BOUNDS void matmul(MATMUL_PARAMS) {
 #endif
     __syncthreads();  // the staging buffers become the epilogue's
 
-    // Epilogue, 16 tokens at a time: each warp parks its 16 x WTN
-    // accumulators in shared memory, then finishes its pairs from there.
-    float* es = (float*)stage_v + warp * 16 * EPI_PITCH;
     Epi e = MAKE_EPI;
-#pragma unroll
-    for (int mi = 0; mi < MT; mi++) {
-#pragma unroll
-        for (int ni = 0; ni < NT; ni++)
-#pragma unroll
-            for (int i = 0; i < MMA_ACC; i++) {
-                int m, n;
-                mma_acc_pos(lane, i, &m, &n);
-                es[m * EPI_PITCH + ni * 16 + n] = acc[mi][ni][i];
-            }
-        __syncthreads();
-        for (int idx = lane; idx < 16 * (WTN / 2); idx += 32) {
-            const int m = idx / (WTN / 2), j = idx % (WTN / 2);
-            const int t = t0 + wm * WTM + mi * 16 + m;
-            const int item = i0 + wc * (WTN / 2) + j;
-            if (t < T && item < N_ITEMS) epilogue_pair(e, t, item, es[m * EPI_PITCH + j], es[m * EPI_PITCH + WTN / 2 + j]);
-        }
-        __syncthreads();
-    }
+    finish_tiles(acc, (float*)stage_v, t0, i0, T, (const float*)0, e);
 }

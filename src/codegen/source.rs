@@ -15,6 +15,7 @@ const PRELUDE: &str = include_str!("../../kernel_templates/prelude.h");
 const QUANT: &str = include_str!("../../kernel_templates/quant.h");
 const EPILOGUE: &str = include_str!("../../kernel_templates/epilogue.h");
 const QUANT_I8: &str = include_str!("../../kernel_templates/quant_i8.h");
+const TILES: &str = include_str!("../../kernel_templates/tiles.h");
 
 /// The template files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,9 +63,12 @@ impl Template {
         const Q: (&str, &str) = ("quant.h", QUANT);
         const E: (&str, &str) = ("epilogue.h", EPILOGUE);
         const I: (&str, &str) = ("quant_i8.h", QUANT_I8);
+        const T: (&str, &str) = ("tiles.h", TILES);
         match self {
-            Template::MatVec | Template::MatMul => &[Q, E],
-            Template::MatVecQ8 | Template::MatMulQ8 => &[Q, I, E],
+            Template::MatVec => &[Q, E],
+            Template::MatMul => &[Q, E, T],
+            Template::MatVecQ8 => &[Q, I, E],
+            Template::MatMulQ8 => &[Q, I, E, T],
             Template::Rows => &[Q],
             Template::Attention | Template::Elementwise => &[],
         }
