@@ -244,6 +244,213 @@ RFC_KERNEL __launch_bounds__(COMBINE_THREADS) void attn_combine(const float* __r
     }
 }
 
+// ---- prefill on NVIDIA, head_dim <= 128: flash tiles in registers ----
+// One block per QT = 16 x (warps) queries and one query head; each warp
+// owns 16 query rows for the whole key range. Per tile of KT keys, staged
+// once for the block (K rows, V transposed, so that both products read
+// K-contiguous rows, prelude.h):
+//   S = Q K^T in registers: f16 operands, Q split into hi + lo (K is f16
+//     already, so the two products give the f32 scores);
+//   online softmax on the accumulators (row max and sum across the lanes
+//     that hold a row, prelude.h's mma_rows_*);
+//   O = O * alpha + P V with P = p_hi + p_lo as the A operand straight from
+//     the score accumulators (mma_acc_to_a), V exact; O stays in registers.
+// Runs of consecutive queries of one sequence share their key tiles; a
+// warp skips the tiles that none of its rows sees (causal, window). Tiles
+// FLASH_QT x FLASH_KT. NVIDIA only: the m16n8k16 accumulators are A
+// operands as they lie; AMD's WMMA layouts would move P through shared
+// memory, and the per-lane state of eight rows spilled on gfx11 (clang 15,
+// 128 VGPRs: 152 spilled registers against 12 for the kernel below), so AMD
+// keeps the staged kernel.
+#if HD <= 128 && RFC_CUDA
+#undef QT
+#undef KT
+#define QT FLASH_QT
+#define KT FLASH_KT
+#define PW (QT / 16)  // warps
+#define KP_PITCH (HD + 8)
+#define VT_PITCH (KT + 8)
+static_assert(QT % 16 == 0 && KT % 32 == 0, "whole 16-row warps, key pairs per lane");
+
+RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict__ q, int ldq,
+                                                         const u16* __restrict__ kv,
+                                                         const int* __restrict__ pos,
+                                                         const int* __restrict__ seq,
+                                                         const int* __restrict__ pages, int pages_per_seq,
+                                                         float* __restrict__ out, int ldo, int T) {
+    // K tile and V^T; at the start, Q's hi and lo halves (2 x QT rows).
+#define KV_HALVES (KT * KP_PITCH + HD * VT_PITCH)
+#define Q_HALVES (2 * QT * KP_PITCH)
+    __shared__ __attribute__((aligned(16))) u16 kvs[KV_HALVES > Q_HALVES ? KV_HALVES : Q_HALVES];
+    u16* const qs = kvs;
+    u16* const ks = kvs;
+    u16* const vt = kvs + KT * KP_PITCH;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int h = blockIdx.y, g = h / GROUP;
+    const int t0 = blockIdx.x * QT;
+    const int nq = min(QT, T - t0);
+    const float scale = bits_f32(SCALE_BITS);
+
+    // Q (scaled) as f16 hi + lo, then this warp's fragments.
+    for (int i = tid; i < QT * HD; i += PW * 32) {
+        const int r = i / HD, dd = i % HD;
+        const float v = r < nq ? q[(u64)(t0 + r) * ldq + h * HD + dd] * scale : 0.0f;
+        const u16 hi = f2h(v);
+        qs[r * KP_PITCH + dd] = hi;
+        qs[(QT + r) * KP_PITCH + dd] = f2h(v - h2f(hi));
+    }
+    __syncthreads();
+    MmaA qh[HD / 16], ql[HD / 16];
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        mma_load_a(qh[kk], qs + (warp * 16) * KP_PITCH + kk * 16, KP_PITCH);
+        mma_load_a(ql[kk], qs + (QT + warp * 16) * KP_PITCH + kk * 16, KP_PITCH);
+    }
+
+    // This lane's query rows (prelude.h's row slots): position, first key.
+    int rrow[MMA_ROWS], rpos[MMA_ROWS], rlo[MMA_ROWS];
+#pragma unroll
+    for (int r = 0; r < MMA_ROWS; r++) {
+        rrow[r] = warp * 16 + mma_slot_row(lane, r);
+        rpos[r] = rrow[r] < nq ? pos[t0 + rrow[r]] : -1;
+        rlo[r] = key_lo(rpos[r]);
+    }
+
+    for (int r0 = 0; r0 < nq;) {
+        const int s = seq[t0 + r0];
+        int r1 = r0, lo = 0x7fffffff, hi = -1;
+        while (r1 < nq && seq[t0 + r1] == s) {
+            const int p = pos[t0 + r1];
+            lo = min(lo, key_lo(p));
+            hi = max(hi, p);
+            r1++;
+        }
+        // This warp's rows in the run, and the keys they see (for skipping).
+        bool act[MMA_ROWS];
+        int wlo = 0x7fffffff, whi = -1;
+#pragma unroll
+        for (int r = 0; r < MMA_ROWS; r++) {
+            act[r] = rrow[r] >= r0 && rrow[r] < r1 && rrow[r] < nq;
+            if (act[r]) wlo = min(wlo, rlo[r]), whi = max(whi, rpos[r]);
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            wlo = min(wlo, rfc_shfl_xor_i(wlo, o));
+            whi = max(whi, rfc_shfl_xor_i(whi, o));
+        }
+        float m_[MMA_ROWS], l_[MMA_ROWS], o_[HD / 16][MMA_ACC];
+#pragma unroll
+        for (int r = 0; r < MMA_ROWS; r++) m_[r] = RFC_NEG_INF, l_[r] = 0.0f;
+#pragma unroll
+        for (int dt = 0; dt < HD / 16; dt++)
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) o_[dt][i] = 0.0f;
+
+        for (int kt0 = lo; kt0 <= hi; kt0 += KT) {
+            __syncthreads();  // the previous tile's products are done
+            // K rows as they are (16-byte pieces along the row).
+            for (int i = tid; i < KT * (HD / 8); i += PW * 32) {
+                const int kk = i / (HD / 8), d8 = i % (HD / 8), kp = kt0 + kk;
+                u4 kw = {0u, 0u, 0u, 0u};
+                if (kp <= hi) kw = ((const u4*)(kv + kv_row(pages, pages_per_seq, s, kp) + g * HD))[d8];
+                *(u4*)(ks + kk * KP_PITCH + d8 * 8) = kw;
+            }
+            // V transposed: a lane takes two keys, so that each store is a
+            // word and a warp's 32 stores hit 32 banks.
+            for (int i = tid; i < (KT / 2) * (HD / 8); i += PW * 32) {
+                const int kp2 = i % (KT / 2), d8 = i / (KT / 2), kp = kt0 + 2 * kp2;
+                u4 v0 = {0u, 0u, 0u, 0u}, v1 = v0;
+                if (kp <= hi) v0 = ((const u4*)(kv + kv_row(pages, pages_per_seq, s, kp) + KV_DIM + g * HD))[d8];
+                if (kp + 1 <= hi) v1 = ((const u4*)(kv + kv_row(pages, pages_per_seq, s, kp + 1) + KV_DIM + g * HD))[d8];
+                const u32 a[4] = {v0.x, v0.y, v0.z, v0.w}, b[4] = {v1.x, v1.y, v1.z, v1.w};
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    const u32 lo16 = (a[e / 2] >> (16 * (e % 2))) & 0xffffu;
+                    const u32 hi16 = (b[e / 2] >> (16 * (e % 2))) & 0xffffu;
+                    *(u32*)(vt + (d8 * 8 + e) * VT_PITCH + 2 * kp2) = lo16 | (hi16 << 16);
+                }
+            }
+            __syncthreads();
+            if (whi < kt0 || wlo > kt0 + KT - 1) continue;  // no row of this warp sees the tile
+
+            float sc[KT / 16][MMA_ACC];
+#pragma unroll
+            for (int nt = 0; nt < KT / 16; nt++) {
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) sc[nt][i] = 0.0f;
+#pragma unroll
+                for (int kk = 0; kk < HD / 16; kk++) {
+                    MmaB b;
+                    mma_load_b(b, ks + nt * 16 * KP_PITCH + kk * 16, KP_PITCH);
+                    mma_16x16x16(sc[nt], qh[kk], b);
+                    mma_16x16x16(sc[nt], ql[kk], b);
+                }
+            }
+            // Mask, then the online softmax of each row.
+            float emax[MMA_ACC];
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) emax[i] = RFC_NEG_INF;
+#pragma unroll
+            for (int nt = 0; nt < KT / 16; nt++)
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) {
+                    int m, n;
+                    mma_acc_pos(lane, i, &m, &n);
+                    const int r = mma_row_slot(i), kp = kt0 + nt * 16 + n;
+                    if (!act[r] || kp < rlo[r] || kp > rpos[r]) sc[nt][i] = RFC_NEG_INF;
+                    emax[i] = fmaxf(emax[i], sc[nt][i]);
+                }
+            float tmax[MMA_ROWS], alpha[MMA_ROWS];
+            mma_rows_max(emax, tmax);
+#pragma unroll
+            for (int r = 0; r < MMA_ROWS; r++) {
+                const float m_new = fmaxf(m_[r], tmax[r]);
+                alpha[r] = m_new == RFC_NEG_INF ? 1.0f : expf(m_[r] - m_new);
+                m_[r] = m_new;
+            }
+#pragma unroll
+            for (int dt = 0; dt < HD / 16; dt++)
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) o_[dt][i] *= alpha[mma_row_slot(i)];
+            float esum[MMA_ACC];
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) esum[i] = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < KT / 16; nt++) {
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) {
+                    const float mr = m_[mma_row_slot(i)];
+                    const float e = mr == RFC_NEG_INF ? 0.0f : expf(sc[nt][i] - mr);
+                    sc[nt][i] = e;
+                    esum[i] += e;
+                }
+                MmaA ph, pl;
+                mma_acc_to_a(sc[nt], ph, pl);
+#pragma unroll
+                for (int dt = 0; dt < HD / 16; dt++) {
+                    MmaB b;
+                    mma_load_b(b, vt + dt * 16 * VT_PITCH + nt * 16, VT_PITCH);
+                    mma_16x16x16(o_[dt], ph, b);
+                    mma_16x16x16(o_[dt], pl, b);
+                }
+            }
+            float psum[MMA_ROWS];
+            mma_rows_sum(esum, psum);
+#pragma unroll
+            for (int r = 0; r < MMA_ROWS; r++) l_[r] = l_[r] * alpha[r] + psum[r];
+        }
+#pragma unroll
+        for (int dt = 0; dt < HD / 16; dt++)
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) {
+                int m, n;
+                mma_acc_pos(lane, i, &m, &n);
+                const int r = mma_row_slot(i);
+                if (act[r]) out[(u64)(t0 + rrow[r]) * ldo + h * HD + dt * 16 + n] = o_[dt][i] / l_[r];
+            }
+        r0 = r1;
+    }
+}
+#else
 // ---- prefill: tiles of QT queries x KT keys on the matrix units ----
 // One block per QT queries and one query head; runs of consecutive queries
 // of one sequence share their key tiles. Per tile of KT keys:
@@ -441,3 +648,4 @@ RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q,
         r0 = r1;
     }
 }
+#endif

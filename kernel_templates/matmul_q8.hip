@@ -22,14 +22,22 @@
 // elements at a time into shared memory: both activation terms, the
 // weights as int8, and the scales.
 //
-// Defines: K (a multiple of KC), TM (32, 64 or 128), TN (64 or 128), SUB
+// Defines: K (a multiple of 64), TM (32, 64 or 128), TN (64 or 128), SUB
 // (16 when a segment has scales per 16 elements, else 32), HAS_MIN,
 // REPACKED, SEGi_*, EPS_BITS with PROLOGUE_RMS, the epilogue's. Grids:
 // quantize_rows (T), matmul (ceil(N_ITEMS / (TN/2)), ceil(T / TM)), both
 // 256 threads.
 
 #define UNITS (K / 32)
+// The k step: 128 on NVIDIA where the tiles still fit static shared memory
+// (64-row weight tiles: 27.6 KB at 64 tokens), which halves the barriers
+// per element (+4 % qwen05b pp512 on the H100); else 64 (on gfx11 the
+// longer chunk spilled five more kernels).
+#if RFC_CUDA && TN == 64 && K % 128 == 0
+#define KC 128
+#else
 #define KC 64
+#endif
 #define CHUNKS (K / KC)
 #define KP8 (KC + 16)  // row pitch of the staged int8 tiles in bytes (banks)
 #define CU (KC / 32)   // units per chunk

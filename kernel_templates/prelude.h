@@ -243,6 +243,39 @@ RFC_DEV void mma_acc_pos(int lane, int i, int* m, int* n) {
     *m = g + 8 * ((i / 2) % 2);
     *n = 8 * (i / 4) + 2 * q + i % 2;
 }
+// The accumulator rows a lane holds: element i is in row slot
+// mma_row_slot(i), slot r is tile row mma_slot_row(lane, r). Here a lane
+// holds four elements of each of rows g and g + 8.
+#define MMA_ROWS 2
+RFC_DEV int mma_row_slot(int i) { return (i / 2) % 2; }
+RFC_DEV int mma_slot_row(int lane, int r) { return lane / 4 + 8 * r; }
+// Max / sum over each row of a 16 x 16 accumulator tile, per row slot: the
+// lane's four elements, then the three other lanes of its quad.
+RFC_DEV void mma_rows_max(const float* v, float* r) {
+    r[0] = fmaxf(fmaxf(v[0], v[1]), fmaxf(v[4], v[5]));
+    r[1] = fmaxf(fmaxf(v[2], v[3]), fmaxf(v[6], v[7]));
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) r[0] = fmaxf(r[0], rfc_shfl_xor(r[0], o)), r[1] = fmaxf(r[1], rfc_shfl_xor(r[1], o));
+}
+RFC_DEV void mma_rows_sum(const float* v, float* r) {
+    r[0] = (v[0] + v[1]) + (v[4] + v[5]);
+    r[1] = (v[2] + v[3]) + (v[6] + v[7]);
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) r[0] += rfc_shfl_xor(r[0], o), r[1] += rfc_shfl_xor(r[1], o);
+}
+// An accumulator tile (rows m, columns k) as the A operand of the next
+// product, in two f16 terms (v ~ hi + lo). The m16n8k16 accumulator and
+// A layouts coincide (elements 2j, 2j+1 are register j's two halves), so
+// it stays in registers. (NVIDIA only, as the row helpers above.)
+RFC_DEV u32 pack_h2(u16 a, u16 b) { return (u32)a | ((u32)b << 16); }
+RFC_DEV void mma_acc_to_a(const float* v, MmaA& hi, MmaA& lo) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const u16 h0 = f2h(v[2 * j]), h1 = f2h(v[2 * j + 1]);
+        hi.r[j] = pack_h2(h0, h1);
+        lo.r[j] = pack_h2(f2h(v[2 * j] - h2f(h0)), f2h(v[2 * j + 1] - h2f(h1)));
+    }
+}
 #endif
 // ==== end of matrix units ======================================================
 

@@ -52,8 +52,9 @@ if [ -f "$layout" ]; then
   "$rfc" gpu-check $M/real.gguf --prompts 1,4,12,40,700 --greedy 12 --steps 300 > "$out/gpu_check_real.log" 2>&1
   real_rc=$?
 fi
-# Llama-3.1-style RoPE frequency factors.
-"$rfc" synth tiny --arch llama --d 256 --heads 4 --kv-heads 2 --ffn 512 --type Q4_K --rope-freqs $M/freqs.gguf >/dev/null
+# Llama-3.1-style RoPE frequency factors, head_dim 128 (the flash prefill
+# kernel at the head size of Llama-3-8B).
+"$rfc" synth tiny --arch llama --d 512 --heads 4 --kv-heads 2 --ffn 512 --type Q4_K --rope-freqs $M/freqs.gguf >/dev/null
 "$rfc" gpu-check $M/freqs.gguf --prompts 1,7,130 --greedy 16 --steps 100 --max-tokens 64 > "$out/gpu_check_freqs.log" 2>&1
 freqs_rc=$?
 
@@ -84,7 +85,7 @@ printf '%-44s %s\n' "--device hip on an NVIDIA machine" "${hip_msg:-no error?}"
 printf '%-44s %s\n' "gpu-check tiny Q4_K model" "$([ $tiny_rc -eq 0 ] && echo PASS || echo "FAIL (rc $tiny_rc)")"
 printf '%-44s %s\n' "gpu-check qwen05b layout" "$([ $qwen_rc -eq 0 ] && echo PASS || echo "FAIL (rc $qwen_rc)")"
 printf '%-44s %s\n' "gpu-check real file's layout" "$(case $real_rc in 0) echo PASS;; skip) echo "skipped (no $layout)";; *) echo "FAIL (rc $real_rc)";; esac)"
-printf '%-44s %s\n' "gpu-check tiny llama with rope_freqs" "$([ $freqs_rc -eq 0 ] && echo PASS || echo "FAIL (rc $freqs_rc)")"
+printf '%-44s %s\n' "gpu-check tiny llama, rope_freqs, head_dim 128" "$([ $freqs_rc -eq 0 ] && echo PASS || echo "FAIL (rc $freqs_rc)")"
 printf '%-44s %s\n' "sm_90 artifact, NVRTC unloadable, = JIT" "$art; $art_kernels"
 grep -h '| tg\|| pp' "$out"/bench_*.log 2>/dev/null
 [ $selftest_rc -eq 0 ] && [ $tiny_rc -eq 0 ] && [ $qwen_rc -eq 0 ] && [ $freqs_rc -eq 0 ] &&

@@ -61,6 +61,18 @@ pub fn all(s: &mut Suite) {
             1e6,
         )
     });
+    // Per-16 and per-32 scale groups in one kernel (Llama-3 Q4_K_M's q, k
+    // Q4_K and v Q6_K): blocks of only 32-group rows, of only Q6_K rows,
+    // and one that holds both.
+    for (t, v) in [
+        (70, MatMulVariant::Tiled { tokens: 64 }),
+        (150, MatMulVariant::Tiled { tokens: 128 }),
+    ] {
+        s.case(
+            &format!("matmul Q4_K|Q6_K|Q4_K T={t} {}", variant_name(v)),
+            |s| mixed_groups_matmul(s, t, v),
+        );
+    }
     for t in [1, 3, 40, 150] {
         s.case(&format!("qkv rms+bias+rope+kv T={t}"), |s| qkv(s, t));
     }
@@ -306,6 +318,35 @@ fn matmul_of_rows(
         "f32 input"
     };
     Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(input))
+}
+
+/// Segments of Q4_K, Q6_K, Q4_K rows (128, 96, 96): with 64-row tiles, the
+/// fourth block holds Q6_K and Q4_K rows.
+fn mixed_groups_matmul(s: &mut Suite, t: usize, v: MatMulVariant) -> Res<Check> {
+    let k = 512;
+    let seg = |ty, rows| Segment {
+        ty,
+        rows,
+        bias: false,
+    };
+    let spec = MatMulSpec {
+        segments: vec![
+            seg(GgmlType::Q4_K, 128),
+            seg(GgmlType::Q6_K, 96),
+            seg(GgmlType::Q4_K, 96),
+        ],
+        ..MatMulSpec::plain(GgmlType::Q4_K, 0, k)
+    };
+    let o = operands(s, &spec)?;
+    let x = s.rng.vec(t * k as usize, -1.0, 1.0);
+    let want = reference_rows(&spec, &o, &x, t);
+    let kern = s.matmul_kernel(&spec, v)?;
+    let (xb, out) = (s.upload(&x)?, s.poisoned(t * spec.rows() as usize)?);
+    let mut args = matmul_args(&spec, &o, &xb, &out, t);
+    s.int8_scratch(&spec, v, t as u32, &mut args)?;
+    // SAFETY: buffers sized by the spec.
+    unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
+    Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(variant_name(v)))
 }
 
 /// Tokens of a step: `t` of them over three sequences, positions new to
