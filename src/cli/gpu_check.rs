@@ -437,11 +437,12 @@ pub fn run(args: GpuCheckArgs) -> CmdResult {
     if let Some(m) = g.gpu_model() {
         let f = m.footprint();
         println!(
-            "gpu model: loaded in {load_s:.2} s, {} launches/step; weights {:.1} MiB, arena {:.1} MiB, kv cache {:.1} MiB, other {:.2} MiB",
+            "gpu model: loaded in {load_s:.2} s, {} launches/step; weights {:.1} MiB, arena {:.1} MiB, kv cache {:.1} MiB, repacked weights {:.1} MiB, other {:.2} MiB",
             m.launches(),
             f.weights as f64 / MIB,
             f.arena as f64 / MIB,
             f.kv_cache as f64 / MIB,
+            f.repacked_weights as f64 / MIB,
             f.other as f64 / MIB
         );
     }

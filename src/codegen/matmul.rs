@@ -190,6 +190,9 @@ pub struct MatMulArgs {
     pub xq: DevicePtr,
     /// The repacked int8 weights, of [`MatMulSpec::wq_bytes`].
     pub wq: DevicePtr,
+    /// `wq` holds these weights repacked already (once, at load): the
+    /// launch skips the per-step repack.
+    pub wq_resident: bool,
     /// RoPE frequency factors (f32[head_dim/2]) when the spec has them.
     pub freqs: DevicePtr,
 }
@@ -542,6 +545,35 @@ impl MatMulSpec {
         }
     }
 
+    /// Queues the weights' repack to int8 with block scales (`repack`, the
+    /// [`MatMulKernel::repack`] of a variant that
+    /// [repacks](Self::repacks_weights)) into `wq`.
+    ///
+    /// # Safety
+    /// `w` must address this spec's weight segments and `wq` at least
+    /// [`wq_bytes`](Self::wq_bytes) of device memory, until the work is done.
+    pub unsafe fn repack(
+        &self,
+        repack: &Kernel,
+        stream: &Stream,
+        w: &[DevicePtr; MAX_SEGMENTS],
+        wq: DevicePtr,
+    ) -> Result<()> {
+        let args = KernelArgs::new()
+            .ptr(w[0])
+            .ptr(w[1])
+            .ptr(w[2])
+            .ptr(w[3])
+            .ptr(wq);
+        let parts = self.rows() as u64 * (self.k as u64 / 8);
+        let blocks = u32::try_from(parts.div_ceil(256)).map_err(|_| {
+            crate::backend::BackendError::Invalid(format!(
+                "{parts} weight parts to repack exceed one grid"
+            ))
+        })?;
+        repack.launch(stream, LaunchDims::new([blocks, 1, 1], 256), &args)
+    }
+
     /// Queues the kernel (compiled from [`source`](Self::source) of the
     /// same variant) for `args.tokens` tokens.
     ///
@@ -561,19 +593,9 @@ impl MatMulSpec {
         }
         let (mut x, mut w0) = (a.x, a.w[0]);
         if let Some(r) = &kernel.repack {
-            let args = KernelArgs::new()
-                .ptr(a.w[0])
-                .ptr(a.w[1])
-                .ptr(a.w[2])
-                .ptr(a.w[3])
-                .ptr(a.wq);
-            let parts = self.rows() as u64 * (self.k as u64 / 8);
-            let blocks = u32::try_from(parts.div_ceil(256)).map_err(|_| {
-                crate::backend::BackendError::Invalid(format!(
-                    "{parts} weight parts to repack exceed one grid"
-                ))
-            })?;
-            r.launch(stream, LaunchDims::new([blocks, 1, 1], 256), &args)?;
+            if !a.wq_resident {
+                self.repack(r, stream, &a.w, a.wq)?;
+            }
             w0 = a.wq;
         }
         if let Some(q) = &kernel.quantize {

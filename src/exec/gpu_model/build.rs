@@ -44,8 +44,9 @@ pub struct Places<'a> {
     /// shared by every matmul: each reads them right after writing them.
     pub xq_scratch: DevicePtr,
     /// The int8 prefill's repacked weights (`MatMulSpec::wq_bytes`), shared
-    /// the same way.
+    /// the same way by the matmuls whose copies are not `resident`.
     pub wq_scratch: DevicePtr,
+    pub resident: &'a super::resident::ResidentRepacks,
 }
 
 impl Places<'_> {
@@ -241,7 +242,8 @@ impl Places<'_> {
             pages: self.input(InputKind::PageTable),
             pages_per_seq: self.pages_per_seq,
             xq: self.xq_scratch,
-            wq: self.wq_scratch,
+            wq: self.resident.get(id).unwrap_or(self.wq_scratch),
+            wq_resident: self.resident.get(id).is_some(),
             ..Default::default()
         };
         for (i, w) in self.graph.operand_list(id, Role::W).into_iter().enumerate() {

@@ -23,6 +23,7 @@ mod error;
 mod inputs;
 mod kernels;
 mod launch;
+mod resident;
 mod weights;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use inputs::StepShape;
 use self::build::{Loc, Places};
 use self::inputs::StepBuffer;
 use self::launch::{Launch, RowCount, DECODE_ATTENTION_MAX_TOKENS};
+use self::resident::ResidentRepacks;
 use self::weights::DeviceWeights;
 use super::graph_facts::{fixed_cols, unsupported};
 use super::session::{StepBackend, StepLimits};
@@ -58,12 +60,14 @@ pub struct DeviceFootprint {
     pub weights: usize,
     pub arena: usize,
     pub kv_cache: usize,
+    /// The int8 prefill's weights, repacked once at load (resident.rs).
+    pub repacked_weights: usize,
     pub other: usize,
 }
 
 impl DeviceFootprint {
     pub fn total(&self) -> usize {
-        self.weights + self.arena + self.kv_cache + self.other
+        self.weights + self.arena + self.kv_cache + self.repacked_weights + self.other
     }
 }
 
@@ -101,6 +105,7 @@ pub struct GpuModel {
     attn_scratch: DeviceBuffer,
     xq_scratch: DeviceBuffer,
     wq_scratch: DeviceBuffer,
+    resident: ResidentRepacks,
     argmax_out: DeviceBuffer,
     inputs: StepBuffer,
     weights: DeviceWeights,
@@ -167,7 +172,8 @@ impl GpuModel {
         let context = (pages_per_seq * page_size) as u32;
         let (attn_chunks, scratch_bytes) = attention_scratch(graph, page_size as u32, context);
         let attn_scratch = DeviceBuffer::new(gpu, scratch_bytes)?;
-        let (xq_bytes, wq_bytes) = int8_scratch_bytes(graph, &opts, env.tokens as u32)?;
+        let resident = ResidentRepacks::build(gpu, cache, graph, &opts, &weights, &stream)?;
+        let (xq_bytes, wq_bytes) = int8_scratch_bytes(graph, &opts, env.tokens as u32, &resident)?;
         let xq_scratch = DeviceBuffer::new(gpu, xq_bytes)?;
         let wq_scratch = DeviceBuffer::new(gpu, wq_bytes)?;
         let argmax_out = DeviceBuffer::new(gpu, limits.max_rows.max(1) * 4)?;
@@ -189,6 +195,7 @@ impl GpuModel {
             attn_chunks,
             xq_scratch: xq_scratch.ptr(),
             wq_scratch: wq_scratch.ptr(),
+            resident: &resident,
         };
         let mut launches = Vec::new();
         for &id in &plan.schedule {
@@ -217,6 +224,7 @@ impl GpuModel {
             attn_scratch,
             xq_scratch,
             wq_scratch,
+            resident,
             argmax_out,
             inputs,
             weights,
@@ -255,6 +263,7 @@ impl GpuModel {
             weights: self.weights.bytes(),
             arena: self.arena.len(),
             kv_cache: self.kv.len(),
+            repacked_weights: self.resident.bytes(),
             other: self.attn_scratch.len()
                 + self.xq_scratch.len()
                 + self.wq_scratch.len()
@@ -389,13 +398,15 @@ fn kv_shape(graph: &Graph) -> (usize, usize) {
     (layers, cols)
 }
 
-/// The largest quantized input rows and repacked weights any matmul's
-/// int8 prefill of up to `max_tokens` tokens uses (at least 16 bytes each,
-/// so that the buffers exist).
+/// The largest quantized input rows and per-step repacked weights any
+/// matmul's int8 prefill of up to `max_tokens` tokens uses (at least 16
+/// bytes each, so that the buffers exist); matmuls whose repacked weights
+/// are `resident` need no per-step room.
 fn int8_scratch_bytes(
     graph: &Graph,
     opts: &PlanOptions,
     max_tokens: u32,
+    resident: &ResidentRepacks,
 ) -> Result<(usize, usize), ExecError> {
     let (mut xq, mut wq) = (16u64, 16u64);
     for id in graph.node_ids() {
@@ -403,7 +414,9 @@ fn int8_scratch_bytes(
             let spec = matmul_spec(graph, id, opts)?;
             for v in MATMUL_VARIANTS {
                 xq = xq.max(spec.xq_bytes(v, max_tokens));
-                wq = wq.max(spec.wq_bytes(v));
+                if resident.get(id).is_none() {
+                    wq = wq.max(spec.wq_bytes(v));
+                }
             }
         }
     }

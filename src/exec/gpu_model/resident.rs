@@ -1,0 +1,104 @@
+//! The int8 prefill's weights, repacked once at load where memory allows.
+//!
+//! The 128-token int8 tiles read the weights as int8 with their block
+//! scales (~1.3 bytes per weight), which a repack kernel writes from the
+//! quantized bytes. Per step that pass costs ~6 % of a 512-token prefill
+//! (H100, Llama-3-8B shape): it reads and writes every weight once more.
+//! Kept in device memory instead, the repacked copies cost ~3x the
+//! quantized weights' size, so they are made only while the device keeps
+//! [`FREE_SHARE`] of its memory free; matrices that do not fit repack per
+//! step into the shared scratch as before.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::super::graph_facts::unsupported;
+use super::weights::DeviceWeights;
+use super::ExecError;
+use crate::backend::{DeviceBuffer, DevicePtr, Gpu, Stream};
+use crate::codegen::matmul::MAX_SEGMENTS;
+use crate::codegen::plan::{matmul_spec, PlanOptions, MATMUL_VARIANTS};
+use crate::codegen::KernelCache;
+use crate::ir::{Graph, NodeId, Op, Role};
+
+/// The share of the device's memory left free after the repacked copies.
+const FREE_SHARE: f64 = 0.125;
+
+/// Repacked weights per matmul node.
+#[derive(Default)]
+pub struct ResidentRepacks {
+    buffers: Vec<DeviceBuffer>,
+    by_node: HashMap<NodeId, DevicePtr>,
+}
+
+impl ResidentRepacks {
+    /// Repacks the weights of the graph's matmuls, in graph order, while
+    /// the device keeps [`FREE_SHARE`] of its memory free; the repacks are
+    /// queued on `stream`.
+    pub fn build(
+        gpu: &Arc<Gpu>,
+        cache: &KernelCache,
+        graph: &Graph,
+        opts: &PlanOptions,
+        weights: &DeviceWeights,
+        stream: &Stream,
+    ) -> Result<ResidentRepacks, ExecError> {
+        let (free, total) = gpu.memory_info()?;
+        let reserve = (total as f64 * FREE_SHARE) as usize;
+        let mut budget = free.saturating_sub(reserve);
+        let mut out = ResidentRepacks::default();
+        for id in graph.node_ids() {
+            if !matches!(graph.node(id).op, Op::MatMul(_)) {
+                continue;
+            }
+            let spec = matmul_spec(graph, id, opts)?;
+            let Some(v) = MATMUL_VARIANTS
+                .into_iter()
+                .find(|&v| spec.repacks_weights(v))
+            else {
+                continue;
+            };
+            let bytes = spec.wq_bytes(v) as usize;
+            if bytes > budget {
+                tracing::info!(
+                    node = %graph.node(id).name,
+                    bytes,
+                    budget,
+                    "weights repack per step: no room to keep them"
+                );
+                continue;
+            }
+            let mut w = [DevicePtr::NULL; MAX_SEGMENTS];
+            for (i, n) in graph.operand_list(id, Role::W).into_iter().enumerate() {
+                w[i] = weights
+                    .ptr(n)
+                    .ok_or_else(|| unsupported(graph, id, "a weight operand was not uploaded"))?;
+            }
+            let kernel = spec.kernels(v, |src, entry| -> Result<_, ExecError> {
+                Ok(cache.kernel(gpu, src, entry)?)
+            })?;
+            let Some(repack) = &kernel.repack else {
+                continue;
+            };
+            let buf = DeviceBuffer::new(gpu, bytes)?;
+            // SAFETY: `w` addresses the node's uploaded weights, `buf` holds
+            // `wq_bytes`; both outlive the queued work (the caller waits for
+            // the stream before returning the model).
+            unsafe { spec.repack(repack, stream, &w, buf.ptr())? };
+            budget -= bytes;
+            out.by_node.insert(id, buf.ptr());
+            out.buffers.push(buf);
+        }
+        Ok(out)
+    }
+
+    /// The repacked weights of matmul `id`, when kept.
+    pub fn get(&self, id: NodeId) -> Option<DevicePtr> {
+        self.by_node.get(&id).copied()
+    }
+
+    /// Device bytes the kept copies hold.
+    pub fn bytes(&self) -> usize {
+        self.buffers.iter().map(DeviceBuffer::len).sum()
+    }
+}
