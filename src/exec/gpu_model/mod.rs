@@ -172,12 +172,14 @@ impl GpuModel {
         let context = (pages_per_seq * page_size) as u32;
         let (attn_chunks, scratch_bytes) = attention_scratch(graph, page_size as u32, context);
         let attn_scratch = DeviceBuffer::new(gpu, scratch_bytes)?;
-        let resident = ResidentRepacks::build(gpu, cache, graph, &opts, &weights, &stream)?;
-        let (xq_bytes, wq_bytes) = int8_scratch_bytes(graph, &opts, env.tokens as u32, &resident)?;
+        let (xq_bytes, wq_bytes) = int8_scratch_bytes(graph, &opts, env.tokens as u32)?;
         let xq_scratch = DeviceBuffer::new(gpu, xq_bytes)?;
         let wq_scratch = DeviceBuffer::new(gpu, wq_bytes)?;
         let argmax_out = DeviceBuffer::new(gpu, limits.max_rows.max(1) * 4)?;
         let inputs = StepBuffer::new(gpu, limits, vocab)?;
+        // Last, as they are optional: any matrix left out (no room) repacks
+        // into `wq_scratch` per step, which is sized for every matrix.
+        let resident = ResidentRepacks::build(gpu, cache, graph, &opts, &weights, &stream)?;
         let places = Places {
             gpu,
             cache,
@@ -400,13 +402,11 @@ fn kv_shape(graph: &Graph) -> (usize, usize) {
 
 /// The largest quantized input rows and per-step repacked weights any
 /// matmul's int8 prefill of up to `max_tokens` tokens uses (at least 16
-/// bytes each, so that the buffers exist); matmuls whose repacked weights
-/// are `resident` need no per-step room.
+/// bytes each, so that the buffers exist).
 fn int8_scratch_bytes(
     graph: &Graph,
     opts: &PlanOptions,
     max_tokens: u32,
-    resident: &ResidentRepacks,
 ) -> Result<(usize, usize), ExecError> {
     let (mut xq, mut wq) = (16u64, 16u64);
     for id in graph.node_ids() {
@@ -414,9 +414,7 @@ fn int8_scratch_bytes(
             let spec = matmul_spec(graph, id, opts)?;
             for v in MATMUL_VARIANTS {
                 xq = xq.max(spec.xq_bytes(v, max_tokens));
-                if resident.get(id).is_none() {
-                    wq = wq.max(spec.wq_bytes(v));
-                }
+                wq = wq.max(spec.wq_bytes(v));
             }
         }
     }

@@ -7,7 +7,8 @@
 //! Kept in device memory instead, the repacked copies cost ~3x the
 //! quantized weights' size, so they are made only while the device keeps
 //! [`FREE_SHARE`] of its memory free; matrices that do not fit repack per
-//! step into the shared scratch as before.
+//! step into the shared scratch as before. They are the model's last
+//! allocations: optional, after every buffer a step needs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use super::super::graph_facts::unsupported;
 use super::weights::DeviceWeights;
 use super::ExecError;
-use crate::backend::{DeviceBuffer, DevicePtr, Gpu, Stream};
+use crate::backend::{BackendError, DeviceBuffer, DevicePtr, Gpu, Stream};
 use crate::codegen::matmul::MAX_SEGMENTS;
 use crate::codegen::plan::{matmul_spec, PlanOptions, MATMUL_VARIANTS};
 use crate::codegen::KernelCache;
@@ -24,7 +25,8 @@ use crate::ir::{Graph, NodeId, Op, Role};
 /// The share of the device's memory left free after the repacked copies.
 const FREE_SHARE: f64 = 0.125;
 
-/// Repacked weights per matmul node.
+/// Repacked weights per matmul node. Running out of device memory while
+/// making them is not an error: the remaining matrices repack per step.
 #[derive(Default)]
 pub struct ResidentRepacks {
     buffers: Vec<DeviceBuffer>,
@@ -80,7 +82,15 @@ impl ResidentRepacks {
             let Some(repack) = &kernel.repack else {
                 continue;
             };
-            let buf = DeviceBuffer::new(gpu, bytes)?;
+            // An optimization only: without room the matrix repacks per step.
+            let buf = match DeviceBuffer::new(gpu, bytes) {
+                Ok(b) => b,
+                Err(e @ BackendError::OutOfMemory { .. }) => {
+                    tracing::info!(error = %e, "weights repack per step from here on");
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            };
             // SAFETY: `w` addresses the node's uploaded weights, `buf` holds
             // `wq_bytes`; both outlive the queued work (the caller waits for
             // the stream before returning the model).
