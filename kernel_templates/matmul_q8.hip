@@ -277,6 +277,7 @@ struct WChunk {
 // every chunk: found once per block, not once per chunk.
 struct WRows {
     int q[W_PIECES], d[WD_ITEMS], m[WM_ITEMS];
+    int s;  // tile row threadIdx.x's (< TN) weight row
 };
 RFC_DEV WRows w_rows(int i0) {
     const int tid = threadIdx.x;
@@ -296,6 +297,7 @@ RFC_DEV WRows w_rows(int i0) {
         const int p = tid + 256 * r;
         w.m[r] = HAS_MIN && p < TN * CU ? tile_row(i0, p / CU) : -1;
     }
+    w.s = tid < TN ? tile_row(i0, tid) : -1;
     return w;
 }
 RFC_DEV void w_load(WChunk& wc_, const u8* wq, const WRows& rows, int c) {
@@ -335,6 +337,102 @@ RFC_DEV void w_store(const WChunk& wc_, const Tiles& tl_) {
         if (HAS_MIN && p < TN * CU) tl_.wm[p] = wc_.m[r];
     }
 }
+#endif
+
+#ifndef PIPE_BYTES
+#define PIPE_BYTES 0
+#endif
+#if RFC_CUDA && REPACKED
+// On NVIDIA the repacked tiles stream through two stages of dynamic shared
+// memory with cp.async: the copies of chunk c + 1 fly while chunk c
+// multiplies, no register holds them, and one barrier a chunk suffices.
+// PIPE_BYTES (from MatMulSpec, the launch's dynamic shared memory) must
+// hold both stages.
+#define PIPE 1
+#define SCALE_BYTES (4 * (TM * CU + TN * CS + (HAS_MIN ? TM * CU + TN * CU : 0)))
+#define PSTAGE (((2 * TM + TN) * KP8 + SCALE_BYTES + 15) / 16 * 16)
+static_assert(2 * PSTAGE <= PIPE_BYTES, "both stages fit the launch's shared memory");
+static_assert(EPI_BYTES <= PSTAGE, "the epilogue fits a stage");
+
+// Copies `bytes` (4, 8 or 16) from global to shared memory asynchronously;
+// zeros where !valid.
+template <int BYTES> RFC_DEVT void cp_async(void* dst, const void* src, bool valid) {
+    const u32 d = (u32)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;" ::"r"(d), "l"(src), "n"(BYTES),
+                 "r"(valid ? BYTES : 0));
+}
+template <> RFC_DEVT void cp_async<16>(void* dst, const void* src, bool valid) {
+    const u32 d = (u32)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
+}
+// A run of BYTES (a multiple of 4) in pieces of at most 16.
+template <int BYTES> RFC_DEVT void cp_async_run(u8* dst, const u8* src, bool valid) {
+#pragma unroll
+    for (int o = 0; o < BYTES; o += 16) {
+        if (BYTES - o >= 16) cp_async<16>(dst + o, src + o, valid);
+        else cp_async<(BYTES % 16 >= 8 ? 8 : 4)>(dst + o, src + o, valid);
+    }
+}
+RFC_DEV void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+RFC_DEV void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+
+// The tiles of stage s in the dynamic shared memory.
+RFC_DEV Tiles stage_tiles(u8* smem, int s) {
+    u8* b = smem + s * PSTAGE;
+    Tiles t;
+    t.xq = (i8*)b;
+    t.xr = (i8*)b + TM * KP8;
+    t.w = (i8*)b + 2 * TM * KP8;
+    float* f = (float*)(b + (2 * TM + TN) * KP8);
+    t.xd = f;
+    t.wd = f + TM * CU;
+    t.xsum = HAS_MIN ? f + TM * CU + TN * CS : (float*)0;
+    t.wm = HAS_MIN ? f + 2 * TM * CU + TN * CS : (float*)0;
+    return t;
+}
+
+// Queues the copies of chunk c into the tiles `tl_` (the same pieces as
+// x_load/w_load, scales as runs per token and per row).
+RFC_DEV void issue_chunk(const Tiles& tl_, const u8* xq, const u8* wq, const WRows& rows, int T, int t0, int c) {
+    const u64 nq = (u64)T * K;
+    const WqView v = wq_view(wq);
+    const float* xd_g = (const float*)(xq + 2 * nq);
+    const float* xs_g = xd_g + (u64)T * UNITS;
+    const int tid = threadIdx.x;
+#pragma unroll
+    for (int r = 0; r < X_PIECES; r++) {
+        const int p = tid + 256 * r, tl = p / (KC / 16), seg = p % (KC / 16);
+        if (p < TM * (KC / 16)) {
+            const bool live = t0 + tl < T;
+            const u64 off = live ? (u64)(t0 + tl) * K + c * KC + seg * 16 : 0;
+            cp_async<16>(tl_.xq + tl * KP8 + seg * 16, xq + off, live);
+            cp_async<16>(tl_.xr + tl * KP8 + seg * 16, xq + nq + off, live);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < W_PIECES; r++) {
+        const int p = tid + 256 * r, seg = p % (KC / 16), row = rows.q[r];
+        if (p < TN * (KC / 16))
+            cp_async<16>(tl_.w + (p / (KC / 16)) * KP8 + seg * 16,
+                         v.q + (row >= 0 ? (u64)row * K + c * KC + seg * 16 : 0), row >= 0);
+    }
+    // Scales: a run of CU (tokens) or CS (rows) floats each.
+    for (int p = tid; p < TM; p += 256) {
+        const bool live = t0 + p < T;
+        const u64 o = live ? (u64)(t0 + p) * UNITS + c * CU : 0;
+        cp_async_run<CU * 4>((u8*)(tl_.xd + p * CU), (const u8*)(xd_g + o), live);
+        if (HAS_MIN) cp_async_run<CU * 4>((u8*)(tl_.xsum + p * CU), (const u8*)(xs_g + o), live);
+    }
+    if (tid < TN) {
+        const int p = tid, row = rows.s;
+        const bool live = row >= 0;
+        cp_async_run<CS * 4>((u8*)(tl_.wd + p * CS), (const u8*)(v.d + (live ? (u64)row * (K / SUB) + c * CS : 0)), live);
+        if (HAS_MIN)
+            cp_async_run<CU * 4>((u8*)(tl_.wm + p * CU), (const u8*)(v.m + (live ? (u64)row * UNITS + c * CU : 0)), live);
+    }
+}
+#else
+#define PIPE 0
 #endif
 
 // Both terms' integer products of one chunk, scaled into acc.
@@ -414,6 +512,10 @@ RFC_DEV void multiply_chunk(const Tiles& tl_, float acc[MT][NT][MMA_ACC]) {
 #define MATMUL_BOUNDS __launch_bounds__(256)
 #endif
 RFC_KERNEL MATMUL_BOUNDS void matmul(MATMUL_PARAMS) {
+#if PIPE
+    u32x4* const stage_v = (u32x4*)0;
+    float *const xd_s = (float*)0, *const wd_s = (float*)0, *const xsum_s = (float*)0, *const wm_s = (float*)0;
+#else
     // Both activation terms, then the weights; later the epilogue's.
     __shared__ u32x4 stage_v[STAGE_BYTES / 16];
     __shared__ float xd_s[TM * CU], wd_s[TN * CS];
@@ -422,6 +524,7 @@ RFC_KERNEL MATMUL_BOUNDS void matmul(MATMUL_PARAMS) {
 #else
     float* const xsum_s = (float*)0;
     float* const wm_s = (float*)0;
+#endif
 #endif
     const Tiles tiles = {(i8*)stage_v, (i8*)stage_v + TM * KP8, (i8*)stage_v + 2 * TM * KP8,
                          xd_s, xsum_s, wd_s, wm_s};
@@ -440,7 +543,24 @@ RFC_KERNEL MATMUL_BOUNDS void matmul(MATMUL_PARAMS) {
 #pragma unroll
             for (int i = 0; i < MMA_ACC; i++) acc[mi][ni][i] = 0.0f;
 
-#if REPACKED
+#if PIPE
+    extern __shared__ __attribute__((aligned(16))) u8 pipe_smem[];
+    (void)stage_v, (void)tiles;
+    const WRows wrows = w_rows(i0);
+    issue_chunk(stage_tiles(pipe_smem, 0), xq, w0, wrows, T, t0, 0);
+    cp_async_commit();
+    for (int c = 0; c < CHUNKS; c++) {
+        cp_async_wait_all();  // this thread's copies of chunk c
+        __syncthreads();      // everyone's; and chunk c - 1 (the other stage) is done
+        if (c + 1 < CHUNKS) issue_chunk(stage_tiles(pipe_smem, (c + 1) & 1), xq, w0, wrows, T, t0, c + 1);
+        cp_async_commit();
+        multiply_chunk(stage_tiles(pipe_smem, c & 1), acc);
+    }
+    __syncthreads();  // the stages become the epilogue's
+    Epi ep = MAKE_EPI;
+    finish_tiles(acc, (float*)pipe_smem, t0, i0, T, (const float*)0, ep);
+    return;
+#elif REPACKED
     XChunk xc;
     WChunk wk;
     x_load(xc, xq, T, t0, 0);

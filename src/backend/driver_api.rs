@@ -76,6 +76,7 @@ driver_fns! {
     module_unload: ("cuModuleUnload", "hipModuleUnload") fn(Handle);
     module_get_function: ("cuModuleGetFunction", "hipModuleGetFunction") fn(*mut Handle, Handle, *const c_char);
     func_get_attribute: ("cuFuncGetAttribute", "hipFuncGetAttribute") fn(*mut c_int, c_int, Handle);
+    func_set_attribute: ("cuFuncSetAttribute", "hipFuncSetAttribute") fn(Handle, c_int, c_int);
     launch_kernel: ("cuLaunchKernel", "hipModuleLaunchKernel") fn(
         Handle, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, Handle, *mut *mut c_void, *mut *mut c_void);
     stream_create: ("cuStreamCreate", "hipStreamCreateWithFlags") fn(*mut Handle, c_uint);

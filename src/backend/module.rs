@@ -81,6 +81,9 @@ impl Module {
     }
 }
 
+/// Dynamic shared memory a launch gets without opting in.
+const STATIC_SHARED_LIMIT: u32 = 48 * 1024;
+
 /// Grid and block shape of one launch, and its dynamic shared memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LaunchDims {
@@ -209,6 +212,16 @@ impl Kernel {
                 code: -1,
                 name: format!("injected fault (RFC_FAULT=launch) in kernel {}", self.name),
             });
+        }
+        if dims.shared_bytes > STATIC_SHARED_LIMIT {
+            // Above 48 KiB a kernel must opt in to its dynamic shared memory.
+            let id = gpu
+                .vendor()
+                .func_attribute_id(FuncAttr::MaxDynamicSharedBytes);
+            let bytes = dims.shared_bytes as c_int;
+            gpu.call("func_set_attribute", || unsafe {
+                (api.fns.func_set_attribute)(self.handle, id, bytes)
+            })?;
         }
         let mut slots = args.slots.clone();
         let mut ptrs: Vec<*mut c_void> = slots

@@ -34,6 +34,8 @@ pub enum FuncAttr {
     SharedBytes,
     LocalBytes,
     NumRegs,
+    /// The dynamic shared memory a launch may ask for (set above 48 KiB).
+    MaxDynamicSharedBytes,
 }
 
 impl Vendor {
@@ -72,6 +74,7 @@ impl Vendor {
             FuncAttr::SharedBytes => 1,
             FuncAttr::LocalBytes => 3,
             FuncAttr::NumRegs => 4,
+            FuncAttr::MaxDynamicSharedBytes => 8,
         }
     }
 

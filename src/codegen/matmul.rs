@@ -3,7 +3,7 @@
 
 use super::error::{unsupported, CodegenError};
 use super::source::{gpu_supports, type_id, type_label, KernelSource, Template};
-use crate::backend::{DevicePtr, Kernel, KernelArgs, LaunchDims, Result, Stream};
+use crate::backend::{DevicePtr, Kernel, KernelArgs, LaunchDims, Result, Stream, Vendor};
 use crate::quant::GgmlType;
 
 /// Most weight segments one kernel reads (q, k, v; gate, up).
@@ -313,6 +313,29 @@ impl MatMulSpec {
         n * k + n * (k / self.scale_group() as u64) * 4 + mins
     }
 
+    /// The dynamic shared memory of `variant`'s product on NVIDIA: the two
+    /// cp.async stages of the repacked int8 tiles (matmul_q8.hip, PIPE), 0
+    /// for the other variants. Mirrors the template's PSTAGE, which checks
+    /// it at compile time.
+    pub fn pipe_bytes(&self, variant: MatMulVariant) -> u32 {
+        let MatMulVariant::Tiled { tokens } = variant else {
+            return 0;
+        };
+        if !self.repacks_weights(variant) {
+            return 0;
+        }
+        let (tm, tn) = self.tile(tokens);
+        let kc = if tn == 64 && self.k.is_multiple_of(128) {
+            128
+        } else {
+            Q8_TILE_K
+        };
+        let (cu, cs) = (kc / 32, kc / self.scale_group());
+        let mins = if self.has_min() { tm * cu + tn * cu } else { 0 };
+        let stage = (2 * tm + tn) * (kc + 16) + 4 * (tm * cu + tn * cs + mins);
+        2 * stage.next_multiple_of(16)
+    }
+
     /// The entry points of `variant`'s source, the product last.
     pub fn entries(&self, variant: MatMulVariant) -> &'static [&'static str] {
         match variant {
@@ -474,7 +497,8 @@ impl MatMulSpec {
                     src = src
                         .define("SUB", self.scale_group())
                         .define("HAS_MIN", self.has_min() as u32)
-                        .define("REPACKED", self.repacks_weights(variant) as u32);
+                        .define("REPACKED", self.repacks_weights(variant) as u32)
+                        .define("PIPE_BYTES", self.pipe_bytes(variant));
                 }
                 src
             }
@@ -631,9 +655,11 @@ impl MatMulSpec {
             .ptr(a.kv)
             .u32(a.tokens)
             .ptr(a.freqs);
-        kernel
-            .main
-            .launch(stream, self.dims(variant, a.tokens, warp), &args)
+        let mut dims = self.dims(variant, a.tokens, warp);
+        if stream.gpu().vendor() == Vendor::Cuda {
+            dims.shared_bytes = self.pipe_bytes(variant);
+        }
+        kernel.main.launch(stream, dims, &args)
     }
 }
 
@@ -746,5 +772,27 @@ mod tests {
         let (tm, tn) = s.tile(128);
         assert!(d.grid[0] * (tn / 2) >= s.rows() / 2);
         assert!(d.grid[1] * tm >= 130);
+    }
+
+    #[test]
+    fn the_repacked_tiles_get_two_pipeline_stages_of_shared_memory() {
+        let t128 = MatMulVariant::Tiled { tokens: 128 };
+        // Llama-3-8B's gate|up: 128 x 128 tiles, 64-element chunks, mins.
+        let gate_up = spec(GgmlType::Q4_K, 2 * 14336, 4096);
+        let stage = (2 * 128 + 128) * 80 + 4 * (128 * 2 + 128 * 2 + 128 * 2 + 128 * 2);
+        assert_eq!(gate_up.pipe_bytes(t128), 2 * stage);
+        // 64 x 64 tiles take 128-element chunks; Q6_K scales per 16.
+        let down = spec(GgmlType::Q6_K, 896, 4864);
+        let stage = (2 * 64 + 64) * 144 + 4 * (64 * 4 + 64 * 8);
+        assert_eq!(down.pipe_bytes(t128), 2 * stage);
+        // Every stage pair fits the 99 KiB that sm_86/sm_89 blocks may opt in to.
+        assert!(gate_up.pipe_bytes(t128) <= 99 * 1024);
+        assert_eq!(gate_up.pipe_bytes(MatMulVariant::Tiled { tokens: 64 }), 0);
+        assert_eq!(gate_up.pipe_bytes(ONE), 0);
+        let src = gate_up.source(t128).unwrap();
+        assert_eq!(
+            src.defines["PIPE_BYTES"],
+            (2 * (384 * 80 + 4096)).to_string()
+        );
     }
 }
