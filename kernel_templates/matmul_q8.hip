@@ -20,11 +20,13 @@
 // (8 warps in 2 (tokens) x 4 (rows), each warp's rows A first, then their
 // B partners), and ends with its finish_tiles. The k loop stages KC
 // elements at a time into shared memory: both activation terms, the
-// weights as int8, and the scales.
+// weights as int8, and the scales (on NVIDIA with repacked weights through
+// two cp.async stages of dynamic shared memory, PIPE below).
 //
 // Defines: K (a multiple of 64), TM (32, 64 or 128), TN (64 or 128), SUB
 // (16 when a segment has scales per 16 elements, else 32), HAS_MIN,
-// REPACKED, SEGi_*, EPS_BITS with PROLOGUE_RMS, the epilogue's. Grids:
+// REPACKED, PIPE_BYTES (the launch's dynamic shared memory on NVIDIA),
+// SEGi_*, EPS_BITS with PROLOGUE_RMS, the epilogue's. Grids:
 // quantize_rows (T), matmul (ceil(N_ITEMS / (TN/2)), ceil(T / TM)), both
 // 256 threads.
 
