@@ -33,9 +33,16 @@
 #define UNITS (K / 32)
 // The k step: 128 on NVIDIA where the tiles still fit static shared memory
 // (64-row weight tiles: 27.6 KB at 64 tokens), which halves the barriers
-// per element (+4 % qwen05b pp512 on the H100); else 64 (on gfx11 the
+// per element (+4 % qwen05b pp512 on the H100), and for the repacked tiles'
+// dynamic stages on sm_80 / sm_87 / sm_90, whose blocks may take 163 KB or
+// more (MatMulSpec::pipe_kc mirrors this rule); else 64 (on gfx11 the
 // longer chunk spilled five more kernels).
-#if RFC_CUDA && TN == 64 && K % 128 == 0
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 800 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 900)
+#define RFC_BIG_SMEM 1
+#else
+#define RFC_BIG_SMEM 0
+#endif
+#if RFC_CUDA && K % 128 == 0 && (TN == 64 || (REPACKED && RFC_BIG_SMEM))
 #define KC 128
 #else
 #define KC 64
@@ -348,8 +355,10 @@ RFC_DEV void w_store(const WChunk& wc_, const Tiles& tl_) {
 // On NVIDIA the repacked tiles stream through two stages of dynamic shared
 // memory with cp.async: the copies of chunk c + 1 fly while chunk c
 // multiplies, no register holds them, and one barrier a chunk suffices.
-// PIPE_BYTES (from MatMulSpec, the launch's dynamic shared memory) must
-// hold both stages.
+// PIPE_BYTES (from MatMulSpec: the most any target's stages take) bounds
+// them at compile time; the launch gives the device's size, which the
+// kernel checks before it copies anything (a mismatch traps instead of
+// writing past the launch's shared memory).
 #define PIPE 1
 #define SCALE_BYTES (4 * (TM * CU + TN * CS + (HAS_MIN ? TM * CU + TN * CU : 0)))
 #define PSTAGE (((2 * TM + TN) * KP8 + SCALE_BYTES + 15) / 16 * 16)
@@ -548,6 +557,9 @@ RFC_KERNEL MATMUL_BOUNDS void matmul(MATMUL_PARAMS) {
 #if PIPE
     extern __shared__ __attribute__((aligned(16))) u8 pipe_smem[];
     (void)stage_v, (void)tiles;
+    u32 dyn_bytes;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn_bytes));
+    if (dyn_bytes < 2 * PSTAGE) __trap();
     const WRows wrows = w_rows(i0);
     issue_chunk(stage_tiles(pipe_smem, 0), xq, w0, wrows, T, t0, 0);
     cp_async_commit();

@@ -313,11 +313,24 @@ impl MatMulSpec {
         n * k + n * (k / self.scale_group() as u64) * 4 + mins
     }
 
-    /// The dynamic shared memory of `variant`'s product on NVIDIA: the two
-    /// cp.async stages of the repacked int8 tiles (matmul_q8.hip, PIPE), 0
-    /// for the other variants. Mirrors the template's PSTAGE, which checks
-    /// it at compile time.
-    pub fn pipe_bytes(&self, variant: MatMulVariant) -> u32 {
+    /// The k step of the repacked int8 tiles on NVIDIA `arch`: 128 for
+    /// 64-row tiles, and on sm_80 / sm_87 / sm_90 (blocks may opt in to
+    /// 163 KB or more) for every tile, when k allows; else 64. The
+    /// template's KC rule, mirrored.
+    fn pipe_kc(&self, tn: u32, arch: &str) -> u32 {
+        let big = matches!(arch, "sm_80" | "sm_87" | "sm_90" | "sm_90a");
+        if self.k.is_multiple_of(128) && (tn == 64 || big) {
+            128
+        } else {
+            Q8_TILE_K
+        }
+    }
+
+    /// The dynamic shared memory of `variant`'s product on NVIDIA `arch`:
+    /// the two cp.async stages of the repacked int8 tiles (matmul_q8.hip,
+    /// PIPE), 0 for the other variants. Mirrors the template's PSTAGE; the
+    /// kernel traps if its launch gives less.
+    pub fn pipe_bytes(&self, variant: MatMulVariant, arch: &str) -> u32 {
         let MatMulVariant::Tiled { tokens } = variant else {
             return 0;
         };
@@ -325,11 +338,7 @@ impl MatMulSpec {
             return 0;
         }
         let (tm, tn) = self.tile(tokens);
-        let kc = if tn == 64 && self.k.is_multiple_of(128) {
-            128
-        } else {
-            Q8_TILE_K
-        };
+        let kc = self.pipe_kc(tn, arch);
         let (cu, cs) = (kc / 32, kc / self.scale_group());
         let mins = if self.has_min() { tm * cu + tn * cu } else { 0 };
         let stage = (2 * tm + tn) * (kc + 16) + 4 * (tm * cu + tn * cs + mins);
@@ -498,7 +507,7 @@ impl MatMulSpec {
                         .define("SUB", self.scale_group())
                         .define("HAS_MIN", self.has_min() as u32)
                         .define("REPACKED", self.repacks_weights(variant) as u32)
-                        .define("PIPE_BYTES", self.pipe_bytes(variant));
+                        .define("PIPE_BYTES", self.pipe_bytes(variant, "sm_90"));
                 }
                 src
             }
@@ -656,8 +665,9 @@ impl MatMulSpec {
             .u32(a.tokens)
             .ptr(a.freqs);
         let mut dims = self.dims(variant, a.tokens, warp);
-        if stream.gpu().vendor() == Vendor::Cuda {
-            dims.shared_bytes = self.pipe_bytes(variant);
+        let info = stream.gpu().info();
+        if info.vendor == Vendor::Cuda {
+            dims.shared_bytes = self.pipe_bytes(variant, &info.arch);
         }
         kernel.main.launch(stream, dims, &args)
     }
@@ -777,22 +787,26 @@ mod tests {
     #[test]
     fn the_repacked_tiles_get_two_pipeline_stages_of_shared_memory() {
         let t128 = MatMulVariant::Tiled { tokens: 128 };
-        // Llama-3-8B's gate|up: 128 x 128 tiles, 64-element chunks, mins.
+        // Llama-3-8B's gate|up: 128 x 128 tiles with mins; 64-element
+        // chunks where blocks opt in to 99 KiB at most.
         let gate_up = spec(GgmlType::Q4_K, 2 * 14336, 4096);
-        let stage = (2 * 128 + 128) * 80 + 4 * (128 * 2 + 128 * 2 + 128 * 2 + 128 * 2);
-        assert_eq!(gate_up.pipe_bytes(t128), 2 * stage);
-        // 64 x 64 tiles take 128-element chunks; Q6_K scales per 16.
+        let small = (2 * 128 + 128) * 80 + 4 * (128 * 2 + 128 * 2 + 128 * 2 + 128 * 2);
+        assert_eq!(gate_up.pipe_bytes(t128, "sm_89"), 2 * small);
+        assert!(gate_up.pipe_bytes(t128, "sm_86") <= 99 * 1024);
+        // sm_80 / sm_90 blocks take 163 KB or more: 128-element chunks.
+        let big = (2 * 128 + 128) * 144 + 4 * (128 * 4 + 128 * 4 + 128 * 4 + 128 * 4);
+        assert_eq!(gate_up.pipe_bytes(t128, "sm_90"), 2 * big);
+        assert!(gate_up.pipe_bytes(t128, "sm_80") <= 163 * 1024);
+        // 64 x 64 tiles take 128-element chunks everywhere; Q6_K scales per 16.
         let down = spec(GgmlType::Q6_K, 896, 4864);
         let stage = (2 * 64 + 64) * 144 + 4 * (64 * 4 + 64 * 8);
-        assert_eq!(down.pipe_bytes(t128), 2 * stage);
-        // Every stage pair fits the 99 KiB that sm_86/sm_89 blocks may opt in to.
-        assert!(gate_up.pipe_bytes(t128) <= 99 * 1024);
-        assert_eq!(gate_up.pipe_bytes(MatMulVariant::Tiled { tokens: 64 }), 0);
-        assert_eq!(gate_up.pipe_bytes(ONE), 0);
+        assert_eq!(down.pipe_bytes(t128, "sm_86"), 2 * stage);
+        assert!(down.pipe_bytes(t128, "sm_89") <= 99 * 1024);
+        let t64 = MatMulVariant::Tiled { tokens: 64 };
+        assert_eq!(gate_up.pipe_bytes(t64, "sm_90"), 0);
+        assert_eq!(gate_up.pipe_bytes(ONE, "sm_90"), 0);
+        // The source bounds the stages by the largest target's.
         let src = gate_up.source(t128).unwrap();
-        assert_eq!(
-            src.defines["PIPE_BYTES"],
-            (2 * (384 * 80 + 4096)).to_string()
-        );
+        assert_eq!(src.defines["PIPE_BYTES"], (2 * big).to_string());
     }
 }
