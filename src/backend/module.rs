@@ -1,6 +1,7 @@
 //! Loaded code objects and their kernels, and how a kernel is launched.
 
 use std::ffi::{c_int, c_void, CString};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::buffer::DevicePtr;
@@ -77,6 +78,7 @@ impl Module {
             module: self.inner.clone(),
             handle: f,
             name: name.to_string(),
+            shared_opt_in: AtomicU32::new(0),
         })
     }
 }
@@ -155,6 +157,9 @@ pub struct Kernel {
     module: Arc<ModuleInner>,
     handle: Handle,
     name: String,
+    /// The dynamic shared memory this function has opted in to (0: none
+    /// beyond the default), so that the driver call happens once.
+    shared_opt_in: AtomicU32,
 }
 
 // SAFETY: see ModuleInner.
@@ -213,7 +218,9 @@ impl Kernel {
                 name: format!("injected fault (RFC_FAULT=launch) in kernel {}", self.name),
             });
         }
-        if dims.shared_bytes > STATIC_SHARED_LIMIT {
+        if dims.shared_bytes > STATIC_SHARED_LIMIT
+            && dims.shared_bytes > self.shared_opt_in.load(Ordering::Relaxed)
+        {
             // Above 48 KiB a kernel must opt in to its dynamic shared memory.
             let id = gpu
                 .vendor()
@@ -222,6 +229,8 @@ impl Kernel {
             gpu.call("func_set_attribute", || unsafe {
                 (api.fns.func_set_attribute)(self.handle, id, bytes)
             })?;
+            self.shared_opt_in
+                .fetch_max(dims.shared_bytes, Ordering::Relaxed);
         }
         let mut slots = args.slots.clone();
         let mut ptrs: Vec<*mut c_void> = slots

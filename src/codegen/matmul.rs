@@ -119,6 +119,10 @@ fn int8_tiles_read(ty: GgmlType) -> bool {
     )
 }
 
+/// The NVIDIA target whose cp.async stages are the largest: the source's
+/// PIPE_BYTES bound ([`MatMulSpec::pipe_bytes`]).
+const LARGEST_PIPE_ARCH: &str = "sm_90";
+
 /// The int8 prefill kernel's k step (kernel_templates/matmul_q8.hip, KC).
 const Q8_TILE_K: u32 = 64;
 
@@ -507,7 +511,7 @@ impl MatMulSpec {
                         .define("SUB", self.scale_group())
                         .define("HAS_MIN", self.has_min() as u32)
                         .define("REPACKED", self.repacks_weights(variant) as u32)
-                        .define("PIPE_BYTES", self.pipe_bytes(variant, "sm_90"));
+                        .define("PIPE_BYTES", self.pipe_bytes(variant, LARGEST_PIPE_ARCH));
                 }
                 src
             }
