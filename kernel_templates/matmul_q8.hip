@@ -4,17 +4,24 @@
 //   repack_weights (REPACKED only, below): the weights as int8 with their
 //     scales into a step buffer, once per step.
 //   quantize_rows: each token row of x (RMSNorm applied with the
-//     prologue) in two int8 terms per element with an f32 scale per 32
-//     (quant_i8.h, quantize8_two_term), into a step buffer:
+//     prologue) in two int8 terms per element with an f32 scale d_c per
+//     chunk c of KC elements (quant_i8.h, quantize8_two_term_at), into a
+//     step buffer:
 //       q [T][K] i8, r [T][K] i8, d [T][K/32] f32, s [T][K/32] f32
-//     (s: the unit's dequantized sum, what a weight min multiplies).
+//     per unit u of 32 in chunk c: d holds d_{c-1} / d_c at the chunk's
+//     first unit (1 for c = 0) and d_c at the others; s is the unit's sum
+//     in units of d_c (what a weight min multiplies).
 //   matmul: out = epilogue(x · Wᵀ) from that buffer (the `x` parameter)
 //     and the weights as int8 with block scales: repacked (the `w0`
 //     parameter), or decoded from their own bytes in the tiles
 //     (quant_i8.h). Per scale group of SUB elements, two integer products
-//     (q·w and r·w, exact), then one f32 multiply-add by the scales. The
-//     weights are exact; the activations carry ~15 bits, as in the decode
-//     matvec (matvec_q8.hip).
+//     (q·w and r·w, exact), then one f32 multiply-add by the weight scale.
+//     The accumulators count in units of the current chunk's activation
+//     scale: each chunk first rescales them by d_{c-1} / d_c, and the
+//     last d_c multiplies them once before the epilogue, so no group pays
+//     for a product of two scales. The weights are exact; the activations
+//     carry ~15 bits of their chunk's largest, as in the decode matvec
+//     (matvec_q8.hip, per 32 there).
 //
 // A block computes TM tokens x TN weight rows, laid out as tiles.h says
 // (8 warps in 2 (tokens) x 4 (rows), each warp's rows A first, then their
@@ -23,7 +30,7 @@
 // weights as int8, and the scales (on NVIDIA with repacked weights through
 // two cp.async stages of dynamic shared memory, PIPE below).
 //
-// Defines: K (a multiple of 64), TM (32, 64 or 128), TN (64 or 128), SUB
+// Defines: K (a multiple of 64), TM (32, 64 or 128), TN (64, 128 or 192), SUB
 // (16 when a segment has scales per 16 elements, else 32), HAS_MIN,
 // REPACKED, PIPE_BYTES (the launch's dynamic shared memory on NVIDIA),
 // SEGi_*, EPS_BITS with PROLOGUE_RMS, the epilogue's. Grids:
@@ -73,9 +80,14 @@ RFC_DEV XqView xq_view(const u8* base, int t, int T) {
 }
 
 #define QPASSES ((K + 256 * 8 - 1) / (256 * 8))
+// A chunk's scale never falls below 2^-60 of the row's largest (nor below
+// 2^-100): the rescaled accumulators stay far from the f32 range, and what
+// such a floor rounds away is below 2^-67 of the row.
+#define SCALE_FLOOR_REL 8.67361738e-19f
+#define SCALE_FLOOR_ABS 7.88860905e-31f
 RFC_KERNEL __launch_bounds__(256) void quantize_rows(const float* __restrict__ x, int ldx,
                                                      const float* __restrict__ norm, u8* xq, int T) {
-    __shared__ float red[8];
+    __shared__ float red[8], red_max[8], dch[CHUNKS];
     const int t = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const float* xr = x + (u64)t * ldx;
     float v[QPASSES][8];
@@ -114,29 +126,62 @@ RFC_KERNEL __launch_bounds__(256) void quantize_rows(const float* __restrict__ x
         }
     }
 #else
-    (void)red, (void)warp, (void)lane, (void)norm;
+    (void)red, (void)norm;
 #endif
+    // Each chunk's largest (KC / 8 aligned lanes hold a chunk; padding
+    // lanes hold zeros), then the row's.
+    float cmax[QPASSES], rmax = 0.0f;
+#pragma unroll
+    for (int p = 0; p < QPASSES; p++) {
+        float a = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; e++) a = fmaxf(a, fabsf(v[p][e]));
+        cmax[p] = group_max(a, KC / 8);
+        rmax = fmaxf(rmax, cmax[p]);
+    }
+    rmax = group_max(rmax, 32);
+    if (lane == 0) red_max[warp] = rmax;
+    __syncthreads();
+#pragma unroll
+    for (int w = 0; w < 8; w++) rmax = fmaxf(rmax, red_max[w]);
+    const float floor_ = fmaxf(rmax / 127.0f * SCALE_FLOOR_REL, SCALE_FLOOR_ABS);
+#pragma unroll
+    for (int p = 0; p < QPASSES; p++) {
+        const int i = (p * 256 + threadIdx.x) * 8;
+        cmax[p] = fmaxf(cmax[p] / 127.0f, floor_);
+        if (i < K && i % KC == 0) dch[i / KC] = cmax[p];
+    }
+    __syncthreads();
     const u64 n = (u64)T * K;
 #pragma unroll
     for (int p = 0; p < QPASSES; p++) {
-        // Whole units are in or out of range (K is a multiple of 32), so
-        // the 4-lane groups never mix live and padding lanes.
+        // Whole chunks are in or out of range (K is a multiple of KC), so
+        // the lane groups never mix live and padding lanes.
         const int i = (p * 256 + threadIdx.x) * 8;
         u32 q[2], r[2];
-        float d, s;
-        quantize8_two_term(v[p], q, r, &d, &s);
+        float s;
+        quantize8_two_term_at(v[p], cmax[p], q, r, &s);
         s += rfc_shfl_xor(s, 1);
         s += rfc_shfl_xor(s, 2);
         if (i < K) {
             *(u32x2*)(xq + (u64)t * K + i) = u32x2{q[0], q[1]};
             *(u32x2*)(xq + n + (u64)t * K + i) = u32x2{r[0], r[1]};
             if ((threadIdx.x & 3) == 0) {
+                const int c = i / KC, u = i / 32;
                 float* dd = (float*)(xq + 2 * n);
-                dd[(u64)t * UNITS + i / 32] = d;
-                dd[(u64)T * UNITS + (u64)t * UNITS + i / 32] = d * s;
+                const bool first = u % CU == 0;
+                dd[(u64)t * UNITS + u] = !first ? cmax[p] : c > 0 ? dch[c - 1] / cmax[p] : 1.0f;
+                dd[(u64)T * UNITS + (u64)t * UNITS + u] = s;
             }
         }
     }
+}
+
+// The scale of token t's last chunk: the accumulators' unit after the k
+// loop.
+RFC_DEV float last_scale(const u8* xq, int t, int T) {
+    const float* dd = (const float*)(xq + 2 * (u64)T * K);
+    return dd[(u64)t * UNITS + (CHUNKS - 1) * CU + 1];
 }
 
 // ---- weights repacked -----------------------------------------------------------
@@ -446,10 +491,21 @@ RFC_DEV void issue_chunk(const Tiles& tl_, const u8* xq, const u8* wq, const WRo
 #define PIPE 0
 #endif
 
-// Both terms' integer products of one chunk, scaled into acc.
+// Both terms' integer products of one chunk, scaled into acc (after the
+// accumulators move to this chunk's activation scale).
 RFC_DEV void multiply_chunk(const Tiles& tl_, float acc[MT][NT][MMA_ACC]) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int wm = warp / 4, wc = warp % 4;
+#pragma unroll
+    for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+        for (int ni = 0; ni < NT; ni++)
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) {
+                int m, n;
+                mma_acc_pos(lane, i, &m, &n);
+                acc[mi][ni][i] *= tl_.xd[(wm * WTM + mi * 16 + m) * CU];
+            }
 #pragma unroll
     for (int g = 0; g < CS; g++) {
         MmaI8B<SUB> b[NT];
@@ -485,16 +541,12 @@ RFC_DEV void multiply_chunk(const Tiles& tl_, float acc[MT][NT][MMA_ACC]) {
 #pragma unroll
             for (int ni = 0; ni < NT; ni++)
 #pragma unroll
-                for (int i = 0; i < MMA_ACC; i++) {
-                    int m, n;
-                    mma_acc_pos(lane, i, &m, &n);
-                    const float xd = tl_.xd[(tb + m) * CU + (g * SUB) / 32];
-                    acc[mi][ni][i] += (float)(iq[ni][i] * 254 + ir[ni][i]) * (xd * wdv[ni][i]);
-                }
+                for (int i = 0; i < MMA_ACC; i++)
+                    acc[mi][ni][i] = fmaf((float)(iq[ni][i] * 254 + ir[ni][i]), wdv[ni][i], acc[mi][ni][i]);
         }
     }
 #if HAS_MIN
-    // Mins: minus (the unit's dequantized activation sum) x m.
+    // Mins: minus (the unit's activation sum) x m.
 #pragma unroll
     for (int u = 0; u < CU; u++)
 #pragma unroll
@@ -508,6 +560,22 @@ RFC_DEV void multiply_chunk(const Tiles& tl_, float acc[MT][NT][MMA_ACC]) {
                     acc[mi][ni][i] -= tl_.xsum[(wm * WTM + mi * 16 + m) * CU + u] * tl_.wm[(wc * WTN + ni * 16 + n) * CU + u];
                 }
 #endif
+}
+
+// The accumulators from the last chunk's activation scale to real units.
+RFC_DEV void unscale_acc(float acc[MT][NT][MMA_ACC], const u8* xq, int t0, int T) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wm = warp / 4;
+#pragma unroll
+    for (int mi = 0; mi < MT; mi++)
+#pragma unroll
+        for (int i = 0; i < MMA_ACC; i++) {
+            int m, n;
+            mma_acc_pos(lane, i, &m, &n);
+            const int t = t0 + wm * WTM + mi * 16 + m;
+            const float d = t < T ? last_scale(xq, t, T) : 0.0f;
+#pragma unroll
+            for (int ni = 0; ni < NT; ni++) acc[mi][ni][i] *= d;
+        }
 }
 
 // Large tiles (64 accumulators a thread) run one block per SM with the
@@ -571,6 +639,7 @@ RFC_KERNEL MATMUL_BOUNDS void matmul(MATMUL_PARAMS) {
         multiply_chunk(stage_tiles(pipe_smem, c & 1), acc);
     }
     __syncthreads();  // the stages become the epilogue's
+    unscale_acc(acc, xq, t0, T);
     Epi ep = MAKE_EPI;
     finish_tiles(acc, (float*)pipe_smem, t0, i0, T, (const float*)0, ep);
     return;
@@ -627,7 +696,7 @@ RFC_KERNEL MATMUL_BOUNDS void matmul(MATMUL_PARAMS) {
     }
 #endif
     __syncthreads();  // the staging buffers become the epilogue's
-
+    unscale_acc(acc, xq, t0, T);
     Epi e = MAKE_EPI;
     finish_tiles(acc, (float*)stage_v, t0, i0, T, (const float*)0, e);
 }

@@ -172,19 +172,15 @@ template <> RFC_DEVT void i8_scales<T_Q6_K>(const u8* row, int unit, float* d, f
 }
 
 // ---- activations -------------------------------------------------------------
-// Eight consecutive elements of a unit of 32 held by four aligned lanes,
-// quantized in two int8 terms, x ~ d * (q + r / 254) with d = amax / 127
-// per unit: q is x rounded to int8 as in ggml's Q8_1, r its rounding
-// error rounded again (|x - d q| <= d / 2, so r fits in int8; what is left
-// is at most d / 508, about 15 bits, where one int8 term alone moves a
-// synthetic 24-layer model's logits by ~10 %). `sum8` is the dequantized
-// sum of the eight, in units of d: what a min multiplies.
-RFC_DEV void quantize8_two_term(const float* v, u32* q, u32* r, float* d, float* sum8) {
-    float amax = 0.0f;
-#pragma unroll
-    for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(v[e]));
-    *d = group_max(amax, 4) / 127.0f;
-    const float id = *d > 0.0f ? 1.0f / *d : 0.0f;
+// Eight consecutive elements quantized in two int8 terms against a scale d
+// (d >= amax / 127 of the elements): x ~ d * (q + r / 254), q is x rounded
+// to int8 as in ggml's Q8_1, r its rounding error rounded again
+// (|x - d q| <= d / 2, so r fits in int8; what is left is at most d / 508,
+// about 15 bits, where one int8 term alone moves a synthetic 24-layer
+// model's logits by ~10 %). `sum8` is the dequantized sum of the eight, in
+// units of d: what a min multiplies.
+RFC_DEV void quantize8_two_term_at(const float* v, float d, u32* q, u32* r, float* sum8) {
+    const float id = d > 0.0f ? 1.0f / d : 0.0f;
     q[0] = q[1] = r[0] = r[1] = 0u;
     float s = 0.0f;
 #pragma unroll
@@ -196,4 +192,12 @@ RFC_DEV void quantize8_two_term(const float* v, u32* q, u32* r, float* d, float*
         s += qf + rf * (1.0f / 254.0f);
     }
     *sum8 = s;
+}
+// The same with d = amax / 127 per unit of 32, held by four aligned lanes.
+RFC_DEV void quantize8_two_term(const float* v, u32* q, u32* r, float* d, float* sum8) {
+    float amax = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) amax = fmaxf(amax, fabsf(v[e]));
+    *d = group_max(amax, 4) / 127.0f;
+    quantize8_two_term_at(v, *d, q, r, sum8);
 }

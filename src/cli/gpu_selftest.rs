@@ -53,10 +53,9 @@ fn matmul_tol(
     spec: &rocmforge::codegen::matmul::MatMulSpec,
     variant: rocmforge::codegen::matmul::MatMulVariant,
 ) -> f64 {
-    use rocmforge::codegen::matmul::MatMulVariant;
     if spec.quantizes_input(variant) {
         Q8_ACT_TOL
-    } else if matches!(variant, MatMulVariant::Tiled { .. }) {
+    } else if variant.is_tiled() {
         // The tiled kernel multiplies f16 operands (COMPARING.md: GPU vs
         // CPU <= 1e-2 where f16 is used).
         F16_TOL

@@ -71,7 +71,26 @@ pub enum MatMulVariant {
     /// matmul.hip (matrix units): `tokens` tokens x
     /// [`MatMulSpec::tile`] (tokens x weight rows) per block.
     Tiled { tokens: u32 },
+    /// matmul_q8.hip for steps of more than 64 tokens on wide matrices:
+    /// blocks of 64 tokens x 192 weight rows instead of 128 x 128, for the
+    /// grids whose square blocks would leave much of a last wave idle
+    /// (Llama-3-8B's qkv at 512 tokens: 192 square blocks are 1.45 waves
+    /// of an H100's 132 SMs, 256 tall ones 1.94). Compiled where
+    /// [`MatMulSpec::has_tall`]; [`MatMulSpec::variant_for`] weighs the two
+    /// at launch.
+    TiledTall,
 }
+
+/// The variants compiled for every fused matmul: what
+/// [`MatMulVariant::for_tokens`] picks across step sizes
+/// ([`MatMulSpec::variants`] adds the tall tile where it exists).
+pub const MATMUL_VARIANTS: [MatMulVariant; 5] = [
+    MatMulVariant::Vector { tokens: 1 },
+    MatMulVariant::Vector { tokens: 4 },
+    MatMulVariant::Tiled { tokens: 32 },
+    MatMulVariant::Tiled { tokens: 64 },
+    MatMulVariant::Tiled { tokens: 128 },
+];
 
 impl MatMulVariant {
     /// The variant for a step of up to `t` tokens: matvec for decode-sized
@@ -85,7 +104,19 @@ impl MatMulVariant {
             _ => MatMulVariant::Tiled { tokens: 128 },
         }
     }
+
+    /// Whether the variant multiplies on the matrix units in block tiles.
+    pub fn is_tiled(self) -> bool {
+        matches!(self, MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall)
+    }
 }
+
+/// The tall tile's work per unit of time relative to the 128 x 128 one's
+/// (a 64 x 192 block stages each weight tile twice as often per token):
+/// 0.89 from the gpu-selftest bench of Llama-3-8B's qkv at 512 tokens on
+/// the H100, where both grids take two waves (290 against 343 us for
+/// three quarters of the work per block; docs/PERFORMANCE.md).
+const TALL_BLOCK_SPEED: f64 = 0.88;
 
 /// Matrices with at least this many rows take the large tile (see
 /// [`MatMulSpec::tile`]).
@@ -105,7 +136,7 @@ fn uses_q8_matvec(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
 }
 
 fn uses_q8_tiles(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
-    matches!(variant, MatMulVariant::Tiled { .. }) && spec.quantizes_input(variant)
+    variant.is_tiled() && spec.quantizes_input(variant)
 }
 
 /// Weight types the int8 matrix-unit kernel reads as int8 with block
@@ -237,6 +268,55 @@ impl MatMulSpec {
         }
     }
 
+    /// The block tile of a tiled `variant` (None for the matvecs).
+    pub fn block_tile(&self, variant: MatMulVariant) -> Option<(u32, u32)> {
+        match variant {
+            MatMulVariant::Vector { .. } => None,
+            MatMulVariant::Tiled { tokens } => Some(self.tile(tokens)),
+            MatMulVariant::TiledTall => Some((64, 192)),
+        }
+    }
+
+    /// Whether the tall tile ([`MatMulVariant::TiledTall`]) is compiled: a
+    /// wide matrix whose steps of 128 tokens take the repacked int8 tiles.
+    pub fn has_tall(&self) -> bool {
+        self.rows() >= WIDE_ROWS && self.repacks_weights(MatMulVariant::Tiled { tokens: 128 })
+    }
+
+    /// Every variant compiled for this matrix.
+    pub fn variants(&self) -> Vec<MatMulVariant> {
+        let mut v = MATMUL_VARIANTS.to_vec();
+        if self.has_tall() {
+            v.push(MatMulVariant::TiledTall);
+        }
+        v
+    }
+
+    /// The variant for a step of `t` tokens on a GPU of `multiprocessors`
+    /// SMs (CUs): [`MatMulVariant::for_tokens`], except that a wide
+    /// matrix's large steps take the tall tile where its blocks fill the
+    /// waves enough better to pay for their smaller size. Each block has
+    /// an SM to itself (1 block per SM at their registers), so a grid's
+    /// time is its whole waves times a block's work.
+    pub fn variant_for(&self, t: u32, multiprocessors: u32) -> MatMulVariant {
+        let v = MatMulVariant::for_tokens(t);
+        if v != (MatMulVariant::Tiled { tokens: 128 }) || !self.has_tall() {
+            return v;
+        }
+        let items = (self.rows() / 2) as u64;
+        let sms = multiprocessors.max(1) as u64;
+        let time = |(tm, tn): (u32, u32)| {
+            let blocks = items.div_ceil(tn as u64 / 2) * t.div_ceil(tm) as u64;
+            (blocks.div_ceil(sms) * (tm * tn) as u64) as f64
+        };
+        let tall = time((64, 192)) / TALL_BLOCK_SPEED;
+        if tall < time(self.tile(128)) {
+            MatMulVariant::TiledTall
+        } else {
+            v
+        }
+    }
+
     /// Columns of the output (half the rows with SwiGLU).
     pub fn out_cols(&self) -> u32 {
         if self.swiglu {
@@ -262,7 +342,7 @@ impl MatMulSpec {
                     && self.rows() as u64 * self.k as u64 >= Q8_MIN_WEIGHTS
             }
             MatMulVariant::Vector { .. } => false,
-            MatMulVariant::Tiled { .. } => {
+            MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => {
                 self.segments.iter().all(|s| int8_tiles_read(s.ty))
                     && self.k.is_multiple_of(Q8_TILE_K)
             }
@@ -283,7 +363,12 @@ impl MatMulSpec {
     /// Whether `variant` repacks the weights to int8 once per step before
     /// the tiles read them (matmul_q8.hip, REPACKED).
     pub fn repacks_weights(&self, variant: MatMulVariant) -> bool {
-        matches!(variant, MatMulVariant::Tiled { tokens } if tokens >= REPACK_MIN_TOKENS)
+        let large = match variant {
+            MatMulVariant::Tiled { tokens } => tokens >= REPACK_MIN_TOKENS,
+            MatMulVariant::TiledTall => true,
+            MatMulVariant::Vector { .. } => false,
+        };
+        large
             && uses_q8_tiles(self, variant)
             && self.rows() as u64 * self.k as u64 <= REPACK_MAX_WEIGHTS
     }
@@ -335,13 +420,12 @@ impl MatMulSpec {
     /// PIPE), 0 for the other variants. Mirrors the template's PSTAGE; the
     /// kernel traps if its launch gives less.
     pub fn pipe_bytes(&self, variant: MatMulVariant, arch: &str) -> u32 {
-        let MatMulVariant::Tiled { tokens } = variant else {
+        let Some((tm, tn)) = self.block_tile(variant) else {
             return 0;
         };
         if !self.repacks_weights(variant) {
             return 0;
         }
-        let (tm, tn) = self.tile(tokens);
         let kc = self.pipe_kc(tn, arch);
         let (cu, cs) = (kc / 32, kc / self.scale_group());
         let mins = if self.has_min() { tm * cu + tn * cu } else { 0 };
@@ -353,13 +437,9 @@ impl MatMulSpec {
     pub fn entries(&self, variant: MatMulVariant) -> &'static [&'static str] {
         match variant {
             MatMulVariant::Vector { .. } => &["matvec"],
-            MatMulVariant::Tiled { .. } if self.repacks_weights(variant) => {
-                &["repack_weights", "quantize_rows", "matmul"]
-            }
-            MatMulVariant::Tiled { .. } if uses_q8_tiles(self, variant) => {
-                &["quantize_rows", "matmul"]
-            }
-            MatMulVariant::Tiled { .. } => &["matmul"],
+            _ if self.repacks_weights(variant) => &["repack_weights", "quantize_rows", "matmul"],
+            _ if uses_q8_tiles(self, variant) => &["quantize_rows", "matmul"],
+            MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => &["matmul"],
         }
     }
 
@@ -396,6 +476,7 @@ impl MatMulSpec {
                 format!("matmul_q8_t{tokens}_k{}", self.k)
             }
             MatMulVariant::Tiled { tokens } => format!("matmul_t{tokens}_k{}", self.k),
+            MatMulVariant::TiledTall => format!("matmul_q8_tall_k{}", self.k),
         };
         for seg in &self.segments {
             s += &format!("_{}x{}", type_label(seg.ty), seg.rows);
@@ -479,8 +560,8 @@ impl MatMulSpec {
         let template = match variant {
             MatMulVariant::Vector { .. } if q8 => Template::MatVecQ8,
             MatMulVariant::Vector { .. } => Template::MatVec,
-            MatMulVariant::Tiled { .. } if uses_q8_tiles(self, variant) => Template::MatMulQ8,
-            MatMulVariant::Tiled { .. } => Template::MatMul,
+            _ if uses_q8_tiles(self, variant) => Template::MatMulQ8,
+            MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => Template::MatMul,
         };
         let mut src = KernelSource::new(template, self.label(variant), self.entries(variant))
             .define("K", self.k);
@@ -497,14 +578,21 @@ impl MatMulSpec {
                     .define("KSPLIT", ks)
                     .define("IPB", MATVEC_WARPS / ks)
             }
-            MatMulVariant::Tiled { tokens } => {
-                if !matches!(tokens, 32 | 64 | 128) {
+            MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => {
+                if let MatMulVariant::Tiled { tokens } = variant {
+                    if !matches!(tokens, 32 | 64 | 128) {
+                        return Err(unsupported(
+                            "matmul",
+                            format!("token tile {tokens} (32, 64 or 128)"),
+                        ));
+                    }
+                } else if !self.has_tall() {
                     return Err(unsupported(
                         "matmul",
-                        format!("token tile {tokens} (32, 64 or 128)"),
+                        "the 64 x 192 tile (wide matrices with repacked int8 weights only)",
                     ));
                 }
-                let (tm, tn) = self.tile(tokens);
+                let (tm, tn) = self.block_tile(variant).unwrap_or((64, 64));
                 src = src.define("TM", tm).define("TN", tn);
                 if uses_q8_tiles(self, variant) {
                     src = src
@@ -575,8 +663,8 @@ impl MatMulSpec {
                     MATVEC_WARPS * warp,
                 )
             }
-            MatMulVariant::Tiled { tokens: tiled } => {
-                let (tm, tn) = self.tile(tiled);
+            MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => {
+                let (tm, tn) = self.block_tile(variant).unwrap_or((64, 64));
                 LaunchDims::new([items.div_ceil(tn / 2), tokens.div_ceil(tm).max(1), 1], 256)
             }
         }
@@ -706,6 +794,65 @@ mod tests {
                 .template,
             Template::MatVec
         );
+    }
+
+    #[test]
+    fn a_wide_matrix_takes_the_tall_tile_where_its_blocks_fill_the_waves_better() {
+        let tall = MatMulVariant::TiledTall;
+        let t128 = MatMulVariant::Tiled { tokens: 128 };
+        // Llama-3-8B's qkv (Q4_K | Q6_K | Q4_K, 6144 rows): 192 square blocks
+        // at 512 tokens are 1.45 waves of 132 SMs, 256 tall ones 1.94; on
+        // 108 SMs the square ones are 1.78 waves, the tall ones 2.37.
+        let seg = |ty, rows| Segment {
+            ty,
+            rows,
+            bias: false,
+        };
+        let qkv = MatMulSpec {
+            segments: vec![
+                seg(GgmlType::Q4_K, 4096),
+                seg(GgmlType::Q6_K, 1024),
+                seg(GgmlType::Q4_K, 1024),
+            ],
+            ..spec(GgmlType::Q4_K, 0, 4096)
+        };
+        assert!(qkv.has_tall());
+        assert_eq!(qkv.variants().last(), Some(&tall));
+        assert_eq!(qkv.variant_for(512, 132), tall);
+        assert_eq!(qkv.variant_for(512, 108), t128);
+        assert_eq!(
+            qkv.variant_for(64, 132),
+            MatMulVariant::Tiled { tokens: 64 }
+        );
+        assert_eq!(qkv.block_tile(tall), Some((64, 192)));
+        assert_eq!(qkv.dims(tall, 512, 32).grid, [32, 8, 1]);
+        assert!(qkv.repacks_weights(tall));
+        assert_eq!(qkv.wq_bytes(tall), qkv.wq_bytes(t128));
+        let src = qkv.source(tall).unwrap();
+        assert_eq!(
+            (src.defines["TM"].as_str(), src.defines["TN"].as_str()),
+            ("64", "192")
+        );
+        assert_ne!(src.label, qkv.source(t128).unwrap().label);
+        // gate|up's 896 square blocks fill 6.8 waves, down's 128 one: square.
+        assert_eq!(
+            spec(GgmlType::Q4_K, 2 * 14336, 4096).variant_for(512, 132),
+            t128
+        );
+        assert_eq!(
+            spec(GgmlType::Q6_K, 4096, 14336).variant_for(512, 132),
+            t128
+        );
+        // Narrow matrices and float weights have no tall tile.
+        for narrow in [
+            spec(GgmlType::Q4_K, 1152, 896),
+            spec(GgmlType::F16, 6144, 4096),
+        ] {
+            assert!(!narrow.has_tall());
+            assert_eq!(narrow.variants(), MATMUL_VARIANTS.to_vec());
+            assert_eq!(narrow.variant_for(512, 132), t128);
+            assert!(narrow.source(tall).is_err());
+        }
     }
 
     #[test]

@@ -8,22 +8,13 @@ use std::collections::BTreeMap;
 use super::attention::AttentionKernelSpec;
 use super::elementwise::{binary_source, kv_store_source, rope_source};
 use super::error::CodegenError;
-use super::matmul::{KvEpilogue, MatMulSpec, MatMulVariant, RopeEpilogue, Segment};
+pub use super::matmul::MATMUL_VARIANTS;
+use super::matmul::{KvEpilogue, MatMulSpec, RopeEpilogue, Segment};
 use super::rows::RowOp;
 use super::source::KernelSource;
 use crate::ir::{
     Dim, Epilogue, Graph, NodeId, Op, Prologue, Role, RopeScaling, RopeSpec, RopeStyle,
 };
-
-/// The matmul variants compiled for every fused matmul: what
-/// [`MatMulVariant::for_tokens`] picks across step sizes.
-pub const MATMUL_VARIANTS: [MatMulVariant; 5] = [
-    MatMulVariant::Vector { tokens: 1 },
-    MatMulVariant::Vector { tokens: 4 },
-    MatMulVariant::Tiled { tokens: 32 },
-    MatMulVariant::Tiled { tokens: 64 },
-    MatMulVariant::Tiled { tokens: 128 },
-];
 
 /// Settings of the plan that are not in the graph.
 #[derive(Debug, Clone, Copy)]
@@ -90,9 +81,9 @@ pub fn node_sources(
         .source()?],
         Op::MatMul(_) => {
             let spec = matmul_spec(g, id, opts)?;
-            MATMUL_VARIANTS
-                .iter()
-                .map(|v| spec.source(*v))
+            spec.variants()
+                .into_iter()
+                .map(|v| spec.source(v))
                 .collect::<Result<_, _>>()?
         }
         Op::Attention(a) => vec![AttentionKernelSpec {

@@ -36,6 +36,25 @@ pub fn all(s: &mut Suite) -> Vec<String> {
             );
         }
     }
+    // Llama-3-8B's qkv at 512 tokens in both tiles that
+    // MatMulSpec::variant_for weighs (weights repacked in every launch).
+    let qkv8b = plain(
+        4096,
+        vec![
+            seg(GgmlType::Q4_K, 4096),
+            seg(GgmlType::Q6_K, 1024),
+            seg(GgmlType::Q4_K, 1024),
+        ],
+    );
+    for v in [
+        MatMulVariant::Tiled { tokens: 128 },
+        MatMulVariant::TiledTall,
+    ] {
+        run(
+            &format!("8B qkv T=512 {}", super::cases::variant_name(v)),
+            matmul(s, &qkv8b, v, 512),
+        );
+    }
     for len in [1024usize, 4096] {
         run(
             &format!("attention decode kv={len}"),

@@ -70,7 +70,18 @@ pub fn all(s: &mut Suite) {
     ] {
         s.case(
             &format!("matmul Q4_K|Q6_K|Q4_K T={t} {}", variant_name(v)),
-            |s| mixed_groups_matmul(s, t, v),
+            |s| mixed_groups_matmul(s, [128, 96, 96], t, v),
+        );
+    }
+    // The same at Llama-3-8B's qkv rows (4096 | 1024 | 1024): the 128 x 128
+    // tiles and the 64 x 192 ones, past the last token tile.
+    for v in [
+        MatMulVariant::Tiled { tokens: 128 },
+        MatMulVariant::TiledTall,
+    ] {
+        s.case(
+            &format!("matmul Q4_K|Q6_K|Q4_K x6144 T=150 {}", variant_name(v)),
+            |s| mixed_groups_matmul(s, [4096, 1024, 1024], 150, v),
         );
     }
     for t in [1, 3, 40, 150] {
@@ -117,6 +128,7 @@ pub fn variant_name(v: MatMulVariant) -> String {
     match v {
         MatMulVariant::Vector { tokens } => format!("matvec/{tokens}"),
         MatMulVariant::Tiled { tokens } => format!("tiled/{tokens}"),
+        MatMulVariant::TiledTall => "tiled/tall".into(),
     }
 }
 
@@ -320,9 +332,9 @@ fn matmul_of_rows(
     Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(input))
 }
 
-/// Segments of Q4_K, Q6_K, Q4_K rows (128, 96, 96): with 64-row tiles, the
-/// fourth block holds Q6_K and Q4_K rows.
-fn mixed_groups_matmul(s: &mut Suite, t: usize, v: MatMulVariant) -> Res<Check> {
+/// Segments of Q4_K, Q6_K, Q4_K rows (128, 96, 96: with 64-row tiles, the
+/// fourth block holds Q6_K and Q4_K rows).
+fn mixed_groups_matmul(s: &mut Suite, rows: [u32; 3], t: usize, v: MatMulVariant) -> Res<Check> {
     let k = 512;
     let seg = |ty, rows| Segment {
         ty,
@@ -331,9 +343,9 @@ fn mixed_groups_matmul(s: &mut Suite, t: usize, v: MatMulVariant) -> Res<Check> 
     };
     let spec = MatMulSpec {
         segments: vec![
-            seg(GgmlType::Q4_K, 128),
-            seg(GgmlType::Q6_K, 96),
-            seg(GgmlType::Q4_K, 96),
+            seg(GgmlType::Q4_K, rows[0]),
+            seg(GgmlType::Q6_K, rows[1]),
+            seg(GgmlType::Q4_K, rows[2]),
         ],
         ..MatMulSpec::plain(GgmlType::Q4_K, 0, k)
     };

@@ -10,7 +10,7 @@ use super::launch::{Launch, RowCount};
 use super::weights::DeviceWeights;
 use crate::backend::{DevicePtr, Gpu};
 use crate::codegen::elementwise::{binary_source, kv_store_source, KvStoreArgs};
-use crate::codegen::plan::{matmul_spec, PlanOptions, MATMUL_VARIANTS};
+use crate::codegen::plan::{matmul_spec, PlanOptions};
 use crate::codegen::{AttentionArgs, AttentionKernelSpec, KernelCache, MatMulArgs, RowOp};
 use crate::ir::{Dim, Epilogue, Graph, InputKind, NodeId, Op, Role};
 use crate::passes::MemoryPlan;
@@ -273,7 +273,7 @@ impl Places<'_> {
             }
         }
         let mut kernels = Vec::new();
-        for v in MATMUL_VARIANTS {
+        for v in spec.variants() {
             let k = spec.kernels(v, |src, entry| -> Result<_, GpuError> {
                 Ok(self.cache.kernel(self.gpu, src, entry)?)
             })?;

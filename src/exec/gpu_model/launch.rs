@@ -124,7 +124,7 @@ impl Launch {
                 warp,
             } => {
                 let t = rows.of(shape);
-                let variant = MatMulVariant::for_tokens(t);
+                let variant = spec.variant_for(t, stream.gpu().info().multiprocessors);
                 let kernel = kernels
                     .iter()
                     .find(|(v, _)| *v == variant)

@@ -41,7 +41,7 @@ use super::session::{StepBackend, StepLimits};
 use super::step::StepInputs;
 use super::ExecError;
 use crate::backend::{Capture, DeviceBuffer, Gpu, GraphExec, Stream};
-use crate::codegen::plan::{matmul_spec, PlanOptions, MATMUL_VARIANTS};
+use crate::codegen::plan::{matmul_spec, PlanOptions};
 use crate::codegen::{KernelCache, RowOp, Target};
 use crate::gguf::GgufFile;
 use crate::ir::{Dim, Graph, Op};
@@ -412,7 +412,7 @@ fn int8_scratch_bytes(
     for id in graph.node_ids() {
         if matches!(graph.node(id).op, Op::MatMul(_)) {
             let spec = matmul_spec(graph, id, opts)?;
-            for v in MATMUL_VARIANTS {
+            for v in spec.variants() {
                 xq = xq.max(spec.xq_bytes(v, max_tokens));
                 wq = wq.max(spec.wq_bytes(v));
             }
