@@ -84,8 +84,9 @@ pub fn run(args: BenchArgs) -> CmdResult {
             s.eval_last(&context)?;
         }
         let t1 = Instant::now();
+        let mut logits = Vec::new();
         for i in 0..args.n_gen {
-            s.eval_last(&[(i as u32 * 7919) % vocab])?;
+            s.eval_last_into(&[(i as u32 * 7919) % vocab], &mut logits)?;
         }
         let decode = t1.elapsed().as_secs_f64();
         if rep > 0 {

@@ -49,7 +49,8 @@ pub fn generate<B: StepBackend>(
         sampler.accept(t);
     }
     let t0 = Instant::now();
-    let mut logits = session.eval_last(prompt)?;
+    let mut logits = Vec::new();
+    session.eval_last_into(prompt, &mut logits)?;
     stats.prompt_time = t0.elapsed();
     let mut decoder = StreamDecoder::new(tokenizer);
     let mut stop = StopMatcher::new(stops.to_vec());
@@ -73,7 +74,7 @@ pub fn generate<B: StepBackend>(
         if stats.generated_tokens == max_new || session.len() + 1 > session.context() {
             break;
         }
-        logits = session.eval_last(&[token])?;
+        session.eval_last_into(&[token], &mut logits)?;
     }
     if !stats.stopped {
         if let StopOutcome::Continue(text) = stop.push(&decoder.finish()) {

@@ -93,8 +93,18 @@ impl<B: StepBackend> Session<B> {
     /// Appends `tokens` and returns the logits of the last one.
     pub fn eval_last(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ExecError> {
         let mut last = Vec::new();
-        self.eval(tokens, false, |_, logits| last = logits.to_vec())?;
+        self.eval_last_into(tokens, &mut last)?;
         Ok(last)
+    }
+
+    /// [`eval_last`](Self::eval_last) into `out` (replaced): a decode loop
+    /// reuses one buffer instead of allocating a vocabulary's worth of
+    /// logits per token.
+    pub fn eval_last_into(&mut self, tokens: &[u32], out: &mut Vec<f32>) -> Result<(), ExecError> {
+        self.eval(tokens, false, |_, logits| {
+            out.clear();
+            out.extend_from_slice(logits);
+        })
     }
 
     /// Appends `tokens`, calling `each(position, logits)` for every token

@@ -40,12 +40,16 @@ use super::graph_facts::{fixed_cols, unsupported};
 use super::session::{StepBackend, StepLimits};
 use super::step::StepInputs;
 use super::ExecError;
-use crate::backend::{Capture, DeviceBuffer, Gpu, GraphExec, Stream};
+use crate::backend::{Capture, DeviceBuffer, Gpu, GraphExec, PinnedBuffer, Stream};
 use crate::codegen::plan::{matmul_spec, PlanOptions};
 use crate::codegen::{KernelCache, RowOp, Target};
 use crate::gguf::GgufFile;
 use crate::ir::{Dim, Graph, Op};
 use crate::passes::MemoryPlan;
+
+/// Logit rows read back through page-locked memory: a decode step's (and a
+/// few more, for small batches); larger reads go through `host_logits`.
+const PINNED_LOGIT_ROWS: usize = 4;
 
 /// Captured decode steps: with logits read back, and with the argmax.
 #[derive(Default)]
@@ -113,7 +117,13 @@ pub struct GpuModel {
     gpu: Arc<Gpu>,
     /// Byte offset of the logits in the arena (rows are contiguous).
     logits_offset: usize,
+    /// One step's logit rows when there are more than `pinned_logits`
+    /// holds.
     host_logits: Vec<f32>,
+    /// Page-locked room for a decode step's logits: the download is a
+    /// direct DMA instead of a copy staged by the driver (qwen05b: 608 KB
+    /// a token). None where the host refused to lock the memory.
+    pinned_logits: Option<PinnedBuffer>,
     host_tokens: Vec<i32>,
     limits: StepLimits,
     vocab: usize,
@@ -234,6 +244,12 @@ impl GpuModel {
             gpu: gpu.clone(),
             logits_offset,
             host_logits: vec![0f32; limits.max_rows * vocab],
+            pinned_logits: PinnedBuffer::new(
+                gpu,
+                PINNED_LOGIT_ROWS.min(limits.max_rows) * vocab * 4,
+            )
+            .map_err(|e| tracing::info!(error = %e, "logits read back through pageable memory"))
+            .ok(),
             host_tokens: vec![0i32; limits.max_rows],
             limits,
             vocab,
@@ -329,7 +345,10 @@ impl StepBackend for GpuModel {
         let shape = self.inputs.write(&self.stream, step)?;
         self.queue(shape, false)?;
         let n = shape.rows as usize * self.vocab;
-        let out = &mut self.host_logits[..n];
+        let out = match self.pinned_logits.as_mut().map(|p| p.as_mut_slice::<f32>()) {
+            Some(pinned) if n <= pinned.len() => &mut pinned[..n],
+            _ => &mut self.host_logits[..n],
+        };
         self.stream.download_from(
             &self.arena,
             self.logits_offset,
