@@ -292,15 +292,18 @@ impl MatMulSpec {
         v
     }
 
-    /// The variant for a step of `t` tokens on a GPU of `multiprocessors`
-    /// SMs (CUs): [`MatMulVariant::for_tokens`], except that a wide
-    /// matrix's large steps take the tall tile where its blocks fill the
-    /// waves enough better to pay for their smaller size. Each block has
-    /// an SM to itself (1 block per SM at their registers), so a grid's
-    /// time is its whole waves times a block's work.
-    pub fn variant_for(&self, t: u32, multiprocessors: u32) -> MatMulVariant {
+    /// The variant for a step of `t` tokens on a `vendor` GPU of
+    /// `multiprocessors` SMs (CUs): [`MatMulVariant::for_tokens`], except
+    /// that on NVIDIA a wide matrix's large steps take the tall tile where
+    /// its blocks fill the waves enough better to pay for their smaller
+    /// size. Each block has an SM to itself (1 block per SM at their
+    /// registers), so a grid's time is its whole waves times a block's
+    /// work. (AMD keeps the square tile: the tall one spills on gfx1100
+    /// and was never measured there.)
+    pub fn variant_for(&self, t: u32, multiprocessors: u32, vendor: Vendor) -> MatMulVariant {
         let v = MatMulVariant::for_tokens(t);
-        if v != (MatMulVariant::Tiled { tokens: 128 }) || !self.has_tall() {
+        let square = MatMulVariant::Tiled { tokens: 128 };
+        if v != square || !self.has_tall() || vendor != Vendor::Cuda {
             return v;
         }
         let items = (self.rows() / 2) as u64;
@@ -818,10 +821,11 @@ mod tests {
         };
         assert!(qkv.has_tall());
         assert_eq!(qkv.variants().last(), Some(&tall));
-        assert_eq!(qkv.variant_for(512, 132), tall);
-        assert_eq!(qkv.variant_for(512, 108), t128);
+        assert_eq!(qkv.variant_for(512, 132, Vendor::Cuda), tall);
+        assert_eq!(qkv.variant_for(512, 108, Vendor::Cuda), t128);
+        assert_eq!(qkv.variant_for(512, 132, Vendor::Hip), t128);
         assert_eq!(
-            qkv.variant_for(64, 132),
+            qkv.variant_for(64, 132, Vendor::Cuda),
             MatMulVariant::Tiled { tokens: 64 }
         );
         assert_eq!(qkv.block_tile(tall), Some((64, 192)));
@@ -836,11 +840,11 @@ mod tests {
         assert_ne!(src.label, qkv.source(t128).unwrap().label);
         // gate|up's 896 square blocks fill 6.8 waves, down's 128 one: square.
         assert_eq!(
-            spec(GgmlType::Q4_K, 2 * 14336, 4096).variant_for(512, 132),
+            spec(GgmlType::Q4_K, 2 * 14336, 4096).variant_for(512, 132, Vendor::Cuda),
             t128
         );
         assert_eq!(
-            spec(GgmlType::Q6_K, 4096, 14336).variant_for(512, 132),
+            spec(GgmlType::Q6_K, 4096, 14336).variant_for(512, 132, Vendor::Cuda),
             t128
         );
         // Narrow matrices and float weights have no tall tile.
@@ -850,7 +854,7 @@ mod tests {
         ] {
             assert!(!narrow.has_tall());
             assert_eq!(narrow.variants(), MATMUL_VARIANTS.to_vec());
-            assert_eq!(narrow.variant_for(512, 132), t128);
+            assert_eq!(narrow.variant_for(512, 132, Vendor::Cuda), t128);
             assert!(narrow.source(tall).is_err());
         }
     }

@@ -124,7 +124,8 @@ impl Launch {
                 warp,
             } => {
                 let t = rows.of(shape);
-                let variant = spec.variant_for(t, stream.gpu().info().multiprocessors);
+                let info = stream.gpu().info();
+                let variant = spec.variant_for(t, info.multiprocessors, info.vendor);
                 let kernel = kernels
                     .iter()
                     .find(|(v, _)| *v == variant)
