@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use rocmforge::artifact::kernels::require_stored;
 use rocmforge::artifact::{compile_artifact, Artifact, ArtifactTarget, CompileOptions, Silent};
 use rocmforge::backend::{isa_version, OfflineClang};
+use rocmforge::codegen::plan::PlanOptions;
 use rocmforge::gguf::GgufFile;
 use rocmforge::quant::GgmlType;
 use rocmforge::synth::{TinyArch, TinySpec};
@@ -65,7 +66,7 @@ fn a_gfx1100_artifact_holds_a_gfx1100_code_object_for_every_kernel_its_graph_nee
     assert_eq!(a.target, ArtifactTarget::parse("gfx1100").unwrap());
     let (graph, _) = a.graph_and_plan().unwrap();
     let kernels = a.kernels().unwrap();
-    require_stored(&graph, a.plan.page_size as u32, &kernels).unwrap();
+    require_stored(&graph, &plan_options(&a), &kernels).unwrap();
     for k in &kernels {
         let code = k.code;
         assert!(code.starts_with(b"\x7fELF"), "{}: not an ELF", k.label);
@@ -114,4 +115,12 @@ fn the_artifact_names_the_offline_compiler() {
 #[test]
 fn isa_version_of_gfx1100_is_the_one_the_device_libraries_expect() {
     assert_eq!(isa_version("gfx1100"), Some(11000));
+}
+
+/// The plan options the artifact's kernels were compiled with.
+fn plan_options(a: &Artifact) -> PlanOptions {
+    PlanOptions {
+        page_size: a.plan.page_size as u32,
+        vendor: rocmforge::backend::Vendor::Hip,
+    }
 }

@@ -17,6 +17,7 @@ use rocmforge::artifact::{
     compile_artifact, reseal, Artifact, ArtifactError, ArtifactTarget, CompileOptions, Silent,
 };
 use rocmforge::backend::{DeviceSpec, RtcApi, Vendor};
+use rocmforge::codegen::plan::PlanOptions;
 use rocmforge::exec::any_backend;
 use rocmforge::exec::load::{LoadError, LoadOptions};
 use rocmforge::gguf::{GgufFile, Value};
@@ -135,7 +136,7 @@ fn a_gpu_artifact_without_the_code_objects_its_graph_needs_names_one() {
     let a = Artifact::from_file(Arc::new(file)).unwrap();
     let (graph, _) = a.graph_and_plan().unwrap();
     assert!(a.kernels().unwrap().is_empty());
-    let e = require_stored(&graph, a.plan.page_size as u32, &a.kernels().unwrap()).unwrap_err();
+    let e = require_stored(&graph, &plan_options(&a), &a.kernels().unwrap()).unwrap_err();
     match e {
         ArtifactError::MissingKernel { label } => assert!(!label.is_empty()),
         e => panic!("expected a missing kernel, got {e}"),
@@ -167,7 +168,7 @@ fn a_gfx1030_artifact_stores_a_code_object_for_every_kernel_its_graph_needs() {
     assert_eq!(a.target, ArtifactTarget::parse("gfx1030").unwrap());
     let (graph, _) = a.graph_and_plan().unwrap();
     let kernels = a.kernels().unwrap();
-    require_stored(&graph, a.plan.page_size as u32, &kernels).unwrap();
+    require_stored(&graph, &plan_options(&a), &kernels).unwrap();
     assert!(kernels.iter().all(|k| k.code.starts_with(b"\x7fELF")));
     assert!(kernels
         .iter()
@@ -198,7 +199,7 @@ fn a_stored_source_that_differs_from_the_graph_is_refused_naming_the_kernel() {
     .unwrap();
     let a = open(edited).unwrap();
     let (graph, _) = a.graph_and_plan().unwrap();
-    match require_stored(&graph, a.plan.page_size as u32, &a.kernels().unwrap()) {
+    match require_stored(&graph, &plan_options(&a), &a.kernels().unwrap()) {
         Err(ArtifactError::MissingKernel { label }) => assert_eq!(label, first),
         other => panic!("expected a missing kernel, got {other:?}"),
     }
@@ -216,5 +217,13 @@ fn a_damaged_code_object_is_a_kernels_checksum_mismatch() {
         Err(ArtifactError::ChecksumMismatch { part, .. }) => assert_eq!(part, "kernels"),
         Err(e) => panic!("expected a kernels checksum mismatch, got {e}"),
         Ok(_) => panic!("a damaged code object was accepted"),
+    }
+}
+
+/// The plan options the artifact's kernels were compiled with.
+fn plan_options(a: &Artifact) -> PlanOptions {
+    PlanOptions {
+        page_size: a.plan.page_size as u32,
+        vendor: rocmforge::backend::Vendor::Cuda,
     }
 }

@@ -12,6 +12,7 @@ use super::kernels::require_stored;
 use super::progress::Progress;
 use super::read::Artifact;
 use crate::backend::Gpu;
+use crate::codegen::plan::PlanOptions;
 use crate::codegen::KernelCache;
 use crate::exec::any_backend::{require_f16_cache, AnyBackend};
 use crate::exec::gpu_model::GpuModel;
@@ -44,7 +45,11 @@ pub fn load_gpu_artifact(
     super::load::warn_if_limited(opts, config.context_length, &artifact);
     let page_size = artifact.plan.page_size as usize;
     let stored = artifact.kernels()?;
-    require_stored(&graph, page_size as u32, &stored)?;
+    let plan_opts = PlanOptions {
+        page_size: page_size as u32,
+        vendor: gpu.vendor(),
+    };
+    require_stored(&graph, &plan_opts, &stored)?;
     let t = Instant::now();
     let cache = KernelCache::from_stored(gpu, stored.iter().map(|k| (k.source, k.code)))
         .map_err(ExecError::from)?;

@@ -34,7 +34,7 @@ pub fn compile_kernels(
     page_size: u32,
     progress: &dyn Progress,
 ) -> Result<(Vec<KernelObject>, String)> {
-    let sources = kernel_sources(g, &PlanOptions { page_size })?;
+    let sources = kernel_sources(g, &PlanOptions::for_target(page_size, target))?;
     let offline;
     let compiler: &dyn KernelCompiler = match choose_compiler(target)? {
         Chosen::Runtime(rtc) => rtc,
@@ -115,8 +115,8 @@ fn choose_compiler(target: &Target) -> Result<Chosen> {
 }
 
 /// The kernel labels node `id` launches on a GPU target.
-pub fn node_kernels(g: &Graph, id: NodeId, page_size: u32) -> Result<Vec<String>> {
-    Ok(node_sources(g, id, &PlanOptions { page_size })?
+pub fn node_kernels(g: &Graph, id: NodeId, opts: &PlanOptions) -> Result<Vec<String>> {
+    Ok(node_sources(g, id, opts)?
         .into_iter()
         .map(|s| s.label)
         .collect())
@@ -125,9 +125,9 @@ pub fn node_kernels(g: &Graph, id: NodeId, page_size: u32) -> Result<Vec<String>
 /// Checks that `stored` holds a code object for every kernel `g` needs
 /// (by exact source text): a missing one is named before anything is
 /// allocated on a device.
-pub fn require_stored(g: &Graph, page_size: u32, stored: &[StoredKernel<'_>]) -> Result<()> {
+pub fn require_stored(g: &Graph, opts: &PlanOptions, stored: &[StoredKernel<'_>]) -> Result<()> {
     let have: std::collections::HashSet<&str> = stored.iter().map(|k| k.source).collect();
-    for (label, src) in kernel_sources(g, &PlanOptions { page_size })? {
+    for (label, src) in kernel_sources(g, opts)? {
         if !have.contains(src.text().as_str()) {
             return Err(ArtifactError::MissingKernel { label });
         }

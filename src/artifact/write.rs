@@ -18,6 +18,7 @@ use super::plan_record::PlanRecord;
 use super::progress::{Progress, Unit};
 use super::target::ArtifactTarget;
 use super::{keys, ALIGNMENT, FORMAT_VERSION, GGUF_VERSION};
+use crate::codegen::plan::PlanOptions;
 use crate::frontend::{self, ModelConfig};
 use crate::gguf::{GgufFile, GgufWriter, TensorInfo, Value};
 use crate::ir::{text, DimEnv, Graph, Op};
@@ -207,8 +208,9 @@ fn launch_schedule(
             continue;
         }
         let mut step = json!({ "node": ids[&id], "op": node.op.kind(), "name": node.name });
-        if matches!(target, ArtifactTarget::Gpu(_)) {
-            step["kernels"] = json!(node_kernels(g, id, page_size)?);
+        if let ArtifactTarget::Gpu(t) = target {
+            let opts = PlanOptions::for_target(page_size, t);
+            step["kernels"] = json!(node_kernels(g, id, &opts)?);
         }
         steps.push(step);
     }

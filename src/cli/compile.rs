@@ -56,9 +56,7 @@ pub fn run(args: CompileArgs) -> CmdResult {
     let file = GgufFile::open(&args.model)?;
     let (_, graph) = frontend::build_graph(&file)?;
     let compiled = passes::compile(graph, DimEnv::default())?;
-    let opts = PlanOptions {
-        page_size: args.page_size,
-    };
+    let opts = PlanOptions::for_target(args.page_size, &target);
     let sources = kernel_sources(&compiled.graph, &opts)?;
     std::fs::create_dir_all(emit_kernels)?;
     for (label, src) in &sources {

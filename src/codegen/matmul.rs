@@ -19,6 +19,17 @@ pub struct Segment {
     pub bias: bool,
 }
 
+impl Segment {
+    /// `rows` rows of type `ty`, no bias.
+    pub fn unbiased(ty: GgmlType, rows: u32) -> Segment {
+        Segment {
+            ty,
+            rows,
+            bias: false,
+        }
+    }
+}
+
 /// RoPE of the first `q_heads + k_heads` heads of each output row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RopeEpilogue {
@@ -113,9 +124,10 @@ impl MatMulVariant {
 
 /// The tall tile's work per unit of time relative to the 128 x 128 one's
 /// (a 64 x 192 block stages each weight tile twice as often per token):
-/// 0.89 from the gpu-selftest bench of Llama-3-8B's qkv at 512 tokens on
-/// the H100, where both grids take two waves (290 against 343 us for
-/// three quarters of the work per block; docs/PERFORMANCE.md).
+/// the gpu-selftest bench of Llama-3-8B's qkv at 512 tokens on the H100,
+/// where both grids take two waves, gives 0.89 (290 against 343 us for
+/// three quarters of the work per block; docs/PERFORMANCE.md); 0.88 leaves
+/// the square tile the close calls.
 const TALL_BLOCK_SPEED: f64 = 0.88;
 
 /// Matrices with at least this many rows take the large tile (see
@@ -235,13 +247,15 @@ pub struct MatMulArgs {
 impl MatMulSpec {
     /// One weight matrix of `rows` × `k`, no prologue or epilogue.
     pub fn plain(ty: GgmlType, rows: u32, k: u32) -> MatMulSpec {
+        MatMulSpec::concatenated(k, vec![Segment::unbiased(ty, rows)])
+    }
+
+    /// The concatenated matrices `segments` of `k` inputs, no prologue or
+    /// epilogue.
+    pub fn concatenated(k: u32, segments: Vec<Segment>) -> MatMulSpec {
         MatMulSpec {
             k,
-            segments: vec![Segment {
-                ty,
-                rows,
-                bias: false,
-            }],
+            segments,
             rms_eps: None,
             rope: None,
             kv: None,
@@ -283,10 +297,12 @@ impl MatMulSpec {
         self.rows() >= WIDE_ROWS && self.repacks_weights(MatMulVariant::Tiled { tokens: 128 })
     }
 
-    /// Every variant compiled for this matrix.
-    pub fn variants(&self) -> Vec<MatMulVariant> {
+    /// Every variant compiled for this matrix on `vendor`'s GPUs (the
+    /// tall tile on NVIDIA only: [`variant_for`](Self::variant_for) never
+    /// picks it on AMD).
+    pub fn variants(&self, vendor: Vendor) -> Vec<MatMulVariant> {
         let mut v = MATMUL_VARIANTS.to_vec();
-        if self.has_tall() {
+        if self.has_tall() && vendor == Vendor::Cuda {
             v.push(MatMulVariant::TiledTall);
         }
         v
@@ -806,21 +822,17 @@ mod tests {
         // Llama-3-8B's qkv (Q4_K | Q6_K | Q4_K, 6144 rows): 192 square blocks
         // at 512 tokens are 1.45 waves of 132 SMs, 256 tall ones 1.94; on
         // 108 SMs the square ones are 1.78 waves, the tall ones 2.37.
-        let seg = |ty, rows| Segment {
-            ty,
-            rows,
-            bias: false,
-        };
-        let qkv = MatMulSpec {
-            segments: vec![
-                seg(GgmlType::Q4_K, 4096),
-                seg(GgmlType::Q6_K, 1024),
-                seg(GgmlType::Q4_K, 1024),
+        let qkv = MatMulSpec::concatenated(
+            4096,
+            vec![
+                Segment::unbiased(GgmlType::Q4_K, 4096),
+                Segment::unbiased(GgmlType::Q6_K, 1024),
+                Segment::unbiased(GgmlType::Q4_K, 1024),
             ],
-            ..spec(GgmlType::Q4_K, 0, 4096)
-        };
+        );
         assert!(qkv.has_tall());
-        assert_eq!(qkv.variants().last(), Some(&tall));
+        assert_eq!(qkv.variants(Vendor::Cuda).last(), Some(&tall));
+        assert_eq!(qkv.variants(Vendor::Hip), MATMUL_VARIANTS.to_vec());
         assert_eq!(qkv.variant_for(512, 132, Vendor::Cuda), tall);
         assert_eq!(qkv.variant_for(512, 108, Vendor::Cuda), t128);
         assert_eq!(qkv.variant_for(512, 132, Vendor::Hip), t128);
@@ -853,7 +865,7 @@ mod tests {
             spec(GgmlType::F16, 6144, 4096),
         ] {
             assert!(!narrow.has_tall());
-            assert_eq!(narrow.variants(), MATMUL_VARIANTS.to_vec());
+            assert_eq!(narrow.variants(Vendor::Cuda), MATMUL_VARIANTS.to_vec());
             assert_eq!(narrow.variant_for(512, 132, Vendor::Cuda), t128);
             assert!(narrow.source(tall).is_err());
         }

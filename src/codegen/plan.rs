@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 use super::attention::AttentionKernelSpec;
 use super::elementwise::{binary_source, kv_store_source, rope_source};
 use super::error::CodegenError;
-pub use super::matmul::MATMUL_VARIANTS;
 use super::matmul::{KvEpilogue, MatMulSpec, RopeEpilogue, Segment};
 use super::rows::RowOp;
 use super::source::KernelSource;
+use super::target::Target;
+use crate::backend::Vendor;
 use crate::ir::{
     Dim, Epilogue, Graph, NodeId, Op, Prologue, Role, RopeScaling, RopeSpec, RopeStyle,
 };
@@ -21,11 +22,28 @@ use crate::ir::{
 pub struct PlanOptions {
     /// Tokens per KV-cache page.
     pub page_size: u32,
+    /// Whose GPU runs the kernels: a variant that vendor never launches
+    /// (the tall int8 tile on AMD, `MatMulSpec::variants`) is not compiled.
+    pub vendor: Vendor,
+}
+
+impl PlanOptions {
+    /// The options of kernels compiled for `target`.
+    pub fn for_target(page_size: u32, target: &Target) -> PlanOptions {
+        PlanOptions {
+            page_size,
+            vendor: target.vendor(),
+        }
+    }
 }
 
 impl Default for PlanOptions {
+    /// 16-token pages, NVIDIA kernels (every variant).
     fn default() -> Self {
-        PlanOptions { page_size: 16 }
+        PlanOptions {
+            page_size: 16,
+            vendor: Vendor::Cuda,
+        }
     }
 }
 
@@ -81,7 +99,7 @@ pub fn node_sources(
         .source()?],
         Op::MatMul(_) => {
             let spec = matmul_spec(g, id, opts)?;
-            spec.variants()
+            spec.variants(opts.vendor)
                 .into_iter()
                 .map(|v| spec.source(v))
                 .collect::<Result<_, _>>()?

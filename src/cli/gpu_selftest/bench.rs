@@ -38,12 +38,12 @@ pub fn all(s: &mut Suite) -> Vec<String> {
     }
     // Llama-3-8B's qkv at 512 tokens in both tiles that
     // MatMulSpec::variant_for weighs (weights repacked in every launch).
-    let qkv8b = plain(
+    let qkv8b = MatMulSpec::concatenated(
         4096,
         vec![
-            seg(GgmlType::Q4_K, 4096),
-            seg(GgmlType::Q6_K, 1024),
-            seg(GgmlType::Q4_K, 1024),
+            Segment::unbiased(GgmlType::Q4_K, 4096),
+            Segment::unbiased(GgmlType::Q6_K, 1024),
+            Segment::unbiased(GgmlType::Q4_K, 1024),
         ],
     );
     for v in [
@@ -76,39 +76,24 @@ pub fn all(s: &mut Suite) -> Vec<String> {
     lines
 }
 
-fn seg(ty: GgmlType, rows: u32) -> Segment {
-    Segment {
-        ty,
-        rows,
-        bias: false,
-    }
-}
-
-fn plain(k: u32, segments: Vec<Segment>) -> MatMulSpec {
-    MatMulSpec {
-        k,
-        segments,
-        rms_eps: None,
-        rope: None,
-        kv: None,
-        swiglu: false,
-        residual: false,
-    }
-}
-
 /// The five fused matmuls of the real model (layer 0's types).
 fn shapes() -> Vec<(&'static str, MatMulSpec)> {
-    let mut o = plain(D as u32, vec![seg(GgmlType::Q5_0, D as u32)]);
+    let mut o =
+        MatMulSpec::concatenated(D as u32, vec![Segment::unbiased(GgmlType::Q5_0, D as u32)]);
     o.residual = true;
-    let mut gu = plain(
+    let mut gu = MatMulSpec::concatenated(
         D as u32,
-        vec![seg(GgmlType::Q5_0, FF), seg(GgmlType::Q5_0, FF)],
+        vec![
+            Segment::unbiased(GgmlType::Q5_0, FF),
+            Segment::unbiased(GgmlType::Q5_0, FF),
+        ],
     );
     gu.rms_eps = Some(EPS);
     gu.swiglu = true;
-    let mut down = plain(FF, vec![seg(GgmlType::Q6_K, D as u32)]);
+    let mut down = MatMulSpec::concatenated(FF, vec![Segment::unbiased(GgmlType::Q6_K, D as u32)]);
     down.residual = true;
-    let mut logits = plain(D as u32, vec![seg(GgmlType::Q8_0, VOCAB)]);
+    let mut logits =
+        MatMulSpec::concatenated(D as u32, vec![Segment::unbiased(GgmlType::Q8_0, VOCAB)]);
     logits.rms_eps = Some(EPS);
     vec![
         ("qkv", qkv_spec()),

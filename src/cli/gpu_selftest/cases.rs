@@ -336,19 +336,14 @@ fn matmul_of_rows(
 /// fourth block holds Q6_K and Q4_K rows).
 fn mixed_groups_matmul(s: &mut Suite, rows: [u32; 3], t: usize, v: MatMulVariant) -> Res<Check> {
     let k = 512;
-    let seg = |ty, rows| Segment {
-        ty,
-        rows,
-        bias: false,
-    };
-    let spec = MatMulSpec {
-        segments: vec![
-            seg(GgmlType::Q4_K, rows[0]),
-            seg(GgmlType::Q6_K, rows[1]),
-            seg(GgmlType::Q4_K, rows[2]),
+    let spec = MatMulSpec::concatenated(
+        k,
+        vec![
+            Segment::unbiased(GgmlType::Q4_K, rows[0]),
+            Segment::unbiased(GgmlType::Q6_K, rows[1]),
+            Segment::unbiased(GgmlType::Q4_K, rows[2]),
         ],
-        ..MatMulSpec::plain(GgmlType::Q4_K, 0, k)
-    };
+    );
     let o = operands(s, &spec)?;
     let x = s.rng.vec(t * k as usize, -1.0, 1.0);
     let want = reference_rows(&spec, &o, &x, t);

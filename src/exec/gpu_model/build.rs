@@ -273,7 +273,7 @@ impl Places<'_> {
             }
         }
         let mut kernels = Vec::new();
-        for v in spec.variants() {
+        for v in spec.variants(self.opts.vendor) {
             let k = spec.kernels(v, |src, entry| -> Result<_, GpuError> {
                 Ok(self.cache.kernel(self.gpu, src, entry)?)
             })?;

@@ -161,6 +161,7 @@ impl GpuModel {
         let vocab = fixed_cols(graph, logits_node)?;
         let opts = PlanOptions {
             page_size: page_size as u32,
+            vendor: gpu.vendor(),
         };
         kernels::precompile(gpu, cache, graph, &opts)?;
         let kernel_origin = match cache.is_stored() {
@@ -431,7 +432,7 @@ fn int8_scratch_bytes(
     for id in graph.node_ids() {
         if matches!(graph.node(id).op, Op::MatMul(_)) {
             let spec = matmul_spec(graph, id, opts)?;
-            for v in spec.variants() {
+            for v in spec.variants(opts.vendor) {
                 xq = xq.max(spec.xq_bytes(v, max_tokens));
                 wq = wq.max(spec.wq_bytes(v));
             }

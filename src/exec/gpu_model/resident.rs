@@ -17,8 +17,8 @@ use super::super::graph_facts::unsupported;
 use super::weights::DeviceWeights;
 use super::ExecError;
 use crate::backend::{BackendError, DeviceBuffer, DevicePtr, Gpu, Stream};
-use crate::codegen::matmul::MAX_SEGMENTS;
-use crate::codegen::plan::{matmul_spec, PlanOptions, MATMUL_VARIANTS};
+use crate::codegen::matmul::{MATMUL_VARIANTS, MAX_SEGMENTS};
+use crate::codegen::plan::{matmul_spec, PlanOptions};
 use crate::codegen::KernelCache;
 use crate::ir::{Graph, NodeId, Op, Role};
 
