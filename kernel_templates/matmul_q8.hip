@@ -79,7 +79,6 @@ RFC_DEV XqView xq_view(const u8* base, int t, int T) {
     return v;
 }
 
-#define QPASSES ((K + 256 * 8 - 1) / (256 * 8))
 // A chunk's scale never falls below 2^-60 of the row's largest (nor below
 // 2^-100): the rescaled accumulators stay far from the f32 range, and what
 // such a floor rounds away is below 2^-67 of the row.
@@ -87,47 +86,10 @@ RFC_DEV XqView xq_view(const u8* base, int t, int T) {
 #define SCALE_FLOOR_ABS 7.88860905e-31f
 RFC_KERNEL __launch_bounds__(256) void quantize_rows(const float* __restrict__ x, int ldx,
                                                      const float* __restrict__ norm, u8* xq, int T) {
-    __shared__ float red[8], red_max[8], dch[CHUNKS];
+    __shared__ float red_max[8], dch[CHUNKS];
     const int t = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const float* xr = x + (u64)t * ldx;
     float v[QPASSES][8];
-#pragma unroll
-    for (int p = 0; p < QPASSES; p++) {
-        const int i = (p * 256 + threadIdx.x) * 8;
-        f4 a = {0.0f, 0.0f, 0.0f, 0.0f}, b = a;
-        if (i < K) {
-            a = ld_f4(xr + i);
-            b = ld_f4(xr + i + 4);
-        }
-        v[p][0] = a.x, v[p][1] = a.y, v[p][2] = a.z, v[p][3] = a.w;
-        v[p][4] = b.x, v[p][5] = b.y, v[p][6] = b.z, v[p][7] = b.w;
-    }
-#if PROLOGUE_RMS
-    float ss = 0.0f;
-#pragma unroll
-    for (int p = 0; p < QPASSES; p++)
-#pragma unroll
-        for (int e = 0; e < 8; e++) ss += v[p][e] * v[p][e];
-    ss = warp_sum(ss);
-    if (lane == 0) red[warp] = ss;
-    __syncthreads();
-    ss = 0.0f;
-#pragma unroll
-    for (int w = 0; w < 8; w++) ss += red[w];
-    const float scale = rsqrtf(ss / (float)K + bits_f32(EPS_BITS));
-#pragma unroll
-    for (int p = 0; p < QPASSES; p++) {
-        const int i = (p * 256 + threadIdx.x) * 8;
-        if (i < K) {
-            f4 a = ld_f4(norm + i), b = ld_f4(norm + i + 4);
-            float g[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-            for (int e = 0; e < 8; e++) v[p][e] *= g[e] * scale;
-        }
-    }
-#else
-    (void)red, (void)norm;
-#endif
+    load_token_row(x + (u64)t * ldx, norm, v);
     // Each chunk's largest (KC / 8 aligned lanes hold a chunk; padding
     // lanes hold zeros), then the row's.
     float cmax[QPASSES], rmax = 0.0f;
@@ -410,28 +372,6 @@ RFC_DEV void w_store(const WChunk& wc_, const Tiles& tl_) {
 static_assert(2 * PSTAGE <= PIPE_BYTES, "both stages fit the launch's shared memory");
 static_assert(EPI_BYTES <= PSTAGE, "the epilogue fits a stage");
 
-// Copies `bytes` (4, 8 or 16) from global to shared memory asynchronously;
-// zeros where !valid.
-template <int BYTES> RFC_DEVT void cp_async(void* dst, const void* src, bool valid) {
-    const u32 d = (u32)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;" ::"r"(d), "l"(src), "n"(BYTES),
-                 "r"(valid ? BYTES : 0));
-}
-template <> RFC_DEVT void cp_async<16>(void* dst, const void* src, bool valid) {
-    const u32 d = (u32)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
-}
-// A run of BYTES (a multiple of 4) in pieces of at most 16.
-template <int BYTES> RFC_DEVT void cp_async_run(u8* dst, const u8* src, bool valid) {
-#pragma unroll
-    for (int o = 0; o < BYTES; o += 16) {
-        if (BYTES - o >= 16) cp_async<16>(dst + o, src + o, valid);
-        else cp_async<(BYTES % 16 >= 8 ? 8 : 4)>(dst + o, src + o, valid);
-    }
-}
-RFC_DEV void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-RFC_DEV void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
-
 // The tiles of stage s in the dynamic shared memory.
 RFC_DEV Tiles stage_tiles(u8* smem, int s) {
     u8* b = smem + s * PSTAGE;
@@ -625,9 +565,7 @@ RFC_KERNEL MATMUL_BOUNDS void matmul(MATMUL_PARAMS) {
 #if PIPE
     extern __shared__ __attribute__((aligned(16))) u8 pipe_smem[];
     (void)stage_v, (void)tiles;
-    u32 dyn_bytes;
-    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn_bytes));
-    if (dyn_bytes < 2 * PSTAGE) __trap();
+    if (dynamic_smem_bytes() < 2 * PSTAGE) __trap();
     const WRows wrows = w_rows(i0);
     issue_chunk(stage_tiles(pipe_smem, 0), xq, w0, wrows, T, t0, 0);
     cp_async_commit();

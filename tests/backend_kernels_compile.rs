@@ -24,6 +24,7 @@ fn plain(k: u32, segments: Vec<Segment>) -> MatMulSpec {
         kv: None,
         swiglu: false,
         residual: false,
+        f16_tiles: false,
     }
 }
 
@@ -139,11 +140,65 @@ fn sources() -> Vec<KernelSource> {
     out
 }
 
+/// The NVIDIA-only sources: K-quant matrices on the f16 tiles
+/// (matmul_f16k.hip), every type they read, square and tall tiles, with
+/// the epilogues of gate|up, down and a qkv.
+fn nvidia_sources() -> Vec<KernelSource> {
+    let t128 = MatMulVariant::Tiled { tokens: 128 };
+    let mut gu = plain(
+        1024,
+        vec![
+            seg(GgmlType::Q4_K, 4096, false),
+            seg(GgmlType::Q5_K, 4096, false),
+        ],
+    );
+    gu.rms_eps = Some(1e-5);
+    gu.swiglu = true;
+    let mut down = plain(4864, vec![seg(GgmlType::Q6_K, 896, false)]);
+    down.residual = true;
+    let mut qkv = plain(
+        4096,
+        vec![
+            seg(GgmlType::Q4_K, 4096, false),
+            seg(GgmlType::Q6_K, 1024, false),
+            seg(GgmlType::Q3_K, 1024, false),
+        ],
+    );
+    qkv.rms_eps = Some(1e-5);
+    qkv.rope = Some(RopeEpilogue {
+        head_dim: 128,
+        heads: 40,
+        neox: false,
+        base: 5e5,
+        freq_scale: 1.0,
+        freqs: false,
+    });
+    qkv.kv = Some(KvEpilogue {
+        k_col: 4096,
+        v_col: 5120,
+        kv_dim: 1024,
+        page_size: 16,
+    });
+    let mut out = Vec::new();
+    for spec in [gu, down, qkv] {
+        let spec = spec.with_f16_tiles(Vendor::Cuda);
+        assert!(spec.takes_f16_tiles(t128), "{}", spec.label(t128));
+        out.push(spec.source(t128).unwrap());
+        if spec.has_tall() {
+            out.push(spec.source(MatMulVariant::TiledTall).unwrap());
+        }
+    }
+    out
+}
+
 /// Compiles every source; returns the failures' messages.
 fn compile_all(rtc: &RtcApi, target: &Target) -> Vec<String> {
     let cache = KernelCache::new(None);
-    sources()
-        .iter()
+    let mut all = sources();
+    if target.vendor() == Vendor::Cuda {
+        all.extend(nvidia_sources());
+    }
+    all.iter()
         .filter_map(|src| {
             cache
                 .code_object(rtc, target, src)
@@ -174,8 +229,11 @@ fn every_template_compiles_with_nvrtc_for_sm90_when_available() {
         return;
     }
     let rtc = RtcApi::load(Vendor::Cuda).unwrap();
-    let failures = compile_all(&rtc, &Target::parse("sm_90").unwrap());
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    // sm_86 too: the f16 tiles' stages are smaller where blocks take 99 KiB.
+    for arch in ["sm_90", "sm_86"] {
+        let failures = compile_all(&rtc, &Target::parse(arch).unwrap());
+        assert!(failures.is_empty(), "{arch}: {}", failures.join("\n\n"));
+    }
 }
 
 #[test]

@@ -72,6 +72,11 @@ pub struct MatMulSpec {
     pub kv: Option<KvEpilogue>,
     pub swiglu: bool,
     pub residual: bool,
+    /// The 128-token tiles (square and tall) multiply the weights as f16
+    /// integers sc·q (matmul_f16k.hip) where
+    /// [`f16_tiles_read`](Self::f16_tiles_read) allows: set by the plan for
+    /// NVIDIA targets ([`with_f16_tiles`](Self::with_f16_tiles)).
+    pub f16_tiles: bool,
 }
 
 /// Which kernel computes the product.
@@ -148,7 +153,17 @@ fn uses_q8_matvec(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
 }
 
 fn uses_q8_tiles(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
-    variant.is_tiled() && spec.quantizes_input(variant)
+    variant.is_tiled() && spec.quantizes_input(variant) && !uses_f16_tiles(spec, variant)
+}
+
+/// Whether `variant` is matmul_f16k.hip's: the 128-token tiles (square or
+/// tall) of a spec with [`MatMulSpec::f16_tiles`] on.
+fn uses_f16_tiles(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
+    matches!(
+        variant,
+        MatMulVariant::Tiled { tokens: 128 } | MatMulVariant::TiledTall
+    ) && spec.f16_tiles
+        && spec.f16_tiles_read()
 }
 
 /// Weight types the int8 matrix-unit kernel reads as int8 with block
@@ -183,8 +198,10 @@ const REPACK_MIN_TOKENS: u32 = 128;
 /// prefill the row quantizer that runs before it.
 pub struct MatMulKernel {
     pub main: Kernel,
+    /// The input rows' preparation for the tiles: int8 terms
+    /// (quantize_rows) or f16 (scale_rows).
     pub quantize: Option<Kernel>,
-    /// The weights' per-step repack to int8 (runs first).
+    /// The weights' per-step repack to int8 or f16 (runs first).
     pub repack: Option<Kernel>,
 }
 
@@ -261,7 +278,36 @@ impl MatMulSpec {
             kv: None,
             swiglu: false,
             residual: false,
+            f16_tiles: false,
         }
+    }
+
+    /// The spec with the f16 tiles on where `vendor`'s GPUs run them
+    /// (NVIDIA: `ldmatrix`, cp.async and f16 `mma.sync`; the gfx1100 path
+    /// keeps the int8 tiles).
+    pub fn with_f16_tiles(mut self, vendor: Vendor) -> MatMulSpec {
+        self.f16_tiles = vendor == Vendor::Cuda && self.f16_tiles_read();
+        self
+    }
+
+    /// Whether `variant` multiplies on matmul_f16k.hip's tiles (f16 sc·q
+    /// weights, f16 activations).
+    pub fn takes_f16_tiles(&self, variant: MatMulVariant) -> bool {
+        uses_f16_tiles(self, variant)
+    }
+
+    /// Whether every weight reads as f16 integers sc·q with a super-block
+    /// scale (the K-quants with integer sub-scales and at most one min per
+    /// 32: Q3_K, Q4_K, Q5_K exactly, Q6_K's products above 2,048 to
+    /// 2^-12), in whole super-blocks, and the matrix is small enough to
+    /// repack ([`REPACK_MAX_WEIGHTS`]).
+    pub fn f16_tiles_read(&self) -> bool {
+        use GgmlType::*;
+        self.segments
+            .iter()
+            .all(|s| matches!(s.ty, Q3_K | Q4_K | Q5_K | Q6_K))
+            && self.k.is_multiple_of(256)
+            && self.rows() as u64 * self.k as u64 <= REPACK_MAX_WEIGHTS
     }
 
     /// Rows of the concatenated weights.
@@ -372,6 +418,11 @@ impl MatMulSpec {
     /// tokens reads ([`MatMulArgs::xq`]): two int8 terms per element, two
     /// f32 per 32 (scale and sum); 0 for the variants that need none.
     pub fn xq_bytes(&self, variant: MatMulVariant, tokens: u32) -> u64 {
+        if uses_f16_tiles(self, variant) {
+            // An f16 per element, an f32 sum per 32, an f32 scale.
+            let k = self.k as u64;
+            return tokens as u64 * (2 * k + k / 32 * 4 + 4);
+        }
         if !uses_q8_tiles(self, variant) {
             return 0;
         }
@@ -387,9 +438,10 @@ impl MatMulSpec {
             MatMulVariant::TiledTall => true,
             MatMulVariant::Vector { .. } => false,
         };
-        large
-            && uses_q8_tiles(self, variant)
-            && self.rows() as u64 * self.k as u64 <= REPACK_MAX_WEIGHTS
+        uses_f16_tiles(self, variant)
+            || large
+                && uses_q8_tiles(self, variant)
+                && self.rows() as u64 * self.k as u64 <= REPACK_MAX_WEIGHTS
     }
 
     /// Elements per weight scale in the int8 tiles: 16 when a segment's
@@ -417,6 +469,11 @@ impl MatMulSpec {
             return 0;
         }
         let (n, k) = (self.rows() as u64, self.k as u64);
+        if uses_f16_tiles(self, variant) {
+            // f16 values; per super-block a ratio (its run 16-byte
+            // aligned), per 32 a min, per row its last unit.
+            return n * k * 2 + (n * (k / 256) * 4).next_multiple_of(16) + n * (k / 32) * 4 + n * 4;
+        }
         let mins = if self.has_min() { n * (k / 32) * 4 } else { 0 };
         n * k + n * (k / self.scale_group() as u64) * 4 + mins
     }
@@ -445,6 +502,16 @@ impl MatMulSpec {
         if !self.repacks_weights(variant) {
             return 0;
         }
+        if uses_f16_tiles(self, variant) {
+            // matmul_f16k.hip's KC by what the arch's blocks may take.
+            let kc = if matches!(arch, "sm_80" | "sm_87" | "sm_90" | "sm_90a") {
+                128
+            } else {
+                64
+            };
+            let stage = (tm + tn) * (kc + 8) * 2 + 4 * (tm * kc / 32 + tn * kc / 32 + tn);
+            return 2 * stage.next_multiple_of(16);
+        }
         let kc = self.pipe_kc(tn, arch);
         let (cu, cs) = (kc / 32, kc / self.scale_group());
         let mins = if self.has_min() { tm * cu + tn * cu } else { 0 };
@@ -456,6 +523,7 @@ impl MatMulSpec {
     pub fn entries(&self, variant: MatMulVariant) -> &'static [&'static str] {
         match variant {
             MatMulVariant::Vector { .. } => &["matvec"],
+            _ if uses_f16_tiles(self, variant) => &["repack_weights", "scale_rows", "matmul"],
             _ if self.repacks_weights(variant) => &["repack_weights", "quantize_rows", "matmul"],
             _ if uses_q8_tiles(self, variant) => &["quantize_rows", "matmul"],
             MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => &["matmul"],
@@ -475,7 +543,11 @@ impl MatMulSpec {
                 false => Ok(None),
             }
         };
-        let (repack, quantize) = (find("repack_weights")?, find("quantize_rows")?);
+        let repack = find("repack_weights")?;
+        let quantize = match find("quantize_rows")? {
+            Some(q) => Some(q),
+            None => find("scale_rows")?,
+        };
         let main = load(
             &src,
             self.entries(variant).last().copied().unwrap_or("matmul"),
@@ -491,10 +563,16 @@ impl MatMulSpec {
     pub fn label(&self, variant: MatMulVariant) -> String {
         let mut s = match variant {
             MatMulVariant::Vector { tokens } => format!("matvec_t{tokens}_k{}", self.k),
+            MatMulVariant::Tiled { tokens } if uses_f16_tiles(self, variant) => {
+                format!("matmul_f16k_t{tokens}_k{}", self.k)
+            }
             MatMulVariant::Tiled { tokens } if uses_q8_tiles(self, variant) => {
                 format!("matmul_q8_t{tokens}_k{}", self.k)
             }
             MatMulVariant::Tiled { tokens } => format!("matmul_t{tokens}_k{}", self.k),
+            MatMulVariant::TiledTall if uses_f16_tiles(self, variant) => {
+                format!("matmul_f16k_tall_k{}", self.k)
+            }
             MatMulVariant::TiledTall => format!("matmul_q8_tall_k{}", self.k),
         };
         for seg in &self.segments {
@@ -579,6 +657,7 @@ impl MatMulSpec {
         let template = match variant {
             MatMulVariant::Vector { .. } if q8 => Template::MatVecQ8,
             MatMulVariant::Vector { .. } => Template::MatVec,
+            _ if uses_f16_tiles(self, variant) => Template::MatMulF16K,
             _ if uses_q8_tiles(self, variant) => Template::MatMulQ8,
             MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => Template::MatMul,
         };
@@ -613,6 +692,9 @@ impl MatMulSpec {
                 }
                 let (tm, tn) = self.block_tile(variant).unwrap_or((64, 64));
                 src = src.define("TM", tm).define("TN", tn);
+                if uses_f16_tiles(self, variant) {
+                    src = src.define("PIPE_BYTES", self.pipe_bytes(variant, LARGEST_PIPE_ARCH));
+                }
                 if uses_q8_tiles(self, variant) {
                     src = src
                         .define("SUB", self.scale_group())
@@ -895,6 +977,92 @@ mod tests {
         let src = q6k.source(t128).unwrap();
         assert_eq!(src.defines["SUB"], "16");
         assert_eq!(src.defines["HAS_MIN"], "0");
+    }
+
+    #[test]
+    fn k_quant_matrices_take_the_f16_tiles_on_nvidia_only() {
+        let t128 = MatMulVariant::Tiled { tokens: 128 };
+        let gate_up = spec(GgmlType::Q4_K, 2 * 14336, 4096);
+        assert!(gate_up.f16_tiles_read());
+        let hip = gate_up.clone().with_f16_tiles(Vendor::Hip);
+        assert!(!hip.f16_tiles && !hip.takes_f16_tiles(t128));
+        assert_eq!(hip.source(t128).unwrap().template, Template::MatMulQ8);
+        let cuda = gate_up.with_f16_tiles(Vendor::Cuda);
+        assert!(cuda.takes_f16_tiles(t128) && cuda.repacks_weights(t128));
+        let src = cuda.source(t128).unwrap();
+        assert_eq!(src.template, Template::MatMulF16K);
+        assert_eq!(
+            cuda.entries(t128),
+            ["repack_weights", "scale_rows", "matmul"]
+        );
+        // An f16 per element, an f32 sum per 32, an f32 scale per token.
+        assert_eq!(cuda.xq_bytes(t128, 3), 3 * (2 * 4096 + 128 * 4 + 4));
+        // f16 sc·q, a ratio per 256 (its run padded to 16 bytes), a min per
+        // 32, the last unit per row.
+        let n = 2 * 14336u64;
+        assert_eq!(
+            cuda.wq_bytes(t128),
+            n * 4096 * 2 + (n * 16 * 4).next_multiple_of(16) + n * 128 * 4 + n * 4
+        );
+        // Two stages of 128-element chunks on sm_90, 64 where blocks take
+        // 99 KiB at most.
+        let stage = |kc: u32| (128 + 128) * (kc + 8) * 2 + 4 * (128 * kc / 32 * 2 + 128);
+        assert_eq!(cuda.pipe_bytes(t128, "sm_90"), 2 * stage(128));
+        assert_eq!(cuda.pipe_bytes(t128, "sm_89"), 2 * stage(64));
+        assert!(cuda.pipe_bytes(t128, "sm_86") <= 99 * 1024);
+        assert_eq!(src.defines["PIPE_BYTES"], (2 * stage(128)).to_string());
+        // Smaller token tiles keep the int8 ones (they decode the weights in
+        // place).
+        let t64 = MatMulVariant::Tiled { tokens: 64 };
+        assert!(!cuda.takes_f16_tiles(t64));
+        assert_eq!(cuda.source(t64).unwrap().template, Template::MatMulQ8);
+        // Llama-3-8B's qkv mixes Q4_K and Q6_K: f16 in both 128-token tiles,
+        // one repacked format for both.
+        let qkv = MatMulSpec::concatenated(
+            4096,
+            vec![
+                Segment::unbiased(GgmlType::Q4_K, 4096),
+                Segment::unbiased(GgmlType::Q6_K, 1024),
+                Segment::unbiased(GgmlType::Q4_K, 1024),
+            ],
+        )
+        .with_f16_tiles(Vendor::Cuda);
+        let tall = MatMulVariant::TiledTall;
+        assert!(qkv.has_tall() && qkv.takes_f16_tiles(tall));
+        assert_eq!(qkv.wq_bytes(tall), qkv.wq_bytes(t128));
+        assert_eq!(qkv.source(tall).unwrap().template, Template::MatMulF16K);
+        assert_ne!(qkv.label(tall), qkv.label(t128));
+        assert_eq!(qkv.variant_for(512, 132, Vendor::Cuda), tall);
+    }
+
+    #[test]
+    fn other_types_partial_super_blocks_and_huge_matrices_keep_the_int8_tiles() {
+        let t128 = MatMulVariant::Tiled { tokens: 128 };
+        for ty in [
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q2_K,
+            GgmlType::F16,
+        ] {
+            let s = spec(ty, 4096, 4096).with_f16_tiles(Vendor::Cuda);
+            assert!(!s.f16_tiles && !s.takes_f16_tiles(t128), "{ty:?}");
+        }
+        // One Q8_0 segment among K-quants.
+        let mixed = MatMulSpec::concatenated(
+            4096,
+            vec![
+                Segment::unbiased(GgmlType::Q4_K, 4096),
+                Segment::unbiased(GgmlType::Q8_0, 1024),
+            ],
+        );
+        assert!(!mixed.with_f16_tiles(Vendor::Cuda).f16_tiles);
+        // 896 inputs are not whole super-blocks; a 128k vocabulary is too
+        // large to repack.
+        assert!(!spec(GgmlType::Q4_K, 4096, 896).f16_tiles_read());
+        assert!(!spec(GgmlType::Q6_K, 128_256, 4096).f16_tiles_read());
+        for ty in [GgmlType::Q3_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+            assert!(spec(ty, 4096, 4864).f16_tiles_read(), "{ty:?}");
+        }
     }
 
     #[test]

@@ -164,6 +164,7 @@ pub fn matmul_spec(g: &Graph, id: NodeId, opts: &PlanOptions) -> Result<MatMulSp
         kv: None,
         swiglu: false,
         residual: false,
+        f16_tiles: false,
     };
     for e in &m.epilogue {
         match e {
@@ -191,7 +192,7 @@ pub fn matmul_spec(g: &Graph, id: NodeId, opts: &PlanOptions) -> Result<MatMulSp
         }
     }
     spec.validate()?;
-    Ok(spec)
+    Ok(spec.with_f16_tiles(opts.vendor))
 }
 
 fn rope_epilogue(

@@ -16,6 +16,8 @@ const QUANT: &str = include_str!("../../kernel_templates/quant.h");
 const EPILOGUE: &str = include_str!("../../kernel_templates/epilogue.h");
 const QUANT_I8: &str = include_str!("../../kernel_templates/quant_i8.h");
 const TILES: &str = include_str!("../../kernel_templates/tiles.h");
+const ASYNC_COPY: &str = include_str!("../../kernel_templates/async_copy.h");
+const TOKEN_ROW: &str = include_str!("../../kernel_templates/token_row.h");
 
 /// The template files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,6 +28,9 @@ pub enum Template {
     MatMul,
     /// The prefill matmul on int8 matrix units (quantized weights).
     MatMulQ8,
+    /// The prefill matmul of Q4_K / Q5_K weights as exact f16 integers on
+    /// the f16 matrix units (NVIDIA).
+    MatMulF16K,
     Attention,
     Rows,
     Elementwise,
@@ -39,6 +44,7 @@ impl Template {
             Template::MatVecQ8 => "matvec_q8",
             Template::MatMul => "matmul",
             Template::MatMulQ8 => "matmul_q8",
+            Template::MatMulF16K => "matmul_f16k",
             Template::Attention => "attention",
             Template::Rows => "rows",
             Template::Elementwise => "elementwise",
@@ -51,6 +57,7 @@ impl Template {
             Template::MatVecQ8 => include_str!("../../kernel_templates/matvec_q8.hip"),
             Template::MatMul => include_str!("../../kernel_templates/matmul.hip"),
             Template::MatMulQ8 => include_str!("../../kernel_templates/matmul_q8.hip"),
+            Template::MatMulF16K => include_str!("../../kernel_templates/matmul_f16k.hip"),
             Template::Attention => include_str!("../../kernel_templates/attention.hip"),
             Template::Rows => include_str!("../../kernel_templates/rows.hip"),
             Template::Elementwise => include_str!("../../kernel_templates/elementwise.hip"),
@@ -64,11 +71,13 @@ impl Template {
         const E: (&str, &str) = ("epilogue.h", EPILOGUE);
         const I: (&str, &str) = ("quant_i8.h", QUANT_I8);
         const T: (&str, &str) = ("tiles.h", TILES);
+        const A: (&str, &str) = ("async_copy.h", ASYNC_COPY);
+        const R: (&str, &str) = ("token_row.h", TOKEN_ROW);
         match self {
             Template::MatVec => &[Q, E],
             Template::MatMul => &[Q, E, T],
             Template::MatVecQ8 => &[Q, I, E],
-            Template::MatMulQ8 => &[Q, I, E, T],
+            Template::MatMulQ8 | Template::MatMulF16K => &[Q, I, E, T, A, R],
             Template::Rows => &[Q],
             Template::Attention | Template::Elementwise => &[],
         }

@@ -46,14 +46,37 @@ pub fn all(s: &mut Suite) -> Vec<String> {
             Segment::unbiased(GgmlType::Q4_K, 1024),
         ],
     );
-    for v in [
-        MatMulVariant::Tiled { tokens: 128 },
-        MatMulVariant::TiledTall,
-    ] {
-        run(
-            &format!("8B qkv T=512 {}", super::cases::variant_name(v)),
-            matmul(s, &qkv8b, v, 512),
-        );
+    // And its gate|up, each on the int8 tiles and on the f16 ones.
+    let mut gate_up8b = MatMulSpec::concatenated(
+        4096,
+        vec![
+            Segment::unbiased(GgmlType::Q4_K, 14336),
+            Segment::unbiased(GgmlType::Q4_K, 14336),
+        ],
+    );
+    gate_up8b.swiglu = true;
+    let vendor = s.gpu.info().vendor;
+    for (name, spec) in [("qkv", qkv8b), ("gate_up", gate_up8b)] {
+        for f16 in [false, true] {
+            let spec = if f16 {
+                spec.clone().with_f16_tiles(vendor)
+            } else {
+                spec.clone()
+            };
+            let tiles = if spec.f16_tiles { " f16" } else { "" };
+            for v in [
+                MatMulVariant::Tiled { tokens: 128 },
+                MatMulVariant::TiledTall,
+            ] {
+                if v == MatMulVariant::TiledTall && name == "gate_up" {
+                    continue;
+                }
+                run(
+                    &format!("8B {name} T=512 {}{tiles}", super::cases::variant_name(v)),
+                    matmul(s, &spec, v, 512),
+                );
+            }
+        }
     }
     for len in [1024usize, 4096] {
         run(

@@ -84,6 +84,61 @@ pub fn all(s: &mut Suite) {
             |s| mixed_groups_matmul(s, [4096, 1024, 1024], 150, v),
         );
     }
+    // K-quant weights as f16 sc·q (NVIDIA's 128-token tiles): each type,
+    // narrow and wide tiles, Llama-3-8B's qkv mix in the square and the
+    // tall tile, super-blocks whose scale is zero, tiny or large next to
+    // their neighbours', inputs far beyond f16's range and far below it.
+    use GgmlType::{Q3_K, Q4_K, Q5_K, Q6_K};
+    let t128 = MatMulVariant::Tiled { tokens: 128 };
+    let f16_cases: [F16Case; 11] = [
+        ("Q4_K", &[(Q4_K, 96)], t128, 1.0, false),
+        ("Q5_K", &[(Q5_K, 96)], t128, 1.0, false),
+        ("Q6_K", &[(Q6_K, 96)], t128, 1.0, false),
+        ("Q3_K", &[(Q3_K, 96)], t128, 1.0, false),
+        (
+            "Q4_K|Q6_K|Q4_K x6144",
+            &[(Q4_K, 4096), (Q6_K, 1024), (Q4_K, 1024)],
+            t128,
+            1.0,
+            false,
+        ),
+        (
+            "Q4_K|Q6_K|Q4_K x6144",
+            &[(Q4_K, 4096), (Q6_K, 1024), (Q4_K, 1024)],
+            MatMulVariant::TiledTall,
+            1.0,
+            false,
+        ),
+        (
+            "Q4_K|Q5_K|Q6_K, odd super-block scales",
+            &[(Q4_K, 160), (Q5_K, 64), (Q6_K, 32)],
+            t128,
+            1.0,
+            true,
+        ),
+        (
+            "Q4_K x4096, odd super-block scales",
+            &[(Q4_K, 4096)],
+            t128,
+            1.0,
+            true,
+        ),
+        (
+            "Q6_K|Q3_K x4096, odd super-block scales",
+            &[(Q6_K, 2048), (Q3_K, 2048)],
+            t128,
+            1.0,
+            true,
+        ),
+        ("Q4_K, |x| up to 1e6", &[(Q4_K, 96)], t128, 1e6, false),
+        ("Q4_K, |x| up to 1e-30", &[(Q4_K, 96)], t128, 1e-30, false),
+    ];
+    for (name, segs, v, amp, odd) in f16_cases {
+        s.case(
+            &format!("matmul {name} T=150 {} f16", variant_name(v)),
+            |s| f16_tiles_matmul(s, segs, v, 150, amp, odd),
+        );
+    }
     for t in [1, 3, 40, 150] {
         s.case(&format!("qkv rms+bias+rope+kv T={t}"), |s| qkv(s, t));
     }
@@ -356,6 +411,77 @@ fn mixed_groups_matmul(s: &mut Suite, rows: [u32; 3], t: usize, v: MatMulVariant
     Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(variant_name(v)))
 }
 
+/// A case of the f16 tiles: name, segments (type, rows), variant, input
+/// amplitude, odd super-block scales.
+type F16Case = (
+    &'static str,
+    &'static [(GgmlType, u32)],
+    MatMulVariant,
+    f32,
+    bool,
+);
+
+/// K-quant weight segments (k = 1,024) on the f16 tiles where the device
+/// runs them. With `odd`, some super-blocks get a zero scale d (only their
+/// mins count), a subnormal one or a large one, so that the accumulators'
+/// unit changes by up to 2^30 between neighbours.
+fn f16_tiles_matmul(
+    s: &mut Suite,
+    segs: &[(GgmlType, u32)],
+    v: MatMulVariant,
+    t: usize,
+    amp: f32,
+    odd: bool,
+) -> Res<Check> {
+    let k = 1024u32;
+    let segments = segs.iter().map(|&(ty, rows)| Segment::unbiased(ty, rows));
+    let spec = MatMulSpec::concatenated(k, segments.collect()).with_f16_tiles(s.gpu.info().vendor);
+    let mut o = Operands {
+        w: vec![],
+        w_ref: vec![],
+        bias: segs.iter().map(|_| None).collect(),
+        norm: None,
+    };
+    for seg in &spec.segments {
+        let n = seg.rows as usize;
+        let mut data = random_weights(&mut s.rng, seg.ty, n, k as usize);
+        // Where the super-block's d sits.
+        let at = match seg.ty {
+            GgmlType::Q3_K => 108,
+            GgmlType::Q6_K => 208,
+            _ => 0,
+        };
+        if odd {
+            let bytes = seg.ty.block_bytes();
+            for (b, block) in data.chunks_mut(bytes).enumerate() {
+                let d: u16 = match b % 7 {
+                    0 => 0x0000, // zero: the block is its mins
+                    3 => 0x0003, // 1.8e-7, subnormal
+                    5 => 0x5a00, // 192
+                    _ => continue,
+                };
+                block[at..at + 2].copy_from_slice(&d.to_le_bytes());
+            }
+        }
+        o.w_ref.push(dequantized(seg.ty, &data, n, k as usize)?);
+        o.w.push(s.upload(&data)?);
+    }
+    let x = s.rng.vec(t * k as usize, -amp, amp);
+    let want = reference_rows(&spec, &o, &x, t);
+    let kern = s.matmul_kernel(&spec, v)?;
+    let (xb, out) = (s.upload(&x)?, s.poisoned(t * spec.rows() as usize)?);
+    let mut args = matmul_args(&spec, &o, &xb, &out, t);
+    s.int8_scratch(&spec, v, t as u32, &mut args)?;
+    // SAFETY: buffers sized by the spec.
+    unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
+    let note = if spec.takes_f16_tiles(v) {
+        "f16 tiles"
+    } else {
+        "int8 tiles"
+    };
+    Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(note))
+}
+
 /// Tokens of a step: `t` of them over three sequences, positions new to
 /// each sequence (as a real step: prefill chunks and decode tokens).
 fn step_tokens(t: usize) -> (Vec<usize>, Vec<(usize, usize)>) {
@@ -417,6 +543,7 @@ pub fn qkv_spec() -> MatMulSpec {
         }),
         swiglu: false,
         residual: false,
+        f16_tiles: false,
     }
 }
 
@@ -497,6 +624,7 @@ fn gate_up(s: &mut Suite, t: usize) -> Res<Check> {
         kv: None,
         swiglu: true,
         residual: false,
+        f16_tiles: false,
     };
     let v = MatMulVariant::for_tokens(t as u32);
     let o = operands(s, &spec)?;
