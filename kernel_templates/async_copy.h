@@ -25,6 +25,8 @@ template <int BYTES> RFC_DEVT void cp_async_run(u8* dst, const u8* src, bool val
 }
 RFC_DEV void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 RFC_DEV void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+// Until at most N of this thread's newest groups are in flight.
+template <int N> RFC_DEVT void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
 // The launch's dynamic shared memory in bytes: a kernel whose stages need
 // more traps instead of writing past it (the host sizes the launch from

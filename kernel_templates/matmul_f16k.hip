@@ -27,9 +27,9 @@
 //   scale_rows: each token row of x (RMSNorm applied with the prologue)
 //     times 2^e (its largest lands in [2^14, 2^15)) into the `xq` buffer:
 //       h [T][K] f16, sums [T][K/32] f32 (of h), unscale [T] f32 (2^-e)
-//   matmul: out = epilogue(x · Wᵀ), TM x TN tiles (tiles.h) through two
-//     cp.async stages of KC elements in dynamic shared memory, fragments by
-//     ldmatrix.
+//   matmul: out = epilogue(x · Wᵀ), TM x TN tiles (tiles.h) through two or
+//     three cp.async stages of KC elements in dynamic shared memory,
+//     fragments by ldmatrix.
 //
 // Defines: K (a multiple of 256), TM, TN, SEGi_* (the four types), PIPE_BYTES,
 // EPS_BITS with PROLOGUE_RMS, the epilogue's. Grids: repack_weights
@@ -50,12 +50,18 @@
 #else
 #define KC 64
 #endif
+// Stages in flight: three where they fit (sm_90: 3 x 74 KB), else two.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
+#define STAGES 3
+#else
+#define STAGES 2
+#endif
 #define CHUNKS (K / KC)
 #define KPH (KC + 8)  // row pitch of the staged tiles in halves: an odd multiple of 16 bytes
 #define CU (KC / 32)  // units per chunk
 #define PSTAGE (((TM + TN) * KPH * 2 + 4 * (TM * CU + TN * CU + TN) + 15) / 16 * 16)
 #define EPI_BYTES (8 * 16 * EPI_PITCH * 4)
-static_assert(2 * PSTAGE <= PIPE_BYTES, "both stages fit the launch's shared memory");
+static_assert(STAGES * PSTAGE <= PIPE_BYTES, "the stages fit the launch's shared memory");
 static_assert(EPI_BYTES <= PSTAGE, "the epilogue fits a stage");
 static_assert(K % 256 == 0 && 256 % KC == 0, "whole super-blocks, whole chunks of them");
 
@@ -379,7 +385,7 @@ RFC_DEV void unscale_acc(float acc[MT][NT][MMA_ACC], const u8* xq, const u8* wq,
 
 RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
     extern __shared__ __attribute__((aligned(16))) u8 pipe_smem[];
-    if (dynamic_smem_bytes() < 2 * PSTAGE) __trap();
+    if (dynamic_smem_bytes() < STAGES * PSTAGE) __trap();
     const int i0 = blockIdx.x * (TN / 2);
     const int t0 = blockIdx.y * TM;
     const u8* xq = (const u8*)x;
@@ -394,14 +400,18 @@ RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
             for (int i = 0; i < MMA_ACC; i++) acc[mi][ni][i] = 0.0f;
 
     const WRows wrows = w_rows(i0);
-    issue_chunk(stage_tiles(pipe_smem, 0), xq, w0, wrows, T, t0, 0);
-    cp_async_commit();
-    for (int c = 0; c < CHUNKS; c++) {
-        cp_async_wait_all();  // this thread's copies of chunk c
-        __syncthreads();      // everyone's; and chunk c - 1 (the other stage) is done
-        if (c + 1 < CHUNKS) issue_chunk(stage_tiles(pipe_smem, (c + 1) & 1), xq, w0, wrows, T, t0, c + 1);
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < CHUNKS) issue_chunk(stage_tiles(pipe_smem, s), xq, w0, wrows, T, t0, s);
         cp_async_commit();
-        multiply_chunk(stage_tiles(pipe_smem, c & 1), acc, c > 0 && (c * KC) % 256 == 0);
+    }
+    for (int c = 0; c < CHUNKS; c++) {
+        cp_async_wait<STAGES - 2>();  // this thread's copies of chunk c
+        __syncthreads();              // everyone's; and chunk c - 1's stage is free
+        const int next = c + STAGES - 1;
+        if (next < CHUNKS) issue_chunk(stage_tiles(pipe_smem, next % STAGES), xq, w0, wrows, T, t0, next);
+        cp_async_commit();
+        multiply_chunk(stage_tiles(pipe_smem, c % STAGES), acc, c > 0 && (c * KC) % 256 == 0);
     }
     __syncthreads();  // the stages become the epilogue's
     unscale_acc(acc, xq, w0, t0, i0, T);

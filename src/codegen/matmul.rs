@@ -503,14 +503,15 @@ impl MatMulSpec {
             return 0;
         }
         if uses_f16_tiles(self, variant) {
-            // matmul_f16k.hip's KC by what the arch's blocks may take.
-            let kc = if matches!(arch, "sm_80" | "sm_87" | "sm_90" | "sm_90a") {
-                128
-            } else {
-                64
+            // matmul_f16k.hip's KC and stages by what the arch's blocks may
+            // take: 227 KB on sm_90, 163 KB on sm_80 / sm_87, else 99 KiB.
+            let (kc, stages) = match arch {
+                "sm_90" | "sm_90a" => (128, 3),
+                "sm_80" | "sm_87" => (128, 2),
+                _ => (64, 2),
             };
             let stage = (tm + tn) * (kc + 8) * 2 + 4 * (tm * kc / 32 + tn * kc / 32 + tn);
-            return 2 * stage.next_multiple_of(16);
+            return stages * stage.next_multiple_of(16);
         }
         let kc = self.pipe_kc(tn, arch);
         let (cu, cs) = (kc / 32, kc / self.scale_group());
@@ -1004,13 +1005,16 @@ mod tests {
             cuda.wq_bytes(t128),
             n * 4096 * 2 + (n * 16 * 4).next_multiple_of(16) + n * 128 * 4 + n * 4
         );
-        // Two stages of 128-element chunks on sm_90, 64 where blocks take
-        // 99 KiB at most.
+        // Three stages of 128-element chunks on sm_90, two on sm_80, two of
+        // 64 where blocks take 99 KiB at most.
         let stage = |kc: u32| (128 + 128) * (kc + 8) * 2 + 4 * (128 * kc / 32 * 2 + 128);
-        assert_eq!(cuda.pipe_bytes(t128, "sm_90"), 2 * stage(128));
+        assert_eq!(cuda.pipe_bytes(t128, "sm_90"), 3 * stage(128));
+        assert!(cuda.pipe_bytes(t128, "sm_90") <= 227 * 1024);
+        assert_eq!(cuda.pipe_bytes(t128, "sm_80"), 2 * stage(128));
+        assert!(cuda.pipe_bytes(t128, "sm_80") <= 163 * 1024);
         assert_eq!(cuda.pipe_bytes(t128, "sm_89"), 2 * stage(64));
         assert!(cuda.pipe_bytes(t128, "sm_86") <= 99 * 1024);
-        assert_eq!(src.defines["PIPE_BYTES"], (2 * stage(128)).to_string());
+        assert_eq!(src.defines["PIPE_BYTES"], (3 * stage(128)).to_string());
         // Smaller token tiles keep the int8 ones (they decode the weights in
         // place).
         let t64 = MatMulVariant::Tiled { tokens: 64 };
