@@ -184,9 +184,9 @@ const LARGEST_PIPE_ARCH: &str = "sm_90";
 /// The int8 prefill kernel's k step (kernel_templates/matmul_q8.hip, KC).
 const Q8_TILE_K: u32 = 64;
 
-/// The largest matrix (rows × k) whose weights the int8 prefill repacks per
-/// step (Llama-3-8B's gate|up is 117 Mi): the repacked copy lives in a
-/// scratch buffer of ~1.3 bytes per weight; larger ones (output
+/// The largest matrix (rows × k) whose weights the prefill tiles repack
+/// (Llama-3-8B's gate|up is 117 Mi): the repacked copy lives in a scratch
+/// buffer of ~1.3 (int8) or ~2.1 (f16) bytes per weight; larger ones (output
 /// projections of big vocabularies) are decoded in the tiles instead.
 const REPACK_MAX_WEIGHTS: u64 = 128 << 20;
 
@@ -252,7 +252,8 @@ pub struct MatMulArgs {
     /// The int8 prefill's quantized input rows, of
     /// [`MatMulSpec::xq_bytes`] (unused by the other variants).
     pub xq: DevicePtr,
-    /// The repacked int8 weights, of [`MatMulSpec::wq_bytes`].
+    /// The repacked weights (int8, or f16 for the f16 tiles), of
+    /// [`MatMulSpec::wq_bytes`].
     pub wq: DevicePtr,
     /// `wq` holds these weights repacked already (once, at load): the
     /// launch skips the per-step repack.
@@ -338,7 +339,8 @@ impl MatMulSpec {
     }
 
     /// Whether the tall tile ([`MatMulVariant::TiledTall`]) is compiled: a
-    /// wide matrix whose steps of 128 tokens take the repacked int8 tiles.
+    /// wide matrix whose steps of 128 tokens take repacked weights (int8 or
+    /// f16 tiles).
     pub fn has_tall(&self) -> bool {
         self.rows() >= WIDE_ROWS && self.repacks_weights(MatMulVariant::Tiled { tokens: 128 })
     }
@@ -688,7 +690,7 @@ impl MatMulSpec {
                 } else if !self.has_tall() {
                     return Err(unsupported(
                         "matmul",
-                        "the 64 x 192 tile (wide matrices with repacked int8 weights only)",
+                        "the 64 x 192 tile (wide matrices with repacked weights only)",
                     ));
                 }
                 let (tm, tn) = self.block_tile(variant).unwrap_or((64, 64));

@@ -64,7 +64,8 @@ pub struct DeviceFootprint {
     pub weights: usize,
     pub arena: usize,
     pub kv_cache: usize,
-    /// The int8 prefill's weights, repacked once at load (resident.rs).
+    /// The prefill tiles' weights (int8 or f16), repacked once at load
+    /// (resident.rs).
     pub repacked_weights: usize,
     pub other: usize,
 }

@@ -1,10 +1,12 @@
-//! The int8 prefill's weights, repacked once at load where memory allows.
+//! The prefill tiles' weights, repacked once at load where memory allows.
 //!
-//! The 128-token int8 tiles read the weights as int8 with their block
-//! scales (~1.3 bytes per weight), which a repack kernel writes from the
-//! quantized bytes. Per step that pass costs ~6 % of a 512-token prefill
-//! (H100, Llama-3-8B shape): it reads and writes every weight once more.
-//! Kept in device memory instead, the repacked copies cost ~3x the
+//! The 128-token tiles read the weights repacked: as int8 with their block
+//! scales (matmul_q8.hip, ~1.3 bytes per weight) or, for the K-quants on
+//! NVIDIA, as f16 sc·q with per-row super-block units and mins
+//! (matmul_f16k.hip, ~2.1 bytes per weight), which a repack kernel writes
+//! from the quantized bytes. Per step that pass costs ~6 % of a 512-token
+//! prefill (H100, Llama-3-8B shape): it reads and writes every weight once
+//! more. Kept in device memory instead, the repacked copies cost 3–5x the
 //! quantized weights' size, so they are made only while the device keeps
 //! [`FREE_SHARE`] of its memory free; matrices that do not fit repack per
 //! step into the shared scratch as before. They are the model's last
