@@ -879,6 +879,18 @@ mod tests {
 
     const ONE: MatMulVariant = MatMulVariant::Vector { tokens: 1 };
 
+    /// Llama-3-8B Q4_K_M's qkv: Q4_K | Q6_K | Q4_K, 6,144 rows of 4,096.
+    fn llama3_8b_qkv() -> MatMulSpec {
+        MatMulSpec::concatenated(
+            4096,
+            vec![
+                Segment::unbiased(GgmlType::Q4_K, 4096),
+                Segment::unbiased(GgmlType::Q6_K, 1024),
+                Segment::unbiased(GgmlType::Q4_K, 1024),
+            ],
+        )
+    }
+
     #[test]
     fn a_one_token_matvec_of_large_quantized_weights_rounds_its_input_to_int8() {
         let s = spec(GgmlType::Q4_K, 14336 * 2, 4096);
@@ -907,14 +919,7 @@ mod tests {
         // Llama-3-8B's qkv (Q4_K | Q6_K | Q4_K, 6144 rows): 192 square blocks
         // at 512 tokens are 1.45 waves of 132 SMs, 256 tall ones 1.94; on
         // 108 SMs the square ones are 1.78 waves, the tall ones 2.37.
-        let qkv = MatMulSpec::concatenated(
-            4096,
-            vec![
-                Segment::unbiased(GgmlType::Q4_K, 4096),
-                Segment::unbiased(GgmlType::Q6_K, 1024),
-                Segment::unbiased(GgmlType::Q4_K, 1024),
-            ],
-        );
+        let qkv = llama3_8b_qkv();
         assert!(qkv.has_tall());
         assert_eq!(qkv.variants(Vendor::Cuda).last(), Some(&tall));
         assert_eq!(qkv.variants(Vendor::Hip), MATMUL_VARIANTS.to_vec());
@@ -1024,15 +1029,7 @@ mod tests {
         assert_eq!(cuda.source(t64).unwrap().template, Template::MatMulQ8);
         // Llama-3-8B's qkv mixes Q4_K and Q6_K: f16 in both 128-token tiles,
         // one repacked format for both.
-        let qkv = MatMulSpec::concatenated(
-            4096,
-            vec![
-                Segment::unbiased(GgmlType::Q4_K, 4096),
-                Segment::unbiased(GgmlType::Q6_K, 1024),
-                Segment::unbiased(GgmlType::Q4_K, 1024),
-            ],
-        )
-        .with_f16_tiles(Vendor::Cuda);
+        let qkv = llama3_8b_qkv().with_f16_tiles(Vendor::Cuda);
         let tall = MatMulVariant::TiledTall;
         assert!(qkv.has_tall() && qkv.takes_f16_tiles(tall));
         assert_eq!(qkv.wq_bytes(tall), qkv.wq_bytes(t128));

@@ -372,19 +372,35 @@ fn matmul_of_rows(
     let spec = MatMulSpec::plain(ty, rows as u32, k as u32);
     let o = operands(s, &spec)?;
     let x = s.rng.vec(t * k, -amp, amp);
-    let want = reference_rows(&spec, &o, &x, t);
-    let kern = s.matmul_kernel(&spec, v)?;
-    let (xb, out) = (s.upload(&x)?, s.poisoned(t * rows)?);
-    let mut args = matmul_args(&spec, &o, &xb, &out, t);
-    s.int8_scratch(&spec, v, t as u32, &mut args)?;
-    // SAFETY: buffers sized by the spec.
-    unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
     let input = if spec.quantizes_input(v) {
         "int8 input"
     } else {
         "f32 input"
     };
-    Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(input))
+    Ok(plain_rows_check(s, &spec, &o, &x, v, t)?.note(input))
+}
+
+/// Runs `spec`'s `v` on the rows `x` of `t` tokens (no epilogue operands)
+/// and compares the output with the CPU's.
+fn plain_rows_check(
+    s: &mut Suite,
+    spec: &MatMulSpec,
+    o: &Operands,
+    x: &[f32],
+    v: MatMulVariant,
+    t: usize,
+) -> Res<Check> {
+    let want = reference_rows(spec, o, x, t);
+    let kern = s.matmul_kernel(spec, v)?;
+    let (xb, out) = (s.upload(x)?, s.poisoned(t * spec.rows() as usize)?);
+    let mut args = matmul_args(spec, o, &xb, &out, t);
+    s.int8_scratch(spec, v, t as u32, &mut args)?;
+    // SAFETY: buffers sized by the spec.
+    unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
+    Ok(Check::new(
+        rel_err(&s.read(&out)?, &want),
+        matmul_tol(spec, v),
+    ))
 }
 
 /// Segments of Q4_K, Q6_K, Q4_K rows (128, 96, 96: with 64-row tiles, the
@@ -401,14 +417,7 @@ fn mixed_groups_matmul(s: &mut Suite, rows: [u32; 3], t: usize, v: MatMulVariant
     );
     let o = operands(s, &spec)?;
     let x = s.rng.vec(t * k as usize, -1.0, 1.0);
-    let want = reference_rows(&spec, &o, &x, t);
-    let kern = s.matmul_kernel(&spec, v)?;
-    let (xb, out) = (s.upload(&x)?, s.poisoned(t * spec.rows() as usize)?);
-    let mut args = matmul_args(&spec, &o, &xb, &out, t);
-    s.int8_scratch(&spec, v, t as u32, &mut args)?;
-    // SAFETY: buffers sized by the spec.
-    unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
-    Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(variant_name(v)))
+    Ok(plain_rows_check(s, &spec, &o, &x, v, t)?.note(variant_name(v)))
 }
 
 /// A case of the f16 tiles: name, segments (type, rows), variant, input
@@ -467,19 +476,12 @@ fn f16_tiles_matmul(
         o.w.push(s.upload(&data)?);
     }
     let x = s.rng.vec(t * k as usize, -amp, amp);
-    let want = reference_rows(&spec, &o, &x, t);
-    let kern = s.matmul_kernel(&spec, v)?;
-    let (xb, out) = (s.upload(&x)?, s.poisoned(t * spec.rows() as usize)?);
-    let mut args = matmul_args(&spec, &o, &xb, &out, t);
-    s.int8_scratch(&spec, v, t as u32, &mut args)?;
-    // SAFETY: buffers sized by the spec.
-    unsafe { spec.launch(&kern, &s.stream, v, s.warp, &args)? };
     let note = if spec.takes_f16_tiles(v) {
         "f16 tiles"
     } else {
         "int8 tiles"
     };
-    Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(note))
+    Ok(plain_rows_check(s, &spec, &o, &x, v, t)?.note(note))
 }
 
 /// Tokens of a step: `t` of them over three sequences, positions new to
