@@ -17,8 +17,11 @@
 //   block CH: split c of token t's keys (split_len) for the NH/NKV query
 //   heads of kv head g, so K and V are read once per kv head
 //   -> part[((t*NH + h)*S + c)*(HD+2) + {0: max, 1: sum, 2..: o}]
-// attn_combine: grid (NH, T), block COMBINE_THREADS: merges the splits -> out.
-// attn_prefill (tiled): grid (ceil(T/QT), NH), block 256.
+// attn_combine: grid (NH, T), block COMBINE_THREADS: merges the splits -> out
+//   (decode's, or with `fixed` the prefill's `splits` partials).
+// attn_prefill (tiled): grid (ceil(T/QT), NH, splits), block 256 (staged)
+//   or FLASH_QT / 16 warps (flash): with splits > 1 (flash only), split z
+//   of every query run's keys -> part, in attn_combine's layout.
 
 #define GROUP (NH / NKV)
 #define KV_DIM (NKV * HD)
@@ -205,7 +208,7 @@ RFC_KERNEL __launch_bounds__(COMBINE_THREADS) void attn_combine(const float* __r
                                                                 int max_chunks,
                                                                 const int* __restrict__ pos,
                                                                 float* __restrict__ out, int ldo,
-                                                                int T) {
+                                                                int T, int fixed) {
     __shared__ float ws[MAX_SPLITS];
     __shared__ float acc[CQ][HD];
     __shared__ float inv_l;
@@ -214,7 +217,9 @@ RFC_KERNEL __launch_bounds__(COMBINE_THREADS) void attn_combine(const float* __r
     const int p = pos[t];
     const int n = p - key_lo(p) + 1;
     const int len = split_len(n, max_chunks);
-    const int chunks = min((n + len - 1) / len, MAX_SPLITS);
+    // Decode's splits hold keys up to the last; the prefill's all count
+    // (`fixed`: those without keys carry weight 0).
+    const int chunks = fixed ? max_chunks : min((n + len - 1) / len, MAX_SPLITS);
     const float* base = part + (u64)(t * NH + h) * max_chunks * (HD + 2);
     if (tid < RFC_WARP) {
         float m = RFC_NEG_INF;
@@ -277,7 +282,8 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
                                                          const int* __restrict__ pos,
                                                          const int* __restrict__ seq,
                                                          const int* __restrict__ pages, int pages_per_seq,
-                                                         float* __restrict__ out, int ldo, int T) {
+                                                         float* __restrict__ out, int ldo, int T,
+                                                         float* __restrict__ part, int splits) {
     // K tile and V^T; at the start, Q's hi and lo halves (2 x QT rows).
 #define KV_HALVES (KT * KP_PITCH + HD * VT_PITCH)
 #define Q_HALVES (2 * QT * KP_PITCH)
@@ -286,7 +292,7 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
     u16* const ks = kvs;
     u16* const vt = kvs + KT * KP_PITCH;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const int h = blockIdx.y, g = h / GROUP;
+    const int h = blockIdx.y, g = h / GROUP, z = blockIdx.z;
     const int t0 = blockIdx.x * QT;
     const int nq = min(QT, T - t0);
     const float scale = bits_f32(SCALE_BITS);
@@ -345,13 +351,17 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
 #pragma unroll
             for (int i = 0; i < MMA_ACC; i++) o_[dt][i] = 0.0f;
 
-        for (int kt0 = lo; kt0 <= hi; kt0 += KT) {
+        // Split z's keys of the run: whole tiles, the splits in key order
+        // (none where the run has fewer tiles than splits).
+        const int len = ((hi - lo + 1 + splits - 1) / splits + KT - 1) / KT * KT;
+        const int klo = lo + z * len, khi = min(hi, klo + len - 1);
+        for (int kt0 = klo; kt0 <= khi; kt0 += KT) {
             __syncthreads();  // the previous tile's products are done
             // K rows as they are (16-byte pieces along the row).
             for (int i = tid; i < KT * (HD / 8); i += PW * 32) {
                 const int kk = i / (HD / 8), d8 = i % (HD / 8), kp = kt0 + kk;
                 u4 kw = {0u, 0u, 0u, 0u};
-                if (kp <= hi) kw = ((const u4*)(kv + kv_row(pages, pages_per_seq, s, kp) + g * HD))[d8];
+                if (kp <= khi) kw = ((const u4*)(kv + kv_row(pages, pages_per_seq, s, kp) + g * HD))[d8];
                 *(u4*)(ks + kk * KP_PITCH + d8 * 8) = kw;
             }
             // V transposed: a lane takes two keys, so that each store is a
@@ -359,8 +369,8 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
             for (int i = tid; i < (KT / 2) * (HD / 8); i += PW * 32) {
                 const int kp2 = i % (KT / 2), d8 = i / (KT / 2), kp = kt0 + 2 * kp2;
                 u4 v0 = {0u, 0u, 0u, 0u}, v1 = v0;
-                if (kp <= hi) v0 = ((const u4*)(kv + kv_row(pages, pages_per_seq, s, kp) + KV_DIM + g * HD))[d8];
-                if (kp + 1 <= hi) v1 = ((const u4*)(kv + kv_row(pages, pages_per_seq, s, kp + 1) + KV_DIM + g * HD))[d8];
+                if (kp <= khi) v0 = ((const u4*)(kv + kv_row(pages, pages_per_seq, s, kp) + KV_DIM + g * HD))[d8];
+                if (kp + 1 <= khi) v1 = ((const u4*)(kv + kv_row(pages, pages_per_seq, s, kp + 1) + KV_DIM + g * HD))[d8];
                 const u32 a[4] = {v0.x, v0.y, v0.z, v0.w}, b[4] = {v1.x, v1.y, v1.z, v1.w};
 #pragma unroll
                 for (int e = 0; e < 8; e++) {
@@ -396,7 +406,7 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
                     int m, n;
                     mma_acc_pos(lane, i, &m, &n);
                     const int r = mma_row_slot(i), kp = kt0 + nt * 16 + n;
-                    if (!act[r] || kp < rlo[r] || kp > rpos[r]) sc[nt][i] = RFC_NEG_INF;
+                    if (!act[r] || kp < rlo[r] || kp > rpos[r] || kp > khi) sc[nt][i] = RFC_NEG_INF;
                     emax[i] = fmaxf(emax[i], sc[nt][i]);
                 }
             float tmax[MMA_ROWS], alpha[MMA_ROWS];
@@ -445,7 +455,16 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
                 int m, n;
                 mma_acc_pos(lane, i, &m, &n);
                 const int r = mma_row_slot(i);
-                if (act[r]) out[(u64)(t0 + rrow[r]) * ldo + h * HD + dt * 16 + n] = o_[dt][i] / l_[r];
+                if (!act[r]) continue;
+                if (splits == 1) {
+                    out[(u64)(t0 + rrow[r]) * ldo + h * HD + dt * 16 + n] = o_[dt][i] / l_[r];
+                } else {
+                    // attn_combine's layout; a row without keys in this
+                    // split leaves max -inf, sum 0 (weight 0 there).
+                    float* pp = part + ((u64)(t0 + rrow[r]) * NH + h) * splits * (HD + 2) + (u64)z * (HD + 2);
+                    pp[2 + dt * 16 + n] = o_[dt][i];
+                    if (dt == 0 && n < 2 && i % 2 == 0) pp[0] = m_[r], pp[1] = l_[r];
+                }
             }
         r0 = r1;
     }
@@ -481,7 +500,11 @@ RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q,
                                                     const int* __restrict__ pos,
                                                     const int* __restrict__ seq,
                                                     const int* __restrict__ pages, int pages_per_seq,
-                                                    float* __restrict__ out, int ldo, int T) {
+                                                    float* __restrict__ out, int ldo, int T,
+                                                    float* __restrict__ part, int splits) {
+    // One split only (AttentionKernelSpec::prefill_splits); the host
+    // never asks this kernel for more.
+    (void)part, (void)splits;
     // K tile and V^T; at the start, Q's hi and lo halves.
     __shared__ __attribute__((aligned(16))) u16 kvs[(KT * KP_PITCH + HD * VT_PITCH) > (2 * QT * KP_PITCH)
                                                         ? (KT * KP_PITCH + HD * VT_PITCH)

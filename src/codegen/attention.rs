@@ -40,6 +40,17 @@ const MAX_SPLITS: u32 = 64;
 /// splits (a multiple of every supported head_dim).
 const COMBINE_THREADS: u32 = 512;
 
+/// Most key splits of a prefill step (flash kernel), and the fewest keys
+/// one split takes: a long context's few query tiles spread over the GPU,
+/// a short one keeps one split (no partials to merge).
+pub const MAX_PREFILL_SPLITS: u32 = 8;
+const PREFILL_SPLIT_MIN_KEYS: u32 = 512;
+
+/// Flash prefill blocks an SM holds at once (128 threads of ~250
+/// registers: two), and how many blocks per such slot the splits aim at.
+const FLASH_BLOCKS_PER_SM: u32 = 2;
+const PREFILL_FILL: (u32, u32) = (3, 2);
+
 /// Device addresses of one attention launch.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AttentionArgs {
@@ -107,7 +118,46 @@ impl AttentionKernelSpec {
         max_kv_len.div_ceil(SPLIT_MIN).clamp(1, target)
     }
 
-    /// Scratch bytes decode needs for `tokens` tokens and `max_chunks`.
+    /// Key splits of a prefill step of `tokens` tokens whose longest query
+    /// sees `keys` keys, on a `vendor` GPU of `multiprocessors` SMs: with
+    /// the flash kernel, where its query tiles × heads leave more than half
+    /// of the SMs' block slots idle, enough splits to fill them one and a
+    /// half times over (a long context at few tiles: long serial key
+    /// loops), never splits under [`PREFILL_SPLIT_MIN_KEYS`] keys; else 1.
+    /// (H100, 512 tokens at depth 4,096: qwen05b's 112 blocks in 4 splits
+    /// +30 % pp512; Llama-3-8B's 256 blocks in 2 splits −3 %.)
+    pub fn prefill_splits(
+        &self,
+        vendor: Vendor,
+        tokens: u32,
+        keys: u32,
+        multiprocessors: u32,
+    ) -> u32 {
+        if !self.flash_prefill(vendor) {
+            return 1;
+        }
+        let blocks = tokens.div_ceil(FLASH_TILES.0).max(1) * self.n_heads;
+        let slots = multiprocessors.max(1) * FLASH_BLOCKS_PER_SM;
+        if 2 * blocks > slots {
+            return 1;
+        }
+        let fill = (slots * PREFILL_FILL.0).div_ceil(PREFILL_FILL.1 * blocks);
+        fill.min(keys.div_ceil(PREFILL_SPLIT_MIN_KEYS))
+            .clamp(1, MAX_PREFILL_SPLITS)
+    }
+
+    /// Scratch bytes a prefill of up to `tokens` tokens over up to
+    /// `max_keys` keys may need for its split partials on `vendor`'s GPUs.
+    pub fn prefill_scratch_bytes(&self, vendor: Vendor, tokens: u32, max_keys: u32) -> usize {
+        if self.flash_prefill(vendor) && max_keys > PREFILL_SPLIT_MIN_KEYS {
+            self.scratch_bytes(tokens, MAX_PREFILL_SPLITS)
+        } else {
+            0
+        }
+    }
+
+    /// Scratch bytes decode needs for `tokens` tokens and `max_chunks`
+    /// (and a prefill of `tokens` tokens in `max_chunks` splits).
     pub fn scratch_bytes(&self, tokens: u32, max_chunks: u32) -> usize {
         tokens as usize
             * self.n_heads as usize
@@ -225,7 +275,8 @@ impl AttentionKernelSpec {
             .ptr(a.pos)
             .ptr(a.out)
             .u32(a.ldo)
-            .u32(a.tokens);
+            .u32(a.tokens)
+            .u32(0);
         combine.launch(
             stream,
             LaunchDims::new([self.n_heads, a.tokens, 1], COMBINE_THREADS),
@@ -233,19 +284,31 @@ impl AttentionKernelSpec {
         )
     }
 
-    /// Queues the tiled prefill kernel.
+    /// Queues the tiled prefill kernel over `splits` key splits
+    /// ([`prefill_splits`](Self::prefill_splits)), and with more than one
+    /// the merge of their partials (attn_combine).
     ///
     /// # Safety
-    /// Pointers as docs/KERNELS.md states.
+    /// Pointers as docs/KERNELS.md states; with `splits` > 1, `a.scratch`
+    /// of [`scratch_bytes`](Self::scratch_bytes)`(tokens, splits)`.
     pub unsafe fn launch_prefill(
         &self,
         prefill: &Kernel,
+        combine: &Kernel,
         stream: &Stream,
         a: &AttentionArgs,
+        splits: u32,
     ) -> Result<()> {
         if a.tokens == 0 {
             return Ok(());
         }
+        let vendor = stream.gpu().vendor();
+        if splits > 1 && !self.flash_prefill(vendor) || splits > MAX_PREFILL_SPLITS {
+            return Err(BackendError::Invalid(format!(
+                "{splits} attention prefill splits for this kernel"
+            )));
+        }
+        let splits = splits.max(1);
         let args = KernelArgs::new()
             .ptr(a.q)
             .u32(a.ldq)
@@ -256,10 +319,28 @@ impl AttentionKernelSpec {
             .u32(a.pages_per_seq)
             .ptr(a.out)
             .u32(a.ldo)
-            .u32(a.tokens);
-        let (qt, threads) = self.prefill_block(stream.gpu().vendor());
-        let dims = LaunchDims::new([a.tokens.div_ceil(qt), self.n_heads, 1], threads);
-        prefill.launch(stream, dims, &args)
+            .u32(a.tokens)
+            .ptr(a.scratch)
+            .u32(splits);
+        let (qt, threads) = self.prefill_block(vendor);
+        let dims = LaunchDims::new([a.tokens.div_ceil(qt), self.n_heads, splits], threads);
+        prefill.launch(stream, dims, &args)?;
+        if splits == 1 {
+            return Ok(());
+        }
+        let args = KernelArgs::new()
+            .ptr(a.scratch)
+            .u32(splits)
+            .ptr(a.pos)
+            .ptr(a.out)
+            .u32(a.ldo)
+            .u32(a.tokens)
+            .u32(1);
+        combine.launch(
+            stream,
+            LaunchDims::new([self.n_heads, a.tokens, 1], COMBINE_THREADS),
+            &args,
+        )
     }
 }
 
@@ -294,6 +375,43 @@ mod tests {
     fn few_kv_heads_stop_at_the_split_cap() {
         assert_eq!(spec(14, 2).chunks_for(131_072), MAX_SPLITS);
         assert_eq!(spec(8, 1).chunks_for(131_072), MAX_SPLITS);
+    }
+
+    #[test]
+    fn a_long_context_prefill_splits_its_keys_to_fill_the_gpu() {
+        let qwen = AttentionKernelSpec {
+            head_dim: 64,
+            ..spec(14, 2)
+        };
+        // 512 tokens at depth 4,096 on 132 SMs: 8 x 14 = 112 blocks, 264
+        // slots, 1.5 x 264 / 112 -> 4 splits; 9 splits of 512 keys would
+        // be allowed.
+        assert_eq!(qwen.prefill_splits(Vendor::Cuda, 512, 4608, 132), 4);
+        // Llama-3-8B's 32 heads: 256 blocks fill most of the slots -> 1;
+        // at 128 tokens, 64 blocks -> 7.
+        assert_eq!(spec(32, 8).prefill_splits(Vendor::Cuda, 512, 4608, 132), 1);
+        assert_eq!(spec(32, 8).prefill_splits(Vendor::Cuda, 128, 4608, 132), 7);
+        // A short context keeps one split; so do AMD and head_dim 256
+        // (the staged kernel).
+        assert_eq!(qwen.prefill_splits(Vendor::Cuda, 512, 512, 132), 1);
+        assert_eq!(qwen.prefill_splits(Vendor::Cuda, 64, 1024, 132), 2);
+        assert_eq!(qwen.prefill_splits(Vendor::Hip, 512, 4608, 96), 1);
+        let wide = AttentionKernelSpec {
+            head_dim: 256,
+            ..spec(8, 8)
+        };
+        assert_eq!(wide.prefill_splits(Vendor::Cuda, 512, 4608, 132), 1);
+        // Never past the scratch's bound.
+        assert_eq!(
+            qwen.prefill_splits(Vendor::Cuda, 8, 131_072, 1000),
+            MAX_PREFILL_SPLITS
+        );
+        assert_eq!(qwen.prefill_scratch_bytes(Vendor::Hip, 512, 4608), 0);
+        assert_eq!(qwen.prefill_scratch_bytes(Vendor::Cuda, 512, 512), 0);
+        assert_eq!(
+            qwen.prefill_scratch_bytes(Vendor::Cuda, 512, 4608),
+            qwen.scratch_bytes(512, MAX_PREFILL_SPLITS)
+        );
     }
 
     #[test]

@@ -81,13 +81,24 @@ pub fn all(s: &mut Suite) -> Vec<String> {
     for len in [1024usize, 4096] {
         run(
             &format!("attention decode kv={len}"),
-            attention(s, len, false),
+            attention(s, len, false, len - 1, 1),
         );
     }
     run(
         "attention prefill T=512 (one sequence)",
-        attention(s, 512, true),
+        attention(s, 512, true, 0, 1),
     );
+    // A 512-token chunk after 3,584 tokens of context: few query tiles,
+    // long key loops; one split, and the splits prefill_splits picks.
+    let info = s.gpu.info();
+    let deep =
+        attention_spec(None).prefill_splits(info.vendor, 512, CTX as u32, info.multiprocessors);
+    for splits in [1, deep] {
+        run(
+            &format!("attention prefill T=512 at 3584, {splits} key splits"),
+            attention(s, 512, true, CTX - 512, splits),
+        );
+    }
     run(
         "decode step, 24 layers (graph replay)",
         decode_step(s, true),
@@ -252,16 +263,21 @@ fn matmul(s: &mut Suite, spec: &MatMulSpec, v: MatMulVariant, t: u32) -> Res<Str
     ))
 }
 
-fn attention(s: &mut Suite, len: usize, prefill: bool) -> Res<String> {
+/// Attention of `len` tokens (prefill) or one (decode) from position
+/// `first`; the prefill's keys in `splits` splits.
+fn attention(s: &mut Suite, len: usize, prefill: bool, first: usize, splits: u32) -> Res<String> {
     let spec = attention_spec(None);
     let src = spec.source()?;
     let t = if prefill { len } else { 1 };
-    let kv = kv_for(s, t, if prefill { 0 } else { len - 1 })?;
+    let kv = kv_for(s, t, first)?;
     let ldq = (HEADS + 2 * KV_HEADS) * HD;
     let q = s.random_buffer(t * ldq, -1.0, 1.0)?;
     let out = DeviceBuffer::new(&s.gpu, t * HEADS * HD * 4)?;
     let max_chunks = spec.chunks_for(CTX as u32);
-    let scratch = DeviceBuffer::new(&s.gpu, spec.scratch_bytes(t as u32, max_chunks))?;
+    let scratch_bytes = spec
+        .scratch_bytes(t as u32, max_chunks)
+        .max(spec.scratch_bytes(t as u32, splits));
+    let scratch = DeviceBuffer::new(&s.gpu, scratch_bytes)?;
     let args = AttentionArgs {
         q: q.ptr(),
         ldq: ldq as u32,
@@ -277,10 +293,13 @@ fn attention(s: &mut Suite, len: usize, prefill: bool) -> Res<String> {
         max_chunks,
     };
     let us = if prefill {
-        let k = s.kernel(&src, "attn_prefill")?;
-        // SAFETY: buffers sized for t tokens and CTX positions.
+        let (k, c) = (
+            s.kernel(&src, "attn_prefill")?,
+            s.kernel(&src, "attn_combine")?,
+        );
+        // SAFETY: buffers sized for t tokens, CTX positions and the splits.
         time_us(s, 5, |_| {
-            unsafe { spec.launch_prefill(&k, &s.stream, &args)? };
+            unsafe { spec.launch_prefill(&k, &c, &s.stream, &args, splits)? };
             Ok(())
         })?
     } else {

@@ -170,6 +170,17 @@ pub fn all(s: &mut Suite) {
         s.case(&format!("attention prefill kernel, decode step{w}"), |s| {
             attention(s, false, true, window, None)
         });
+        // Keys split over blocks and merged (NVIDIA's flash kernel): splits
+        // of whole tiles, some empty for the short run, more splits than
+        // the long run has tiles.
+        if s.gpu.info().vendor == rocmforge::backend::Vendor::Cuda {
+            for n in [3, 7] {
+                s.case(
+                    &format!("attention prefill kernel, mixed step{w}, {n} key splits"),
+                    |s| attention(s, true, true, window, Some(n)),
+                );
+            }
+        }
     }
     s.case("gather_rows", gather_rows);
     s.case("argmax (ties -> first)", argmax);
@@ -678,7 +689,8 @@ pub fn attention_spec(window: Option<u32>) -> AttentionKernelSpec {
 
 /// A decode step (one token per sequence, at its last position) or a
 /// mixed step (a chunk of sequence 0, a chunk of 1, one token of 2);
-/// `splits` overrides the decode splits the context would get.
+/// `splits` overrides the decode splits the context would get, or gives
+/// the prefill kernel's key splits (1 without).
 fn attention(
     s: &mut Suite,
     mixed: bool,
@@ -733,7 +745,11 @@ fn attention(
     let [pos, seq, pages] = pl.upload(s)?;
     let max_chunks =
         splits.unwrap_or_else(|| spec.chunks_for(*lens.iter().max().unwrap_or(&1) as u32));
-    let scratch = DeviceBuffer::new(&s.gpu, spec.scratch_bytes(t as u32, max_chunks))?;
+    let prefill_splits = splits.unwrap_or(1);
+    let scratch_bytes = spec
+        .scratch_bytes(t as u32, max_chunks)
+        .max(spec.scratch_bytes(t as u32, prefill_splits));
+    let scratch = DeviceBuffer::new(&s.gpu, scratch_bytes)?;
     let args = AttentionArgs {
         q: qb.ptr(),
         ldq: ldq as u32,
@@ -749,9 +765,13 @@ fn attention(
         max_chunks,
     };
     if prefill_kernel {
-        let k = s.kernel(&src, "attn_prefill")?;
-        // SAFETY: buffers sized as the kernel's contract.
-        unsafe { spec.launch_prefill(&k, &s.stream, &args)? };
+        let (k, c) = (
+            s.kernel(&src, "attn_prefill")?,
+            s.kernel(&src, "attn_combine")?,
+        );
+        // SAFETY: buffers sized as the kernel's contract; scratch for the
+        // splits.
+        unsafe { spec.launch_prefill(&k, &c, &s.stream, &args, prefill_splits)? };
     } else {
         let (d, c) = (
             s.kernel(&src, "attn_decode")?,

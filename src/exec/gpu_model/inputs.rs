@@ -59,6 +59,8 @@ impl Layout {
 pub struct StepShape {
     pub tokens: u32,
     pub rows: u32,
+    /// The most keys one token attends to (its position + 1).
+    pub keys: u32,
 }
 
 /// The packed inputs, on the host and on the device.
@@ -194,6 +196,12 @@ pub fn check(step: &StepInputs, l: &StepLimits, vocab: usize) -> Result<StepShap
     Ok(StepShape {
         tokens: t as u32,
         rows: step.output_rows.len() as u32,
+        keys: step
+            .positions
+            .iter()
+            .map(|&p| p.max(0) as u32 + 1)
+            .max()
+            .unwrap_or(0),
     })
 }
 
@@ -250,7 +258,11 @@ mod tests {
         let step = StepInputs::single(&[1, 2, 3], 20, &[2, 0], 4, false);
         assert_eq!(
             check(&step, &limits(), 10).unwrap(),
-            StepShape { tokens: 3, rows: 1 }
+            StepShape {
+                tokens: 3,
+                rows: 1,
+                keys: 23
+            }
         );
     }
 

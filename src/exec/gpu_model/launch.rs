@@ -152,7 +152,14 @@ impl Launch {
                 if shape.tokens <= DECODE_ATTENTION_MAX_TOKENS {
                     spec.launch_decode(decode, combine, stream, &a)?
                 } else {
-                    spec.launch_prefill(prefill, stream, &a)?
+                    let info = stream.gpu().info();
+                    let splits = spec.prefill_splits(
+                        info.vendor,
+                        shape.tokens,
+                        shape.keys,
+                        info.multiprocessors,
+                    );
+                    spec.launch_prefill(prefill, combine, stream, &a, splits)?
                 }
             }
             Launch::Binary {

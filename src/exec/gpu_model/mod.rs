@@ -40,7 +40,7 @@ use super::graph_facts::{fixed_cols, unsupported};
 use super::session::{StepBackend, StepLimits};
 use super::step::StepInputs;
 use super::ExecError;
-use crate::backend::{Capture, DeviceBuffer, Gpu, GraphExec, PinnedBuffer, Stream};
+use crate::backend::{Capture, DeviceBuffer, Gpu, GraphExec, PinnedBuffer, Stream, Vendor};
 use crate::codegen::plan::{matmul_spec, PlanOptions};
 use crate::codegen::{KernelCache, RowOp, Target};
 use crate::gguf::GgufFile;
@@ -182,7 +182,14 @@ impl GpuModel {
         let mut kv = DeviceBuffer::new(gpu, n_layers * kv_layer_bytes)?;
         stream.fill_buffer_u32(&mut kv, 0)?;
         let context = (pages_per_seq * page_size) as u32;
-        let (attn_chunks, scratch_bytes) = attention_scratch(graph, page_size as u32, context);
+        let prefill_tokens = env.tokens as u32;
+        let (attn_chunks, scratch_bytes) = attention_scratch(
+            graph,
+            page_size as u32,
+            context,
+            prefill_tokens,
+            opts.vendor,
+        );
         let attn_scratch = DeviceBuffer::new(gpu, scratch_bytes)?;
         let (xq_bytes, wq_bytes) = int8_scratch_bytes(graph, &opts, env.tokens as u32)?;
         let xq_scratch = DeviceBuffer::new(gpu, xq_bytes)?;
@@ -312,7 +319,7 @@ impl GpuModel {
     /// Queues a whole step: a captured graph for decode-sized steps, the
     /// launches one by one otherwise.
     fn queue(&mut self, shape: StepShape, argmax: bool) -> Result<(), ExecError> {
-        if self.use_graphs && shape == (StepShape { tokens: 1, rows: 1 }) {
+        if self.use_graphs && shape.tokens == 1 && shape.rows == 1 {
             let slot = if argmax {
                 &mut self.graphs.argmax
             } else {
@@ -442,9 +449,16 @@ fn int8_scratch_bytes(
     Ok((xq as usize, wq as usize))
 }
 
-/// Decode chunks covering `context` keys, and the scratch the decode
-/// attention of the largest layer needs for that many chunks.
-fn attention_scratch(graph: &Graph, page_size: u32, context: u32) -> (u32, usize) {
+/// Decode chunks covering `context` keys, and the scratch the attention of
+/// the largest layer needs: decode's for that many chunks, and a prefill's
+/// of `prefill_tokens` in the most key splits `vendor`'s kernel takes.
+fn attention_scratch(
+    graph: &Graph,
+    page_size: u32,
+    context: u32,
+    prefill_tokens: u32,
+    vendor: Vendor,
+) -> (u32, usize) {
     let specs: Vec<_> = graph
         .node_ids()
         .filter_map(|id| match graph.node(id).op {
@@ -459,7 +473,11 @@ fn attention_scratch(graph: &Graph, page_size: u32, context: u32) -> (u32, usize
         .unwrap_or(1);
     let bytes = specs
         .iter()
-        .map(|s| s.scratch_bytes(DECODE_ATTENTION_MAX_TOKENS, chunks))
+        .map(|s| {
+            let prefill = s.prefill_scratch_bytes(vendor, prefill_tokens, context);
+            s.scratch_bytes(DECODE_ATTENTION_MAX_TOKENS, chunks)
+                .max(prefill)
+        })
         .max()
         .unwrap_or(0);
     (chunks, bytes)
