@@ -116,7 +116,13 @@ fn sources() -> Vec<KernelSource> {
         }
     }
     // Every prefill key tile: 32 keys up to head_dim 128, 16 at 256.
-    for (hd, window) in [(64, None), (128, Some(4096)), (256, None)] {
+    for (hd, window) in [
+        (64, None),
+        (80, None),
+        (96, Some(64)),
+        (128, Some(4096)),
+        (256, None),
+    ] {
         let a = AttentionKernelSpec {
             n_heads: 14,
             n_kv_heads: 2,

@@ -36,8 +36,8 @@ const SPLIT_MIN: u32 = 32;
 const DECODE_BLOCKS: u32 = 512;
 const MAX_SPLITS: u32 = 64;
 
-/// attn_combine's block: several groups of head_dim threads share the
-/// splits (a multiple of every supported head_dim).
+/// attn_combine's block, at most: several groups of head_dim threads share
+/// the splits ([`AttentionKernelSpec::combine_threads`]).
 const COMBINE_THREADS: u32 = 512;
 
 /// Most key splits of a prefill step (flash kernel), and the fewest keys
@@ -76,9 +76,18 @@ pub struct AttentionArgs {
 }
 
 impl AttentionKernelSpec {
-    /// Decode block threads (= keys per decode tile).
+    /// Decode block threads (= keys per decode tile): at least 128, a
+    /// multiple of head_dim (160 for 80, 192 for 96).
     pub fn chunk(&self) -> u32 {
-        self.head_dim.max(128)
+        self.head_dim
+            .max(128)
+            .next_multiple_of(self.head_dim.max(1))
+    }
+
+    /// attn_combine's block: whole groups of head_dim threads, at most
+    /// [`COMBINE_THREADS`].
+    pub fn combine_threads(&self) -> u32 {
+        COMBINE_THREADS / self.head_dim.max(1) * self.head_dim.max(1)
     }
 
     /// Whether `vendor` runs the flash prefill kernel (scores and outputs
@@ -205,12 +214,6 @@ impl AttentionKernelSpec {
     /// One source with the three entry points.
     pub fn source(&self) -> Result<KernelSource, CodegenError> {
         self.validate()?;
-        if !self.chunk().is_multiple_of(self.head_dim) {
-            return Err(unsupported(
-                "attention",
-                format!("head_dim {} does not divide the chunk", self.head_dim),
-            ));
-        }
         Ok(KernelSource::new(
             Template::Attention,
             self.label(),
@@ -225,7 +228,7 @@ impl AttentionKernelSpec {
         .define("CH", self.chunk())
         .define("SPLIT_MIN", SPLIT_MIN)
         .define("MAX_SPLITS", MAX_SPLITS)
-        .define("COMBINE_THREADS", COMBINE_THREADS)
+        .define("COMBINE_THREADS", self.combine_threads())
         .define("QT", STAGED_QT)
         .define("KT", self.staged_key_tile())
         .define("FLASH_QT", FLASH_TILES.0)
@@ -279,7 +282,7 @@ impl AttentionKernelSpec {
             .u32(0);
         combine.launch(
             stream,
-            LaunchDims::new([self.n_heads, a.tokens, 1], COMBINE_THREADS),
+            LaunchDims::new([self.n_heads, a.tokens, 1], self.combine_threads()),
             &args,
         )
     }
@@ -338,7 +341,7 @@ impl AttentionKernelSpec {
             .u32(1);
         combine.launch(
             stream,
-            LaunchDims::new([self.n_heads, a.tokens, 1], COMBINE_THREADS),
+            LaunchDims::new([self.n_heads, a.tokens, 1], self.combine_threads()),
             &args,
         )
     }
@@ -375,6 +378,28 @@ mod tests {
     fn few_kv_heads_stop_at_the_split_cap() {
         assert_eq!(spec(14, 2).chunks_for(131_072), MAX_SPLITS);
         assert_eq!(spec(8, 1).chunks_for(131_072), MAX_SPLITS);
+    }
+
+    #[test]
+    fn every_head_dim_gets_whole_heads_per_decode_tile_and_combine_group() {
+        for (hd, chunk, combine) in [
+            (32, 128, 512),
+            (64, 128, 512),
+            (80, 160, 480),
+            (96, 192, 480),
+            (128, 128, 512),
+            (256, 256, 512),
+        ] {
+            let s = AttentionKernelSpec {
+                head_dim: hd,
+                ..spec(8, 8)
+            };
+            assert_eq!((s.chunk(), s.combine_threads()), (chunk, combine), "{hd}");
+            assert!(s.chunk().is_multiple_of(32) && s.chunk() <= 1024);
+            let src = s.source().unwrap();
+            assert_eq!(src.defines["CH"], chunk.to_string());
+            assert_eq!(src.defines["COMBINE_THREADS"], combine.to_string());
+        }
     }
 
     #[test]

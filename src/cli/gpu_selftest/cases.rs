@@ -170,6 +170,17 @@ pub fn all(s: &mut Suite) {
         s.case(&format!("attention prefill kernel, decode step{w}"), |s| {
             attention(s, false, true, window, None)
         });
+        // Head sizes whose decode tile is not 128 keys (160 and 192).
+        for hd in [80, 96] {
+            s.case(
+                &format!("attention decode kernel, mixed step{w}, head_dim {hd}"),
+                |s| attention_hd(s, hd, true, false, window, None),
+            );
+            s.case(
+                &format!("attention prefill kernel, mixed step{w}, head_dim {hd}"),
+                |s| attention_hd(s, hd, true, true, window, None),
+            );
+        }
         // Keys split over blocks and merged (NVIDIA's flash kernel): splits
         // of whole tiles, some empty for the short run, more splits than
         // the long run has tiles.
@@ -690,9 +701,21 @@ pub fn attention_spec(window: Option<u32>) -> AttentionKernelSpec {
 /// A decode step (one token per sequence, at its last position) or a
 /// mixed step (a chunk of sequence 0, a chunk of 1, one token of 2);
 /// `splits` overrides the decode splits the context would get, or gives
-/// the prefill kernel's key splits (1 without).
+/// the prefill kernel's key splits (1 without). Qwen2.5-0.5B's heads at
+/// their head_dim 64 or at `hd`.
 fn attention(
     s: &mut Suite,
+    mixed: bool,
+    prefill_kernel: bool,
+    window: Option<u32>,
+    splits: Option<u32>,
+) -> Res<Check> {
+    attention_hd(s, HD, mixed, prefill_kernel, window, splits)
+}
+
+fn attention_hd(
+    s: &mut Suite,
+    hd: usize,
     mixed: bool,
     prefill_kernel: bool,
     window: Option<u32>,
@@ -712,15 +735,19 @@ fn attention(
     };
     let t = tokens.len();
     let pl = Places::new(&mut s.rng, PAGE, &lens, &tokens);
-    let cache = filled_cache(&mut s.rng, &pl, &lens, KV_HEADS, HD)?;
-    let spec = attention_spec(window);
+    let cache = filled_cache(&mut s.rng, &pl, &lens, KV_HEADS, hd)?;
+    let spec = AttentionKernelSpec {
+        head_dim: hd as u32,
+        scale: 1.0 / (hd as f32).sqrt(),
+        ..attention_spec(window)
+    };
     // q inside a wider row, as the QKV output holds it.
-    let ldq = (HEADS + 2 * KV_HEADS) * HD;
+    let ldq = (HEADS + 2 * KV_HEADS) * hd;
     let qfull = s.rng.vec(t * ldq, -1.0, 1.0);
     let q: Vec<f32> = (0..t)
-        .flat_map(|i| qfull[i * ldq..i * ldq + HEADS * HD].to_vec())
+        .flat_map(|i| qfull[i * ldq..i * ldq + HEADS * hd].to_vec())
         .collect();
-    let mut want = vec![0f32; t * HEADS * HD];
+    let mut want = vec![0f32; t * HEADS * hd];
     cpu::attention(
         &q,
         &cache.cpu,
@@ -731,7 +758,7 @@ fn attention(
         pl.pages_per_seq,
         HEADS,
         KV_HEADS,
-        HD,
+        hd,
         spec.scale,
         window.map(|w| w as usize),
         &mut want,
@@ -740,7 +767,7 @@ fn attention(
     let (qb, kvb, out) = (
         s.upload(&qfull)?,
         s.upload(&cache.gpu)?,
-        s.poisoned(t * HEADS * HD)?,
+        s.poisoned(t * HEADS * hd)?,
     );
     let [pos, seq, pages] = pl.upload(s)?;
     let max_chunks =
@@ -759,7 +786,7 @@ fn attention(
         pages: pages.ptr(),
         pages_per_seq: pl.pages_per_seq as u32,
         out: out.ptr(),
-        ldo: (HEADS * HD) as u32,
+        ldo: (HEADS * hd) as u32,
         tokens: t as u32,
         scratch: scratch.ptr(),
         max_chunks,
