@@ -39,9 +39,6 @@
 #define UNITS (K / 32)
 #define SUPERS (K / 256)
 #define RATIO_BYTES (((u64)N_PHYS * SUPERS * 4 + 15) / 16 * 16)  // the mins' runs stay 16-byte aligned
-// The k step: what two stages of the launch's shared memory hold (sm_90
-// blocks take 227 KB, sm_80 / sm_87 163 KB, the others 99 KB).
-// MatMulSpec::pipe_bytes mirrors this rule.
 // The k step: 128 where two stages of it fit a block's shared memory
 // (sm_80 / sm_87 / sm_90 blocks take 163 KB or more), else 64 (99 KB).
 // MatMulSpec::pipe_bytes mirrors this rule.
@@ -50,7 +47,8 @@
 #else
 #define KC 64
 #endif
-// Stages in flight: three where they fit (sm_90: 3 x 74 KB), else two.
+// Stages in flight: three where they fit (sm_90: 3 x 74 KB), else two
+// (MatMulSpec::pipe_bytes mirrors this rule too).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900
 #define STAGES 3
 #else
@@ -306,9 +304,8 @@ RFC_DEV void ldsm_b(MmaB& f, const u16* s) {
     ldsm_x4(f.r, s + (lane % 8 + (lane / 16) * 8) * KPH + ((lane / 8) % 2) * 8);
 }
 
-// One chunk's products into acc, after the
-// accumulators move to a new super-block's unit where one starts, and
-// then the chunk's mins.
+// One chunk's products into acc (first, where a super-block starts, the
+// accumulators move to its unit), then the chunk's mins.
 RFC_DEV void multiply_chunk(const Tiles& tl_, float acc[MT][NT][MMA_ACC], bool super_start) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int wm = warp / 4, wc = warp % 4;
