@@ -184,8 +184,8 @@ RFC_KERNEL __launch_bounds__(256) void scale_rows(const float* __restrict__ x, i
                                                   const float* __restrict__ norm, u8* xq, int T) {
     const int t = blockIdx.x;
     float v[QPASSES][8];
-    load_token_row(x + (u64)t * ldx, norm, v);
-    const float rmax = token_row_max(v);
+    load_token_row<256>(x + (u64)t * ldx, norm, v);
+    const float rmax = token_row_max<256>(v);
     // 2^e with the row's largest in [2^14, 2^15): f16's range above, its
     // subnormals far below (the exponent is clamped to f32's normal range).
     int ex = 0;

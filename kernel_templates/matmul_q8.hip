@@ -89,7 +89,7 @@ RFC_KERNEL __launch_bounds__(256) void quantize_rows(const float* __restrict__ x
     __shared__ float red_max[8], dch[CHUNKS];
     const int t = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float v[QPASSES][8];
-    load_token_row(x + (u64)t * ldx, norm, v);
+    load_token_row<256>(x + (u64)t * ldx, norm, v);
     // Each chunk's largest (KC / 8 aligned lanes hold a chunk; padding
     // lanes hold zeros), then the row's.
     float cmax[QPASSES], rmax = 0.0f;

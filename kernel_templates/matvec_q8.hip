@@ -200,50 +200,14 @@ RFC_DEV int segment_type(int s) {
     return s == 0 ? SEG0_TYPE : s == 1 ? SEG1_TYPE : s == 2 ? SEG2_TYPE : SEG3_TYPE;
 }
 
-// x[0] (times g / rms with the prologue) into xq4/xr4/xd/xs16; every
-// thread. Each thread takes 8 consecutive elements per pass (4 threads
-// share a unit) and issues all its loads before using any, so the
-// prologue costs about one memory latency, not one per unit.
-#define XPASSES ((K + WARPS * RFC_WARP * 8 - 1) / (WARPS * RFC_WARP * 8))
+// x[0] (times g / rms with the prologue, token_row.h) into
+// xq4/xr4/xd/xs16; every thread. Each thread takes 8 consecutive elements
+// per pass (4 threads share a unit).
+#define XPASSES TokenRow<WARPS * RFC_WARP>::PASSES
 RFC_DEV void quantize_input(const float* x, const float* norm) {
-    __shared__ float red[WARPS];
-    const int warp = threadIdx.x / RFC_WARP, lane = threadIdx.x % RFC_WARP;
+    const int lane = threadIdx.x % RFC_WARP;
     float v[XPASSES][8];
-#pragma unroll
-    for (int p = 0; p < XPASSES; p++) {
-        const int i = (p * WARPS * RFC_WARP + threadIdx.x) * 8;
-        f4 a = {0.0f, 0.0f, 0.0f, 0.0f}, b = a;
-        if (i < K) {
-            a = ld_f4(x + i);
-            b = ld_f4(x + i + 4);
-        }
-        v[p][0] = a.x, v[p][1] = a.y, v[p][2] = a.z, v[p][3] = a.w;
-        v[p][4] = b.x, v[p][5] = b.y, v[p][6] = b.z, v[p][7] = b.w;
-    }
-#if PROLOGUE_RMS
-    float ss = 0.0f;
-#pragma unroll
-    for (int p = 0; p < XPASSES; p++)
-#pragma unroll
-        for (int e = 0; e < 8; e++) ss += v[p][e] * v[p][e];
-    ss = warp_sum(ss);
-    if (lane == 0) red[warp] = ss;
-    __syncthreads();
-    ss = 0.0f;
-#pragma unroll
-    for (int w = 0; w < WARPS; w++) ss += red[w];
-    const float scale = rsqrtf(ss / (float)K + bits_f32(EPS_BITS));
-#pragma unroll
-    for (int p = 0; p < XPASSES; p++) {
-        const int i = (p * WARPS * RFC_WARP + threadIdx.x) * 8;
-        if (i < K) {
-            f4 a = ld_f4(norm + i), b = ld_f4(norm + i + 4);
-            float g[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-            for (int e = 0; e < 8; e++) v[p][e] *= g[e] * scale;
-        }
-    }
-#endif
+    load_token_row<WARPS * RFC_WARP>(x, norm, v);
 #pragma unroll
     for (int p = 0; p < XPASSES; p++) {
         // Whole units are in or out of range (K is a multiple of 32), so

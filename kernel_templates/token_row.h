@@ -1,14 +1,19 @@
-// One token row of K floats in the registers of a 256-thread block, 8
-// consecutive elements per thread and pass (element (p * 256 + tid) * 8 +
-// e in v[p][e]; zeros past K), with the RMSNorm prologue applied when
-// PROLOGUE_RMS: what the prefill tiles' row preparation kernels
-// (quantize_rows, split_rows) start from.
+// One token row of K floats in the registers of a block of THREADS
+// threads, 8 consecutive elements per thread and pass (element (p *
+// THREADS + tid) * 8 + e in v[p][e]; zeros past K), with the RMSNorm
+// prologue applied when PROLOGUE_RMS: what the prefill tiles' row
+// preparation (quantize_rows, scale_rows) and the decode matvec's input
+// quantization (matvec_q8.hip) start from. Each thread issues all its
+// loads before using any, so the row costs about one memory latency.
 
-#define QPASSES ((K + 256 * 8 - 1) / (256 * 8))
-RFC_DEV void load_token_row(const float* xr, const float* norm, float v[QPASSES][8]) {
+template <int THREADS> struct TokenRow {
+    enum { PASSES = (K + THREADS * 8 - 1) / (THREADS * 8), WARPS_ = THREADS / RFC_WARP };
+};
+
+template <int THREADS> RFC_DEVT void load_token_row(const float* xr, const float* norm, float (*v)[8]) {
 #pragma unroll
-    for (int p = 0; p < QPASSES; p++) {
-        const int i = (p * 256 + threadIdx.x) * 8;
+    for (int p = 0; p < TokenRow<THREADS>::PASSES; p++) {
+        const int i = (p * THREADS + threadIdx.x) * 8;
         f4 a = {0.0f, 0.0f, 0.0f, 0.0f}, b = a;
         if (i < K) {
             a = ld_f4(xr + i);
@@ -18,11 +23,11 @@ RFC_DEV void load_token_row(const float* xr, const float* norm, float v[QPASSES]
         v[p][4] = b.x, v[p][5] = b.y, v[p][6] = b.z, v[p][7] = b.w;
     }
 #if PROLOGUE_RMS
-    __shared__ float red[8];
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __shared__ float red[TokenRow<THREADS>::WARPS_];
+    const int warp = threadIdx.x / RFC_WARP, lane = threadIdx.x % RFC_WARP;
     float ss = 0.0f;
 #pragma unroll
-    for (int p = 0; p < QPASSES; p++)
+    for (int p = 0; p < TokenRow<THREADS>::PASSES; p++)
 #pragma unroll
         for (int e = 0; e < 8; e++) ss += v[p][e] * v[p][e];
     ss = warp_sum(ss);
@@ -30,11 +35,11 @@ RFC_DEV void load_token_row(const float* xr, const float* norm, float v[QPASSES]
     __syncthreads();
     ss = 0.0f;
 #pragma unroll
-    for (int w = 0; w < 8; w++) ss += red[w];
+    for (int w = 0; w < TokenRow<THREADS>::WARPS_; w++) ss += red[w];
     const float scale = rsqrtf(ss / (float)K + bits_f32(EPS_BITS));
 #pragma unroll
-    for (int p = 0; p < QPASSES; p++) {
-        const int i = (p * 256 + threadIdx.x) * 8;
+    for (int p = 0; p < TokenRow<THREADS>::PASSES; p++) {
+        const int i = (p * THREADS + threadIdx.x) * 8;
         if (i < K) {
             f4 a = ld_f4(norm + i), b = ld_f4(norm + i + 4);
             float g[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
@@ -48,17 +53,20 @@ RFC_DEV void load_token_row(const float* xr, const float* norm, float v[QPASSES]
 }
 
 // The largest |v| of the block's row (every thread gets it; synchronizes).
-RFC_DEV float token_row_max(const float v[QPASSES][8]) {
-    __shared__ float red_max[8];
+template <int THREADS> RFC_DEVT float token_row_max(const float (*v)[8]) {
+    __shared__ float red_max[TokenRow<THREADS>::WARPS_];
     float m = 0.0f;
 #pragma unroll
-    for (int p = 0; p < QPASSES; p++)
+    for (int p = 0; p < TokenRow<THREADS>::PASSES; p++)
 #pragma unroll
         for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(v[p][e]));
-    m = group_max(m, 32);
-    if (threadIdx.x % 32 == 0) red_max[threadIdx.x / 32] = m;
+    m = group_max(m, RFC_WARP);
+    if (threadIdx.x % RFC_WARP == 0) red_max[threadIdx.x / RFC_WARP] = m;
     __syncthreads();
 #pragma unroll
-    for (int w = 0; w < 8; w++) m = fmaxf(m, red_max[w]);
+    for (int w = 0; w < TokenRow<THREADS>::WARPS_; w++) m = fmaxf(m, red_max[w]);
     return m;
 }
+
+// The row preparation kernels' blocks (quantize_rows, scale_rows).
+#define QPASSES TokenRow<256>::PASSES

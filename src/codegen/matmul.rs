@@ -253,7 +253,7 @@ pub struct MatMulArgs {
     pub kv: DevicePtr,
     /// Tokens of this step (T).
     pub tokens: u32,
-    /// The int8 prefill's quantized input rows, of
+    /// The prefill tiles' prepared input rows (int8 or f16 terms), of
     /// [`MatMulSpec::xq_bytes`] (unused by the other variants).
     pub xq: DevicePtr,
     /// The repacked weights (int8, or f16 for the f16 tiles), of

@@ -28,8 +28,8 @@ pub enum Template {
     MatMul,
     /// The prefill matmul on int8 matrix units (quantized weights).
     MatMulQ8,
-    /// The prefill matmul of Q4_K / Q5_K weights as exact f16 integers on
-    /// the f16 matrix units (NVIDIA).
+    /// The prefill matmul of K-quant weights (Q3_K..Q6_K) as f16 integers
+    /// sc·q on the f16 matrix units (NVIDIA).
     MatMulF16K,
     Attention,
     Rows,
@@ -76,7 +76,7 @@ impl Template {
         match self {
             Template::MatVec => &[Q, E],
             Template::MatMul => &[Q, E, T],
-            Template::MatVecQ8 => &[Q, I, E],
+            Template::MatVecQ8 => &[Q, I, E, R],
             Template::MatMulQ8 | Template::MatMulF16K => &[Q, I, E, T, A, R],
             Template::Rows => &[Q],
             Template::Attention | Template::Elementwise => &[],

@@ -40,10 +40,10 @@ pub struct Places<'a> {
     pub pages_per_seq: u32,
     pub attn_scratch: DevicePtr,
     pub attn_chunks: u32,
-    /// The int8 prefill's quantized input rows (`MatMulSpec::xq_bytes`),
+    /// The prefill tiles' prepared input rows (`MatMulSpec::xq_bytes`),
     /// shared by every matmul: each reads them right after writing them.
     pub xq_scratch: DevicePtr,
-    /// The int8 prefill's repacked weights (`MatMulSpec::wq_bytes`), shared
+    /// The prefill tiles' repacked weights (`MatMulSpec::wq_bytes`), shared
     /// the same way by the matmuls whose copies are not `resident`.
     pub wq_scratch: DevicePtr,
     pub resident: &'a super::resident::ResidentRepacks,

@@ -59,7 +59,8 @@ impl Layout {
 pub struct StepShape {
     pub tokens: u32,
     pub rows: u32,
-    /// The most keys one token attends to (its position + 1).
+    /// The most keys one token of the step may attend to (its position +
+    /// 1; a sliding window sees fewer): bounds the prefill key splits.
     pub keys: u32,
 }
 
