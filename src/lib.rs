@@ -16,5 +16,6 @@ pub mod passes;
 pub mod quant;
 pub mod rng;
 pub mod sampler;
+pub mod sched;
 pub mod synth;
 pub mod tokenizer;

@@ -132,6 +132,7 @@ fn errors(f: &Fixture) -> Vec<(usize, usize, f64)> {
         // HF computes in float64: compare with an exact (f32) cache. The f16
         // cache follows llama.cpp and is checked against it on the real model.
         kv_type: KvType::F32,
+        ..Default::default()
     };
     let mut model = load_cpu(&path, &opts).unwrap_or_else(|e| panic!("{}: load: {e}", f.name));
     std::fs::remove_file(&path).ok();

@@ -43,7 +43,10 @@ pub fn load_cpu_artifact(
     let t = lap("IR parsed and plan restored", t);
     warn_if_limited(opts, config.context_length, &artifact);
     let page_size = artifact.plan.page_size as usize;
-    let model = CpuModel::new(file.clone(), graph, plan, page_size)?.with_kv_type(opts.kv_type);
+    let pool = crate::exec::load::kv_pool_pages(opts.kv_pages, &plan.env);
+    let model = CpuModel::new(file.clone(), graph, plan, page_size)?
+        .with_kv_type(opts.kv_type)
+        .with_kv_pages(pool);
     lap("executor ready", t);
     tracing::info!(ms = t0.elapsed().as_millis() as u64, "artifact loaded");
     Ok(LoadedModel {
@@ -79,6 +82,7 @@ pub(super) fn warn_if_limited(opts: &LoadOptions, model_ctx: usize, artifact: &A
         ("context", asked_context, context),
         ("tokens per step", opts.max_tokens, p.env.tokens as usize),
         ("logit rows per step", opts.max_rows, p.env.rows as usize),
+        ("sequences per step", opts.max_seqs, p.env.seqs as usize),
     ];
     for (what, asked, compiled) in asks {
         if asked > compiled {

@@ -37,6 +37,8 @@ pub struct CompileOptions {
     pub max_logit_rows: usize,
     /// Tokens per KV-cache page.
     pub page_size: usize,
+    /// Sequences per step (a server's parallel slots).
+    pub max_seqs: usize,
 }
 
 impl Default for CompileOptions {
@@ -48,6 +50,7 @@ impl Default for CompileOptions {
             max_batch_tokens: 512,
             max_logit_rows: 1,
             page_size: crate::exec::load::PAGE_SIZE,
+            max_seqs: 1,
         }
     }
 }
@@ -60,6 +63,7 @@ impl CompileOptions {
             ("--max-batch-tokens", self.max_batch_tokens),
             ("--max-logit-rows", self.max_logit_rows),
             ("--page-size", self.page_size),
+            ("--max-seqs", self.max_seqs),
         ];
         match limits.iter().find(|(_, v)| *v == 0) {
             Some((flag, _)) => Err(ArtifactError::Options(format!("{flag} must be at least 1"))),
@@ -78,7 +82,7 @@ impl CompileOptions {
         DimEnv {
             tokens: self.max_batch_tokens as u64,
             rows: self.max_logit_rows as u64,
-            seqs: 1,
+            seqs: self.max_seqs as u64,
             pages,
             kv_len: pages * page as u64,
         }

@@ -50,6 +50,7 @@ pub fn run(args: BenchArgs) -> CmdResult {
         max_rows: 1,
         context: args.depth + args.n_prompt.max(args.n_gen) + 1,
         kv_type: args.cache_type,
+        ..Default::default()
     };
     let mut model = args.device.load(&args.model, &opts)?;
     let load_s = model.load_time.as_secs_f64();

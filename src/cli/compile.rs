@@ -43,6 +43,10 @@ pub struct CompileArgs {
     /// Tokens per KV-cache page.
     #[arg(long, default_value_t = 16)]
     pub page_size: u32,
+    /// Artifact: sequences per step (the parallel slots of `rfc serve`;
+    /// give --max-logit-rows as many to sample each of them every step).
+    #[arg(long, default_value_t = 1)]
+    pub max_seqs: usize,
 }
 
 pub fn run(args: CompileArgs) -> CmdResult {
@@ -79,6 +83,7 @@ fn write_artifact(args: &CompileArgs, out: &std::path::Path) -> CmdResult {
         max_batch_tokens: args.max_batch_tokens,
         max_logit_rows: args.max_logit_rows,
         page_size: args.page_size as usize,
+        max_seqs: args.max_seqs,
     };
     let r = artifact::compile_artifact(&args.model, out, &opts, &artifact::Bars::new())?;
     eprintln!(

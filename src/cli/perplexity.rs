@@ -44,6 +44,7 @@ pub fn run(args: PerplexityArgs) -> CmdResult {
         max_rows: args.ctx.min(512),
         context: args.ctx,
         kv_type: args.cache_type,
+        ..Default::default()
     };
     let mut model = args.device.load(&args.model, &opts)?;
     let add_bos = model.tokenizer.add_bos();

@@ -291,6 +291,7 @@ pub fn load_gpu(
         &compiled.graph,
         &compiled.plan,
         PAGE_SIZE,
+        super::load::kv_pool_pages(opts.kv_pages, &compiled.plan.env),
         &cache,
     )?;
     Ok(LoadedModel {

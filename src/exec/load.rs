@@ -29,6 +29,11 @@ pub struct LoadOptions {
     pub context: usize,
     /// Element type of the KV cache (f16 like llama.cpp, or exact f32).
     pub kv_type: KvType,
+    /// Sequences one step may hold (the server's parallel slots).
+    pub max_seqs: usize,
+    /// Pages in the KV pool; `None`: every sequence its whole context
+    /// (`context / PAGE_SIZE × max_seqs`).
+    pub kv_pages: Option<usize>,
 }
 
 impl Default for LoadOptions {
@@ -38,6 +43,8 @@ impl Default for LoadOptions {
             max_rows: 1,
             context: 4096,
             kv_type: KvType::F16,
+            max_seqs: 1,
+            kv_pages: None,
         }
     }
 }
@@ -79,10 +86,17 @@ pub fn plan_env(opts: &LoadOptions, model_ctx: usize) -> DimEnv {
     DimEnv {
         tokens: opts.max_tokens as u64,
         rows: opts.max_rows as u64,
-        seqs: 1,
+        seqs: opts.max_seqs.max(1) as u64,
         pages,
         kv_len: pages * PAGE_SIZE as u64,
     }
+}
+
+/// Pages in the KV pool for a plan made for `env`: `kv_pages` where given
+/// (at least one sequence's whole context is not required: a server may
+/// hold less and preempt), else every sequence its whole context.
+pub fn kv_pool_pages(kv_pages: Option<usize>, env: &DimEnv) -> usize {
+    kv_pages.unwrap_or((env.pages * env.seqs) as usize).max(1)
 }
 
 /// Opens `path` and compiles it for the CPU (an artifact from `rfc
@@ -97,8 +111,10 @@ pub fn load_cpu(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, LoadErro
     let (config, graph) = frontend::build_graph(&file)?;
     let env = plan_env(opts, config.context_length);
     let compiled = passes::compile(graph, env)?;
+    let pool = kv_pool_pages(opts.kv_pages, &compiled.plan.env);
     let model = CpuModel::new(file.clone(), compiled.graph, compiled.plan, PAGE_SIZE)?
-        .with_kv_type(opts.kv_type);
+        .with_kv_type(opts.kv_type)
+        .with_kv_pages(pool);
     Ok(LoadedModel {
         file,
         config,

@@ -159,6 +159,24 @@ impl CpuModel {
         self
     }
 
+    /// Makes the KV pool `n_pages` pages (call before the first step: the
+    /// cache is made anew, empty).
+    pub fn with_kv_pages(mut self, n_pages: usize) -> Self {
+        if n_pages != self.kv.n_pages() {
+            let kv = &self.kv;
+            self.kv = KvCache::with_type(
+                kv.n_layers(),
+                kv.n_kv_heads(),
+                kv.head_dim(),
+                kv.page_size(),
+                n_pages,
+                kv.kv_type(),
+            );
+            self.limits.n_pages = n_pages;
+        }
+        self
+    }
+
     /// The compiled graph this model runs.
     pub fn graph(&self) -> &Graph {
         &self.graph

@@ -133,13 +133,15 @@ pub struct GpuModel {
 
 impl GpuModel {
     /// Prepares `graph` (compiled, with `plan`) to run on `gpu` with the
-    /// weights of `file`; kernels are compiled through `cache`.
+    /// weights of `file` and a KV pool of `n_pages` pages; kernels are
+    /// compiled through `cache`.
     pub fn new(
         gpu: &Arc<Gpu>,
         file: &GgufFile,
         graph: &Graph,
         plan: &MemoryPlan,
         page_size: usize,
+        n_pages: usize,
         cache: &KernelCache,
     ) -> Result<GpuModel, ExecError> {
         let env = plan.env;
@@ -149,7 +151,7 @@ impl GpuModel {
             max_rows: env.rows as usize,
             max_seqs: env.seqs as usize,
             pages_per_seq,
-            n_pages: pages_per_seq * env.seqs as usize,
+            n_pages: n_pages.max(1),
             page_size,
         };
         let logits_node = graph
