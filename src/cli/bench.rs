@@ -37,10 +37,20 @@ pub struct BenchArgs {
     pub cache_type: KvType,
     #[arg(long)]
     pub json: bool,
+    /// Sequences decoding together (comma-separated batch sizes, like
+    /// llama-batched-bench's -npl): aggregate and per-sequence tokens/s.
+    #[arg(long, value_delimiter = ',')]
+    pub parallel: Vec<usize>,
+    /// With --parallel: tokens per step (prefill chunks and decodes together).
+    #[arg(long, default_value_t = 512)]
+    pub batch_tokens: usize,
 }
 
 pub fn run(args: BenchArgs) -> CmdResult {
     super::run::set_threads(args.threads);
+    if !args.parallel.is_empty() {
+        return super::bench_parallel::run(&args);
+    }
     let opts = LoadOptions {
         // The depth is filled in steps of up to 512 tokens.
         max_tokens: args
@@ -201,7 +211,7 @@ fn rtc_loaded() -> bool {
     RtcApi::is_loaded(Vendor::Cuda) || RtcApi::is_loaded(Vendor::Hip)
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return 0.0;
     }

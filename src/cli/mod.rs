@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod batch_check;
 mod bench;
+mod bench_parallel;
 mod compile;
 mod device;
 mod gpu_check;
@@ -54,6 +56,9 @@ enum Command {
     /// Run every GPU kernel against the CPU backend on random inputs (developer check).
     #[command(hide = true)]
     GpuSelftest(gpu_selftest::GpuSelftestArgs),
+    /// Batched requests against the same requests alone, through the scheduler (developer check).
+    #[command(hide = true)]
+    BatchCheck(batch_check::BatchCheckArgs),
     /// Run a whole model on the GPU against the CPU backend (developer check).
     #[command(hide = true)]
     GpuCheck(gpu_check::GpuCheckArgs),
@@ -73,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Compile(args) => compile::run(args),
         Command::GpuSelftest(args) => gpu_selftest::run(args),
         Command::GpuCheck(args) => gpu_check::run(args),
+        Command::BatchCheck(args) => batch_check::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

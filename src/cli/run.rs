@@ -3,15 +3,19 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 
 use super::CmdResult;
 use rocmforge::exec::any_backend::{self, AnyBackend};
-use rocmforge::exec::generate::{generate, GenerateStats};
 use rocmforge::exec::load::LoadOptions;
-use rocmforge::sampler::{Sampler, SamplerConfig};
+use rocmforge::gguf::GgufFile;
+use rocmforge::sampler::SamplerConfig;
+use rocmforge::sched::{generate, GenRequest, GenerateStats, Metrics, Scheduler, SchedulerConfig};
 use rocmforge::tokenizer::chat::{ChatMessage, ChatTemplate};
+use rocmforge::tokenizer::Tokenizer;
 
 type LoadedModel = rocmforge::exec::load::LoadedModel<AnyBackend>;
 
@@ -128,7 +132,7 @@ pub fn run(args: RunArgs) -> CmdResult {
         rocmforge::artifact::peek_target(&args.model),
         Some(rocmforge::artifact::ArtifactTarget::Gpu(_))
     );
-    let mut model = if args.verify && !gpu_artifact {
+    let model = if args.verify && !gpu_artifact {
         let m = rocmforge::artifact::load_cpu_verified(&args.model, &opts)?;
         any_backend::on_cpu(m, "a verified artifact runs on the CPU".into())
     } else if args.verify {
@@ -136,19 +140,19 @@ pub fn run(args: RunArgs) -> CmdResult {
     } else {
         args.device.load(&args.model, &opts)?
     };
-    let mut sampler = Sampler::new(args.sampling.config());
+    let mut runner = Runner::new(model);
     if args.interactive {
-        return interactive(&args, &mut model, &mut sampler);
+        return interactive(&args, &mut runner);
     }
     let prompt = prompt.ok_or("give a prompt with -p or -f (or use -i)")?;
     let text = if args.chat {
-        render_chat(&model, args.system.as_deref(), &[], &prompt)?
+        runner.render_chat(args.system.as_deref(), &[], &prompt)?
     } else {
         prompt
     };
-    let ids = tokenize_prompt(&model, &text, args.chat)?;
-    let stats = generate_to_stdout(&mut model, &mut sampler, &ids, &args)?;
-    report(&model, &stats);
+    let ids = runner.tokenize_prompt(&text, args.chat)?;
+    let stats = runner.generate_to_stdout(ids, &args, 0)?;
+    runner.report(&stats);
     Ok(())
 }
 
@@ -171,117 +175,144 @@ fn read_prompt(args: &RunArgs) -> Result<Option<String>, Box<dyn std::error::Err
     }
 }
 
-/// Raw prompts are tokenized as text; a rendered chat template carries
-/// special tokens, which are parsed.
-fn tokenize_prompt(
-    model: &LoadedModel,
-    text: &str,
-    parse_special: bool,
-) -> Result<Vec<u32>, Box<dyn std::error::Error + Send + Sync>> {
-    let ids = model
-        .tokenizer
-        .encode(text, model.tokenizer.add_bos(), parse_special)?;
-    if ids.is_empty() {
-        return Err("the prompt is empty: it gives no tokens".into());
-    }
-    let context = model.session.context();
-    if ids.len() >= context {
-        return Err(format!(
-            "the prompt has {} tokens, more than the context of {context} allows (use --ctx)",
-            ids.len()
-        )
-        .into());
-    }
-    Ok(ids)
+/// A loaded model behind the scheduler the server uses too, with one
+/// sequence at a time.
+struct Runner {
+    file: Arc<GgufFile>,
+    tokenizer: Arc<Tokenizer>,
+    sched: Scheduler<AnyBackend>,
+    load_time: Duration,
 }
 
-fn render_chat(
-    model: &LoadedModel,
-    system: Option<&str>,
-    history: &[ChatMessage],
-    user: &str,
-) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-    let template = ChatTemplate::from_gguf(&model.file)?;
-    let mut messages = Vec::new();
-    if let Some(s) = system {
-        messages.push(ChatMessage::new("system", s));
-    }
-    messages.extend_from_slice(history);
-    messages.push(ChatMessage::new("user", user));
-    Ok(template.render(&messages, true)?)
-}
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
-fn generate_to_stdout(
-    model: &mut LoadedModel,
-    sampler: &mut Sampler,
-    ids: &[u32],
-    args: &RunArgs,
-) -> Result<GenerateStats, Box<dyn std::error::Error + Send + Sync>> {
-    let mut out = std::io::stdout().lock();
-    let mut write_err = None;
-    let stats = generate(
-        &mut model.session,
-        &model.tokenizer,
-        sampler,
-        ids,
-        args.n_predict,
-        &args.stops,
-        |text| {
-            if write_err.is_none() {
-                if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+impl Runner {
+    fn new(model: LoadedModel) -> Self {
+        let tokenizer = Arc::new(model.tokenizer);
+        let sched = Scheduler::new(
+            model.session.into_backend(),
+            tokenizer.clone(),
+            SchedulerConfig::default(),
+            Arc::new(Metrics::default()),
+        );
+        Runner {
+            file: model.file,
+            tokenizer,
+            sched,
+            load_time: model.load_time,
+        }
+    }
+
+    /// Raw prompts are tokenized as text; a rendered chat template carries
+    /// special tokens, which are parsed.
+    fn tokenize_prompt(&self, text: &str, parse_special: bool) -> Result<Vec<u32>, Error> {
+        let ids = self
+            .tokenizer
+            .encode(text, self.tokenizer.add_bos(), parse_special)?;
+        if ids.is_empty() {
+            return Err("the prompt is empty: it gives no tokens".into());
+        }
+        let context = self.sched.context();
+        if ids.len() >= context {
+            return Err(format!(
+                "the prompt has {} tokens, more than the context of {context} allows (use --ctx)",
+                ids.len()
+            )
+            .into());
+        }
+        Ok(ids)
+    }
+
+    fn render_chat(
+        &self,
+        system: Option<&str>,
+        history: &[ChatMessage],
+        user: &str,
+    ) -> Result<String, Error> {
+        let template = ChatTemplate::from_gguf(&self.file)?;
+        let mut messages = Vec::new();
+        if let Some(s) = system {
+            messages.push(ChatMessage::new("system", s));
+        }
+        messages.extend_from_slice(history);
+        messages.push(ChatMessage::new("user", user));
+        Ok(template.render(&messages, true)?)
+    }
+
+    /// Generates after `ids`, streaming the text to stdout (and into
+    /// `reply`); a closed stdout ends generation quietly. `turn` varies the
+    /// seed between the turns of a chat.
+    fn generate_to_stdout(
+        &mut self,
+        ids: Vec<u32>,
+        args: &RunArgs,
+        turn: u64,
+    ) -> Result<GenerateStats, Error> {
+        self.generate_into(ids, args, turn, &mut String::new())
+    }
+
+    fn generate_into(
+        &mut self,
+        ids: Vec<u32>,
+        args: &RunArgs,
+        turn: u64,
+        reply: &mut String,
+    ) -> Result<GenerateStats, Error> {
+        let mut req = GenRequest::new(ids, args.n_predict.max(1));
+        req.sampling = args.sampling.config();
+        req.sampling.seed = req.sampling.seed.wrapping_add(turn);
+        req.stops = args.stops.clone();
+        let mut out = std::io::stdout().lock();
+        let mut write_err = None;
+        let stats = generate(&mut self.sched, req, |text| {
+            reply.push_str(text);
+            match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+                Ok(()) => true,
+                Err(e) => {
                     write_err = Some(e);
+                    false
                 }
             }
-        },
-    )?;
-    if let Some(e) = write_err {
-        return Err(e.into());
+        })?;
+        match write_err {
+            // The reader went away (`rfc run | head`): nothing to report.
+            Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+            Some(e) => return Err(e.into()),
+            None => {}
+        }
+        writeln!(out)?;
+        Ok(stats)
     }
-    writeln!(out)?;
-    Ok(stats)
+
+    fn report(&self, stats: &GenerateStats) {
+        eprintln!(
+            "load: {:.2} s | prompt: {} tokens, {:.1} tokens/s | generation: {} tokens, {:.1} tokens/s",
+            self.load_time.as_secs_f64(),
+            stats.prompt_tokens,
+            stats.prompt_tokens_per_s(),
+            stats.generated_tokens,
+            stats.generate_tokens_per_s()
+        );
+    }
 }
 
-fn report(model: &LoadedModel, stats: &GenerateStats) {
-    eprintln!(
-        "load: {:.2} s | prompt: {} tokens, {:.1} tokens/s | generation: {} tokens, {:.1} tokens/s",
-        model.load_time.as_secs_f64(),
-        stats.prompt_tokens,
-        stats.prompt_tokens_per_s(),
-        stats.generated_tokens,
-        stats.generate_tokens_per_s()
-    );
-}
-
-/// A chat on stdin/stdout: each turn is rendered with the whole history and
-/// the cache is rebuilt for it (simple and always consistent with the template).
-fn interactive(args: &RunArgs, model: &mut LoadedModel, sampler: &mut Sampler) -> CmdResult {
+/// A chat on stdin/stdout: each turn is rendered with the whole history
+/// (always consistent with the template); the prefix cache keeps the pages
+/// of the turns before, so only the new text is computed.
+fn interactive(args: &RunArgs, runner: &mut Runner) -> CmdResult {
     let mut history: Vec<ChatMessage> = Vec::new();
     let stdin = std::io::stdin();
     eprintln!("interactive chat: type a message, an empty line or EOF ends");
-    for line in stdin.lock().lines() {
+    for (turn, line) in stdin.lock().lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             break;
         }
-        let text = render_chat(model, args.system.as_deref(), &history, &line)?;
-        let ids = tokenize_prompt(model, &text, true)?;
-        model.session.reset();
+        let text = runner.render_chat(args.system.as_deref(), &history, &line)?;
+        let ids = runner.tokenize_prompt(&text, true)?;
         let mut reply = String::new();
-        let stats = generate(
-            &mut model.session,
-            &model.tokenizer,
-            sampler,
-            &ids,
-            args.n_predict,
-            &args.stops,
-            |t| {
-                reply.push_str(t);
-                print!("{t}");
-                let _ = std::io::stdout().flush();
-            },
-        )?;
-        println!();
-        report(model, &stats);
+        let stats = runner.generate_into(ids, args, turn as u64, &mut reply)?;
+        runner.report(&stats);
         history.push(ChatMessage::new("user", &line));
         history.push(ChatMessage::new("assistant", &reply));
     }

@@ -30,6 +30,9 @@ use crate::sampler::{Sampler, StopMatcher, StopOutcome};
 use crate::tokenizer::stream::Utf8Stream;
 use crate::tokenizer::Tokenizer;
 
+/// Steps with at least this many logit rows sample them in parallel.
+const PARALLEL_SAMPLING_ROWS: usize = 4;
+
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -39,6 +42,9 @@ pub struct SchedulerConfig {
     pub max_queue: usize,
     /// Sequences running at once (at most the plan's sequences per step).
     pub max_running: usize,
+    /// Use at most this many of the backend's KV pages (a smaller budget,
+    /// e.g. to exercise preemption); `None`: all of them.
+    pub max_pages: Option<usize>,
 }
 
 impl Default for SchedulerConfig {
@@ -47,6 +53,7 @@ impl Default for SchedulerConfig {
             prefix_cache: true,
             max_queue: 256,
             max_running: usize::MAX,
+            max_pages: None,
         }
     }
 }
@@ -168,6 +175,8 @@ impl<B: StepBackend> Scheduler<B> {
     ) -> Self {
         let limits = backend.limits();
         let vocab = backend.vocab();
+        let mut limits = limits;
+        limits.n_pages = cfg.max_pages.unwrap_or(usize::MAX).clamp(1, limits.n_pages);
         let pool = PagePool::new(limits.n_pages, limits.page_size, cfg.prefix_cache);
         metrics.kv_pages_total.store(limits.n_pages as u64, Relaxed);
         Scheduler {
@@ -570,8 +579,9 @@ impl<B: StepBackend> Scheduler<B> {
     fn advance(&mut self, parts: &[Part]) {
         let ps = self.limits.page_size;
         let context = self.context();
+        // Logit row of each running sequence sampled this step.
+        let mut rows: Vec<Option<usize>> = vec![None; self.running.len()];
         let mut row = 0;
-        let mut done = Vec::new();
         for part in parts {
             let i = self.index_of(part.id).expect("parts run");
             let seq = &mut self.running[i];
@@ -585,15 +595,34 @@ impl<B: StepBackend> Scheduler<B> {
                 );
                 seq.keys.push(key);
             }
-            if !part.sample {
-                continue;
-            }
-            let logits = &self.logits[row * self.vocab..(row + 1) * self.vocab];
-            row += 1;
-            if let Some(end) = sample_next(seq, logits, &self.tokenizer, &self.metrics, context) {
-                done.push((part.id, end));
+            if part.sample {
+                rows[i] = Some(row);
+                row += 1;
             }
         }
+        let (vocab, logits, tokenizer, metrics) =
+            (self.vocab, &self.logits, &*self.tokenizer, &*self.metrics);
+        let sample = |(seq, row): (&mut Sequence, &Option<usize>)| {
+            let r = (*row)?;
+            let l = &logits[r * vocab..(r + 1) * vocab];
+            sample_next(seq, l, tokenizer, metrics, context).map(|end| (seq.id, end))
+        };
+        // A row costs a vocabulary-wide pass or more (penalties, sorting
+        // for top-k/top-p): many rows are sampled on all cores.
+        let done: Vec<(u64, (FinishReason, String))> = if row >= PARALLEL_SAMPLING_ROWS {
+            use rayon::prelude::*;
+            self.running
+                .par_iter_mut()
+                .zip(rows.par_iter())
+                .filter_map(sample)
+                .collect()
+        } else {
+            self.running
+                .iter_mut()
+                .zip(rows.iter())
+                .filter_map(sample)
+                .collect()
+        };
         for (id, (reason, text)) in done {
             let i = self.index_of(id).expect("still running");
             let seq = self.running.remove(i);
