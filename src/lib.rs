@@ -12,6 +12,7 @@ pub mod exec;
 pub mod frontend;
 pub mod gguf;
 pub mod ir;
+pub mod load;
 pub mod passes;
 pub mod quant;
 pub mod rng;

@@ -9,10 +9,10 @@ mod common;
 use std::sync::{Arc, OnceLock};
 
 use rocmforge::artifact::{
-    compile_artifact, load_cpu_artifact, reseal, Artifact, ArtifactError, CompileOptions, Silent,
+    compile_artifact, reseal, Artifact, ArtifactError, CompileOptions, Silent,
 };
-use rocmforge::exec::load::{load_cpu, LoadError, LoadOptions};
 use rocmforge::gguf::{GgufFile, Value};
+use rocmforge::load::{load_cpu, load_cpu_artifact, LoadError, LoadOptions};
 use rocmforge::quant::GgmlType;
 use rocmforge::synth::{TinyArch, TinySpec};
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rocmforge::artifact::{compile_artifact, CompileOptions, Silent};
-use rocmforge::exec::load::{load_cpu, LoadOptions, LoadedModel};
+use rocmforge::load::{load_cpu, LoadOptions, LoadedModel};
 use rocmforge::quant::GgmlType;
 use rocmforge::synth::{TinyArch, TinySpec};
 

@@ -18,9 +18,8 @@ use rocmforge::artifact::{
 };
 use rocmforge::backend::{DeviceSpec, RtcApi, Vendor};
 use rocmforge::codegen::plan::PlanOptions;
-use rocmforge::exec::any_backend;
-use rocmforge::exec::load::{LoadError, LoadOptions};
 use rocmforge::gguf::{GgufFile, Value};
+use rocmforge::load::{LoadError, LoadOptions};
 use rocmforge::quant::GgmlType;
 use rocmforge::synth::{TinyArch, TinySpec};
 
@@ -66,7 +65,7 @@ fn retargeted(target: &str) -> Vec<u8> {
 /// Loads `path` for `device` the way `rfc run --device DEVICE` does.
 fn load_for(path: &Path, device: &str) -> Result<(), LoadError> {
     let spec = DeviceSpec::parse(device).unwrap();
-    any_backend::load(path, &LoadOptions::default(), spec).map(|_| ())
+    rocmforge::load::load(path, &LoadOptions::default(), spec).map(|_| ())
 }
 
 fn artifact_error(r: Result<impl Sized, LoadError>) -> ArtifactError {

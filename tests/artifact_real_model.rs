@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use common::real_model_or_skip;
 use rocmforge::artifact::{compile_artifact, Artifact, CompileOptions, Silent};
-use rocmforge::exec::load::{load_cpu, LoadOptions, LoadedModel};
+use rocmforge::load::{load_cpu, LoadOptions, LoadedModel};
 
 fn greedy(model: &mut LoadedModel, prompt: &[u32], steps: usize) -> (Vec<Vec<u32>>, Vec<u32>) {
     let s = &mut model.session;

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{real_model_or_skip, shared_or_skip};
-use rocmforge::exec::load::{load_cpu, LoadOptions, LoadedModel};
+use rocmforge::load::{load_cpu, LoadOptions, LoadedModel};
 use serde_json::Value;
 
 /// Absolute tolerance per top-10 logit against llama.cpp (COMPARING.md).

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use rocmforge::backend::{DeviceSpec, Gpu, Vendor};
 use rocmforge::exec::any_backend::{self, AnyBackend};
-use rocmforge::exec::load::{load_cpu, LoadOptions};
+use rocmforge::load::{load_cpu, LoadOptions};
 use rocmforge::synth::{TinyArch, TinySpec};
 
 /// A tiny Qwen2-like model the GPU kernels accept (head_dim 32).
@@ -72,7 +72,7 @@ fn gpu_available() -> bool {
 fn device_cpu_gives_exactly_the_cpu_executors_logits() {
     let dir = tempfile::tempdir().unwrap();
     let path = tiny_model(dir.path());
-    let mut any = any_backend::load(&path, &opts(), DeviceSpec::Cpu).unwrap();
+    let mut any = rocmforge::load::load(&path, &opts(), DeviceSpec::Cpu).unwrap();
     let mut cpu = load_cpu(&path, &opts()).unwrap();
     assert_eq!(any.session.backend().kind(), "cpu");
     let a = any.session.eval_last(&PROMPT).unwrap();
@@ -84,7 +84,7 @@ fn device_cpu_gives_exactly_the_cpu_executors_logits() {
 fn device_auto_runs_the_model_on_a_gpu_or_falls_back_to_the_cpu_saying_why() {
     let dir = tempfile::tempdir().unwrap();
     let path = tiny_model(dir.path());
-    let mut any = any_backend::load(&path, &opts(), DeviceSpec::Auto).unwrap();
+    let mut any = rocmforge::load::load(&path, &opts(), DeviceSpec::Auto).unwrap();
     let described = any.session.backend().describe();
     let reference = load_cpu(&path, &opts())
         .unwrap()
@@ -212,7 +212,7 @@ fn gpu_greedy_tokens_and_logits_match_the_cpu() {
             ordinal: 0,
         }
     };
-    let mut gpu = any_backend::load(&path, &opts(), spec).unwrap();
+    let mut gpu = rocmforge::load::load(&path, &opts(), spec).unwrap();
     let mut cpu = load_cpu(&path, &opts()).unwrap();
     let (mut g, mut c) = (
         gpu.session.eval_last(&PROMPT).unwrap(),

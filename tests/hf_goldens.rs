@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use rocmforge::exec::cpu::KvType;
-use rocmforge::exec::load::{load_cpu, LoadOptions};
+use rocmforge::load::{load_cpu, LoadOptions};
 use rocmforge::quant::GgmlType;
 use rocmforge::synth::{TinyArch, TinySpec};
 use serde::Deserialize;

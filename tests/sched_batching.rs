@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use rocmforge::exec::load::{load_cpu, LoadOptions};
+use rocmforge::load::{load_cpu, LoadOptions};
 use rocmforge::quant::GgmlType;
 use rocmforge::sampler::SamplerConfig;
 use rocmforge::sched::{

@@ -12,16 +12,12 @@
 //!
 //! - [`write`]: compile a GGUF model into an artifact;
 //! - [`read`]: open one, checking version, length and checksums;
-//! - [`load`]: an artifact to a model ready to generate on the CPU;
-//! - [`gpu_load`]: a GPU artifact to a model on its GPU (stored code
-//!   objects, no kernel compiler);
+//! (`crate::load` turns an artifact into a model on a device.)
 //! - [`summary`]: what is inside, for `rfc inspect`.
 
 pub mod checksum;
 pub mod error;
-pub mod gpu_load;
 pub mod kernels;
-pub mod load;
 pub mod peek;
 pub mod plan_check;
 pub mod plan_record;
@@ -32,8 +28,6 @@ pub mod target;
 pub mod write;
 
 pub use error::ArtifactError;
-pub use gpu_load::load_gpu_artifact;
-pub use load::{load_cpu_artifact, load_cpu_verified};
 pub use peek::peek_target;
 pub use progress::{Bars, Progress, Silent};
 pub use read::Artifact;

@@ -42,14 +42,14 @@ pub struct CompileOptions {
 }
 
 impl Default for CompileOptions {
-    /// What `rfc run MODEL.gguf` compiles for (exec::load's defaults).
+    /// What `rfc run MODEL.gguf` compiles for (`load`'s defaults).
     fn default() -> Self {
         CompileOptions {
             target: ArtifactTarget::Cpu,
             max_context: 4096,
             max_batch_tokens: 512,
             max_logit_rows: 1,
-            page_size: crate::exec::load::PAGE_SIZE,
+            page_size: crate::exec::kv_pages::PAGE_SIZE,
             max_seqs: 1,
         }
     }

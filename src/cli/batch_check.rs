@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 
-use rocmforge::exec::load::LoadOptions;
+use rocmforge::load::LoadOptions;
 use rocmforge::sampler::SamplerConfig;
 use rocmforge::sched::{Event, GenRequest, Metrics, Scheduler, SchedulerConfig};
 

@@ -8,7 +8,7 @@ use clap::Args;
 use super::CmdResult;
 use rocmforge::exec::any_backend::AnyBackend;
 use rocmforge::exec::cpu::KvType;
-use rocmforge::exec::load::{LoadOptions, LoadedModel};
+use rocmforge::load::{LoadOptions, LoadedModel};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

@@ -10,7 +10,7 @@
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
-use rocmforge::exec::load::LoadOptions;
+use rocmforge::load::LoadOptions;
 use rocmforge::sampler::SamplerConfig;
 use rocmforge::sched::{Event, GenRequest, Metrics, Scheduler, SchedulerConfig};
 

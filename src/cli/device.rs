@@ -6,8 +6,8 @@ use std::path::Path;
 use clap::Args;
 
 use rocmforge::backend::DeviceSpec;
-use rocmforge::exec::any_backend::{self, AnyBackend};
-use rocmforge::exec::load::{LoadOptions, LoadedModel};
+use rocmforge::exec::any_backend::AnyBackend;
+use rocmforge::load::{LoadOptions, LoadedModel};
 
 #[derive(Debug, Clone, Args)]
 pub struct DeviceArgs {
@@ -38,7 +38,7 @@ impl DeviceArgs {
         opts: &LoadOptions,
         verify: bool,
     ) -> Result<LoadedModel<AnyBackend>, Box<dyn std::error::Error + Send + Sync>> {
-        let mut model = any_backend::load_with(path, opts, self.spec()?, verify)?;
+        let mut model = rocmforge::load::load_with(path, opts, self.spec()?, verify)?;
         eprintln!("device: {}", model.session.backend().describe());
         if let Some(origin) = kernel_origin(&mut model) {
             eprintln!("kernels: {origin}");

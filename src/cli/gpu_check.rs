@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rocmforge::backend::{Device, DeviceSpec, Gpu};
-use rocmforge::exec::any_backend::{argmax, load_gpu, AnyBackend};
+use rocmforge::exec::any_backend::{argmax, AnyBackend};
 use rocmforge::exec::kv_pages::{KvPages, SeqPages};
-use rocmforge::exec::load::{load_cpu, LoadOptions};
 use rocmforge::exec::session::StepBackend;
 use rocmforge::exec::step::StepInputs;
+use rocmforge::load::load_gpu;
+use rocmforge::load::{load_cpu, LoadOptions};
 
 use super::CmdResult;
 

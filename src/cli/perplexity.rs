@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::CmdResult;
-use rocmforge::exec::load::LoadOptions;
+use rocmforge::load::LoadOptions;
 
 #[derive(Debug, Args)]
 pub struct PerplexityArgs {

@@ -9,15 +9,15 @@ use std::time::Duration;
 use clap::Args;
 
 use super::CmdResult;
-use rocmforge::exec::any_backend::{self, AnyBackend};
-use rocmforge::exec::load::LoadOptions;
+use rocmforge::exec::any_backend::AnyBackend;
 use rocmforge::gguf::GgufFile;
+use rocmforge::load::LoadOptions;
 use rocmforge::sampler::SamplerConfig;
 use rocmforge::sched::{generate, GenRequest, GenerateStats, Metrics, Scheduler, SchedulerConfig};
 use rocmforge::tokenizer::chat::{ChatMessage, ChatTemplate};
 use rocmforge::tokenizer::Tokenizer;
 
-type LoadedModel = rocmforge::exec::load::LoadedModel<AnyBackend>;
+type LoadedModel = rocmforge::load::LoadedModel<AnyBackend>;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -133,8 +133,8 @@ pub fn run(args: RunArgs) -> CmdResult {
         Some(rocmforge::artifact::ArtifactTarget::Gpu(_))
     );
     let model = if args.verify && !gpu_artifact {
-        let m = rocmforge::artifact::load_cpu_verified(&args.model, &opts)?;
-        any_backend::on_cpu(m, "a verified artifact runs on the CPU".into())
+        let m = rocmforge::load::load_cpu_verified(&args.model, &opts)?;
+        rocmforge::load::on_cpu(m, "a verified artifact runs on the CPU".into())
     } else if args.verify {
         args.device.load_with(&args.model, &opts, true)?
     } else {

@@ -6,6 +6,9 @@
 
 use super::ExecError;
 
+/// Tokens per KV-cache page.
+pub const PAGE_SIZE: usize = 16;
+
 /// Pages owned by one sequence, in position order, and its length.
 #[derive(Debug, Clone, Default)]
 pub struct SeqPages {

@@ -11,7 +11,6 @@ pub mod error;
 pub mod gpu_model;
 mod graph_facts;
 pub mod kv_pages;
-pub mod load;
 pub mod session;
 pub mod step;
 

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::error::ArtifactError;
-use super::progress::{Bars, Progress};
-use super::read::Artifact;
+use super::model::{LoadError, LoadedModel};
+use super::options::{kv_pool_pages, LoadOptions};
+use crate::artifact::progress::{Bars, Progress};
+use crate::artifact::{Artifact, ArtifactError};
 use crate::exec::cpu_model::CpuModel;
-use crate::exec::load::{LoadError, LoadOptions, LoadedModel};
 use crate::exec::session::Session;
 use crate::gguf::GgufFile;
 use crate::tokenizer::Tokenizer;
@@ -43,7 +43,7 @@ pub fn load_cpu_artifact(
     let t = lap("IR parsed and plan restored", t);
     warn_if_limited(opts, config.context_length, &artifact);
     let page_size = artifact.plan.page_size as usize;
-    let pool = crate::exec::load::kv_pool_pages(opts.kv_pages, &plan.env);
+    let pool = kv_pool_pages(opts.kv_pages, &plan.env);
     let model = CpuModel::new(file.clone(), graph, plan, page_size)?
         .with_kv_type(opts.kv_type)
         .with_kv_pages(pool);
@@ -62,7 +62,7 @@ pub fn load_cpu_artifact(
 /// and loads it (`rfc run --verify`), drawing progress on stderr.
 pub fn load_cpu_verified(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
     let file = Arc::new(GgufFile::open(path)?);
-    if !super::is_artifact(&file) {
+    if !crate::artifact::is_artifact(&file) {
         return Err(ArtifactError::NotAnArtifact {
             path: path.display().to_string(),
         }

@@ -8,15 +8,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::kernels::require_stored;
-use super::progress::Progress;
-use super::read::Artifact;
+use super::device::require_f16_cache;
+use super::model::{LoadError, LoadedModel};
+use super::options::{kv_pool_pages, LoadOptions};
+use crate::artifact::kernels::require_stored;
+use crate::artifact::progress::Progress;
+use crate::artifact::Artifact;
 use crate::backend::Gpu;
 use crate::codegen::plan::PlanOptions;
 use crate::codegen::KernelCache;
-use crate::exec::any_backend::{require_f16_cache, AnyBackend};
+use crate::exec::any_backend::AnyBackend;
 use crate::exec::gpu_model::GpuModel;
-use crate::exec::load::{LoadError, LoadOptions, LoadedModel};
 use crate::exec::session::Session;
 use crate::exec::ExecError;
 use crate::gguf::GgufFile;
@@ -42,7 +44,7 @@ pub fn load_gpu_artifact(
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let config = artifact.model_config()?;
     let (graph, plan) = artifact.graph_and_plan()?;
-    super::load::warn_if_limited(opts, config.context_length, &artifact);
+    super::cpu_artifact::warn_if_limited(opts, config.context_length, &artifact);
     let page_size = artifact.plan.page_size as usize;
     let stored = artifact.kernels()?;
     let plan_opts = PlanOptions {
@@ -58,7 +60,7 @@ pub fn load_gpu_artifact(
         ms = t.elapsed().as_millis() as u64,
         "code objects loaded from the artifact"
     );
-    let pool = crate::exec::load::kv_pool_pages(opts.kv_pages, &plan.env);
+    let pool = kv_pool_pages(opts.kv_pages, &plan.env);
     let model = GpuModel::new(gpu, &file, &graph, &plan, page_size, pool, &cache)?;
     tracing::info!(ms = t0.elapsed().as_millis() as u64, "GPU artifact loaded");
     Ok(LoadedModel {

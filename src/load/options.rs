@@ -1,0 +1,61 @@
+//! The limits a model is compiled and loaded for: tokens, logit rows and
+//! sequences per step, context, the KV cache's element type and pool size.
+
+use crate::exec::cpu::KvType;
+use crate::exec::kv_pages::PAGE_SIZE;
+use crate::ir::DimEnv;
+
+/// The limits a model is compiled for.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Tokens per step (prefill chunk).
+    pub max_tokens: usize,
+    /// Logit rows per step: 1 for generation, `max_tokens` for perplexity.
+    pub max_rows: usize,
+    /// Context length (capped by the model's own).
+    pub context: usize,
+    /// Element type of the KV cache (f16 like llama.cpp, or exact f32).
+    pub kv_type: KvType,
+    /// Sequences one step may hold (the server's parallel slots).
+    pub max_seqs: usize,
+    /// Pages in the KV pool; `None`: every sequence its whole context
+    /// (`context / PAGE_SIZE × max_seqs`).
+    pub kv_pages: Option<usize>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            max_tokens: 512,
+            max_rows: 1,
+            context: 4096,
+            kv_type: KvType::F16,
+            max_seqs: 1,
+            kv_pages: None,
+        }
+    }
+}
+
+/// The step sizes for `opts` on a model whose own context is `model_ctx`.
+pub fn plan_env(opts: &LoadOptions, model_ctx: usize) -> DimEnv {
+    let context = if model_ctx > 0 {
+        opts.context.min(model_ctx)
+    } else {
+        opts.context
+    };
+    let pages = context.div_ceil(PAGE_SIZE) as u64;
+    DimEnv {
+        tokens: opts.max_tokens as u64,
+        rows: opts.max_rows as u64,
+        seqs: opts.max_seqs.max(1) as u64,
+        pages,
+        kv_len: pages * PAGE_SIZE as u64,
+    }
+}
+
+/// Pages in the KV pool for a plan made for `env`: `kv_pages` where given
+/// (at least one sequence's whole context is not required: a server may
+/// hold less and preempt), else every sequence its whole context.
+pub fn kv_pool_pages(kv_pages: Option<usize>, env: &DimEnv) -> usize {
+    kv_pages.unwrap_or((env.pages * env.seqs) as usize).max(1)
+}
