@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ci-deps.sh
 scripts/fetch-model.sh >/dev/null
+scripts/serve-venv.sh >/dev/null  # the Python side of tests/serve_*.rs
 cargo test --release "$@"
 if [ -x scripts/ci-gfx1100.sh ]; then
   cargo build --release --quiet --bin rfc
