@@ -18,5 +18,6 @@ pub mod quant;
 pub mod rng;
 pub mod sampler;
 pub mod sched;
+pub mod serve;
 pub mod synth;
 pub mod tokenizer;

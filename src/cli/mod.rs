@@ -18,6 +18,7 @@ mod inspect;
 mod ir;
 mod perplexity;
 mod run;
+mod serve;
 mod synth;
 mod tokenize;
 
@@ -41,6 +42,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Generate text from a prompt.
     Run(run::RunArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (docs/SERVING.md).
+    Serve(serve::ServeArgs),
     /// Measure prefill and decode speed.
     Bench(bench::BenchArgs),
     /// Perplexity of a text, as llama-perplexity computes it.
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Perplexity(args) => perplexity::run(args),
         Command::Ir(args) => ir::run(args),
