@@ -1,5 +1,6 @@
 // Row-wise ops outside the fused matmuls: embedding gather, RMSNorm,
-// gather of logit rows, and argmax. One block per row, 256 threads.
+// gather of logit rows, argmax and the top candidates of a logits row.
+// One block per row, 256 threads.
 
 #define BLOCK 256
 
@@ -107,6 +108,141 @@ RFC_KERNEL __launch_bounds__(BLOCK) void argmax(const float* __restrict__ logits
             }
         }
         out[r] = bi;
+    }
+}
+#endif
+
+#ifdef TOPK_N
+// The TOPK_K most likely tokens of each row and the row's log-sum-exp, so
+// that a sampler whose candidates lie among them needs only these from
+// the device (a vocabulary of logits per row stays behind). Per row r,
+// out[r * (2 * TOPK_K + 1) ...] holds TOPK_K ids (int; -1 past the end of
+// a short row), then their logits (float), largest first, equal logits
+// by smaller id (as the host's candidate sort), then log(sum(exp(row))).
+// NaN is ignored. Grid (R). Defines TOPK_N, TOPK_K.
+RFC_DEV bool topk_before(float v, int i, float w, int j) {
+    return i >= 0 && (j < 0 || v > w || (v == w && i < j));
+}
+
+RFC_KERNEL __launch_bounds__(BLOCK) void topk(const float* __restrict__ logits, int ld,
+                                              int* __restrict__ out, int R) {
+    __shared__ float sv[BLOCK / RFC_WARP];
+    __shared__ int si[BLOCK / RFC_WARP];
+    __shared__ int sw[BLOCK / RFC_WARP];
+    __shared__ float sm[BLOCK / RFC_WARP];
+    __shared__ float ss[BLOCK / RFC_WARP];
+    const int r = blockIdx.x;
+    if (r >= R) return;
+    const float* row = logits + (u64)r * ld;
+    // Each thread's best TOPK_K, sorted, in registers (every index below
+    // is a compile-time constant after unrolling), and its share of the
+    // log-sum-exp as a running (max, sum of exp(x - max)).
+    float tv[TOPK_K];
+    int ti[TOPK_K];
+#pragma unroll
+    for (int j = 0; j < TOPK_K; j++) {
+        tv[j] = RFC_NEG_INF;
+        ti[j] = -1;
+    }
+    float m = RFC_NEG_INF, s = 0.0f;
+    for (int i = threadIdx.x; i < TOPK_N; i += BLOCK) {
+        const float v = row[i];
+        if (v != v) continue;
+        if (v == RFC_NEG_INF) {
+            // exp(-inf) adds nothing to the sum.
+        } else if (v > m) {
+            s = s * expf(m - v) + 1.0f;
+            m = v;
+        } else {
+            s += expf(v - m);
+        }
+        if (!topk_before(v, i, tv[TOPK_K - 1], ti[TOPK_K - 1])) continue;
+        // Insert, carrying each displaced entry one place down.
+        float cv = v;
+        int ci = i;
+#pragma unroll
+        for (int j = 0; j < TOPK_K; j++) {
+            const bool b = topk_before(cv, ci, tv[j], ti[j]);
+            const float ov = tv[j];
+            const int oi = ti[j];
+            tv[j] = b ? cv : ov;
+            ti[j] = b ? ci : oi;
+            cv = b ? ov : cv;
+            ci = b ? oi : ci;
+        }
+    }
+    // The log-sum-exp over the block.
+#pragma unroll
+    for (int o = RFC_WARP / 2; o > 0; o >>= 1) {
+        const float om = rfc_shfl_xor(m, o), os = rfc_shfl_xor(s, o);
+        const float nm = fmaxf(m, om);
+        s = (m == RFC_NEG_INF ? 0.0f : s * expf(m - nm)) + (om == RFC_NEG_INF ? 0.0f : os * expf(om - nm));
+        m = nm;
+    }
+    const int w = threadIdx.x / RFC_WARP, lane = threadIdx.x % RFC_WARP;
+    if (lane == 0) {
+        sm[w] = m;
+        ss[w] = s;
+    }
+    __syncthreads();
+    int* o = out + (u64)r * (2 * TOPK_K + 1);
+    if (threadIdx.x == 0) {
+        float bm = RFC_NEG_INF, bs = 0.0f;
+        for (int k = 0; k < BLOCK / RFC_WARP; k++) {
+            const float nm = fmaxf(bm, sm[k]);
+            bs = (bm == RFC_NEG_INF ? 0.0f : bs * expf(bm - nm)) + (sm[k] == RFC_NEG_INF ? 0.0f : ss[k] * expf(sm[k] - nm));
+            bm = nm;
+        }
+        const float lse = bm == RFC_NEG_INF ? RFC_NEG_INF : bm + logf(bs);
+        o[2 * TOPK_K] = (int)f32_bits(lse);
+    }
+    // TOPK_K rounds: the best head of all threads' lists wins, and its
+    // thread shifts its list up by one.
+    for (int k = 0; k < TOPK_K; k++) {
+        float bv = tv[0];
+        int bi = ti[0];
+        int bt = threadIdx.x;
+#pragma unroll
+        for (int x = RFC_WARP / 2; x > 0; x >>= 1) {
+            const float ov = rfc_shfl_xor(bv, x);
+            const int oi = rfc_shfl_xor_i(bi, x);
+            const int ot = rfc_shfl_xor_i(bt, x);
+            if (topk_before(ov, oi, bv, bi)) {
+                bv = ov;
+                bi = oi;
+                bt = ot;
+            }
+        }
+        __syncthreads();
+        if (lane == 0) {
+            sv[w] = bv;
+            si[w] = bi;
+            sw[w] = bt;
+        }
+        __syncthreads();
+        bv = sv[0];
+        bi = si[0];
+        bt = sw[0];
+        for (int y = 1; y < BLOCK / RFC_WARP; y++) {
+            if (topk_before(sv[y], si[y], bv, bi)) {
+                bv = sv[y];
+                bi = si[y];
+                bt = sw[y];
+            }
+        }
+        if (threadIdx.x == 0) {
+            o[k] = bi;
+            o[TOPK_K + k] = (int)f32_bits(bv);
+        }
+        if (threadIdx.x == bt && bi >= 0) {
+#pragma unroll
+            for (int j = 0; j + 1 < TOPK_K; j++) {
+                tv[j] = tv[j + 1];
+                ti[j] = ti[j + 1];
+            }
+            tv[TOPK_K - 1] = RFC_NEG_INF;
+            ti[TOPK_K - 1] = -1;
+        }
     }
 }
 #endif

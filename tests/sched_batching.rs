@@ -174,6 +174,37 @@ fn batched_requests_generate_what_they_generate_alone() {
     assert_same(&alone, &cached, "batched, prefix cache");
 }
 
+/// Every weight type's CPU kernels give a token the same bits alone (a
+/// decode of one token, a prefill remainder) and in a group of tokens
+/// (a batched decode, a prefill group): AVX2 and AVX-512 paths alike.
+#[test]
+fn every_weight_type_is_batch_invariant_on_the_cpu() {
+    for ty in [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+    ] {
+        let s = tiny(ty);
+        let reqs: Vec<GenRequest> = requests().into_iter().take(9).collect();
+        let alone = run_all(&mut scheduler(&s, 1, 32, None, false), &reqs, false);
+        let batched = run_all(&mut scheduler(&s, 9, 64, None, false), &reqs, true);
+        for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
+            assert_eq!(a.tokens, b.tokens, "{ty:?}: request {i}'s tokens");
+            assert_eq!(
+                a.logprobs, b.logprobs,
+                "{ty:?}: request {i}'s logprobs, bit for bit"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_prefix_cache_serves_repeated_prompts_and_changes_nothing() {
     let s = tiny(GgmlType::Q4_K);
@@ -297,4 +328,136 @@ fn bad_requests_are_refused_before_they_run() {
         .submit(4, GenRequest::new(vec![1; 3], 0), quiet())
         .is_err());
     assert!(!sched.has_work());
+}
+
+/// A backend that selects each row's top candidates on the host, as a GPU
+/// does on the device: the scheduler's candidate path, checked on the CPU.
+struct HostTop<B> {
+    inner: B,
+    k: usize,
+    words: Vec<i32>,
+    logits: Vec<f32>,
+}
+
+impl<B: rocmforge::exec::session::StepBackend> rocmforge::exec::session::StepBackend
+    for HostTop<B>
+{
+    fn run_step(
+        &mut self,
+        step: &rocmforge::exec::step::StepInputs,
+    ) -> Result<&[f32], rocmforge::exec::ExecError> {
+        self.inner.run_step(step)
+    }
+    fn limits(&self) -> rocmforge::exec::session::StepLimits {
+        self.inner.limits()
+    }
+    fn vocab(&self) -> usize {
+        self.inner.vocab()
+    }
+    fn top_candidates(&self) -> usize {
+        self.k
+    }
+    fn run_step_top(
+        &mut self,
+        step: &rocmforge::exec::step::StepInputs,
+    ) -> Result<rocmforge::exec::step::TopRows<'_>, rocmforge::exec::ExecError> {
+        let vocab = self.inner.vocab();
+        let logits = self.inner.run_step(step)?;
+        self.logits = logits.to_vec();
+        self.words = rocmforge::exec::step::top_rows_of(&self.logits, vocab, self.k);
+        Ok(rocmforge::exec::step::TopRows::new(self.k, &self.words))
+    }
+    fn last_logits(&mut self) -> Result<&[f32], rocmforge::exec::ExecError> {
+        Ok(&self.logits)
+    }
+}
+
+#[test]
+fn drawing_from_the_top_candidates_changes_no_token_and_no_logprob() {
+    let s = tiny(GgmlType::Q8_0);
+    let mut reqs = requests();
+    for (i, r) in reqs.iter_mut().enumerate() {
+        // Greedy, top-k sampling, and one each that needs whole rows
+        // (penalties, a top-k wider than the candidates).
+        r.logprobs = Some(i % 4);
+        r.sampling = match i % 4 {
+            0 => SamplerConfig::greedy(),
+            1 => SamplerConfig {
+                top_k: 8,
+                seed: i as u64,
+                ..SamplerConfig::default()
+            },
+            2 => SamplerConfig {
+                repeat_penalty: 1.3,
+                seed: i as u64,
+                ..SamplerConfig::default()
+            },
+            _ => SamplerConfig {
+                top_k: 100,
+                temperature: 1.5,
+                seed: i as u64,
+                ..SamplerConfig::default()
+            },
+        };
+    }
+    let whole = run_all(&mut scheduler(&s, 8, 32, None, true), &reqs, true);
+    let base = scheduler(&s, 8, 32, None, true).into_backend();
+    // Only the greedy and top-k requests, batched together, take the
+    // candidate path; mixed steps read whole rows.
+    let mut only_top: Vec<GenRequest> = reqs.iter().step_by(2).cloned().collect();
+    let want: Vec<Outcome> = whole.iter().step_by(2).cloned().collect();
+    for k in [32, 3] {
+        let backend = HostTop {
+            inner: scheduler(&s, 8, 32, None, true).into_backend(),
+            k,
+            words: Vec::new(),
+            logits: Vec::new(),
+        };
+        let mut sched = Scheduler::new(
+            backend,
+            Arc::new(
+                rocmforge::tokenizer::Tokenizer::from_gguf(
+                    &rocmforge::gguf::GgufFile::open(&s.path).unwrap(),
+                )
+                .unwrap(),
+            ),
+            SchedulerConfig::default(),
+            Arc::new(Metrics::default()),
+        );
+        if k == 3 {
+            // Top-k 8 cannot come from 3 candidates: whole rows are read.
+            only_top.retain(|r| r.sampling.top_k <= 3 || r.sampling.temperature <= 0.0);
+        }
+        let got = run_all_backend(&mut sched, &only_top);
+        let want: Vec<&Outcome> = want
+            .iter()
+            .zip(reqs.iter().step_by(2))
+            .filter(|(_, r)| only_top.iter().any(|o| o.prompt == r.prompt))
+            .map(|(o, _)| o)
+            .collect();
+        for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+            assert_eq!(a.tokens, b.tokens, "k {k}: request {i}");
+            for (x, y) in a.logprobs.iter().zip(&b.logprobs) {
+                assert!((x - y).abs() <= 1e-5, "k {k}: request {i}: {x} vs {y}");
+            }
+        }
+    }
+    drop(base);
+}
+
+fn run_all_backend<B: rocmforge::exec::session::StepBackend>(
+    sched: &mut Scheduler<B>,
+    reqs: &[GenRequest],
+) -> Vec<Outcome> {
+    let outs: Vec<Shared> = reqs.iter().map(|_| Shared::default()).collect();
+    for (i, r) in reqs.iter().enumerate() {
+        sched
+            .submit(i as u64, r.clone(), sink(outs[i].clone()))
+            .unwrap();
+    }
+    while sched.has_work() {
+        sched.step().unwrap();
+    }
+    assert_eq!(sched.pages_used(), 0);
+    outs.iter().map(|o| o.lock().unwrap().clone()).collect()
 }

@@ -19,7 +19,10 @@ const TINY_VOCAB: usize = 320;
 /// ~12,000 requests (~2,300 of them cancelled) at ~5,000 tokens/s, and the
 /// whole test takes ~75 s. Run scripts/serve-load.py by hand for 300 s.
 fn load_secs() -> u64 {
-    std::env::var("RFC_SERVE_LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60)
+    std::env::var("RFC_SERVE_LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
 }
 
 fn script(name: &str) -> std::path::PathBuf {
@@ -39,7 +42,16 @@ fn load_64_clients_with_cancellations() {
     let s = Server::start(
         "load",
         &model,
-        &["--parallel", "32", "--kv-pages", "256", "--max-queue", "512", "--threads", "1"],
+        &[
+            "--parallel",
+            "32",
+            "--kv-pages",
+            "256",
+            "--max-queue",
+            "512",
+            "--threads",
+            "1",
+        ],
         dir.path(),
         Duration::from_secs(60),
     );
@@ -47,14 +59,31 @@ fn load_64_clients_with_cancellations() {
     let t0 = Instant::now();
     let out = Command::new(&python)
         .arg(script("serve-load.py"))
-        .args(["--url", &s.url(), "--pid", &s.pid().to_string(), "--vocab", &TINY_VOCAB.to_string()])
-        .args(["--clients", "64", "--duration", &secs.to_string(), "--warmup", "10"])
+        .args([
+            "--url",
+            &s.url(),
+            "--pid",
+            &s.pid().to_string(),
+            "--vocab",
+            &TINY_VOCAB.to_string(),
+        ])
+        .args([
+            "--clients",
+            "64",
+            "--duration",
+            &secs.to_string(),
+            "--warmup",
+            "10",
+        ])
         .args(["--max-prompt", "200", "--max-tokens", "64", "--json"])
         .output()
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("serve-load.py ({:.1} s):\n{stdout}\n{stderr}", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "serve-load.py ({:.1} s):\n{stdout}\n{stderr}",
+        t0.elapsed().as_secs_f64()
+    );
     assert!(
         out.status.success(),
         "serve-load.py failed ({}):\n{stdout}\n{stderr}\n--- server stderr ---\n{}",
@@ -79,12 +108,30 @@ fn bench_client_reports_every_level() {
     let python = harness::python();
     let dir = tempfile::tempdir().unwrap();
     let model = synth_tiny(dir.path(), &[]);
-    let s = Server::start("bench", &model, &["--parallel", "8", "--threads", "1"], dir.path(), Duration::from_secs(60));
+    let s = Server::start(
+        "bench",
+        &model,
+        &["--parallel", "8", "--threads", "1"],
+        dir.path(),
+        Duration::from_secs(60),
+    );
     let hits_before = s.metric("rfc_prefix_cache_hit_tokens_total");
     let out = Command::new(&python)
         .arg(script("serve-bench.py"))
-        .args(["--url", &format!("{}/v1", s.url()), "--vocab", &TINY_VOCAB.to_string()])
-        .args(["--concurrency", "1,4", "--requests", "8", "--prompt-tokens", "64"])
+        .args([
+            "--url",
+            &format!("{}/v1", s.url()),
+            "--vocab",
+            &TINY_VOCAB.to_string(),
+        ])
+        .args([
+            "--concurrency",
+            "1,4",
+            "--requests",
+            "8",
+            "--prompt-tokens",
+            "64",
+        ])
         .args(["--output-tokens", "16", "--shared-prefix", "48", "--json"])
         .output()
         .expect("python runs");
@@ -105,8 +152,16 @@ fn bench_client_reports_every_level() {
         assert_eq!(lv["requests"], 8);
         assert_eq!(lv["errors"], 0, "{lv}");
         assert_eq!(lv["output_tokens"], 8 * 16, "{lv}");
-        for k in ["output_tok_s", "ttft_ms_p50", "ttft_ms_p99", "itl_ms_p50", "itl_ms_p99"] {
-            let v = lv[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {lv}"));
+        for k in [
+            "output_tok_s",
+            "ttft_ms_p50",
+            "ttft_ms_p99",
+            "itl_ms_p50",
+            "itl_ms_p99",
+        ] {
+            let v = lv[k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{k} missing: {lv}"));
             assert!(v > 0.0 && v.is_finite(), "{k} = {v}");
         }
         assert!(lv["ttft_ms_p99"].as_f64() >= lv["ttft_ms_p50"].as_f64());
@@ -116,11 +171,30 @@ fn bench_client_reports_every_level() {
     // And the human-readable table.
     let out = Command::new(&python)
         .arg(script("serve-bench.py"))
-        .args(["--url", &s.url(), "--vocab", "320", "--concurrency", "2", "--requests", "2"])
-        .args(["--prompt-tokens", "8", "--output-tokens", "4", "--warmup", "0"])
+        .args([
+            "--url",
+            &s.url(),
+            "--vocab",
+            "320",
+            "--concurrency",
+            "2",
+            "--requests",
+            "2",
+        ])
+        .args([
+            "--prompt-tokens",
+            "8",
+            "--output-tokens",
+            "4",
+            "--warmup",
+            "0",
+        ])
         .output()
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{table}");
-    assert!(table.contains("TTFT p50") && table.lines().count() >= 3, "{table}");
+    assert!(
+        table.contains("TTFT p50") && table.lines().count() >= 3,
+        "{table}"
+    );
 }

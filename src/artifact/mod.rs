@@ -12,8 +12,9 @@
 //!
 //! - [`write`]: compile a GGUF model into an artifact;
 //! - [`read`]: open one, checking version, length and checksums;
-//! (`crate::load` turns an artifact into a model on a device.)
 //! - [`summary`]: what is inside, for `rfc inspect`.
+//!
+//! `crate::load` turns an artifact into a model on a device.
 
 pub mod checksum;
 pub mod error;

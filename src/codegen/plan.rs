@@ -63,8 +63,16 @@ pub fn kernel_sources(
     }
     if let Some(logits) = g.output("logits") {
         let n = fixed(g, logits, g.node(logits).ty.shape.len().saturating_sub(1))?;
-        let src = RowOp::Argmax { n }.source()?;
-        out.entry(src.label.clone()).or_insert(src);
+        for op in [
+            RowOp::Argmax { n },
+            RowOp::TopK {
+                n,
+                k: super::rows::TOP_CANDIDATES,
+            },
+        ] {
+            let src = op.source()?;
+            out.entry(src.label.clone()).or_insert(src);
+        }
     }
     Ok(out)
 }

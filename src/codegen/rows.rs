@@ -8,6 +8,12 @@ use crate::quant::GgmlType;
 
 const BLOCK: u32 = 256;
 
+/// Candidates per logits row the device returns for host sampling
+/// ([`RowOp::TopK`]): enough for greedy decoding with every
+/// end-of-generation token masked, top-k sampling up to this k, and
+/// OpenAI's 20 top log-probabilities.
+pub const TOP_CANDIDATES: u32 = 32;
+
 /// A row-wise op and its constants.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RowOp {
@@ -19,6 +25,9 @@ pub enum RowOp {
     GatherRows { dim: u32 },
     /// `out[r] = argmax(logits[r])` (i32; first of equal maxima).
     Argmax { n: u32 },
+    /// The `k` largest of `n` logits per row, with the row's log-sum-exp:
+    /// `2k + 1` 32-bit words per row (ids, logits, log-sum-exp).
+    TopK { n: u32, k: u32 },
 }
 
 impl RowOp {
@@ -28,6 +37,7 @@ impl RowOp {
             RowOp::RmsNorm { .. } => "rms_norm",
             RowOp::GatherRows { .. } => "gather_rows",
             RowOp::Argmax { .. } => "argmax",
+            RowOp::TopK { .. } => "topk",
         }
     }
 
@@ -64,6 +74,11 @@ impl RowOp {
             }
             RowOp::Argmax { n } => KernelSource::new(Template::Rows, format!("argmax_n{n}"), &[e])
                 .define("ARGMAX_N", n),
+            RowOp::TopK { n, k } => {
+                KernelSource::new(Template::Rows, format!("topk_n{n}_k{k}"), &[e])
+                    .define("TOPK_N", n)
+                    .define("TOPK_K", k)
+            }
         };
         Ok(src)
     }
@@ -103,7 +118,9 @@ impl RowOp {
                 .ptr(out)
                 .u32(ld_out)
                 .u32(rows),
-            RowOp::Argmax { .. } => KernelArgs::new().ptr(input).u32(ld_in).ptr(out).u32(rows),
+            RowOp::Argmax { .. } | RowOp::TopK { .. } => {
+                KernelArgs::new().ptr(input).u32(ld_in).ptr(out).u32(rows)
+            }
         };
         kernel.launch(stream, LaunchDims::new([rows, 1, 1], BLOCK), &args)
     }

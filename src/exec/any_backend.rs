@@ -4,11 +4,13 @@
 use super::cpu_model::CpuModel;
 use super::gpu_model::GpuModel;
 use super::session::{StepBackend, StepLimits};
-use super::step::StepInputs;
+use super::step::{StepInputs, TopRows};
 use super::ExecError;
 use crate::backend::{Device, Vendor};
 
 /// The CPU or a GPU executor.
+// One per process: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyBackend {
     /// `why`: how the CPU was chosen ("asked for", or why no GPU).
     Cpu {
@@ -89,6 +91,27 @@ impl StepBackend for AnyBackend {
         match self {
             AnyBackend::Cpu { model, .. } => model.vocab(),
             AnyBackend::Gpu(g) => g.vocab(),
+        }
+    }
+
+    fn top_candidates(&self) -> usize {
+        match self {
+            AnyBackend::Cpu { model, .. } => model.top_candidates(),
+            AnyBackend::Gpu(g) => g.top_candidates(),
+        }
+    }
+
+    fn run_step_top(&mut self, step: &StepInputs) -> Result<TopRows<'_>, ExecError> {
+        match self {
+            AnyBackend::Cpu { model, .. } => model.run_step_top(step),
+            AnyBackend::Gpu(g) => g.run_step_top(step),
+        }
+    }
+
+    fn last_logits(&mut self) -> Result<&[f32], ExecError> {
+        match self {
+            AnyBackend::Cpu { model, .. } => model.last_logits(),
+            AnyBackend::Gpu(g) => g.last_logits(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! step after step: prefill in chunks of the plan's step limit, then decode.
 
 use super::kv_pages::{KvPages, SeqPages};
-use super::step::StepInputs;
+use super::step::{StepInputs, TopRows};
 use super::ExecError;
 
 /// The sizes a backend's compiled plan allows per step.
@@ -36,6 +36,34 @@ pub trait StepBackend {
     fn run_step(&mut self, step: &StepInputs) -> Result<&[f32], ExecError>;
     fn limits(&self) -> StepLimits;
     fn vocab(&self) -> usize;
+
+    /// Candidates per row [`run_step_top`](Self::run_step_top) returns;
+    /// 0 where the backend selects none itself (the host then reads whole
+    /// rows of logits).
+    fn top_candidates(&self) -> usize {
+        0
+    }
+
+    /// Runs `step` and returns each output row's top candidates and
+    /// log-sum-exp, leaving the logits on the backend for
+    /// [`last_logits`](Self::last_logits).
+    fn run_step_top(&mut self, step: &StepInputs) -> Result<TopRows<'_>, ExecError> {
+        let _ = step;
+        Err(ExecError::Unsupported {
+            node: "logits".into(),
+            kind: "step",
+            reason: "this backend returns whole logit rows only".into(),
+        })
+    }
+
+    /// The logit rows of the step just run (after `run_step_top`).
+    fn last_logits(&mut self) -> Result<&[f32], ExecError> {
+        Err(ExecError::Unsupported {
+            node: "logits".into(),
+            kind: "step",
+            reason: "this backend returns whole logit rows only".into(),
+        })
+    }
 }
 
 /// One sequence on a backend.

@@ -55,3 +55,75 @@ impl StepInputs {
         }
     }
 }
+
+/// Each output row's most likely tokens and its log-sum-exp, as the
+/// device returns them for host sampling: per row, `k` ids (-1 past the
+/// end of a short row), their `k` logits (as f32 bits), largest first and
+/// equal logits by smaller id, then log(sum(exp(logits))).
+#[derive(Debug, Clone, Copy)]
+pub struct TopRows<'a> {
+    k: usize,
+    words: &'a [i32],
+}
+
+impl<'a> TopRows<'a> {
+    pub fn new(k: usize, words: &'a [i32]) -> Self {
+        TopRows { k, words }
+    }
+
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub fn rows(&self) -> usize {
+        self.words.len() / (2 * self.k + 1)
+    }
+
+    /// Row `r`'s candidates (id, logit), best first, and its log-sum-exp.
+    pub fn row(&self, r: usize) -> (Vec<(u32, f32)>, f32) {
+        let w = &self.words[r * (2 * self.k + 1)..(r + 1) * (2 * self.k + 1)];
+        let cands = (0..self.k)
+            .filter(|&j| w[j] >= 0)
+            .map(|j| (w[j] as u32, f32::from_bits(w[self.k + j] as u32)))
+            .collect();
+        (cands, f32::from_bits(w[2 * self.k] as u32))
+    }
+}
+
+/// [`TopRows`] computed on the host from whole logit rows: what a backend
+/// without a device-side selection (the CPU) would return, and the
+/// reference the device's is checked against.
+pub fn top_rows_of(logits: &[f32], vocab: usize, k: usize) -> Vec<i32> {
+    let mut out = Vec::new();
+    for row in logits.chunks_exact(vocab) {
+        let mut ids: Vec<u32> = (0..vocab as u32)
+            .filter(|&i| !row[i as usize].is_nan())
+            .collect();
+        let key = |i: &u32| row[*i as usize];
+        ids.sort_by(|a, b| key(b).total_cmp(&key(a)).then(a.cmp(b)));
+        ids.truncate(k);
+        let max = ids.first().map_or(f32::NEG_INFINITY, |&i| row[i as usize]);
+        let sum: f64 = row
+            .iter()
+            .filter(|v| !v.is_nan())
+            .map(|&v| ((v - max) as f64).exp())
+            .sum();
+        let lse = if max == f32::NEG_INFINITY {
+            max
+        } else {
+            max + sum.ln() as f32
+        };
+        for j in 0..k {
+            out.push(ids.get(j).map_or(-1, |&i| i as i32));
+        }
+        for j in 0..k {
+            out.push(
+                ids.get(j)
+                    .map_or(f32::NEG_INFINITY, |&i| row[i as usize])
+                    .to_bits() as i32,
+            );
+        }
+        out.push(lse.to_bits() as i32);
+    }
+    out
+}

@@ -34,6 +34,17 @@ impl Candidates {
         Self { items }
     }
 
+    /// Candidates already sorted as [`Candidates::top_k`] sorts them (by
+    /// decreasing logit, equal logits by id), cut to `top_k` (0: all):
+    /// the same list `top_k` makes from a whole row when `sorted` holds at
+    /// least `top_k` of its best tokens.
+    pub fn from_sorted(mut sorted: Vec<(u32, f32)>, top_k: usize) -> Self {
+        if top_k > 0 {
+            sorted.truncate(top_k);
+        }
+        Self { items: sorted }
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }

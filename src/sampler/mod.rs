@@ -75,6 +75,43 @@ impl Sampler {
     }
 }
 
+impl Sampler {
+    /// Whether [`Sampler::sample_candidates`] with the `k` best tokens of
+    /// a row picks what [`Sampler::sample`] picks from the whole row: no
+    /// penalties (they move logits of tokens outside the list), and greedy
+    /// or a top-k of at most `k`.
+    pub fn can_sample_from_top(&self, k: usize) -> bool {
+        !self.cfg.penalties_enabled() && (self.is_greedy() || (1..=k).contains(&self.cfg.top_k))
+    }
+
+    /// Candidates the draw needs: 1 for greedy, else `top_k`.
+    pub fn candidates_needed(&self) -> usize {
+        if self.is_greedy() {
+            1
+        } else {
+            self.cfg.top_k
+        }
+    }
+
+    /// [`Sampler::sample`] on a row's best tokens, sorted as
+    /// [`Candidates::top_k`] sorts (see [`Sampler::can_sample_from_top`]).
+    /// Records the pick. An empty list gives 0.
+    pub fn sample_candidates(&mut self, sorted: Vec<(u32, f32)>) -> u32 {
+        debug_assert!(!self.cfg.penalties_enabled());
+        let id = if self.is_greedy() {
+            sorted.first().map_or(0, |c| c.0)
+        } else {
+            let mut c = Candidates::from_sorted(sorted, self.cfg.top_k);
+            c.top_p(self.cfg.top_p);
+            c.min_p(self.cfg.min_p);
+            c.temperature(self.cfg.temperature);
+            c.draw(self.rng.uniform()).unwrap_or(0)
+        };
+        self.accept(id);
+        id
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +131,62 @@ mod tests {
             min_p: 0.0,
             ..SamplerConfig::default()
         }
+    }
+
+    /// The `k` best of a row, sorted as the device sorts them.
+    fn best(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+        let mut c: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
+        c.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        c.truncate(k);
+        c
+    }
+
+    #[test]
+    fn sampling_from_the_best_candidates_draws_what_the_whole_row_draws() {
+        let logits: Vec<f32> = (0..500).map(|i| ((i * 7919) % 113) as f32 / 17.0).collect();
+        for cfg in [
+            SamplerConfig::greedy(),
+            SamplerConfig::default(),
+            SamplerConfig {
+                top_k: 32,
+                top_p: 0.5,
+                min_p: 0.0,
+                temperature: 1.3,
+                ..SamplerConfig::default()
+            },
+        ] {
+            let mut whole = Sampler::new(cfg.clone());
+            let mut top = Sampler::new(cfg);
+            assert!(top.can_sample_from_top(32));
+            for _ in 0..300 {
+                let a = whole.sample(&mut logits.clone());
+                let b = top.sample_candidates(best(&logits, 32));
+                assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn penalties_or_a_wide_top_k_need_the_whole_row() {
+        let s = Sampler::new(SamplerConfig {
+            repeat_penalty: 1.1,
+            ..SamplerConfig::greedy()
+        });
+        assert!(!s.can_sample_from_top(32));
+        let s = Sampler::new(SamplerConfig {
+            top_k: 0,
+            ..SamplerConfig::default()
+        });
+        assert!(!s.can_sample_from_top(32));
+        let s = Sampler::new(SamplerConfig {
+            top_k: 33,
+            ..SamplerConfig::default()
+        });
+        assert!(!s.can_sample_from_top(32));
     }
 
     #[test]

@@ -52,3 +52,28 @@ pub fn logprobs_of(logits: &[f32], chosen: u32, n: usize, tokenizer: &Tokenizer)
         top: top.into_iter().map(entry).collect(),
     }
 }
+
+/// [`logprobs_of`] from a row's best candidates (raw logits, best first)
+/// and its log-sum-exp, as a backend selects them on the device. The
+/// chosen token is among the candidates (it was drawn from them).
+pub fn logprobs_from_top(
+    cands: &[(u32, f32)],
+    lse: f32,
+    chosen: u32,
+    n: usize,
+    tokenizer: &Tokenizer,
+) -> Logprobs {
+    let entry = |id: u32, logit: f32| TokenLogprob {
+        id,
+        bytes: tokenizer.text_bytes(id).to_vec(),
+        logprob: logit - lse,
+    };
+    let chosen_logit = cands
+        .iter()
+        .find(|c| c.0 == chosen)
+        .map_or(f32::NEG_INFINITY, |c| c.1);
+    Logprobs {
+        chosen: entry(chosen, chosen_logit),
+        top: cands.iter().take(n).map(|&(id, l)| entry(id, l)).collect(),
+    }
+}

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::logprobs::logprobs_of;
+use super::logprobs::{logprobs_from_top, logprobs_of};
 use super::metrics::{finish_index, Metrics};
 use super::page_pool::{PageKey, PagePool};
 use super::request::{Event, EventSink, FinishReason, GenRequest, Usage};
@@ -45,6 +45,11 @@ pub struct SchedulerConfig {
     /// Use at most this many of the backend's KV pages (a smaller budget,
     /// e.g. to exercise preemption); `None`: all of them.
     pub max_pages: Option<usize>,
+    /// Draw from the candidates the backend selects on the device where
+    /// that picks exactly what the whole row would (greedy, top-k up to
+    /// the backend's count, no penalties), so that only they cross to the
+    /// host; off: whole rows of logits are always read.
+    pub device_top: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -54,6 +59,7 @@ impl Default for SchedulerConfig {
             max_queue: 256,
             max_running: usize::MAX,
             max_pages: None,
+            device_top: true,
         }
     }
 }
@@ -163,7 +169,11 @@ pub struct Scheduler<B: StepBackend> {
     running: Vec<Sequence>,
     metrics: Arc<Metrics>,
     admissions: u64,
+    /// The last step's logit rows, when whole rows were read.
     logits: Vec<f32>,
+    /// The last step's top candidates and log-sum-exp per row, when the
+    /// backend selected them (and no row needed its whole logits).
+    top: Vec<(Vec<(u32, f32)>, f32)>,
 }
 
 impl<B: StepBackend> Scheduler<B> {
@@ -191,6 +201,7 @@ impl<B: StepBackend> Scheduler<B> {
             metrics,
             admissions: 0,
             logits: Vec::new(),
+            top: Vec::new(),
         }
     }
 
@@ -357,11 +368,7 @@ impl<B: StepBackend> Scheduler<B> {
             return Ok(StepReport::default());
         }
         let step = self.inputs(&parts);
-        let vocab = self.vocab;
-        let logits = self.backend.run_step(&step)?;
-        self.logits.clear();
-        self.logits
-            .extend_from_slice(&logits[..step.output_rows.len() * vocab]);
+        self.run(&step, &parts)?;
         self.metrics.steps.fetch_add(1, Relaxed);
         self.metrics
             .step_tokens
@@ -374,6 +381,51 @@ impl<B: StepBackend> Scheduler<B> {
         self.advance(&parts);
         self.publish_pages();
         Ok(report)
+    }
+
+    /// Runs `step` on the backend, keeping either each row's top
+    /// candidates (where the backend selects them and every sampled row
+    /// can be drawn from them) or whole rows of logits.
+    fn run(&mut self, step: &StepInputs, parts: &[Part]) -> Result<(), ExecError> {
+        let rows = step.output_rows.len();
+        let k = self.backend.top_candidates();
+        self.logits.clear();
+        self.top.clear();
+        let sampled: Vec<usize> = parts
+            .iter()
+            .filter(|p| p.sample)
+            .map(|p| self.index_of(p.id).expect("parts run"))
+            .collect();
+        let use_top = self.cfg.device_top
+            && k > 0
+            && rows > 0
+            && sampled.iter().all(|&i| {
+                let s = &self.running[i];
+                s.sampler.can_sample_from_top(k) && s.req.logprobs.is_none_or(|n| n <= k)
+            });
+        if !use_top {
+            let logits = self.backend.run_step(step)?;
+            self.logits.extend_from_slice(&logits[..rows * self.vocab]);
+            return Ok(());
+        }
+        let top = self.backend.run_step_top(step)?;
+        self.top.extend((0..rows).map(|r| top.row(r)));
+        // A full list (k entries) whose masked end-of-generation tokens
+        // leave too few for the draw: that row needs the whole row.
+        let tokenizer = &self.tokenizer;
+        let short = sampled.iter().zip(&self.top).any(|(&i, (cands, _))| {
+            let s = &self.running[i];
+            let usable = cands
+                .iter()
+                .filter(|c| !(s.req.ignore_eos && tokenizer.is_eog(c.0)))
+                .count();
+            cands.len() == k && usable < s.sampler.candidates_needed()
+        });
+        if short {
+            let logits = self.backend.last_logits()?;
+            self.logits.extend_from_slice(&logits[..rows * self.vocab]);
+        }
+        Ok(())
     }
 
     /// Cancels sequences whose client went away.
@@ -600,12 +652,22 @@ impl<B: StepBackend> Scheduler<B> {
                 row += 1;
             }
         }
-        let (vocab, logits, tokenizer, metrics) =
-            (self.vocab, &self.logits, &*self.tokenizer, &*self.metrics);
+        let (vocab, logits, top, tokenizer, metrics) = (
+            self.vocab,
+            &self.logits,
+            &self.top,
+            &*self.tokenizer,
+            &*self.metrics,
+        );
         let sample = |(seq, row): (&mut Sequence, &Option<usize>)| {
             let r = (*row)?;
-            let l = &logits[r * vocab..(r + 1) * vocab];
-            sample_next(seq, l, tokenizer, metrics, context).map(|end| (seq.id, end))
+            let data = if logits.is_empty() {
+                let (cands, lse) = &top[r];
+                RowData::Top { cands, lse: *lse }
+            } else {
+                RowData::Full(&logits[r * vocab..(r + 1) * vocab])
+            };
+            sample_next(seq, data, tokenizer, metrics, context).map(|end| (seq.id, end))
         };
         // A row costs a vocabulary-wide pass or more (penalties, sorting
         // for top-k/top-p): many rows are sampled on all cores.
@@ -664,24 +726,42 @@ impl<B: StepBackend> Scheduler<B> {
     }
 }
 
+/// A row of the step's output as the backend returned it.
+#[derive(Clone, Copy)]
+enum RowData<'a> {
+    /// Every logit.
+    Full(&'a [f32]),
+    /// The best candidates (raw logits, best first) and the log-sum-exp.
+    Top { cands: &'a [(u32, f32)], lse: f32 },
+}
+
 /// Samples `seq`'s next token from its last row's `logits`, sends it, and
 /// says whether (and how, with the last text) the sequence ends.
 fn sample_next(
     seq: &mut Sequence,
-    logits: &[f32],
+    data: RowData<'_>,
     tokenizer: &Tokenizer,
     metrics: &Metrics,
     context: usize,
 ) -> Option<(FinishReason, String)> {
-    let mut row = logits.to_vec();
-    if seq.req.ignore_eos {
-        for (id, l) in row.iter_mut().enumerate() {
-            if tokenizer.is_eog(id as u32) {
-                *l = f32::NEG_INFINITY;
+    let masked = |id: u32| seq.req.ignore_eos && tokenizer.is_eog(id);
+    let token = match data {
+        RowData::Full(logits) => {
+            let mut row = logits.to_vec();
+            if seq.req.ignore_eos {
+                for (id, l) in row.iter_mut().enumerate() {
+                    if tokenizer.is_eog(id as u32) {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
             }
+            seq.sampler.sample(&mut row)
         }
-    }
-    let token = seq.sampler.sample(&mut row);
+        RowData::Top { cands, .. } => {
+            let usable = cands.iter().filter(|c| !masked(c.0)).copied().collect();
+            seq.sampler.sample_candidates(usable)
+        }
+    };
     let now = Instant::now();
     match seq.last_token {
         None => metrics.time_to_first_token.observe(now - seq.arrived),
@@ -690,10 +770,10 @@ fn sample_next(
     seq.last_token = Some(now);
     seq.generated += 1;
     metrics.generated_tokens.fetch_add(1, Relaxed);
-    let logprobs = seq
-        .req
-        .logprobs
-        .map(|n| logprobs_of(logits, token, n, tokenizer));
+    let logprobs = seq.req.logprobs.map(|n| match data {
+        RowData::Full(logits) => logprobs_of(logits, token, n, tokenizer),
+        RowData::Top { cands, lse } => logprobs_from_top(cands, lse, token, n, tokenizer),
+    });
     if !seq.req.ignore_eos && tokenizer.is_eog(token) {
         let text = flush(seq);
         return Some((FinishReason::Stop, text));

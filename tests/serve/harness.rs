@@ -73,7 +73,13 @@ pub struct Server {
 impl Server {
     /// Starts `rfc serve MODEL --host 127.0.0.1 --port P ARGS…` and waits
     /// (at most `timeout`) for its ready line and /health 200.
-    pub fn start(name: &str, model: &Path, args: &[&str], log_dir: &Path, timeout: Duration) -> Server {
+    pub fn start(
+        name: &str,
+        model: &Path,
+        args: &[&str],
+        log_dir: &Path,
+        timeout: Duration,
+    ) -> Server {
         let mut last_err = String::new();
         // A port taken between the probe and the bind: try another.
         for attempt in 0..3 {
@@ -107,7 +113,11 @@ impl Server {
                 port,
                 stderr_path,
                 ready_line: String::new(),
-                api_key: args.iter().position(|a| *a == "--api-key").and_then(|i| args.get(i + 1)).map(|k| k.to_string()),
+                api_key: args
+                    .iter()
+                    .position(|a| *a == "--api-key")
+                    .and_then(|i| args.get(i + 1))
+                    .map(|k| k.to_string()),
                 stdout_rx: rx,
             };
             match server.wait_ready(timeout) {
@@ -133,7 +143,10 @@ impl Server {
             if left.is_zero() {
                 return Err(format!("no ready line within {timeout:?}"));
             }
-            match self.stdout_rx.recv_timeout(left.min(Duration::from_millis(200))) {
+            match self
+                .stdout_rx
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
                 Ok(line) if line.starts_with(&want) => {
                     self.ready_line = line;
                     break;
@@ -203,7 +216,8 @@ impl Server {
 
     /// The server's /metrics as (name with labels, value) pairs.
     pub fn metrics(&self) -> Vec<(String, f64)> {
-        let (status, body) = http_get(self.port, "/metrics", self.api_key.as_deref()).expect("GET /metrics");
+        let (status, body) =
+            http_get(self.port, "/metrics", self.api_key.as_deref()).expect("GET /metrics");
         assert_eq!(status, 200, "/metrics: {body}");
         body.lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -237,8 +251,13 @@ impl Drop for Server {
 pub fn http_get(port: u16, path: &str, key: Option<&str>) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let auth = key.map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n")?;
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf).to_string();
@@ -247,16 +266,28 @@ pub fn http_get(port: u16, path: &str, key: Option<&str>) -> std::io::Result<(u1
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
 /// Runs `python tests/serve/ARGS…` with `envs` (cwd tests/serve), bounded
 /// by `timeout`; on failure (or timeout) panics with its output and the
 /// stderr tail of every server. Returns its combined output.
-pub fn run_python(args: &[&str], envs: &[(&str, String)], servers: &[&Server], timeout: Duration) -> String {
+pub fn run_python(
+    args: &[&str],
+    envs: &[(&str, String)],
+    servers: &[&Server],
+    timeout: Duration,
+) -> String {
     let dir = repo_root().join("tests/serve");
-    let out_path = std::env::temp_dir().join(format!("rfc-serve-py-{}-{}.log", std::process::id(), free_port()));
+    let out_path = std::env::temp_dir().join(format!(
+        "rfc-serve-py-{}-{}.log",
+        std::process::id(),
+        free_port()
+    ));
     let out = std::fs::File::create(&out_path).expect("python log");
     let mut cmd = Command::new(python());
     cmd.args(args)
@@ -284,7 +315,11 @@ pub fn run_python(args: &[&str], envs: &[(&str, String)], servers: &[&Server], t
     };
     let output = std::fs::read_to_string(&out_path).unwrap_or_default();
     let _ = std::fs::remove_file(&out_path);
-    eprintln!("--- python {} ({:.1} s) ---\n{output}", args.join(" "), started.elapsed().as_secs_f64());
+    eprintln!(
+        "--- python {} ({:.1} s) ---\n{output}",
+        args.join(" "),
+        started.elapsed().as_secs_f64()
+    );
     if status.map(|s| s.success()) != Some(true) {
         let mut msg = match status {
             None => format!("python {} timed out after {timeout:?}\n", args.join(" ")),
@@ -292,7 +327,11 @@ pub fn run_python(args: &[&str], envs: &[(&str, String)], servers: &[&Server], t
         };
         msg.push_str(&tail(&output, 120));
         for s in servers {
-            msg.push_str(&format!("\n--- stderr of server {} (last 40 lines) ---\n{}", s.name, s.stderr_tail(40)));
+            msg.push_str(&format!(
+                "\n--- stderr of server {} (last 40 lines) ---\n{}",
+                s.name,
+                s.stderr_tail(40)
+            ));
         }
         panic!("{msg}");
     }
@@ -305,12 +344,22 @@ fn tail(s: &str, n: usize) -> String {
 }
 
 /// The environment the Python suite reads (tests/serve/common.py).
-pub fn server_env(s: &Server, key: Option<&str>, model: Option<&str>, ctx: usize, vocab: usize, prefix_cache: bool) -> Vec<(&'static str, String)> {
+pub fn server_env(
+    s: &Server,
+    key: Option<&str>,
+    model: Option<&str>,
+    ctx: usize,
+    vocab: usize,
+    prefix_cache: bool,
+) -> Vec<(&'static str, String)> {
     let mut v = vec![
         ("RFC_SERVE_URL", s.url()),
         ("RFC_SERVE_CTX", ctx.to_string()),
         ("RFC_SERVE_VOCAB", vocab.to_string()),
-        ("RFC_SERVE_PREFIX_CACHE", if prefix_cache { "1" } else { "0" }.to_string()),
+        (
+            "RFC_SERVE_PREFIX_CACHE",
+            if prefix_cache { "1" } else { "0" }.to_string(),
+        ),
         ("RFC_SERVE_PID", s.pid().to_string()),
     ];
     if let Some(k) = key {

@@ -195,6 +195,10 @@ pub fn all(s: &mut Suite) {
     }
     s.case("gather_rows", gather_rows);
     s.case("argmax (ties -> first)", argmax);
+    s.case(
+        "top candidates + log-sum-exp (ties, NaN, short row)",
+        top_candidates,
+    );
     s.case("add/mul/silu", elementwise);
     s.case("rope standalone (neox, normal)", rope_standalone);
     s.case("kv_store standalone", kv_store);
@@ -869,6 +873,73 @@ fn argmax(s: &mut Suite) -> Res<Check> {
     let got: Vec<i32> = out.to_vec()?;
     let wrong = got.iter().zip(&want).filter(|(a, b)| a != b).count();
     Ok(Check::new(wrong as f64, 0.0).note(format!("got {got:?}, want {want:?}")))
+}
+
+/// The device's top candidates against the host's selection of the same
+/// rows: ids and logits exactly, the log-sum-exp within 1e-5 relative.
+fn top_candidates(s: &mut Suite) -> Res<Check> {
+    use rocmforge::codegen::rows::TOP_CANDIDATES;
+    let k = TOP_CANDIDATES as usize;
+    let mut worst = 0f64;
+    let mut notes = Vec::new();
+    for (r, n) in [(5usize, 151_936usize), (2, 259), (1, 20)] {
+        let mut x = s.rng.vec(r * n, -10.0, 10.0);
+        if n > 1000 {
+            // Row 1: a run of equal maxima (smaller ids first); row 2: NaNs;
+            // row 3: -inf entries; row 4: all equal.
+            for j in [7, 900, 40_000, 151_000] {
+                x[n + j] = 42.0;
+            }
+            x[2 * n + 3] = f32::NAN;
+            x[2 * n + 77] = f32::NAN;
+            x[3 * n + 11] = f32::NEG_INFINITY;
+            for v in &mut x[4 * n..5 * n] {
+                *v = 1.5;
+            }
+        }
+        let want = rocmforge::exec::step::top_rows_of(&x, n, k);
+        let op = RowOp::TopK {
+            n: n as u32,
+            k: TOP_CANDIDATES,
+        };
+        let kern = s.kernel(&op.source()?, op.entry())?;
+        let xb = s.upload(&x)?;
+        let out = s.upload(&vec![-7i32; r * (2 * k + 1)])?;
+        // SAFETY: x holds r rows of n floats; out r rows of 2k+1 words.
+        unsafe {
+            op.launch(
+                &kern,
+                &s.stream,
+                xb.ptr(),
+                n as u32,
+                DevicePtr::NULL,
+                out.ptr(),
+                0,
+                r as u32,
+            )?
+        };
+        s.stream.synchronize()?;
+        let got: Vec<i32> = out.to_vec()?;
+        for row in 0..r {
+            let w = 2 * k + 1;
+            let (g, e) = (&got[row * w..(row + 1) * w], &want[row * w..(row + 1) * w]);
+            if g[..2 * k] != e[..2 * k] {
+                worst = f64::INFINITY;
+                notes.push(format!(
+                    "n {n} row {row}: ids/logits differ: {:?} vs {:?}",
+                    &g[..4],
+                    &e[..4]
+                ));
+            }
+            let (gl, el) = (
+                f32::from_bits(g[2 * k] as u32),
+                f32::from_bits(e[2 * k] as u32),
+            );
+            let rel = ((gl - el) / el.abs().max(1e-6)).abs() as f64;
+            worst = worst.max(if gl.is_finite() { rel } else { f64::INFINITY });
+        }
+    }
+    Ok(Check::new(worst, 1e-5).note(notes.join("; ")))
 }
 
 fn elementwise(s: &mut Suite) -> Res<Check> {

@@ -38,10 +38,11 @@ use self::resident::ResidentRepacks;
 use self::weights::DeviceWeights;
 use super::graph_facts::{fixed_cols, unsupported};
 use super::session::{StepBackend, StepLimits};
-use super::step::StepInputs;
+use super::step::{StepInputs, TopRows};
 use super::ExecError;
 use crate::backend::{Capture, DeviceBuffer, Gpu, GraphExec, PinnedBuffer, Stream, Vendor};
 use crate::codegen::plan::{matmul_spec, PlanOptions};
+use crate::codegen::rows::TOP_CANDIDATES;
 use crate::codegen::{KernelCache, RowOp, Target};
 use crate::gguf::GgufFile;
 use crate::ir::{Dim, Graph, Op};
@@ -51,11 +52,24 @@ use crate::passes::MemoryPlan;
 /// few more, for small batches); larger reads go through `host_logits`.
 const PINNED_LOGIT_ROWS: usize = 4;
 
-/// Captured decode steps: with logits read back, and with the argmax.
+/// Captured decode steps: with logits read back, with the argmax, and
+/// with the top candidates.
 #[derive(Default)]
 struct DecodeGraphs {
     logits: Option<GraphExec>,
     argmax: Option<GraphExec>,
+    top: Option<GraphExec>,
+}
+
+/// What follows a step's launches on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// Nothing: the logits are read back.
+    Logits,
+    /// Each row's argmax.
+    Argmax,
+    /// Each row's top candidates and log-sum-exp.
+    Top,
 }
 
 /// Device memory the model holds, in bytes.
@@ -105,6 +119,7 @@ pub struct GpuModel {
     use_graphs: bool,
     launches: Vec<Launch>,
     argmax: Launch,
+    topk: Launch,
     arena: DeviceBuffer,
     kv: DeviceBuffer,
     attn_scratch: DeviceBuffer,
@@ -112,6 +127,7 @@ pub struct GpuModel {
     wq_scratch: DeviceBuffer,
     resident: ResidentRepacks,
     argmax_out: DeviceBuffer,
+    topk_out: DeviceBuffer,
     inputs: StepBuffer,
     weights: DeviceWeights,
     stream: Stream,
@@ -126,6 +142,9 @@ pub struct GpuModel {
     /// a token). None where the host refused to lock the memory.
     pinned_logits: Option<PinnedBuffer>,
     host_tokens: Vec<i32>,
+    host_top: Vec<i32>,
+    /// Rows of the last step (for `last_logits`).
+    last_rows: usize,
     limits: StepLimits,
     vocab: usize,
     kernel_origin: KernelOrigin,
@@ -197,6 +216,8 @@ impl GpuModel {
         let xq_scratch = DeviceBuffer::new(gpu, xq_bytes)?;
         let wq_scratch = DeviceBuffer::new(gpu, wq_bytes)?;
         let argmax_out = DeviceBuffer::new(gpu, limits.max_rows.max(1) * 4)?;
+        let top_words = 2 * TOP_CANDIDATES as usize + 1;
+        let topk_out = DeviceBuffer::new(gpu, limits.max_rows.max(1) * top_words * 4)?;
         let inputs = StepBuffer::new(gpu, limits, vocab)?;
         // Last, as they are optional: any matrix left out (no room) repacks
         // into `wq_scratch` per step, which is sized for every matrix.
@@ -227,7 +248,21 @@ impl GpuModel {
             }
         }
         let logits = places.loc(logits_node).map_err(ExecError::Gpu)?;
-        let argmax = argmax_launch(&places, logits, vocab, argmax_out.ptr())?;
+        let argmax = argmax_launch(
+            &places,
+            RowOp::Argmax { n: vocab as u32 },
+            logits,
+            argmax_out.ptr(),
+        )?;
+        let topk = argmax_launch(
+            &places,
+            RowOp::TopK {
+                n: vocab as u32,
+                k: TOP_CANDIDATES,
+            },
+            logits,
+            topk_out.ptr(),
+        )?;
         let logits_offset = (logits.ptr.0 - arena.ptr().0) as usize;
         if logits.ld as usize != vocab {
             return Err(unsupported(
@@ -242,6 +277,7 @@ impl GpuModel {
             use_graphs: true,
             launches,
             argmax,
+            topk,
             arena,
             kv,
             attn_scratch,
@@ -249,6 +285,7 @@ impl GpuModel {
             wq_scratch,
             resident,
             argmax_out,
+            topk_out,
             inputs,
             weights,
             stream,
@@ -262,6 +299,8 @@ impl GpuModel {
             .map_err(|e| tracing::info!(error = %e, "logits read back through pageable memory"))
             .ok(),
             host_tokens: vec![0i32; limits.max_rows],
+            host_top: vec![0i32; limits.max_rows * top_words],
+            last_rows: 0,
             limits,
             vocab,
             kernel_origin,
@@ -296,7 +335,8 @@ impl GpuModel {
             other: self.attn_scratch.len()
                 + self.xq_scratch.len()
                 + self.wq_scratch.len()
-                + self.argmax_out.len(),
+                + self.argmax_out.len()
+                + self.topk_out.len(),
         }
     }
 
@@ -304,7 +344,8 @@ impl GpuModel {
     /// only the ids cross to the host.
     pub fn run_step_argmax(&mut self, step: &StepInputs) -> Result<Vec<u32>, ExecError> {
         let shape = self.inputs.write(&self.stream, step)?;
-        self.queue(shape, true)?;
+        self.queue(shape, Tail::Argmax)?;
+        self.last_rows = shape.rows as usize;
         let r = shape.rows as usize;
         let out = &mut self.host_tokens[..r];
         self.stream
@@ -320,17 +361,21 @@ impl GpuModel {
 
     /// Queues a whole step: a captured graph for decode-sized steps, the
     /// launches one by one otherwise.
-    fn queue(&mut self, shape: StepShape, argmax: bool) -> Result<(), ExecError> {
+    fn queue(&mut self, shape: StepShape, tail: Tail) -> Result<(), ExecError> {
+        let tail_launch = match tail {
+            Tail::Logits => None,
+            Tail::Argmax => Some(&self.argmax),
+            Tail::Top => Some(&self.topk),
+        };
         if self.use_graphs && shape.tokens == 1 && shape.rows == 1 {
-            let slot = if argmax {
-                &mut self.graphs.argmax
-            } else {
-                &mut self.graphs.logits
+            let slot = match tail {
+                Tail::Logits => &mut self.graphs.logits,
+                Tail::Argmax => &mut self.graphs.argmax,
+                Tail::Top => &mut self.graphs.top,
             };
             if slot.is_none() {
-                let tail = argmax.then_some(&self.argmax);
-                *slot = Some(capture(&self.stream, &self.launches, tail, shape)?);
-                tracing::debug!(argmax, "captured the decode step");
+                *slot = Some(capture(&self.stream, &self.launches, tail_launch, shape)?);
+                tracing::debug!(?tail, "captured the decode step");
             }
             if let Some(g) = slot {
                 g.launch(&self.stream)?;
@@ -340,11 +385,8 @@ impl GpuModel {
         // SAFETY: `shape` was checked against the plan's limits by
         // `StepBuffer::write`, which also wrote the step's inputs.
         unsafe {
-            for l in &self.launches {
+            for l in self.launches.iter().chain(tail_launch) {
                 l.enqueue(&self.stream, shape)?;
-            }
-            if argmax {
-                self.argmax.enqueue(&self.stream, shape)?;
             }
         }
         Ok(())
@@ -354,8 +396,45 @@ impl GpuModel {
 impl StepBackend for GpuModel {
     fn run_step(&mut self, step: &StepInputs) -> Result<&[f32], ExecError> {
         let shape = self.inputs.write(&self.stream, step)?;
-        self.queue(shape, false)?;
-        let n = shape.rows as usize * self.vocab;
+        self.queue(shape, Tail::Logits)?;
+        self.last_rows = shape.rows as usize;
+        self.download_logits()
+    }
+
+    fn top_candidates(&self) -> usize {
+        TOP_CANDIDATES as usize
+    }
+
+    fn run_step_top(&mut self, step: &StepInputs) -> Result<TopRows<'_>, ExecError> {
+        let shape = self.inputs.write(&self.stream, step)?;
+        self.queue(shape, Tail::Top)?;
+        self.last_rows = shape.rows as usize;
+        let words = self.last_rows * (2 * TOP_CANDIDATES as usize + 1);
+        let out = &mut self.host_top[..words];
+        self.stream
+            .download_from(&self.topk_out, 0, bytemuck::cast_slice_mut(out))?;
+        self.inputs.settled();
+        Ok(TopRows::new(TOP_CANDIDATES as usize, out))
+    }
+
+    fn last_logits(&mut self) -> Result<&[f32], ExecError> {
+        self.download_logits()
+    }
+
+    fn limits(&self) -> StepLimits {
+        self.limits
+    }
+
+    fn vocab(&self) -> usize {
+        self.vocab
+    }
+}
+
+impl GpuModel {
+    /// The last step's logit rows, read back from the arena (which keeps
+    /// them until the next step).
+    fn download_logits(&mut self) -> Result<&[f32], ExecError> {
+        let n = self.last_rows * self.vocab;
         let out = match self.pinned_logits.as_mut().map(|p| p.as_mut_slice::<f32>()) {
             Some(pinned) if n <= pinned.len() => &mut pinned[..n],
             _ => &mut self.host_logits[..n],
@@ -367,14 +446,6 @@ impl StepBackend for GpuModel {
         )?;
         self.inputs.settled();
         Ok(out)
-    }
-
-    fn limits(&self) -> StepLimits {
-        self.limits
-    }
-
-    fn vocab(&self) -> usize {
-        self.vocab
     }
 }
 
@@ -396,13 +467,13 @@ fn capture(
     Ok(cap.finish()?)
 }
 
+/// A row op over the logits (argmax, top candidates) writing to `out`.
 fn argmax_launch(
     places: &Places<'_>,
+    op: RowOp,
     logits: Loc,
-    vocab: usize,
     out: crate::backend::DevicePtr,
 ) -> Result<Launch, ExecError> {
-    let op = RowOp::Argmax { n: vocab as u32 };
     let kernel = places.cache.kernel(places.gpu, &op.source()?, op.entry())?;
     Ok(Launch::Row {
         op,

@@ -21,7 +21,7 @@ use crate::exec::cpu::acts::{Q8x32Row, QuantizedActs};
 use crate::exec::cpu::weights::WeightMatrix;
 
 /// One unpacked weight block.
-pub(super) struct Unpacked {
+struct Unpacked {
     /// Signed values (`SIGNED`) or unsigned levels 0..31.
     pub q: __m256i,
     pub d: f32,
@@ -29,7 +29,7 @@ pub(super) struct Unpacked {
     pub m: f32,
 }
 
-pub(super) trait Block32 {
+trait Block32 {
     const BYTES: usize;
     const SIGNED: bool;
     unsafe fn unpack(p: *const u8) -> Unpacked;
@@ -237,7 +237,10 @@ unsafe fn rows_x_token<B: Block32, const R: usize>(
                 let p = _mm256_cvtepi32_ps(block_dot::<B>(u.q, q_abs, xq));
                 acc[r] = _mm256_fmadd_ps(p, _mm256_set1_ps(u.d * xd), acc[r]);
                 if !B::SIGNED {
-                    mins[r] += u.m * xs;
+                    // Fused, as `row_x_group`'s vector multiply-add: a
+                    // token's result must not depend on whether it was
+                    // computed in a group (batched) or alone.
+                    mins[r] = u.m.mul_add(xs, mins[r]);
                 }
             }
         }
@@ -251,19 +254,6 @@ unsafe fn rows_x_token<B: Block32, const R: usize>(
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile<B: Block32>(
-    w: &WeightMatrix,
-    rows: Range<usize>,
-    x: &QuantizedActs,
-    toks: Range<usize>,
-    out: &OutView,
-) {
-    unsafe { tile_body::<B>(w, rows, x, toks, out) }
-}
-
-/// The same loops compiled with AVX-512 F/BW/VL, for block types whose
-/// unpacking uses mask registers (see `avx512_q32`).
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-pub(super) unsafe fn tile_vl<B: Block32>(
     w: &WeightMatrix,
     rows: Range<usize>,
     x: &QuantizedActs,

@@ -6,15 +6,16 @@
 //! without intermediate saturation, so every type is brought to unsigned
 //! levels `u` with `x = d*u + m`: the symmetric types' offsets become a
 //! minimum (`m = -8d`, `-16d`, `-128d`), applied through the activation
-//! blocks' sums. Prefill only: groups of 16 tokens, see `row_x_group`;
-//! single tokens (decode) take the AVX2 kernels, which stream the weights
-//! as fast.
+//! blocks' sums. Groups of 16 tokens (`row_x_group`), and single tokens
+//! (decode, a group's remainder) through `rows_x_token`, which repeats a
+//! group lane's arithmetic operation for operation: a token's result is
+//! the same bits whether it ran alone or batched with others (the
+//! scheduler's batched == alone; tests/sched_batching.rs).
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::super::OutView;
-use super::avx2_q32::{tile_vl, Block32, Unpacked};
 use super::util::{f16_at, nibbles_32, put_scratch, take_scratch, transpose_group};
 use crate::exec::cpu::acts::{Q8x32Row, QuantizedActs};
 use crate::exec::cpu::weights::WeightMatrix;
@@ -225,76 +226,88 @@ unsafe fn tile_groups<B: Pair32>(
     t
 }
 
-/// Q5_0 and Q5_1 for the AVX2 loops, with the fifth bits added through a
-/// mask register (two instructions instead of six).
-struct Q5_0Vl;
-struct Q5_1Vl;
-
+/// `R` weight rows against one token, each computed exactly as one lane of
+/// [`row_x_group`] computes it: the same pairs of blocks in one register,
+/// the same products, multiply-adds and reduction, the minimum term by
+/// fused multiply-adds in block order. Independent chains per row, and a
+/// prefetch `ahead` bytes on, since decode streams every weight once.
 #[inline(always)]
-unsafe fn fifth_bits_256(nib: __m256i, qh: *const u8) -> __m256i {
+unsafe fn rows_x_token<B: Pair32, const R: usize>(
+    w: [*const u8; R],
+    x: Q8x32Row,
+    nb: usize,
+    ahead: usize,
+) -> [f32; R] {
     unsafe {
-        let k = (qh as *const u32).read_unaligned();
-        _mm256_mask_add_epi8(nib, k, nib, _mm256_set1_epi8(16))
-    }
-}
-
-impl Block32 for Q5_0Vl {
-    const BYTES: usize = 22;
-    const SIGNED: bool = false;
-    #[inline(always)]
-    unsafe fn unpack(p: *const u8) -> Unpacked {
-        unsafe {
-            let d = f16_at(p);
-            Unpacked {
-                q: fifth_bits_256(nibbles_32(p.add(6)), p.add(2)),
-                d,
-                m: -16.0 * d,
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut mins = [0f32; R];
+        for b in (0..nb).step_by(2) {
+            // In bounds: rows hold an even nb blocks; qs rows are 64-byte
+            // aligned.
+            let xv = _mm512_load_si512(x.qs.as_ptr().add(32 * b) as *const __m512i);
+            let (xd0, xd1) = (*x.d.get_unchecked(b), *x.d.get_unchecked(b + 1));
+            let (xs0, xs1) = (*x.dsum.get_unchecked(b), *x.dsum.get_unchecked(b + 1));
+            for r in 0..R {
+                let p0 = w[r].add(b * B::BYTES);
+                // A prefetch never faults, even past the end of the weights.
+                _mm_prefetch::<_MM_HINT_T0>(w[r].wrapping_add(ahead + b * B::BYTES) as *const i8);
+                let (d0, m0) = B::scales(p0);
+                let (d1, m1) = B::scales(p0.add(B::BYTES));
+                mins[r] = m0.mul_add(xs0, mins[r]);
+                mins[r] = m1.mul_add(xs1, mins[r]);
+                let (s0, s1) = (d0 * xd0, d1 * xd1);
+                let u = B::levels(p0);
+                let p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv));
+                let s = _mm512_mask_broadcastss_ps(_mm512_set1_ps(s0), 0xff00, _mm_load_ss(&s1));
+                acc[r] = _mm512_fmadd_ps(p, s, acc[r]);
             }
         }
-    }
-}
-
-impl Block32 for Q5_1Vl {
-    const BYTES: usize = 24;
-    const SIGNED: bool = false;
-    #[inline(always)]
-    unsafe fn unpack(p: *const u8) -> Unpacked {
-        unsafe {
-            Unpacked {
-                q: fifth_bits_256(nibbles_32(p.add(8)), p.add(4)),
-                d: f16_at(p),
-                m: f16_at(p.add(2)),
-            }
+        let mut out = [0f32; R];
+        for r in 0..R {
+            out[r] = _mm512_reduce_add_ps(acc[r]) + mins[r];
         }
+        out
     }
 }
 
-fn q5_0_rest(
+/// Rows processed together for a single token (independent chains).
+const RB: usize = 4;
+
+/// Tokens `toks` one at a time, `RB` rows at once.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_tokens<B: Pair32>(
     w: &WeightMatrix,
     rows: Range<usize>,
     x: &QuantizedActs,
     toks: Range<usize>,
     out: &OutView,
 ) {
-    // SAFETY: called only from the Avx512Vnni entry points (features checked).
-    unsafe { tile_vl::<Q5_0Vl>(w, rows, x, toks, out) }
-}
-
-fn q5_1_rest(
-    w: &WeightMatrix,
-    rows: Range<usize>,
-    x: &QuantizedActs,
-    toks: Range<usize>,
-    out: &OutView,
-) {
-    // SAFETY: as for `q5_0_rest`.
-    unsafe { tile_vl::<Q5_1Vl>(w, rows, x, toks, out) }
+    let nb = w.cols / 32;
+    let rp = |j: usize| w.row(j).as_ptr();
+    for t in toks {
+        let xr = x.q32_row(t);
+        let mut j = rows.start;
+        while j + RB <= rows.end {
+            let ahead = 2 * RB * w.row_bytes();
+            // SAFETY: rows j..j+RB hold nb (even) blocks.
+            let d =
+                unsafe { rows_x_token::<B, RB>(std::array::from_fn(|r| rp(j + r)), xr, nb, ahead) };
+            for (r, v) in d.iter().enumerate() {
+                out.set(t, j + r, *v);
+            }
+            j += RB;
+        }
+        for j in j..rows.end {
+            // SAFETY: as above.
+            out.set(t, j, unsafe { rows_x_token::<B, 1>([rp(j)], xr, nb, 0)[0] });
+        }
+    }
 }
 
 macro_rules! entry {
-    ($name:ident, $block:ty, $avx2:path) => {
-        /// Groups of 16 tokens here; the rest (decode, tails) on the AVX2
-        /// kernel, which is as fast where one token reads each weight.
+    ($name:ident, $block:ty) => {
+        /// Groups of 16 tokens, then the rest (decode, tails) one token at
+        /// a time with a group lane's arithmetic.
         pub(in super::super) fn $name(
             w: &WeightMatrix,
             rows: Range<usize>,
@@ -303,17 +316,19 @@ macro_rules! entry {
             out: &OutView,
         ) {
             // SAFETY: returned only for the Avx512Vnni path, whose features
-            // (a superset of AVX2's) matmul checked are available.
-            let done = unsafe { tile_groups::<$block>(w, rows.clone(), x, toks.clone(), out) };
-            if done < toks.end {
-                $avx2(w, rows, x, done..toks.end, out);
+            // matmul checked are available.
+            unsafe {
+                let done = tile_groups::<$block>(w, rows.clone(), x, toks.clone(), out);
+                if done < toks.end {
+                    tile_tokens::<$block>(w, rows, x, done..toks.end, out);
+                }
             }
         }
     };
 }
 
-entry!(tile_q4_0, Q4_0, super::avx2_q32::tile_q4_0);
-entry!(tile_q4_1, Q4_1, super::avx2_q32::tile_q4_1);
-entry!(tile_q5_0, Q5_0, q5_0_rest);
-entry!(tile_q5_1, Q5_1, q5_1_rest);
-entry!(tile_q8_0, Q8_0, super::avx2_q32::tile_q8_0);
+entry!(tile_q4_0, Q4_0);
+entry!(tile_q4_1, Q4_1);
+entry!(tile_q5_0, Q5_0);
+entry!(tile_q5_1, Q5_1);
+entry!(tile_q8_0, Q8_0);
