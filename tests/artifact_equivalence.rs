@@ -264,6 +264,35 @@ fn artifact_limits_come_from_the_compile_options() {
 }
 
 #[test]
+fn an_artifact_for_a_server_keeps_its_sequences_rows_and_kv_pool() {
+    let dir = temp_dir();
+    let spec = TinySpec::for_type(TinyArch::Qwen2, GgmlType::Q8_0);
+    let gguf = dir.path().join("m.gguf");
+    std::fs::write(&gguf, spec.to_bytes(8).unwrap()).unwrap();
+    let rfc = dir.path().join("m.rfc");
+    let opts = CompileOptions {
+        max_context: 128,
+        max_batch_tokens: 32,
+        max_logit_rows: 4,
+        max_seqs: 4,
+        kv_pages: Some(10),
+        ..CompileOptions::default()
+    };
+    compile_artifact(&gguf, &rfc, &opts, &Silent).unwrap();
+    let m = load_cpu(&rfc, &LoadOptions::default()).unwrap();
+    let l = rocmforge::exec::session::StepBackend::limits(m.session.backend());
+    assert_eq!((l.max_seqs, l.max_rows, l.n_pages), (4, 4, 10));
+    // A load that names its own pool wins over the artifact's default.
+    let own = LoadOptions {
+        kv_pages: Some(3),
+        ..LoadOptions::default()
+    };
+    let m = load_cpu(&rfc, &own).unwrap();
+    let l = rocmforge::exec::session::StepBackend::limits(m.session.backend());
+    assert_eq!(l.n_pages, 3);
+}
+
+#[test]
 fn rfc_bench_runs_an_artifact() {
     let dir = temp_dir();
     let spec = TinySpec::for_type(TinyArch::Qwen2, GgmlType::F32);

@@ -19,6 +19,7 @@ const MAX_TOKENS: u64 = 1 << 16;
 const MAX_SEQS: u64 = 1 << 10;
 const MAX_PAGE_SIZE: u64 = 1 << 12;
 const MAX_CONTEXT: u64 = 1 << 24;
+const MAX_KV_PAGES: u64 = 1 << 24;
 /// `rfc.plan`: the plan, the limits it was made for and the page size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanRecord {
@@ -36,6 +37,10 @@ pub struct PlanRecord {
     /// `[view, base, first column]`.
     pub views: Vec<[u64; 3]>,
     pub strategy: String,
+    /// Pages of the KV pool a load makes by default (`rfc compile
+    /// --kv-pages`); absent: every sequence its whole context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_pages: Option<u64>,
 }
 
 /// The plan's limits ([`DimEnv`]).
@@ -99,6 +104,7 @@ impl PlanRecord {
             scratch: slots(&plan.scratch),
             views,
             strategy: plan.strategy.to_string(),
+            kv_pages: None,
         }
     }
 
@@ -113,13 +119,17 @@ impl PlanRecord {
             && (1..=MAX_SEQS).contains(&e.seqs)
             && (1..=MAX_PAGE_SIZE).contains(&self.page_size)
             && (1..=MAX_CONTEXT).contains(&context)
-            && e.kv_len == context;
+            && e.kv_len == context
+            && self
+                .kv_pages
+                .is_none_or(|p| (1..=MAX_KV_PAGES).contains(&p));
         if !sane {
             return Err(ArtifactError::Plan(format!(
                 "limits out of range: {} tokens and {} logit rows per step, {} sequences, \
                  context {context} in {}-token pages (at most {MAX_TOKENS} tokens per step, \
-                 {MAX_SEQS} sequences, {MAX_CONTEXT} tokens of context, {MAX_PAGE_SIZE}-token pages)",
-                e.tokens, e.rows, e.seqs, self.page_size
+                 {MAX_SEQS} sequences, {MAX_CONTEXT} tokens of context, {MAX_PAGE_SIZE}-token pages, \
+                 1 to {MAX_KV_PAGES} KV pages; found {:?})",
+                e.tokens, e.rows, e.seqs, self.page_size, self.kv_pages
             )));
         }
         let all: u64 = self

@@ -39,6 +39,9 @@ pub struct CompileOptions {
     pub page_size: usize,
     /// Sequences per step (a server's parallel slots).
     pub max_seqs: usize,
+    /// KV pages a load of the artifact makes by default (None: every
+    /// sequence its whole context).
+    pub kv_pages: Option<usize>,
 }
 
 impl Default for CompileOptions {
@@ -51,6 +54,7 @@ impl Default for CompileOptions {
             max_logit_rows: 1,
             page_size: crate::exec::kv_pages::PAGE_SIZE,
             max_seqs: 1,
+            kv_pages: None,
         }
     }
 }
@@ -170,7 +174,8 @@ fn build_parts(source: &GgufFile, opts: &CompileOptions, progress: &dyn Progress
         ArtifactTarget::Gpu(t) => compile_kernels(&compiled.graph, t, page_size, progress)?,
     };
     let g = &compiled.graph;
-    let record = PlanRecord::new(g, &compiled.plan, opts.page_size as u64);
+    let mut record = PlanRecord::new(g, &compiled.plan, opts.page_size as u64);
+    record.kv_pages = opts.kv_pages.map(|p| p as u64);
     // Never write what the reader would refuse.
     record.check_limits()?;
     let launches = launch_schedule(g, &compiled.plan, &opts.target, page_size)?;

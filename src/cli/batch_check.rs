@@ -80,8 +80,12 @@ pub fn run(args: BatchCheckArgs) -> CmdResult {
     let mut sched = Scheduler::new(
         model.session.into_backend(),
         tokenizer.clone(),
+        // Alone, and from whole rows of logits: the batched runs draw from
+        // the device's top candidates where the backend selects them, so
+        // that path is checked against this one too.
         SchedulerConfig {
             prefix_cache: false,
+            device_top: false,
             ..Default::default()
         },
         Arc::new(Metrics::default()),

@@ -47,6 +47,11 @@ pub struct CompileArgs {
     /// give --max-logit-rows as many to sample each of them every step).
     #[arg(long, default_value_t = 1)]
     pub max_seqs: usize,
+    /// Artifact: KV-cache pages a load makes by default (16 tokens each;
+    /// `rfc run/serve --kv-pages` overrides). Default: every sequence its
+    /// whole context.
+    #[arg(long)]
+    pub kv_pages: Option<usize>,
 }
 
 pub fn run(args: CompileArgs) -> CmdResult {
@@ -84,6 +89,7 @@ fn write_artifact(args: &CompileArgs, out: &std::path::Path) -> CmdResult {
         max_logit_rows: args.max_logit_rows,
         page_size: args.page_size as usize,
         max_seqs: args.max_seqs,
+        kv_pages: args.kv_pages,
     };
     let r = artifact::compile_artifact(&args.model, out, &opts, &artifact::Bars::new())?;
     eprintln!(

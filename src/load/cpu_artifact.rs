@@ -43,7 +43,10 @@ pub fn load_cpu_artifact(
     let t = lap("IR parsed and plan restored", t);
     warn_if_limited(opts, config.context_length, &artifact);
     let page_size = artifact.plan.page_size as usize;
-    let pool = kv_pool_pages(opts.kv_pages, &plan.env);
+    let pool = kv_pool_pages(
+        opts.kv_pages.or(artifact.plan.kv_pages.map(|p| p as usize)),
+        &plan.env,
+    );
     let model = CpuModel::new(file.clone(), graph, plan, page_size)?
         .with_kv_type(opts.kv_type)
         .with_kv_pages(pool);

@@ -60,7 +60,10 @@ pub fn load_gpu_artifact(
         ms = t.elapsed().as_millis() as u64,
         "code objects loaded from the artifact"
     );
-    let pool = kv_pool_pages(opts.kv_pages, &plan.env);
+    let pool = kv_pool_pages(
+        opts.kv_pages.or(artifact.plan.kv_pages.map(|p| p as usize)),
+        &plan.env,
+    );
     let model = GpuModel::new(gpu, &file, &graph, &plan, page_size, pool, &cache)?;
     tracing::info!(ms = t0.elapsed().as_millis() as u64, "GPU artifact loaded");
     Ok(LoadedModel {
