@@ -9,10 +9,10 @@ use crate::quant::GgmlType;
 const BLOCK: u32 = 256;
 
 /// Candidates per logits row the device returns for host sampling
-/// ([`RowOp::TopK`]): enough for greedy decoding with every
-/// end-of-generation token masked, top-k sampling up to this k, and
-/// OpenAI's 20 top log-probabilities.
-pub const TOP_CANDIDATES: u32 = 32;
+/// ([`RowOp::TopK`]): llama.cpp's default top-k of 40 with up to eight
+/// end-of-generation tokens masked, greedy decoding, and OpenAI's 20 top
+/// log-probabilities.
+pub const TOP_CANDIDATES: u32 = 48;
 
 /// A row-wise op and its constants.
 #[derive(Debug, Clone, Copy, PartialEq)]
