@@ -58,6 +58,14 @@ fi
 "$rfc" gpu-check $M/freqs.gguf --prompts 1,7,130 --greedy 16 --steps 100 --max-tokens 64 > "$out/gpu_check_freqs.log" 2>&1
 freqs_rc=$?
 
+# Batching is invisible on the GPU: 16 requests batched (prefix cache on,
+# device-side top candidates) and again in a KV budget that forces
+# preemption, against each alone (whole logit rows), through the scheduler.
+"$rfc" batch-check $M/tiny.gguf --device cuda --parallel 16 > "$out/batch_tiny.log" 2>&1
+batch_tiny_rc=$?
+"$rfc" batch-check $M/q05.gguf --device cuda --parallel 16 > "$out/batch_qwen.log" 2>&1
+batch_qwen_rc=$?
+
 # 5. An sm_90 artifact runs with NVRTC unloadable and picks the JIT's tokens.
 P="def fibonacci(n):"
 "$rfc" compile $M/q05.gguf -o $M/q05.rfc --target sm_90 > "$out/compile_sm90.log" 2>&1
@@ -69,10 +77,12 @@ if [ $art_rc -eq 0 ] && [ -s $M/jit.txt ] && cmp -s $M/jit.txt $M/art.txt; then 
 
 "$rfc" bench $M/q05.gguf --device cuda -p 512 -n 128 -r 3 > "$out/bench_qwen05b.log" 2>&1
 "$rfc" bench $M/q05.gguf --device cuda -p 512 -n 128 -d 4096 -r 3 > "$out/bench_qwen05b_d4096.log" 2>&1
+"$rfc" bench $M/q05.gguf --device cuda --parallel 1,2,4,8,16,32,64 -p 128 -n 128 -r 1 > "$out/bench_qwen05b_parallel.log" 2>&1
 if [ "${RFC_BENCH_8B:-0}" = 1 ]; then
   "$rfc" synth llama8b $M/l8.gguf >/dev/null
   "$rfc" bench $M/l8.gguf --device cuda -p 512 -n 128 -r 3 > "$out/bench_llama8b.log" 2>&1
   "$rfc" bench $M/l8.gguf --device cuda -p 512 -n 128 -d 4096 -r 3 > "$out/bench_llama8b_d4096.log" 2>&1
+  "$rfc" bench $M/l8.gguf --device cuda --parallel 1,2,4,8,16,32,64 -p 128 -n 128 -r 1 > "$out/bench_llama8b_parallel.log" 2>&1
 fi
 
 tail -n 5 "$out/selftest.err"
@@ -86,7 +96,11 @@ printf '%-44s %s\n' "gpu-check tiny Q4_K model" "$([ $tiny_rc -eq 0 ] && echo PA
 printf '%-44s %s\n' "gpu-check qwen05b layout" "$([ $qwen_rc -eq 0 ] && echo PASS || echo "FAIL (rc $qwen_rc)")"
 printf '%-44s %s\n' "gpu-check real file's layout" "$(case $real_rc in 0) echo PASS;; skip) echo "skipped (no $layout)";; *) echo "FAIL (rc $real_rc)";; esac)"
 printf '%-44s %s\n' "gpu-check tiny llama, rope_freqs, head_dim 128" "$([ $freqs_rc -eq 0 ] && echo PASS || echo "FAIL (rc $freqs_rc)")"
+printf '%-44s %s\n' "batched == alone, tiny (16 requests)" "$([ $batch_tiny_rc -eq 0 ] && echo PASS || echo "FAIL (rc $batch_tiny_rc)")"
+printf '%-44s %s\n' "batched == alone, qwen05b (16 requests)" "$([ $batch_qwen_rc -eq 0 ] && echo PASS || echo "FAIL (rc $batch_qwen_rc)")"
 printf '%-44s %s\n' "sm_90 artifact, NVRTC unloadable, = JIT" "$art; $art_kernels"
 grep -h '| tg\|| pp' "$out"/bench_*.log 2>/dev/null
+grep -h '^| cuda' "$out"/bench_*_parallel.log 2>/dev/null
 [ $selftest_rc -eq 0 ] && [ $tiny_rc -eq 0 ] && [ $qwen_rc -eq 0 ] && [ $freqs_rc -eq 0 ] &&
+  [ $batch_tiny_rc -eq 0 ] && [ $batch_qwen_rc -eq 0 ] &&
   { [ "$real_rc" = 0 ] || [ "$real_rc" = skip ]; } && [ "$art" = PASS ]
