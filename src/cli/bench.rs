@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// With --parallel: tokens per step (prefill chunks and decodes together).
     #[arg(long, default_value_t = 512)]
     pub batch_tokens: usize,
+    /// With --parallel on a GPU: sample from the device's top candidates
+    /// instead of whole logit rows (experimental; see docs/PERFORMANCE.md).
+    #[arg(long)]
+    pub device_top: bool,
 }
 
 pub fn run(args: BenchArgs) -> CmdResult {

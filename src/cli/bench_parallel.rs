@@ -46,7 +46,10 @@ pub fn run(args: &BenchArgs) -> CmdResult {
         kv_type: args.cache_type,
         ..Default::default()
     };
-    let model = args.device.load(&args.model, &opts)?;
+    let mut model = args.device.load(&args.model, &opts)?;
+    if let Some(g) = model.session.backend_mut().gpu_model() {
+        g.set_device_top(args.device_top);
+    }
     let backend_kind = model.session.backend().kind();
     let vocab = model.config.vocab as u32;
     let metrics = Arc::new(Metrics::default());

@@ -143,6 +143,8 @@ pub struct GpuModel {
     pinned_logits: Option<PinnedBuffer>,
     host_tokens: Vec<i32>,
     host_top: Vec<i32>,
+    /// Whether steps may return top candidates instead of logit rows.
+    device_top: bool,
     /// Rows of the last step (for `last_logits`).
     last_rows: usize,
     limits: StepLimits,
@@ -300,6 +302,7 @@ impl GpuModel {
             .ok(),
             host_tokens: vec![0i32; limits.max_rows],
             host_top: vec![0i32; limits.max_rows * top_words],
+            device_top: false,
             last_rows: 0,
             limits,
             vocab,
@@ -319,6 +322,14 @@ impl GpuModel {
     /// their launches one by one (for comparisons).
     pub fn set_graphs(&mut self, on: bool) {
         self.use_graphs = on;
+    }
+
+    /// Lets steps return each row's top candidates (the `topk` kernel)
+    /// instead of whole logit rows. Off by default: the kernel is correct
+    /// (gpu-selftest, batch-check) but slow, ~2 ms a row on an H100
+    /// (docs/PERFORMANCE.md), more than the rows' download it saves.
+    pub fn set_device_top(&mut self, on: bool) {
+        self.device_top = on;
     }
 
     /// Launch nodes per step (without the argmax).
@@ -402,7 +413,11 @@ impl StepBackend for GpuModel {
     }
 
     fn top_candidates(&self) -> usize {
-        TOP_CANDIDATES as usize
+        if self.device_top {
+            TOP_CANDIDATES as usize
+        } else {
+            0
+        }
     }
 
     fn run_step_top(&mut self, step: &StepInputs) -> Result<TopRows<'_>, ExecError> {
