@@ -146,15 +146,7 @@ impl CpuModel {
     /// is made anew, empty).
     pub fn with_kv_type(mut self, ty: KvType) -> Self {
         if ty != self.kv.kv_type() {
-            let kv = &self.kv;
-            self.kv = KvCache::with_type(
-                kv.n_layers(),
-                kv.n_kv_heads(),
-                kv.head_dim(),
-                kv.page_size(),
-                kv.n_pages(),
-                ty,
-            );
+            self.kv = self.remade_kv(self.kv.n_pages(), ty);
         }
         self
     }
@@ -163,18 +155,23 @@ impl CpuModel {
     /// cache is made anew, empty).
     pub fn with_kv_pages(mut self, n_pages: usize) -> Self {
         if n_pages != self.kv.n_pages() {
-            let kv = &self.kv;
-            self.kv = KvCache::with_type(
-                kv.n_layers(),
-                kv.n_kv_heads(),
-                kv.head_dim(),
-                kv.page_size(),
-                n_pages,
-                kv.kv_type(),
-            );
+            self.kv = self.remade_kv(n_pages, self.kv.kv_type());
             self.limits.n_pages = n_pages;
         }
         self
+    }
+
+    /// An empty cache of the current one's shape with `n_pages` of `ty`.
+    fn remade_kv(&self, n_pages: usize, ty: KvType) -> KvCache {
+        let kv = &self.kv;
+        KvCache::with_type(
+            kv.n_layers(),
+            kv.n_kv_heads(),
+            kv.head_dim(),
+            kv.page_size(),
+            n_pages,
+            ty,
+        )
     }
 
     /// The compiled graph this model runs.
