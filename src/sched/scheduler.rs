@@ -749,8 +749,9 @@ fn sample_next(
         RowData::Full(logits) => {
             let mut row = logits.to_vec();
             if seq.req.ignore_eos {
-                for (id, l) in row.iter_mut().enumerate() {
-                    if tokenizer.is_eog(id as u32) {
+                // The few end-of-generation ids, not a test per vocabulary id.
+                for &id in &tokenizer.special_tokens().eog {
+                    if let Some(l) = row.get_mut(id as usize) {
                         *l = f32::NEG_INFINITY;
                     }
                 }

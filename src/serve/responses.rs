@@ -22,6 +22,19 @@ pub struct Meta {
     pub fingerprint: String,
 }
 
+impl Meta {
+    /// A new response of the served model, its id prefixed `prefix`
+    /// (`chatcmpl`, `cmpl`).
+    pub fn new(state: &crate::serve::state::AppState, prefix: &str) -> Meta {
+        Meta {
+            id: crate::serve::ids::response_id(prefix),
+            created: crate::serve::ids::unix_now(),
+            model: state.model.id.clone(),
+            fingerprint: state.fingerprint.clone(),
+        }
+    }
+}
+
 fn finite(lp: f32) -> f32 {
     if lp.is_finite() {
         lp

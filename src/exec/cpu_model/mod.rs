@@ -142,20 +142,11 @@ impl CpuModel {
         })
     }
 
-    /// Stores the KV cache as `ty` (call before the first step: the cache
-    /// is made anew, empty).
-    pub fn with_kv_type(mut self, ty: KvType) -> Self {
-        if ty != self.kv.kv_type() {
-            self.kv = self.remade_kv(self.kv.n_pages(), ty);
-        }
-        self
-    }
-
-    /// Makes the KV pool `n_pages` pages (call before the first step: the
-    /// cache is made anew, empty).
-    pub fn with_kv_pages(mut self, n_pages: usize) -> Self {
-        if n_pages != self.kv.n_pages() {
-            self.kv = self.remade_kv(n_pages, self.kv.kv_type());
+    /// Stores the KV cache as `ty` in a pool of `n_pages` pages (call
+    /// before the first step: the cache is made anew, empty, once).
+    pub fn with_kv(mut self, ty: KvType, n_pages: usize) -> Self {
+        if ty != self.kv.kv_type() || n_pages != self.kv.n_pages() {
+            self.kv = self.remade_kv(n_pages, ty);
             self.limits.n_pages = n_pages;
         }
         self

@@ -11,7 +11,6 @@ use crate::serve::chat;
 use crate::serve::errors::ApiError;
 use crate::serve::extract::{typed, JsonBody};
 use crate::serve::generation::{collect, submit};
-use crate::serve::ids::{response_id, unix_now};
 use crate::serve::logging::LoggedByGeneration;
 use crate::serve::openai_types::{ChatFields, CommonFields};
 use crate::serve::responses::{chat_completion, ChatChunker, Meta};
@@ -49,12 +48,7 @@ async fn handle(state: Arc<AppState>, body: serde_json::Value) -> Result<Respons
     };
     let context = state.ready()?.context;
     let req = settings.request(prompt, context, logprobs);
-    let meta = Meta {
-        id: response_id("chatcmpl"),
-        created: unix_now(),
-        model: state.model.id.clone(),
-        fingerprint: state.fingerprint.clone(),
-    };
+    let meta = Meta::new(&state, "chatcmpl");
     let mut gen = submit(
         &state,
         req,

@@ -10,7 +10,6 @@ use super::blocking;
 use crate::serve::errors::ApiError;
 use crate::serve::extract::{typed, JsonBody};
 use crate::serve::generation::{collect, submit};
-use crate::serve::ids::{response_id, unix_now};
 use crate::serve::logging::LoggedByGeneration;
 use crate::serve::openai_types::{CommonFields, CompletionFields};
 use crate::serve::prompt::Prompt;
@@ -42,12 +41,7 @@ async fn handle(state: Arc<AppState>, body: serde_json::Value) -> Result<Respons
     };
     let context = state.ready()?.context;
     let req = settings.request(prompt, context, logprobs);
-    let meta = Meta {
-        id: response_id("cmpl"),
-        created: unix_now(),
-        model: state.model.id.clone(),
-        fingerprint: state.fingerprint.clone(),
-    };
+    let meta = Meta::new(&state, "cmpl");
     let mut gen = submit(
         &state,
         req,
