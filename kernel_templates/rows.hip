@@ -1,6 +1,6 @@
 // Row-wise ops outside the fused matmuls: embedding gather, RMSNorm,
 // gather of logit rows, argmax and the top candidates of a logits row.
-// One block per row, 256 threads.
+// One block per row: 256 threads (TOPK_BLOCK for the top candidates).
 
 #define BLOCK 256
 
@@ -119,35 +119,69 @@ RFC_KERNEL __launch_bounds__(BLOCK) void argmax(const float* __restrict__ logits
 // out[r * (2 * TOPK_K + 1) ...] holds TOPK_K ids (int; -1 past the end of
 // a short row), then their logits (float), largest first, equal logits
 // by smaller id (as the host's candidate sort), then log(sum(exp(row))).
-// NaN is ignored. Grid (R). Defines TOPK_N, TOPK_K.
+// NaN is ignored. Grid (R), block TOPK_BLOCK. Defines TOPK_N, TOPK_K,
+// TOPK_BLOCK (a power of two).
+//
+// Two passes over the row instead of a selection per thread: (value, id)
+// pairs are totally ordered (larger value, then smaller id), so the K-th
+// best of any K distinct elements bounds the row's K-th best from below.
+// Pass one takes each thread's best element (and the log-sum-exp); the
+// K-th best of those is the bound. Pass two keeps the elements at or
+// above it (the top K and typically few more) in shared memory, where one
+// sort finishes. If more than a block's worth pass (ties, masked rows),
+// the K-th best of those kept is a strictly higher bound: repeat.
+static_assert(TOPK_K <= TOPK_BLOCK, "a sort holds the candidates");
+
 RFC_DEV bool topk_before(float v, int i, float w, int j) {
     return i >= 0 && (j < 0 || v > w || (v == w && i < j));
 }
 
-RFC_KERNEL __launch_bounds__(BLOCK) void topk(const float* __restrict__ logits, int ld,
-                                              int* __restrict__ out, int R) {
-    __shared__ float sv[BLOCK / RFC_WARP];
-    __shared__ int si[BLOCK / RFC_WARP];
-    __shared__ int sw[BLOCK / RFC_WARP];
-    __shared__ float sm[BLOCK / RFC_WARP];
-    __shared__ float ss[BLOCK / RFC_WARP];
+// Sorts TOPK_BLOCK pairs in shared memory, best first (topk_before; ids
+// -1 last): bitonic, one pair per thread. Callers synchronize before.
+RFC_DEV void topk_sort(float* v, int* id) {
+    const int t = threadIdx.x;
+    for (int k = 2; k <= TOPK_BLOCK; k <<= 1) {
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            const int p = t ^ j;
+            if (p > t) {
+                const float a = v[t], b = v[p];
+                const int ia = id[t], ib = id[p];
+                const bool best_first = (t & k) == 0;
+                if (best_first ? topk_before(b, ib, a, ia) : topk_before(a, ia, b, ib)) {
+                    v[t] = b;
+                    v[p] = a;
+                    id[t] = ib;
+                    id[p] = ia;
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
+RFC_KERNEL __launch_bounds__(TOPK_BLOCK) void topk(const float* __restrict__ logits, int ld,
+                                                   int* __restrict__ out, int R) {
+    __shared__ float sv[TOPK_BLOCK];
+    __shared__ int si[TOPK_BLOCK];
+    __shared__ float sm[TOPK_BLOCK / RFC_WARP];
+    __shared__ float ss[TOPK_BLOCK / RFC_WARP];
+    __shared__ int kept;
     const int r = blockIdx.x;
     if (r >= R) return;
+    const int t = threadIdx.x;
     const float* row = logits + (u64)r * ld;
-    // Each thread's best TOPK_K, sorted, in registers (every index below
-    // is a compile-time constant after unrolling), and its share of the
-    // log-sum-exp as a running (max, sum of exp(x - max)).
-    float tv[TOPK_K];
-    int ti[TOPK_K];
-#pragma unroll
-    for (int j = 0; j < TOPK_K; j++) {
-        tv[j] = RFC_NEG_INF;
-        ti[j] = -1;
-    }
-    float m = RFC_NEG_INF, s = 0.0f;
-    for (int i = threadIdx.x; i < TOPK_N; i += BLOCK) {
+    int* o = out + (u64)r * (2 * TOPK_K + 1);
+    // Pass one: this thread's best pair, and its share of the log-sum-exp
+    // as a running (max, sum of exp(x - max)).
+    float bv = RFC_NEG_INF, m = RFC_NEG_INF, s = 0.0f;
+    int bi = -1;
+    for (int i = t; i < TOPK_N; i += TOPK_BLOCK) {
         const float v = row[i];
         if (v != v) continue;
+        if (bi < 0 || v > bv) {
+            bv = v;
+            bi = i;
+        }
         if (v == RFC_NEG_INF) {
             // exp(-inf) adds nothing to the sum.
         } else if (v > m) {
@@ -156,93 +190,61 @@ RFC_KERNEL __launch_bounds__(BLOCK) void topk(const float* __restrict__ logits, 
         } else {
             s += expf(v - m);
         }
-        if (!topk_before(v, i, tv[TOPK_K - 1], ti[TOPK_K - 1])) continue;
-        // Insert, carrying each displaced entry one place down.
-        float cv = v;
-        int ci = i;
-#pragma unroll
-        for (int j = 0; j < TOPK_K; j++) {
-            const bool b = topk_before(cv, ci, tv[j], ti[j]);
-            const float ov = tv[j];
-            const int oi = ti[j];
-            tv[j] = b ? cv : ov;
-            ti[j] = b ? ci : oi;
-            cv = b ? ov : cv;
-            ci = b ? oi : ci;
-        }
     }
-    // The log-sum-exp over the block.
 #pragma unroll
-    for (int o = RFC_WARP / 2; o > 0; o >>= 1) {
-        const float om = rfc_shfl_xor(m, o), os = rfc_shfl_xor(s, o);
+    for (int x = RFC_WARP / 2; x > 0; x >>= 1) {
+        const float om = rfc_shfl_xor(m, x), os = rfc_shfl_xor(s, x);
         const float nm = fmaxf(m, om);
         s = (m == RFC_NEG_INF ? 0.0f : s * expf(m - nm)) + (om == RFC_NEG_INF ? 0.0f : os * expf(om - nm));
         m = nm;
     }
-    const int w = threadIdx.x / RFC_WARP, lane = threadIdx.x % RFC_WARP;
+    const int w = t / RFC_WARP, lane = t % RFC_WARP;
     if (lane == 0) {
         sm[w] = m;
         ss[w] = s;
     }
+    sv[t] = bv;
+    si[t] = bi;
     __syncthreads();
-    int* o = out + (u64)r * (2 * TOPK_K + 1);
-    if (threadIdx.x == 0) {
-        float bm = RFC_NEG_INF, bs = 0.0f;
-        for (int k = 0; k < BLOCK / RFC_WARP; k++) {
-            const float nm = fmaxf(bm, sm[k]);
-            bs = (bm == RFC_NEG_INF ? 0.0f : bs * expf(bm - nm)) + (sm[k] == RFC_NEG_INF ? 0.0f : ss[k] * expf(sm[k] - nm));
-            bm = nm;
+    if (t == 0) {
+        float lm = RFC_NEG_INF, ls = 0.0f;
+        for (int k = 0; k < TOPK_BLOCK / RFC_WARP; k++) {
+            const float nm = fmaxf(lm, sm[k]);
+            ls = (lm == RFC_NEG_INF ? 0.0f : ls * expf(lm - nm)) + (sm[k] == RFC_NEG_INF ? 0.0f : ss[k] * expf(sm[k] - nm));
+            lm = nm;
         }
-        const float lse = bm == RFC_NEG_INF ? RFC_NEG_INF : bm + logf(bs);
-        o[2 * TOPK_K] = (int)f32_bits(lse);
+        o[2 * TOPK_K] = (int)f32_bits(lm == RFC_NEG_INF ? RFC_NEG_INF : lm + logf(ls));
     }
-    // TOPK_K rounds: the best head of all threads' lists wins, and its
-    // thread shifts its list up by one.
-    for (int k = 0; k < TOPK_K; k++) {
-        float bv = tv[0];
-        int bi = ti[0];
-        int bt = threadIdx.x;
-#pragma unroll
-        for (int x = RFC_WARP / 2; x > 0; x >>= 1) {
-            const float ov = rfc_shfl_xor(bv, x);
-            const int oi = rfc_shfl_xor_i(bi, x);
-            const int ot = rfc_shfl_xor_i(bt, x);
-            if (topk_before(ov, oi, bv, bi)) {
-                bv = ov;
-                bi = oi;
-                bt = ot;
+    topk_sort(sv, si);
+    // The bound (none where fewer than K threads saw a value: then every
+    // value passes, and a row of fewer than K values fits).
+    float wv = sv[TOPK_K - 1];
+    int wi = si[TOPK_K - 1];
+    for (;;) {
+        __syncthreads();  // everyone has read sv/si and `kept`
+        sv[t] = RFC_NEG_INF;
+        si[t] = -1;
+        if (t == 0) kept = 0;
+        __syncthreads();
+        for (int i = t; i < TOPK_N; i += TOPK_BLOCK) {
+            const float v = row[i];
+            if (v != v || (wi >= 0 && !(v > wv || (v == wv && i <= wi)))) continue;
+            const int slot = atomicAdd(&kept, 1);
+            if (slot < TOPK_BLOCK) {
+                sv[slot] = v;
+                si[slot] = i;
             }
         }
         __syncthreads();
-        if (lane == 0) {
-            sv[w] = bv;
-            si[w] = bi;
-            sw[w] = bt;
-        }
-        __syncthreads();
-        bv = sv[0];
-        bi = si[0];
-        bt = sw[0];
-        for (int y = 1; y < BLOCK / RFC_WARP; y++) {
-            if (topk_before(sv[y], si[y], bv, bi)) {
-                bv = sv[y];
-                bi = si[y];
-                bt = sw[y];
-            }
-        }
-        if (threadIdx.x == 0) {
-            o[k] = bi;
-            o[TOPK_K + k] = (int)f32_bits(bv);
-        }
-        if (threadIdx.x == bt && bi >= 0) {
-#pragma unroll
-            for (int j = 0; j + 1 < TOPK_K; j++) {
-                tv[j] = tv[j + 1];
-                ti[j] = ti[j + 1];
-            }
-            tv[TOPK_K - 1] = RFC_NEG_INF;
-            ti[TOPK_K - 1] = -1;
-        }
+        const int n = kept;
+        topk_sort(sv, si);
+        if (n <= TOPK_BLOCK) break;
+        wv = sv[TOPK_K - 1];
+        wi = si[TOPK_K - 1];
+    }
+    if (t < TOPK_K) {
+        o[t] = si[t];
+        o[TOPK_K + t] = (int)f32_bits(si[t] >= 0 ? sv[t] : RFC_NEG_INF);
     }
 }
 #endif

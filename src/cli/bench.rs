@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// instead of whole logit rows (experimental; see docs/PERFORMANCE.md).
     #[arg(long)]
     pub device_top: bool,
+    /// With --parallel on a GPU: after each batch size, the device time of
+    /// one step of that many decodes, kernel by kernel.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 pub fn run(args: BenchArgs) -> CmdResult {

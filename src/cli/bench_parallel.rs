@@ -124,6 +124,12 @@ pub fn run(args: &BenchArgs) -> CmdResult {
             }
         }
         rows.push(median_row(samples));
+        if args.profile {
+            match sched.backend_mut().gpu_model() {
+                Some(g) => super::bench_profile::print(g, n, args.n_prompt + args.n_gen / 2)?,
+                None => return Err("--profile needs a GPU (--device cuda|hip)".into()),
+            }
+        }
     }
     if args.json {
         let j = serde_json::json!({

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod batch_check;
 mod bench;
 mod bench_parallel;
+mod bench_profile;
 mod compile;
 mod device;
 mod gpu_check;

@@ -123,8 +123,28 @@ impl AttentionKernelSpec {
     /// more than splits of [`SPLIT_MIN`] keys fill. Fixed per context, so
     /// a captured graph holds; the kernel sizes the splits per token.
     pub fn chunks_for(&self, max_kv_len: u32) -> u32 {
-        let target = (DECODE_BLOCKS / self.n_kv_heads.max(1)).clamp(1, MAX_SPLITS);
+        self.decode_chunks(max_kv_len, 1)
+    }
+
+    /// Decode splits per token for a step of `tokens` decode tokens (each
+    /// of any sequence) over up to `max_kv_len` keys: the grid aims at
+    /// [`DECODE_BLOCKS`] blocks in all, so many tokens take fewer, longer
+    /// splits (the scratch stays about one token's at full split count).
+    /// A function of the step's size and the plan's context only, so a
+    /// captured graph of that size holds.
+    pub fn decode_chunks(&self, max_kv_len: u32, tokens: u32) -> u32 {
+        let blocks_per_split = self.n_kv_heads.max(1) * tokens.max(1);
+        let target = (DECODE_BLOCKS / blocks_per_split).clamp(1, MAX_SPLITS);
         max_kv_len.div_ceil(SPLIT_MIN).clamp(1, target)
+    }
+
+    /// The most scratch bytes decode steps of 1 to `max_tokens` tokens
+    /// over up to `max_kv_len` keys need ([`Self::decode_chunks`] splits).
+    pub fn decode_scratch_bytes(&self, max_kv_len: u32, max_tokens: u32) -> usize {
+        (1..=max_tokens.max(1))
+            .map(|t| self.scratch_bytes(t, self.decode_chunks(max_kv_len, t)))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Key splits of a prefill step of `tokens` tokens whose longest query
@@ -372,6 +392,22 @@ mod tests {
     fn a_long_context_spreads_over_the_decode_blocks_at_most() {
         assert_eq!(spec(32, 8).chunks_for(4096) * 8, DECODE_BLOCKS);
         assert_eq!(spec(32, 32).chunks_for(4096) * 32, DECODE_BLOCKS);
+    }
+
+    #[test]
+    fn many_decode_tokens_share_the_decode_blocks() {
+        let s = spec(32, 8);
+        assert_eq!(s.decode_chunks(4096, 1), s.chunks_for(4096));
+        assert_eq!(s.decode_chunks(4096, 16) * 8 * 16, DECODE_BLOCKS);
+        // Past a block per token and kv head, one split each.
+        assert_eq!(s.decode_chunks(4096, 256), 1);
+        // A short context never takes more splits than it has keys for.
+        assert_eq!(s.decode_chunks(64, 2), 2);
+        // The scratch of 256 tokens stays within a few single-token ones.
+        let one = s.scratch_bytes(1, s.chunks_for(4096));
+        let most = s.decode_scratch_bytes(4096, 256);
+        assert_eq!(most, s.scratch_bytes(256, 1));
+        assert!(most <= 4 * one, "{most} vs {one}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Row-wise kernels (rows.hip): embedding gather, RMSNorm, gather of
-//! logit rows, argmax. One block of 256 threads per row.
+//! logit rows, argmax, top candidates. One block per row: 256 threads,
+//! [`TOPK_BLOCK`] for the top candidates (whose sort takes a pair per
+//! thread).
 
 use super::error::{unsupported, CodegenError};
 use super::source::{gpu_supports, type_id, type_label, KernelSource, Template};
@@ -7,6 +9,10 @@ use crate::backend::{DevicePtr, Kernel, KernelArgs, LaunchDims, Result, Stream};
 use crate::quant::GgmlType;
 
 const BLOCK: u32 = 256;
+
+/// The top-candidates kernel's block: a power of two (its bitonic sort),
+/// at least the candidates.
+pub const TOPK_BLOCK: u32 = 1024;
 
 /// Candidates per logits row the device returns for host sampling
 /// ([`RowOp::TopK`]): llama.cpp's default top-k of 40 with up to eight
@@ -78,6 +84,7 @@ impl RowOp {
                 KernelSource::new(Template::Rows, format!("topk_n{n}_k{k}"), &[e])
                     .define("TOPK_N", n)
                     .define("TOPK_K", k)
+                    .define("TOPK_BLOCK", TOPK_BLOCK)
             }
         };
         Ok(src)
@@ -122,6 +129,10 @@ impl RowOp {
                 KernelArgs::new().ptr(input).u32(ld_in).ptr(out).u32(rows)
             }
         };
-        kernel.launch(stream, LaunchDims::new([rows, 1, 1], BLOCK), &args)
+        let block = match self {
+            RowOp::TopK { .. } => TOPK_BLOCK,
+            _ => BLOCK,
+        };
+        kernel.launch(stream, LaunchDims::new([rows, 1, 1], block), &args)
     }
 }

@@ -882,11 +882,11 @@ fn top_candidates(s: &mut Suite) -> Res<Check> {
     let k = TOP_CANDIDATES as usize;
     let mut worst = 0f64;
     let mut notes = Vec::new();
-    for (r, n) in [(5usize, 151_936usize), (2, 259), (1, 20)] {
+    for (r, n) in [(6usize, 151_936usize), (2, 259), (1, 20)] {
         let mut x = s.rng.vec(r * n, -10.0, 10.0);
         if n > 1000 {
             // Row 1: a run of equal maxima (smaller ids first); row 2: NaNs;
-            // row 3: -inf entries; row 4: all equal.
+            // row 3: -inf entries; row 4: all equal; row 5 below.
             for j in [7, 900, 40_000, 151_000] {
                 x[n + j] = 42.0;
             }
@@ -895,6 +895,15 @@ fn top_candidates(s: &mut Suite) -> Res<Check> {
             x[3 * n + 11] = f32::NEG_INFINITY;
             for v in &mut x[4 * n..5 * n] {
                 *v = 1.5;
+            }
+            // Row 5: the largest values in the strides of few of the
+            // kernel's threads, so that far more than a block's worth
+            // pass its first bound (its refining rounds).
+            let block = rocmforge::codegen::rows::TOPK_BLOCK as usize;
+            for (j, v) in x[5 * n..6 * n].iter_mut().enumerate() {
+                if j % block < k {
+                    *v += 50.0;
+                }
             }
         }
         let want = rocmforge::exec::step::top_rows_of(&x, n, k);

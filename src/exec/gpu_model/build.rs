@@ -39,7 +39,6 @@ pub struct Places<'a> {
     pub kv_layer_bytes: usize,
     pub pages_per_seq: u32,
     pub attn_scratch: DevicePtr,
-    pub attn_chunks: u32,
     /// The prefill tiles' prepared input rows (`MatMulSpec::xq_bytes`),
     /// shared by every matmul: each reads them right after writing them.
     pub xq_scratch: DevicePtr,
@@ -317,7 +316,8 @@ impl Places<'_> {
             ldo: out.ld,
             tokens: 0,
             scratch: self.attn_scratch,
-            max_chunks: self.attn_chunks,
+            // Per step, from its decode tokens (launch.rs).
+            max_chunks: 0,
         };
         Ok(Launch::Attention {
             spec,

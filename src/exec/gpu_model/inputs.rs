@@ -62,6 +62,33 @@ pub struct StepShape {
     /// The most keys one token of the step may attend to (its position +
     /// 1; a sliding window sees fewer): bounds the prefill key splits.
     pub keys: u32,
+    /// The leading tokens that belong to short runs (at most
+    /// [`DECODE_MAX_RUN`] consecutive tokens of one sequence): decodes,
+    /// which the scheduler puts first. Their attention is the split-K
+    /// decode kernel's; the rest (prefill chunks) go to the tiled kernel.
+    pub decode_tokens: u32,
+}
+
+/// Runs of up to this many tokens of one sequence count as decodes: each
+/// token reads its sequence's keys on its own, which beats a query tile
+/// only while few tokens share them.
+pub const DECODE_MAX_RUN: usize = 4;
+
+/// How many leading tokens of `seq_ids` lie in runs of at most
+/// [`DECODE_MAX_RUN`] tokens of one sequence.
+pub fn decode_prefix(seq_ids: &[i32]) -> usize {
+    let mut at = 0;
+    while at < seq_ids.len() {
+        let run = seq_ids[at..]
+            .iter()
+            .take_while(|&&s| s == seq_ids[at])
+            .count();
+        if run > DECODE_MAX_RUN {
+            break;
+        }
+        at += run;
+    }
+    at
 }
 
 /// The packed inputs, on the host and on the device.
@@ -203,6 +230,7 @@ pub fn check(step: &StepInputs, l: &StepLimits, vocab: usize) -> Result<StepShap
             .map(|&p| p.max(0) as u32 + 1)
             .max()
             .unwrap_or(0),
+        decode_tokens: decode_prefix(&step.seq_ids) as u32,
     })
 }
 
@@ -262,9 +290,21 @@ mod tests {
             StepShape {
                 tokens: 3,
                 rows: 1,
-                keys: 23
+                keys: 23,
+                decode_tokens: 3,
             }
         );
+    }
+
+    #[test]
+    fn decodes_lead_until_the_first_long_run() {
+        assert_eq!(decode_prefix(&[]), 0);
+        assert_eq!(decode_prefix(&[0, 1, 2, 2, 3]), 5);
+        assert_eq!(decode_prefix(&[0, 1, 1, 1, 1, 1, 2]), 1);
+        assert_eq!(decode_prefix(&[0, 0, 0, 0]), 4);
+        assert_eq!(decode_prefix(&[0, 0, 0, 0, 0]), 0);
+        // A short run after a long one stays with the prefill.
+        assert_eq!(decode_prefix(&[3, 4, 5, 5, 5, 5, 5, 6]), 2);
     }
 
     #[test]

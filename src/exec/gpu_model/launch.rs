@@ -11,10 +11,6 @@ use crate::codegen::{
 };
 use crate::exec::ExecError;
 
-/// Steps of at most this many tokens use the split-K decode attention;
-/// larger ones the tiled prefill kernel (both compute the same function).
-pub const DECODE_ATTENTION_MAX_TOKENS: u32 = 4;
-
 /// How many rows a node has in a step: its first dim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowCount {
@@ -89,6 +85,26 @@ pub enum Launch {
 }
 
 impl Launch {
+    /// What runs for a step of `shape`, as a profile names it: the
+    /// kernel's label (a matmul's variant for that many rows; attention's
+    /// decode and prefill tokens).
+    pub fn label(&self, stream: &Stream, shape: StepShape) -> String {
+        match self {
+            Launch::Row { op, .. } => op.entry().to_string(),
+            Launch::MatMul { spec, rows, .. } => {
+                let info = stream.gpu().info();
+                spec.label(spec.variant_for(rows.of(shape), info.multiprocessors, info.vendor))
+            }
+            Launch::Attention { spec, .. } => {
+                let d = shape.decode_tokens;
+                format!("{} decode {d} prefill {}", spec.label(), shape.tokens - d)
+            }
+            Launch::Binary { b_row, .. } => format!("binary{}", if *b_row { "_row" } else { "" }),
+            Launch::Silu { .. } => "silu".into(),
+            Launch::KvStore { .. } => "kv_store".into(),
+        }
+    }
+
     /// Queues the launch for a step of `shape`.
     ///
     /// # Safety
@@ -145,20 +161,33 @@ impl Launch {
                 prefill,
                 args,
             } => {
+                // The leading decodes through the split-K kernel, the
+                // prefill chunks after them through the tiled one (both
+                // compute the same function; each token's keys are its
+                // own sequence's).
+                let d = shape.decode_tokens;
+                let context = args.pages_per_seq * spec.page_size;
                 let a = AttentionArgs {
-                    tokens: shape.tokens,
+                    tokens: d,
+                    max_chunks: spec.decode_chunks(context, d),
                     ..*args
                 };
-                if shape.tokens <= DECODE_ATTENTION_MAX_TOKENS {
-                    spec.launch_decode(decode, combine, stream, &a)?
-                } else {
+                spec.launch_decode(decode, combine, stream, &a)?;
+                let rest = shape.tokens - d;
+                if rest > 0 {
                     let info = stream.gpu().info();
-                    let splits = spec.prefill_splits(
-                        info.vendor,
-                        shape.tokens,
-                        shape.keys,
-                        info.multiprocessors,
-                    );
+                    let splits =
+                        spec.prefill_splits(info.vendor, rest, shape.keys, info.multiprocessors);
+                    let (d, f) = (d as usize, std::mem::size_of::<f32>());
+                    let i = std::mem::size_of::<i32>();
+                    let a = AttentionArgs {
+                        q: args.q.offset(d * args.ldq as usize * f),
+                        pos: args.pos.offset(d * i),
+                        seq: args.seq.offset(d * i),
+                        out: args.out.offset(d * args.ldo as usize * f),
+                        tokens: rest,
+                        ..*args
+                    };
                     spec.launch_prefill(prefill, combine, stream, &a, splits)?
                 }
             }

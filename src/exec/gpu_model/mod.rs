@@ -10,10 +10,12 @@
 //! and the read-back of the logits (or, for greedy decoding, only the
 //! argmax token ids): that read-back is the step's only wait.
 //!
-//! A one-token, one-row step (decode) is captured once as a graph and
-//! replayed: every launch argument of such a step is the same (positions,
-//! sequences and pages are read from device memory, the attention grid
-//! covers the whole context), so the graph never needs updating.
+//! A step of decodes only (every token's attention through the split-K
+//! kernel) is captured as a graph the first time its size (tokens, rows)
+//! comes, and replayed after: every launch argument of such a step follows
+//! from its size (positions, sequences and pages are read from device
+//! memory, the attention grid covers the plan's context), so a graph never
+//! needs updating. Steps with prefill chunks are queued launch by launch.
 //!
 //! Every device buffer has one owner (the fields below); if building fails
 //! halfway, the buffers already made are dropped, which frees them.
@@ -26,6 +28,7 @@ mod launch;
 mod resident;
 mod weights;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use error::GpuError;
@@ -33,14 +36,14 @@ pub use inputs::StepShape;
 
 use self::build::{Loc, Places};
 use self::inputs::StepBuffer;
-use self::launch::{Launch, RowCount, DECODE_ATTENTION_MAX_TOKENS};
+use self::launch::{Launch, RowCount};
 use self::resident::ResidentRepacks;
 use self::weights::DeviceWeights;
 use super::graph_facts::{fixed_cols, unsupported};
 use super::session::{StepBackend, StepLimits};
 use super::step::{StepInputs, TopRows};
 use super::ExecError;
-use crate::backend::{Capture, DeviceBuffer, Gpu, GraphExec, PinnedBuffer, Stream, Vendor};
+use crate::backend::{Capture, DeviceBuffer, Event, Gpu, GraphExec, PinnedBuffer, Stream, Vendor};
 use crate::codegen::plan::{matmul_spec, PlanOptions};
 use crate::codegen::rows::TOP_CANDIDATES;
 use crate::codegen::{KernelCache, RowOp, Target};
@@ -52,17 +55,16 @@ use crate::passes::MemoryPlan;
 /// few more, for small batches); larger reads go through `host_logits`.
 const PINNED_LOGIT_ROWS: usize = 4;
 
-/// Captured decode steps: with logits read back, with the argmax, and
-/// with the top candidates.
-#[derive(Default)]
-struct DecodeGraphs {
-    logits: Option<GraphExec>,
-    argmax: Option<GraphExec>,
-    top: Option<GraphExec>,
-}
+/// Captured decode steps by (tokens, rows, tail).
+type DecodeGraphs = HashMap<(u32, u32, Tail), GraphExec>;
+
+/// The most decode steps kept captured: every size a server of up to 64
+/// sequences meets, with each tail, stays well below it; past it, new
+/// sizes are queued launch by launch.
+const MAX_GRAPHS: usize = 256;
 
 /// What follows a step's launches on the device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Tail {
     /// Nothing: the logits are read back.
     Logits,
@@ -206,11 +208,12 @@ impl GpuModel {
         stream.fill_buffer_u32(&mut kv, 0)?;
         let context = (pages_per_seq * page_size) as u32;
         let prefill_tokens = env.tokens as u32;
-        let (attn_chunks, scratch_bytes) = attention_scratch(
+        let decode_tokens = (inputs::DECODE_MAX_RUN * limits.max_seqs).min(limits.max_tokens);
+        let scratch_bytes = attention_scratch(
             graph,
             page_size as u32,
             context,
-            prefill_tokens,
+            (prefill_tokens, decode_tokens as u32),
             opts.vendor,
         );
         let attn_scratch = DeviceBuffer::new(gpu, scratch_bytes)?;
@@ -238,7 +241,6 @@ impl GpuModel {
             kv_layer_bytes,
             pages_per_seq: pages_per_seq as u32,
             attn_scratch: attn_scratch.ptr(),
-            attn_chunks,
             xq_scratch: xq_scratch.ptr(),
             wq_scratch: wq_scratch.ptr(),
             resident: &resident,
@@ -370,25 +372,31 @@ impl GpuModel {
             .collect()
     }
 
-    /// Queues a whole step: a captured graph for decode-sized steps, the
-    /// launches one by one otherwise.
+    /// Queues a whole step: a captured graph for steps of decodes only,
+    /// the launches one by one otherwise.
     fn queue(&mut self, shape: StepShape, tail: Tail) -> Result<(), ExecError> {
         let tail_launch = match tail {
             Tail::Logits => None,
             Tail::Argmax => Some(&self.argmax),
             Tail::Top => Some(&self.topk),
         };
-        if self.use_graphs && shape.tokens == 1 && shape.rows == 1 {
-            let slot = match tail {
-                Tail::Logits => &mut self.graphs.logits,
-                Tail::Argmax => &mut self.graphs.argmax,
-                Tail::Top => &mut self.graphs.top,
-            };
-            if slot.is_none() {
-                *slot = Some(capture(&self.stream, &self.launches, tail_launch, shape)?);
-                tracing::debug!(?tail, "captured the decode step");
+        let key = (shape.tokens, shape.rows, tail);
+        let decodes_only = shape.decode_tokens == shape.tokens;
+        if self.use_graphs
+            && decodes_only
+            && (self.graphs.len() < MAX_GRAPHS || self.graphs.contains_key(&key))
+        {
+            if !self.graphs.contains_key(&key) {
+                let g = capture(&self.stream, &self.launches, tail_launch, shape)?;
+                self.graphs.insert(key, g);
+                tracing::debug!(
+                    ?tail,
+                    tokens = shape.tokens,
+                    rows = shape.rows,
+                    "captured a decode step"
+                );
             }
-            if let Some(g) = slot {
+            if let Some(g) = self.graphs.get(&key) {
                 g.launch(&self.stream)?;
             }
             return Ok(());
@@ -401,6 +409,34 @@ impl GpuModel {
             }
         }
         Ok(())
+    }
+}
+
+impl GpuModel {
+    /// Runs `step` launch by launch with an event after each (and the top
+    /// candidates last), and returns each launch's label and device time
+    /// in milliseconds, in order: where a step's time goes.
+    pub fn profile_step(&mut self, step: &StepInputs) -> Result<Vec<(String, f32)>, ExecError> {
+        let shape = self.inputs.write(&self.stream, step)?;
+        let start = Event::new(&self.gpu)?;
+        start.record(&self.stream)?;
+        let mut marks = Vec::with_capacity(self.launches.len() + 1);
+        for l in self.launches.iter().chain(Some(&self.topk)) {
+            // SAFETY: as in `queue`.
+            unsafe { l.enqueue(&self.stream, shape)? };
+            let e = Event::new(&self.gpu)?;
+            e.record(&self.stream)?;
+            marks.push((l.label(&self.stream, shape), e));
+        }
+        self.stream.synchronize()?;
+        self.inputs.settled();
+        let mut prev = &start;
+        let mut out = Vec::with_capacity(marks.len());
+        for (label, e) in &marks {
+            out.push((label.clone(), e.elapsed_ms_since(prev)?));
+            prev = e;
+        }
+        Ok(out)
     }
 }
 
@@ -537,36 +573,27 @@ fn int8_scratch_bytes(
     Ok((xq as usize, wq as usize))
 }
 
-/// Decode chunks covering `context` keys, and the scratch the attention of
-/// the largest layer needs: decode's for that many chunks, and a prefill's
-/// of `prefill_tokens` in the most key splits `vendor`'s kernel takes.
+/// The scratch the attention of the largest layer needs over `context`
+/// keys: decode's for steps of up to `tokens.1` decode tokens, and a
+/// prefill's of up to `tokens.0` tokens in the most key splits `vendor`'s
+/// kernel takes.
 fn attention_scratch(
     graph: &Graph,
     page_size: u32,
     context: u32,
-    prefill_tokens: u32,
+    (prefill_tokens, decode_tokens): (u32, u32),
     vendor: Vendor,
-) -> (u32, usize) {
-    let specs: Vec<_> = graph
+) -> usize {
+    graph
         .node_ids()
         .filter_map(|id| match graph.node(id).op {
             Op::Attention(a) => Some(Places::attention_spec(&a, page_size)),
             _ => None,
         })
-        .collect();
-    let chunks = specs
-        .iter()
-        .map(|s| s.chunks_for(context))
-        .max()
-        .unwrap_or(1);
-    let bytes = specs
-        .iter()
         .map(|s| {
             let prefill = s.prefill_scratch_bytes(vendor, prefill_tokens, context);
-            s.scratch_bytes(DECODE_ATTENTION_MAX_TOKENS, chunks)
-                .max(prefill)
+            s.decode_scratch_bytes(context, decode_tokens).max(prefill)
         })
         .max()
-        .unwrap_or(0);
-    (chunks, bytes)
+        .unwrap_or(0)
 }
