@@ -100,22 +100,27 @@ pub enum MatMulVariant {
 /// The variants compiled for every fused matmul: what
 /// [`MatMulVariant::for_tokens`] picks across step sizes
 /// ([`MatMulSpec::variants`] adds the tall tile where it exists).
-pub const MATMUL_VARIANTS: [MatMulVariant; 5] = [
+pub const MATMUL_VARIANTS: [MatMulVariant; 7] = [
     MatMulVariant::Vector { tokens: 1 },
     MatMulVariant::Vector { tokens: 4 },
+    MatMulVariant::Vector { tokens: 8 },
+    MatMulVariant::Vector { tokens: 16 },
     MatMulVariant::Tiled { tokens: 32 },
     MatMulVariant::Tiled { tokens: 64 },
     MatMulVariant::Tiled { tokens: 128 },
 ];
 
 impl MatMulVariant {
-    /// The variant for a step of up to `t` tokens: matvec for decode-sized
-    /// steps, tiles beyond.
+    /// The stated default for a step of up to `t` tokens, where no
+    /// measurement chose (exec/gpu_model/tune.rs): matvec for steps of up
+    /// to 8 tokens (each weight read once per 8; the tiles' blocks of a
+    /// narrow matrix leave most of a large GPU idle), tiles beyond.
     pub fn for_tokens(t: u32) -> MatMulVariant {
         match t {
             0..=1 => MatMulVariant::Vector { tokens: 1 },
             2..=4 => MatMulVariant::Vector { tokens: 4 },
-            5..=32 => MatMulVariant::Tiled { tokens: 32 },
+            5..=8 => MatMulVariant::Vector { tokens: 8 },
+            9..=32 => MatMulVariant::Tiled { tokens: 32 },
             33..=64 => MatMulVariant::Tiled { tokens: 64 },
             _ => MatMulVariant::Tiled { tokens: 128 },
         }

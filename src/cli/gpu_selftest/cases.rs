@@ -34,6 +34,8 @@ pub fn all(s: &mut Suite) {
         for (t, v) in [
             (1, MatMulVariant::Vector { tokens: 1 }),
             (3, MatMulVariant::Vector { tokens: 4 }),
+            (7, MatMulVariant::Vector { tokens: 8 }),
+            (21, MatMulVariant::Vector { tokens: 16 }),
             (37, MatMulVariant::Tiled { tokens: 32 }),
             (70, MatMulVariant::Tiled { tokens: 64 }),
             (150, MatMulVariant::Tiled { tokens: 128 }),

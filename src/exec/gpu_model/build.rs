@@ -284,6 +284,7 @@ impl Places<'_> {
             args,
             rows: self.rows(id),
             warp: self.warp,
+            tuned: Vec::new(),
         })
     }
 

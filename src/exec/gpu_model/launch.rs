@@ -52,6 +52,9 @@ pub enum Launch {
         args: MatMulArgs,
         rows: RowCount,
         warp: u32,
+        /// The variant per step size measured on this GPU (tune.rs);
+        /// empty: the stated defaults.
+        tuned: super::tune::VariantTable,
     },
     Attention {
         spec: AttentionKernelSpec,
@@ -91,10 +94,9 @@ impl Launch {
     pub fn label(&self, stream: &Stream, shape: StepShape) -> String {
         match self {
             Launch::Row { op, .. } => op.entry().to_string(),
-            Launch::MatMul { spec, rows, .. } => {
-                let info = stream.gpu().info();
-                spec.label(spec.variant_for(rows.of(shape), info.multiprocessors, info.vendor))
-            }
+            Launch::MatMul {
+                spec, rows, tuned, ..
+            } => spec.label(variant(spec, tuned, stream, rows.of(shape))),
             Launch::Attention { spec, .. } => {
                 let d = shape.decode_tokens;
                 format!("{} decode {d} prefill {}", spec.label(), shape.tokens - d)
@@ -138,10 +140,10 @@ impl Launch {
                 args,
                 rows,
                 warp,
+                tuned,
             } => {
                 let t = rows.of(shape);
-                let info = stream.gpu().info();
-                let variant = spec.variant_for(t, info.multiprocessors, info.vendor);
+                let variant = variant(spec, tuned, stream, t);
                 let kernel = kernels
                     .iter()
                     .find(|(v, _)| *v == variant)
@@ -221,4 +223,18 @@ impl Launch {
         }
         Ok(())
     }
+}
+
+/// The variant of a step of `t` tokens: measured on this GPU where it was,
+/// else the stated default.
+fn variant(
+    spec: &MatMulSpec,
+    tuned: &super::tune::VariantTable,
+    stream: &Stream,
+    t: u32,
+) -> MatMulVariant {
+    super::tune::pick(tuned, t).unwrap_or_else(|| {
+        let info = stream.gpu().info();
+        spec.variant_for(t, info.multiprocessors, info.vendor)
+    })
 }

@@ -26,6 +26,7 @@ mod inputs;
 mod kernels;
 mod launch;
 mod resident;
+mod tune;
 mod weights;
 
 use std::collections::HashMap;
@@ -250,6 +251,9 @@ impl GpuModel {
             if let Some(l) = places.launch(id).map_err(ExecError::Gpu)? {
                 launches.push(l);
             }
+        }
+        if tune::enabled() {
+            tune::tune(&mut launches, &stream, limits.max_tokens as u32)?;
         }
         let logits = places.loc(logits_node).map_err(ExecError::Gpu)?;
         let argmax = argmax_launch(

@@ -1,0 +1,171 @@
+//! Which matmul variant serves a step of each size, chosen by timing the
+//! candidates on the GPU at hand when the model is built.
+//!
+//! Whether a step of 8 or 16 tokens is faster through the matvec (each
+//! weight read once per pass of its token count, split over the rows and
+//! the input) or through a matrix-unit tile (each weight read once, but
+//! in blocks of 64 or 128 rows: a narrow matrix's grid leaves most of a
+//! large GPU idle) depends on the matrix's shape and on the GPU; a fixed
+//! rule is right for some shapes only. So every distinct matmul of the
+//! plan times its candidates once per size of [`TUNED_TOKENS`], on the
+//! model's own buffers, and keeps the fastest; where no candidate beats
+//! the stated default ([`MatMulSpec::variant_for`]) by [`MARGIN`], the
+//! default stays, so that noise does not change results between loads.
+//! `RFC_MATMUL_TUNE=0` keeps the defaults everywhere.
+
+use std::collections::HashMap;
+
+use super::launch::Launch;
+use crate::backend::{Event, Stream};
+use crate::codegen::{MatMulArgs, MatMulVariant};
+use crate::exec::ExecError;
+
+/// Step sizes whose variant is measured. A step takes the choice of the
+/// smallest size at or above its own; one-token steps and steps past the
+/// last size keep the default.
+pub const TUNED_TOKENS: [u32; 6] = [2, 4, 8, 16, 32, 64];
+
+/// How much faster than the default a candidate must be to replace it.
+const MARGIN: f32 = 0.05;
+
+/// Timed launches per candidate (after one untimed).
+const REPEATS: u32 = 5;
+
+/// The variant chosen per step size, as (largest tokens, variant), sorted.
+pub type VariantTable = Vec<(u32, MatMulVariant)>;
+
+/// The variant `table` gives a step of `t` tokens, if any.
+pub fn pick(table: &VariantTable, t: u32) -> Option<MatMulVariant> {
+    if t <= 1 {
+        return None;
+    }
+    table.iter().find(|(n, _)| t <= *n).map(|&(_, v)| v)
+}
+
+/// The compiled variants worth timing for `t` tokens: a token count per
+/// pass (or tile) within a factor of 4 below and 2 above the step's.
+pub fn candidates(compiled: &[MatMulVariant], t: u32) -> Vec<MatMulVariant> {
+    compiled
+        .iter()
+        .copied()
+        .filter(|v| match *v {
+            MatMulVariant::Vector { tokens: 1 } => false,
+            MatMulVariant::Vector { tokens: n } | MatMulVariant::Tiled { tokens: n } => {
+                4 * t >= n && t <= 2 * n
+            }
+            MatMulVariant::TiledTall => t >= 64,
+        })
+        .collect()
+}
+
+/// Whether tuning is on (`RFC_MATMUL_TUNE=0` turns it off).
+pub fn enabled() -> bool {
+    std::env::var("RFC_MATMUL_TUNE").map_or(true, |v| v != "0")
+}
+
+/// Times each matmul of `launches` (once per distinct kernel label) at
+/// every size of [`TUNED_TOKENS`] up to `max_tokens` and stores its
+/// table in the launch. The launches write their usual outputs in the
+/// arena and KV store (all-zero step inputs: page 0, position 0), before
+/// any sequence holds a page.
+pub fn tune(launches: &mut [Launch], stream: &Stream, max_tokens: u32) -> Result<(), ExecError> {
+    let gpu = stream.gpu().clone();
+    let info = gpu.info();
+    let mut done: HashMap<String, VariantTable> = HashMap::new();
+    for l in launches.iter_mut() {
+        let Launch::MatMul {
+            spec,
+            kernels,
+            args,
+            warp,
+            tuned,
+            ..
+        } = l
+        else {
+            continue;
+        };
+        let key = spec.label(MatMulVariant::Vector { tokens: 1 });
+        if let Some(t) = done.get(&key) {
+            tuned.clone_from(t);
+            continue;
+        }
+        let compiled: Vec<MatMulVariant> = kernels.iter().map(|(v, _)| *v).collect();
+        let mut table = VariantTable::new();
+        for t in TUNED_TOKENS.into_iter().filter(|&t| t <= max_tokens) {
+            let default = spec.variant_for(t, info.multiprocessors, info.vendor);
+            let a = MatMulArgs { tokens: t, ..*args };
+            let time = |v: MatMulVariant| -> Result<f32, ExecError> {
+                let Some((_, k)) = kernels.iter().find(|(c, _)| *c == v) else {
+                    return Ok(f32::INFINITY);
+                };
+                let (start, end) = (Event::new(&gpu)?, Event::new(&gpu)?);
+                // SAFETY: the launch's addresses are the model's buffers,
+                // sized for `max_tokens` tokens; `t` is within it.
+                unsafe {
+                    spec.launch(k, stream, v, *warp, &a)?;
+                    start.record(stream)?;
+                    for _ in 0..REPEATS {
+                        spec.launch(k, stream, v, *warp, &a)?;
+                    }
+                }
+                end.record(stream)?;
+                end.synchronize()?;
+                Ok(end.elapsed_ms_since(&start)? / REPEATS as f32)
+            };
+            let base = time(default)?;
+            let mut best = (base, default);
+            for v in candidates(&compiled, t) {
+                if v != default {
+                    let ms = time(v)?;
+                    if ms < best.0 * (1.0 - MARGIN) && ms < base * (1.0 - MARGIN) {
+                        best = (ms, v);
+                    }
+                }
+            }
+            tracing::debug!(matmul = %key, tokens = t, default = ?default, default_ms = base, chosen = ?best.1, chosen_ms = best.0, "matmul variant timed");
+            table.push((t, best.1));
+        }
+        done.insert(key, table.clone());
+        *tuned = table;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_takes_the_choice_of_the_next_measured_size() {
+        let v8 = MatMulVariant::Vector { tokens: 8 };
+        let t32 = MatMulVariant::Tiled { tokens: 32 };
+        let table = vec![(8, v8), (16, t32)];
+        assert_eq!(pick(&table, 1), None);
+        assert_eq!(pick(&table, 5), Some(v8));
+        assert_eq!(pick(&table, 8), Some(v8));
+        assert_eq!(pick(&table, 9), Some(t32));
+        assert_eq!(pick(&table, 17), None);
+    }
+
+    #[test]
+    fn candidates_are_within_a_factor_of_the_step() {
+        let all = crate::codegen::matmul::MATMUL_VARIANTS;
+        let tokens = |t| -> Vec<String> {
+            candidates(&all, t)
+                .iter()
+                .map(|v| format!("{v:?}"))
+                .collect()
+        };
+        assert_eq!(tokens(2), ["Vector { tokens: 4 }", "Vector { tokens: 8 }"]);
+        assert_eq!(
+            tokens(16),
+            [
+                "Vector { tokens: 8 }",
+                "Vector { tokens: 16 }",
+                "Tiled { tokens: 32 }",
+                "Tiled { tokens: 64 }"
+            ]
+        );
+        assert!(!tokens(64).iter().any(|v| v.starts_with("Vector")));
+    }
+}
