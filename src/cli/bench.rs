@@ -45,8 +45,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 512)]
     pub batch_tokens: usize,
     /// With --parallel on a GPU: sample from the device's top candidates
-    /// instead of whole logit rows (experimental; see docs/PERFORMANCE.md).
-    #[arg(long)]
+    /// (true, the default) or from whole logit rows (false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub device_top: bool,
     /// With --parallel on a GPU: after each batch size, the device time of
     /// one step of that many decodes, kernel by kernel.

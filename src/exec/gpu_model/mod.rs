@@ -308,7 +308,7 @@ impl GpuModel {
             .ok(),
             host_tokens: vec![0i32; limits.max_rows],
             host_top: vec![0i32; limits.max_rows * top_words],
-            device_top: false,
+            device_top: true,
             last_rows: 0,
             limits,
             vocab,
@@ -330,10 +330,11 @@ impl GpuModel {
         self.use_graphs = on;
     }
 
-    /// Lets steps return each row's top candidates (the `topk` kernel)
-    /// instead of whole logit rows. Off by default: the kernel is correct
-    /// (gpu-selftest, batch-check) but slow, ~2 ms a row on an H100
-    /// (docs/PERFORMANCE.md), more than the rows' download it saves.
+    /// Whether steps may return each row's top candidates (the `topk`
+    /// kernel) instead of whole logit rows, where every sampled row can be
+    /// drawn from them (greedy, small top-k): on by default, as the
+    /// selection takes microseconds and a row of logits is a vocabulary of
+    /// floats to download and scan (docs/PERFORMANCE.md).
     pub fn set_device_top(&mut self, on: bool) {
         self.device_top = on;
     }
