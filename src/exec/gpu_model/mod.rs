@@ -253,7 +253,7 @@ impl GpuModel {
             }
         }
         if tune::enabled() {
-            tune::tune(&mut launches, &stream, limits.max_tokens as u32)?;
+            tune::tune(&mut launches, &stream, limits)?;
         }
         let logits = places.loc(logits_node).map_err(ExecError::Gpu)?;
         let argmax = argmax_launch(

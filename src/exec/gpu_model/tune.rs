@@ -15,9 +15,10 @@
 
 use std::collections::HashMap;
 
-use super::launch::Launch;
+use super::launch::{Launch, RowCount};
 use crate::backend::{Event, Stream};
 use crate::codegen::{MatMulArgs, MatMulVariant};
+use crate::exec::session::StepLimits;
 use crate::exec::ExecError;
 
 /// Step sizes whose variant is measured. A step takes the choice of the
@@ -63,12 +64,14 @@ pub fn enabled() -> bool {
     std::env::var("RFC_MATMUL_TUNE").map_or(true, |v| v != "0")
 }
 
-/// Times each matmul of `launches` (once per distinct kernel label) at
-/// every size of [`TUNED_TOKENS`] up to `max_tokens` and stores its
-/// table in the launch. The launches write their usual outputs in the
-/// arena and KV store (all-zero step inputs: page 0, position 0), before
-/// any sequence holds a page.
-pub fn tune(launches: &mut [Launch], stream: &Stream, max_tokens: u32) -> Result<(), ExecError> {
+/// Times each matmul of `launches` (once per distinct kernel label and
+/// row count) at every size of [`TUNED_TOKENS`] its rows take in a step
+/// of `limits` (the plan's tokens, or its logit rows for the logits'
+/// matmul: its output holds no more) and stores its table in the
+/// launch. The launches write their usual outputs in the arena and KV
+/// store (all-zero step inputs: page 0, position 0), before any sequence
+/// holds a page.
+pub fn tune(launches: &mut [Launch], stream: &Stream, limits: StepLimits) -> Result<(), ExecError> {
     let gpu = stream.gpu().clone();
     let info = gpu.info();
     let mut done: HashMap<String, VariantTable> = HashMap::new();
@@ -79,19 +82,24 @@ pub fn tune(launches: &mut [Launch], stream: &Stream, max_tokens: u32) -> Result
             args,
             warp,
             tuned,
-            ..
+            rows,
         } = l
         else {
             continue;
         };
-        let key = spec.label(MatMulVariant::Vector { tokens: 1 });
+        let most = match rows {
+            RowCount::Tokens => limits.max_tokens,
+            RowCount::Rows => limits.max_rows,
+            RowCount::Fixed(n) => *n as usize,
+        } as u32;
+        let key = format!("{} {most}", spec.label(MatMulVariant::Vector { tokens: 1 }));
         if let Some(t) = done.get(&key) {
             tuned.clone_from(t);
             continue;
         }
         let compiled: Vec<MatMulVariant> = kernels.iter().map(|(v, _)| *v).collect();
         let mut table = VariantTable::new();
-        for t in TUNED_TOKENS.into_iter().filter(|&t| t <= max_tokens) {
+        for t in TUNED_TOKENS.into_iter().filter(|&t| t <= most) {
             let default = spec.variant_for(t, info.multiprocessors, info.vendor);
             let a = MatMulArgs { tokens: t, ..*args };
             let time = |v: MatMulVariant| -> Result<f32, ExecError> {
@@ -100,7 +108,7 @@ pub fn tune(launches: &mut [Launch], stream: &Stream, max_tokens: u32) -> Result
                 };
                 let (start, end) = (Event::new(&gpu)?, Event::new(&gpu)?);
                 // SAFETY: the launch's addresses are the model's buffers,
-                // sized for `max_tokens` tokens; `t` is within it.
+                // sized for `most` rows of this node; `t` is within it.
                 unsafe {
                     spec.launch(k, stream, v, *warp, &a)?;
                     start.record(stream)?;
