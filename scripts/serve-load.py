@@ -10,7 +10,9 @@ a few deliberately bad requests, then checks that
 - the server is idle: rfc_kv_pages_used, rfc_requests_running and
   rfc_requests_waiting are 0;
 - its resident memory (VmRSS of --pid) is within --rss-pct % or --rss-mb MB
-  (whichever is larger) of its value after a warm-up round of the same load.
+  (whichever is larger) of its value after a warm-up round of the same load;
+- with --gpu, the GPU memory the process holds (nvidia-smi) is back to its
+  value after the warm-up, within --gpu-mb MB.
 
 Standard library only; the HTTP client is scripts/serve-bench.py's. Exit 0
 when every check passes, 1 otherwise (2: the server could not be reached).
@@ -40,6 +42,16 @@ def rss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def gpu_mb(pid):
+    """MiB of GPU memory `pid` holds, from nvidia-smi (summed over GPUs)."""
+    import subprocess
+    out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
+                          "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                         check=True).stdout
+    rows = [line.split(",") for line in out.splitlines() if line.strip()]
+    return sum(float(mb) for p, mb in rows if int(p) == pid)
 
 
 def metrics(client):
@@ -166,6 +178,8 @@ def main(argv=None):
                     help="requests with an out-of-vocabulary token (must get 400)")
     ap.add_argument("--rss-pct", type=float, default=10.0)
     ap.add_argument("--rss-mb", type=float, default=50.0)
+    ap.add_argument("--gpu", action="store_true", help="also check the process's GPU memory (nvidia-smi)")
+    ap.add_argument("--gpu-mb", type=float, default=0.0, help="allowed change of GPU memory, MiB")
     ap.add_argument("--idle-timeout", type=float, default=30.0,
                     help="seconds to wait for the server to go idle after a round")
     ap.add_argument("--model")
@@ -190,11 +204,13 @@ def main(argv=None):
     wait_idle(client, a.idle_timeout)
     time.sleep(0.5)
     rss_base = rss_kb(a.pid)
+    gpu_base = gpu_mb(a.pid) if a.gpu else None
     m1 = metrics(client)
     main_round = run_round(client, a, a.duration, a.seed + 2, prefixes)
     m2 = wait_idle(client, a.idle_timeout)
     time.sleep(0.5)
     rss_end = rss_kb(a.pid)
+    gpu_end = gpu_mb(a.pid) if a.gpu else None
 
     checks = []
 
@@ -216,6 +232,10 @@ def main(argv=None):
     check(abs(rss_end - rss_base) <= allowed_kb,
           f"VmRSS {rss_base / 1024:.1f} MB after the warm-up, {rss_end / 1024:.1f} MB at the end "
           f"(allowed +-{allowed_kb / 1024:.1f} MB)")
+    if a.gpu:
+        check(abs(gpu_end - gpu_base) <= a.gpu_mb,
+              f"GPU memory {gpu_base:.0f} MiB after the warm-up, {gpu_end:.0f} MiB at the end "
+              f"(allowed +-{a.gpu_mb:.0f} MiB)")
     preempt = m2.get("rfc_preemptions_total", 0) - m0.get("rfc_preemptions_total", 0)
     hits = m2.get("rfc_prefix_cache_hit_tokens_total", 0) - m0.get("rfc_prefix_cache_hit_tokens_total", 0)
 
@@ -224,6 +244,7 @@ def main(argv=None):
         "warmup": warm.c, "main": main_round.c,
         "output_tok_s": round(main_round.c["tokens"] / max(main_round.c["wall_s"], 1e-9), 1),
         "rss_mb": {"after_warmup": round(rss_base / 1024, 1), "end": round(rss_end / 1024, 1)},
+        "gpu_mb": {"after_warmup": gpu_base, "end": gpu_end},
         "preemptions": preempt, "prefix_cache_hit_tokens": hits,
         "unexpected": warm.unexpected + main_round.unexpected,
         "checks": checks,
