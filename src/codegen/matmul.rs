@@ -82,8 +82,14 @@ pub struct MatMulSpec {
 /// Which kernel computes the product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatMulVariant {
-    /// matvec.hip: a warp per output pair, `tokens` tokens per pass.
+    /// matvec.hip: a warp per output pair, `tokens` tokens per pass
+    /// (matvec_q8.hip for one token where [`MatMulSpec::quantizes_input`]).
     Vector { tokens: u32 },
+    /// matvec_q8.hip over `tokens` tokens per pass (4 or 8): every token's
+    /// row as int8 terms in shared memory, each weight word unpacked once
+    /// for all of them. Compiled where [`MatMulSpec::has_q8_passes`]; only
+    /// a measurement picks it (exec/gpu_model/tune.rs).
+    VectorQ8 { tokens: u32 },
     /// matmul.hip (matrix units): `tokens` tokens x
     /// [`MatMulSpec::tile`] (tokens x weight rows) per block.
     Tiled { tokens: u32 },
@@ -154,7 +160,10 @@ fn matvec_ksplit(k: u32) -> u32 {
 }
 
 fn uses_q8_matvec(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
-    matches!(variant, MatMulVariant::Vector { .. }) && spec.quantizes_input(variant)
+    matches!(
+        variant,
+        MatMulVariant::Vector { .. } | MatMulVariant::VectorQ8 { .. }
+    ) && spec.quantizes_input(variant)
 }
 
 fn uses_q8_tiles(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
@@ -231,6 +240,13 @@ fn q8_matvec_shape(k: u32, items: u32) -> (u32, u32) {
     };
     (ks, ipw)
 }
+
+/// Tokens per pass of the multi-token int8 matvecs ([`MatMulVariant::VectorQ8`]).
+pub const Q8_PASS_TOKENS: [u32; 2] = [4, 8];
+
+/// Shared memory the multi-token int8 matvec may take for its rows (of
+/// the 48 KB a block has statically).
+const Q8_PASS_SHARED: u64 = 40 << 10;
 
 /// Matrices under this many weights stay on matvec.hip at T = 1: there the
 /// step is latency-bound and the q8 kernel's prologue (quantizing the row
@@ -341,10 +357,19 @@ impl MatMulSpec {
     /// The block tile of a tiled `variant` (None for the matvecs).
     pub fn block_tile(&self, variant: MatMulVariant) -> Option<(u32, u32)> {
         match variant {
-            MatMulVariant::Vector { .. } => None,
+            MatMulVariant::Vector { .. } | MatMulVariant::VectorQ8 { .. } => None,
             MatMulVariant::Tiled { tokens } => Some(self.tile(tokens)),
             MatMulVariant::TiledTall => Some((64, 192)),
         }
+    }
+
+    /// Whether [`MatMulVariant::VectorQ8`] of `tokens` is compiled: every
+    /// weight quantized, and the rows' int8 terms (2.375 bytes an element)
+    /// within [`Q8_PASS_SHARED`].
+    pub fn has_q8_passes(&self, tokens: u32) -> bool {
+        let quantized = |t: GgmlType| !matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
+        self.segments.iter().all(|s| quantized(s.ty))
+            && self.k as u64 * tokens as u64 * 19 / 8 <= Q8_PASS_SHARED
     }
 
     /// Whether the tall tile ([`MatMulVariant::TiledTall`]) is compiled: a
@@ -359,6 +384,11 @@ impl MatMulSpec {
     /// picks it on AMD).
     pub fn variants(&self, vendor: Vendor) -> Vec<MatMulVariant> {
         let mut v = MATMUL_VARIANTS.to_vec();
+        for tokens in Q8_PASS_TOKENS {
+            if self.has_q8_passes(tokens) {
+                v.push(MatMulVariant::VectorQ8 { tokens });
+            }
+        }
         if self.has_tall() && vendor == Vendor::Cuda {
             v.push(MatMulVariant::TiledTall);
         }
@@ -418,6 +448,7 @@ impl MatMulSpec {
                     && self.rows() as u64 * self.k as u64 >= Q8_MIN_WEIGHTS
             }
             MatMulVariant::Vector { .. } => false,
+            MatMulVariant::VectorQ8 { tokens } => self.has_q8_passes(tokens),
             MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => {
                 self.segments.iter().all(|s| int8_tiles_read(s.ty))
                     && self.k.is_multiple_of(Q8_TILE_K)
@@ -447,7 +478,7 @@ impl MatMulSpec {
         let large = match variant {
             MatMulVariant::Tiled { tokens } => tokens >= REPACK_MIN_TOKENS,
             MatMulVariant::TiledTall => true,
-            MatMulVariant::Vector { .. } => false,
+            MatMulVariant::Vector { .. } | MatMulVariant::VectorQ8 { .. } => false,
         };
         uses_f16_tiles(self, variant)
             || large
@@ -534,7 +565,7 @@ impl MatMulSpec {
     /// The entry points of `variant`'s source, the product last.
     pub fn entries(&self, variant: MatMulVariant) -> &'static [&'static str] {
         match variant {
-            MatMulVariant::Vector { .. } => &["matvec"],
+            MatMulVariant::Vector { .. } | MatMulVariant::VectorQ8 { .. } => &["matvec"],
             _ if uses_f16_tiles(self, variant) => &["repack_weights", "scale_rows", "matmul"],
             _ if self.repacks_weights(variant) => &["repack_weights", "quantize_rows", "matmul"],
             _ if uses_q8_tiles(self, variant) => &["quantize_rows", "matmul"],
@@ -575,6 +606,7 @@ impl MatMulSpec {
     pub fn label(&self, variant: MatMulVariant) -> String {
         let mut s = match variant {
             MatMulVariant::Vector { tokens } => format!("matvec_t{tokens}_k{}", self.k),
+            MatMulVariant::VectorQ8 { tokens } => format!("matvec_q8_t{tokens}_k{}", self.k),
             MatMulVariant::Tiled { tokens } if uses_f16_tiles(self, variant) => {
                 format!("matmul_f16k_t{tokens}_k{}", self.k)
             }
@@ -667,8 +699,16 @@ impl MatMulSpec {
         self.validate()?;
         let q8 = uses_q8_matvec(self, variant);
         let template = match variant {
-            MatMulVariant::Vector { .. } if q8 => Template::MatVecQ8,
+            MatMulVariant::Vector { .. } | MatMulVariant::VectorQ8 { .. } if q8 => {
+                Template::MatVecQ8
+            }
             MatMulVariant::Vector { .. } => Template::MatVec,
+            MatMulVariant::VectorQ8 { tokens } => {
+                return Err(unsupported(
+                    "matmul",
+                    format!("int8 matvec of {tokens} tokens for this matrix (float weights or a row too long)"),
+                ))
+            }
             _ if uses_f16_tiles(self, variant) => Template::MatMulF16K,
             _ if uses_q8_tiles(self, variant) => Template::MatMulQ8,
             MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => Template::MatMul,
@@ -676,12 +716,14 @@ impl MatMulSpec {
         let mut src = KernelSource::new(template, self.label(variant), self.entries(variant))
             .define("K", self.k);
         src = match variant {
-            MatMulVariant::Vector { .. } if q8 => {
+            MatMulVariant::Vector { tokens } | MatMulVariant::VectorQ8 { tokens } if q8 => {
                 let (ks, ipw) = q8_matvec_shape(self.k, self.rows() / 2);
-                src.define("KSPLIT", ks)
+                src.define("NT", tokens)
+                    .define("KSPLIT", ks)
                     .define("IPB", MATVEC_WARPS / ks)
                     .define("IPW", ipw)
             }
+            MatMulVariant::VectorQ8 { .. } => unreachable!("refused above"),
             MatMulVariant::Vector { tokens } => {
                 let ks = matvec_ksplit(self.k);
                 src.define("NT", tokens)
@@ -764,12 +806,17 @@ impl MatMulSpec {
     pub fn dims(&self, variant: MatMulVariant, tokens: u32, warp: u32) -> LaunchDims {
         let items = self.rows() / 2;
         match variant {
-            MatMulVariant::Vector { .. } if uses_q8_matvec(self, variant) => {
+            MatMulVariant::Vector { tokens: nt } | MatMulVariant::VectorQ8 { tokens: nt }
+                if uses_q8_matvec(self, variant) =>
+            {
                 let (ks, ipw) = q8_matvec_shape(self.k, items);
                 let per_block = MATVEC_WARPS / ks * ipw;
-                LaunchDims::new([items.div_ceil(per_block), 1, 1], MATVEC_WARPS * warp)
+                LaunchDims::new(
+                    [items.div_ceil(per_block), tokens.div_ceil(nt).max(1), 1],
+                    MATVEC_WARPS * warp,
+                )
             }
-            MatMulVariant::Vector { tokens: nt } => {
+            MatMulVariant::Vector { tokens: nt } | MatMulVariant::VectorQ8 { tokens: nt } => {
                 let ipb = MATVEC_WARPS / matvec_ksplit(self.k);
                 LaunchDims::new(
                     [items.div_ceil(ipb), tokens.div_ceil(nt).max(1), 1],
@@ -922,6 +969,23 @@ mod tests {
     }
 
     #[test]
+    fn int8_passes_of_several_tokens_need_quantized_rows_that_fit_a_block() {
+        let q8 = |tokens| MatMulVariant::VectorQ8 { tokens };
+        let narrow = spec(GgmlType::Q5_0, 9728, 896);
+        assert!(narrow.variants(Vendor::Cuda).contains(&q8(8)));
+        assert!(narrow.quantizes_input(q8(8)));
+        let src = narrow.source(q8(8)).unwrap();
+        assert_eq!(src.defines["NT"], "8");
+        assert_eq!(narrow.dims(q8(8), 13, 32).grid[1], 2);
+        // 4,864 inputs: 8 tokens take 92 KB, 4 tokens 46 KB: neither.
+        let down = spec(GgmlType::Q6_K, 896, 4864);
+        assert!(!down.has_q8_passes(4));
+        assert!(down.source(q8(4)).is_err());
+        // Float weights never.
+        assert!(!spec(GgmlType::F16, 896, 896).has_q8_passes(4));
+    }
+
+    #[test]
     fn a_wide_matrix_takes_the_tall_tile_where_its_blocks_fill_the_waves_better() {
         let tall = MatMulVariant::TiledTall;
         let t128 = MatMulVariant::Tiled { tokens: 128 };
@@ -931,7 +995,10 @@ mod tests {
         let qkv = llama3_8b_qkv();
         assert!(qkv.has_tall());
         assert_eq!(qkv.variants(Vendor::Cuda).last(), Some(&tall));
-        assert_eq!(qkv.variants(Vendor::Hip), MATMUL_VARIANTS.to_vec());
+        // K = 4,096: four tokens' int8 rows fit a block, eight do not.
+        let mut hip = MATMUL_VARIANTS.to_vec();
+        hip.push(MatMulVariant::VectorQ8 { tokens: 4 });
+        assert_eq!(qkv.variants(Vendor::Hip), hip);
         assert_eq!(qkv.variant_for(512, 132, Vendor::Cuda), tall);
         assert_eq!(qkv.variant_for(512, 108, Vendor::Cuda), t128);
         assert_eq!(qkv.variant_for(512, 132, Vendor::Hip), t128);
@@ -964,7 +1031,7 @@ mod tests {
             spec(GgmlType::F16, 6144, 4096),
         ] {
             assert!(!narrow.has_tall());
-            assert_eq!(narrow.variants(Vendor::Cuda), MATMUL_VARIANTS.to_vec());
+            assert!(!narrow.variants(Vendor::Cuda).contains(&tall));
             assert_eq!(narrow.variant_for(512, 132, Vendor::Cuda), t128);
             assert!(narrow.source(tall).is_err());
         }

@@ -51,6 +51,15 @@ pub fn all(s: &mut Suite) {
             &format!("matmul {} T=1 large (int8 input)", ty.name()),
             |s| large_matvec(s, ty),
         );
+        // Several tokens per pass on int8 input terms (a pass cut short by
+        // the step's end, and two passes).
+        for (t, n) in [(3, 4), (13, 8)] {
+            let v = MatMulVariant::VectorQ8 { tokens: n };
+            s.case(
+                &format!("matmul {} T={t} {}", ty.name(), variant_name(v)),
+                |s| plain_matmul(s, ty, t, v),
+            );
+        }
     }
     // Inputs far beyond f16's range (65504): the tiled kernel scales each
     // token's row by a power of two before its f16 staging.
@@ -210,6 +219,7 @@ pub fn all(s: &mut Suite) {
 pub fn variant_name(v: MatMulVariant) -> String {
     match v {
         MatMulVariant::Vector { tokens } => format!("matvec/{tokens}"),
+        MatMulVariant::VectorQ8 { tokens } => format!("matvec_q8/{tokens}"),
         MatMulVariant::Tiled { tokens } => format!("tiled/{tokens}"),
         MatMulVariant::TiledTall => "tiled/tall".into(),
     }
