@@ -32,6 +32,10 @@ const FUNCS: &[(&str, &[(Role, bool)])] = &[
     ("add", &[(Role::A, false), (Role::B, false)]),
     ("mul", &[(Role::A, false), (Role::B, false)]),
     ("silu", &[(Role::X, false)]),
+    ("gelu", &[(Role::X, false)]),
+    ("head_rms_norm", &[(Role::X, false), (Role::Norm, false)]),
+    // The second argument names one of the spec's `[constants]`.
+    ("scale", &[(Role::X, false)]),
     (
         "rope",
         &[(Role::X, false), (Role::Pos, false), (Role::Freqs, true)],
@@ -193,6 +197,7 @@ impl Builder<'_> {
                     }
                 }
             }
+            Expr::Call { func, args } if func == "scale" => self.scale(at, e, args, outer),
             Expr::Call { func, args } => {
                 let params = FUNCS
                     .iter()
@@ -232,6 +237,37 @@ impl Builder<'_> {
         }
     }
 
+    /// `scale(x, name)`: `x` times the spec's constant `name`.
+    fn scale(&mut self, at: &At, e: &Expr, args: &[Expr], outer: bool) -> Result<Val> {
+        let [x, Expr::Name {
+            name,
+            optional: false,
+        }] = args
+        else {
+            return Err(self.err(
+                at,
+                "scale takes a value and the name of a [constants] entry".into(),
+            ));
+        };
+        let expr = self.spec.constants.get(name).ok_or_else(|| {
+            self.err(
+                at,
+                format!("scale: {name:?} is not in the spec's [constants]"),
+            )
+        })?;
+        let factor = super::constants::eval(expr, self.cfg)
+            .map_err(|m| self.err(at, format!("constant {name}: {m}")))?;
+        let Val::Node(x) = self.eval(at, x, false)? else {
+            return Err(self.err(at, format!("scale: argument {x} is absent")));
+        };
+        let name = self.name(at, e, outer);
+        Ok(Val::Node(self.node(
+            Op::Scale { factor },
+            &[(Role::X, x)],
+            name,
+        )))
+    }
+
     fn op(&self, at: &At, func: &str) -> Result<Op> {
         Ok(match func {
             "embed" => Op::Embed,
@@ -242,13 +278,17 @@ impl Builder<'_> {
             "add" => Op::Add,
             "mul" => Op::Mul,
             "silu" => Op::Silu,
-            "rope" => Op::Rope(self.cfg.rope),
+            "gelu" => Op::Gelu,
+            "head_rms_norm" => Op::HeadRmsNorm {
+                eps: self.cfg.rms_eps,
+            },
+            "rope" => Op::Rope(self.cfg.rope_for(self.layer.unwrap_or(0))),
             "kv_store" => Op::KvStore {
                 layer: self
                     .layer
                     .ok_or_else(|| self.err(at, "kv_store outside a layer".into()))?,
             },
-            "attention" => Op::Attention(self.cfg.attention()),
+            "attention" => Op::Attention(self.cfg.attention(self.layer.unwrap_or(0))),
             "gather_rows" => Op::GatherRows,
             other => return Err(self.err(at, format!("unknown function {other:?}"))),
         })

@@ -9,6 +9,7 @@
 
 pub mod builder;
 pub mod config;
+pub mod constants;
 pub mod detect;
 pub mod error;
 pub mod spec;
