@@ -58,6 +58,13 @@ CASES = {
     "mistral_gqa_window4_q4_k": ("mistral", "Q4_K", 4, 2, False, False, 4, 503),
     "llama_gqa_q6_k": ("llama", "Q6_K", 4, 2, False, False, None, 601),
     "qwen2_gqa_tied_bias_q6_k": ("qwen2", "Q6_K", 4, 2, True, True, None, 602),
+    # Qwen3 (per-head Q/K RMSNorm, no biases; issue #17).
+    "qwen3_gqa_f32": ("qwen3", "F32", 4, 2, False, False, None, 108),
+    "qwen3_mha_tied_f32": ("qwen3", "F32", 4, 4, True, False, None, 109),
+    "qwen3_gqa_f16": ("qwen3", "F16", 4, 2, False, False, None, 203),
+    "qwen3_gqa_q8_0": ("qwen3", "Q8_0", 4, 2, False, False, None, 303),
+    "qwen3_gqa_q4_k": ("qwen3", "Q4_K", 4, 2, False, False, None, 504),
+    "qwen3_gqa_q6_k": ("qwen3", "Q6_K", 4, 2, True, False, None, 604),
 }
 
 # Token ids below every case's vocab (320); lengths 1, 6 and 20.
@@ -86,6 +93,11 @@ def hf_config(path, reader):
     cfg = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
     if cfg.model_type == "llama" and "blk.0.attn_q.bias" in {t.name for t in reader.tensors}:
         cfg.attention_bias = True  # also gives o_proj a bias: left at zero
+    key_length = reader.fields.get(f"{cfg.model_type}.attention.key_length")
+    if key_length is not None:
+        # Qwen3's head size is its own hparam (not hidden / heads): take the
+        # file's value whether or not the GGUF config mapping carries it.
+        cfg.head_dim = int(key_length.contents())
     return cfg
 
 
@@ -135,7 +147,7 @@ def emulate_engine(model, weight_type):
     quantized-weight matmuls rounded to 8 bits with an f32 scale per 32
     (legacy weights) or 256 (K-quants) values."""
     import importlib
-    for arch in ("llama", "qwen2", "mistral"):
+    for arch in ("llama", "qwen2", "mistral", "qwen3"):
         mod = importlib.import_module(f"transformers.models.{arch}.modeling_{arch}")
         if getattr(mod.eager_attention_forward, "emulated", False):
             continue

@@ -76,6 +76,10 @@ pub struct DecoderSpec {
     pub rms_eps: f32,
     /// q/k/v biases (Qwen2).
     pub qkv_bias: bool,
+    /// Per-head RMSNorm weights of queries and keys (`attn_q_norm`,
+    /// `attn_k_norm`, one head long: Qwen3), and the `attention.key_length`
+    /// / `value_length` keys that Qwen3 files carry.
+    pub qk_norm: bool,
     /// No output.weight: the output projection is token_embd.
     pub tied: bool,
     /// {arch}.attention.sliding_window (Mistral).
@@ -227,6 +231,11 @@ impl DecoderSpec {
                 out.push(bias(p("attn_k.bias"), kv_dim));
                 out.push(bias(p("attn_v.bias"), kv_dim));
             }
+            if self.qk_norm {
+                let hd = self.head_dim() as u64;
+                out.push(norm(p("attn_q_norm.weight"), hd));
+                out.push(norm(p("attn_k_norm.weight"), hd));
+            }
             out.push(t(
                 p("attn_output.weight"),
                 vec![q_dim, d],
@@ -289,6 +298,10 @@ impl DecoderSpec {
             self.rms_eps,
         )?;
         w.add_metadata(&format!("{a}.rope.dimension_count"), u(self.head_dim()))?;
+        if self.qk_norm {
+            w.add_metadata(&format!("{a}.attention.key_length"), u(self.head_dim()))?;
+            w.add_metadata(&format!("{a}.attention.value_length"), u(self.head_dim()))?;
+        }
         if let Some(window) = self.sliding_window {
             w.add_metadata(&format!("{a}.attention.sliding_window"), window)?;
         }

@@ -19,16 +19,25 @@ pub enum TinyArch {
     /// A LLaMA file (general.architecture llama) named "mistral", with
     /// llama.attention.sliding_window when a window is given.
     Mistral,
+    /// general.architecture qwen3: per-head Q/K RMSNorm, no biases,
+    /// byte-level BPE vocabulary.
+    Qwen3,
 }
 
 impl TinyArch {
-    pub const ALL: [TinyArch; 3] = [TinyArch::Llama, TinyArch::Qwen2, TinyArch::Mistral];
+    pub const ALL: [TinyArch; 4] = [
+        TinyArch::Llama,
+        TinyArch::Qwen2,
+        TinyArch::Mistral,
+        TinyArch::Qwen3,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             TinyArch::Llama => "llama",
             TinyArch::Qwen2 => "qwen2",
             TinyArch::Mistral => "mistral",
+            TinyArch::Qwen3 => "qwen3",
         }
     }
 
@@ -108,14 +117,18 @@ impl TinySpec {
                 self.arch
             )));
         }
+        if self.bias && self.arch == TinyArch::Qwen3 {
+            return Err(SynthError::Settings("qwen3 has no q/k/v biases".into()));
+        }
         let vocab = match self.arch {
-            TinyArch::Qwen2 => Vocab::byte_level_bpe(self.n_vocab, "qwen2"),
+            TinyArch::Qwen2 | TinyArch::Qwen3 => Vocab::byte_level_bpe(self.n_vocab, "qwen2"),
             TinyArch::Llama | TinyArch::Mistral => Vocab::sentencepiece_bytes(self.n_vocab),
         }
         .map_err(SynthError::Settings)?;
         let spec = DecoderSpec {
             arch: match self.arch {
                 TinyArch::Qwen2 => "qwen2",
+                TinyArch::Qwen3 => "qwen3",
                 TinyArch::Llama | TinyArch::Mistral => "llama",
             }
             .into(),
@@ -128,10 +141,11 @@ impl TinySpec {
             context: 512,
             rope_base: 10000.0,
             rms_eps: match self.arch {
-                TinyArch::Qwen2 => 1e-6,
+                TinyArch::Qwen2 | TinyArch::Qwen3 => 1e-6,
                 TinyArch::Llama | TinyArch::Mistral => 1e-5,
             },
             qkv_bias: self.bias,
+            qk_norm: self.arch == TinyArch::Qwen3,
             tied: self.tied,
             sliding_window: self.window,
             rope_freqs: self.rope_freqs,
