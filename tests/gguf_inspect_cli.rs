@@ -130,3 +130,66 @@ fn a_missing_file_names_the_path() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("/nonexistent/model.gguf"), "{err}");
 }
+
+/// A file of an architecture no spec supports (phi3's fused QKV weight).
+fn phi3_like() -> Vec<u8> {
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", "phi3").unwrap();
+    w.add_metadata("phi3.block_count", 1u32).unwrap();
+    w.add_metadata("phi3.embedding_length", 32u32).unwrap();
+    w.add_metadata("phi3.rope.scaling.attn_factor", 1.2f32)
+        .unwrap();
+    w.add_tensor("token_embd.weight", &[32, 4], GgmlType::F32, vec![0; 512])
+        .unwrap();
+    w.add_tensor(
+        "blk.0.attn_qkv.weight",
+        &[32, 96],
+        GgmlType::F32,
+        vec![0; 12288],
+    )
+    .unwrap();
+    w.to_bytes().unwrap()
+}
+
+#[test]
+fn an_unsupported_architecture_names_what_is_missing() {
+    let path = temp_file("phi3", &phi3_like());
+    let text = inspect(&path, &[]);
+    let json = inspect(&path, &["--json"]);
+    std::fs::remove_file(&path).unwrap();
+    assert!(text.status.success() && json.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("spec:          none (unknown architecture"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unknown tensors: blk.{l}.attn_qkv.weight"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unread keys:     phi3.rope.scaling.attn_factor"),
+        "{text}"
+    );
+    assert!(text.contains("phi3.attention.head_count"), "{text}");
+    assert!(text.contains("fused QKV"), "{text}");
+    let j: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let gaps = &j["spec_gaps"];
+    assert_eq!(gaps["unknown_tensors"][0], "blk.{l}.attn_qkv.weight");
+    assert!(gaps["missing_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k == "phi3.feed_forward_length"));
+}
+
+#[test]
+fn a_supported_file_reports_no_gaps() {
+    let bytes = rocmforge::synth::TinySpec::default().to_bytes(1).unwrap();
+    let path = temp_file("gaps-none", &bytes);
+    let out = inspect(&path, &["--json"]);
+    std::fs::remove_file(&path).unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["spec"], "llama");
+    assert!(j["spec_gaps"].is_null(), "{}", j["spec_gaps"]);
+}

@@ -11,6 +11,7 @@ pub mod builder;
 pub mod config;
 pub mod constants;
 pub mod detect;
+pub mod diagnose;
 pub mod error;
 pub mod spec;
 pub mod synthetic;
