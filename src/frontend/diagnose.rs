@@ -69,17 +69,23 @@ pub fn diagnose(file: &GgufFile) -> Diagnosis {
     let folded: BTreeSet<String> = file.tensors().iter().map(|t| fold(&t.name)).collect();
     let covered =
         |s: &ArchSpec| -> BTreeSet<String> { s.tensors.values().map(|r| r.name.clone()).collect() };
-    let best = specs
-        .iter()
-        .max_by_key(|s| {
-            let c = covered(s);
-            // Ties go to the first spec (max_by_key keeps the last).
-            (
-                folded.iter().filter(|n| c.contains(*n)).count(),
-                usize::MAX - s.tensors.len(),
-            )
-        })
-        .expect("there are built-in specs");
+    // The spec named by the architecture, else the one covering the most
+    // tensors with the fewest aliases; ties go to the earlier spec.
+    let score = |s: &ArchSpec| {
+        let c = covered(s);
+        let hits = folded.iter().filter(|n| c.contains(*n)).count();
+        (
+            s.detect.architectures.contains(&arch),
+            hits,
+            usize::MAX - c.len(),
+        )
+    };
+    let mut best = &specs[0];
+    for s in &specs[1..] {
+        if score(s) > score(best) {
+            best = s;
+        }
+    }
     let c = covered(best);
     let unknown_tensors: Vec<String> = folded.iter().filter(|n| !c.contains(*n)).cloned().collect();
     let read: BTreeSet<String> = hparam_keys(&best.hparams)
