@@ -1,5 +1,5 @@
-//! Logits of our CPU executor on tiny synthetic models of llama, qwen2 and
-//! mistral against HF transformers (tests/fixtures/hf, made by
+//! Logits of our CPU executor on tiny synthetic models of llama, qwen2,
+//! mistral and qwen3 against HF transformers (tests/fixtures/hf, made by
 //! scripts/make-hf-goldens.sh): every position of every prompt, relative
 //! error ‖ours − ref‖₂ / ‖ref‖₂ in f64 within the fixture's tolerance
 //! (shared/COMPARING.md: 1e-4 for F32/F16 weights, 2e-2 for quantized).
@@ -227,6 +227,15 @@ mod exact {
         mistral_gqa_window4_q4_k,
         llama_gqa_q6_k,
         qwen2_gqa_tied_bias_q6_k,
+        // Qwen3 (issue #17): until HF fixtures are made, these come from
+        // scripts/numpy-goldens.py (a float64 numpy forward of HF's Qwen3;
+        // each fixture's `reference.loader` says which).
+        qwen3_gqa_f32,
+        qwen3_mha_tied_f32,
+        qwen3_gqa_f16,
+        qwen3_gqa_q8_0,
+        qwen3_gqa_q4_k,
+        qwen3_gqa_q6_k,
     );
 }
 
