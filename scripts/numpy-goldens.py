@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A float64 numpy reference for tiny synthetic Qwen3 models, for where HF
+"""A float64 numpy reference for tiny synthetic Qwen3 and Gemma 3 models, for where HF
 transformers (torch) cannot be installed: tests/fixtures/hf/<case>.json in
 the format scripts/make-hf-goldens.py writes (tests/hf_goldens.rs reads
 both the same way). scripts/make-hf-goldens.sh's HF fixtures replace these
@@ -13,6 +13,14 @@ head dim; RoPE on the two halves of each head (rotate_half) with
 inv_freq = base^(-2i/d); causal softmax attention scaled by 1/sqrt(head_dim)
 with grouped KV heads; o projection; residual; RMSNorm; down(silu(gate)·up);
 residual; final RMSNorm; the output projection (token_embd when tied).
+
+Gemma 3 follows HF's modeling_gemma3.py with the GGUF conventions
+llama.cpp's converter writes (the "1 +" of Gemma's RMSNorm already added
+to every norm weight): embeddings times sqrt(hidden); RMSNorm before and
+after attention and before and after the FFN; per-head q/k RMSNorm; RoPE
+on halves; layers l with (l + 1) % 6 == 0 global (RoPE base from the file),
+the others local (base 10000, a window of the last W positions, itself
+included); scale 1/sqrt(head_dim); down(gelu_tanh(gate)·up).
 
     .venv-np/bin/python scripts/numpy-goldens.py --rfc target/release/rfc CASE...
 """
@@ -38,7 +46,13 @@ CASES = {
     "qwen3_gqa_q8_0": ("qwen3", "Q8_0", 4, 2, False, False, None, 303),
     "qwen3_gqa_q4_k": ("qwen3", "Q4_K", 4, 2, False, False, None, 504),
     "qwen3_gqa_q6_k": ("qwen3", "Q6_K", 4, 2, True, False, None, 604),
+    # Gemma 3: 6 layers (layer 5 global), window 4, one KV head, tied.
+    "gemma3_mqa_tied_window4_f32": ("gemma3", "F32", 4, 1, True, False, 4, 110),
+    "gemma3_gqa_untied_f32": ("gemma3", "F32", 4, 2, False, False, None, 111),
+    "gemma3_mqa_tied_window4_q8_0": ("gemma3", "Q8_0", 4, 1, True, False, 4, 304),
+    "gemma3_mqa_tied_window4_q4_k": ("gemma3", "Q4_K", 4, 1, True, False, 4, 505),
 }
+LAYERS = {"gemma3": 6}
 
 PROMPTS = [
     [1],
@@ -52,6 +66,8 @@ def synth(rfc, case, out):
     cmd = [rfc, "synth", "tiny", "--arch", arch, "--type", ty, "--heads", str(heads),
            "--kv-heads", str(kv_heads), "--seed", str(seed)]
     cmd += ["--tied"] if tied else []
+    cmd += ["--window", str(window)] if window else []
+    cmd += ["--layers", str(LAYERS[arch])] if arch in LAYERS else []
     summary = json.loads(subprocess.run(cmd + [str(out)], check=True, capture_output=True,
                                         text=True).stdout)
     return {"arch": arch, "type": ty, "heads": heads, "kv_heads": kv_heads, "d": summary["hidden"],
@@ -66,6 +82,9 @@ class Model:
         f = lambda k: r.fields[f"{arch}.{k}"].contents()
         self.layers, self.heads, self.kv_heads = f("block_count"), f("attention.head_count"), f("attention.head_count_kv")
         self.head_dim, self.eps, self.base = f("attention.key_length"), f("attention.layer_norm_rms_epsilon"), f("rope.freq_base")
+        self.arch, self.d = arch, f("embedding_length")
+        window = r.fields.get(f"{arch}.attention.sliding_window")
+        self.window = int(window.contents()) if window is not None else None
         self.t = {}
         for t in r.tensors:
             # GGUF dims are ne0 first; numpy rows first.
@@ -78,16 +97,55 @@ class Model:
     def norm(self, x, w):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * w
 
-    def rope(self, x, pos):
+    def rope(self, x, pos, base=None):
         # x: [T, heads, hd]; the two halves of each head rotate together.
         hd = self.head_dim
-        inv = self.base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+        inv = (base or self.base) ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
         ang = np.outer(pos, inv)
         cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
         half = np.concatenate([-x[..., hd // 2:], x[..., : hd // 2]], -1)
         return x * cos[:, None, :] + half * sin[:, None, :]
 
     def forward(self, tokens):
+        return self.gemma3(tokens) if self.arch == "gemma3" else self.qwen3(tokens)
+
+    def attend(self, q, k, v, mask):
+        n, H, hd = q.shape
+        KV = k.shape[1]
+        out = np.empty((n, H, hd))
+        for head in range(H):
+            kh = head // (H // KV)
+            s = q[:, head] @ k[:, kh].T / np.sqrt(hd) + mask
+            s = np.exp(s - s.max(-1, keepdims=True))
+            out[:, head] = (s / s.sum(-1, keepdims=True)) @ v[:, kh]
+        return out.reshape(n, H * hd)
+
+    def gemma3(self, tokens):
+        n, hd, H, KV = len(tokens), self.head_dim, self.heads, self.kv_heads
+        pos = np.arange(n, dtype=np.float64)
+        x = self.w("token_embd.weight")[tokens] * np.sqrt(self.d)
+        i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+        for l in range(self.layers):
+            p = lambda s: self.w(f"blk.{l}.{s}")
+            local = (l + 1) % 6 != 0 and self.window is not None
+            hidden = (j > i) | ((i - j >= self.window) if local else False)
+            mask = np.where(hidden, -np.inf, 0.0)
+            base = 10000.0 if local else self.base
+            h = self.norm(x, p("attn_norm.weight"))
+            q = self.norm((h @ p("attn_q.weight").T).reshape(n, H, hd), p("attn_q_norm.weight"))
+            k = self.norm((h @ p("attn_k.weight").T).reshape(n, KV, hd), p("attn_k_norm.weight"))
+            v = (h @ p("attn_v.weight").T).reshape(n, KV, hd)
+            a = self.attend(self.rope(q, pos, base), self.rope(k, pos, base), v, mask)
+            x = x + self.norm(a @ p("attn_output.weight").T, p("post_attention_norm.weight"))
+            h = self.norm(x, p("ffn_norm.weight"))
+            g, u = h @ p("ffn_gate.weight").T, h @ p("ffn_up.weight").T
+            gelu = 0.5 * g * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g ** 3)))
+            x = x + self.norm((gelu * u) @ p("ffn_down.weight").T, p("post_ffw_norm.weight"))
+        x = self.norm(x, self.w("output_norm.weight"))
+        out = self.t.get("output.weight", self.w("token_embd.weight"))
+        return x @ out.T
+
+    def qwen3(self, tokens):
         n, hd, H, KV = len(tokens), self.head_dim, self.heads, self.kv_heads
         pos = np.arange(n, dtype=np.float64)
         x = self.w("token_embd.weight")[tokens]

@@ -1,5 +1,6 @@
 //! Logits of our CPU executor on tiny synthetic models of llama, qwen2,
-//! mistral and qwen3 against HF transformers (tests/fixtures/hf, made by
+//! mistral, qwen3 and gemma3 against HF transformers (qwen3 and gemma3, for
+//! now, against scripts/numpy-goldens.py's float64 numpy reference) (tests/fixtures/hf, made by
 //! scripts/make-hf-goldens.sh): every position of every prompt, relative
 //! error ‖ours − ref‖₂ / ‖ref‖₂ in f64 within the fixture's tolerance
 //! (shared/COMPARING.md: 1e-4 for F32/F16 weights, 2e-2 for quantized).
@@ -236,6 +237,12 @@ mod exact {
         qwen3_gqa_q8_0,
         qwen3_gqa_q4_k,
         qwen3_gqa_q6_k,
+        // Gemma 3 (issue #17), numpy reference likewise: 6 layers (layer 5
+        // global, RoPE base 1e6; the others a 4-token window, base 1e4).
+        gemma3_mqa_tied_window4_f32,
+        gemma3_gqa_untied_f32,
+        gemma3_mqa_tied_window4_q8_0,
+        gemma3_mqa_tied_window4_q4_k,
     );
 }
 

@@ -80,6 +80,9 @@ pub struct DecoderSpec {
     /// `attn_k_norm`, one head long: Qwen3), and the `attention.key_length`
     /// / `value_length` keys that Qwen3 files carry.
     pub qk_norm: bool,
+    /// RMSNorm weights after attention and after the FFN
+    /// (`post_attention_norm`, `post_ffw_norm`: Gemma 2/3).
+    pub post_norms: bool,
     /// No output.weight: the output projection is token_embd.
     pub tied: bool,
     /// {arch}.attention.sliding_window (Mistral).
@@ -242,6 +245,10 @@ impl DecoderSpec {
                 ty.o,
                 Kind::Matrix("o"),
             ));
+            if self.post_norms {
+                out.push(norm(p("post_attention_norm.weight"), d));
+                out.push(norm(p("post_ffw_norm.weight"), d));
+            }
             out.push(norm(p("ffn_norm.weight"), d));
             out.push(t(
                 p("ffn_gate.weight"),
