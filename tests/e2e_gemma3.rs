@@ -74,6 +74,29 @@ fn prompt_token_ids_match_llama_cpp() {
 }
 
 #[test]
+fn end_of_turn_and_eos_end_generation_and_chat_uses_gemma_turns() {
+    let model_path = gemma3_model_or_skip!();
+    let model = load(&model_path);
+    let tok = &model.tokenizer;
+    assert_eq!((tok.bos(), tok.eos()), (Some(2), Some(1)));
+    assert!(tok.add_bos());
+    let end_of_turn = tok.token_id("<end_of_turn>").unwrap();
+    assert!(tok.is_eog(end_of_turn) && tok.is_eog(1));
+    assert!(!tok.is_eog(tok.token_id("<start_of_turn>").unwrap()));
+    let template = rocmforge::tokenizer::chat::ChatTemplate::from_gguf(&model.file).unwrap();
+    let msgs = [rocmforge::tokenizer::chat::ChatMessage::new("user", "Hi")];
+    let text = template.render(&msgs, true).unwrap();
+    assert_eq!(
+        text,
+        "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    );
+    // Rendered turns tokenize to their control tokens (specials parsed).
+    let ids = tok.encode(&text, true, true).unwrap();
+    assert_eq!(&ids[..2], &[2, tok.token_id("<start_of_turn>").unwrap()]);
+    assert!(ids.contains(&end_of_turn));
+}
+
+#[test]
 fn last_position_top10_logits_match_llama_cpp() {
     let model_path = gemma3_model_or_skip!();
     let shared = shared_or_skip!();
