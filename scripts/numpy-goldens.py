@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A float64 numpy reference for tiny synthetic Qwen3 and Gemma 3 models, for where HF
+"""A float64 numpy reference for tiny synthetic Qwen3, Gemma 3 and Phi-3 models, for where HF
 transformers (torch) cannot be installed: tests/fixtures/hf/<case>.json in
 the format scripts/make-hf-goldens.py writes (tests/hf_goldens.rs reads
 both the same way). scripts/make-hf-goldens.sh's HF fixtures replace these
@@ -21,6 +21,10 @@ after attention and before and after the FFN; per-head q/k RMSNorm; RoPE
 on halves; layers l with (l + 1) % 6 == 0 global (RoPE base from the file),
 the others local (base 10000, a window of the last W positions, itself
 included); scale 1/sqrt(head_dim); down(gelu_tanh(gate)·up).
+
+Phi-3 follows HF's modeling_phi3.py: the LLaMA block with qkv_proj split
+into q, k, v rows and gate_up_proj split into gate (first half) and up;
+RoPE on halves; no sliding window (as llama.cpp runs Phi-3).
 
     .venv-np/bin/python scripts/numpy-goldens.py --rfc target/release/rfc CASE...
 """
@@ -51,6 +55,11 @@ CASES = {
     "gemma3_gqa_untied_f32": ("gemma3", "F32", 4, 2, False, False, None, 111),
     "gemma3_mqa_tied_window4_q8_0": ("gemma3", "Q8_0", 4, 1, True, False, 4, 304),
     "gemma3_mqa_tied_window4_q4_k": ("gemma3", "Q4_K", 4, 1, True, False, 4, 505),
+    # Phi-3: fused QKV and gate/up projections.
+    "phi3_gqa_f32": ("phi3", "F32", 4, 2, False, False, None, 112),
+    "phi3_mha_tied_f16": ("phi3", "F16", 4, 4, True, False, None, 205),
+    "phi3_gqa_q8_0": ("phi3", "Q8_0", 4, 2, False, False, None, 306),
+    "phi3_gqa_q4_k": ("phi3", "Q4_K", 4, 2, False, False, None, 507),
 }
 LAYERS = {"gemma3": 6}
 
@@ -81,7 +90,9 @@ class Model:
         arch = r.fields["general.architecture"].contents()
         f = lambda k: r.fields[f"{arch}.{k}"].contents()
         self.layers, self.heads, self.kv_heads = f("block_count"), f("attention.head_count"), f("attention.head_count_kv")
-        self.head_dim, self.eps, self.base = f("attention.key_length"), f("attention.layer_norm_rms_epsilon"), f("rope.freq_base")
+        key_length = r.fields.get(f"{arch}.attention.key_length")
+        self.head_dim = int(key_length.contents()) if key_length is not None else f("embedding_length") // self.heads
+        self.eps, self.base = f("attention.layer_norm_rms_epsilon"), f("rope.freq_base")
         self.arch, self.d = arch, f("embedding_length")
         window = r.fields.get(f"{arch}.attention.sliding_window")
         self.window = int(window.contents()) if window is not None else None
@@ -107,7 +118,29 @@ class Model:
         return x * cos[:, None, :] + half * sin[:, None, :]
 
     def forward(self, tokens):
-        return self.gemma3(tokens) if self.arch == "gemma3" else self.qwen3(tokens)
+        return {"gemma3": self.gemma3, "phi3": self.phi3}.get(self.arch, self.qwen3)(tokens)
+
+    def phi3(self, tokens):
+        n, hd, H, KV = len(tokens), self.head_dim, self.heads, self.kv_heads
+        pos = np.arange(n, dtype=np.float64)
+        x = self.w("token_embd.weight")[tokens]
+        mask = np.triu(np.full((n, n), -np.inf), 1)
+        for l in range(self.layers):
+            p = lambda s: self.w(f"blk.{l}.{s}")
+            h = self.norm(x, p("attn_norm.weight"))
+            qkv = h @ p("attn_qkv.weight").T
+            q = qkv[:, : H * hd].reshape(n, H, hd)
+            k = qkv[:, H * hd: (H + KV) * hd].reshape(n, KV, hd)
+            v = qkv[:, (H + KV) * hd:].reshape(n, KV, hd)
+            a = self.attend(self.rope(q, pos), self.rope(k, pos), v, mask)
+            x = x + a @ p("attn_output.weight").T
+            h = self.norm(x, p("ffn_norm.weight"))
+            gu = h @ p("ffn_up.weight").T
+            g, u = np.split(gu, 2, axis=-1)
+            x = x + (g / (1 + np.exp(-g)) * u) @ p("ffn_down.weight").T
+        x = self.norm(x, self.w("output_norm.weight"))
+        out = self.t.get("output.weight", self.w("token_embd.weight"))
+        return x @ out.T
 
     def attend(self, q, k, v, mask):
         n, H, hd = q.shape

@@ -131,21 +131,20 @@ fn a_missing_file_names_the_path() {
     assert!(err.contains("/nonexistent/model.gguf"), "{err}");
 }
 
-/// A file of an architecture no spec supports (phi3's fused QKV weight).
-fn phi3_like() -> Vec<u8> {
+/// A file of an architecture no spec supports (a mixture of experts).
+fn moe_like() -> Vec<u8> {
     let mut w = GgufWriter::new();
-    w.add_metadata("general.architecture", "phi3").unwrap();
-    w.add_metadata("phi3.block_count", 1u32).unwrap();
-    w.add_metadata("phi3.embedding_length", 32u32).unwrap();
-    w.add_metadata("phi3.rope.scaling.attn_factor", 1.2f32)
-        .unwrap();
+    w.add_metadata("general.architecture", "tinymoe").unwrap();
+    w.add_metadata("tinymoe.block_count", 1u32).unwrap();
+    w.add_metadata("tinymoe.embedding_length", 32u32).unwrap();
+    w.add_metadata("tinymoe.expert_count", 4u32).unwrap();
     w.add_tensor("token_embd.weight", &[32, 4], GgmlType::F32, vec![0; 512])
         .unwrap();
     w.add_tensor(
-        "blk.0.attn_qkv.weight",
-        &[32, 96],
+        "blk.0.ffn_gate_exps.weight",
+        &[32, 8, 4],
         GgmlType::F32,
-        vec![0; 12288],
+        vec![0; 4096],
     )
     .unwrap();
     w.to_bytes().unwrap()
@@ -153,7 +152,7 @@ fn phi3_like() -> Vec<u8> {
 
 #[test]
 fn an_unsupported_architecture_names_what_is_missing() {
-    let path = temp_file("phi3", &phi3_like());
+    let path = temp_file("moe", &moe_like());
     let text = inspect(&path, &[]);
     let json = inspect(&path, &["--json"]);
     std::fs::remove_file(&path).unwrap();
@@ -164,23 +163,23 @@ fn an_unsupported_architecture_names_what_is_missing() {
         "{text}"
     );
     assert!(
-        text.contains("unknown tensors: blk.{l}.attn_qkv.weight"),
+        text.contains("unknown tensors: blk.{l}.ffn_gate_exps.weight"),
         "{text}"
     );
     assert!(
-        text.contains("unread keys:     phi3.rope.scaling.attn_factor"),
+        text.contains("unread keys:     tinymoe.expert_count"),
         "{text}"
     );
-    assert!(text.contains("phi3.attention.head_count"), "{text}");
-    assert!(text.contains("fused QKV"), "{text}");
+    assert!(text.contains("tinymoe.attention.head_count"), "{text}");
+    assert!(text.contains("mixture-of-experts"), "{text}");
     let j: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let gaps = &j["spec_gaps"];
-    assert_eq!(gaps["unknown_tensors"][0], "blk.{l}.attn_qkv.weight");
+    assert_eq!(gaps["unknown_tensors"][0], "blk.{l}.ffn_gate_exps.weight");
     assert!(gaps["missing_keys"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|k| k == "phi3.feed_forward_length"));
+        .any(|k| k == "tinymoe.feed_forward_length"));
 }
 
 #[test]

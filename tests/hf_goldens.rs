@@ -1,6 +1,6 @@
 //! Logits of our CPU executor on tiny synthetic models of llama, qwen2,
-//! mistral, qwen3 and gemma3 against HF transformers (qwen3 and gemma3, for
-//! now, against scripts/numpy-goldens.py's float64 numpy reference) (tests/fixtures/hf, made by
+//! mistral, qwen3, gemma3 and phi3 against HF transformers (the last three,
+//! for now, against scripts/numpy-goldens.py's float64 numpy reference) (tests/fixtures/hf, made by
 //! scripts/make-hf-goldens.sh): every position of every prompt, relative
 //! error ‖ours − ref‖₂ / ‖ref‖₂ in f64 within the fixture's tolerance
 //! (shared/COMPARING.md: 1e-4 for F32/F16 weights, 2e-2 for quantized).
@@ -243,6 +243,11 @@ mod exact {
         gemma3_gqa_untied_f32,
         gemma3_mqa_tied_window4_q8_0,
         gemma3_mqa_tied_window4_q4_k,
+        // Phi-3 (issue #17), numpy reference likewise: fused QKV and gate/up.
+        phi3_gqa_f32,
+        phi3_mha_tied_f16,
+        phi3_gqa_q8_0,
+        phi3_gqa_q4_k,
     );
 }
 

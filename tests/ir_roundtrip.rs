@@ -90,7 +90,7 @@ fn graphs_after_every_pass_round_trip() {
 }
 
 #[test]
-fn qwen3_and_gemma3_graphs_round_trip_after_every_pass() {
+fn qwen3_phi3_and_gemma3_graphs_round_trip_after_every_pass() {
     // Their new ops (gelu, scale, head_rms_norm) and per-layer attributes.
     let qwen3 = rocmforge::synth::TinySpec {
         arch: rocmforge::synth::TinyArch::Qwen3,
@@ -100,6 +100,14 @@ fn qwen3_and_gemma3_graphs_round_trip_after_every_pass() {
         "qwen3",
         GgufFile::from_bytes(qwen3.to_bytes(3).unwrap()).unwrap(),
     )];
+    let phi3 = rocmforge::synth::TinySpec {
+        arch: rocmforge::synth::TinyArch::Phi3,
+        ..Default::default()
+    };
+    files.push((
+        "phi3",
+        GgufFile::from_bytes(phi3.to_bytes(3).unwrap()).unwrap(),
+    ));
     if let Some(p) = common::gemma3_model() {
         files.push(("gemma3", GgufFile::open(p).unwrap()));
     }

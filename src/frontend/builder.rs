@@ -198,6 +198,7 @@ impl Builder<'_> {
                 }
             }
             Expr::Call { func, args } if func == "scale" => self.scale(at, e, args, outer),
+            Expr::Call { func, args } if func == "slice" => self.slice(at, e, args, outer),
             Expr::Call { func, args } => {
                 let params = FUNCS
                     .iter()
@@ -235,6 +236,48 @@ impl Builder<'_> {
                 Ok(Val::Node(self.node(op, &operands, name)))
             }
         }
+    }
+
+    /// `slice(x, start, len)`: columns `[start, start+len)` of `x` (a view),
+    /// `start` and `len` naming `[dims]` entries (Phi-3's fused QKV and
+    /// gate/up weights).
+    fn slice(&mut self, at: &At, e: &Expr, args: &[Expr], outer: bool) -> Result<Val> {
+        let [x, Expr::Name { name: start, .. }, Expr::Name { name: len, .. }] = args else {
+            return Err(self.err(
+                at,
+                "slice takes a value and the names of two [dims] entries".into(),
+            ));
+        };
+        let dim = |n: &str| -> Result<u64> {
+            let expr =
+                self.spec.dims.get(n).ok_or_else(|| {
+                    self.err(at, format!("slice: {n:?} is not in the spec's [dims]"))
+                })?;
+            eval_dim(expr, self.cfg)
+                .ok_or_else(|| self.err(at, format!("dim {n} = {expr:?} does not evaluate")))
+        };
+        let (start, len) = (dim(start)?, dim(len)?);
+        let Val::Node(x) = self.eval(at, x, false)? else {
+            return Err(self.err(at, format!("slice: argument {x} is absent")));
+        };
+        let cols = self.g.node(x).ty.last().and_then(Dim::fixed).unwrap_or(0);
+        if len == 0 || start + len > cols {
+            return Err(self.err(
+                at,
+                format!(
+                    "slice: columns [{start}, {}) of a {cols}-column value",
+                    start + len
+                ),
+            ));
+        }
+        let name = self.name(at, e, outer);
+        let mut node = Node::new(
+            Op::Slice { start, len },
+            TensorType::f32([self.g.node(x).ty.shape[0], n(len)]),
+            name,
+        );
+        node.layer = self.layer;
+        Ok(Val::Node(self.g.add(node, &[(Role::X, x)])))
     }
 
     /// `scale(x, name)`: `x` times the spec's constant `name`.
@@ -410,6 +453,12 @@ impl Builder<'_> {
                 vec![rule.gguf_name(None)]
             };
             for name in names {
+                if let (Some(reason), true) = (&rule.unsupported, self.file.has_tensor(&name)) {
+                    return Err(FrontendError::spec(
+                        &self.spec.name,
+                        format!("tensor {name:?} ({alias}): {reason}"),
+                    ));
+                }
                 if let Some(info) = self.file.tensor_info(&name) {
                     let found: Vec<u64> = info.dims.iter().rev().copied().collect();
                     self.check_shape(alias, rule, &name, &found)?;
@@ -441,9 +490,17 @@ impl Builder<'_> {
     }
 }
 
-/// Evaluates a shape expression such as `n_heads*head_dim` or `rope_dims/2`
-/// (left to right); `None` for an unknown name or a division with remainder.
+/// Evaluates a shape expression such as `n_heads*head_dim`, `rope_dims/2`
+/// or `n_heads*head_dim + 2*n_kv_heads*head_dim` (terms joined by `+`, each
+/// a product/quotient left to right); `None` for an unknown name, an
+/// overflow or a division with remainder.
 pub fn eval_dim(expr: &str, cfg: &ModelConfig) -> Option<u64> {
+    expr.split('+')
+        .try_fold(0u64, |sum, term| sum.checked_add(eval_term(term, cfg)?))
+}
+
+/// One `+` term of [`eval_dim`].
+fn eval_term(expr: &str, cfg: &ModelConfig) -> Option<u64> {
     let mut value: Option<u64> = None;
     let mut op = '*';
     let mut rest = expr.trim();

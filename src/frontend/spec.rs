@@ -15,12 +15,13 @@ use super::wiring::{self, Statement};
 use crate::ir::RopeStyle;
 
 /// The specs compiled into the binary, by name.
-const BUILTIN: [(&str, &str); 5] = [
+const BUILTIN: [(&str, &str); 6] = [
     ("llama", include_str!("../../ir_specs/llama.toml")),
     ("qwen2", include_str!("../../ir_specs/qwen2.toml")),
     ("mistral", include_str!("../../ir_specs/mistral.toml")),
     ("gemma3", include_str!("../../ir_specs/gemma3.toml")),
     ("qwen3", include_str!("../../ir_specs/qwen3.toml")),
+    ("phi3", include_str!("../../ir_specs/phi3.toml")),
 ];
 
 /// One architecture, as its spec file describes it.
@@ -35,6 +36,10 @@ pub struct ArchSpec {
     /// Named numbers the wiring may use (`scale(x, embed_scale)`), each an
     /// expression over the hparams ([`super::constants`]).
     pub constants: BTreeMap<String, String>,
+    /// Named column counts for `slice(x, start, len)`, each a shape
+    /// expression over the hparams (Phi-3: where q, k, v start in the
+    /// fused projection).
+    pub dims: BTreeMap<String, String>,
     /// Tensors by alias.
     pub tensors: BTreeMap<String, TensorRule>,
     pub graph: GraphWiring,
@@ -125,6 +130,9 @@ pub struct TensorRule {
     pub shape: Vec<String>,
     /// The alias to use when this tensor is absent (tied output embedding).
     pub fallback: Option<String>,
+    /// Present in a file, the tensor means a feature we lack: the build
+    /// fails with this reason (Phi-3's LongRoPE factors).
+    pub unsupported: Option<String>,
 }
 
 impl TensorRule {
@@ -160,6 +168,8 @@ struct RawSpec {
     defaults: Defaults,
     #[serde(default)]
     constants: BTreeMap<String, String>,
+    #[serde(default)]
+    dims: BTreeMap<String, String>,
     tensors: BTreeMap<String, TensorRule>,
     graph: RawGraph,
 }
@@ -232,6 +242,7 @@ impl ArchSpec {
             rope: raw.rope,
             defaults: raw.defaults,
             constants: raw.constants,
+            dims: raw.dims,
             tensors: raw.tensors,
             graph,
         };

@@ -83,6 +83,9 @@ pub struct DecoderSpec {
     /// RMSNorm weights after attention and after the FFN
     /// (`post_attention_norm`, `post_ffw_norm`: Gemma 2/3).
     pub post_norms: bool,
+    /// One `attn_qkv` matrix for q, k and v, and one `ffn_up` of twice the
+    /// FFN width for gate and up (gate rows first): Phi-3.
+    pub fused: bool,
     /// No output.weight: the output projection is token_embd.
     pub tied: bool,
     /// {arch}.attention.sliding_window (Mistral).
@@ -211,24 +214,33 @@ impl DecoderSpec {
         for l in 0..self.n_layers {
             let p = |s: &str| format!("blk.{l}.{s}");
             out.push(norm(p("attn_norm.weight"), d));
-            out.push(t(
-                p("attn_q.weight"),
-                vec![d, q_dim],
-                ty.q,
-                Kind::Matrix("q"),
-            ));
-            out.push(t(
-                p("attn_k.weight"),
-                vec![d, kv_dim],
-                ty.k,
-                Kind::Matrix("k"),
-            ));
-            out.push(t(
-                p("attn_v.weight"),
-                vec![d, kv_dim],
-                ty.v,
-                Kind::Matrix("v"),
-            ));
+            if self.fused {
+                out.push(t(
+                    p("attn_qkv.weight"),
+                    vec![d, q_dim + 2 * kv_dim],
+                    ty.q,
+                    Kind::Matrix("qkv"),
+                ));
+            } else {
+                out.push(t(
+                    p("attn_q.weight"),
+                    vec![d, q_dim],
+                    ty.q,
+                    Kind::Matrix("q"),
+                ));
+                out.push(t(
+                    p("attn_k.weight"),
+                    vec![d, kv_dim],
+                    ty.k,
+                    Kind::Matrix("k"),
+                ));
+                out.push(t(
+                    p("attn_v.weight"),
+                    vec![d, kv_dim],
+                    ty.v,
+                    Kind::Matrix("v"),
+                ));
+            }
             if self.qkv_bias {
                 out.push(bias(p("attn_q.bias"), q_dim));
                 out.push(bias(p("attn_k.bias"), kv_dim));
@@ -250,13 +262,22 @@ impl DecoderSpec {
                 out.push(norm(p("post_ffw_norm.weight"), d));
             }
             out.push(norm(p("ffn_norm.weight"), d));
-            out.push(t(
-                p("ffn_gate.weight"),
-                vec![d, f],
-                ty.gate,
-                Kind::Matrix("gate"),
-            ));
-            out.push(t(p("ffn_up.weight"), vec![d, f], ty.up, Kind::Matrix("up")));
+            if self.fused {
+                out.push(t(
+                    p("ffn_up.weight"),
+                    vec![d, 2 * f],
+                    ty.up,
+                    Kind::Matrix("up"),
+                ));
+            } else {
+                out.push(t(
+                    p("ffn_gate.weight"),
+                    vec![d, f],
+                    ty.gate,
+                    Kind::Matrix("gate"),
+                ));
+                out.push(t(p("ffn_up.weight"), vec![d, f], ty.up, Kind::Matrix("up")));
+            }
             out.push(t(
                 p("ffn_down.weight"),
                 vec![f, d],

@@ -26,15 +26,19 @@ pub enum TinyArch {
     /// per-head Q/K RMSNorm, GeGLU, RoPE base 1e6 in the file (the
     /// sliding-window layers use the spec's 1e4); SentencePiece vocabulary.
     Gemma3,
+    /// general.architecture phi3: fused `attn_qkv` and gate/up `ffn_up`,
+    /// SentencePiece vocabulary.
+    Phi3,
 }
 
 impl TinyArch {
-    pub const ALL: [TinyArch; 5] = [
+    pub const ALL: [TinyArch; 6] = [
         TinyArch::Llama,
         TinyArch::Qwen2,
         TinyArch::Mistral,
         TinyArch::Qwen3,
         TinyArch::Gemma3,
+        TinyArch::Phi3,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +48,7 @@ impl TinyArch {
             TinyArch::Mistral => "mistral",
             TinyArch::Qwen3 => "qwen3",
             TinyArch::Gemma3 => "gemma3",
+            TinyArch::Phi3 => "phi3",
         }
     }
 
@@ -125,7 +130,7 @@ impl TinySpec {
             )));
         }
         let qk_norm = matches!(self.arch, TinyArch::Qwen3 | TinyArch::Gemma3);
-        if self.bias && qk_norm {
+        if self.bias && (qk_norm || self.arch == TinyArch::Phi3) {
             return Err(SynthError::Settings(format!(
                 "{} has no q/k/v biases",
                 self.arch
@@ -133,7 +138,7 @@ impl TinySpec {
         }
         let vocab = match self.arch {
             TinyArch::Qwen2 | TinyArch::Qwen3 => Vocab::byte_level_bpe(self.n_vocab, "qwen2"),
-            TinyArch::Llama | TinyArch::Mistral | TinyArch::Gemma3 => {
+            TinyArch::Llama | TinyArch::Mistral | TinyArch::Gemma3 | TinyArch::Phi3 => {
                 Vocab::sentencepiece_bytes(self.n_vocab)
             }
         }
@@ -143,6 +148,7 @@ impl TinySpec {
                 TinyArch::Qwen2 => "qwen2",
                 TinyArch::Qwen3 => "qwen3",
                 TinyArch::Gemma3 => "gemma3",
+                TinyArch::Phi3 => "phi3",
                 TinyArch::Llama | TinyArch::Mistral => "llama",
             }
             .into(),
@@ -162,11 +168,12 @@ impl TinySpec {
             },
             rms_eps: match self.arch {
                 TinyArch::Qwen2 | TinyArch::Qwen3 | TinyArch::Gemma3 => 1e-6,
-                TinyArch::Llama | TinyArch::Mistral => 1e-5,
+                TinyArch::Llama | TinyArch::Mistral | TinyArch::Phi3 => 1e-5,
             },
             qkv_bias: self.bias,
             qk_norm,
             post_norms: self.arch == TinyArch::Gemma3,
+            fused: self.arch == TinyArch::Phi3,
             tied: self.tied,
             sliding_window: self.window,
             rope_freqs: self.rope_freqs,
