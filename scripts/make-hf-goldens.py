@@ -70,6 +70,11 @@ CASES = {
     "gemma3_gqa_untied_f32": ("gemma3", "F32", 4, 2, False, False, None, 111),
     "gemma3_mqa_tied_window4_q8_0": ("gemma3", "Q8_0", 4, 1, True, False, 4, 304),
     "gemma3_mqa_tied_window4_q4_k": ("gemma3", "Q4_K", 4, 1, True, False, 4, 505),
+    # Phi-3 (issue #17): fused QKV and gate/up.
+    "phi3_gqa_f32": ("phi3", "F32", 4, 2, False, False, None, 112),
+    "phi3_mha_tied_f16": ("phi3", "F16", 4, 4, True, False, None, 205),
+    "phi3_gqa_q8_0": ("phi3", "Q8_0", 4, 2, False, False, None, 306),
+    "phi3_gqa_q4_k": ("phi3", "Q4_K", 4, 2, False, False, None, 507),
 }
 LAYERS = {"gemma3": 6}
 
@@ -180,7 +185,7 @@ def emulate_engine(model, weight_type):
     quantized-weight matmuls rounded to 8 bits with an f32 scale per 32
     (legacy weights) or 256 (K-quants) values."""
     import importlib
-    for arch in ("llama", "qwen2", "mistral", "qwen3", "gemma3"):
+    for arch in ("llama", "qwen2", "mistral", "qwen3", "gemma3", "phi3"):
         mod = importlib.import_module(f"transformers.models.{arch}.modeling_{arch}")
         if getattr(mod.eager_attention_forward, "emulated", False):
             continue
