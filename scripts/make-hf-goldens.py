@@ -58,7 +58,25 @@ CASES = {
     "mistral_gqa_window4_q4_k": ("mistral", "Q4_K", 4, 2, False, False, 4, 503),
     "llama_gqa_q6_k": ("llama", "Q6_K", 4, 2, False, False, None, 601),
     "qwen2_gqa_tied_bias_q6_k": ("qwen2", "Q6_K", 4, 2, True, True, None, 602),
+    # Qwen3 (per-head Q/K RMSNorm, no biases; issue #17).
+    "qwen3_gqa_f32": ("qwen3", "F32", 4, 2, False, False, None, 108),
+    "qwen3_mha_tied_f32": ("qwen3", "F32", 4, 4, True, False, None, 109),
+    "qwen3_gqa_f16": ("qwen3", "F16", 4, 2, False, False, None, 203),
+    "qwen3_gqa_q8_0": ("qwen3", "Q8_0", 4, 2, False, False, None, 303),
+    "qwen3_gqa_q4_k": ("qwen3", "Q4_K", 4, 2, False, False, None, 504),
+    "qwen3_gqa_q6_k": ("qwen3", "Q6_K", 4, 2, True, False, None, 604),
+    # Gemma 3 (issue #17): 6 layers, layer 5 global.
+    "gemma3_mqa_tied_window4_f32": ("gemma3", "F32", 4, 1, True, False, 4, 110),
+    "gemma3_gqa_untied_f32": ("gemma3", "F32", 4, 2, False, False, None, 111),
+    "gemma3_mqa_tied_window4_q8_0": ("gemma3", "Q8_0", 4, 1, True, False, 4, 304),
+    "gemma3_mqa_tied_window4_q4_k": ("gemma3", "Q4_K", 4, 1, True, False, 4, 505),
+    # Phi-3 (issue #17): fused QKV and gate/up.
+    "phi3_gqa_f32": ("phi3", "F32", 4, 2, False, False, None, 112),
+    "phi3_mha_tied_f16": ("phi3", "F16", 4, 4, True, False, None, 205),
+    "phi3_gqa_q8_0": ("phi3", "Q8_0", 4, 2, False, False, None, 306),
+    "phi3_gqa_q4_k": ("phi3", "Q4_K", 4, 2, False, False, None, 507),
 }
+LAYERS = {"gemma3": 6}
 
 # Token ids below every case's vocab (320); lengths 1, 6 and 20.
 PROMPTS = [
@@ -75,6 +93,7 @@ def synth(rfc, case, out):
     cmd += ["--tied"] if tied else []
     cmd += ["--bias"] if bias else []
     cmd += ["--window", str(window)] if window else []
+    cmd += ["--layers", str(LAYERS[arch])] if arch in LAYERS else []
     summary = json.loads(subprocess.run(cmd + [str(out)], check=True, capture_output=True,
                                         text=True).stdout)
     return {"arch": arch, "type": ty, "heads": heads, "kv_heads": kv_heads, "d": summary["hidden"],
@@ -86,7 +105,36 @@ def hf_config(path, reader):
     cfg = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
     if cfg.model_type == "llama" and "blk.0.attn_q.bias" in {t.name for t in reader.tensors}:
         cfg.attention_bias = True  # also gives o_proj a bias: left at zero
+    key_length = reader.fields.get(f"{cfg.model_type}.attention.key_length")
+    if key_length is not None:
+        # Qwen3's head size is its own hparam (not hidden / heads): take the
+        # file's value whether or not the GGUF config mapping carries it.
+        cfg.head_dim = int(key_length.contents())
+    if cfg.model_type in ("gemma3", "gemma3_text"):
+        gemma3_defaults(cfg, reader)
     return cfg
+
+
+def gemma3_defaults(cfg, reader):
+    """What llama.cpp (and ir_specs/gemma3.toml's [defaults]) fill in for a
+    gemma3 GGUF: every 6th layer global with the file's RoPE base, the
+    others local (RoPE base 1e4, the file's window, if any), q scaled by
+    1/sqrt(head_dim), no soft-capping."""
+    field = reader.fields.get("gemma3.attention.sliding_window")
+    window = int(field.contents()) if field is not None else None
+    n = cfg.num_hidden_layers
+    cfg.layer_types = ["full_attention" if window is None or (i + 1) % 6 == 0 else "sliding_attention"
+                       for i in range(n)]
+    cfg.sliding_window = window or 1 << 30
+    cfg.query_pre_attn_scalar = cfg.head_dim
+    cfg.final_logit_softcapping = None
+    cfg.attn_logit_softcapping = None
+    cfg.hidden_activation = "gelu_pytorch_tanh"
+    theta = float(reader.fields["gemma3.rope.freq_base"].contents())
+    cfg.rope_theta, cfg.rope_local_base_freq = theta, 10000.0
+    if hasattr(cfg, "rope_parameters"):  # transformers 5: per layer type
+        cfg.rope_parameters = {"full_attention": {"rope_type": "default", "rope_theta": theta},
+                               "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}
 
 
 def with_window(cfg, window):
@@ -121,6 +169,8 @@ def hf_model(path):
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     assert not unexpected, unexpected
     allowed = ("o_proj.bias", "q_proj.bias", "k_proj.bias", "v_proj.bias", "lm_head.weight")
+    if cfg.model_type in ("gemma3", "gemma3_text"):
+        print(f"gemma3 config: {cfg}", file=sys.stderr)
     assert all(m.endswith(allowed) for m in missing), missing
     if cfg.tie_word_embeddings:
         assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
@@ -135,7 +185,7 @@ def emulate_engine(model, weight_type):
     quantized-weight matmuls rounded to 8 bits with an f32 scale per 32
     (legacy weights) or 256 (K-quants) values."""
     import importlib
-    for arch in ("llama", "qwen2", "mistral"):
+    for arch in ("llama", "qwen2", "mistral", "qwen3", "gemma3", "phi3"):
         mod = importlib.import_module(f"transformers.models.{arch}.modeling_{arch}")
         if getattr(mod.eager_attention_forward, "emulated", False):
             continue
@@ -218,7 +268,7 @@ def main():
             settings = synth(a.rfc, case, path)
             data = path.read_bytes()
             model, cfg = hf_model(path)
-            if settings["window"]:
+            if settings["window"] and settings["arch"] != "gemma3":  # gemma3 has global layers
                 check_window(model, settings["window"], settings["layers"])
             if a.emulate:
                 emulate_engine(model, settings["type"])

@@ -33,7 +33,7 @@ cargo build --release --bin rfc
 # value rounding the other way at one position moves logits by up to 1e-2).
 FLOAT_CASES=(llama_mha_f32 llama_gqa_f32 llama_gqa_tied_bias_f32 qwen2_gqa_tied_bias_f32
     qwen2_mha_untied_nobias_f32 mistral_gqa_f32 mistral_gqa_window4_f32 llama_gqa_f16
-    qwen2_gqa_tied_bias_f16)
+    qwen2_gqa_tied_bias_f16 qwen3_gqa_f32 qwen3_mha_tied_f32 qwen3_gqa_f16)
 if [[ $# -eq 0 ]]; then
     "$PY" scripts/make-hf-goldens.py --rfc target/release/rfc --emulate \
         --out tests/fixtures/hf/emulated "${FLOAT_CASES[@]}"

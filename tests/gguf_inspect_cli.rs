@@ -130,3 +130,65 @@ fn a_missing_file_names_the_path() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("/nonexistent/model.gguf"), "{err}");
 }
+
+/// A file of an architecture no spec supports (a mixture of experts).
+fn moe_like() -> Vec<u8> {
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", "tinymoe").unwrap();
+    w.add_metadata("tinymoe.block_count", 1u32).unwrap();
+    w.add_metadata("tinymoe.embedding_length", 32u32).unwrap();
+    w.add_metadata("tinymoe.expert_count", 4u32).unwrap();
+    w.add_tensor("token_embd.weight", &[32, 4], GgmlType::F32, vec![0; 512])
+        .unwrap();
+    w.add_tensor(
+        "blk.0.ffn_gate_exps.weight",
+        &[32, 8, 4],
+        GgmlType::F32,
+        vec![0; 4096],
+    )
+    .unwrap();
+    w.to_bytes().unwrap()
+}
+
+#[test]
+fn an_unsupported_architecture_names_what_is_missing() {
+    let path = temp_file("moe", &moe_like());
+    let text = inspect(&path, &[]);
+    let json = inspect(&path, &["--json"]);
+    std::fs::remove_file(&path).unwrap();
+    assert!(text.status.success() && json.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("spec:          none (unknown architecture"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unknown tensors: blk.{l}.ffn_gate_exps.weight"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unread keys:     tinymoe.expert_count"),
+        "{text}"
+    );
+    assert!(text.contains("tinymoe.attention.head_count"), "{text}");
+    assert!(text.contains("mixture-of-experts"), "{text}");
+    let j: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let gaps = &j["spec_gaps"];
+    assert_eq!(gaps["unknown_tensors"][0], "blk.{l}.ffn_gate_exps.weight");
+    assert!(gaps["missing_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k == "tinymoe.feed_forward_length"));
+}
+
+#[test]
+fn a_supported_file_reports_no_gaps() {
+    let bytes = rocmforge::synth::TinySpec::default().to_bytes(1).unwrap();
+    let path = temp_file("gaps-none", &bytes);
+    let out = inspect(&path, &["--json"]);
+    std::fs::remove_file(&path).unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["spec"], "llama");
+    assert!(j["spec_gaps"].is_null(), "{}", j["spec_gaps"]);
+}

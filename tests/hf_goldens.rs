@@ -1,5 +1,6 @@
-//! Logits of our CPU executor on tiny synthetic models of llama, qwen2 and
-//! mistral against HF transformers (tests/fixtures/hf, made by
+//! Logits of our CPU executor on tiny synthetic models of llama, qwen2,
+//! mistral, qwen3, gemma3 and phi3 against HF transformers (the last three,
+//! for now, against scripts/numpy-goldens.py's float64 numpy reference) (tests/fixtures/hf, made by
 //! scripts/make-hf-goldens.sh): every position of every prompt, relative
 //! error ‖ours − ref‖₂ / ‖ref‖₂ in f64 within the fixture's tolerance
 //! (shared/COMPARING.md: 1e-4 for F32/F16 weights, 2e-2 for quantized).
@@ -227,6 +228,26 @@ mod exact {
         mistral_gqa_window4_q4_k,
         llama_gqa_q6_k,
         qwen2_gqa_tied_bias_q6_k,
+        // Qwen3 (issue #17): until HF fixtures are made, these come from
+        // scripts/numpy-goldens.py (a float64 numpy forward of HF's Qwen3;
+        // each fixture's `reference.loader` says which).
+        qwen3_gqa_f32,
+        qwen3_mha_tied_f32,
+        qwen3_gqa_f16,
+        qwen3_gqa_q8_0,
+        qwen3_gqa_q4_k,
+        qwen3_gqa_q6_k,
+        // Gemma 3 (issue #17), numpy reference likewise: 6 layers (layer 5
+        // global, RoPE base 1e6; the others a 4-token window, base 1e4).
+        gemma3_mqa_tied_window4_f32,
+        gemma3_gqa_untied_f32,
+        gemma3_mqa_tied_window4_q8_0,
+        gemma3_mqa_tied_window4_q4_k,
+        // Phi-3 (issue #17), numpy reference likewise: fused QKV and gate/up.
+        phi3_gqa_f32,
+        phi3_mha_tied_f16,
+        phi3_gqa_q8_0,
+        phi3_gqa_q4_k,
     );
 }
 

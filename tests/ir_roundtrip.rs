@@ -90,6 +90,37 @@ fn graphs_after_every_pass_round_trip() {
 }
 
 #[test]
+fn qwen3_phi3_and_gemma3_graphs_round_trip_after_every_pass() {
+    // Their new ops (gelu, scale, head_rms_norm) and per-layer attributes.
+    let qwen3 = rocmforge::synth::TinySpec {
+        arch: rocmforge::synth::TinyArch::Qwen3,
+        ..Default::default()
+    };
+    let mut files = vec![(
+        "qwen3",
+        GgufFile::from_bytes(qwen3.to_bytes(3).unwrap()).unwrap(),
+    )];
+    let phi3 = rocmforge::synth::TinySpec {
+        arch: rocmforge::synth::TinyArch::Phi3,
+        ..Default::default()
+    };
+    files.push((
+        "phi3",
+        GgufFile::from_bytes(phi3.to_bytes(3).unwrap()).unwrap(),
+    ));
+    if let Some(p) = common::gemma3_model() {
+        files.push(("gemma3", GgufFile::open(p).unwrap()));
+    }
+    for (what, file) in files {
+        let (_, g) = build_graph(&file).unwrap();
+        for pass in rocmforge::passes::pass_names() {
+            let after = rocmforge::passes::run_until(g.clone(), pass).unwrap();
+            assert_round_trip(&after, &format!("{what} after {pass}"));
+        }
+    }
+}
+
+#[test]
 fn the_real_models_graph_round_trips_before_and_after_the_passes() {
     let path = real_model_or_skip!();
     let (_, g) = build_graph(&GgufFile::open(&path).unwrap()).unwrap();

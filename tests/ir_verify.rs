@@ -392,6 +392,35 @@ fn rms_norm_weight_length_must_match_the_columns() {
 }
 
 #[test]
+fn head_rms_norm_weight_must_be_one_head_that_divides_the_row() {
+    for (len, ok) in [(4, true), (D, true), (3, false), (D * 2, false)] {
+        let mut b = base();
+        let norm = weight(&mut b.g, "q_norm", &[len]);
+        let x = b.x;
+        let (g, _) = with(
+            b,
+            Op::HeadRmsNorm { eps: 1e-6 },
+            act(D),
+            &[(Role::X, x), (Role::Norm, norm)],
+        );
+        if ok {
+            verify(&g).unwrap_or_else(|e| panic!("norm of {len}: {e}"));
+        } else {
+            assert!(
+                matches!(
+                    problem(&g),
+                    Problem::OperandType {
+                        role: Role::Norm,
+                        ..
+                    }
+                ),
+                "norm of {len}"
+            );
+        }
+    }
+}
+
+#[test]
 fn rope_input_must_be_whole_heads() {
     let mut b = base();
     let w = weight(&mut b.g, "w", &[6, D]);

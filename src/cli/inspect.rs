@@ -127,6 +127,13 @@ fn report_json(file: &GgufFile, full: bool) -> serde_json::Value {
         "architecture": file.architecture(),
         "spec": spec_choice(file).ok().map(|(name, _)| name),
         "spec_reason": spec_choice(file).map_or_else(|e| e, |(_, why)| why),
+        "spec_gaps": gaps(file).map(|d| serde_json::json!({
+            "closest_spec": d.closest,
+            "unknown_tensors": d.unknown_tensors,
+            "unread_keys": d.unread_keys,
+            "missing_keys": d.missing_keys,
+            "needs": d.needs,
+        })),
         "alignment": file.alignment(),
         "data_offset": file.data_offset(),
         "parameter_count": parameter_count(file),
@@ -134,6 +141,34 @@ fn report_json(file: &GgufFile, full: bool) -> serde_json::Value {
         "tensors": tensors,
         "type_totals": totals,
     })
+}
+
+/// For a file the compiler cannot build: what its closest built-in spec
+/// lacks (`None` when the graph builds).
+fn gaps(file: &GgufFile) -> Option<rocmforge::frontend::diagnose::Diagnosis> {
+    rocmforge::frontend::build_graph(file).err()?;
+    Some(rocmforge::frontend::diagnose::diagnose(file))
+}
+
+fn write_gaps(out: &mut impl Write, file: &GgufFile) -> std::io::Result<()> {
+    let Some(d) = gaps(file) else {
+        return Ok(());
+    };
+    if let Err(e) = rocmforge::frontend::build_graph(file) {
+        writeln!(out, "build:         fails: {e}")?;
+    }
+    writeln!(out, "closest spec:  {}", d.closest)?;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join(", ")
+        }
+    };
+    writeln!(out, "  unknown tensors: {}", list(&d.unknown_tensors))?;
+    writeln!(out, "  unread keys:     {}", list(&d.unread_keys))?;
+    writeln!(out, "  missing keys:    {}", list(&d.missing_keys))?;
+    writeln!(out, "  needs:           {}", list(&d.needs))
 }
 
 /// The architecture spec the compiler would choose, and why (or why none).
@@ -161,6 +196,7 @@ fn write_text(out: &mut impl Write, file: &GgufFile, full: bool) -> std::io::Res
         Ok((name, why)) => writeln!(out, "spec:          {name} ({why})")?,
         Err(e) => writeln!(out, "spec:          none ({e})")?,
     }
+    write_gaps(out, file)?;
     writeln!(out, "alignment:     {}", file.alignment())?;
     writeln!(out, "data offset:   {}", file.data_offset())?;
     write_metadata(out, file, full)?;

@@ -42,7 +42,7 @@ pub struct SynthArgs {
 /// Settings of `rfc synth tiny` (defaults: TinySpec::default()).
 #[derive(Debug, clap::Args)]
 pub struct TinyArgs {
-    /// llama, qwen2 or mistral.
+    /// llama, qwen2, mistral, qwen3, gemma3 or phi3.
     #[arg(long, value_parser = parse_arch)]
     pub arch: Option<TinyArch>,
     #[arg(long)]
@@ -66,7 +66,7 @@ pub struct TinyArgs {
     /// q/k/v biases.
     #[arg(long)]
     pub bias: bool,
-    /// Sliding-window attention of N tokens (mistral).
+    /// Sliding-window attention of N tokens (mistral; gemma3: every layer but each 6th).
     #[arg(long, value_name = "N")]
     pub window: Option<u32>,
     /// A Llama-3.1-style `rope_freqs.weight` (per-pair RoPE frequency divisors).
@@ -109,8 +109,9 @@ impl TinyArgs {
 }
 
 fn parse_arch(s: &str) -> Result<TinyArch, String> {
-    TinyArch::from_name(s)
-        .ok_or_else(|| format!("unknown architecture {s:?} (llama, qwen2, mistral)"))
+    TinyArch::from_name(s).ok_or_else(|| {
+        format!("unknown architecture {s:?} (llama, qwen2, mistral, qwen3, gemma3, phi3)")
+    })
 }
 
 fn parse_type(s: &str) -> Result<GgmlType, String> {

@@ -136,6 +136,10 @@ pub fn node_sources(
             vec![kv_store_source(fixed(g, k, 1)?, opts.page_size)]
         }
         Op::Input(_) | Op::Weight { .. } | Op::KvCache { .. } | Op::Slice { .. } => vec![],
+        // Gemma 3 / Qwen3 ops: CPU only for now (docs/COMPATIBILITY.md).
+        Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } => {
+            return Err(bad(g, id, "no GPU kernel for this op yet"))
+        }
     })
 }
 

@@ -16,6 +16,8 @@ use crate::ir::tensor_type::n;
 use crate::ir::{Dim, Graph, InputKind, Node, NodeId, Op, Role, TensorType};
 use crate::quant::GgmlType;
 
+mod calls;
+
 /// A value of the wiring: a node, or an optional tensor the file lacks.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Val {
@@ -32,6 +34,10 @@ const FUNCS: &[(&str, &[(Role, bool)])] = &[
     ("add", &[(Role::A, false), (Role::B, false)]),
     ("mul", &[(Role::A, false), (Role::B, false)]),
     ("silu", &[(Role::X, false)]),
+    ("gelu", &[(Role::X, false)]),
+    ("head_rms_norm", &[(Role::X, false), (Role::Norm, false)]),
+    // The second argument names one of the spec's `[constants]`.
+    ("scale", &[(Role::X, false)]),
     (
         "rope",
         &[(Role::X, false), (Role::Pos, false), (Role::Freqs, true)],
@@ -193,6 +199,8 @@ impl Builder<'_> {
                     }
                 }
             }
+            Expr::Call { func, args } if func == "scale" => self.scale(at, e, args, outer),
+            Expr::Call { func, args } if func == "slice" => self.slice(at, e, args, outer),
             Expr::Call { func, args } => {
                 let params = FUNCS
                     .iter()
@@ -242,13 +250,17 @@ impl Builder<'_> {
             "add" => Op::Add,
             "mul" => Op::Mul,
             "silu" => Op::Silu,
-            "rope" => Op::Rope(self.cfg.rope),
+            "gelu" => Op::Gelu,
+            "head_rms_norm" => Op::HeadRmsNorm {
+                eps: self.cfg.rms_eps,
+            },
+            "rope" => Op::Rope(self.cfg.rope_for(self.layer.unwrap_or(0))),
             "kv_store" => Op::KvStore {
                 layer: self
                     .layer
                     .ok_or_else(|| self.err(at, "kv_store outside a layer".into()))?,
             },
-            "attention" => Op::Attention(self.cfg.attention()),
+            "attention" => Op::Attention(self.cfg.attention(self.layer.unwrap_or(0))),
             "gather_rows" => Op::GatherRows,
             other => return Err(self.err(at, format!("unknown function {other:?}"))),
         })
@@ -370,6 +382,12 @@ impl Builder<'_> {
                 vec![rule.gguf_name(None)]
             };
             for name in names {
+                if let (Some(reason), true) = (&rule.unsupported, self.file.has_tensor(&name)) {
+                    return Err(FrontendError::spec(
+                        &self.spec.name,
+                        format!("tensor {name:?} ({alias}): {reason}"),
+                    ));
+                }
                 if let Some(info) = self.file.tensor_info(&name) {
                     let found: Vec<u64> = info.dims.iter().rev().copied().collect();
                     self.check_shape(alias, rule, &name, &found)?;
@@ -401,9 +419,17 @@ impl Builder<'_> {
     }
 }
 
-/// Evaluates a shape expression such as `n_heads*head_dim` or `rope_dims/2`
-/// (left to right); `None` for an unknown name or a division with remainder.
+/// Evaluates a shape expression such as `n_heads*head_dim`, `rope_dims/2`
+/// or `n_heads*head_dim + 2*n_kv_heads*head_dim` (terms joined by `+`, each
+/// a product/quotient left to right); `None` for an unknown name, an
+/// overflow or a division with remainder.
 pub fn eval_dim(expr: &str, cfg: &ModelConfig) -> Option<u64> {
+    expr.split('+')
+        .try_fold(0u64, |sum, term| sum.checked_add(eval_term(term, cfg)?))
+}
+
+/// One `+` term of [`eval_dim`].
+fn eval_term(expr: &str, cfg: &ModelConfig) -> Option<u64> {
     let mut value: Option<u64> = None;
     let mut op = '*';
     let mut rest = expr.trim();

@@ -29,6 +29,15 @@ pub struct ModelConfig {
     pub rope: RopeSpec,
     /// Sliding attention window in positions, if any.
     pub window: Option<u32>,
+    /// With a window: every `n`-th layer attends globally (spec
+    /// `[defaults] sliding_window_pattern`); `None`: all layers use it.
+    pub window_pattern: Option<u32>,
+    /// RoPE base of the sliding-window layers when it differs from
+    /// `rope.base` (spec `[defaults] rope_local_base`).
+    pub rope_local_base: Option<f32>,
+    /// The attention's q·k multiplier (spec `[defaults] attention_scale`,
+    /// else `1/sqrt(head_dim)`).
+    pub attn_scale: f32,
     /// The output projection reuses `token_embd` (no `output.weight`).
     pub tied_output: bool,
     pub context_length: usize,
@@ -48,13 +57,31 @@ impl ModelConfig {
         self.n_kv_heads * self.head_dim
     }
 
-    pub fn attention(&self) -> AttentionSpec {
+    /// Whether `layer` attends through the sliding window (Gemma 3: all but
+    /// every `window_pattern`-th layer; others: every layer, if windowed).
+    pub fn is_local(&self, layer: u32) -> bool {
+        self.window.is_some()
+            && self
+                .window_pattern
+                .is_none_or(|n| !(layer + 1).is_multiple_of(n))
+    }
+
+    /// The attention of `layer`: its window depends on the layer pattern.
+    pub fn attention(&self, layer: u32) -> AttentionSpec {
         AttentionSpec {
             n_heads: self.n_heads as u32,
             n_kv_heads: self.n_kv_heads as u32,
             head_dim: self.head_dim as u32,
-            scale: 1.0 / (self.head_dim as f32).sqrt(),
-            window: self.window,
+            scale: self.attn_scale,
+            window: self.window.filter(|_| self.is_local(layer)),
+        }
+    }
+
+    /// The RoPE of `layer`: sliding-window layers may have their own base.
+    pub fn rope_for(&self, layer: u32) -> RopeSpec {
+        match self.rope_local_base {
+            Some(base) if self.is_local(layer) => RopeSpec { base, ..self.rope },
+            _ => self.rope,
         }
     }
 
@@ -102,7 +129,7 @@ impl ModelConfig {
             Some(v) => v,
             None => embedding_rows(file, spec)?,
         };
-        Ok(ModelConfig {
+        let mut cfg = ModelConfig {
             arch: spec.name.clone(),
             n_layer,
             d_model,
@@ -114,11 +141,26 @@ impl ModelConfig {
             rms_eps: r.f32(&k.rms_eps)?,
             rope,
             window: r.opt_count(k.sliding_window.as_deref())?.map(|w| w as u32),
+            window_pattern: spec.defaults.sliding_window_pattern,
+            rope_local_base: spec.defaults.rope_local_base,
+            attn_scale: 1.0 / (head_dim as f32).sqrt(),
             tied_output: false,
             context_length: r.count(&k.context_length)?,
             optional_tensors: Vec::new(),
             gguf_arch,
-        })
+        };
+        if cfg.window_pattern == Some(0) {
+            return Err(FrontendError::spec(
+                &spec.name,
+                "defaults.sliding_window_pattern must be at least 1",
+            ));
+        }
+        if let Some(expr) = &spec.defaults.attention_scale {
+            cfg.attn_scale = super::constants::eval(expr, &cfg).map_err(|e| {
+                FrontendError::spec(&spec.name, format!("defaults.attention_scale: {e}"))
+            })?;
+        }
+        Ok(cfg)
     }
 }
 

@@ -9,7 +9,9 @@
 
 pub mod builder;
 pub mod config;
+pub mod constants;
 pub mod detect;
+pub mod diagnose;
 pub mod error;
 pub mod spec;
 pub mod synthetic;

@@ -15,10 +15,13 @@ use super::wiring::{self, Statement};
 use crate::ir::RopeStyle;
 
 /// The specs compiled into the binary, by name.
-const BUILTIN: [(&str, &str); 3] = [
+const BUILTIN: [(&str, &str); 6] = [
     ("llama", include_str!("../../ir_specs/llama.toml")),
     ("qwen2", include_str!("../../ir_specs/qwen2.toml")),
     ("mistral", include_str!("../../ir_specs/mistral.toml")),
+    ("gemma3", include_str!("../../ir_specs/gemma3.toml")),
+    ("qwen3", include_str!("../../ir_specs/qwen3.toml")),
+    ("phi3", include_str!("../../ir_specs/phi3.toml")),
 ];
 
 /// One architecture, as its spec file describes it.
@@ -28,9 +31,36 @@ pub struct ArchSpec {
     pub detect: DetectRule,
     pub hparams: HParamKeys,
     pub rope: RopeRule,
+    /// What the architecture fixes that its files leave out.
+    pub defaults: Defaults,
+    /// Named numbers the wiring may use (`scale(x, embed_scale)`), each an
+    /// expression over the hparams ([`super::constants`]).
+    pub constants: BTreeMap<String, String>,
+    /// Named column counts for `slice(x, start, len)`, each a shape
+    /// expression over the hparams (Phi-3: where q, k, v start in the
+    /// fused projection).
+    pub dims: BTreeMap<String, String>,
     /// Tensors by alias.
     pub tensors: BTreeMap<String, TensorRule>,
     pub graph: GraphWiring,
+}
+
+/// Values llama.cpp fills in for an architecture because its files do not
+/// carry them (Gemma 3: the global-layer pattern, the local RoPE base), in
+/// one table of the spec rather than in code. Absent: the plain decoder.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Every `n`-th layer (layers `l` with `(l + 1) % n == 0`) attends to the
+    /// whole context; the others use the sliding window. Absent: every layer
+    /// uses the window, if the file gives one.
+    pub sliding_window_pattern: Option<u32>,
+    /// RoPE base of the sliding-window layers (the global ones use the
+    /// file's `rope.freq_base`). Absent: one base for all layers.
+    pub rope_local_base: Option<f32>,
+    /// The attention's q·k multiplier, an expression such as
+    /// `1/sqrt(head_dim)` (the default).
+    pub attention_scale: Option<String>,
 }
 
 /// When a file is this architecture.
@@ -100,6 +130,9 @@ pub struct TensorRule {
     pub shape: Vec<String>,
     /// The alias to use when this tensor is absent (tied output embedding).
     pub fallback: Option<String>,
+    /// Present in a file, the tensor means a feature we lack: the build
+    /// fails with this reason (Phi-3's LongRoPE factors).
+    pub unsupported: Option<String>,
 }
 
 impl TensorRule {
@@ -131,6 +164,12 @@ struct RawSpec {
     detect: DetectRule,
     hparams: HParamKeys,
     rope: RopeRule,
+    #[serde(default)]
+    defaults: Defaults,
+    #[serde(default)]
+    constants: BTreeMap<String, String>,
+    #[serde(default)]
+    dims: BTreeMap<String, String>,
     tensors: BTreeMap<String, TensorRule>,
     graph: RawGraph,
 }
@@ -201,6 +240,9 @@ impl ArchSpec {
             detect: raw.detect,
             hparams: raw.hparams,
             rope: raw.rope,
+            defaults: raw.defaults,
+            constants: raw.constants,
+            dims: raw.dims,
             tensors: raw.tensors,
             graph,
         };

@@ -152,6 +152,14 @@ pub enum Op {
     Mul,
     /// `x * sigmoid(x)` of `X`.
     Silu,
+    /// GELU of `X`, tanh approximation (`0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`):
+    /// Gemma's GeGLU feed-forward.
+    Gelu,
+    /// `X` times a constant (Gemma scales its embeddings by √d_model).
+    Scale { factor: f32 },
+    /// RMSNorm of each group of `len(Norm)` columns of `X` (one head) times
+    /// `Norm`: the per-head Q/K norm of Gemma 3 and Qwen3.
+    HeadRmsNorm { eps: f32 },
     /// RoPE of the heads of `X` at `Pos` (with `Freqs` factors if present).
     Rope(RopeSpec),
     /// A view of columns `[start, start+len)` of `X` (no copy, no launch).
@@ -179,6 +187,9 @@ impl Op {
             Op::Add => "add",
             Op::Mul => "mul",
             Op::Silu => "silu",
+            Op::Gelu => "gelu",
+            Op::Scale { .. } => "scale",
+            Op::HeadRmsNorm { .. } => "head_rms_norm",
             Op::Rope(_) => "rope",
             Op::Slice { .. } => "slice",
             Op::KvStore { .. } => "kv_store",

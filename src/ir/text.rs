@@ -154,11 +154,13 @@ fn op_head(op: &Op) -> String {
         Op::Weight { name } => format!("weight({})", quote(name)),
         Op::KvCache { layer } => format!("kv_cache(layer={layer})"),
         Op::RmsNorm { eps } => format!("rms_norm(eps={eps:?})"),
+        Op::HeadRmsNorm { eps } => format!("head_rms_norm(eps={eps:?})"),
+        Op::Scale { factor } => format!("scale(factor={factor:?})"),
         Op::Rope(spec) => format!("rope({})", rope_attrs(spec)),
         Op::Slice { start, len } => format!("slice(start={start},len={len})"),
         Op::KvStore { layer } => format!("kv_store(layer={layer})"),
         Op::Attention(spec) => format!("attention({})", attention_attrs(spec)),
-        Op::Embed | Op::MatMul(_) | Op::Add | Op::Mul | Op::Silu | Op::GatherRows => {
+        Op::Embed | Op::MatMul(_) | Op::Add | Op::Mul | Op::Silu | Op::Gelu | Op::GatherRows => {
             op.kind().to_string()
         }
     }

@@ -145,10 +145,10 @@ pub(crate) fn signature(op: &Op) -> Vec<(Role, Arity)> {
     let mut s = match op {
         Op::Input(_) | Op::Weight { .. } | Op::KvCache { .. } => return vec![],
         Op::Embed => vec![(Role::Table, One), (Role::Tokens, One)],
-        Op::RmsNorm { .. } => vec![(Role::X, One), (Role::Norm, One)],
+        Op::RmsNorm { .. } | Op::HeadRmsNorm { .. } => vec![(Role::X, One), (Role::Norm, One)],
         Op::MatMul(m) => matmul_signature(m),
         Op::Add | Op::Mul => vec![(Role::A, One), (Role::B, One)],
-        Op::Silu | Op::Slice { .. } => vec![(Role::X, One)],
+        Op::Silu | Op::Gelu | Op::Scale { .. } | Op::Slice { .. } => vec![(Role::X, One)],
         Op::Rope(_) => vec![(Role::X, One), (Role::Pos, One), (Role::Freqs, Optional)],
         Op::KvStore { .. } => vec![
             (Role::K, One),
@@ -275,7 +275,12 @@ fn check_types(g: &Graph, id: NodeId) -> Result<(), Problem> {
             c.expect_operand(Role::B, 0, &a)?;
             c.result(a)
         }
-        Op::Silu => c.result(c.activation(Role::X)?),
+        Op::Silu | Op::Gelu | Op::Scale { .. } => c.result(c.activation(Role::X)?),
+        Op::HeadRmsNorm { .. } => {
+            let x = c.matrix(Role::X)?;
+            c.head_norm_fits(&x)?;
+            c.result(x)
+        }
         Op::Rope(spec) => {
             let x = c.matrix(Role::X)?;
             c.rope_fits(spec, &x, None)?;
@@ -487,6 +492,24 @@ impl Checker<'_> {
                 Role::Norm,
                 0,
                 format!("a vector of {} weights", expected[0]),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A per-head norm: a vector whose length divides the row (one head).
+    pub fn head_norm_fits(&self, x: &TensorType) -> Result<(), Problem> {
+        let cols = self.fixed_cols(x, "head_rms_norm input")?;
+        let norm = self.operand(Role::Norm, 0);
+        let fits = match norm.shape.as_slice() {
+            [Dim::Fixed(n)] => *n > 0 && cols % n == 0,
+            _ => false,
+        };
+        if !fits {
+            return Err(self.wrong(
+                Role::Norm,
+                0,
+                format!("a vector whose length divides the {cols} columns"),
             ));
         }
         Ok(())

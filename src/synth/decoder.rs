@@ -76,6 +76,16 @@ pub struct DecoderSpec {
     pub rms_eps: f32,
     /// q/k/v biases (Qwen2).
     pub qkv_bias: bool,
+    /// Per-head RMSNorm weights of queries and keys (`attn_q_norm`,
+    /// `attn_k_norm`, one head long: Qwen3), and the `attention.key_length`
+    /// / `value_length` keys that Qwen3 files carry.
+    pub qk_norm: bool,
+    /// RMSNorm weights after attention and after the FFN
+    /// (`post_attention_norm`, `post_ffw_norm`: Gemma 2/3).
+    pub post_norms: bool,
+    /// One `attn_qkv` matrix for q, k and v, and one `ffn_up` of twice the
+    /// FFN width for gate and up (gate rows first): Phi-3.
+    pub fused: bool,
     /// No output.weight: the output projection is token_embd.
     pub tied: bool,
     /// {arch}.attention.sliding_window (Mistral).
@@ -204,28 +214,42 @@ impl DecoderSpec {
         for l in 0..self.n_layers {
             let p = |s: &str| format!("blk.{l}.{s}");
             out.push(norm(p("attn_norm.weight"), d));
-            out.push(t(
-                p("attn_q.weight"),
-                vec![d, q_dim],
-                ty.q,
-                Kind::Matrix("q"),
-            ));
-            out.push(t(
-                p("attn_k.weight"),
-                vec![d, kv_dim],
-                ty.k,
-                Kind::Matrix("k"),
-            ));
-            out.push(t(
-                p("attn_v.weight"),
-                vec![d, kv_dim],
-                ty.v,
-                Kind::Matrix("v"),
-            ));
+            if self.fused {
+                out.push(t(
+                    p("attn_qkv.weight"),
+                    vec![d, q_dim + 2 * kv_dim],
+                    ty.q,
+                    Kind::Matrix("qkv"),
+                ));
+            } else {
+                out.push(t(
+                    p("attn_q.weight"),
+                    vec![d, q_dim],
+                    ty.q,
+                    Kind::Matrix("q"),
+                ));
+                out.push(t(
+                    p("attn_k.weight"),
+                    vec![d, kv_dim],
+                    ty.k,
+                    Kind::Matrix("k"),
+                ));
+                out.push(t(
+                    p("attn_v.weight"),
+                    vec![d, kv_dim],
+                    ty.v,
+                    Kind::Matrix("v"),
+                ));
+            }
             if self.qkv_bias {
                 out.push(bias(p("attn_q.bias"), q_dim));
                 out.push(bias(p("attn_k.bias"), kv_dim));
                 out.push(bias(p("attn_v.bias"), kv_dim));
+            }
+            if self.qk_norm {
+                let hd = self.head_dim() as u64;
+                out.push(norm(p("attn_q_norm.weight"), hd));
+                out.push(norm(p("attn_k_norm.weight"), hd));
             }
             out.push(t(
                 p("attn_output.weight"),
@@ -233,14 +257,27 @@ impl DecoderSpec {
                 ty.o,
                 Kind::Matrix("o"),
             ));
+            if self.post_norms {
+                out.push(norm(p("post_attention_norm.weight"), d));
+                out.push(norm(p("post_ffw_norm.weight"), d));
+            }
             out.push(norm(p("ffn_norm.weight"), d));
-            out.push(t(
-                p("ffn_gate.weight"),
-                vec![d, f],
-                ty.gate,
-                Kind::Matrix("gate"),
-            ));
-            out.push(t(p("ffn_up.weight"), vec![d, f], ty.up, Kind::Matrix("up")));
+            if self.fused {
+                out.push(t(
+                    p("ffn_up.weight"),
+                    vec![d, 2 * f],
+                    ty.up,
+                    Kind::Matrix("up"),
+                ));
+            } else {
+                out.push(t(
+                    p("ffn_gate.weight"),
+                    vec![d, f],
+                    ty.gate,
+                    Kind::Matrix("gate"),
+                ));
+                out.push(t(p("ffn_up.weight"), vec![d, f], ty.up, Kind::Matrix("up")));
+            }
             out.push(t(
                 p("ffn_down.weight"),
                 vec![f, d],
@@ -289,6 +326,10 @@ impl DecoderSpec {
             self.rms_eps,
         )?;
         w.add_metadata(&format!("{a}.rope.dimension_count"), u(self.head_dim()))?;
+        if self.qk_norm {
+            w.add_metadata(&format!("{a}.attention.key_length"), u(self.head_dim()))?;
+            w.add_metadata(&format!("{a}.attention.value_length"), u(self.head_dim()))?;
+        }
         if let Some(window) = self.sliding_window {
             w.add_metadata(&format!("{a}.attention.sliding_window"), window)?;
         }

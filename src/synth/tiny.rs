@@ -19,16 +19,36 @@ pub enum TinyArch {
     /// A LLaMA file (general.architecture llama) named "mistral", with
     /// llama.attention.sliding_window when a window is given.
     Mistral,
+    /// general.architecture qwen3: per-head Q/K RMSNorm, no biases,
+    /// byte-level BPE vocabulary.
+    Qwen3,
+    /// general.architecture gemma3: scaled embeddings, pre and post norms,
+    /// per-head Q/K RMSNorm, GeGLU, RoPE base 1e6 in the file (the
+    /// sliding-window layers use the spec's 1e4); SentencePiece vocabulary.
+    Gemma3,
+    /// general.architecture phi3: fused `attn_qkv` and gate/up `ffn_up`,
+    /// SentencePiece vocabulary.
+    Phi3,
 }
 
 impl TinyArch {
-    pub const ALL: [TinyArch; 3] = [TinyArch::Llama, TinyArch::Qwen2, TinyArch::Mistral];
+    pub const ALL: [TinyArch; 6] = [
+        TinyArch::Llama,
+        TinyArch::Qwen2,
+        TinyArch::Mistral,
+        TinyArch::Qwen3,
+        TinyArch::Gemma3,
+        TinyArch::Phi3,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             TinyArch::Llama => "llama",
             TinyArch::Qwen2 => "qwen2",
             TinyArch::Mistral => "mistral",
+            TinyArch::Qwen3 => "qwen3",
+            TinyArch::Gemma3 => "gemma3",
+            TinyArch::Phi3 => "phi3",
         }
     }
 
@@ -102,20 +122,33 @@ impl TinySpec {
 
     /// The model as a [`DecoderSpec`].
     pub fn decoder(&self) -> Result<DecoderSpec, SynthError> {
-        if self.window.is_some() && self.arch != TinyArch::Mistral {
+        let windowed = matches!(self.arch, TinyArch::Mistral | TinyArch::Gemma3);
+        if self.window.is_some() && !windowed {
             return Err(SynthError::Settings(format!(
-                "a sliding window is a Mistral setting, not {}",
+                "a sliding window is a Mistral or Gemma 3 setting, not {}",
+                self.arch
+            )));
+        }
+        let qk_norm = matches!(self.arch, TinyArch::Qwen3 | TinyArch::Gemma3);
+        if self.bias && (qk_norm || self.arch == TinyArch::Phi3) {
+            return Err(SynthError::Settings(format!(
+                "{} has no q/k/v biases",
                 self.arch
             )));
         }
         let vocab = match self.arch {
-            TinyArch::Qwen2 => Vocab::byte_level_bpe(self.n_vocab, "qwen2"),
-            TinyArch::Llama | TinyArch::Mistral => Vocab::sentencepiece_bytes(self.n_vocab),
+            TinyArch::Qwen2 | TinyArch::Qwen3 => Vocab::byte_level_bpe(self.n_vocab, "qwen2"),
+            TinyArch::Llama | TinyArch::Mistral | TinyArch::Gemma3 | TinyArch::Phi3 => {
+                Vocab::sentencepiece_bytes(self.n_vocab)
+            }
         }
         .map_err(SynthError::Settings)?;
         let spec = DecoderSpec {
             arch: match self.arch {
                 TinyArch::Qwen2 => "qwen2",
+                TinyArch::Qwen3 => "qwen3",
+                TinyArch::Gemma3 => "gemma3",
+                TinyArch::Phi3 => "phi3",
                 TinyArch::Llama | TinyArch::Mistral => "llama",
             }
             .into(),
@@ -126,12 +159,21 @@ impl TinySpec {
             n_heads: self.n_heads,
             n_kv_heads: self.n_kv_heads,
             context: 512,
-            rope_base: 10000.0,
+            // Gemma 3's file base is the global layers'; the local ones
+            // use the spec's 1e4, so the two must differ to be told apart.
+            rope_base: if self.arch == TinyArch::Gemma3 {
+                1_000_000.0
+            } else {
+                10000.0
+            },
             rms_eps: match self.arch {
-                TinyArch::Qwen2 => 1e-6,
-                TinyArch::Llama | TinyArch::Mistral => 1e-5,
+                TinyArch::Qwen2 | TinyArch::Qwen3 | TinyArch::Gemma3 => 1e-6,
+                TinyArch::Llama | TinyArch::Mistral | TinyArch::Phi3 => 1e-5,
             },
             qkv_bias: self.bias,
+            qk_norm,
+            post_norms: self.arch == TinyArch::Gemma3,
+            fused: self.arch == TinyArch::Phi3,
             tied: self.tied,
             sliding_window: self.window,
             rope_freqs: self.rope_freqs,

@@ -25,6 +25,15 @@ pub fn real_model() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// The Gemma 3 270M file fetched by `scripts/fetch-model.sh gemma3-270m`
+/// (or `$RFC_GEMMA3_MODEL`).
+pub fn gemma3_model() -> Option<PathBuf> {
+    let p = std::env::var_os("RFC_GEMMA3_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models/gemma-3-270m-q4_k_m.gguf"));
+    p.is_file().then_some(p)
+}
+
 /// Returns `Some(x)`, or reports the skip and returns `None`; under CI=true a
 /// missing input is a failure, so that a skipped check never passes silently.
 pub fn require<T>(what: &str, x: Option<T>) -> Option<T> {
@@ -50,6 +59,20 @@ macro_rules! real_model_or_skip {
     };
 }
 pub(crate) use real_model_or_skip;
+
+/// Shorthand: the Gemma 3 270M file or skip.
+macro_rules! gemma3_model_or_skip {
+    () => {
+        match common::require(
+            "the Gemma 3 270M model (scripts/fetch-model.sh gemma3-270m)",
+            common::gemma3_model(),
+        ) {
+            Some(p) => p,
+            None => return,
+        }
+    };
+}
+pub(crate) use gemma3_model_or_skip;
 
 /// Shorthand: ../shared or skip.
 macro_rules! shared_or_skip {

@@ -33,6 +33,19 @@ pub(crate) fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
+/// √(2/π), the slope of GELU's tanh approximation at 0.
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+
+/// GELU, tanh approximation: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`,
+/// computed as `x·sigmoid(2y)` (the same number, since
+/// `(1 + tanh y)/2 = sigmoid(2y)`) so that it shares `exp` and never
+/// overflows.
+#[inline(always)]
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
+    let y = SQRT_2_OVER_PI * x * (0.044_715 * x * x).mul_add(1.0, 1.0);
+    x / (1.0 + exp(-2.0 * y))
+}
+
 /// f32 dot product with eight partial sums (the lanes of one AVX register),
 /// so the loop vectorises and its result does not depend on the path.
 #[inline(always)]
@@ -65,6 +78,24 @@ mod tests {
             );
             x += 0.0137;
         }
+    }
+
+    #[test]
+    fn gelu_tanh_matches_the_tanh_formula_in_f64() {
+        let mut x = -30.0f32;
+        while x < 30.0 {
+            let xd = x as f64;
+            let y = (2.0 / std::f64::consts::PI).sqrt() * (xd + 0.044715 * xd * xd * xd);
+            let reference = 0.5 * xd * (1.0 + y.tanh());
+            let ours = super::gelu_tanh(x) as f64;
+            assert!(
+                (ours - reference).abs() <= 1e-6 * (1.0 + reference.abs()),
+                "gelu({x}) = {ours}, expected {reference}"
+            );
+            x += 0.0173;
+        }
+        assert!(super::gelu_tanh(-1e30).abs() < 1e-6);
+        assert_eq!(super::gelu_tanh(1e30), 1e30);
     }
 
     #[test]

@@ -71,7 +71,14 @@ impl CpuModel {
             Op::MatMul(m) => self.matmul(id, m, env, step),
             Op::Add => self.binary(id, env, |a, b| a + b),
             Op::Mul => self.binary(id, env, |a, b| a * b),
-            Op::Silu => self.silu(id, env),
+            Op::Silu => self.unary(id, env, cpu_silu),
+            Op::Gelu => self.unary(id, env, cpu::gelu_tanh),
+            Op::Scale { factor } => {
+                let c = *factor;
+                self.unary(id, env, move |v| v * c)
+            }
+            // cpu::rms_norm normalizes each run of len(Norm) columns: here one head.
+            Op::HeadRmsNorm { eps } => self.rms_norm(id, *eps, env),
             Op::Rope(spec) => self.rope_op(id, spec, env, step),
             Op::KvStore { layer } => self.kv_store(id, *layer, env, step),
             Op::Attention(spec) => self.attention(id, spec, env, step),
@@ -172,7 +179,8 @@ impl CpuModel {
         Ok(())
     }
 
-    fn silu(&mut self, id: NodeId, env: &DimEnv) -> Result<(), ExecError> {
+    /// `f` applied to every element of `X`.
+    fn unary(&mut self, id: NodeId, env: &DimEnv, f: impl Fn(f32) -> f32) -> Result<(), ExecError> {
         let x = self.operand(id, Role::X)?;
         let rows = self.rows(id, env);
         let (xl, ol) = (self.loc(x), self.loc(id));
@@ -183,7 +191,7 @@ impl CpuModel {
                 .iter_mut()
                 .zip(&src[r * xl.ld..r * xl.ld + xl.cols])
             {
-                *o = v / (1.0 + (-v).exp());
+                *o = f(v);
             }
         }
         Ok(())
@@ -517,6 +525,10 @@ impl CpuModel {
         }
         Ok(())
     }
+}
+
+fn cpu_silu(v: f32) -> f32 {
+    v / (1.0 + (-v).exp())
 }
 
 /// Applies `spec` to `heads` heads of each row of `x` (contiguous rows).

@@ -181,6 +181,10 @@ impl Places<'_> {
                     "a standalone rope (the GPU runs RoPE fused into the QKV matmul's epilogue)",
                 ))
             }
+            // Gemma 3 / Qwen3 ops: CPU only for now (docs/COMPATIBILITY.md).
+            Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } => {
+                return Err(self.unsupported(id, "no GPU kernel for this op yet"))
+            }
         }))
     }
 

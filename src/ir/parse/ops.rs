@@ -40,6 +40,11 @@ pub(super) fn op(
         "add" => Op::Add,
         "mul" => Op::Mul,
         "silu" => Op::Silu,
+        "gelu" => Op::Gelu,
+        "scale" => Op::Scale {
+            factor: a.f32("factor")?,
+        },
+        "head_rms_norm" => Op::HeadRmsNorm { eps: a.f32("eps")? },
         "rope" => Op::Rope(rope_spec(&mut a)?),
         "slice" => Op::Slice {
             start: a.u64("start")?,

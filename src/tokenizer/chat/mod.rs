@@ -2,8 +2,10 @@
 //! with minijinja the way HF transformers and llama.cpp render it
 //! (`trim_blocks`, `lstrip_blocks`, `raise_exception`, `strftime_now`, a
 //! Python-style `tojson`, Python string methods through minijinja-contrib's
-//! pycompat). A GGUF without a template gets ChatML.
+//! pycompat). A GGUF without a template gets its architecture's built-in
+//! one (Gemma: `builtin::GEMMA`), else ChatML.
 
+mod builtin;
 mod functions;
 mod python_json;
 
@@ -92,6 +94,13 @@ impl ChatTemplate {
         match md.get(KEY_TEMPLATE) {
             Some(_) => Self::new(md.get_str(KEY_TEMPLATE)?, &bos, &eos),
             None => {
+                let arch = md.get("general.architecture").and_then(|v| v.as_str());
+                if let Some(source) = arch.and_then(builtin::for_architecture) {
+                    tracing::info!(
+                        "no {KEY_TEMPLATE} in the model; using the built-in one of {arch:?}"
+                    );
+                    return Self::new(source, &bos, &eos);
+                }
                 tracing::info!("no {KEY_TEMPLATE} in the model; using ChatML");
                 let mut t = Self::chatml();
                 (t.bos_token, t.eos_token) = (bos, eos);
@@ -163,6 +172,31 @@ mod tests {
             text,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
+    }
+
+    #[test]
+    fn gemma_files_without_a_template_get_gemma_turns() {
+        let mut md = Metadata::default();
+        md.insert("general.architecture", "gemma3".into());
+        let t = ChatTemplate::from_metadata(&md).unwrap();
+        let conv = [
+            ChatMessage::new("system", "Be brief."),
+            ChatMessage::new("user", " Hi "),
+            ChatMessage::new("assistant", "Hello."),
+            ChatMessage::new("user", "Bye"),
+        ];
+        assert_eq!(
+            t.render(&conv, true).unwrap(),
+            "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n\
+             <start_of_turn>model\nHello.<end_of_turn>\n\
+             <start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+        );
+        md.insert("general.architecture", "llama".into());
+        let chatml = ChatTemplate::from_metadata(&md).unwrap();
+        assert!(chatml
+            .render(&conv, false)
+            .unwrap()
+            .starts_with("<|im_start|>system"));
     }
 
     #[test]

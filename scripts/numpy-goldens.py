@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""A float64 numpy reference for tiny synthetic Qwen3, Gemma 3 and Phi-3 models, for where HF
+transformers (torch) cannot be installed: tests/fixtures/hf/<case>.json in
+the format scripts/make-hf-goldens.py writes (tests/hf_goldens.rs reads
+both the same way). scripts/make-hf-goldens.sh's HF fixtures replace these
+files when it runs.
+
+Independent of our Rust: the model is read with the gguf package's reader
+and dequantized by its numpy code, and the forward pass below follows HF
+transformers' Qwen3 (modeling_qwen3.py): RMSNorm x/sqrt(mean(x²)+eps)*w;
+q, k, v projections without bias; per-head RMSNorm of q and k over the
+head dim; RoPE on the two halves of each head (rotate_half) with
+inv_freq = base^(-2i/d); causal softmax attention scaled by 1/sqrt(head_dim)
+with grouped KV heads; o projection; residual; RMSNorm; down(silu(gate)·up);
+residual; final RMSNorm; the output projection (token_embd when tied).
+
+Gemma 3 follows HF's modeling_gemma3.py with the GGUF conventions
+llama.cpp's converter writes (the "1 +" of Gemma's RMSNorm already added
+to every norm weight): embeddings times sqrt(hidden); RMSNorm before and
+after attention and before and after the FFN; per-head q/k RMSNorm; RoPE
+on halves; layers l with (l + 1) % 6 == 0 global (RoPE base from the file),
+the others local (base 10000, a window of the last W positions, itself
+included); scale 1/sqrt(head_dim); down(gelu_tanh(gate)·up).
+
+Phi-3 follows HF's modeling_phi3.py: the LLaMA block with qkv_proj split
+into q, k, v rows and gate_up_proj split into gate (first half) and up;
+RoPE on halves; no sliding window (as llama.cpp runs Phi-3).
+
+    .venv-np/bin/python scripts/numpy-goldens.py --rfc target/release/rfc CASE...
+"""
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import gguf
+import numpy as np
+
+QUANTIZED_TOL, FLOAT_TOL = 2e-2, 1e-4
+
+# The qwen3 cases of make-hf-goldens.py (same settings and seeds).
+CASES = {
+    "qwen3_gqa_f32": ("qwen3", "F32", 4, 2, False, False, None, 108),
+    "qwen3_mha_tied_f32": ("qwen3", "F32", 4, 4, True, False, None, 109),
+    "qwen3_gqa_f16": ("qwen3", "F16", 4, 2, False, False, None, 203),
+    "qwen3_gqa_q8_0": ("qwen3", "Q8_0", 4, 2, False, False, None, 303),
+    "qwen3_gqa_q4_k": ("qwen3", "Q4_K", 4, 2, False, False, None, 504),
+    "qwen3_gqa_q6_k": ("qwen3", "Q6_K", 4, 2, True, False, None, 604),
+    # Gemma 3: 6 layers (layer 5 global), window 4, one KV head, tied.
+    "gemma3_mqa_tied_window4_f32": ("gemma3", "F32", 4, 1, True, False, 4, 110),
+    "gemma3_gqa_untied_f32": ("gemma3", "F32", 4, 2, False, False, None, 111),
+    "gemma3_mqa_tied_window4_q8_0": ("gemma3", "Q8_0", 4, 1, True, False, 4, 304),
+    "gemma3_mqa_tied_window4_q4_k": ("gemma3", "Q4_K", 4, 1, True, False, 4, 505),
+    # Phi-3: fused QKV and gate/up projections.
+    "phi3_gqa_f32": ("phi3", "F32", 4, 2, False, False, None, 112),
+    "phi3_mha_tied_f16": ("phi3", "F16", 4, 4, True, False, None, 205),
+    "phi3_gqa_q8_0": ("phi3", "Q8_0", 4, 2, False, False, None, 306),
+    "phi3_gqa_q4_k": ("phi3", "Q4_K", 4, 2, False, False, None, 507),
+}
+LAYERS = {"gemma3": 6}
+
+PROMPTS = [
+    [1],
+    [1, 72, 101, 108, 108, 111],
+    [5, 300, 17, 42, 42, 260, 99, 3, 150, 151, 7, 8, 255, 256, 64, 31, 200, 12, 318, 77],
+]
+
+
+def synth(rfc, case, out):
+    arch, ty, heads, kv_heads, tied, bias, window, seed = case
+    cmd = [rfc, "synth", "tiny", "--arch", arch, "--type", ty, "--heads", str(heads),
+           "--kv-heads", str(kv_heads), "--seed", str(seed)]
+    cmd += ["--tied"] if tied else []
+    cmd += ["--window", str(window)] if window else []
+    cmd += ["--layers", str(LAYERS[arch])] if arch in LAYERS else []
+    summary = json.loads(subprocess.run(cmd + [str(out)], check=True, capture_output=True,
+                                        text=True).stdout)
+    return {"arch": arch, "type": ty, "heads": heads, "kv_heads": kv_heads, "d": summary["hidden"],
+            "ffn": summary["ffn"], "layers": summary["layers"], "vocab": summary["vocab"],
+            "tied": tied, "bias": bias, "window": window, "seed": seed}
+
+
+class Model:
+    def __init__(self, path):
+        r = gguf.GGUFReader(str(path))
+        arch = r.fields["general.architecture"].contents()
+        f = lambda k: r.fields[f"{arch}.{k}"].contents()
+        self.layers, self.heads, self.kv_heads = f("block_count"), f("attention.head_count"), f("attention.head_count_kv")
+        key_length = r.fields.get(f"{arch}.attention.key_length")
+        self.head_dim = int(key_length.contents()) if key_length is not None else f("embedding_length") // self.heads
+        self.eps, self.base = f("attention.layer_norm_rms_epsilon"), f("rope.freq_base")
+        self.arch, self.d = arch, f("embedding_length")
+        window = r.fields.get(f"{arch}.attention.sliding_window")
+        self.window = int(window.contents()) if window is not None else None
+        self.t = {}
+        for t in r.tensors:
+            # GGUF dims are ne0 first; numpy rows first.
+            shape = tuple(int(d) for d in reversed(t.shape))
+            self.t[t.name] = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64).reshape(shape)
+
+    def w(self, name):
+        return self.t[name]
+
+    def norm(self, x, w):
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * w
+
+    def rope(self, x, pos, base=None):
+        # x: [T, heads, hd]; the two halves of each head rotate together.
+        hd = self.head_dim
+        inv = (base or self.base) ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+        ang = np.outer(pos, inv)
+        cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+        half = np.concatenate([-x[..., hd // 2:], x[..., : hd // 2]], -1)
+        return x * cos[:, None, :] + half * sin[:, None, :]
+
+    def forward(self, tokens):
+        return {"gemma3": self.gemma3, "phi3": self.phi3}.get(self.arch, self.qwen3)(tokens)
+
+    def phi3(self, tokens):
+        n, hd, H, KV = len(tokens), self.head_dim, self.heads, self.kv_heads
+        pos = np.arange(n, dtype=np.float64)
+        x = self.w("token_embd.weight")[tokens]
+        mask = np.triu(np.full((n, n), -np.inf), 1)
+        for l in range(self.layers):
+            p = lambda s: self.w(f"blk.{l}.{s}")
+            h = self.norm(x, p("attn_norm.weight"))
+            qkv = h @ p("attn_qkv.weight").T
+            q = qkv[:, : H * hd].reshape(n, H, hd)
+            k = qkv[:, H * hd: (H + KV) * hd].reshape(n, KV, hd)
+            v = qkv[:, (H + KV) * hd:].reshape(n, KV, hd)
+            a = self.attend(self.rope(q, pos), self.rope(k, pos), v, mask)
+            x = x + a @ p("attn_output.weight").T
+            h = self.norm(x, p("ffn_norm.weight"))
+            gu = h @ p("ffn_up.weight").T
+            g, u = np.split(gu, 2, axis=-1)
+            x = x + (g / (1 + np.exp(-g)) * u) @ p("ffn_down.weight").T
+        x = self.norm(x, self.w("output_norm.weight"))
+        out = self.t.get("output.weight", self.w("token_embd.weight"))
+        return x @ out.T
+
+    def attend(self, q, k, v, mask):
+        n, H, hd = q.shape
+        KV = k.shape[1]
+        out = np.empty((n, H, hd))
+        for head in range(H):
+            kh = head // (H // KV)
+            s = q[:, head] @ k[:, kh].T / np.sqrt(hd) + mask
+            s = np.exp(s - s.max(-1, keepdims=True))
+            out[:, head] = (s / s.sum(-1, keepdims=True)) @ v[:, kh]
+        return out.reshape(n, H * hd)
+
+    def gemma3(self, tokens):
+        n, hd, H, KV = len(tokens), self.head_dim, self.heads, self.kv_heads
+        pos = np.arange(n, dtype=np.float64)
+        x = self.w("token_embd.weight")[tokens] * np.sqrt(self.d)
+        i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+        for l in range(self.layers):
+            p = lambda s: self.w(f"blk.{l}.{s}")
+            local = (l + 1) % 6 != 0 and self.window is not None
+            hidden = (j > i) | ((i - j >= self.window) if local else False)
+            mask = np.where(hidden, -np.inf, 0.0)
+            base = 10000.0 if local else self.base
+            h = self.norm(x, p("attn_norm.weight"))
+            q = self.norm((h @ p("attn_q.weight").T).reshape(n, H, hd), p("attn_q_norm.weight"))
+            k = self.norm((h @ p("attn_k.weight").T).reshape(n, KV, hd), p("attn_k_norm.weight"))
+            v = (h @ p("attn_v.weight").T).reshape(n, KV, hd)
+            a = self.attend(self.rope(q, pos, base), self.rope(k, pos, base), v, mask)
+            x = x + self.norm(a @ p("attn_output.weight").T, p("post_attention_norm.weight"))
+            h = self.norm(x, p("ffn_norm.weight"))
+            g, u = h @ p("ffn_gate.weight").T, h @ p("ffn_up.weight").T
+            gelu = 0.5 * g * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g ** 3)))
+            x = x + self.norm((gelu * u) @ p("ffn_down.weight").T, p("post_ffw_norm.weight"))
+        x = self.norm(x, self.w("output_norm.weight"))
+        out = self.t.get("output.weight", self.w("token_embd.weight"))
+        return x @ out.T
+
+    def qwen3(self, tokens):
+        n, hd, H, KV = len(tokens), self.head_dim, self.heads, self.kv_heads
+        pos = np.arange(n, dtype=np.float64)
+        x = self.w("token_embd.weight")[tokens]
+        mask = np.triu(np.full((n, n), -np.inf), 1)
+        for l in range(self.layers):
+            p = lambda s: self.w(f"blk.{l}.{s}")
+            h = self.norm(x, p("attn_norm.weight"))
+            q = (h @ p("attn_q.weight").T).reshape(n, H, hd)
+            k = (h @ p("attn_k.weight").T).reshape(n, KV, hd)
+            v = (h @ p("attn_v.weight").T).reshape(n, KV, hd)
+            q = self.rope(self.norm(q, p("attn_q_norm.weight")), pos)
+            k = self.rope(self.norm(k, p("attn_k_norm.weight")), pos)
+            out = np.empty((n, H, hd))
+            for head in range(H):
+                kh = head // (H // KV)
+                s = q[:, head] @ k[:, kh].T / np.sqrt(hd) + mask
+                s = np.exp(s - s.max(-1, keepdims=True))
+                out[:, head] = (s / s.sum(-1, keepdims=True)) @ v[:, kh]
+            x = x + out.reshape(n, H * hd) @ p("attn_output.weight").T
+            h = self.norm(x, p("ffn_norm.weight"))
+            g, u = h @ p("ffn_gate.weight").T, h @ p("ffn_up.weight").T
+            x = x + (g / (1 + np.exp(-g)) * u) @ p("ffn_down.weight").T
+        x = self.norm(x, self.w("output_norm.weight"))
+        out = self.t.get("output.weight", self.w("token_embd.weight"))
+        return x @ out.T
+
+
+def fmt(row):
+    return "[" + ",".join(f"{v:.7g}" for v in row) + "]"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rfc", default="target/release/rfc")
+    ap.add_argument("--out", default="tests/fixtures/hf")
+    ap.add_argument("only", nargs="*", help="case names (default: all)")
+    a = ap.parse_args()
+    out = pathlib.Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, case in CASES.items():
+        if a.only and name not in a.only:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            path = pathlib.Path(tmp) / f"{name}.gguf"
+            settings = synth(a.rfc, case, path)
+            data = path.read_bytes()
+            model = Model(path)
+            results = [(p, model.forward(p)) for p in PROMPTS]
+        tol = FLOAT_TOL if settings["type"] in ("F32", "F16") else QUANTIZED_TOL
+        ref = {"emulated": None, "numpy": np.__version__, "gguf": importlib.metadata.version("gguf"),
+               "dtype": "float64", "attention": "eager",
+               "loader": "numpy float64 forward of HF's Qwen3 (scripts/numpy-goldens.py), "
+                         "weights dequantized by the gguf package"}
+        head = {"name": name, "reference": ref, "synth": settings,
+                "gguf_sha256": hashlib.sha256(data).hexdigest(), "gguf_bytes": len(data), "tolerance": tol}
+        text = json.dumps(head, indent=1)[:-2] + ',\n "prompts": [\n'
+        text += ",\n".join('  {"tokens": ' + json.dumps(t) + ', "logits": [\n   '
+                           + ",\n   ".join(fmt(r) for r in lg) + "]}" for t, lg in results)
+        text += "\n ]\n}\n"
+        json.loads(text)
+        (out / f"{name}.json").write_text(text)
+        rms = np.sqrt(np.mean(np.concatenate([r for _, r in results]) ** 2))
+        print(f"{name}: {len(data)} bytes, logits rms {rms:.3f}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+//! Gemma 3's and Qwen3's new ops (`gelu`, `scale`, `head_rms_norm`) have no
+//! GPU kernels yet: compiling such a model for a GPU target must fail with
+//! an error naming the node and the op, exit code 1, no panic and no file.
+
+use std::process::Command;
+
+use rocmforge::synth::{TinyArch, TinySpec};
+
+fn compile(arch: TinyArch, target: &str) -> (i32, String, bool) {
+    let dir = std::env::temp_dir().join(format!(
+        "rfc-gpu-refusal-{}-{arch}-{target}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("m.gguf");
+    let spec = TinySpec {
+        arch,
+        ..TinySpec::default()
+    };
+    std::fs::write(&model, spec.to_bytes(5).unwrap()).unwrap();
+    let out_file = dir.join("m.rfc");
+    let out = Command::new(env!("CARGO_BIN_EXE_rfc"))
+        .args(["compile", model.to_str().unwrap(), "--target", target, "-o"])
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    let left = out_file.exists();
+    std::fs::remove_dir_all(&dir).ok();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        left,
+    )
+}
+
+#[test]
+fn a_gpu_target_refuses_the_new_ops_by_node_and_op_name() {
+    for (arch, first) in [
+        (TinyArch::Qwen3, "node blk.0.q (head_rms_norm)"),
+        (TinyArch::Gemma3, "node x (scale)"),
+    ] {
+        for target in ["sm_90", "gfx1100"] {
+            let (code, stderr, left) = compile(arch, target);
+            assert_eq!(code, 1, "{arch} {target}: {stderr}");
+            assert!(
+                stderr.contains(first) && stderr.contains("no GPU kernel for this op yet"),
+                "{arch} {target}: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            assert!(!left, "{arch} {target}: a failed compile left a file");
+        }
+    }
+}
+
+#[test]
+fn the_cpu_target_compiles_both_families() {
+    for arch in [TinyArch::Qwen3, TinyArch::Gemma3] {
+        let (code, stderr, _) = compile(arch, "cpu");
+        assert_eq!(code, 0, "{arch}: {stderr}");
+    }
+}
