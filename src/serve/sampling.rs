@@ -45,6 +45,7 @@ impl Settings {
             stops: self.stops.clone(),
             ignore_eos: self.ignore_eos,
             logprobs,
+            constraint: None,
         }
     }
 }
