@@ -318,7 +318,10 @@ impl Parser {
             }
             let lo = self.char_in("a character class")?;
             let mut hi = lo;
-            if self.peek() == Some('-') && self.chars.get(self.i + 1) != Some(&']') {
+            let after_dash = self.chars.get(self.i + 1).copied();
+            if self.peek() == Some('-')
+                && !matches!(after_dash, None | Some(']') | Some('\n') | Some('\r'))
+            {
                 self.bump();
                 let at = self.pos();
                 hi = self.char_in("a character class")?;
