@@ -102,7 +102,8 @@ fn grammar_files_and_json_schemas_are_read() {
     let schema = r#"{"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"], "additionalProperties": false}"#;
     let o = run(&m, 2, &["--json-schema", schema]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect(&stdout(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&o)).unwrap_or_else(|_| panic!("{}", stdout(&o)));
     assert!(
         v["ok"].is_boolean() && v.as_object().unwrap().len() == 1,
         "{v}"
@@ -110,7 +111,8 @@ fn grammar_files_and_json_schemas_are_read() {
     let sf = dir.path().join("s.json");
     std::fs::write(&sf, schema).unwrap();
     let o = run(&m, 3, &["--json-schema", sf.to_str().unwrap()]);
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect(&stdout(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&o)).unwrap_or_else(|_| panic!("{}", stdout(&o)));
     assert!(v["ok"].is_boolean(), "{v}");
 }
 
