@@ -30,6 +30,8 @@ pub mod sampling;
 pub mod shutdown;
 pub mod sse;
 pub mod state;
+pub mod structured;
+pub mod tools;
 
 pub use app::{router, serve, ServeOptions};
 pub use errors::ApiError;
