@@ -58,9 +58,22 @@ impl Constraint {
         let Some(mask) = self.mask.take() else {
             return Err(self.failure());
         };
-        for (id, l) in logits.iter_mut().enumerate() {
-            if !mask.is_allowed(id as u32) {
-                *l = f32::NEG_INFINITY;
+        // 32 ids per mask word: whole words of forbidden ids (most of
+        // them, inside a JSON string or number) are filled at once.
+        let words = mask.as_slice();
+        for (w, chunk) in logits.chunks_mut(32).enumerate() {
+            let bits = words.get(w).copied().unwrap_or(0);
+            if bits == u32::MAX {
+                continue;
+            }
+            if bits == 0 {
+                chunk.fill(f32::NEG_INFINITY);
+                continue;
+            }
+            for (b, l) in chunk.iter_mut().enumerate() {
+                if bits & (1 << b) == 0 {
+                    *l = f32::NEG_INFINITY;
+                }
             }
         }
         Ok(())
