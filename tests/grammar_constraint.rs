@@ -244,3 +244,25 @@ fn empty_rules_and_optional_blanks_compile_and_match() {
     let t = run(&mut m.sched, vec![req]).remove(0).text;
     assert!(t == "ab" || t == "a b", "{t:?}");
 }
+
+#[test]
+fn the_schema_keywords_docs_serving_lists_compile() {
+    let m = tiny(1);
+    let schema = json!({
+        "$defs": {"id": {"type": "string", "pattern": "^[a-z]{3}$"}},
+        "type": "object",
+        "properties": {
+            "id": {"$ref": "#/$defs/id"},
+            "when": {"type": "string", "format": "date"},
+            "n": {"type": "number", "minimum": 0, "exclusiveMaximum": 10},
+            "pair": {"type": "array", "prefixItems": [{"type": "integer"}, {"const": "x"}], "items": false},
+            "either": {"oneOf": [{"type": "integer"}, {"type": "string", "minLength": 2}]},
+            "any": {"anyOf": [{"type": "null"}, {"type": "boolean"}]},
+            "both": {"allOf": [{"type": "object"}, {"required": ["k"], "properties": {"k": {"enum": [1, 2]}}}]},
+        },
+        "required": ["id"],
+    });
+    if let Err(e) = m.grammars.compile(&GrammarSource::JsonSchema(schema)) {
+        panic!("{e}");
+    }
+}
