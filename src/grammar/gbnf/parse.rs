@@ -376,3 +376,46 @@ impl Parser {
             .ok_or_else(|| GbnfError::new(at, format!("`\\{e}{v:X}` is not a Unicode character")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(src: &str) -> (u32, u32, String) {
+        let e = parse(src).unwrap_err();
+        (e.at.line, e.at.col, e.message)
+    }
+
+    #[test]
+    fn rules_continue_after_operators_and_inside_parentheses_only() {
+        let g = parse("root ::=\n  a |\n  b\na ::= (\"x\"\n  \"y\")\nb ::= \"z\"\n").unwrap();
+        assert_eq!(g.rules.len(), 3);
+        let (line, col, msg) = error("root ::= \"a\"\n  \"b\"\n");
+        assert_eq!((line, col), (2, 3), "{msg}");
+    }
+
+    #[test]
+    fn errors_say_where_and_what() {
+        assert_eq!(error("root ::= \"a\\q\"").0, 1);
+        assert!(error("root ::= \"a\\q\"")
+            .2
+            .contains("unknown escape `\\q`"));
+        let (line, _, msg) = error("root ::= a\na ::= \"x\"\na ::= \"y\"\n");
+        assert_eq!(line, 3);
+        assert!(
+            msg.contains("defined twice (first at line 2, column 1)"),
+            "{msg}"
+        );
+        assert!(error("root = \"a\"").2.contains("expected `::=`"));
+        assert!(error("root ::= <[42]>").2.contains("token references"));
+        assert!(error("root ::= [z-a]").2.contains("is empty"));
+        assert!(error("root ::= \"a\"{3,1}").2.contains("below the minimum"));
+        assert!(error("root ::= \"a\"{99999}").2.contains("above the limit"));
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        let (line, col, _) = error("root ::= \"é\" ?? )");
+        assert_eq!((line, col), (1, 17));
+    }
+}
