@@ -31,6 +31,7 @@ pub mod shutdown;
 pub mod sse;
 pub mod state;
 pub mod structured;
+pub mod tool_calls;
 pub mod tools;
 
 pub use app::{router, serve, ServeOptions};

@@ -8,7 +8,7 @@ use super::openai_types::{
     ChatChoice, ChatChunk, ChatCompletion, ChatLogprobs, ChunkChoice, Completion, CompletionChoice,
     Delta, LegacyLogprobs, MessageOut, TokenLogprobOut, TopLogprobOut, UsageOut,
 };
-use super::tools::{split_calls, CallStream, ToolCall};
+use super::tool_calls::{split_calls, CallStream, ToolCall};
 use crate::sched::{FinishReason, Logprobs, TokenLogprob, Usage};
 
 /// JSON has no infinities; OpenAI reports an impossible token as -9999.

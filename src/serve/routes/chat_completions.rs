@@ -18,7 +18,8 @@ use crate::serve::sampling::settings;
 use crate::serve::sse::stream_response;
 use crate::serve::state::AppState;
 use crate::serve::structured::{self, Requested};
-use crate::serve::tools::{self, CallStream};
+use crate::serve::tool_calls::CallStream;
+use crate::serve::tools;
 
 /// Alternatives per token at most (OpenAI's limit).
 pub const MAX_TOP_LOGPROBS: i64 = 20;
