@@ -42,6 +42,7 @@ fn sink(out: Arc<Mutex<Outcome>>) -> Box<dyn rocmforge::sched::EventSink> {
 
 struct Model {
     sched: Scheduler<CpuModel>,
+    tokenizer: Arc<rocmforge::tokenizer::Tokenizer>,
     grammars: GrammarCompiler,
     _dir: tempfile::TempDir,
 }
@@ -66,12 +67,13 @@ fn tiny(seqs: usize) -> Model {
     let grammars = GrammarCompiler::new(tokenizer.clone(), 320).unwrap();
     let sched = Scheduler::new(
         backend,
-        tokenizer,
+        tokenizer.clone(),
         SchedulerConfig::default(),
         Arc::new(Metrics::default()),
     );
     Model {
         sched,
+        tokenizer,
         grammars,
         _dir: dir,
     }
@@ -264,5 +266,49 @@ fn the_schema_keywords_docs_serving_lists_compile() {
     });
     if let Err(e) = m.grammars.compile(&GrammarSource::JsonSchema(schema)) {
         panic!("{e}");
+    }
+}
+
+/// Whether `text`, fed one character (token) at a time, is accepted whole.
+fn accepts(m: &Model, gbnf: &str, text: &str) -> bool {
+    let mut c = m.grammars.compile(&GrammarSource::from_text(gbnf)).unwrap();
+    for ch in text.chars() {
+        let ids = m.tokenizer.encode(&ch.to_string(), false, false).unwrap();
+        assert_eq!(ids.len(), 1, "one token per character");
+        let mut row = vec![0.0f32; 320];
+        c.apply(&mut row).unwrap();
+        if row[ids[0] as usize] == f32::NEG_INFINITY || c.commit(ids[0]).is_err() {
+            return false;
+        }
+    }
+    c.is_accepting()
+}
+
+#[test]
+fn overlapping_literals_and_classes_match_as_gbnf_means() {
+    let m = tiny(1);
+    for (g, yes, no) in [
+        (
+            "root ::= (\"ab\" | \"a\") \"bc\"",
+            vec!["abc", "abbc"],
+            vec!["ab", "abcc"],
+        ),
+        (
+            "root ::= [a-z]* \"z\"",
+            vec!["z", "abz", "zzz"],
+            vec!["", "ab"],
+        ),
+        (
+            "root ::= \"a\"* \"ab\"",
+            vec!["ab", "aaab"],
+            vec!["a", "aba"],
+        ),
+    ] {
+        for t in yes {
+            assert!(accepts(&m, g, t), "{g} should accept {t:?}");
+        }
+        for t in no {
+            assert!(!accepts(&m, g, t), "{g} should refuse {t:?}");
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! [`Grammar`] → llguidance's Lark dialect.
 //!
 //! Every GBNF rule becomes a lowercase (parser) rule, so GBNF's
-//! character-level semantics are kept: literals and character classes
-//! become small regex lexemes that the Earley parser sequences, instead
-//! of whole rules being turned into greedy lexer tokens (which would
-//! change what `[a-z]* "z"` accepts). Characters are written as
+//! character-level semantics are kept: every character of a literal and
+//! every character class is a one-character regex lexeme that the Earley
+//! parser sequences, since llguidance's lexer is greedy and longer
+//! lexemes (whole literals, or rules turned into tokens) would change
+//! what `("ab" | "a") "bc"` or `[a-z]* "z"` accepts. Characters are written as
 //! `\x{..}` escapes, so no GBNF text can break out of a Lark regex.
 //! Rule names are made Lark-safe (`g_` + lowercase, `-` → `_`), with a
 //! number added where two GBNF names would collide.
@@ -71,12 +72,25 @@ fn write_expr(
 ) -> Result<(), GbnfError> {
     match e {
         Expr::Alt(alts) => write_alternatives(alts, names, out, top)?,
+        // One lexeme per character: llguidance's lexer is greedy, so a
+        // literal lexeme "ab" would win over "a" followed by "bc" and
+        // refuse text that GBNF accepts (tests/grammar_constraint.rs).
         Expr::Literal(text) => {
-            out.push('/');
-            for c in text.chars() {
-                push_char(c, out);
+            let many = text.chars().count() > 1 && !top;
+            if many {
+                out.push('(');
             }
-            out.push('/');
+            for (i, c) in text.chars().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push('/');
+                push_char(c, out);
+                out.push('/');
+            }
+            if many {
+                out.push(')');
+            }
         }
         Expr::Class { negated, ranges } => {
             out.push_str(if *negated { "/[^" } else { "/[" });
@@ -187,17 +201,20 @@ mod tests {
 
     #[test]
     fn rules_become_lowercase_lark_rules_from_start() {
-        let lark = translate("root ::= Item+\nItem ::= [a-c] \"x\"\n").unwrap();
+        let lark = translate("root ::= Item+\nItem ::= [a-c] \"xy\"\n").unwrap();
         assert_eq!(
             lark,
-            "start: g_root\ng_root: (g_item)+\ng_item: /[a-c]/ /x/\n"
+            "start: g_root\ng_root: (g_item)+\ng_item: /[a-c]/ (/x/ /y/)\n"
         );
     }
 
     #[test]
     fn punctuation_is_escaped_inside_regexes() {
         let lark = translate(r#"root ::= "/\"" [^"\\]"#).unwrap();
-        assert!(lark.contains(r"/\x{2F}\x{22}/ /[^\x{22}\x{5C}]/"), "{lark}");
+        assert!(
+            lark.contains(r"(/\x{2F}/ /\x{22}/) /[^\x{22}\x{5C}]/"),
+            "{lark}"
+        );
     }
 
     #[test]
