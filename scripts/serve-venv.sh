@@ -10,12 +10,12 @@ req=tests/serve/requirements.txt
 stamp="$venv/.requirements.sha256"
 want="$(sha256sum "$req" | cut -d' ' -f1)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-  && "$venv/bin/python" -c 'import openai' 2>/dev/null; then
+  && "$venv/bin/python" -c 'import openai, jsonschema, lark' 2>/dev/null; then
   echo "$venv/bin/python"
   exit 0
 fi
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2
-"$venv/bin/python" -c 'import openai' # fails loudly if the install did not work
+"$venv/bin/python" -c 'import openai, jsonschema, lark' # fails loudly if the install did not work
 echo "$want" > "$stamp"
 echo "$venv/bin/python"

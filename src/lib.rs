@@ -11,6 +11,7 @@ pub mod codegen;
 pub mod exec;
 pub mod frontend;
 pub mod gguf;
+pub mod grammar;
 pub mod ir;
 pub mod load;
 pub mod passes;

@@ -15,6 +15,7 @@ mod compile;
 mod device;
 mod gpu_check;
 mod gpu_selftest;
+mod grammar_args;
 mod inspect;
 mod ir;
 mod perplexity;

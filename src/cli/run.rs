@@ -11,6 +11,7 @@ use clap::Args;
 use super::CmdResult;
 use rocmforge::exec::any_backend::AnyBackend;
 use rocmforge::gguf::GgufFile;
+use rocmforge::grammar::{GrammarCompiler, GrammarSource};
 use rocmforge::load::LoadOptions;
 use rocmforge::sampler::SamplerConfig;
 use rocmforge::sched::{generate, GenRequest, GenerateStats, Metrics, Scheduler, SchedulerConfig};
@@ -58,6 +59,8 @@ pub struct RunArgs {
     pub cache_type: rocmforge::exec::cpu::KvType,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub grammar: super::grammar_args::GrammarArgs,
     #[command(flatten)]
     pub device: super::device::DeviceArgs,
 }
@@ -123,6 +126,8 @@ pub fn set_threads(threads: Option<usize>) {
 pub fn run(args: RunArgs) -> CmdResult {
     set_threads(args.threads);
     let prompt = read_prompt(&args)?;
+    // A bad grammar is reported before the model loads.
+    let grammar = args.grammar.source()?;
     let opts = LoadOptions {
         context: args.context,
         kv_type: args.cache_type,
@@ -140,7 +145,7 @@ pub fn run(args: RunArgs) -> CmdResult {
     } else {
         args.device.load(&args.model, &opts)?
     };
-    let mut runner = Runner::new(model);
+    let mut runner = Runner::new(model, grammar)?;
     if args.interactive {
         return interactive(&args, &mut runner);
     }
@@ -182,12 +187,14 @@ struct Runner {
     tokenizer: Arc<Tokenizer>,
     sched: Scheduler<AnyBackend>,
     load_time: Duration,
+    /// The output constraint and its compiler (built once per model).
+    grammar: Option<(GrammarSource, GrammarCompiler)>,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 impl Runner {
-    fn new(model: LoadedModel) -> Self {
+    fn new(model: LoadedModel, grammar: Option<GrammarSource>) -> Result<Self, Error> {
         let tokenizer = Arc::new(model.tokenizer);
         let sched = Scheduler::new(
             model.session.into_backend(),
@@ -195,12 +202,21 @@ impl Runner {
             SchedulerConfig::default(),
             Arc::new(Metrics::default()),
         );
-        Runner {
+        let grammar = match grammar {
+            Some(src) => {
+                let compiler = GrammarCompiler::new(tokenizer.clone(), sched.vocab())?;
+                compiler.compile(&src)?;
+                Some((src, compiler))
+            }
+            None => None,
+        };
+        Ok(Runner {
             file: model.file,
             tokenizer,
             sched,
             load_time: model.load_time,
-        }
+            grammar,
+        })
     }
 
     /// Raw prompts are tokenized as text; a rendered chat template carries
@@ -262,6 +278,9 @@ impl Runner {
         req.sampling = args.sampling.config();
         req.sampling.seed = req.sampling.seed.wrapping_add(turn);
         req.stops = args.stops.clone();
+        if let Some((src, compiler)) = &self.grammar {
+            req.constraint = Some(compiler.compile(src)?);
+        }
         let mut out = std::io::stdout().lock();
         let mut write_err = None;
         let stats = generate(&mut self.sched, req, |text| {

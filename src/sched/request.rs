@@ -5,6 +5,7 @@
 //! request's [`EventSink`]. The sink is how the scheduler learns that a
 //! client went away: a sink that refuses an event cancels its sequence.
 
+use crate::grammar::Constraint;
 use crate::sampler::SamplerConfig;
 
 /// One generation request.
@@ -23,6 +24,9 @@ pub struct GenRequest {
     /// Report each chosen token's log-probability and this many
     /// alternatives (`Some(0)`: the chosen one only).
     pub logprobs: Option<usize>,
+    /// Output constrained by a grammar or schema (compiled, at the start
+    /// of the output); `None`: free text, at no cost.
+    pub constraint: Option<Constraint>,
 }
 
 impl GenRequest {
@@ -35,6 +39,7 @@ impl GenRequest {
             stops: Vec::new(),
             ignore_eos: false,
             logprobs: None,
+            constraint: None,
         }
     }
 }

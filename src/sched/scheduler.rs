@@ -26,6 +26,7 @@ use super::request::{Event, EventSink, FinishReason, GenRequest, Usage};
 use crate::exec::session::{StepBackend, StepLimits};
 use crate::exec::step::StepInputs;
 use crate::exec::ExecError;
+use crate::grammar::Constraint;
 use crate::sampler::{Sampler, StopMatcher, StopOutcome};
 use crate::tokenizer::stream::Utf8Stream;
 use crate::tokenizer::Tokenizer;
@@ -117,6 +118,11 @@ struct Sequence {
     /// Prefix-cache keys of the first `keys.len()` (full) pages.
     keys: Vec<PageKey>,
     sampler: Sampler,
+    /// The grammar the output must follow, if any (taken out while a
+    /// worker computes its mask).
+    constraint: Option<Constraint>,
+    /// Whether the request came with a constraint.
+    constrained: bool,
     stop: StopMatcher,
     utf8: Utf8Stream,
     generated: usize,
@@ -269,7 +275,7 @@ impl<B: StepBackend> Scheduler<B> {
     /// Queues a request (its place in the waiting count was taken by the
     /// caller: [`Engine::submit`](super::Engine::submit) counts it, and
     /// direct callers go through [`Scheduler::submit`]).
-    pub fn add(&mut self, id: u64, req: GenRequest, mut sink: Box<dyn EventSink>) {
+    pub fn add(&mut self, id: u64, mut req: GenRequest, mut sink: Box<dyn EventSink>) {
         if let Err(e) = check_request(&req, self.vocab, self.context()) {
             self.metrics.requests_waiting.fetch_sub(1, Relaxed);
             sink.send(Event::Error(e.to_string()));
@@ -279,8 +285,11 @@ impl<B: StepBackend> Scheduler<B> {
         for &t in &req.prompt {
             sampler.accept(t);
         }
+        let constraint = req.constraint.take();
         self.waiting.push_back(Sequence {
             id,
+            constrained: constraint.is_some(),
+            constraint,
             tokens: req.prompt.clone(),
             stop: StopMatcher::new(req.stops.clone()),
             req,
@@ -368,7 +377,7 @@ impl<B: StepBackend> Scheduler<B> {
             return Ok(StepReport::default());
         }
         let step = self.inputs(&parts);
-        self.run(&step, &parts)?;
+        self.run_with_masks(&step, &parts)?;
         self.metrics.steps.fetch_add(1, Relaxed);
         self.metrics
             .step_tokens
@@ -381,6 +390,43 @@ impl<B: StepBackend> Scheduler<B> {
         self.advance(&parts);
         self.publish_pages();
         Ok(report)
+    }
+
+    /// Runs `step` while a worker thread computes the grammar masks of the
+    /// constrained sequences it samples (a mask depends only on the tokens
+    /// already taken, so it need not wait for the logits). Without
+    /// constrained rows no thread is started.
+    fn run_with_masks(&mut self, step: &StepInputs, parts: &[Part]) -> Result<(), ExecError> {
+        let mut jobs: Vec<(u64, Constraint)> = Vec::new();
+        for part in parts.iter().filter(|p| p.sample) {
+            let i = self.index_of(part.id).expect("parts run");
+            if let Some(c) = self.running[i].constraint.take() {
+                jobs.push((part.id, c));
+            }
+        }
+        if jobs.is_empty() {
+            return self.run(step, parts);
+        }
+        let (result, jobs) = std::thread::scope(|scope| {
+            let worker = scope.spawn(move || {
+                for (_, c) in jobs.iter_mut() {
+                    c.prepare();
+                }
+                jobs
+            });
+            let result = self.run(step, parts);
+            // llguidance catches its own panics; one escaping is a bug
+            // worth stopping for rather than silently losing constraints.
+            let jobs = worker
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (result, jobs)
+        });
+        for (id, c) in jobs {
+            let i = self.index_of(id).expect("still running");
+            self.running[i].constraint = Some(c);
+        }
+        result
     }
 
     /// Runs `step` on the backend, keeping either each row's top
@@ -401,7 +447,10 @@ impl<B: StepBackend> Scheduler<B> {
             && rows > 0
             && sampled.iter().all(|&i| {
                 let s = &self.running[i];
-                s.sampler.can_sample_from_top(k) && s.req.logprobs.is_none_or(|n| n <= k)
+                // A grammar may forbid every candidate: its row is read whole.
+                !s.constrained
+                    && s.sampler.can_sample_from_top(k)
+                    && s.req.logprobs.is_none_or(|n| n <= k)
             });
         if !use_top {
             let logits = self.backend.run_step(step)?;
@@ -756,6 +805,18 @@ fn sample_next(
                     }
                 }
             }
+            if let Some(c) = &mut seq.constraint {
+                if let Err(e) = c.apply(&mut row) {
+                    seq.sink.send(Event::Error(e.to_string()));
+                    return Some((FinishReason::Cancelled, String::new()));
+                }
+                // The grammar is complete and the end of generation is
+                // masked (`ignore_eos`): nothing may follow.
+                if row.iter().all(|&l| l == f32::NEG_INFINITY) {
+                    let text = flush(seq);
+                    return Some((FinishReason::Stop, text));
+                }
+            }
             seq.sampler.sample(&mut row)
         }
         RowData::Top { cands, .. } => {
@@ -779,6 +840,14 @@ fn sample_next(
         let text = flush(seq);
         return Some((FinishReason::Stop, text));
     }
+    let mut grammar_ended = false;
+    if let Some(c) = &mut seq.constraint {
+        if let Err(e) = c.commit(token) {
+            seq.sink.send(Event::Error(e.to_string()));
+            return Some((FinishReason::Cancelled, String::new()));
+        }
+        grammar_ended = c.is_finished();
+    }
     let piece = seq.utf8.push_bytes(tokenizer.text_bytes(token));
     let (text, stopped) = match seq.stop.push(&piece) {
         StopOutcome::Continue(t) => (t, false),
@@ -796,6 +865,11 @@ fn sample_next(
         return Some((FinishReason::Stop, String::new()));
     }
     seq.tokens.push(token);
+    if grammar_ended {
+        // Only the end of generation could follow: save the step.
+        let text = flush(seq);
+        return Some((FinishReason::Stop, text));
+    }
     if seq.generated >= seq.req.max_tokens || seq.tokens.len() >= context {
         let text = flush(seq);
         return Some((FinishReason::Length, text));

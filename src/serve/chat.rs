@@ -12,9 +12,8 @@ use super::openai_types::{ChatFields, MessageIn};
 use crate::tokenizer::chat::{ChatMessage, ChatTemplate};
 use crate::tokenizer::Tokenizer;
 
-/// The request's messages, checked; tool calling is refused.
+/// The request's messages, checked (tool calls and results included).
 pub fn messages(fields: &ChatFields) -> Result<Vec<ChatMessage>, ApiError> {
-    refuse_tools(fields)?;
     let Some(list) = &fields.messages else {
         return Err(ApiError::invalid_param(
             "messages",
@@ -35,22 +34,28 @@ pub fn messages(fields: &ChatFields) -> Result<Vec<ChatMessage>, ApiError> {
 
 fn message(i: usize, m: &MessageIn) -> Result<ChatMessage, ApiError> {
     let role = match m.role.as_str() {
-        "system" | "user" | "assistant" => m.role.as_str(),
+        "system" | "user" | "assistant" | "tool" => m.role.as_str(),
         // OpenAI's newer name for the system turn.
         "developer" => "system",
         other => {
             return Err(ApiError::invalid_param(
                 format!("messages[{i}].role"),
-                format!("messages[{i}].role = {other:?}: the roles are system, user and assistant (tool calls are not supported)"),
+                format!(
+                "messages[{i}].role = {other:?}: the roles are system, user, assistant and tool"
+            ),
             ))
         }
     };
-    if m.tool_calls.as_ref().is_some_and(non_empty) {
-        return Err(ApiError::unsupported(
-            &format!("messages[{i}].tool_calls"),
-            "tool calls are not supported",
-        ));
-    }
+    let tool_calls = match &m.tool_calls {
+        Some(calls) if non_empty(calls) && role == "assistant" => Some(template_calls(i, calls)?),
+        Some(calls) if non_empty(calls) => {
+            return Err(ApiError::invalid_param(
+                format!("messages[{i}].tool_calls"),
+                format!("messages[{i}]: only assistant messages carry tool_calls"),
+            ))
+        }
+        _ => None,
+    };
     let content = match &m.content {
         Value::String(s) => s.clone(),
         // An assistant turn that only called tools has no content.
@@ -63,7 +68,43 @@ fn message(i: usize, m: &MessageIn) -> Result<ChatMessage, ApiError> {
             ))
         }
     };
-    Ok(ChatMessage::new(role, content))
+    let mut msg = ChatMessage::new(role, content);
+    msg.tool_calls = tool_calls;
+    msg.tool_call_id = m.tool_call_id.clone();
+    Ok(msg)
+}
+
+/// An assistant turn's `tool_calls` as templates read them: OpenAI sends
+/// `arguments` as a JSON text; templates (and HF) expect the object.
+fn template_calls(i: usize, calls: &Value) -> Result<Value, ApiError> {
+    let bad = |j: usize, what: &str| {
+        ApiError::invalid_param(
+            format!("messages[{i}].tool_calls[{j}]"),
+            format!("messages[{i}].tool_calls[{j}]: {what}"),
+        )
+    };
+    let Value::Array(list) = calls else {
+        return Err(bad(0, "tool_calls must be a list"));
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (j, c) in list.iter().enumerate() {
+        let name = c
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(j, "a call needs function.name"))?;
+        let arguments = match c.pointer("/function/arguments") {
+            Some(Value::String(s)) => serde_json::from_str::<Value>(s)
+                .map_err(|e| bad(j, &format!("function.arguments is not JSON: {e}")))?,
+            Some(v) => v.clone(),
+            None => Value::Object(Default::default()),
+        };
+        out.push(serde_json::json!({
+            "id": c.get("id").cloned().unwrap_or(Value::Null),
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }));
+    }
+    Ok(Value::Array(out))
 }
 
 /// `[{"type": "text", "text": ...}, ...]` joined by newlines; any other
@@ -110,43 +151,28 @@ fn non_empty(v: &Value) -> bool {
     }
 }
 
-/// Tools, functions and a tool choice other than "none" are refused.
-fn refuse_tools(f: &ChatFields) -> Result<(), ApiError> {
-    for (name, v) in [
-        ("tools", &f.tools),
-        ("functions", &f.functions),
-        ("function_call", &f.function_call),
-    ] {
-        if v.as_ref().is_some_and(non_empty) {
-            return Err(ApiError::unsupported(
-                name,
-                format!("{name}: tool and function calling are not supported"),
-            ));
-        }
-    }
-    if let Some(tc) = &f.tool_choice {
-        if !(tc.is_null() || tc.as_str() == Some("none")) {
-            return Err(ApiError::unsupported(
-                "tool_choice",
-                "tool_choice: tool calling is not supported",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The prompt's token ids for `messages` under `template`.
+/// The prompt's token ids for `messages` (and the `tools` the model may
+/// call) under `template`.
 pub fn prompt_tokens(
     template: &ChatTemplate,
     tokenizer: &Tokenizer,
     messages: &[ChatMessage],
+    tools: Option<&Value>,
 ) -> Result<Vec<u32>, ApiError> {
-    let text = template.render(messages, true).map_err(|e| {
-        ApiError::invalid_param(
-            "messages",
-            format!("the model's chat template refused these messages: {e}"),
-        )
-    })?;
+    if tools.is_some() && !template.renders_tools() {
+        return Err(ApiError::unsupported(
+            "tools",
+            "this model's chat template does not render tools, so the model would not know them",
+        ));
+    }
+    let text = template
+        .render_with_tools(messages, tools, true)
+        .map_err(|e| {
+            ApiError::invalid_param(
+                "messages",
+                format!("the model's chat template refused these messages: {e}"),
+            )
+        })?;
     let mut ids = tokenizer.encode(&text, true, true).map_err(|e| {
         ApiError::invalid_param("messages", format!("the prompt does not tokenize: {e}"))
     })?;
@@ -225,7 +251,7 @@ mod tests {
     #[test]
     fn bad_roles_and_contents_name_the_message() {
         assert_eq!(
-            refused_param(json!({"messages": [{"role": "tool", "content": "x"}]})),
+            refused_param(json!({"messages": [{"role": "robot", "content": "x"}]})),
             "messages[0].role"
         );
         assert_eq!(
@@ -243,22 +269,23 @@ mod tests {
     }
 
     #[test]
-    fn tools_are_refused_but_empty_or_none_pass() {
-        let msgs = json!([{"role": "user", "content": "hi"}]);
+    fn tool_turns_are_taken_with_their_calls_as_objects() {
+        let m = parse(json!({"messages": [
+            {"role": "user", "content": "weather in Oslo?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "12 C"},
+        ]}))
+        .unwrap();
         assert_eq!(
-            refused_param(json!({"messages": msgs, "tools": [{"type": "function"}]})),
-            "tools"
+            m[1].tool_calls.as_ref().unwrap()[0]["function"]["arguments"],
+            json!({"city": "Oslo"})
         );
-        assert_eq!(
-            refused_param(json!({"messages": msgs, "tool_choice": "auto"})),
-            "tool_choice"
-        );
-        assert_eq!(
-            refused_param(json!({"messages": msgs, "functions": [{}]})),
-            "functions"
-        );
-        assert!(parse(json!({"messages": msgs, "tools": [], "tool_choice": "none"})).is_ok());
-        assert!(parse(json!({"messages": msgs, "tools": null})).is_ok());
+        assert_eq!(m[2].role, "tool");
+        assert_eq!(m[2].tool_call_id.as_deref(), Some("call_1"));
+        let bad = json!({"messages": [{"role": "assistant", "content": null, "tool_calls": [
+            {"function": {"name": "f", "arguments": "{oops"}}]}]});
+        assert_eq!(refused_param(bad), "messages[0].tool_calls[0]");
     }
 
     #[test]

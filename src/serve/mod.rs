@@ -30,6 +30,9 @@ pub mod sampling;
 pub mod shutdown;
 pub mod sse;
 pub mod state;
+pub mod structured;
+pub mod tool_calls;
+pub mod tools;
 
 pub use app::{router, serve, ServeOptions};
 pub use errors::ApiError;

@@ -69,6 +69,8 @@ pub struct MessageIn {
     #[serde(default)]
     pub content: Value,
     pub tool_calls: Option<Value>,
+    /// A `tool` message: the call it answers.
+    pub tool_call_id: Option<String>,
 }
 
 /// `POST /v1/completions`, beyond [`CommonFields`].
@@ -159,7 +161,10 @@ pub struct ChatChoice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageOut {
     pub role: String,
-    pub content: String,
+    /// Null when the turn is only tool calls.
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<Value>>,
 }
 
 /// Chat's log-probabilities: one entry per generated token.
@@ -212,6 +217,8 @@ pub struct Delta {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<Value>>,
 }
 
 /// `text_completion`, whole or as one streamed chunk.

@@ -8,6 +8,7 @@ use super::openai_types::{
     ChatChoice, ChatChunk, ChatCompletion, ChatLogprobs, ChunkChoice, Completion, CompletionChoice,
     Delta, LegacyLogprobs, MessageOut, TokenLogprobOut, TopLogprobOut, UsageOut,
 };
+use super::tool_calls::{split_calls, CallStream, ToolCall};
 use crate::sched::{FinishReason, Logprobs, TokenLogprob, Usage};
 
 /// JSON has no infinities; OpenAI reports an impossible token as -9999.
@@ -117,8 +118,23 @@ fn finish_str(f: FinishReason) -> String {
     f.as_str().to_string()
 }
 
-/// The whole `chat.completion` of a finished generation.
-pub fn chat_completion(meta: &Meta, c: Collected) -> ChatCompletion {
+/// The whole `chat.completion` of a finished generation; with `tools`,
+/// the calls in its text become `tool_calls` (finish reason `tool_calls`).
+pub fn chat_completion(meta: &Meta, c: Collected, tools: bool) -> ChatCompletion {
+    let mut finish = finish_str(c.finish.unwrap_or(FinishReason::Stop));
+    let (content, calls) = if tools {
+        split_calls(&c.text)
+    } else {
+        (c.text, Vec::new())
+    };
+    let tool_calls = (!calls.is_empty()).then(|| {
+        finish = "tool_calls".into();
+        calls.iter().map(|c| c.to_json(None)).collect()
+    });
+    let content = match (&tool_calls, content.is_empty()) {
+        (Some(_), true) => None,
+        _ => Some(content),
+    };
     ChatCompletion {
         id: meta.id.clone(),
         object: "chat.completion".into(),
@@ -130,9 +146,10 @@ pub fn chat_completion(meta: &Meta, c: Collected) -> ChatCompletion {
             logprobs: chat_logprobs(&c.tokens),
             message: MessageOut {
                 role: "assistant".into(),
-                content: c.text,
+                content,
+                tool_calls,
             },
-            finish_reason: finish_str(c.finish.unwrap_or(FinishReason::Stop)),
+            finish_reason: finish,
         }],
         usage: c.usage.into(),
     }
@@ -177,6 +194,9 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 pub struct ChatChunker {
     pub meta: Meta,
     pub include_usage: bool,
+    /// With tools: calls are taken out of the text and sent as
+    /// `delta.tool_calls` when each closes.
+    pub calls: Option<CallStream>,
 }
 
 impl ChatChunker {
@@ -189,6 +209,25 @@ impl ChatChunker {
             system_fingerprint: self.meta.fingerprint.clone(),
             choices,
             usage,
+        })
+    }
+
+    /// A delta of content and closed calls (numbered from `first`), or
+    /// `None` when there is neither.
+    fn tool_delta(&self, content: String, calls: &[ToolCall], first: usize) -> Option<Delta> {
+        if content.is_empty() && calls.is_empty() {
+            return None;
+        }
+        Some(Delta {
+            role: None,
+            content: (!content.is_empty()).then_some(content),
+            tool_calls: (!calls.is_empty()).then(|| {
+                calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| c.to_json(Some(first + i)))
+                    .collect()
+            }),
         })
     }
 
@@ -215,6 +254,7 @@ impl Chunker for ChatChunker {
         let role = Delta {
             role: Some("assistant".into()),
             content: Some(String::new()),
+            tool_calls: None,
         };
         vec![self.delta(role, None, None)]
     }
@@ -224,26 +264,51 @@ impl Chunker for ChatChunker {
             return None;
         }
         let logprobs = chat_logprobs(std::slice::from_ref(&t));
-        let delta = Delta {
-            role: None,
-            content: Some(t.text),
+        let Some(stream) = &mut self.calls else {
+            let delta = Delta {
+                role: None,
+                content: Some(t.text),
+                tool_calls: None,
+            };
+            return Some(self.delta(delta, logprobs, None));
         };
-        Some(self.delta(delta, logprobs, None))
+        let (content, calls) = stream.push(&t.text);
+        let first = stream.calls.len() - calls.len();
+        let delta = self.tool_delta(content, &calls, first);
+        match (&delta, &logprobs) {
+            (None, None) => None,
+            _ => Some(self.delta(delta.unwrap_or_default(), logprobs, None)),
+        }
     }
 
     fn done(&mut self, text: String, finish: FinishReason, usage: Usage) -> Vec<String> {
         let mut out = Vec::new();
-        if !text.is_empty() {
+        let mut finish = finish_str(finish);
+        if let Some(stream) = &mut self.calls {
+            let (mut content, mut calls) = stream.push(&text);
+            let (rest, more) = stream.finish();
+            content.push_str(&rest);
+            calls.extend(more);
+            let first = stream.calls.len() - calls.len();
+            let any_calls = !stream.calls.is_empty();
+            if let Some(d) = self.tool_delta(content, &calls, first) {
+                out.push(self.delta(d, None, None));
+            }
+            if any_calls {
+                finish = "tool_calls".into();
+            }
+        } else if !text.is_empty() {
             out.push(self.delta(
                 Delta {
                     role: None,
                     content: Some(text),
+                    tool_calls: None,
                 },
                 None,
                 None,
             ));
         }
-        out.push(self.delta(Delta::default(), None, Some(finish_str(finish))));
+        out.push(self.delta(Delta::default(), None, Some(finish)));
         if self.include_usage {
             out.push(self.chunk(Vec::new(), Some(usage.into())));
         }
@@ -362,6 +427,7 @@ mod tests {
         let mut c = ChatChunker {
             meta: meta(),
             include_usage: true,
+            calls: None,
         };
         let first = parse(&c.start()[0]);
         assert_eq!(first["object"], "chat.completion.chunk");
@@ -401,6 +467,7 @@ mod tests {
         let mut c = ChatChunker {
             meta: meta(),
             include_usage: false,
+            calls: None,
         };
         assert_eq!(c.done(String::new(), FinishReason::Stop, usage()).len(), 1);
     }
@@ -413,7 +480,7 @@ mod tests {
             finish: Some(FinishReason::Stop),
             usage: usage(),
         };
-        let v = serde_json::to_value(chat_completion(&meta(), c)).unwrap();
+        let v = serde_json::to_value(chat_completion(&meta(), c, false)).unwrap();
         let entry = &v["choices"][0]["logprobs"]["content"][0];
         assert_eq!(entry["token"], "Hi");
         assert_eq!(entry["bytes"], json!([72, 105]));
@@ -434,7 +501,7 @@ mod tests {
             tokens: vec![token("Hi", false)],
             ..Default::default()
         };
-        let v = serde_json::to_value(chat_completion(&meta(), c)).unwrap();
+        let v = serde_json::to_value(chat_completion(&meta(), c, false)).unwrap();
         assert_eq!(v["choices"][0]["logprobs"], Value::Null);
     }
 

@@ -45,6 +45,7 @@ impl Settings {
             stops: self.stops.clone(),
             ignore_eos: self.ignore_eos,
             logprobs,
+            constraint: None,
         }
     }
 }
@@ -230,24 +231,8 @@ fn stops(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
 }
 
 /// Fields that would change the output in ways this server cannot honour
-/// are refused rather than ignored.
+/// are refused rather than ignored (constraints: [`super::structured`]).
 fn refuse_unsupported(f: &CommonFields) -> Result<(), ApiError> {
-    if let Some(rf) = f.response_format.as_ref().filter(|v| !v.is_null()) {
-        if rf.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(ApiError::unsupported(
-                "response_format",
-                "response_format: only {\"type\": \"text\"} is supported (no JSON mode or schemas)",
-            ));
-        }
-    }
-    for (name, v) in [("grammar", &f.grammar), ("json_schema", &f.json_schema)] {
-        if v.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::unsupported(
-                name,
-                format!("{name}: constrained generation is not supported"),
-            ));
-        }
-    }
     if let Some(lb) = &f.logit_bias {
         let empty = lb.is_null() || lb.as_object().is_some_and(|m| m.is_empty());
         if !empty {
@@ -351,15 +336,6 @@ mod tests {
 
     #[test]
     fn unsupported_features_are_refused_by_name() {
-        assert_eq!(
-            refused_param(json!({"response_format": {"type": "json_object"}})),
-            "response_format"
-        );
-        assert_eq!(
-            refused_param(json!({"grammar": "root ::= \"a\""})),
-            "grammar"
-        );
-        assert_eq!(refused_param(json!({"json_schema": {}})), "json_schema");
         assert_eq!(refused_param(json!({"logit_bias": {"1": 5}})), "logit_bias");
         assert!(
             check(json!({"response_format": {"type": "text"}, "logit_bias": {}, "user": "u"}))

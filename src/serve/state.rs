@@ -72,6 +72,8 @@ pub struct AppState {
     pub api_key: Option<String>,
     /// `system_fingerprint` of every response.
     pub fingerprint: String,
+    /// Compiles `response_format`, `grammar` and tool-call constraints.
+    pub grammars: super::structured::Grammars,
     shutting_down: AtomicBool,
 }
 
@@ -82,6 +84,7 @@ impl AppState {
             model,
             api_key,
             fingerprint: format!("rfc-{}", env!("CARGO_PKG_VERSION")),
+            grammars: Default::default(),
             shutting_down: AtomicBool::new(false),
         }
     }

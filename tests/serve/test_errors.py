@@ -118,10 +118,9 @@ class Errors(unittest.TestCase):
         for path, body in [
             (CHAT, chat_body(n=2)),
             (COMPL, compl_body(n=2)),
-            (CHAT, chat_body(response_format={"type": "json_object"})),
-            (CHAT, chat_body(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}})),
+            (CHAT, chat_body(functions=[{"name": "f"}])),
+            # The tiny model's template (ChatML) never reads `tools`.
             (CHAT, chat_body(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}])),
-            (CHAT, chat_body(grammar="root ::= \"a\"")),
             (COMPL, compl_body(echo=True)),
         ]:
             with self.subTest(path=path, body=body):
@@ -129,6 +128,22 @@ class Errors(unittest.TestCase):
         # n=1 and response_format text are fine.
         r = post(CHAT, chat_body(n=1, response_format={"type": "text"}))
         self.assertEqual(r.status, 200, r)
+
+    def test_constraints_are_honoured_and_bad_ones_named(self):
+        r = post(CHAT, chat_body(grammar='root ::= "a" [0-9]', max_tokens=10))
+        self.assertEqual(r.status, 200, r)
+        self.assertRegex(r.json()["choices"][0]["message"]["content"], r"^a[0-9]$")
+        r = post(COMPL, compl_body(response_format={"type": "json_object"}, max_tokens=1))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["choices"][0]["text"], "{")
+        for path, body, param in [
+            (CHAT, chat_body(grammar='root ::= "a"\nb ::= [x'), "grammar"),
+            (COMPL, compl_body(json_schema={"type": "array", "uniqueItems": True}), "json_schema"),
+            (CHAT, chat_body(response_format={"type": "xml"}), "response_format.type"),
+        ]:
+            with self.subTest(body=body):
+                r, _ = self.bad(400, "POST", path, body)
+                self.assertEqual(r.json()["error"]["param"], param)
 
     def test_prompt_longer_than_the_context(self):
         ctx = common.CTX

@@ -17,6 +17,9 @@ use crate::serve::responses::{chat_completion, ChatChunker, Meta};
 use crate::serve::sampling::settings;
 use crate::serve::sse::stream_response;
 use crate::serve::state::AppState;
+use crate::serve::structured::{self, Requested};
+use crate::serve::tool_calls::CallStream;
+use crate::serve::tools;
 
 /// Alternatives per token at most (OpenAI's limit).
 pub const MAX_TOP_LOGPROBS: i64 = 20;
@@ -34,20 +37,30 @@ async fn handle(state: Arc<AppState>, body: serde_json::Value) -> Result<Respons
     let settings = settings(&common)?;
     let logprobs = logprobs(&fields)?;
     let messages = chat::messages(&fields)?;
+    let tools = tools::tools(&fields)?;
+    let wanted = constraint(&common, tools.as_ref())?;
     state.ready()?;
-    let prompt = {
+    let parse_calls = tools.is_some();
+    let (prompt, constraint) = {
         let state = state.clone();
         blocking(move || {
             let ready = state.ready()?;
             let template = ready.info.template.as_ref().map_err(|e| {
                 ApiError::internal(format!("the model's chat template does not compile: {e}"))
             })?;
-            chat::prompt_tokens(template, &ready.tokenizer, &messages)
+            let list = tools.as_ref().map(|t| &t.list);
+            let prompt = chat::prompt_tokens(template, &ready.tokenizer, &messages, list)?;
+            let constraint = match &wanted {
+                Some(w) => Some(state.grammars.compile(ready, w)?),
+                None => None,
+            };
+            Ok((prompt, constraint))
         })
         .await?
     };
     let context = state.ready()?.context;
-    let req = settings.request(prompt, context, logprobs);
+    let mut req = settings.request(prompt, context, logprobs);
+    req.constraint = constraint;
     let meta = Meta::new(&state, "chatcmpl");
     let mut gen = submit(
         &state,
@@ -59,15 +72,32 @@ async fn handle(state: Arc<AppState>, body: serde_json::Value) -> Result<Respons
         let chunker = ChatChunker {
             meta,
             include_usage: settings.include_usage,
+            calls: parse_calls.then(CallStream::default),
         };
         return Ok(stream_response(gen, chunker));
     }
     let mut res = match collect(&mut gen).await {
-        Ok(c) => Json(chat_completion(&meta, c)).into_response(),
+        Ok(c) => Json(chat_completion(&meta, c, parse_calls)).into_response(),
         Err(e) => e.into_response(),
     };
     res.extensions_mut().insert(LoggedByGeneration);
     Ok(res)
+}
+
+/// The output constraint: `response_format`/`grammar`/`json_schema`, or
+/// a forced tool call — not both.
+fn constraint(
+    common: &CommonFields,
+    tools: Option<&tools::Tools>,
+) -> Result<Option<Requested>, ApiError> {
+    let asked = structured::requested(common)?;
+    match (asked, tools.and_then(tools::Tools::constraint)) {
+        (Some(a), Some(_)) => Err(ApiError::invalid_param(
+            a.param,
+            "a forced tool call (tool_choice required or a named function) already constrains the output; drop one of them",
+        )),
+        (a, t) => Ok(a.or(t)),
+    }
 }
 
 /// `logprobs: true` with `top_logprobs` alternatives (0..=20).

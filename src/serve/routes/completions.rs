@@ -17,6 +17,7 @@ use crate::serve::responses::{completion, CompletionChunker, LegacyBuilder, Meta
 use crate::serve::sampling::settings;
 use crate::serve::sse::stream_response;
 use crate::serve::state::AppState;
+use crate::serve::structured;
 
 /// Alternatives per token at most in the legacy format (OpenAI's limit).
 pub const MAX_LOGPROBS: i64 = 5;
@@ -34,13 +35,23 @@ async fn handle(state: Arc<AppState>, body: serde_json::Value) -> Result<Respons
     let settings = settings(&common)?;
     let logprobs = logprobs(&fields)?;
     let prompt = Prompt::parse(fields.prompt.as_ref())?;
+    let wanted = structured::requested(&common)?;
     state.ready()?;
-    let prompt = {
+    let (prompt, constraint) = {
         let state = state.clone();
-        blocking(move || prompt.tokens(&state.ready()?.tokenizer)).await?
+        blocking(move || {
+            let ready = state.ready()?;
+            let constraint = match &wanted {
+                Some(w) => Some(state.grammars.compile(ready, w)?),
+                None => None,
+            };
+            Ok((prompt.tokens(&ready.tokenizer)?, constraint))
+        })
+        .await?
     };
     let context = state.ready()?.context;
-    let req = settings.request(prompt, context, logprobs);
+    let mut req = settings.request(prompt, context, logprobs);
+    req.constraint = constraint;
     let meta = Meta::new(&state, "cmpl");
     let mut gen = submit(
         &state,
