@@ -53,9 +53,7 @@ pub fn candidates(compiled: &[MatMulVariant], t: u32) -> Vec<MatMulVariant> {
             MatMulVariant::Vector { tokens: 1 } => false,
             MatMulVariant::Vector { tokens: n }
             | MatMulVariant::VectorQ8 { tokens: n }
-            | MatMulVariant::Tiled { tokens: n } => {
-                4 * t >= n && t <= 2 * n
-            }
+            | MatMulVariant::Tiled { tokens: n } => 4 * t >= n && t <= 2 * n,
             MatMulVariant::TiledTall => t >= 64,
         })
         .collect()
