@@ -62,7 +62,14 @@ fn the_qkv_epilogue_reads_the_frequency_factors() {
         .into_iter()
         .filter(|(_, text)| text.contains("#define EPI_ROPE 1"))
         .collect();
-    assert_eq!(rope.len(), 5, "one fused QKV matmul, five variants");
+    // One fused QKV matmul: every variant, and the int8 passes its short
+    // quantized rows take.
+    use rocmforge::codegen::matmul::{MATMUL_VARIANTS, Q8_PASS_TOKENS};
+    assert_eq!(
+        rope.len(),
+        MATMUL_VARIANTS.len() + Q8_PASS_TOKENS.len(),
+        "one fused QKV matmul"
+    );
     for (label, text) in rope {
         assert!(label.contains("_rope_freqs"), "{label}");
         assert!(text.contains("#define ROPE_FREQS 1"), "{label}");
