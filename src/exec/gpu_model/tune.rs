@@ -59,13 +59,6 @@ pub fn candidates(compiled: &[MatMulVariant], t: u32) -> Vec<MatMulVariant> {
         .collect()
 }
 
-/// Whether the int8 passes of several tokens are candidates: only with
-/// `RFC_MATMUL_Q8_PASSES=1` until they have passed gpu-selftest on a GPU
-/// (they were written when none could be leased; docs/GPU.md).
-pub fn q8_passes_enabled() -> bool {
-    std::env::var("RFC_MATMUL_Q8_PASSES").is_ok_and(|v| v == "1")
-}
-
 /// Whether tuning is on (`RFC_MATMUL_TUNE=0` turns it off).
 pub fn enabled() -> bool {
     std::env::var("RFC_MATMUL_TUNE").map_or(true, |v| v != "0")
@@ -130,8 +123,7 @@ pub fn tune(launches: &mut [Launch], stream: &Stream, limits: StepLimits) -> Res
             let base = time(default)?;
             let mut best = (base, default);
             for v in candidates(&compiled, t) {
-                let unchecked = matches!(v, MatMulVariant::VectorQ8 { .. }) && !q8_passes_enabled();
-                if v != default && !unchecked {
+                if v != default {
                     let ms = time(v)?;
                     if ms < best.0 * (1.0 - MARGIN) && ms < base * (1.0 - MARGIN) {
                         best = (ms, v);
