@@ -5,6 +5,12 @@
 # concurrency 1, 4, 16. With LLAMA_BIN set to a folder holding a peer's
 # llama-batched-bench and llama-server (built elsewhere, never by this
 # project), the same loads run against them. Logs and JSON go to $OUT.
+# The peer builds on the GPU machine (no network) from the pruned tree of
+# the llama-cpp-python 0.3.36 source package with scripts/ui-assets.cmake
+# kept and: cmake -B build -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90
+#   -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF
+#   -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF (the UI step would
+#   download assets), then --target llama-server llama-batched-bench.
 set -u
 cd "$(dirname "$0")/.."
 B=${RFC_BIN:-$PWD/devbin/gpu-selftest/rfc}
