@@ -208,7 +208,10 @@ class Batching(unittest.TestCase):
         report = []
         for name, url in srv:
             before = common.metrics(url)
-            rounds = 2 if name.startswith("cache") else 1
+            # Whether pages run out mid-generation depends on the order the
+            # requests arrive in: the preempting server gets up to three
+            # rounds to show one (each round is compared all the same).
+            rounds = 2 if name.startswith("cache") else 3 if name.startswith("preempt") else 1
             if name.startswith("preempt"):
                 pages = before["rfc_kv_pages_total"]
                 need = max(-(-n // 16) for n in lens)
@@ -227,6 +230,8 @@ class Batching(unittest.TestCase):
                 self.assertEqual(m["rfc_kv_pages_used"], 0, f"{name}: KV pages still used")
                 self.assertEqual(m["rfc_requests_running"], 0, name)
                 self.assertEqual(m["rfc_requests_waiting"], 0, name)
+                if name.startswith("preempt") and common.metrics(url)["rfc_preemptions_total"] > before["rfc_preemptions_total"]:
+                    break
             after = common.metrics(url)
             hits = after["rfc_prefix_cache_hit_tokens_total"] - before["rfc_prefix_cache_hit_tokens_total"]
             pre = after["rfc_preemptions_total"] - before["rfc_preemptions_total"]
