@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{gemma3_model_or_skip, shared_or_skip};
 use rocmforge::load::{load_cpu, LoadOptions, LoadedModel};
@@ -185,28 +184,7 @@ fn perplexity_of_the_reference_text_is_within_half_a_percent_of_llama_cpp() {
         ppl_ref["ppl_fa_on"].as_f64().unwrap(),
     );
     let text = shared.join("testdata/reference/fractions_py_head.txt");
-    let out = Command::new(env!("CARGO_BIN_EXE_rfc"))
-        .args([
-            "perplexity",
-            model.to_str().unwrap(),
-            "-f",
-            text.to_str().unwrap(),
-            "--ctx",
-            "512",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "rfc perplexity failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    let ppl: f64 = last
-        .strip_prefix("PPL = ")
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("last line is not `PPL = <value>`: {last:?}"));
+    let ppl = common::rfc_perplexity(&model, &text);
     let rel = [off, on]
         .iter()
         .map(|r| (ppl - r).abs() / r)

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{real_model_or_skip, shared_or_skip};
 
 const LLAMA_CPP_PPL: f64 = 5.1707;
@@ -15,28 +13,7 @@ fn perplexity_of_the_reference_text_is_within_half_a_percent_of_llama_cpp() {
     let model = real_model_or_skip!();
     let shared = shared_or_skip!();
     let text = shared.join("testdata/reference/fractions_py_head.txt");
-    let out = Command::new(env!("CARGO_BIN_EXE_rfc"))
-        .args([
-            "perplexity",
-            model.to_str().unwrap(),
-            "-f",
-            text.to_str().unwrap(),
-            "--ctx",
-            "512",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "rfc perplexity failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    let ppl: f64 = last
-        .strip_prefix("PPL = ")
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("last line is not `PPL = <value>`: {last:?}"));
+    let ppl = common::rfc_perplexity(&model, &text);
     let rel = (ppl - LLAMA_CPP_PPL).abs() / LLAMA_CPP_PPL;
     eprintln!(
         "PPL = {ppl} (llama.cpp {LLAMA_CPP_PPL}, {:+.3} %)",

@@ -84,3 +84,30 @@ macro_rules! shared_or_skip {
     };
 }
 pub(crate) use shared_or_skip;
+
+/// `rfc perplexity MODEL -f TEXT --ctx 512` through the built binary: the
+/// value of its last line, `PPL = <value>`.
+#[allow(dead_code)]
+pub fn rfc_perplexity(model: &std::path::Path, text: &std::path::Path) -> f64 {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rfc"))
+        .args([
+            "perplexity",
+            model.to_str().unwrap(),
+            "-f",
+            text.to_str().unwrap(),
+            "--ctx",
+            "512",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "rfc perplexity failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    last.strip_prefix("PPL = ")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("last line is not `PPL = <value>`: {last:?}"))
+}
