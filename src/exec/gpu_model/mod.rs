@@ -387,24 +387,26 @@ impl GpuModel {
         };
         let key = (shape.tokens, shape.rows, tail);
         let decodes_only = shape.decode_tokens == shape.tokens;
-        if self.use_graphs
-            && decodes_only
-            && (self.graphs.len() < MAX_GRAPHS || self.graphs.contains_key(&key))
-        {
-            if !self.graphs.contains_key(&key) {
-                let g = capture(&self.stream, &self.launches, tail_launch, shape)?;
-                self.graphs.insert(key, g);
-                tracing::debug!(
-                    ?tail,
-                    tokens = shape.tokens,
-                    rows = shape.rows,
-                    "captured a decode step"
-                );
-            }
-            if let Some(g) = self.graphs.get(&key) {
+        let room = self.graphs.len() < MAX_GRAPHS;
+        if self.use_graphs && decodes_only {
+            let g = match self.graphs.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+                std::collections::hash_map::Entry::Vacant(e) if room => {
+                    let g = capture(&self.stream, &self.launches, tail_launch, shape)?;
+                    tracing::debug!(
+                        ?tail,
+                        tokens = shape.tokens,
+                        rows = shape.rows,
+                        "captured a decode step"
+                    );
+                    Some(e.insert(g))
+                }
+                std::collections::hash_map::Entry::Vacant(_) => None,
+            };
+            if let Some(g) = g {
                 g.launch(&self.stream)?;
+                return Ok(());
             }
-            return Ok(());
         }
         // SAFETY: `shape` was checked against the plan's limits by
         // `StepBuffer::write`, which also wrote the step's inputs.
