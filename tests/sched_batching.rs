@@ -337,6 +337,9 @@ struct HostTop<B> {
     k: usize,
     words: Vec<i32>,
     logits: Vec<f32>,
+    /// Steps run through `run_step_top`, and how many then read whole rows.
+    top_steps: usize,
+    whole_reads: usize,
 }
 
 impl<B: rocmforge::exec::session::StepBackend> rocmforge::exec::session::StepBackend
@@ -362,12 +365,14 @@ impl<B: rocmforge::exec::session::StepBackend> rocmforge::exec::session::StepBac
         step: &rocmforge::exec::step::StepInputs,
     ) -> Result<rocmforge::exec::step::TopRows<'_>, rocmforge::exec::ExecError> {
         let vocab = self.inner.vocab();
+        self.top_steps += 1;
         let logits = self.inner.run_step(step)?;
         self.logits = logits.to_vec();
         self.words = rocmforge::exec::step::top_rows_of(&self.logits, vocab, self.k);
         Ok(rocmforge::exec::step::TopRows::new(self.k, &self.words))
     }
     fn last_logits(&mut self) -> Result<&[f32], rocmforge::exec::ExecError> {
+        self.whole_reads += 1;
         Ok(&self.logits)
     }
 }
@@ -377,72 +382,76 @@ fn drawing_from_the_top_candidates_changes_no_token_and_no_logprob() {
     let s = tiny(GgmlType::Q8_0);
     let mut reqs = requests();
     for (i, r) in reqs.iter_mut().enumerate() {
-        // Greedy, top-k sampling, and one each that needs whole rows
-        // (penalties, a top-k wider than the candidates).
+        // Greedy, top-k, penalties (decided while enough candidates stay
+        // ahead), a whole-vocabulary nucleus (decided where the candidates
+        // hold it) and a top-k wider than the candidates (whole rows).
         r.logprobs = Some(i % 4);
-        r.sampling = match i % 4 {
+        let seed = i as u64;
+        r.sampling = match i % 5 {
             0 => SamplerConfig::greedy(),
             1 => SamplerConfig {
                 top_k: 8,
-                seed: i as u64,
+                seed,
                 ..SamplerConfig::default()
             },
             2 => SamplerConfig {
                 repeat_penalty: 1.3,
-                seed: i as u64,
+                presence_penalty: 0.2,
+                seed,
+                ..SamplerConfig::default()
+            },
+            3 => SamplerConfig {
+                top_k: 0,
+                top_p: 0.6,
+                seed,
                 ..SamplerConfig::default()
             },
             _ => SamplerConfig {
                 top_k: 100,
                 temperature: 1.5,
-                seed: i as u64,
+                seed,
                 ..SamplerConfig::default()
             },
         };
     }
-    let whole = run_all(&mut scheduler(&s, 8, 32, None, true), &reqs, true);
-    let base = scheduler(&s, 8, 32, None, true).into_backend();
-    // Only the greedy and top-k requests, batched together, take the
-    // candidate path; mixed steps read whole rows.
-    let mut only_top: Vec<GenRequest> = reqs.iter().step_by(2).cloned().collect();
-    let want: Vec<Outcome> = whole.iter().step_by(2).cloned().collect();
+    let want = run_all(&mut scheduler(&s, 8, 32, None, true), &reqs, true);
+    let tokenizer = Arc::new(
+        rocmforge::tokenizer::Tokenizer::from_gguf(
+            &rocmforge::gguf::GgufFile::open(&s.path).unwrap(),
+        )
+        .unwrap(),
+    );
     for k in [32, 3] {
         let backend = HostTop {
             inner: scheduler(&s, 8, 32, None, true).into_backend(),
             k,
             words: Vec::new(),
             logits: Vec::new(),
+            top_steps: 0,
+            whole_reads: 0,
         };
         let mut sched = Scheduler::new(
             backend,
-            Arc::new(
-                rocmforge::tokenizer::Tokenizer::from_gguf(
-                    &rocmforge::gguf::GgufFile::open(&s.path).unwrap(),
-                )
-                .unwrap(),
-            ),
+            tokenizer.clone(),
             SchedulerConfig::default(),
             Arc::new(Metrics::default()),
         );
-        if k == 3 {
-            // Top-k 8 cannot come from 3 candidates: whole rows are read.
-            only_top.retain(|r| r.sampling.top_k <= 3 || r.sampling.temperature <= 0.0);
-        }
-        let got = run_all_backend(&mut sched, &only_top);
-        let want: Vec<&Outcome> = want
-            .iter()
-            .zip(reqs.iter().step_by(2))
-            .filter(|(_, r)| only_top.iter().any(|o| o.prompt == r.prompt))
-            .map(|(o, _)| o)
-            .collect();
+        let got = run_all_backend(&mut sched, &reqs);
         for (i, (a, b)) in want.iter().zip(&got).enumerate() {
             assert_eq!(a.tokens, b.tokens, "k {k}: request {i}");
             for (x, y) in a.logprobs.iter().zip(&b.logprobs) {
                 assert!((x - y).abs() <= 1e-5, "k {k}: request {i}: {x} vs {y}");
             }
         }
+        let b = sched.into_backend();
+        // Steps that mix in a row the candidates cannot decide read whole
+        // rows; with 32 candidates, others draw from the candidates alone.
+        let (whole, top) = (b.whole_reads, b.top_steps);
+        assert!(
+            whole > 0 && (k < 32 || whole < top),
+            "k {k}: {whole} of {top}"
+        );
     }
-    drop(base);
 }
 
 fn run_all_backend<B: rocmforge::exec::session::StepBackend>(

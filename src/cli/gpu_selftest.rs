@@ -444,4 +444,5 @@ fn ref_matmul(x: &[f32], w: &[f32], t: usize, k: usize, rows: usize) -> Vec<f32>
 mod bench;
 mod cases;
 mod faults;
+mod sampling;
 mod steps;

@@ -10,6 +10,11 @@ fn by_logit_desc(a: &(u32, f32), b: &(u32, f32)) -> Ordering {
     key(b.1).total_cmp(&key(a.1))
 }
 
+/// The list's order: decreasing logit, equal logits by id.
+fn list_order(a: &(u32, f32), b: &(u32, f32)) -> Ordering {
+    by_logit_desc(a, b).then(a.0.cmp(&b.0))
+}
+
 #[derive(Debug, Clone)]
 pub struct Candidates {
     /// (token id, logit), sorted by decreasing logit.
@@ -25,13 +30,18 @@ impl Candidates {
             .enumerate()
             .map(|(i, &l)| (i as u32, l))
             .collect();
-        let cmp = |a: &(u32, f32), b: &(u32, f32)| by_logit_desc(a, b).then(a.0.cmp(&b.0));
         if top_k > 0 && top_k < items.len() {
-            items.select_nth_unstable_by(top_k - 1, cmp);
+            items.select_nth_unstable_by(top_k - 1, list_order);
             items.truncate(top_k);
         }
-        items.sort_unstable_by(cmp);
+        items.sort_unstable_by(list_order);
         Self { items }
+    }
+
+    /// `items` in the order [`Candidates::top_k`] keeps.
+    pub fn sort(mut items: Vec<(u32, f32)>) -> Vec<(u32, f32)> {
+        items.sort_unstable_by(list_order);
+        items
     }
 
     /// Candidates already sorted as [`Candidates::top_k`] sorts them (by

@@ -9,10 +9,13 @@
 
 pub mod candidates;
 pub mod config;
+pub mod from_top;
+pub mod goodness_of_fit;
 pub mod penalties;
 pub mod stop;
 
 pub use config::SamplerConfig;
+pub use from_top::RowTop;
 pub use stop::{StopMatcher, StopOutcome};
 
 use crate::rng::Rng;
@@ -64,51 +67,54 @@ impl Sampler {
         let id = if self.is_greedy() {
             argmax(logits).unwrap_or(0)
         } else {
-            let mut c = Candidates::top_k(logits, self.cfg.top_k);
-            c.top_p(self.cfg.top_p);
-            c.min_p(self.cfg.min_p);
-            c.temperature(self.cfg.temperature);
-            c.draw(self.rng.uniform()).unwrap_or(0)
+            self.truncated(logits).draw(self.rng.uniform()).unwrap_or(0)
         };
         self.accept(id);
         id
+    }
+
+    /// Top-k, top-p, min-p and temperature on a (penalized) row.
+    fn truncated(&self, row: &[f32]) -> Candidates {
+        let mut c = Candidates::top_k(row, self.cfg.top_k);
+        c.top_p(self.cfg.top_p);
+        c.min_p(self.cfg.min_p);
+        c.temperature(self.cfg.temperature);
+        c
     }
 }
 
 impl Sampler {
-    /// Whether [`Sampler::sample_candidates`] with the `k` best tokens of
-    /// a row picks what [`Sampler::sample`] picks from the whole row: no
-    /// penalties (they move logits of tokens outside the list), and greedy
-    /// or a top-k of at most `k`.
-    pub fn can_sample_from_top(&self, k: usize) -> bool {
-        !self.cfg.penalties_enabled() && (self.is_greedy() || (1..=k).contains(&self.cfg.top_k))
+    /// Whether [`Sampler::sample_top`] can draw from `top`: whether the
+    /// row's best tokens alone decide the list the whole row would give.
+    pub fn top_decides(&self, top: &RowTop) -> bool {
+        from_top::list_from_top(&self.cfg, &self.history, top).is_some()
     }
 
-    /// Candidates the draw needs: 1 for greedy, else `top_k`.
-    pub fn candidates_needed(&self) -> usize {
-        if self.is_greedy() {
-            1
-        } else {
-            self.cfg.top_k
-        }
-    }
-
-    /// [`Sampler::sample`] on a row's best tokens, sorted as
-    /// [`Candidates::top_k`] sorts (see [`Sampler::can_sample_from_top`]).
-    /// Records the pick. An empty list gives 0.
-    pub fn sample_candidates(&mut self, sorted: Vec<(u32, f32)>) -> u32 {
-        debug_assert!(!self.cfg.penalties_enabled());
+    /// [`Sampler::sample`] on a row of which only the best tokens are at
+    /// hand: the same token for the same random state, and recorded; `None`
+    /// (nothing drawn, nothing recorded) where the rest of the row could
+    /// change the draw (see [`Sampler::top_decides`]).
+    pub fn sample_top(&mut self, top: &RowTop) -> Option<u32> {
+        let list = from_top::list_from_top(&self.cfg, &self.history, top)?;
         let id = if self.is_greedy() {
-            sorted.first().map_or(0, |c| c.0)
+            list.ids().next().unwrap_or(0)
         } else {
-            let mut c = Candidates::from_sorted(sorted, self.cfg.top_k);
-            c.top_p(self.cfg.top_p);
-            c.min_p(self.cfg.min_p);
-            c.temperature(self.cfg.temperature);
-            c.draw(self.rng.uniform()).unwrap_or(0)
+            list.draw(self.rng.uniform()).unwrap_or(0)
         };
         self.accept(id);
-        id
+        Some(id)
+    }
+
+    /// The list [`Sampler::sample`] draws from for `logits` (penalties,
+    /// top-k, top-p, min-p and temperature applied; for greedy, the best
+    /// token alone), without drawing: the distribution the draw follows.
+    pub fn list_for_row(&self, logits: &[f32]) -> Candidates {
+        let mut row = logits.to_vec();
+        penalties::apply(&self.cfg, &self.history, &mut row);
+        if self.is_greedy() {
+            return Candidates::top_k(&row, 1);
+        }
+        self.truncated(&row)
     }
 }
 
@@ -131,62 +137,6 @@ mod tests {
             min_p: 0.0,
             ..SamplerConfig::default()
         }
-    }
-
-    /// The `k` best of a row, sorted as the device sorts them.
-    fn best(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
-        let mut c: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i as u32, l))
-            .collect();
-        c.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        c.truncate(k);
-        c
-    }
-
-    #[test]
-    fn sampling_from_the_best_candidates_draws_what_the_whole_row_draws() {
-        let logits: Vec<f32> = (0..500).map(|i| ((i * 7919) % 113) as f32 / 17.0).collect();
-        for cfg in [
-            SamplerConfig::greedy(),
-            SamplerConfig::default(),
-            SamplerConfig {
-                top_k: 32,
-                top_p: 0.5,
-                min_p: 0.0,
-                temperature: 1.3,
-                ..SamplerConfig::default()
-            },
-        ] {
-            let mut whole = Sampler::new(cfg.clone());
-            let mut top = Sampler::new(cfg);
-            assert!(top.can_sample_from_top(48));
-            for _ in 0..300 {
-                let a = whole.sample(&mut logits.clone());
-                let b = top.sample_candidates(best(&logits, 48));
-                assert_eq!(a, b);
-            }
-        }
-    }
-
-    #[test]
-    fn penalties_or_a_wide_top_k_need_the_whole_row() {
-        let s = Sampler::new(SamplerConfig {
-            repeat_penalty: 1.1,
-            ..SamplerConfig::greedy()
-        });
-        assert!(!s.can_sample_from_top(32));
-        let s = Sampler::new(SamplerConfig {
-            top_k: 0,
-            ..SamplerConfig::default()
-        });
-        assert!(!s.can_sample_from_top(32));
-        let s = Sampler::new(SamplerConfig {
-            top_k: 33,
-            ..SamplerConfig::default()
-        });
-        assert!(!s.can_sample_from_top(32));
     }
 
     #[test]

@@ -60,16 +60,33 @@ pub fn apply(cfg: &SamplerConfig, history: &History, logits: &mut [f32]) {
         return;
     }
     for (id, count) in history.counts() {
-        let Some(l) = logits.get_mut(id as usize) else {
-            continue;
-        };
-        if *l <= 0.0 {
-            *l *= cfg.repeat_penalty;
-        } else {
-            *l /= cfg.repeat_penalty;
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l = penalized(cfg, *l, count);
         }
-        *l -= count as f32 * cfg.frequency_penalty + cfg.presence_penalty;
     }
+}
+
+/// [`apply`] to a list of (token id, logit) instead of a whole row.
+pub fn apply_to_list(cfg: &SamplerConfig, history: &History, items: &mut [(u32, f32)]) {
+    if !cfg.penalties_enabled() {
+        return;
+    }
+    let counts = history.counts();
+    for (id, l) in items {
+        if let Some(&count) = counts.get(id) {
+            *l = penalized(cfg, *l, count);
+        }
+    }
+}
+
+/// A logit of a token seen `count` (> 0) times.
+fn penalized(cfg: &SamplerConfig, l: f32, count: u32) -> f32 {
+    let l = if l <= 0.0 {
+        l * cfg.repeat_penalty
+    } else {
+        l / cfg.repeat_penalty
+    };
+    l - (count as f32 * cfg.frequency_penalty + cfg.presence_penalty)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use crate::exec::session::{StepBackend, StepLimits};
 use crate::exec::step::StepInputs;
 use crate::exec::ExecError;
 use crate::grammar::Constraint;
-use crate::sampler::{Sampler, StopMatcher, StopOutcome};
+use crate::sampler::{RowTop, Sampler, StopMatcher, StopOutcome};
 use crate::tokenizer::stream::Utf8Stream;
 use crate::tokenizer::Tokenizer;
 
@@ -448,9 +448,7 @@ impl<B: StepBackend> Scheduler<B> {
             && sampled.iter().all(|&i| {
                 let s = &self.running[i];
                 // A grammar may forbid every candidate: its row is read whole.
-                !s.constrained
-                    && s.sampler.can_sample_from_top(k)
-                    && s.req.logprobs.is_none_or(|n| n <= k)
+                !s.constrained && s.req.logprobs.is_none_or(|n| n <= k)
             });
         if !use_top {
             let logits = self.backend.run_step(step)?;
@@ -459,18 +457,16 @@ impl<B: StepBackend> Scheduler<B> {
         }
         let top = self.backend.run_step_top(step)?;
         self.top.extend((0..rows).map(|r| top.row(r)));
-        // A full list (k entries) whose masked end-of-generation tokens
-        // leave too few for the draw: that row needs the whole row.
+        // Whether a row's best tokens decide its draw depends on their
+        // values (penalties, a whole-vocabulary nucleus): where one does
+        // not, every row is read whole.
         let tokenizer = &self.tokenizer;
-        let short = sampled.iter().zip(&self.top).any(|(&i, (cands, _))| {
+        let open = sampled.iter().zip(&self.top).any(|(&i, (cands, lse))| {
             let s = &self.running[i];
-            let usable = cands
-                .iter()
-                .filter(|c| !(s.req.ignore_eos && tokenizer.is_eog(c.0)))
-                .count();
-            cands.len() == k && usable < s.sampler.candidates_needed()
+            !s.sampler
+                .top_decides(&row_top(s, cands, *lse, k, tokenizer))
         });
-        if short {
+        if open {
             let logits = self.backend.last_logits()?;
             self.logits.extend_from_slice(&logits[..rows * self.vocab]);
         }
@@ -701,6 +697,7 @@ impl<B: StepBackend> Scheduler<B> {
                 row += 1;
             }
         }
+        let k = self.backend.top_candidates();
         let (vocab, logits, top, tokenizer, metrics) = (
             self.vocab,
             &self.logits,
@@ -712,7 +709,11 @@ impl<B: StepBackend> Scheduler<B> {
             let r = (*row)?;
             let data = if logits.is_empty() {
                 let (cands, lse) = &top[r];
-                RowData::Top { cands, lse: *lse }
+                RowData::Top {
+                    cands,
+                    lse: *lse,
+                    k,
+                }
             } else {
                 RowData::Full(&logits[r * vocab..(r + 1) * vocab])
             };
@@ -780,8 +781,29 @@ impl<B: StepBackend> Scheduler<B> {
 enum RowData<'a> {
     /// Every logit.
     Full(&'a [f32]),
-    /// The best candidates (raw logits, best first) and the log-sum-exp.
-    Top { cands: &'a [(u32, f32)], lse: f32 },
+    /// The best candidates (raw logits, best first), the log-sum-exp, and
+    /// how many candidates a full list holds.
+    Top {
+        cands: &'a [(u32, f32)],
+        lse: f32,
+        k: usize,
+    },
+}
+
+/// What `seq`'s sampler knows of a row from its best candidates: tokens it
+/// may never draw (end of generation under `ignore_eos`) taken out.
+fn row_top(
+    seq: &Sequence,
+    cands: &[(u32, f32)],
+    lse: f32,
+    k: usize,
+    tokenizer: &Tokenizer,
+) -> RowTop {
+    let masked: Vec<u32> = match seq.req.ignore_eos {
+        true => tokenizer.special_tokens().eog.iter().copied().collect(),
+        false => Vec::new(),
+    };
+    RowTop::new(cands, k, lse, &masked, |id| masked.contains(&id))
 }
 
 /// Samples `seq`'s next token from its last row's `logits`, sends it, and
@@ -793,7 +815,6 @@ fn sample_next(
     metrics: &Metrics,
     context: usize,
 ) -> Option<(FinishReason, String)> {
-    let masked = |id: u32| seq.req.ignore_eos && tokenizer.is_eog(id);
     let token = match data {
         RowData::Full(logits) => {
             let mut row = logits.to_vec();
@@ -819,9 +840,11 @@ fn sample_next(
             }
             seq.sampler.sample(&mut row)
         }
-        RowData::Top { cands, .. } => {
-            let usable = cands.iter().filter(|c| !masked(c.0)).copied().collect();
-            seq.sampler.sample_candidates(usable)
+        RowData::Top { cands, lse, k } => {
+            let top = row_top(seq, cands, lse, k, tokenizer);
+            seq.sampler
+                .sample_top(&top)
+                .expect("the step ran whole rows unless the candidates decide every draw")
         }
     };
     let now = Instant::now();
@@ -834,7 +857,7 @@ fn sample_next(
     metrics.generated_tokens.fetch_add(1, Relaxed);
     let logprobs = seq.req.logprobs.map(|n| match data {
         RowData::Full(logits) => logprobs_of(logits, token, n, tokenizer),
-        RowData::Top { cands, lse } => logprobs_from_top(cands, lse, token, n, tokenizer),
+        RowData::Top { cands, lse, .. } => logprobs_from_top(cands, lse, token, n, tokenizer),
     });
     if !seq.req.ignore_eos && tokenizer.is_eog(token) {
         let text = flush(seq);

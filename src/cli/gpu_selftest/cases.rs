@@ -210,6 +210,10 @@ pub fn all(s: &mut Suite) {
         "top candidates + log-sum-exp (ties, NaN, short row)",
         top_candidates,
     );
+    s.case(
+        "sampler on the device's candidates (exact greedy, chi-square draws)",
+        super::sampling::device_candidates,
+    );
     s.case("add/mul/silu", elementwise);
     s.case("rope standalone (neox, normal)", rope_standalone);
     s.case("kv_store standalone", kv_store);
