@@ -124,3 +124,22 @@ fn plan_options(a: &Artifact) -> PlanOptions {
         vendor: rocmforge::backend::Vendor::Hip,
     }
 }
+
+#[test]
+fn a_gfx1100_artifact_made_without_its_gpu_records_the_stated_matmul_defaults_as_unmeasured() {
+    let Some(a) = compile_gfx1100() else { return };
+    let t = a
+        .matmul_tuning()
+        .unwrap()
+        .expect("GPU artifacts record their matmul variants");
+    assert_eq!(t.measured_on, None);
+    assert!(t.tables.is_empty());
+    let s = rocmforge::artifact::summary::summarize(a.file().clone(), false, &Silent).unwrap();
+    assert_eq!(
+        s.matmul_variants.as_deref(),
+        Some("stated defaults, unmeasured")
+    );
+    assert!(s
+        .to_text()
+        .contains("matmul variants  stated defaults, unmeasured"));
+}

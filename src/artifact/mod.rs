@@ -62,6 +62,10 @@ pub mod keys {
     pub const IR: &str = "rfc.ir";
     pub const PLAN: &str = "rfc.plan";
     pub const LAUNCHES: &str = "rfc.launches";
+    /// GPU targets: the matmul variant per step size (JSON,
+    /// `exec::gpu_model::tune::MatMulTuning`), timed where the target's
+    /// GPU was present at compile time, else the stated defaults.
+    pub const MATMUL_TUNING: &str = "rfc.matmul_tuning";
     pub const KERNEL_LABELS: &str = "rfc.kernel.labels";
     pub const KERNEL_ENTRIES: &str = "rfc.kernel.entries";
     pub const KERNEL_SOURCES: &str = "rfc.kernel.sources";

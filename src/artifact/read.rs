@@ -13,6 +13,7 @@ use super::plan_record::PlanRecord;
 use super::progress::{Progress, Unit};
 use super::target::ArtifactTarget;
 use super::{keys, FORMAT_VERSION};
+use crate::exec::gpu_model::tune::MatMulTuning;
 use crate::frontend::{ArchSpec, ModelConfig};
 use crate::gguf::{GgufError, GgufFile, Metadata, TensorInfo, Value, ValueType};
 use crate::ir::{parse, Graph};
@@ -74,6 +75,17 @@ impl Artifact {
     /// A string-valued `rfc.*` key.
     pub fn get(&self, key: &str) -> Result<&str> {
         get_str(self.file.metadata(), key)
+    }
+
+    /// The recorded matmul variant tables (GPU targets; `None` for the CPU
+    /// and for artifacts written before they were recorded).
+    pub fn matmul_tuning(&self) -> Result<Option<MatMulTuning>> {
+        if self.file.metadata().get(keys::MATMUL_TUNING).is_none() {
+            return Ok(None);
+        }
+        serde_json::from_str(self.get(keys::MATMUL_TUNING)?)
+            .map(Some)
+            .map_err(|e| ArtifactError::field(keys::MATMUL_TUNING, e.to_string()))
     }
 
     /// The stored IR text (with arena ranges).

@@ -36,6 +36,9 @@ pub struct Summary {
     pub kernel_bytes: u64,
     /// Whether every weight's checksum was checked (and matched).
     pub weights_verified: bool,
+    /// GPU targets: where the matmul variants were timed, or that they
+    /// are the stated defaults.
+    pub matmul_variants: Option<String>,
 }
 
 /// Checks `file` as an artifact (weights too with `verify`) and summarizes it.
@@ -70,6 +73,10 @@ pub fn summarize(file: Arc<GgufFile>, verify: bool, progress: &dyn Progress) -> 
         kernels: kernels.len(),
         kernel_bytes: kernels.iter().map(|k| k.code.len() as u64).sum(),
         weights_verified: verify,
+        matmul_variants: a.matmul_tuning()?.map(|t| match t.measured_on {
+            Some(device) => format!("timed on {device} ({} matmuls)", t.tables.len()),
+            None => "stated defaults, unmeasured".into(),
+        }),
     })
 }
 
@@ -129,6 +136,10 @@ impl Summary {
         } else {
             "not checked (use --verify)"
         };
+        let variants = self
+            .matmul_variants
+            .as_ref()
+            .map_or(String::new(), |v| format!("  matmul variants  {v}\n"));
         format!(
             "artifact:\n  \
              format version   {}\n  \
@@ -140,7 +151,7 @@ impl Summary {
              plan             {} IR nodes, {} launches/step, arena {} bytes ({:.2} MiB, lower bound {})\n  \
              weights          {} tensors, {} bytes ({:.1} MiB), layout {}\n  \
              kernels          {} code objects, {} bytes\n  \
-             checksums        header, IR, plan, kernels: ok; weights: {weights_check}\n",
+             checksums        header, IR, plan, kernels: ok; weights: {weights_check}\n{variants}",
             self.format_version,
             self.target,
             self.compiler,
@@ -190,6 +201,7 @@ impl Summary {
             "kernels": self.kernels,
             "kernel_bytes": self.kernel_bytes,
             "weights_verified": self.weights_verified,
+            "matmul_variants": self.matmul_variants,
         })
     }
 }

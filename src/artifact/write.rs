@@ -19,6 +19,7 @@ use super::progress::{Progress, Unit};
 use super::target::ArtifactTarget;
 use super::{keys, ALIGNMENT, FORMAT_VERSION, GGUF_VERSION};
 use crate::codegen::plan::PlanOptions;
+use crate::exec::gpu_model::tune::MatMulTuning;
 use crate::frontend::{self, ModelConfig};
 use crate::gguf::{GgufFile, GgufWriter, TensorInfo, Value};
 use crate::ir::{text, DimEnv, Graph, Op};
@@ -290,6 +291,12 @@ fn layout(
         .add_metadata(keys::KERNEL_LABELS, labels)?
         .add_metadata(keys::KERNEL_ENTRIES, entries)?
         .add_metadata(keys::KERNEL_SOURCES, sources)?;
+    if let ArtifactTarget::Gpu(_) = opts.target {
+        // Stated defaults, unmeasured, until `rfc compile` times them on
+        // the target's GPU (load::tune_artifact) and reseals.
+        let unmeasured = serde_json::to_string(&MatMulTuning::default()).expect("plain JSON");
+        w.add_metadata(keys::MATMUL_TUNING, unmeasured.as_str())?;
+    }
     for t in &p.weights {
         w.declare_tensor(&t.name, &t.dims, t.ty)?;
     }
@@ -430,7 +437,8 @@ fn write_atomically(
     result
 }
 
-fn temp_path(out: &Path) -> PathBuf {
+/// Where an artifact is written before it is renamed to `out`.
+pub fn temp_path(out: &Path) -> PathBuf {
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

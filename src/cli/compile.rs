@@ -92,6 +92,7 @@ fn write_artifact(args: &CompileArgs, out: &std::path::Path) -> CmdResult {
         kv_pages: args.kv_pages,
     };
     let r = artifact::compile_artifact(&args.model, out, &opts, &artifact::Bars::new())?;
+    let timed = rocmforge::load::tune_artifact(out)?;
     eprintln!(
         "wrote {} ({} bytes: {} weights, {} kernels, arena {} bytes) for {} in {:.2} s",
         r.path.display(),
@@ -102,5 +103,14 @@ fn write_artifact(args: &CompileArgs, out: &std::path::Path) -> CmdResult {
         opts.target,
         r.elapsed.as_secs_f64()
     );
+    if let artifact::ArtifactTarget::Gpu(_) = opts.target {
+        match timed {
+            Some(device) => eprintln!("matmul variants timed on {device} and recorded"),
+            None => eprintln!(
+                "matmul variants: the stated defaults, recorded as unmeasured (no {} GPU here)",
+                opts.target
+            ),
+        }
+    }
     Ok(())
 }

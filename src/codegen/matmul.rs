@@ -103,6 +103,44 @@ pub enum MatMulVariant {
     TiledTall,
 }
 
+/// The variant's short name (`matvec/8`, `matvec_q8/4`, `tiled/32`,
+/// `tiled/tall`): how logs, gpu-selftest and artifacts name it.
+impl std::fmt::Display for MatMulVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MatMulVariant::Vector { tokens } => write!(f, "matvec/{tokens}"),
+            MatMulVariant::VectorQ8 { tokens } => write!(f, "matvec_q8/{tokens}"),
+            MatMulVariant::Tiled { tokens } => write!(f, "tiled/{tokens}"),
+            MatMulVariant::TiledTall => f.write_str("tiled/tall"),
+        }
+    }
+}
+
+impl std::str::FromStr for MatMulVariant {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("`{s}` is not a matmul variant (matvec/N, matvec_q8/N, tiled/N, tiled/tall)")
+        };
+        let (kind, n) = s.split_once('/').ok_or_else(bad)?;
+        if (kind, n) == ("tiled", "tall") {
+            return Ok(MatMulVariant::TiledTall);
+        }
+        let tokens: u32 = n
+            .parse()
+            .ok()
+            .filter(|&t| (1..=256).contains(&t))
+            .ok_or_else(bad)?;
+        match kind {
+            "matvec" => Ok(MatMulVariant::Vector { tokens }),
+            "matvec_q8" => Ok(MatMulVariant::VectorQ8 { tokens }),
+            "tiled" => Ok(MatMulVariant::Tiled { tokens }),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// The variants compiled for every fused matmul: what
 /// [`MatMulVariant::for_tokens`] picks across step sizes
 /// ([`MatMulSpec::variants`] adds the tall tile where it exists).

@@ -210,6 +210,7 @@ pub fn load_gpu(
         PAGE_SIZE,
         kv_pool_pages(opts.kv_pages, &compiled.plan.env),
         &cache,
+        None,
     )?;
     Ok(LoadedModel {
         file,

@@ -64,7 +64,17 @@ pub fn load_gpu_artifact(
         opts.kv_pages.or(artifact.plan.kv_pages.map(|p| p as usize)),
         &plan.env,
     );
-    let model = GpuModel::new(gpu, &file, &graph, &plan, page_size, pool, &cache)?;
+    let tuning = artifact.matmul_tuning()?;
+    let model = GpuModel::new(
+        gpu,
+        &file,
+        &graph,
+        &plan,
+        page_size,
+        pool,
+        &cache,
+        tuning.as_ref(),
+    )?;
     tracing::info!(ms = t0.elapsed().as_millis() as u64, "GPU artifact loaded");
     Ok(LoadedModel {
         file,

@@ -13,7 +13,9 @@
 //! - [`device`]: the device a user names (`auto`, `cpu`, `cuda[:N]`,
 //!   `hip[:N]`), GGUF or artifact;
 //! - [`cpu_artifact`], [`gpu_artifact`]: an artifact restored for the CPU
-//!   or its GPU (stored code objects, no kernel compiler).
+//!   or its GPU (stored code objects, no kernel compiler);
+//! - [`tune_artifact`]: a GPU artifact's matmul variants timed on its GPU
+//!   and recorded in it.
 
 pub mod cpu;
 pub mod cpu_artifact;
@@ -21,6 +23,7 @@ pub mod device;
 pub mod gpu_artifact;
 pub mod model;
 pub mod options;
+pub mod tune_artifact;
 
 pub use crate::exec::kv_pages::PAGE_SIZE;
 pub use cpu::load_cpu;
@@ -29,3 +32,4 @@ pub use device::{load, load_gpu, load_with, on_cpu, require_f16_cache};
 pub use gpu_artifact::load_gpu_artifact;
 pub use model::{LoadError, LoadedModel};
 pub use options::{kv_pool_pages, plan_env, LoadOptions};
+pub use tune_artifact::tune_artifact;

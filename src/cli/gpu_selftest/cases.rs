@@ -221,12 +221,7 @@ pub fn all(s: &mut Suite) {
 }
 
 pub fn variant_name(v: MatMulVariant) -> String {
-    match v {
-        MatMulVariant::Vector { tokens } => format!("matvec/{tokens}"),
-        MatMulVariant::VectorQ8 { tokens } => format!("matvec_q8/{tokens}"),
-        MatMulVariant::Tiled { tokens } => format!("tiled/{tokens}"),
-        MatMulVariant::TiledTall => "tiled/tall".into(),
-    }
+    v.to_string()
 }
 
 fn embed(s: &mut Suite, ty: GgmlType) -> Res<Check> {

@@ -26,7 +26,7 @@ mod inputs;
 mod kernels;
 mod launch;
 mod resident;
-mod tune;
+pub mod tune;
 mod weights;
 
 use std::collections::HashMap;
@@ -148,6 +148,7 @@ pub struct GpuModel {
     host_top: Vec<i32>,
     /// Whether steps may return top candidates instead of logit rows.
     device_top: bool,
+    tuning: tune::MatMulTuning,
     /// Rows of the last step (for `last_logits`).
     last_rows: usize,
     limits: StepLimits,
@@ -158,7 +159,12 @@ pub struct GpuModel {
 impl GpuModel {
     /// Prepares `graph` (compiled, with `plan`) to run on `gpu` with the
     /// weights of `file` and a KV pool of `n_pages` pages; kernels are
-    /// compiled through `cache`.
+    /// compiled through `cache`. `recorded` (an artifact's matmul variant
+    /// tables) is taken where it was timed on a device of this name; else
+    /// the variants are timed here.
+    // Each argument is one independent input of the build; a struct for
+    // them would only be unpacked here.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         gpu: &Arc<Gpu>,
         file: &GgufFile,
@@ -167,6 +173,7 @@ impl GpuModel {
         page_size: usize,
         n_pages: usize,
         cache: &KernelCache,
+        recorded: Option<&tune::MatMulTuning>,
     ) -> Result<GpuModel, ExecError> {
         let env = plan.env;
         let pages_per_seq = env.pages as usize;
@@ -252,9 +259,20 @@ impl GpuModel {
                 launches.push(l);
             }
         }
-        if tune::enabled() {
-            tune::tune(&mut launches, &stream, limits)?;
-        }
+        let device = &gpu.info().name;
+        let tuning = match recorded {
+            Some(r) if r.timed_on(device) && tune::apply(&mut launches, limits, r) => {
+                tracing::info!(device = %device, "matmul variants as the artifact recorded them on this device");
+                r.clone()
+            }
+            _ if tune::enabled() => {
+                if let Some(other) = recorded.and_then(|r| r.measured_on.as_deref()) {
+                    tracing::info!(recorded_on = other, device = %device, "matmul variants timed again: the artifact's are for another device or plan");
+                }
+                tune::tune(&mut launches, &stream, limits)?
+            }
+            _ => tune::MatMulTuning::default(),
+        };
         let logits = places.loc(logits_node).map_err(ExecError::Gpu)?;
         let argmax = argmax_launch(
             &places,
@@ -313,7 +331,14 @@ impl GpuModel {
             limits,
             vocab,
             kernel_origin,
+            tuning,
         })
+    }
+
+    /// The matmul variant tables this model runs with (timed at load, or
+    /// taken from an artifact; empty and unmeasured where tuning is off).
+    pub fn matmul_tuning(&self) -> &tune::MatMulTuning {
+        &self.tuning
     }
 
     pub fn kernel_origin(&self) -> &KernelOrigin {

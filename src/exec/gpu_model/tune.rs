@@ -11,9 +11,14 @@
 //! model's own buffers, and keeps the fastest; where no candidate beats
 //! the stated default ([`MatMulSpec::variant_for`]) by [`MARGIN`], the
 //! default stays, so that noise does not change results between loads.
-//! `RFC_MATMUL_TUNE=0` keeps the defaults everywhere.
+//! `RFC_MATMUL_TUNE=0` keeps the defaults everywhere. The tables go into
+//! artifacts ([`MatMulTuning`]): `rfc compile` for a GPU that is present
+//! times them there, and a load on a device of the same name takes them
+//! instead of timing again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
 
 use super::launch::{Launch, RowCount};
 use crate::backend::{Event, Stream};
@@ -34,6 +39,25 @@ const REPEATS: u32 = 5;
 
 /// The variant chosen per step size, as (largest tokens, variant), sorted.
 pub type VariantTable = Vec<(u32, MatMulVariant)>;
+
+/// Every matmul's table, as an artifact records it (`rfc.matmul_tuning`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatMulTuning {
+    /// The device the tables were timed on; `None`: never timed, the
+    /// stated defaults ([`MatMulSpec::variant_for`]) serve every step.
+    pub measured_on: Option<String>,
+    /// Per matmul (its kernel label and row limit): (largest tokens,
+    /// variant name) per measured step size.
+    #[serde(default)]
+    pub tables: BTreeMap<String, Vec<(u32, String)>>,
+}
+
+impl MatMulTuning {
+    /// Whether the tables were timed on a device named `device`.
+    pub fn timed_on(&self, device: &str) -> bool {
+        self.measured_on.as_deref() == Some(device)
+    }
+}
 
 /// The variant `table` gives a step of `t` tokens, if any.
 pub fn pick(table: &VariantTable, t: u32) -> Option<MatMulVariant> {
@@ -64,14 +88,73 @@ pub fn enabled() -> bool {
     std::env::var("RFC_MATMUL_TUNE").map_or(true, |v| v != "0")
 }
 
+/// The most rows a matmul launch takes in a step of `limits` (the plan's
+/// tokens, or its logit rows for the logits' matmul: its output holds no
+/// more), and the key its table is known by.
+fn rows_and_key(
+    spec: &crate::codegen::MatMulSpec,
+    rows: &RowCount,
+    limits: StepLimits,
+) -> (u32, String) {
+    let most = match rows {
+        RowCount::Tokens => limits.max_tokens,
+        RowCount::Rows => limits.max_rows,
+        RowCount::Fixed(n) => *n as usize,
+    } as u32;
+    (
+        most,
+        format!("{} {most}", spec.label(MatMulVariant::Vector { tokens: 1 })),
+    )
+}
+
+/// Gives each matmul of `launches` its table from `record`; false (and
+/// nothing changed) where one has none there or names a variant it was
+/// not compiled with.
+pub fn apply(launches: &mut [Launch], limits: StepLimits, record: &MatMulTuning) -> bool {
+    let mut found = Vec::new();
+    for l in launches.iter() {
+        let Launch::MatMul {
+            spec,
+            kernels,
+            rows,
+            ..
+        } = l
+        else {
+            continue;
+        };
+        let (_, key) = rows_and_key(spec, rows, limits);
+        let Some(entries) = record.tables.get(&key) else {
+            return false;
+        };
+        let mut table = VariantTable::new();
+        for (t, name) in entries {
+            match name.parse::<MatMulVariant>() {
+                Ok(v) if kernels.iter().any(|(c, _)| *c == v) => table.push((*t, v)),
+                _ => return false,
+            }
+        }
+        found.push(table);
+    }
+    let mut found = found.into_iter();
+    for l in launches.iter_mut() {
+        if let Launch::MatMul { tuned, .. } = l {
+            *tuned = found.next().expect("one table per matmul");
+        }
+    }
+    true
+}
+
 /// Times each matmul of `launches` (once per distinct kernel label and
 /// row count) at every size of [`TUNED_TOKENS`] its rows take in a step
-/// of `limits` (the plan's tokens, or its logit rows for the logits'
-/// matmul: its output holds no more) and stores its table in the
-/// launch. The launches write their usual outputs in the arena and KV
-/// store (all-zero step inputs: page 0, position 0), before any sequence
-/// holds a page.
-pub fn tune(launches: &mut [Launch], stream: &Stream, limits: StepLimits) -> Result<(), ExecError> {
+/// of `limits` and stores its table in the launch; returns the tables,
+/// as an artifact records them. The launches write their usual outputs in
+/// the arena and KV store (all-zero step inputs: page 0, position 0),
+/// before any sequence holds a page.
+pub fn tune(
+    launches: &mut [Launch],
+    stream: &Stream,
+    limits: StepLimits,
+) -> Result<MatMulTuning, ExecError> {
     let gpu = stream.gpu().clone();
     let info = gpu.info();
     let mut done: HashMap<String, VariantTable> = HashMap::new();
@@ -87,12 +170,7 @@ pub fn tune(launches: &mut [Launch], stream: &Stream, limits: StepLimits) -> Res
         else {
             continue;
         };
-        let most = match rows {
-            RowCount::Tokens => limits.max_tokens,
-            RowCount::Rows => limits.max_rows,
-            RowCount::Fixed(n) => *n as usize,
-        } as u32;
-        let key = format!("{} {most}", spec.label(MatMulVariant::Vector { tokens: 1 }));
+        let (most, key) = rows_and_key(spec, rows, limits);
         if let Some(t) = done.get(&key) {
             tuned.clone_from(t);
             continue;
@@ -136,7 +214,14 @@ pub fn tune(launches: &mut [Launch], stream: &Stream, limits: StepLimits) -> Res
         done.insert(key, table.clone());
         *tuned = table;
     }
-    Ok(())
+    let tables = done
+        .into_iter()
+        .map(|(k, t)| (k, t.iter().map(|(n, v)| (*n, v.to_string())).collect()))
+        .collect();
+    Ok(MatMulTuning {
+        measured_on: Some(info.name.clone()),
+        tables,
+    })
 }
 
 #[cfg(test)]
@@ -153,6 +238,44 @@ mod tests {
         assert_eq!(pick(&table, 8), Some(v8));
         assert_eq!(pick(&table, 9), Some(t32));
         assert_eq!(pick(&table, 17), None);
+    }
+
+    #[test]
+    fn variant_names_read_back() {
+        for v in crate::codegen::matmul::MATMUL_VARIANTS.into_iter().chain([
+            MatMulVariant::TiledTall,
+            MatMulVariant::VectorQ8 { tokens: 4 },
+        ]) {
+            assert_eq!(v.to_string().parse::<MatMulVariant>(), Ok(v));
+        }
+        for bad in [
+            "",
+            "matvec",
+            "matvec/0",
+            "matvec/x",
+            "tiled/999",
+            "tall/4",
+            "tiled/tall/2",
+        ] {
+            assert!(bad.parse::<MatMulVariant>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_and_knows_its_device() {
+        let mut r = MatMulTuning {
+            measured_on: Some("NVIDIA H100 80GB HBM3".into()),
+            tables: BTreeMap::new(),
+        };
+        r.tables.insert(
+            "matvec_t1_k896_q4_kx896 16".into(),
+            vec![(2, "matvec/4".into()), (16, "tiled/32".into())],
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<MatMulTuning>(&json).unwrap(), r);
+        assert!(r.timed_on("NVIDIA H100 80GB HBM3"));
+        assert!(!r.timed_on("NVIDIA H200"));
+        assert!(!MatMulTuning::default().timed_on(""));
     }
 
     #[test]
