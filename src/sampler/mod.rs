@@ -10,6 +10,7 @@
 pub mod candidates;
 pub mod config;
 pub mod penalties;
+pub mod ranges;
 pub mod stop;
 
 pub use config::SamplerConfig;
