@@ -183,17 +183,24 @@ fn a_flipped_stored_checksum_is_a_mismatch_of_its_part() {
 }
 
 #[test]
-fn a_flipped_weight_byte_is_found_by_verify_and_names_the_tensor() {
+fn a_flipped_weight_byte_is_found_by_every_load_and_names_the_tensor() {
     let bytes = artifact_bytes();
     let file = GgufFile::from_bytes(bytes.clone()).unwrap();
     let t = file.tensor_info("blk.1.ffn_down.weight").unwrap();
     let at = (file.data_offset() + t.offset + t.size / 2) as usize;
     let damaged = flipped(bytes, at);
-    // Without verification the weights are not read for checking: the
-    // model loads (docs/ARTIFACT.md says so), and verification finds it.
-    load(damaged.clone(), false).unwrap();
-    let part = mismatch_part(load(damaged, true));
-    assert!(part.contains("blk.1.ffn_down.weight"), "{part}");
+    // The fast checksum (every load) and the SHA-256 (--verify) both find it.
+    for verify in [false, true] {
+        let part = mismatch_part(load(damaged.clone(), verify));
+        assert!(part.contains("blk.1.ffn_down.weight"), "{part}");
+    }
+    // Only skipping the check (`--no-verify`) loads it.
+    let skip = LoadOptions {
+        skip_weight_check: true,
+        ..Default::default()
+    };
+    let file = Arc::new(GgufFile::from_bytes(damaged).unwrap());
+    load_cpu_artifact(file, &skip, false, &Silent).unwrap();
 }
 
 #[test]

@@ -19,6 +19,7 @@
 pub mod checksum;
 pub mod error;
 pub mod kernels;
+pub mod partial;
 pub mod peek;
 pub mod plan_check;
 pub mod plan_record;
@@ -75,6 +76,8 @@ pub mod keys {
     pub const CHECKSUM_PLAN: &str = "rfc.checksum.plan";
     pub const CHECKSUM_KERNELS: &str = "rfc.checksum.kernels";
     pub const CHECKSUM_WEIGHTS: &str = "rfc.checksum.weights";
+    /// One XXH3-64 per weight, checked by every load unless skipped.
+    pub const CHECKSUM_WEIGHTS_FAST: &str = "rfc.checksum.weights_xxh3";
     /// Prefix of the code-object tensors.
     pub const KERNEL_TENSOR_PREFIX: &str = "rfc.kernel.";
 }
@@ -85,9 +88,20 @@ pub fn is_artifact(file: &GgufFile) -> bool {
     file.metadata().get(keys::FORMAT_VERSION).is_some()
 }
 
-/// Keys whose values have a checksum of their own.
+/// Keys whose values have a checksum of their own, and the checksums.
+/// Only the checksum keys this format defines are left out of the header:
+/// a damaged key name (`rfc.checksum.weights_xxh2`) is then a header
+/// mismatch instead of a checksum list that silently went missing.
 fn covered_elsewhere(key: &str) -> bool {
-    key.starts_with(keys::CHECKSUM_PREFIX)
+    [
+        keys::CHECKSUM_HEADER,
+        keys::CHECKSUM_IR,
+        keys::CHECKSUM_PLAN,
+        keys::CHECKSUM_KERNELS,
+        keys::CHECKSUM_WEIGHTS,
+        keys::CHECKSUM_WEIGHTS_FAST,
+    ]
+    .contains(&key)
         || [
             keys::IR,
             keys::PLAN,

@@ -18,6 +18,8 @@ const FIRST_KEYS: usize = 3;
 /// The target of the artifact at `path`, or `None` when it is not an
 /// artifact (or not readable: the real open reports why).
 pub fn peek_target(path: &Path) -> Option<ArtifactTarget> {
+    // A FIFO would block the open; the real open names the problem.
+    crate::gguf::file_kind::require_regular_input(path).ok()?;
     let mut head = Vec::new();
     std::fs::File::open(path)
         .ok()?

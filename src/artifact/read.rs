@@ -1,13 +1,14 @@
 //! Opening an artifact: the container is parsed (zero-copy, mapped), then
 //! checked in the order that names a problem best: format version, file
 //! length, then the checksums of the header, IR, plan and kernels. The
-//! weights' checksums are read only on request ([`Artifact::verify_weights`]):
-//! hashing every weight costs a pass over the whole file.
+//! weights have two checksums: a fast XXH3 per weight that every load checks
+//! ([`Artifact::check_weights_fast`], a few percent of a load), and the
+//! SHA-256 that `--verify` checks ([`Artifact::verify_weights`]).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use super::checksum::sha256_hex;
+use super::checksum::{sha256_hex, xxh3_hex};
 use super::error::{ArtifactError, Result};
 use super::plan_record::PlanRecord;
 use super::progress::{Progress, Unit};
@@ -172,10 +173,45 @@ impl Artifact {
             .filter(|t| !super::is_kernel_tensor(&t.name))
     }
 
-    /// Hashes every weight and compares with `rfc.checksum.weights`; the
+    /// XXH3 of every weight (in parallel) against
+    /// `rfc.checksum.weights_xxh3`; the first mismatch names its tensor.
+    /// `Ok(false)`: the artifact predates these checksums (nothing checked).
+    pub fn check_weights_fast(&self) -> Result<bool> {
+        use rayon::prelude::*;
+        let key = keys::CHECKSUM_WEIGHTS_FAST;
+        if self.file.metadata().get(key).is_none() {
+            return Ok(false);
+        }
+        let stored = string_list(self.file.metadata(), key)?;
+        let weights: Vec<&TensorInfo> = self.weights().collect();
+        if stored.len() != weights.len() {
+            return Err(ArtifactError::field(
+                key,
+                format!("{} checksums for {} weights", stored.len(), weights.len()),
+            ));
+        }
+        let t0 = std::time::Instant::now();
+        let computed: Vec<String> = weights
+            .par_iter()
+            .map(|t| xxh3_hex(self.file.view(t).data))
+            .collect();
+        for ((t, want), got) in weights.iter().zip(&stored).zip(computed) {
+            check_sum(&format!("weight {:?}", t.name), want, &got)?;
+        }
+        tracing::debug!(
+            weights = weights.len(),
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "fast weight checksums verified"
+        );
+        Ok(true)
+    }
+
+    /// Hashes every weight and compares with `rfc.checksum.weights` (and
+    /// the fast checksums, so that a damaged fast list is found too); the
     /// first mismatch names its tensor.
     pub fn verify_weights(&self, progress: &dyn Progress) -> Result<()> {
         use rayon::prelude::*;
+        self.check_weights_fast()?;
         let key = keys::CHECKSUM_WEIGHTS;
         let stored = string_list(self.file.metadata(), key)?;
         let weights: Vec<&TensorInfo> = self.weights().collect();

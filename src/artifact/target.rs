@@ -20,9 +20,12 @@ impl ArtifactTarget {
         if s == "cpu" {
             return Ok(ArtifactTarget::Cpu);
         }
-        Target::parse(s)
-            .map(ArtifactTarget::Gpu)
-            .map_err(|_| ArtifactError::UnknownTarget(s.to_string()))
+        match Target::parse(s) {
+            Ok(t) => Ok(ArtifactTarget::Gpu(t)),
+            // A GPU-shaped name that is not a known architecture says which are.
+            Err(e @ crate::codegen::CodegenError::UnknownArch { .. }) => Err(e.into()),
+            Err(_) => Err(ArtifactError::UnknownTarget(s.to_string())),
+        }
     }
 
     /// Checks that an artifact for this target may run on the CPU executor.

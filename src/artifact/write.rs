@@ -3,7 +3,8 @@
 //!
 //! The file is written under a temporary name beside the output and renamed
 //! into place once complete and synced, so a failed or interrupted compile
-//! never leaves a truncated artifact under the real name.
+//! never leaves a truncated artifact under the real name ([`super::partial`]:
+//! removed on error or signal, magic written last).
 
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -11,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::checksum::{sha256_hex, sha256_hex_chunked};
+use super::checksum::{sha256_hex, sha256_hex_chunked, xxh3_hex};
 use super::error::{ArtifactError, Result};
 use super::kernels::{compile_kernels, node_kernels, KernelObject};
+use super::partial::{self, MagicLast, PartialFile};
 use super::plan_record::PlanRecord;
 use super::progress::{Progress, Unit};
 use super::target::ArtifactTarget;
@@ -127,6 +129,8 @@ pub fn compile_artifact(
     progress: &dyn Progress,
 ) -> Result<CompileReport> {
     let t0 = Instant::now();
+    // Refused before the long work, and checked again before the rename.
+    refuse_special_output(out)?;
     let source = GgufFile::open(model)?;
     if super::is_artifact(&source) {
         return Err(ArtifactError::field(
@@ -307,16 +311,20 @@ fn layout(
             GgmlType::I8,
         )?;
     }
-    let weight_sums = weight_checksums(source, &p.weights, progress);
+    let (sha, fast) = weight_checksums(source, &p.weights, progress);
     let codes: Vec<&[u8]> = p.kernels.iter().map(|k| k.code.as_slice()).collect();
-    add_checksums(&mut w, &codes, Some(weight_sums.into()))?;
+    let sums = vec![
+        (keys::CHECKSUM_WEIGHTS, sha.into()),
+        (keys::CHECKSUM_WEIGHTS_FAST, fast.into()),
+    ];
+    add_checksums(&mut w, &codes, sums)?;
     Ok(w)
 }
 
 /// Adds `rfc.checksum.*` for what `w` holds (every key and tensor must be
-/// declared): the header, IR, plan and kernel digests, and `weights` (one
-/// SHA-256 per weight tensor, in table order) when given.
-fn add_checksums(w: &mut GgufWriter, codes: &[&[u8]], weights: Option<Value>) -> Result<()> {
+/// declared): the header, IR, plan and kernel digests, and `weights` (the
+/// per-weight checksum lists, SHA-256 and XXH3, in table order).
+fn add_checksums(w: &mut GgufWriter, codes: &[&[u8]], weights: Vec<(&str, Value)>) -> Result<()> {
     let md = w.metadata();
     let text = |key: &str| {
         md.get_str(key)
@@ -339,8 +347,8 @@ fn add_checksums(w: &mut GgufWriter, codes: &[&[u8]], weights: Option<Value>) ->
         .add_metadata(keys::CHECKSUM_IR, ir.as_str())?
         .add_metadata(keys::CHECKSUM_PLAN, plan.as_str())?
         .add_metadata(keys::CHECKSUM_KERNELS, kernels.as_str())?;
-    if let Some(sums) = weights {
-        w.add_metadata(keys::CHECKSUM_WEIGHTS, sums)?;
+    for (key, sums) in weights {
+        w.add_metadata(key, sums)?;
     }
     Ok(())
 }
@@ -351,7 +359,10 @@ fn add_checksums(w: &mut GgufWriter, codes: &[&[u8]], weights: Option<Value>) ->
 /// artifact, and for tests that need a well-sealed artifact with odd content.
 pub fn reseal(file: &GgufFile, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> Result<Vec<u8>> {
     let md = file.metadata();
-    let weight_sums = md.get(keys::CHECKSUM_WEIGHTS).cloned();
+    let weight_sums: Vec<(&str, Value)> = [keys::CHECKSUM_WEIGHTS, keys::CHECKSUM_WEIGHTS_FAST]
+        .into_iter()
+        .filter_map(|k| md.get(k).map(|v| (k, v.clone())))
+        .collect();
     let mut entries: Vec<(String, Value)> = md
         .iter()
         .filter(|(k, _)| !k.starts_with(keys::CHECKSUM_PREFIX))
@@ -380,23 +391,25 @@ pub fn reseal(file: &GgufFile, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> 
     Ok(stream.finish()?)
 }
 
-/// SHA-256 of each weight's bytes (in parallel: this reads every weight).
+/// SHA-256 and XXH3 of each weight's bytes (in parallel: this reads every
+/// weight).
 fn weight_checksums(
     source: &GgufFile,
     weights: &[TensorInfo],
     progress: &dyn Progress,
-) -> Vec<String> {
+) -> (Vec<String>, Vec<String>) {
     use rayon::prelude::*;
     let total = weights.iter().map(|t| t.size).sum();
     progress.begin("hashing weights", total, Unit::Bytes);
     let sums = weights
         .par_iter()
         .map(|t| {
-            let sum = sha256_hex(tensor_bytes(source, t));
+            let bytes = tensor_bytes(source, t);
+            let sums = (sha256_hex(bytes), xxh3_hex(bytes));
             progress.advance(t.size);
-            sum
+            sums
         })
-        .collect();
+        .unzip();
     progress.end();
     sums
 }
@@ -414,7 +427,7 @@ fn write_atomically(
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let tmp = temp_path(out);
+    let tmp = PartialFile::new(temp_path(out), &partial::IN_PROGRESS);
     // Errors name the output the user gave, not the temporary name.
     let named = |e: ArtifactError| match e {
         ArtifactError::Write { source, .. } => ArtifactError::Write {
@@ -423,18 +436,22 @@ fn write_atomically(
         },
         e => e,
     };
-    let result = write_to(w, source, p, &tmp, progress)
-        .map_err(named)
-        .and_then(|()| {
-            std::fs::rename(&tmp, out).map_err(|e| ArtifactError::Write {
-                path: out.to_path_buf(),
-                source: e,
-            })
-        });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    write_to(w, source, p, tmp.path(), progress).map_err(named)?;
+    refuse_special_output(out)?;
+    // On any error before this, dropping `tmp` removes the file.
+    tmp.commit(out).map_err(|e| ArtifactError::Write {
+        path: out.to_path_buf(),
+        source: e,
+    })
+}
+
+/// An existing directory, FIFO or device under the output name is refused:
+/// the rename would replace it.
+fn refuse_special_output(out: &Path) -> Result<()> {
+    crate::gguf::file_kind::require_writable_output(out).map_err(|e| ArtifactError::Write {
+        path: out.to_path_buf(),
+        source: e,
+    })
 }
 
 /// Where an artifact is written before it is renamed to `out`.
@@ -458,7 +475,8 @@ fn write_to(
         source: e,
     };
     let file = std::fs::File::create(path).map_err(io)?;
-    let mut stream = w.begin(BufWriter::with_capacity(1 << 20, file))?;
+    let out = BufWriter::with_capacity(1 << 20, MagicLast::new(file));
+    let mut stream = w.begin(out)?;
     progress.begin("writing", w.file_len(), Unit::Bytes);
     for t in &p.weights {
         stream.write_tensor(&t.name, tensor_bytes(source, t))?;
@@ -470,6 +488,9 @@ fn write_to(
     }
     let buffered = stream.finish()?;
     progress.end();
-    let file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)
+    let mut file = buffered
+        .into_inner()
+        .map_err(|e| io(e.into_error()))?
+        .into_inner();
+    partial::seal(&mut file).map_err(io)
 }

@@ -199,26 +199,37 @@ impl RtcApi {
         self.check_target("", target).is_ok()
     }
 
-    /// hiprtc before ROCm 5.5 does not know gfx11 and aborts the process
-    /// when asked for it: refuse such targets up front.
+    /// hiprtc aborts the process when asked for an architecture it does
+    /// not know: only targets its ROCm release is known to compile for
+    /// (codegen::known_targets) are passed to it.
     fn check_target(&self, name: &str, target: &str) -> Result<()> {
+        if self.vendor != Vendor::Hip {
+            return Ok(());
+        }
         // Debian's ROCm 5.2 hiprtc reports version 9.0, so the version alone
         // cannot be trusted: a hiprtc inside libamdhip64 is ROCm 5.x (ROCm 6
-        // ships libhiprtc), which is treated as too old for gfx11.
-        let inside_hip = self.library.contains("amdhip64");
-        let old = self.vendor == Vendor::Hip && (self.version < (5, 5) || inside_hip);
-        if old && (target.starts_with("gfx11") || target.starts_with("gfx94")) {
-            return Err(BackendError::Compile {
-                kernel: name.to_string(),
-                target: target.to_string(),
-                log: format!(
-                    "{} ({}) predates {target}; use ROCm 6 or newer (or `rfc compile --target {target}` with an offline clang, see docs/GPU.md)",
-                    self.version_string(),
-                    self.library
-                ),
-            });
-        }
-        Ok(())
+        // ships libhiprtc), taken as 5.2.
+        let rocm = if self.library.contains("amdhip64") {
+            (5, 2)
+        } else {
+            self.version
+        };
+        let why = match crate::codegen::known_targets::amd_since(target) {
+            Some(since) if rocm >= since => return Ok(()),
+            Some((major, minor)) => {
+                format!("predates {target} (ROCm {major}.{minor} or newer knows it)")
+            }
+            None => format!("is not known to compile for {target}"),
+        };
+        Err(BackendError::Compile {
+            kernel: name.to_string(),
+            target: target.to_string(),
+            log: format!(
+                "{} ({}) {why}; use a newer ROCm (or `rfc compile --target {target}` with an offline clang, see docs/GPU.md)",
+                self.version_string(),
+                self.library
+            ),
+        })
     }
 
     fn error_text(&self, code: Res) -> String {

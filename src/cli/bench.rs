@@ -12,6 +12,7 @@ use rocmforge::load::{LoadOptions, LoadedModel};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// The model (a GGUF file or an artifact from `rfc compile`).
     pub model: PathBuf,
     /// Prompt tokens for the prefill test (pp).
     #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
@@ -24,11 +25,11 @@ pub struct BenchArgs {
     /// steps of up to 512 tokens, untimed.
     #[arg(short = 'd', long, default_value_t = 0)]
     pub depth: usize,
-    /// Timed repeats (after one warm-up).
-    #[arg(short = 'r', long, default_value_t = 3)]
+    /// Timed repeats (after one warm-up), at least 1.
+    #[arg(short = 'r', long, default_value_t = 3, value_parser = super::threads::parse_at_least_one, allow_negative_numbers = true)]
     pub repeats: usize,
-    /// CPU threads (default: all cores).
-    #[arg(short = 't', long)]
+    /// CPU threads (default: all cores; at most the machine's CPUs).
+    #[arg(short = 't', long, value_parser = super::threads::parse_threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     #[command(flatten)]
     pub device: super::device::DeviceArgs,
@@ -55,7 +56,12 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> CmdResult {
-    super::run::set_threads(args.threads);
+    super::threads::set_threads(args.threads);
+    if args.n_prompt == 0 && args.n_gen == 0 && args.parallel.is_empty() {
+        return Err(
+            "nothing to measure: -p (prompt tokens) and -n (generated tokens) are both 0".into(),
+        );
+    }
     if !args.parallel.is_empty() {
         return super::bench_parallel::run(&args);
     }
@@ -152,10 +158,13 @@ pub fn run(args: BenchArgs) -> CmdResult {
         } else {
             String::new()
         };
-        println!(
-            "| {name} | {backend} | {threads} | pp{}{at} | {pp_med:.2} | - |",
-            args.n_prompt
-        );
+        // A test of 0 tokens measures nothing: no row of zeros.
+        if args.n_prompt > 0 {
+            println!(
+                "| {name} | {backend} | {threads} | pp{}{at} | {pp_med:.2} | - |",
+                args.n_prompt
+            );
+        }
         let share = match roofline {
             Some(r) => format!(
                 "{:.1} % of {:.0}",
@@ -164,10 +173,12 @@ pub fn run(args: BenchArgs) -> CmdResult {
             ),
             None => "-".into(),
         };
-        println!(
-            "| {name} | {backend} | {threads} | tg{}{at} | {tg_med:.2} | {share} |",
-            args.n_gen
-        );
+        if args.n_gen > 0 {
+            println!(
+                "| {name} | {backend} | {threads} | tg{}{at} | {tg_med:.2} | {share} |",
+                args.n_gen
+            );
+        }
     }
     Ok(())
 }

@@ -19,14 +19,21 @@ use rocmforge::passes;
 use super::CmdResult;
 
 #[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("what")
+        .required(true)
+        .multiple(true)
+        .args(["output", "emit_kernels"])
+))]
 pub struct CompileArgs {
-    /// The GGUF file.
+    /// The GGUF model.
     pub model: PathBuf,
-    /// The GPU to specialize for: gfx1100, sm_90, ... (or cpu, for -o).
-    #[arg(long, default_value = "gfx1100")]
-    pub target: String,
-    /// Write each specialized kernel source into this directory.
-    #[arg(long, value_name = "DIR", required_unless_present = "output")]
+    /// What to compile for: cpu, or a GPU architecture (gfx1100, sm_90, ...).
+    /// Default: this machine's GPU, else cpu.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Write each specialized kernel source into this directory (GPU targets).
+    #[arg(long, value_name = "DIR")]
     pub emit_kernels: Option<PathBuf>,
     /// Write the compiled artifact to this file.
     #[arg(short = 'o', long, value_name = "FILE")]
@@ -55,13 +62,22 @@ pub struct CompileArgs {
 }
 
 pub fn run(args: CompileArgs) -> CmdResult {
+    let target = match &args.target {
+        Some(t) => artifact::ArtifactTarget::parse(t)?,
+        None => machine_target(),
+    };
     if let Some(out) = &args.output {
-        write_artifact(&args, out)?;
+        write_artifact(&args, &target, out)?;
     }
     let Some(emit_kernels) = &args.emit_kernels else {
         return Ok(());
     };
-    let target = Target::parse(&args.target)?;
+    let artifact::ArtifactTarget::Gpu(target) = target else {
+        return Err(
+            "--emit-kernels writes GPU kernel sources: give a GPU --target (gfx1100, sm_90, ...)"
+                .into(),
+        );
+    };
     let file = GgufFile::open(&args.model)?;
     let (_, graph) = frontend::build_graph(&file)?;
     let compiled = passes::compile(graph, DimEnv::default())?;
@@ -80,10 +96,40 @@ pub fn run(args: CompileArgs) -> CmdResult {
     Ok(())
 }
 
+/// Without `--target`: the first GPU that opens (NVIDIA, then AMD), else
+/// the CPU; one line says which and why.
+fn machine_target() -> artifact::ArtifactTarget {
+    use rocmforge::backend::{Gpu, Vendor};
+    let mut why = Vec::new();
+    for vendor in [Vendor::Cuda, Vendor::Hip] {
+        match Gpu::open(vendor, 0) {
+            Ok(gpu) => {
+                let t = Target::of(gpu.info());
+                eprintln!("target: {t} ({}; --target names another)", gpu.info().name);
+                return artifact::ArtifactTarget::Gpu(t);
+            }
+            Err(e) => why.push(format!("{vendor}: {}", first_clause(&e.to_string()))),
+        }
+    }
+    eprintln!(
+        "target: cpu (no GPU here: {}; --target names a GPU)",
+        why.join("; ")
+    );
+    artifact::ArtifactTarget::Cpu
+}
+
+fn first_clause(s: &str) -> &str {
+    s.split(" (tried ").next().unwrap_or(s)
+}
+
 /// `-o FILE`: the artifact, with progress bars on stderr.
-fn write_artifact(args: &CompileArgs, out: &std::path::Path) -> CmdResult {
+fn write_artifact(
+    args: &CompileArgs,
+    target: &artifact::ArtifactTarget,
+    out: &std::path::Path,
+) -> CmdResult {
     let opts = artifact::CompileOptions {
-        target: artifact::ArtifactTarget::parse(&args.target)?,
+        target: target.clone(),
         max_context: args.max_context,
         max_batch_tokens: args.max_batch_tokens,
         max_logit_rows: args.max_logit_rows,

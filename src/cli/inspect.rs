@@ -19,7 +19,7 @@ const MAX_STRING_CHARS: usize = 160;
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// The GGUF file.
+    /// The model: a GGUF file or an artifact from `rfc compile`.
     pub model: PathBuf,
     /// Print one JSON object instead of the text report.
     #[arg(long)]

@@ -18,7 +18,7 @@ use super::CmdResult;
 
 #[derive(Debug, clap::Args)]
 pub struct IrArgs {
-    /// The GGUF file.
+    /// The model: a GGUF file, or an artifact (its final IR only: no --after, no --stats).
     pub model: PathBuf,
     /// Print the IR after this pass: qkv_concat, fuse, dce, plan_memory
     /// (with arena ranges), `all` (after each), or `none` (the frontend's graph).

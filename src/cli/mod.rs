@@ -17,11 +17,13 @@ mod gpu_check;
 mod gpu_selftest;
 mod grammar_args;
 mod inspect;
+mod interrupt;
 mod ir;
 mod perplexity;
 mod run;
 mod serve;
 mod synth;
+mod threads;
 mod tokenize;
 
 /// What a subcommand returns: any error, printed with its chain of causes.
@@ -40,7 +42,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print a GGUF file's header: metadata, tensor table and totals.
+    /// Print a GGUF file's or artifact's header: metadata, tensor table and totals.
     Inspect(inspect::InspectArgs),
     /// Generate text from a prompt.
     Run(run::RunArgs),
@@ -56,7 +58,7 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Print the token ids (and pieces) of a text under a model's tokenizer.
     Tokenize(tokenize::TokenizeArgs),
-    /// Specialize a model's kernels for a GPU target (--emit-kernels DIR writes the sources).
+    /// Compile a GGUF model into an artifact for cpu or a GPU (-o FILE), or write its GPU kernel sources (--emit-kernels DIR).
     Compile(compile::CompileArgs),
     /// Run every GPU kernel against the CPU backend on random inputs (developer check).
     #[command(hide = true)]
@@ -72,6 +74,9 @@ enum Command {
 pub fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        interrupt::clean_up_on_signal();
+    }
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Run(args) => run::run(args),
@@ -95,13 +100,16 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings).
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings), in
+/// colour only on a terminal (escape codes are noise in a log file).
 fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
 }
 

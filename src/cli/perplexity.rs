@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::CmdResult;
+use rocmforge::exec::session::StepBackend;
 use rocmforge::load::LoadOptions;
 
 #[derive(Debug, Args)]
 pub struct PerplexityArgs {
+    /// The model (a GGUF file or an artifact from `rfc compile`).
     pub model: PathBuf,
     /// The text to score (UTF-8).
     #[arg(short = 'f', long = "file")]
@@ -20,18 +22,18 @@ pub struct PerplexityArgs {
     /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
     #[arg(long = "cache-type", default_value = "f16", value_parser = super::run::parse_kv_type)]
     pub cache_type: rocmforge::exec::cpu::KvType,
-    /// Score at most this many chunks.
-    #[arg(long)]
+    /// Score at most this many chunks (at least 1).
+    #[arg(long, value_parser = super::threads::parse_at_least_one, allow_negative_numbers = true)]
     pub chunks: Option<usize>,
-    /// CPU threads (default: all cores).
-    #[arg(short = 't', long)]
+    /// CPU threads (default: all cores; at most the machine's CPUs).
+    #[arg(short = 't', long, value_parser = super::threads::parse_threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     #[command(flatten)]
     pub device: super::device::DeviceArgs,
 }
 
 pub fn run(args: PerplexityArgs) -> CmdResult {
-    super::run::set_threads(args.threads);
+    super::threads::set_threads(args.threads);
     if args.ctx < 4 {
         return Err("--ctx must be at least 4".into());
     }
@@ -47,6 +49,17 @@ pub fn run(args: PerplexityArgs) -> CmdResult {
         ..Default::default()
     };
     let mut model = args.device.load(&args.model, &opts)?;
+    // An artifact compiled for fewer logit rows would score one token per
+    // step through the decode kernels: slower, and not the same numbers.
+    let rows = model.session.backend().limits().max_rows;
+    if rows < opts.max_rows {
+        return Err(format!(
+            "this artifact computes {rows} logit row(s) per step; perplexity with --ctx {} needs {}: \
+             recompile it with `rfc compile --max-logit-rows {}` (and --max-batch-tokens at least as large), or score the GGUF",
+            args.ctx, opts.max_rows, opts.max_rows
+        )
+        .into());
+    }
     let add_bos = model.tokenizer.add_bos();
     let tokens = model.tokenizer.encode(&text, add_bos, false)?;
     let mut n_chunks = tokens.len() / args.ctx;

@@ -13,8 +13,10 @@ use rocmforge::exec::any_backend::AnyBackend;
 use rocmforge::gguf::GgufFile;
 use rocmforge::grammar::{GrammarCompiler, GrammarSource};
 use rocmforge::load::LoadOptions;
-use rocmforge::sampler::SamplerConfig;
-use rocmforge::sched::{generate, GenRequest, GenerateStats, Metrics, Scheduler, SchedulerConfig};
+use rocmforge::sampler::{ranges, SamplerConfig};
+use rocmforge::sched::{
+    generate, FinishReason, GenRequest, GenerateStats, Metrics, Scheduler, SchedulerConfig,
+};
 use rocmforge::tokenizer::chat::{ChatMessage, ChatTemplate};
 use rocmforge::tokenizer::Tokenizer;
 
@@ -30,8 +32,8 @@ pub struct RunArgs {
     /// Read the prompt from a file (UTF-8).
     #[arg(short = 'f', long = "file", conflicts_with = "prompt")]
     pub prompt_file: Option<PathBuf>,
-    /// Tokens to generate at most.
-    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
+    /// Tokens to generate at most (at least 1).
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128, value_parser = parse_n_predict, allow_negative_numbers = true)]
     pub n_predict: usize,
     /// Render the prompt as a user message through the model's chat template.
     #[arg(long)]
@@ -48,12 +50,16 @@ pub struct RunArgs {
     /// Context length (tokens; capped by the model's).
     #[arg(short = 'c', long = "ctx", default_value_t = 4096)]
     pub context: usize,
-    /// CPU threads (default: all cores).
-    #[arg(short = 't', long)]
+    /// CPU threads (default: all cores; at most the machine's CPUs).
+    #[arg(short = 't', long, value_parser = super::threads::parse_threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
-    /// Artifacts: check every weight against its stored checksum first.
-    #[arg(long)]
+    /// Artifacts: check every weight against its SHA-256 first (every load
+    /// checks a fast checksum anyway).
+    #[arg(long, conflicts_with = "no_verify")]
     pub verify: bool,
+    /// Artifacts: skip the fast weight checksums every load checks.
+    #[arg(long)]
+    pub no_verify: bool,
     /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
     #[arg(long = "cache-type", default_value = "f16", value_parser = super::run::parse_kv_type)]
     pub cache_type: rocmforge::exec::cpu::KvType,
@@ -65,30 +71,74 @@ pub struct RunArgs {
     pub device: super::device::DeviceArgs,
 }
 
-/// Sampling flags shared by the commands that generate.
+/// Sampling flags shared by the commands that generate. Values outside
+/// their range are refused with the server's words (`sampler::ranges`).
 #[derive(Debug, Args, Clone)]
 pub struct SamplingArgs {
-    /// Temperature; 0 means greedy.
-    #[arg(long = "temp", default_value_t = 0.8)]
+    /// Temperature, 0 to 2; 0 means greedy.
+    #[arg(long = "temp", default_value_t = 0.8, value_parser = parse_temperature, allow_negative_numbers = true)]
     pub temperature: f32,
+    /// Keep only the K most likely tokens (0 = off).
     #[arg(long, default_value_t = 40)]
     pub top_k: usize,
-    #[arg(long, default_value_t = 0.95)]
+    /// Keep the most likely tokens up to this total probability, in (0, 1] (1 = off).
+    #[arg(long, default_value_t = 0.95, value_parser = parse_top_p, allow_negative_numbers = true)]
     pub top_p: f32,
-    #[arg(long, default_value_t = 0.05)]
+    /// Drop tokens less likely than this times the most likely, 0 to 1 (0 = off).
+    #[arg(long, default_value_t = 0.05, value_parser = parse_min_p, allow_negative_numbers = true)]
     pub min_p: f32,
-    /// Penalty for tokens among the last --repeat-last-n (1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    /// Penalty for tokens among the last --repeat-last-n, above 0 (1 = off).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_repeat_penalty, allow_negative_numbers = true)]
     pub repeat_penalty: f32,
+    /// How many recent tokens the penalties look at (0 = off).
     #[arg(long, default_value_t = 64)]
     pub repeat_last_n: usize,
-    #[arg(long, default_value_t = 0.0)]
+    /// Subtracted once from each token present in the window, -2 to 2 (0 = off).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_presence_penalty, allow_negative_numbers = true)]
     pub presence_penalty: f32,
-    #[arg(long, default_value_t = 0.0)]
+    /// Subtracted per occurrence of a token in the window, -2 to 2 (0 = off).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_frequency_penalty, allow_negative_numbers = true)]
     pub frequency_penalty: f32,
     /// Random seed (same seed, same text).
     #[arg(long, default_value_t = 0xC0FFEE)]
     pub seed: u64,
+}
+
+/// `-n`: a whole number of at least 1 (a negative one gets this message,
+/// not clap's tip about values that start with '-').
+fn parse_n_predict(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "n_predict = {s} is out of range: it must be a whole number of at least 1"
+        )),
+    }
+}
+
+fn ranged_flag(range: &ranges::Range, param: &str, s: &str) -> Result<f32, String> {
+    range
+        .parse(param, s)
+        .map(|v| v as f32)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_temperature(s: &str) -> Result<f32, String> {
+    ranged_flag(&ranges::TEMPERATURE, "temperature", s)
+}
+fn parse_top_p(s: &str) -> Result<f32, String> {
+    ranged_flag(&ranges::TOP_P, "top_p", s)
+}
+fn parse_min_p(s: &str) -> Result<f32, String> {
+    ranged_flag(&ranges::MIN_P, "min_p", s)
+}
+fn parse_repeat_penalty(s: &str) -> Result<f32, String> {
+    ranged_flag(&ranges::REPEAT_PENALTY, "repeat_penalty", s)
+}
+fn parse_presence_penalty(s: &str) -> Result<f32, String> {
+    ranged_flag(&ranges::ADDITIVE_PENALTY, "presence_penalty", s)
+}
+fn parse_frequency_penalty(s: &str) -> Result<f32, String> {
+    ranged_flag(&ranges::ADDITIVE_PENALTY, "frequency_penalty", s)
 }
 
 impl SamplingArgs {
@@ -113,26 +163,20 @@ pub fn parse_kv_type(s: &str) -> Result<rocmforge::exec::cpu::KvType, String> {
         .ok_or_else(|| format!("unknown cache type {s:?} (f16 or f32)"))
 }
 
-/// Sets the size of the CPU thread pool, once, before any work.
-pub fn set_threads(threads: Option<usize>) {
-    if let Some(n) = threads {
-        // An error only means the pool was already built; keep that one.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
-            .build_global();
-    }
-}
-
 pub fn run(args: RunArgs) -> CmdResult {
-    set_threads(args.threads);
+    super::threads::set_threads(args.threads);
     let prompt = read_prompt(&args)?;
     // A bad grammar is reported before the model loads.
     let grammar = args.grammar.source()?;
     let opts = LoadOptions {
         context: args.context,
         kv_type: args.cache_type,
+        skip_weight_check: args.no_verify,
         ..Default::default()
     };
+    if args.no_verify {
+        eprintln!("note: --no-verify: the weights' checksums are not checked");
+    }
     let gpu_artifact = matches!(
         rocmforge::artifact::peek_target(&args.model),
         Some(rocmforge::artifact::ArtifactTarget::Gpu(_))
@@ -300,7 +344,25 @@ impl Runner {
             None => {}
         }
         writeln!(out)?;
+        self.notice_if_context_full(&stats, args);
         Ok(stats)
+    }
+
+    /// Generation that ended at the context, not at -n or a stop, is cut
+    /// mid-text: one line says so and what to raise.
+    fn notice_if_context_full(&self, stats: &GenerateStats, args: &RunArgs) {
+        let context = self.sched.context();
+        let full = stats.prompt_tokens + stats.generated_tokens >= context;
+        if stats.finish == Some(FinishReason::Length)
+            && stats.generated_tokens < args.n_predict
+            && full
+        {
+            eprintln!(
+                "note: generation stopped after {} tokens: the context of {context} tokens is full \
+                 (raise --ctx; an artifact: recompile with a larger --max-context)",
+                stats.generated_tokens
+            );
+        }
     }
 
     fn report(&self, stats: &GenerateStats) {

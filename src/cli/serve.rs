@@ -69,8 +69,8 @@ pub struct ServeArgs {
     /// The model's id in the API (default: the file's stem).
     #[arg(long)]
     pub alias: Option<String>,
-    /// CPU threads (default: all cores).
-    #[arg(short = 't', long)]
+    /// CPU threads (default: all cores; at most the machine's CPUs).
+    #[arg(short = 't', long, value_parser = super::threads::parse_threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
     #[arg(long = "cache-type", default_value = "f16", value_parser = super::run::parse_kv_type)]
@@ -80,7 +80,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> CmdResult {
-    super::run::set_threads(args.threads);
+    super::threads::set_threads(args.threads);
     if !(args.shutdown_timeout.is_finite() && args.shutdown_timeout >= 0.0) {
         return Err("--shutdown-timeout must be a number of seconds, at least 0".into());
     }
@@ -217,6 +217,7 @@ fn loader(
         kv_type: args.cache_type,
         max_seqs: parallel,
         kv_pages,
+        ..Default::default()
     };
     let device = args.device.clone();
     let path = args.model.clone();

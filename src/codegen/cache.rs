@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::cache_entry;
 use super::source::KernelSource;
 use super::target::Target;
 use crate::backend::{BackendError, Gpu, Kernel, KernelCompiler, Module, Result};
@@ -92,10 +93,18 @@ impl KernelCache {
             .as_ref()
             .map(|d| d.join(format!("{}-{key}.bin", src.template.file())));
         if let Some(p) = &path {
-            if let Ok(code) = std::fs::read(p) {
-                if !code.is_empty() {
-                    tracing::debug!(kernel = %src.label, path = %p.display(), "kernel cache hit");
-                    return Ok(code);
+            if let Ok(bytes) = std::fs::read(p) {
+                match cache_entry::open(&bytes) {
+                    Ok(code) => {
+                        tracing::debug!(kernel = %src.label, path = %p.display(), "kernel cache hit");
+                        return Ok(code.to_vec());
+                    }
+                    // Recompiled below, and the entry rewritten.
+                    Err(why) => tracing::warn!(
+                        kernel = %src.label,
+                        path = %p.display(),
+                        "kernel cache entry unusable ({why}): compiling again"
+                    ),
                 }
             }
         }
@@ -177,6 +186,59 @@ fn store(path: &Path, code: &[u8]) -> Result<()> {
         std::process::id(),
         path.file_name().and_then(|n| n.to_str()).unwrap_or("k")
     ));
-    std::fs::write(&tmp, code).map_err(err)?;
+    std::fs::write(&tmp, cache_entry::seal(code)).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::KernelCompiler;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Compiles every source to the same bytes, counting the calls.
+    struct Counting(AtomicUsize);
+
+    impl KernelCompiler for Counting {
+        fn version_string(&self) -> String {
+            "counting 1.0".into()
+        }
+        fn compile(&self, _: &str, _: &str, _: &[String], _: &str) -> Result<Vec<u8>> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(b"\x7fELF good code".to_vec())
+        }
+    }
+
+    fn source() -> KernelSource {
+        KernelSource::new(super::super::source::Template::MatVec, "k", &["k"])
+    }
+
+    #[test]
+    fn a_damaged_cache_entry_is_compiled_again_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = KernelCache::new(Some(dir.path().to_path_buf()));
+        let compiler = Counting(AtomicUsize::new(0));
+        let target = Target::parse("gfx1100").unwrap();
+        let first = cache.code_object(&compiler, &target, &source()).unwrap();
+        assert_eq!(compiler.0.load(Ordering::SeqCst), 1);
+        let entry = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        // A hit: not compiled again.
+        assert_eq!(
+            cache.code_object(&compiler, &target, &source()).unwrap(),
+            first
+        );
+        assert_eq!(compiler.0.load(Ordering::SeqCst), 1);
+        for damage in [b"garbage garbage garbage".to_vec(), vec![0x7f]] {
+            std::fs::write(&entry, damage).unwrap();
+            let again = cache.code_object(&compiler, &target, &source()).unwrap();
+            assert_eq!(again, first);
+            assert!(cache_entry::open(&std::fs::read(&entry).unwrap()).is_ok());
+        }
+        assert_eq!(compiler.0.load(Ordering::SeqCst), 3);
+    }
 }

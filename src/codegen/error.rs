@@ -17,6 +17,15 @@ pub enum CodegenError {
     #[error("unknown target {0:?} (expected sm_NN or gfxNNNN)")]
     UnknownTarget(String),
 
+    /// A well-formed name no compiler is known to take (runtime compilers
+    /// may abort the process on one, so it is refused before they see it).
+    #[error("unknown {vendor} architecture {arch:?}; known: {known}")]
+    UnknownArch {
+        arch: String,
+        vendor: &'static str,
+        known: String,
+    },
+
     /// Compiling, caching or loading failed (compile errors carry the log).
     #[error(transparent)]
     Backend(#[from] BackendError),

@@ -12,8 +12,10 @@
 
 pub mod attention;
 pub mod cache;
+pub mod cache_entry;
 pub mod elementwise;
 pub mod error;
+pub mod known_targets;
 pub mod matmul;
 pub mod plan;
 pub mod rows;

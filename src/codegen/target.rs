@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::error::CodegenError;
+use super::known_targets;
 use crate::backend::{DeviceInfo, Vendor};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -14,22 +15,29 @@ pub enum Target {
 }
 
 impl Target {
-    /// `sm_NN` or `gfxNNNN`.
+    /// `sm_NN` or `gfxNNNN`, one of [`known_targets`]: a name no compiler
+    /// knows is refused here, before any runtime compiler can see it.
     pub fn parse(s: &str) -> Result<Target, CodegenError> {
-        let ok = |rest: &str| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric());
-        if let Some(rest) = s.strip_prefix("sm_") {
-            if ok(rest) {
-                return Ok(Target::Cuda {
-                    arch: s.to_string(),
-                });
+        let unknown = |amd: bool| CodegenError::UnknownArch {
+            arch: s.to_string(),
+            vendor: if amd { "AMD" } else { "NVIDIA" },
+            known: known_targets::list(amd),
+        };
+        if s.starts_with("sm_") {
+            if !known_targets::is_known_nvidia(s) {
+                return Err(unknown(false));
             }
+            return Ok(Target::Cuda {
+                arch: s.to_string(),
+            });
         }
-        if let Some(rest) = s.strip_prefix("gfx") {
-            if ok(rest) {
-                return Ok(Target::Amdgpu {
-                    arch: s.to_string(),
-                });
+        if s.starts_with("gfx") {
+            if !known_targets::is_known_amd(s) {
+                return Err(unknown(true));
             }
+            return Ok(Target::Amdgpu {
+                arch: s.to_string(),
+            });
         }
         Err(CodegenError::UnknownTarget(s.to_string()))
     }
@@ -99,7 +107,9 @@ mod tests {
         assert_eq!(Target::parse("sm_90").unwrap().vendor(), Vendor::Cuda);
         assert_eq!(Target::parse("gfx1100").unwrap().warp_size(), 32);
         assert_eq!(Target::parse("gfx90a").unwrap().warp_size(), 64);
-        for bad in ["", "sm_", "gfx", "cuda", "gfx11 00"] {
+        for bad in [
+            "", "sm_", "gfx", "cuda", "gfx11 00", "gfx9999", "gfx1234", "sm_1",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }

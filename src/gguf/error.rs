@@ -14,6 +14,12 @@ pub enum GgufError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    NotAnOutput {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("file ends at byte {file_len} while reading {what} at offset {offset} ({needed} bytes needed)")]
     Truncated {
         what: String,
@@ -47,6 +53,8 @@ pub enum GgufError {
     UnknownTensorType { tensor: String, type_id: u32 },
     #[error("{what} at offset {offset} is not valid UTF-8")]
     NotUtf8 { what: String, offset: u64 },
+    #[error("metadata key {key:?}: bool byte {byte} at offset {offset} is neither 0 nor 1")]
+    BadBool { key: String, byte: u8, offset: u64 },
     #[error("metadata key {key:?} appears twice (second at offset {offset})")]
     DuplicateKey { key: String, offset: u64 },
     #[error("tensor name {name:?} appears twice")]

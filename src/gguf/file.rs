@@ -49,6 +49,8 @@ impl GgufFile {
             path: path.to_path_buf(),
             source,
         };
+        // A FIFO would block the open; a device or directory cannot be a model.
+        super::file_kind::require_regular_input(path).map_err(io)?;
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; like every mmap reader we rely on the
         // file not being truncated while it is open.

@@ -1,33 +1,27 @@
 //! The metadata section: keys in file order, with typed getters whose errors
 //! name the key and the expected and found type.
 
-use std::collections::HashMap;
+use indexmap::IndexMap;
 
 use super::error::{GgufError, Result};
 use super::value::Value;
 
-/// Metadata key/value pairs in the order the file stores them.
+/// Metadata key/value pairs in the order the file stores them (an
+/// `IndexMap`: lookups by key, iteration in insertion order).
 #[derive(Debug, Clone, Default)]
 pub struct Metadata {
-    entries: Vec<(String, Value)>,
-    index: HashMap<String, usize>,
+    entries: IndexMap<String, Value>,
 }
 
 impl Metadata {
     /// Adds or replaces a key (replacing keeps the original position).
     pub fn insert(&mut self, key: impl Into<String>, value: Value) {
-        let key = key.into();
-        match self.index.get(&key) {
-            Some(&i) => self.entries[i].1 = value,
-            None => {
-                self.index.insert(key.clone(), self.entries.len());
-                self.entries.push((key, value));
-            }
-        }
+        // IndexMap keeps a replaced key at its first position.
+        self.entries.insert(key.into(), value);
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.index.get(key).map(|&i| &self.entries[i].1)
+        self.entries.get(key)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {

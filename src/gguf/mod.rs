@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod file;
+pub mod file_kind;
 pub mod metadata;
 pub mod parse;
 pub mod tensor;

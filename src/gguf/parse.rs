@@ -241,8 +241,22 @@ fn read_value(c: &mut Cursor<'_>, ty: ValueType, key: &str, depth: usize) -> Res
         ValueType::U64 => Value::U64(u64::from_le_bytes(c.array(&what)?)),
         ValueType::I64 => Value::I64(i64::from_le_bytes(c.array(&what)?)),
         ValueType::F64 => Value::F64(f64::from_le_bytes(c.array(&what)?)),
-        // ggml writes bools as one byte; any non-zero byte is true.
-        ValueType::Bool => Value::Bool(c.array::<1>(&what)?[0] != 0),
+        // One byte, 0 or 1 (the GGUF spec): any other byte is damage, not
+        // a truth value.
+        ValueType::Bool => {
+            let offset = c.pos as u64;
+            match c.array::<1>(&what)?[0] {
+                0 => Value::Bool(false),
+                1 => Value::Bool(true),
+                byte => {
+                    return Err(GgufError::BadBool {
+                        key: key.into(),
+                        byte,
+                        offset,
+                    })
+                }
+            }
+        }
         ValueType::String => Value::String(c.string(&what)?),
         ValueType::Array => {
             let offset = c.pos as u64;

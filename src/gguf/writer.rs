@@ -226,6 +226,7 @@ impl GgufWriter {
             path: path.to_path_buf(),
             source,
         };
+        super::file_kind::check_output(path)?;
         let file = std::fs::File::create(path).map_err(io)?;
         let out = self
             .write_to(std::io::BufWriter::new(file))

@@ -32,9 +32,7 @@ pub fn load_cpu_artifact(
     };
     let artifact = Artifact::from_file(file.clone())?;
     artifact.target.require_cpu()?;
-    if verify {
-        artifact.verify_weights(progress)?;
-    }
+    check_weights(&artifact, opts, verify, progress)?;
     let t = lap("artifact checked", t0);
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let t = lap("tokenizer built", t);
@@ -72,6 +70,29 @@ pub fn load_cpu_verified(path: &Path, opts: &LoadOptions) -> Result<LoadedModel,
     load_cpu_artifact(file, opts, true, &Bars::new())
 }
 
+/// The weights against their checksums: SHA-256 with `verify`, else the
+/// fast XXH3 unless `opts` skips it. A flipped byte in a weight thus stops
+/// every load, not only `--verify`.
+pub(super) fn check_weights(
+    artifact: &Artifact,
+    opts: &LoadOptions,
+    verify: bool,
+    progress: &dyn Progress,
+) -> Result<(), ArtifactError> {
+    if verify {
+        return artifact.verify_weights(progress);
+    }
+    if opts.skip_weight_check {
+        return Ok(());
+    }
+    if !artifact.check_weights_fast()? {
+        tracing::warn!(
+            "this artifact predates fast weight checksums: its weights are checked only with --verify (recompile it to check them on every load)"
+        );
+    }
+    Ok(())
+}
+
 pub(super) fn warn_if_limited(opts: &LoadOptions, model_ctx: usize, artifact: &Artifact) {
     let p = &artifact.plan;
     let context = (p.env.pages * p.page_size) as usize;
@@ -80,15 +101,30 @@ pub(super) fn warn_if_limited(opts: &LoadOptions, model_ctx: usize, artifact: &A
         n => opts.context.min(n),
     };
     let asks = [
-        ("context", asked_context, context),
-        ("tokens per step", opts.max_tokens, p.env.tokens as usize),
-        ("logit rows per step", opts.max_rows, p.env.rows as usize),
-        ("sequences per step", opts.max_seqs, p.env.seqs as usize),
+        ("context", asked_context, context, "--max-context"),
+        (
+            "tokens per step",
+            opts.max_tokens,
+            p.env.tokens as usize,
+            "--max-batch-tokens",
+        ),
+        (
+            "logit rows per step",
+            opts.max_rows,
+            p.env.rows as usize,
+            "--max-logit-rows",
+        ),
+        (
+            "sequences per step",
+            opts.max_seqs,
+            p.env.seqs as usize,
+            "--max-seqs",
+        ),
     ];
-    for (what, asked, compiled) in asks {
+    for (what, asked, compiled, flag) in asks {
         if asked > compiled {
             tracing::warn!(
-                "{what}: {asked} asked, the artifact was compiled for {compiled} (recompile with larger limits)"
+                "{what}: {asked} asked, the artifact was compiled for {compiled}, which holds (recompile with `rfc compile {flag} {asked}` for more)"
             );
         }
     }

@@ -38,9 +38,7 @@ pub fn load_gpu_artifact(
     let artifact = Artifact::from_file(file.clone())?;
     artifact.target.require_device(gpu.info())?;
     require_f16_cache(opts)?;
-    if verify {
-        artifact.verify_weights(progress)?;
-    }
+    super::cpu_artifact::check_weights(&artifact, opts, verify, progress)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let config = artifact.model_config()?;
     let (graph, plan) = artifact.graph_and_plan()?;

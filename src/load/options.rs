@@ -21,6 +21,9 @@ pub struct LoadOptions {
     /// Pages in the KV pool; `None`: every sequence its whole context
     /// (`context / PAGE_SIZE × max_seqs`).
     pub kv_pages: Option<usize>,
+    /// Artifacts: skip the fast per-weight checksums every load checks
+    /// (`--no-verify`).
+    pub skip_weight_check: bool,
 }
 
 impl Default for LoadOptions {
@@ -32,6 +35,7 @@ impl Default for LoadOptions {
             kv_type: KvType::F16,
             max_seqs: 1,
             kv_pages: None,
+            skip_weight_check: false,
         }
     }
 }

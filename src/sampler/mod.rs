@@ -12,6 +12,7 @@ pub mod config;
 pub mod from_top;
 pub mod goodness_of_fit;
 pub mod penalties;
+pub mod ranges;
 pub mod stop;
 
 pub use config::SamplerConfig;

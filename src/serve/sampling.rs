@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::errors::ApiError;
 use super::ids::random_u64;
 use super::openai_types::CommonFields;
-use crate::sampler::SamplerConfig;
+use crate::sampler::{ranges, SamplerConfig};
 use crate::sched::GenRequest;
 
 /// Stop strings one request may give.
@@ -61,47 +61,26 @@ pub fn settings(f: &CommonFields) -> Result<Settings, ApiError> {
             ));
         }
     }
-    let temperature = ranged(
-        "temperature",
-        f.temperature,
-        1.0,
-        |t| (0.0..=2.0).contains(&t),
-        "between 0 and 2",
-    )?;
-    let top_p = ranged(
-        "top_p",
-        f.top_p,
-        1.0,
-        |p| p > 0.0 && p <= 1.0,
-        "greater than 0 and at most 1",
-    )?;
-    let min_p = ranged(
-        "min_p",
-        f.min_p,
-        0.0,
-        |p| (0.0..=1.0).contains(&p),
-        "between 0 and 1",
-    )?;
+    let temperature = ranged("temperature", f.temperature, 1.0, &ranges::TEMPERATURE)?;
+    let top_p = ranged("top_p", f.top_p, 1.0, &ranges::TOP_P)?;
+    let min_p = ranged("min_p", f.min_p, 0.0, &ranges::MIN_P)?;
     let presence_penalty = ranged(
         "presence_penalty",
         f.presence_penalty,
         0.0,
-        penalty_range,
-        "between -2 and 2",
+        &ranges::ADDITIVE_PENALTY,
     )?;
     let frequency_penalty = ranged(
         "frequency_penalty",
         f.frequency_penalty,
         0.0,
-        penalty_range,
-        "between -2 and 2",
+        &ranges::ADDITIVE_PENALTY,
     )?;
     let repeat_penalty = ranged(
         "repeat_penalty",
         f.repeat_penalty,
         1.0,
-        |p| p > 0.0,
-        "greater than 0",
+        &ranges::REPEAT_PENALTY,
     )?;
     let top_k = match f.top_k {
         None => 0,
@@ -154,22 +133,19 @@ pub fn settings(f: &CommonFields) -> Result<Settings, ApiError> {
     })
 }
 
-fn penalty_range(p: f64) -> bool {
-    (-2.0..=2.0).contains(&p)
-}
-
-/// `value`, or `default` when absent; refused outside `ok`.
+/// `value`, or `default` when absent; refused outside `range` (the
+/// ranges `rfc run`'s flags use too).
 fn ranged(
     param: &str,
     value: Option<f64>,
     default: f64,
-    ok: impl Fn(f64) -> bool,
-    range: &str,
+    range: &ranges::Range,
 ) -> Result<f64, ApiError> {
     match value {
         None => Ok(default),
-        Some(v) if v.is_finite() && ok(v) => Ok(v),
-        Some(v) => Err(out_of_range(param, v, range)),
+        Some(v) => range
+            .check(param, v)
+            .map_err(|e| out_of_range(param, v, e.range)),
     }
 }
 

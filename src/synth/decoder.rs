@@ -386,6 +386,7 @@ impl DecoderSpec {
             path: path.to_path_buf(),
             source,
         };
+        crate::gguf::file_kind::check_output(path)?;
         let file = std::fs::File::create(path).map_err(io)?;
         let (out, written) = self
             .write(fill, seed, std::io::BufWriter::new(file))

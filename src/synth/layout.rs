@@ -105,6 +105,7 @@ impl Layout {
             path: PathBuf::from(path),
             source,
         };
+        crate::gguf::file_kind::check_output(path)?;
         let file = std::fs::File::create(path).map_err(io)?;
         let out = self
             .write(seed, std::io::BufWriter::new(file))

@@ -4,10 +4,10 @@
 
 use super::byte_level;
 use super::error::TokenizerError;
-use super::fast_hash::FxHashMap;
 use super::merge_queue::{char_symbols, merge_all, NO_ID};
 use super::vocab::Vocab;
 use crate::gguf::Metadata;
+use rustc_hash::FxHashMap;
 
 pub const KEY_MERGES: &str = "tokenizer.ggml.merges";
 

@@ -14,7 +14,6 @@ pub mod chat;
 pub mod decode;
 pub mod encode;
 pub mod error;
-pub mod fast_hash;
 pub mod load;
 pub mod merge_queue;
 pub mod pre_tokenizer;

@@ -2,9 +2,9 @@
 //! them, with text -> id lookup.
 
 use super::error::TokenizerError;
-use super::fast_hash::FxHashMap;
 use super::token_attr::TokenAttr;
 use crate::gguf::Metadata;
+use rustc_hash::FxHashMap;
 
 pub const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
 pub const KEY_TOKEN_TYPE: &str = "tokenizer.ggml.token_type";
