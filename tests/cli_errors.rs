@@ -136,12 +136,7 @@ fn an_unsupported_quant_type_is_refused_by_name() {
     let m = tiny_model(d.path(), "F32");
     let bad = d.path().join("bad-type.gguf");
     // I32 elements have F32's size: the file stays valid, the type is not computable.
-    rewrite(
-        &m,
-        &bad,
-        None,
-        Some(("blk.0.attn_q.weight", GgmlType::I32)),
-    );
+    rewrite(&m, &bad, None, Some(("blk.0.attn_q.weight", GgmlType::I32)));
     let o = rfc(&["run", bad.to_str().unwrap(), "-p", "hi", "-n", "4"]);
     assert_clean_failure(&o, "i32");
 }
