@@ -103,22 +103,42 @@ impl QuantBlock for BlockTQ2_0 {
     }
 }
 
-macro_rules! ternary_group_scaled {
-    ($block:ty) => {
-        impl GroupScaled for $block {
-            fn group_scaled(&self, q: &mut [i8; QK_K], sc: &mut [i32; 16]) -> f32 {
-                sc.fill(1);
-                for (i, v) in q.iter_mut().enumerate() {
-                    *v = self.level(i) as i8 - 1;
+impl GroupScaled for BlockTQ2_0 {
+    fn group_scaled(&self, q: &mut [i8; QK_K], sc: &mut [i32; 16]) -> f32 {
+        sc.fill(1);
+        for (half, bytes) in q.chunks_exact_mut(128).zip(self.qs.chunks_exact(32)) {
+            for (n, part) in half.chunks_exact_mut(32).enumerate() {
+                for (v, &b) in part.iter_mut().zip(bytes) {
+                    *v = ((b >> (2 * n)) & 3) as i8 - 1;
                 }
-                self.d.to_f32()
             }
         }
-    };
+        self.d.to_f32()
+    }
 }
 
-ternary_group_scaled!(BlockTQ1_0);
-ternary_group_scaled!(BlockTQ2_0);
+impl GroupScaled for BlockTQ1_0 {
+    /// Byte by byte rather than through [`BlockTQ1_0::level`]: each next
+    /// digit is the previous shifted value times 3 (mod 256).
+    fn group_scaled(&self, q: &mut [i8; QK_K], sc: &mut [i32; 16]) -> f32 {
+        sc.fill(1);
+        let runs: [(&[u8], usize, usize, usize); 3] = [
+            (&self.qs[..32], 0, 32, 5),
+            (&self.qs[32..], 160, 16, 5),
+            (&self.qh, 240, 4, 4),
+        ];
+        for (run, start, stride, digits) in runs {
+            for (m, &b) in run.iter().enumerate() {
+                let mut v = b;
+                for k in 0..digits {
+                    q[start + stride * k + m] = ((v as u16 * 3) >> 8) as i8 - 1;
+                    v = v.wrapping_mul(3);
+                }
+            }
+        }
+        self.d.to_f32()
+    }
+}
 
 /// `t + 1` for each value and the f32 scale (gguf's `np_roundf`, half away from zero).
 fn trits(x: &[f32]) -> (f32, [u8; QK_K]) {
