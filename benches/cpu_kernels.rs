@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rocmforge::exec::cpu::{matmul_with, QuantizedActs, SimdPath, WeightMatrix};
 use rocmforge::quant::{self, GgmlType};
+use rocmforge::synth::{random_data, SynthRng, Values};
 
 /// (name, k = cols, n = rows)
 const SHAPES: [(&str, usize, usize); 5] = [
@@ -17,11 +18,23 @@ const SHAPES: [(&str, usize, usize); 5] = [
     ("ffn_down 4864x896", 4864, 896),
     ("output 896x151936", 896, 151936),
 ];
-const TYPES: [GgmlType; 4] = [
+const TYPES: [GgmlType; 16] = [
     GgmlType::Q5_0,
     GgmlType::Q8_0,
     GgmlType::Q4_K,
     GgmlType::Q6_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
+    GgmlType::MXFP4,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
+    GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS,
+    GgmlType::IQ2_S,
+    GgmlType::IQ3_XXS,
+    GgmlType::IQ3_S,
+    GgmlType::IQ1_S,
+    GgmlType::IQ1_M,
 ];
 
 fn random(n: usize, seed: &mut u64) -> Vec<f32> {
@@ -212,7 +225,11 @@ fn main() {
                 continue;
             }
             let mut w = Vec::new();
-            quant::quantize(ty, &random(n * k, &mut seed), &mut w).unwrap();
+            if quant::quantize(ty, &random(n * k, &mut seed), &mut w).is_err() {
+                // The lattice types have no quantizer: random valid blocks.
+                let mut rng = SynthRng::new(seed);
+                w = random_data(&mut rng, ty, n * k, Values::BENCHMARK).unwrap();
+            }
             let m = WeightMatrix::new(ty, &w, n, k);
             for &t in &args.tokens {
                 // llama.cpp computes the output projection for the last token only.

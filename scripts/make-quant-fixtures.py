@@ -34,10 +34,26 @@ DEQUANT_TYPES = {
     T.Q4_K: [(0, 2), (2, 2)],
     T.Q5_K: [(0, 2), (2, 2)],
     T.Q6_K: [(208, 2)],
+    T.IQ4_NL: [(0, 2)],
+    T.IQ4_XS: [(0, 2)],
+    T.TQ1_0: [(52, 2)],
+    T.TQ2_0: [(64, 2)],
+    T.MXFP4: [],  # one E8M0 byte: every value is a finite power of two
+    T.IQ2_XXS: [(0, 2)],
+    T.IQ2_XS: [(0, 2)],
+    T.IQ2_S: [(0, 2)],
+    T.IQ3_XXS: [(0, 2)],
+    T.IQ3_S: [(0, 2)],
+    T.IQ1_S: [(0, 2)],
+    T.IQ1_M: [],  # its f16 d is spread over four nibbles: see iq1m_force_finite
 }
 
+# Types whose fixtures also include blocks of edge values (edge_blocks).
+EDGE_TYPES = [T.IQ4_NL, T.IQ4_XS, T.TQ1_0, T.TQ2_0, T.MXFP4, T.IQ2_XXS, T.IQ2_XS, T.IQ2_S,
+              T.IQ3_XXS, T.IQ3_S, T.IQ1_S, T.IQ1_M]
+
 # Types with a quantizer in the package (F16 is numpy's astype).
-QUANT_TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.BF16, T.F16]
+QUANT_TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.BF16, T.F16, T.TQ1_0, T.TQ2_0, T.MXFP4]
 
 RANDOM_ELEMENTS = 4096  # per type: 16 K-quant super-blocks, 128 legacy blocks
 MODEL_ELEMENTS = 8192  # per model tensor type, taken from a few places
@@ -60,6 +76,55 @@ def force_finite(raw: np.ndarray, fields) -> None:
             raw[:, offset : offset + 4] = v.view(np.uint8)
 
 
+def iq1m_force_finite(raw: np.ndarray) -> None:
+    """IQ1_M keeps d's f16 bits in the top nibbles of the LE u16 words at
+    bytes 48..56 (word w -> bits 4w..4w+4); its exponent (bits 10..14) is all
+    ones when bits 2..3 of word 2's nibble and 0..2 of word 3's are: clear
+    bit 14 of word 3 (byte 55, bit 6) there, as force_finite does."""
+    w2 = raw[:, 53] >> 4
+    w3 = raw[:, 55] >> 4
+    bad = ((w2 & 0xC) == 0xC) & ((w3 & 0x7) == 0x7)
+    raw[bad, 55] &= np.uint8(0xBF)
+
+
+def set_d(raw: np.ndarray, qtype, bits: int) -> None:
+    """Writes the f16 bits `bits` into every block's scale field."""
+    if qtype == T.IQ1_M:
+        for w in range(4):
+            nib = (bits >> (4 * w)) & 0xF
+            raw[:, 49 + 2 * w] = (raw[:, 49 + 2 * w] & 0x0F) | (nib << 4)
+    elif qtype == T.MXFP4:
+        raw[:, 0] = bits
+    else:
+        offset = DEQUANT_TYPES[qtype][0][0]
+        raw[:, offset] = bits & 0xFF
+        raw[:, offset + 1] = bits >> 8
+
+
+def edge_blocks(qtype) -> np.ndarray:
+    """Blocks of edge values: every byte 0x00, 0xff, 0x55, 0xaa, 0x0f or
+    0xf0 (lowest and highest indices, scales and signs, alternating bits),
+    each with the scale set to 1, the smallest subnormal, the largest
+    subnormal, the smallest normal, the largest finite f16, its negative
+    and -0 (MXFP4: E8M0 exponents 0, 1, 2, 127, 128, 254, 255)."""
+    block_len, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
+    if qtype == T.MXFP4:
+        scales = [0, 1, 2, 127, 128, 254, 255]
+    else:
+        scales = [0x3C00, 0x0001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x8000]
+    parts = []
+    for pattern in (0x00, 0xFF, 0x55, 0xAA, 0x0F, 0xF0):
+        for bits in scales:
+            raw = np.full((1, block_bytes), pattern, dtype=np.uint8)
+            set_d(raw, qtype, bits)
+            parts.append(raw)
+    raw = np.concatenate(parts)
+    # Pad to a multiple of 8 blocks so every fixture is whole 256-value rows.
+    while (raw.shape[0] * block_len) % 256:
+        raw = np.concatenate([raw, raw[:1]])
+    return raw
+
+
 def random_blocks(rng, qtype) -> np.ndarray:
     block_len, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
     n_blocks = RANDOM_ELEMENTS // block_len
@@ -68,6 +133,8 @@ def random_blocks(rng, qtype) -> np.ndarray:
         # Each element is its own "block" of one float.
         raw = raw.reshape(n_blocks, block_bytes)
     force_finite(raw, DEQUANT_TYPES[qtype])
+    if qtype == T.IQ1_M:
+        iq1m_force_finite(raw)
     return raw
 
 
@@ -117,6 +184,27 @@ def quantize_input_blocks() -> np.ndarray:
     return x
 
 
+def quantize_input_blocks256() -> np.ndarray:
+    """The legacy-block inputs cut to whole 256-value blocks, plus blocks
+    probing the ternary and MXFP4 rounding: exact halves of the maximum
+    (ties round away from zero), an all-zero block, E2M1 midpoints, and
+    maxima just below and at powers of two."""
+    x = quantize_input_blocks()
+    x = x[: x.size // 256 * 256]
+    rng = np.random.default_rng(SEED + 3)
+    halves = rng.choice(np.array([-2.0, -1.0, 0.0, 1.0, 2.0], np.float32), 256)
+    halves[0] = 2.0
+    mid = np.tile(np.array([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, -6.0], np.float32), 32)
+    below = rng.uniform(-1, 1, 256).astype(np.float32)
+    below[3] = np.nextafter(np.float32(8.0), np.float32(0.0))
+    at = rng.uniform(-1, 1, 256).astype(np.float32)
+    at[9] = -16.0
+    blocks = [x, halves, np.zeros(256, np.float32), mid, below, at]
+    out = np.concatenate(blocks).astype(np.float32)
+    assert out.size % 256 == 0
+    return out
+
+
 def quantize_input_floats() -> np.ndarray:
     """Values probing F16/BF16 rounding: ties, overflow, subnormals, specials."""
     rng = np.random.default_rng(SEED + 2)
@@ -158,11 +246,14 @@ def main() -> None:
 
     for qtype in DEQUANT_TYPES:
         sources = [("random", random_blocks(rng, qtype), [])]
+        if qtype in EDGE_TYPES:
+            sources.append(("edge", edge_blocks(qtype), []))
         if qtype in model_types:
             raw, names = model_blocks(reader, qtype)
             sources.append(("model", raw, names))
         for source, raw, names in sources:
-            expected = dequantize(raw.reshape(-1), qtype).astype("<f4")
+            with np.errstate(over="ignore"):  # MXFP4 edge scales overflow to ±Inf
+                expected = dequantize(raw.reshape(-1), qtype).astype("<f4")
             stem = f"{qtype.name.lower()}_{source}"
             index["dequantize"].append({
                 "type": qtype.name,
@@ -176,11 +267,12 @@ def main() -> None:
     inputs = {
         "blocks": quantize_input_blocks(),
         "floats": quantize_input_floats(),
+        "blocks256": quantize_input_blocks256(),
     }
     for name, x in inputs.items():
         write(out, f"quantize_input_{name}.f32", x.astype("<f4"))
     for qtype in QUANT_TYPES:
-        name = "floats" if qtype in (T.F16, T.BF16) else "blocks"
+        name = {T.F16: "floats", T.BF16: "floats", T.TQ1_0: "blocks256", T.TQ2_0: "blocks256"}.get(qtype, "blocks")
         x = inputs[name]
         with np.errstate(all="ignore"):
             got = quantize(x, qtype)

@@ -60,6 +60,25 @@ CASES = {
     "phi3_mha_tied_f16": ("phi3", "F16", 4, 4, True, False, None, 205),
     "phi3_gqa_q8_0": ("phi3", "Q8_0", 4, 2, False, False, None, 306),
     "phi3_gqa_q4_k": ("phi3", "Q4_K", 4, 2, False, False, None, 507),
+    # The IQ, TQ and MXFP4 weight types (issue #18), on Qwen3's block. The
+    # lattice types are random valid blocks (no quantizer); the others are
+    # quantized from normal draws by rfc synth.
+    "qwen3_gqa_iq4_nl": ("qwen3", "IQ4_NL", 4, 2, False, False, None, 1801),
+    "qwen3_gqa_iq4_xs": ("qwen3", "IQ4_XS", 4, 2, False, False, None, 1802),
+    "qwen3_gqa_tq1_0": ("qwen3", "TQ1_0", 4, 2, False, False, None, 1803),
+    "qwen3_gqa_tq2_0": ("qwen3", "TQ2_0", 4, 2, False, False, None, 1804),
+    "qwen3_gqa_mxfp4": ("qwen3", "MXFP4", 4, 2, False, False, None, 1805),
+    "qwen3_gqa_iq2_xxs": ("qwen3", "IQ2_XXS", 4, 2, False, False, None, 1806),
+    "qwen3_gqa_iq2_xs": ("qwen3", "IQ2_XS", 4, 2, False, False, None, 1807),
+    "qwen3_gqa_iq2_s": ("qwen3", "IQ2_S", 4, 2, False, False, None, 1808),
+    "qwen3_gqa_iq3_xxs": ("qwen3", "IQ3_XXS", 4, 2, False, False, None, 1809),
+    "qwen3_gqa_iq3_s": ("qwen3", "IQ3_S", 4, 2, False, False, None, 1810),
+    "qwen3_gqa_iq1_s": ("qwen3", "IQ1_S", 4, 2, False, False, None, 1811),
+    "qwen3_gqa_iq1_m": ("qwen3", "IQ1_M", 4, 2, False, False, None, 1812),
+    # A mixed file as llama.cpp's quantizer writes one: IQ4_XS matrices,
+    # a Q8_0 embedding and a Q6_K output projection.
+    "qwen3_gqa_iq4_xs_mixed": ("qwen3", "IQ4_XS", 4, 2, False, False, None, 1813,
+                               {"embd_type": "Q8_0", "output_type": "Q6_K"}),
 }
 LAYERS = {"gemma3": 6}
 
@@ -71,9 +90,12 @@ PROMPTS = [
 
 
 def synth(rfc, case, out):
-    arch, ty, heads, kv_heads, tied, bias, window, seed = case
+    arch, ty, heads, kv_heads, tied, bias, window, seed = case[:8]
+    mixed = case[8] if len(case) > 8 else {}
     cmd = [rfc, "synth", "tiny", "--arch", arch, "--type", ty, "--heads", str(heads),
            "--kv-heads", str(kv_heads), "--seed", str(seed)]
+    for key, value in mixed.items():
+        cmd += ["--" + key.replace("_", "-"), value]
     cmd += ["--tied"] if tied else []
     cmd += ["--window", str(window)] if window else []
     cmd += ["--layers", str(LAYERS[arch])] if arch in LAYERS else []
@@ -81,7 +103,7 @@ def synth(rfc, case, out):
                                         text=True).stdout)
     return {"arch": arch, "type": ty, "heads": heads, "kv_heads": kv_heads, "d": summary["hidden"],
             "ffn": summary["ffn"], "layers": summary["layers"], "vocab": summary["vocab"],
-            "tied": tied, "bias": bias, "window": window, "seed": seed}
+            "tied": tied, "bias": bias, "window": window, "seed": seed, **mixed}
 
 
 class Model:

@@ -28,6 +28,8 @@ impl Rng {
 }
 
 const QUANT_TYPES: [GgmlType; 10] = GgmlType::WEIGHT_QUANTS;
+/// The IQ, TQ and MXFP4 types (CPU only so far).
+const CPU_ONLY_TYPES: [GgmlType; 12] = GgmlType::CPU_ONLY_WEIGHT_QUANTS;
 const FLOAT_TYPES: [GgmlType; 3] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16];
 
 /// ‖a − b‖₂ / ‖b‖₂ in f64 (COMPARING.md); NaN or Inf anywhere fails.
@@ -102,6 +104,89 @@ fn quantized_matmul_matches_f64_reference_for_every_type_and_token_count() {
             for path in SimdPath::available() {
                 let err = rel_err(&run_matmul(path, ty, &w, rows, cols, &x), &expected);
                 assert!(err < 2e-2, "{ty} T={t} {path:?}: relative error {err}");
+            }
+        }
+    }
+}
+
+/// Random bytes with every block's scale set to a modest value: for the
+/// lattice types (no quantizer) every byte pattern is a valid block, so
+/// this draws random grid indices, signs and sub-block scales.
+fn random_valid_blocks(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+    let bb = ty.block_bytes();
+    let mut w: Vec<u8> = (0..rows * cols / ty.block_len() * bb)
+        .map(|_| rng.next_u64() as u8)
+        .collect();
+    for block in w.chunks_exact_mut(bb) {
+        let d = half::f16::from_f32(rng.normal() * 0.01).to_bits();
+        match ty {
+            // E8M0: 2^(e-128) around 2^-7.
+            GgmlType::MXFP4 => block[0] = 118 + (rng.next_u64() % 6) as u8,
+            // d's f16 bits in the top nibbles of the four u16 words at 48..56.
+            GgmlType::IQ1_M => {
+                for w in 0..4 {
+                    let nib = ((d >> (4 * w)) & 0xf) as u8;
+                    block[49 + 2 * w] = (block[49 + 2 * w] & 0x0f) | nib << 4;
+                }
+            }
+            _ => {
+                let at = match ty {
+                    GgmlType::TQ1_0 => 52,
+                    GgmlType::TQ2_0 => 64,
+                    _ => 0,
+                };
+                block[at..at + 2].copy_from_slice(&d.to_le_bytes());
+            }
+        }
+    }
+    w
+}
+
+#[test]
+fn iq_tq_and_mxfp4_matmul_matches_f64_reference_on_random_valid_blocks() {
+    let mut rng = Rng(11);
+    for ty in CPU_ONLY_TYPES {
+        let (rows, cols) = (37, 512);
+        let w = random_valid_blocks(ty, rows, cols, &mut rng);
+        for t in [1, 3, 17, 64] {
+            let x = rng.vec(t * cols);
+            let expected = reference(ty, &w, rows, cols, &x);
+            for path in SimdPath::available() {
+                let err = rel_err(&run_matmul(path, ty, &w, rows, cols, &x), &expected);
+                assert!(err < 2e-2, "{ty} T={t} {path:?}: relative error {err}");
+            }
+        }
+        let n = cols / ty.block_len() * ty.block_bytes();
+        let (mut ours, mut theirs) = (vec![0f32; cols], vec![0f32; cols]);
+        dequantize_row(ty, &w[..n], &mut ours).unwrap();
+        quant::dequantize(ty, &w[..n], &mut theirs).unwrap();
+        assert_eq!(ours, theirs, "{ty}: dequantized row differs");
+    }
+}
+
+#[test]
+fn iq_tq_and_mxfp4_simd_paths_agree_with_the_portable_path() {
+    let mut rng = Rng(13);
+    for ty in CPU_ONLY_TYPES {
+        let widths: &[usize] = if ty.block_len() == 256 {
+            &[1024]
+        } else {
+            &[896, 96]
+        };
+        for (&cols, t) in widths
+            .iter()
+            .flat_map(|c| [1, 2, 5, 17, 64].map(|t| (c, t)))
+        {
+            let rows = 45;
+            let w = random_valid_blocks(ty, rows, cols, &mut rng);
+            let x = rng.vec(t * cols);
+            let portable = run_matmul(SimdPath::Portable, ty, &w, rows, cols, &x);
+            for path in SimdPath::available() {
+                let err = rel_err(
+                    &run_matmul(path, ty, &w, rows, cols, &x),
+                    &to_f64(&portable),
+                );
+                assert!(err < 1e-5, "{ty} T={t} {path:?} vs portable: {err}");
             }
         }
     }

@@ -35,6 +35,11 @@ struct Settings {
     arch: String,
     #[serde(rename = "type")]
     ty: String,
+    /// Mixed files: token_embd's and output's own types.
+    #[serde(default)]
+    embd_type: Option<String>,
+    #[serde(default)]
+    output_type: Option<String>,
     heads: usize,
     kv_heads: usize,
     d: usize,
@@ -79,6 +84,14 @@ fn spec(s: &Settings) -> TinySpec {
         n_layers: s.layers,
         n_vocab: s.vocab,
         ty: GgmlType::from_name(&s.ty).expect("known type"),
+        embd_ty: s
+            .embd_type
+            .as_deref()
+            .map(|t| GgmlType::from_name(t).expect("known type")),
+        output_ty: s
+            .output_type
+            .as_deref()
+            .map(|t| GgmlType::from_name(t).expect("known type")),
         tied: s.tied,
         bias: s.bias,
         window: s.window,
@@ -248,6 +261,23 @@ mod exact {
         phi3_mha_tied_f16,
         phi3_gqa_q8_0,
         phi3_gqa_q4_k,
+        // The IQ, TQ and MXFP4 weight types (issue #18), numpy reference
+        // likewise (weights dequantized by the gguf package): lattice types
+        // as random valid blocks, the others quantized by rfc synth.
+        qwen3_gqa_iq4_nl,
+        qwen3_gqa_iq4_xs,
+        qwen3_gqa_tq1_0,
+        qwen3_gqa_tq2_0,
+        qwen3_gqa_mxfp4,
+        qwen3_gqa_iq2_xxs,
+        qwen3_gqa_iq2_xs,
+        qwen3_gqa_iq2_s,
+        qwen3_gqa_iq3_xxs,
+        qwen3_gqa_iq3_s,
+        qwen3_gqa_iq1_s,
+        qwen3_gqa_iq1_m,
+        // A mixed file: IQ4_XS matrices, Q8_0 token_embd, Q6_K output.
+        qwen3_gqa_iq4_xs_mixed,
     );
 }
 

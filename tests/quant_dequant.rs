@@ -110,9 +110,23 @@ fn names(list: &[&str]) -> BTreeSet<String> {
 fn random_blocks_of_every_numpy_type_decode_like_the_gguf_package() {
     let expected = names(&[
         "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K",
-        "Q5_K", "Q6_K",
+        "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "IQ2_XXS", "IQ2_XS",
+        "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M",
     ]);
     assert_eq!(types_checked("random"), expected);
+}
+
+/// The IQ, TQ and MXFP4 types on blocks of edge values: bytes all 0x00,
+/// 0xff, 0x55, 0xaa, 0x0f or 0xf0 with scales of 1, the f16 subnormal and
+/// normal extremes, ±max and -0 (MXFP4: E8M0 0, 1, 2, 127, 128, 254, 255,
+/// where 255 with the largest codes overflows to ±Inf in numpy and here).
+#[test]
+fn edge_value_blocks_of_the_iq_tq_and_mxfp4_types_decode_like_the_gguf_package() {
+    let expected = names(&[
+        "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS",
+        "IQ3_S", "IQ1_S", "IQ1_M",
+    ]);
+    assert_eq!(types_checked("edge"), expected);
 }
 
 #[test]
@@ -157,15 +171,7 @@ fn typed_block_rows_decode_like_the_byte_api() {
 
 #[test]
 fn blocks_without_a_dequantizer_are_rejected_by_type() {
-    let unsupported = [
-        GgmlType::IQ2_XXS,
-        GgmlType::IQ4_NL,
-        GgmlType::IQ4_XS,
-        GgmlType::TQ1_0,
-        GgmlType::TQ2_0,
-        GgmlType::MXFP4,
-        GgmlType::I8,
-    ];
+    let unsupported = [GgmlType::I8, GgmlType::I32, GgmlType::F64];
     for ty in unsupported {
         let bytes = vec![0u8; ty.block_bytes()];
         let mut out = vec![0.0; ty.block_len()];

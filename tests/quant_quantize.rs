@@ -75,13 +75,13 @@ fn round_trip(ty: GgmlType, x: &[f32]) -> Vec<f32> {
 const TEST_SIZE: usize = 4096;
 
 #[test]
-fn legacy_and_float_quantizers_are_bit_exact_with_the_gguf_package() {
+fn quantizers_the_gguf_package_also_has_are_bit_exact_with_it() {
     let index: Index = serde_json::from_slice(&read("index.json")).unwrap();
     let mut types: Vec<&str> = index.quantize.iter().map(|c| c.ty.as_str()).collect();
     types.sort();
     assert_eq!(
         types,
-        ["BF16", "F16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
+        ["BF16", "F16", "MXFP4", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "TQ1_0", "TQ2_0"]
     );
     for case in &index.quantize {
         let ty = GgmlType::from_name(&case.ty).unwrap();
@@ -147,6 +147,55 @@ fn q8_1_round_trip_is_within_llama_cpp_limit() {
     assert_k_quant_within_limit(GgmlType::Q8_1, 0.002);
 }
 
+/// IQ4_NL/IQ4_XS: llama.cpp's general limit (0.002); TQ1_0/TQ2_0: its
+/// ternary limit (0.01); MXFP4: its FP4 limit (0.003). (The ternary and
+/// MXFP4 quantizers are also bit-exact with gguf's, above.)
+#[test]
+fn iq4_ternary_and_mxfp4_round_trips_are_within_llama_cpp_limits() {
+    let x = generate_data(0.0, TEST_SIZE);
+    for (ty, limit) in [
+        (GgmlType::IQ4_NL, 0.002),
+        (GgmlType::IQ4_XS, 0.002),
+        (GgmlType::TQ1_0, 0.01),
+        (GgmlType::TQ2_0, 0.01),
+        (GgmlType::MXFP4, 0.003),
+    ] {
+        let y = round_trip(ty, &x);
+        let err = llama_rmse(&x, &y);
+        eprintln!(
+            "{ty}: llama.cpp metric {err:.6} (limit {limit}), plain RMS {:.4}",
+            rms(&x, &y)
+        );
+        assert!(err < limit, "{ty}: {err} >= {limit}");
+    }
+}
+
+/// The codebook's non-uniform levels are placed for bell-shaped weights:
+/// on normal data IQ4_NL beats Q4_0 (same 4.5 bits) and IQ4_XS (4.25
+/// bits) beats Q4_0 too.
+#[test]
+fn iq4_beats_q4_0_on_normal_weights() {
+    let mut state = 12345u64;
+    let mut uniform = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 40) as f64 + 0.5) / (1u64 << 24) as f64
+    };
+    let x: Vec<f32> = (0..TEST_SIZE)
+        .map(|_| {
+            let (u, v) = (uniform(), uniform());
+            ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
+        })
+        .collect();
+    let q4 = rms(&x, &round_trip(GgmlType::Q4_0, &x));
+    for ty in [GgmlType::IQ4_NL, GgmlType::IQ4_XS] {
+        let e = rms(&x, &round_trip(ty, &x));
+        eprintln!("{ty}: plain RMS {e:.4} vs Q4_0 {q4:.4}");
+        assert!(e < q4, "{ty}: {e} >= Q4_0's {q4}");
+    }
+}
+
 #[test]
 fn k_quant_error_falls_with_every_added_bit() {
     // llama.cpp's limits are loose (sqrt(Σd²)/n); this pins the quantizers
@@ -210,6 +259,11 @@ fn every_quantizer_keeps_zeros_zero_and_tiny_blocks_finite() {
         GgmlType::Q8_K,
         GgmlType::F16,
         GgmlType::BF16,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
+        GgmlType::TQ1_0,
+        GgmlType::TQ2_0,
+        GgmlType::MXFP4,
     ];
     let zeros = vec![0.0f32; 256];
     let tiny: Vec<f32> = (0..256).map(|i| 1e-20 * (i as f32 - 128.0)).collect();
@@ -289,10 +343,14 @@ fn a_partial_block_cannot_be_quantized() {
 #[test]
 fn types_without_a_quantizer_are_rejected_by_type() {
     let x = vec![0.0f32; 256];
-    for ty in [GgmlType::IQ2_XXS, GgmlType::TQ1_0, GgmlType::MXFP4] {
+    for ty in [GgmlType::IQ2_XXS, GgmlType::IQ3_S, GgmlType::IQ1_M] {
         assert_eq!(
             quantize(ty, &x, &mut Vec::new()),
-            Err(QuantError::Unsupported(ty))
+            Err(QuantError::NoQuantizer(ty))
         );
     }
+    assert_eq!(
+        quantize(GgmlType::I8, &x, &mut Vec::new()),
+        Err(QuantError::Unsupported(GgmlType::I8))
+    );
 }

@@ -190,6 +190,11 @@ fn every_weight_type_is_batch_invariant_on_the_cpu() {
         GgmlType::Q4_K,
         GgmlType::Q5_K,
         GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
+        GgmlType::MXFP4,
+        GgmlType::TQ2_0,
+        GgmlType::IQ2_XXS,
     ] {
         let s = tiny(ty);
         let reqs: Vec<GenRequest> = requests().into_iter().take(9).collect();

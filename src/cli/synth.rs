@@ -60,6 +60,12 @@ pub struct TinyArgs {
     /// Type of every matrix: F32, F16, Q8_0, Q4_0, Q4_K, Q6_K, ...
     #[arg(long = "type", value_parser = parse_type)]
     pub ty: Option<GgmlType>,
+    /// Type of token_embd where it differs from --type (a mixed file).
+    #[arg(long = "embd-type", value_parser = parse_type)]
+    pub embd_ty: Option<GgmlType>,
+    /// Type of the output projection where it differs from --type.
+    #[arg(long = "output-type", value_parser = parse_type)]
+    pub output_ty: Option<GgmlType>,
     /// Output projection tied to token_embd.
     #[arg(long)]
     pub tied: bool,
@@ -83,6 +89,8 @@ impl TinyArgs {
             || self.ffn.is_some()
             || self.vocab.is_some()
             || self.ty.is_some()
+            || self.embd_ty.is_some()
+            || self.output_ty.is_some()
             || self.tied
             || self.bias
             || self.window.is_some()
@@ -99,6 +107,8 @@ impl TinyArgs {
             ffn: self.ffn.unwrap_or(base.ffn),
             n_layers: layers.unwrap_or(base.n_layers),
             n_vocab: self.vocab.unwrap_or(base.n_vocab),
+            embd_ty: self.embd_ty,
+            output_ty: self.output_ty,
             tied: self.tied,
             bias: self.bias,
             window: self.window,
@@ -145,6 +155,8 @@ pub fn run(args: SynthArgs) -> CmdResult {
         let written = spec.decoder()?.write_file(Fill::Test, args.seed, &out)?;
         let summary = serde_json::json!({
             "model": "tiny", "arch": spec.arch.name(), "type": spec.ty.name(),
+            "embd_type": spec.embd_ty.map(|t| t.name()),
+            "output_type": spec.output_ty.map(|t| t.name()),
             "layers": spec.n_layers, "hidden": spec.d_model, "ffn": spec.ffn,
             "heads": spec.n_heads, "kv_heads": spec.n_kv_heads, "vocab": spec.n_vocab,
             "tied": spec.tied, "qkv_bias": spec.bias, "window": spec.window, "seed": args.seed,

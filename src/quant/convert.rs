@@ -1,8 +1,10 @@
 //! Whole-tensor conversions between f32 and any supported ggml type.
 
 use super::blocks::{
-    dequantize_row, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0,
-    BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1, QuantBlock, QuantizeBlock,
+    dequantize_row, BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S,
+    BlockIQ3XXS, BlockIQ4NL, BlockIQ4XS, BlockMXFP4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0,
+    BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
+    BlockTQ1_0, BlockTQ2_0, QuantBlock, QuantizeBlock,
 };
 use super::{GgmlType, QuantError};
 use half::{bf16, f16, slice::HalfFloatSliceExt};
@@ -10,7 +12,7 @@ use half::{bf16, f16, slice::HalfFloatSliceExt};
 /// Decodes `bytes` (whole blocks of `ty`) into `out`, one f32 per element.
 ///
 /// `out.len()` must be the element count the bytes hold. Types without a
-/// dequantizer (IQ*, TQ*, MXFP4, integer types) give [`QuantError::Unsupported`].
+/// dequantizer (the integer types, F64) give [`QuantError::Unsupported`].
 pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
     use GgmlType as T;
     let f = match ty {
@@ -29,6 +31,18 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), Qua
         T::Q5_K => dequantize_bytes::<BlockQ5K>,
         T::Q6_K => dequantize_bytes::<BlockQ6K>,
         T::Q8_K => dequantize_bytes::<BlockQ8K>,
+        T::IQ4_NL => dequantize_bytes::<BlockIQ4NL>,
+        T::IQ4_XS => dequantize_bytes::<BlockIQ4XS>,
+        T::TQ1_0 => dequantize_bytes::<BlockTQ1_0>,
+        T::TQ2_0 => dequantize_bytes::<BlockTQ2_0>,
+        T::MXFP4 => dequantize_bytes::<BlockMXFP4>,
+        T::IQ2_XXS => dequantize_bytes::<BlockIQ2XXS>,
+        T::IQ2_XS => dequantize_bytes::<BlockIQ2XS>,
+        T::IQ2_S => dequantize_bytes::<BlockIQ2S>,
+        T::IQ3_XXS => dequantize_bytes::<BlockIQ3XXS>,
+        T::IQ3_S => dequantize_bytes::<BlockIQ3S>,
+        T::IQ1_S => dequantize_bytes::<BlockIQ1S>,
+        T::IQ1_M => dequantize_bytes::<BlockIQ1M>,
         _ => return Err(QuantError::Unsupported(ty)),
     };
     f(bytes, out)
@@ -55,6 +69,11 @@ pub fn quantize(ty: GgmlType, x: &[f32], out: &mut Vec<u8>) -> Result<(), QuantE
         T::Q5_K => quantize_bytes::<BlockQ5K>,
         T::Q6_K => quantize_bytes::<BlockQ6K>,
         T::Q8_K => quantize_bytes::<BlockQ8K>,
+        T::IQ4_NL => quantize_bytes::<BlockIQ4NL>,
+        T::IQ4_XS => quantize_bytes::<BlockIQ4XS>,
+        T::TQ1_0 => quantize_bytes::<BlockTQ1_0>,
+        T::TQ2_0 => quantize_bytes::<BlockTQ2_0>,
+        T::MXFP4 => quantize_bytes::<BlockMXFP4>,
         _ if ty.is_supported() => return Err(QuantError::NoQuantizer(ty)),
         _ => return Err(QuantError::Unsupported(ty)),
     };

@@ -6,7 +6,7 @@ use super::GgmlType;
 /// Why a conversion between f32 and a block format failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantError {
-    /// The type's blocks cannot be decoded by this build (IQ*, TQ*, MXFP4, ...).
+    /// The type's blocks cannot be decoded by this build (the integer types, F64).
     #[error("{0} data is not supported: this build has no dequantizer for it")]
     Unsupported(GgmlType),
     /// The type can be decoded but this build has no quantizer producing it.

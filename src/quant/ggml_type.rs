@@ -60,6 +60,24 @@ impl GgmlType {
         Self::Q6_K,
     ];
 
+    /// The block-quantized weight types the CPU dot kernels and `rfc synth`
+    /// handle but the GPU kernels do not read yet (codegen refuses them by
+    /// name), in id order.
+    pub const CPU_ONLY_WEIGHT_QUANTS: [GgmlType; 12] = [
+        Self::IQ2_XXS,
+        Self::IQ2_XS,
+        Self::IQ3_XXS,
+        Self::IQ1_S,
+        Self::IQ4_NL,
+        Self::IQ3_S,
+        Self::IQ2_S,
+        Self::IQ4_XS,
+        Self::IQ1_M,
+        Self::TQ1_0,
+        Self::TQ2_0,
+        Self::MXFP4,
+    ];
+
     /// Every known type, in id order.
     pub const ALL: [GgmlType; 32] = [
         Self::F32,
@@ -220,6 +238,18 @@ impl GgmlType {
                 | Q5_K
                 | Q6_K
                 | Q8_K
+                | IQ4_NL
+                | IQ4_XS
+                | TQ1_0
+                | TQ2_0
+                | MXFP4
+                | IQ2_XXS
+                | IQ2_XS
+                | IQ2_S
+                | IQ3_XXS
+                | IQ3_S
+                | IQ1_S
+                | IQ1_M
         )
     }
 

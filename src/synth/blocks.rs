@@ -128,9 +128,10 @@ pub fn random_data(
             .iter()
             .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
             .collect(),
+        _ if super::iq_blocks::handles(ty) => super::iq_blocks::random_data(rng, ty, n, values),
         _ => {
             let fields = scale_fields(ty).ok_or(unsupported(
-                "no random-block scheme for this type (only float, legacy and K-quant types)",
+                "no random-block scheme for this type (only float, legacy, K-quant, IQ, TQ and MXFP4 types)",
             ))?;
             let (d, min) = match values {
                 Values::Normal { std, .. } => {
@@ -191,6 +192,16 @@ mod tests {
     }
 
     #[test]
+    fn iq_tq_and_mxfp4_values_have_the_requested_spread_around_zero() {
+        for ty in GgmlType::CPU_ONLY_WEIGHT_QUANTS {
+            let (mean, std) = moments(ty, Values::normal(0.0, 0.05), 256 * 512);
+            // Ternary weights of normal draws: the RMS is the draws' within 10 %.
+            assert!((std / 0.05 - 1.0).abs() < 0.1, "{ty}: std {std}");
+            assert!(mean.abs() < 0.12 * 0.05, "{ty}: mean {mean}");
+        }
+    }
+
+    #[test]
     fn float_values_follow_mean_and_std() {
         for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
             let (mean, std) = moments(ty, Values::normal(1.0, 0.1), 100_000);
@@ -226,6 +237,6 @@ mod tests {
     fn partial_blocks_and_unsupported_types_are_errors() {
         let mut rng = SynthRng::new(0);
         assert!(random_data(&mut rng, GgmlType::Q4_K, 100, Values::BENCHMARK).is_err());
-        assert!(random_data(&mut rng, GgmlType::IQ2_XXS, 256, Values::BENCHMARK).is_err());
+        assert!(random_data(&mut rng, GgmlType::I8, 256, Values::BENCHMARK).is_err());
     }
 }

@@ -13,6 +13,7 @@
 pub mod blocks;
 pub mod decoder;
 pub mod error;
+mod iq_blocks;
 pub mod layout;
 pub mod preset;
 pub mod tiny;

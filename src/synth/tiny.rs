@@ -78,6 +78,12 @@ pub struct TinySpec {
     /// The type of every matrix, token_embd and output included (norms and
     /// biases stay F32, as converters write them).
     pub ty: GgmlType,
+    /// The token embedding's type where it differs from `ty` (mixed files,
+    /// as llama.cpp's quantizer writes them: e.g. IQ4_XS matrices with a
+    /// Q8_0 embedding).
+    pub embd_ty: Option<GgmlType>,
+    /// The output projection's type where it differs from `ty` (e.g. Q6_K).
+    pub output_ty: Option<GgmlType>,
     pub tied: bool,
     /// q/k/v biases.
     pub bias: bool,
@@ -98,6 +104,8 @@ impl Default for TinySpec {
             n_layers: 2,
             n_vocab: 320,
             ty: GgmlType::F32,
+            embd_ty: None,
+            output_ty: None,
             tied: false,
             bias: false,
             window: None,
@@ -178,7 +186,11 @@ impl TinySpec {
             sliding_window: self.window,
             rope_freqs: self.rope_freqs,
             file_type: file_type(self.ty),
-            types: RoleTypes::uniform(self.ty),
+            types: RoleTypes {
+                embd: self.embd_ty.unwrap_or(self.ty),
+                output: self.output_ty.unwrap_or(self.ty),
+                ..RoleTypes::uniform(self.ty)
+            },
             vocab,
         };
         spec.check()?;
@@ -253,6 +265,22 @@ mod tests {
         assert!(TinySpec::for_type(TinyArch::Llama, GgmlType::Q4_K)
             .decoder()
             .is_ok());
+    }
+
+    #[test]
+    fn a_mixed_file_holds_each_role_in_its_own_type() {
+        let s = TinySpec {
+            embd_ty: Some(GgmlType::Q8_0),
+            output_ty: Some(GgmlType::Q6_K),
+            ..TinySpec::for_type(TinyArch::Llama, GgmlType::IQ4_XS)
+        };
+        let f = GgufFile::from_bytes(s.to_bytes(0).unwrap()).unwrap();
+        assert_eq!(f.tensor("token_embd.weight").unwrap().ty(), GgmlType::Q8_0);
+        assert_eq!(f.tensor("output.weight").unwrap().ty(), GgmlType::Q6_K);
+        assert_eq!(
+            f.tensor("blk.1.ffn_down.weight").unwrap().ty(),
+            GgmlType::IQ4_XS
+        );
     }
 
     #[test]

@@ -81,8 +81,11 @@ impl ActFormat {
         use GgmlType::*;
         match ty {
             F32 | F16 | BF16 => Some(ActFormat::F32),
-            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => Some(ActFormat::Q8x32),
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | IQ4_NL | MXFP4 => Some(ActFormat::Q8x32),
             Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => Some(ActFormat::Q8x256),
+            IQ4_XS | TQ1_0 | TQ2_0 | IQ2_XXS | IQ2_XS | IQ2_S | IQ3_XXS | IQ3_S | IQ1_S | IQ1_M => {
+                Some(ActFormat::Q8x256)
+            }
             _ => None,
         }
     }
@@ -409,7 +412,9 @@ mod tests {
                 ActFormat::for_weights(ty),
                 Some(ActFormat::Q8x32 | ActFormat::Q8x256)
             );
-            assert_eq!(quantized, GgmlType::WEIGHT_QUANTS.contains(&ty), "{ty:?}");
+            let weight = GgmlType::WEIGHT_QUANTS.contains(&ty)
+                || GgmlType::CPU_ONLY_WEIGHT_QUANTS.contains(&ty);
+            assert_eq!(quantized, weight, "{ty:?}");
         }
     }
 }

@@ -2,14 +2,21 @@
 //!
 //! Every quantized type is brought to one of two integer forms, so that one
 //! portable dot product (and one dequantizer) serves them all:
-//! - 32-element blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): `x = d*q + m`;
-//! - 256-element super-blocks (Q2_K..Q6_K): `x = d*sc[g]*q - dmin*mn[g]` for
-//!   the 16-element group `g = i/16` (Q4_K/Q5_K's 32-element sub-blocks give
-//!   two groups the same scale).
+//! - 32-element blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4):
+//!   `x = d*q + m` (IQ4_NL and MXFP4: `q` the codebook value, `m` = 0);
+//! - 256-element super-blocks (Q2_K..Q6_K, the IQ and TQ types):
+//!   `x = d*sc[g]*q - dmin*mn[g]` for the 16-element group `g = i/16`
+//!   (Q4_K/Q5_K's 32-element sub-blocks give two groups the same scale; the
+//!   IQ/TQ types have no minimum and come from
+//!   [`GroupScaled`](crate::quant::blocks::GroupScaled)).
 //!
 //! Block layouts are ggml's (`ggml-common.h`); all multi-byte fields are
 //! little-endian, scales are IEEE half floats.
 
+use crate::quant::blocks::{
+    e8m0_to_f32_half, BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S,
+    BlockIQ3XXS, BlockIQ4XS, BlockTQ1_0, BlockTQ2_0, GroupScaled, KVALUES_IQ4NL, KVALUES_MXFP4,
+};
 use crate::quant::GgmlType;
 
 /// A 32-element block: `x[i] = d * q[i] + m`.
@@ -52,6 +59,15 @@ fn fifth_bits(qh: &[u8], q: &mut [i8; 32]) {
     }
 }
 
+/// Nibble `j` / `j + 16` layout (as Q4_0), each nibble an index into `book`.
+#[inline]
+fn codebook_nibbles(qs: &[u8], q: &mut [i8; 32], book: &[i8; 16]) {
+    for j in 0..16 {
+        q[j] = book[(qs[j] & 0x0f) as usize];
+        q[j + 16] = book[(qs[j] >> 4) as usize];
+    }
+}
+
 /// Decodes one block of a 32-element type. `b` is exactly one block.
 pub(crate) fn decode32(ty: GgmlType, b: &[u8]) -> Decoded32 {
     let mut q = [0i8; 32];
@@ -81,6 +97,18 @@ pub(crate) fn decode32(ty: GgmlType, b: &[u8]) -> Decoded32 {
                 *v = s as i8;
             }
             0.0
+        }
+        GgmlType::IQ4_NL => {
+            codebook_nibbles(&b[2..18], &mut q, &KVALUES_IQ4NL);
+            0.0
+        }
+        GgmlType::MXFP4 => {
+            codebook_nibbles(&b[1..17], &mut q, &KVALUES_MXFP4);
+            return Decoded32 {
+                q,
+                d: e8m0_to_f32_half(b[0]),
+                m: 0.0,
+            };
         }
         _ => unreachable!("decode32 called for {ty}"),
     };
@@ -122,9 +150,25 @@ pub(crate) fn decode256(ty: GgmlType, b: &[u8]) -> Decoded256 {
         GgmlType::Q3_K => decode_q3k(b, &mut o),
         GgmlType::Q4_K | GgmlType::Q5_K => decode_q45k(ty, b, &mut o),
         GgmlType::Q6_K => decode_q6k(b, &mut o),
+        GgmlType::IQ4_XS => group_scaled::<BlockIQ4XS>(b, &mut o),
+        GgmlType::TQ1_0 => group_scaled::<BlockTQ1_0>(b, &mut o),
+        GgmlType::TQ2_0 => group_scaled::<BlockTQ2_0>(b, &mut o),
+        GgmlType::IQ2_XXS => group_scaled::<BlockIQ2XXS>(b, &mut o),
+        GgmlType::IQ2_XS => group_scaled::<BlockIQ2XS>(b, &mut o),
+        GgmlType::IQ2_S => group_scaled::<BlockIQ2S>(b, &mut o),
+        GgmlType::IQ3_XXS => group_scaled::<BlockIQ3XXS>(b, &mut o),
+        GgmlType::IQ3_S => group_scaled::<BlockIQ3S>(b, &mut o),
+        GgmlType::IQ1_S => group_scaled::<BlockIQ1S>(b, &mut o),
+        GgmlType::IQ1_M => group_scaled::<BlockIQ1M>(b, &mut o),
         _ => unreachable!("decode256 called for {ty}"),
     }
     o
+}
+
+/// The IQ/TQ types: their own integer form, no minimum.
+fn group_scaled<B: GroupScaled>(b: &[u8], o: &mut Decoded256) {
+    let block: B = bytemuck::pod_read_unaligned(b);
+    o.d = block.group_scaled(&mut o.q, &mut o.sc);
 }
 
 /// Q2_K: scales[16] (low nibble scale, high nibble min), qs[64], d, dmin.
@@ -208,6 +252,12 @@ fn decode_q6k(b: &[u8], o: &mut Decoded256) {
 /// row's blocks). The caller checks that the sizes agree and that the type
 /// is one [`is_computable`] accepts.
 pub(crate) fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
+    if GgmlType::CPU_ONLY_WEIGHT_QUANTS.contains(&ty) {
+        // The reference decoders, bit for bit (the integer forms round
+        // differently: IQ1's `d/8 * (sc*q)` is not numpy's `d*sc * (g+δ)`).
+        crate::quant::dequantize(ty, bytes, out).expect("the caller checked the row's size");
+        return;
+    }
     match ty {
         GgmlType::F32 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
@@ -255,6 +305,29 @@ pub fn is_computable(ty: GgmlType) -> bool {
     use GgmlType::*;
     matches!(
         ty,
-        F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
+        F32 | F16
+            | BF16
+            | Q4_0
+            | Q4_1
+            | Q5_0
+            | Q5_1
+            | Q8_0
+            | Q2_K
+            | Q3_K
+            | Q4_K
+            | Q5_K
+            | Q6_K
+            | IQ4_NL
+            | IQ4_XS
+            | TQ1_0
+            | TQ2_0
+            | MXFP4
+            | IQ2_XXS
+            | IQ2_XS
+            | IQ2_S
+            | IQ3_XXS
+            | IQ3_S
+            | IQ1_S
+            | IQ1_M
     )
 }

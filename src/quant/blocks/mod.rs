@@ -7,23 +7,37 @@
 //! [`GgmlType::block_bytes`] at compile time.
 
 pub mod float;
+pub mod iq1;
+pub mod iq2;
+pub mod iq3;
+pub mod iq4;
+pub mod iq_grids;
 pub mod k_scales;
+pub mod lattice;
 pub mod legacy;
+pub mod mxfp4;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_k;
 pub mod q5_k;
 pub mod q6_k;
 pub mod q8_k;
+pub mod ternary;
 
+pub use iq1::{BlockIQ1M, BlockIQ1S};
+pub use iq2::{BlockIQ2S, BlockIQ2XS, BlockIQ2XXS};
+pub use iq3::{BlockIQ3S, BlockIQ3XXS};
+pub use iq4::{BlockIQ4NL, BlockIQ4XS, KVALUES_IQ4NL};
 pub use k_scales::{get_scale_min_k4, pack_scale_min_k4, unpack_q3_k_scales, unpack_scale_min_k4};
 pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
+pub use mxfp4::{e8m0_to_f32_half, BlockMXFP4, KVALUES_MXFP4};
 pub use q2_k::BlockQ2K;
 pub use q3_k::BlockQ3K;
 pub use q4_k::BlockQ4K;
 pub use q5_k::BlockQ5K;
 pub use q6_k::BlockQ6K;
 pub use q8_k::BlockQ8K;
+pub use ternary::{BlockTQ1_0, BlockTQ2_0};
 
 use super::GgmlType;
 use bytemuck::Pod;
@@ -50,6 +64,16 @@ pub trait QuantizeBlock: QuantBlock {
     ///
     /// Panics if `x.len() != Self::LEN` (a caller's slicing bug, not bad data).
     fn quantize(x: &[f32]) -> Self;
+}
+
+/// A 256-value block whose values are small integers times a scale per
+/// 16 values times one factor: `x[i] = d * sc[i / 16] * q[i]` exactly (in
+/// real arithmetic), the form the CPU's integer dot products take. Every
+/// IQ/TQ super-block type has it; its f32 rounding may differ from
+/// [`QuantBlock::dequantize_into`]'s by an ulp.
+pub trait GroupScaled: QuantBlock {
+    /// Writes `q` and `sc` and returns the factor `d`.
+    fn group_scaled(&self, q: &mut [i8; QK_K], sc: &mut [i32; 16]) -> f32;
 }
 
 /// Decodes consecutive blocks into `out` (`blocks.len() * B::LEN` values).

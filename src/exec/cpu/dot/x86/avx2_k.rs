@@ -1,5 +1,6 @@
-//! AVX2 kernels for K-quant super-blocks (Q4_K, Q6_K) against
-//! [`Q8x256Row`] activations.
+//! AVX2 kernels for K-quant super-blocks (Q4_K, Q6_K) and the signed
+//! 256-value types (IQ4_XS; the TQ and lattice IQ types through their
+//! portable integer form) against [`Q8x256Row`] activations.
 //!
 //! Sub-block scales are small integers, so they are applied inside the
 //! integer dot: `vpmaddubsw` (u8 weights × i8 activations → i16 pairs),
@@ -15,15 +16,22 @@
 //! lane per activation block, scaled by the eight block scales at once.
 //! Bounds: Q4_K 15·127·2 and Q6_K 63·127·2 per i16 pair, below 32768; one
 //! block's i32 lanes stay below 2^23, so their conversion is exact.
+//!
+//! Signed weights (IQ4_XS's codebook values, |w| ≤ 127; the integer forms
+//! of the other types, |w| ≤ 62) use `sign(x, w)·|w|`: 127·127·2 < 32768
+//! per i16 pair; times an i16 scale (|sc| ≤ 32) and summed over four
+//! registers, an i32 lane stays below 2^24, exact in f32.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::super::OutView;
-use super::util::{f16_at, hsum_ps};
+use super::util::{codebook, f16_at, hsum_ps, nibbles_32};
 use crate::exec::cpu::acts::{Q8x256Row, QuantizedActs};
+use crate::exec::cpu::blocks::decode256;
 use crate::exec::cpu::weights::WeightMatrix;
-use crate::quant::blocks::unpack_scale_min_k4;
+use crate::quant::blocks::{unpack_scale_min_k4, KVALUES_IQ4NL};
+use crate::quant::GgmlType;
 
 /// One token's 256-element activation super-block.
 #[derive(Clone, Copy)]
@@ -95,6 +103,71 @@ unsafe fn accumulate_half<const T: usize>(
             let d = _mm256_broadcast_ps(&*(x[t].d.add(4 * h) as *const __m128));
             f[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), d, f[t]);
         }
+    }
+}
+
+/// [`accumulate_half`] for signed weights: `|w|` times `x` with `w`'s sign.
+#[inline(always)]
+unsafe fn accumulate_half_signed<const T: usize>(
+    w: [__m256i; 4],
+    scales: __m256i,
+    h: usize,
+    x: &[Act; T],
+    f: &mut [__m256; T],
+) {
+    unsafe {
+        let w_abs = w.map(|v| _mm256_sign_epi8(v, v));
+        for t in 0..T {
+            let a = x[t].qs.add(128 * h);
+            let mut sum = _mm256_setzero_si256();
+            for k in 0..4 {
+                let xs = _mm256_sign_epi8(load32(a.add(32 * k)), w[k]);
+                let p = _mm256_maddubs_epi16(w_abs[k], xs);
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, scales));
+            }
+            let d = _mm256_broadcast_ps(&*(x[t].d.add(4 * h) as *const __m128));
+            f[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), d, f[t]);
+        }
+    }
+}
+
+/// The i16 lanes [`interleave4`] gives block `4h + i` (lanes `2i`, `2i + 1`
+/// of each 128-bit half), each set to that block's 32-value scale.
+#[inline(always)]
+unsafe fn block_scales(s: &[i16; 8], h: usize) -> __m256i {
+    let b = &s[4 * h..4 * h + 4];
+    unsafe {
+        _mm256_setr_epi16(
+            b[0], b[0], b[1], b[1], b[2], b[2], b[3], b[3], b[0], b[0], b[1], b[1], b[2], b[2],
+            b[3], b[3],
+        )
+    }
+}
+
+/// The same for 16-value group scales: the low half of a block's lanes
+/// holds its first 16 values (group `2(4h + i)`), the high half the next.
+#[inline(always)]
+unsafe fn group_scales(s: &[i32; 16], h: usize) -> __m256i {
+    let g = |i: usize, half: usize| s[2 * (4 * h + i) + half] as i16;
+    unsafe {
+        _mm256_setr_epi16(
+            g(0, 0),
+            g(0, 0),
+            g(1, 0),
+            g(1, 0),
+            g(2, 0),
+            g(2, 0),
+            g(3, 0),
+            g(3, 0),
+            g(0, 1),
+            g(0, 1),
+            g(1, 1),
+            g(1, 1),
+            g(2, 1),
+            g(2, 1),
+            g(3, 1),
+            g(3, 1),
+        )
     }
 }
 
@@ -209,6 +282,96 @@ impl SuperBlock for Q6K {
                 let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums, sc16));
                 let f = _mm256_sub_ps(f[t], per_block(offset, x[t].d));
                 acc[t] = _mm256_fmadd_ps(f, _mm256_set1_ps(d), acc[t]);
+            }
+        }
+    }
+}
+
+struct IQ4XS;
+
+impl SuperBlock for IQ4XS {
+    const BYTES: usize = 136;
+
+    /// Layout: d (f16), scales_h (u16: two high bits per sub-block),
+    /// scales_l[4] (a nibble per sub-block), qs[128]: sub-block `s`
+    /// (activation block `s`) in bytes 16s..16s+16, low nibbles its first
+    /// 16 values; each nibble indexes the IQ4 codebook; scale `ls - 32`.
+    #[inline(always)]
+    unsafe fn accumulate<const T: usize>(p: *const u8, x: [Act; T], acc: &mut [__m256; T]) {
+        unsafe {
+            let d = f16_at(p);
+            let high = (p.add(2) as *const u16).read_unaligned();
+            let sc: [i16; 8] = std::array::from_fn(|s| {
+                let low = (*p.add(4 + s / 2) >> (4 * (s % 2))) & 0xf;
+                (low as i16 | (((high >> (2 * s)) & 3) as i16) << 4) - 32
+            });
+            let book = codebook(&KVALUES_IQ4NL);
+            let mut f = [_mm256_setzero_ps(); T];
+            for h in 0..2 {
+                let w = interleave4(std::array::from_fn(|i| {
+                    let idx = nibbles_32(p.add(8 + 16 * (4 * h + i)));
+                    _mm256_shuffle_epi8(book, idx)
+                }));
+                accumulate_half_signed::<T>(w, block_scales(&sc, h), h, &x, &mut f);
+            }
+            for t in 0..T {
+                acc[t] = _mm256_fmadd_ps(f[t], _mm256_set1_ps(d), acc[t]);
+            }
+        }
+    }
+}
+
+/// A type decoded to its portable integer form ([`decode256`]: `x = d *
+/// sc[g] * q`, no minimum) a super-block at a time, then multiplied with
+/// the SIMD integer dot: the TQ and lattice IQ types, whose grid lookups
+/// have no cheap vector form here.
+struct Decoded<K>(std::marker::PhantomData<K>);
+
+/// Which type a [`Decoded`] kernel reads.
+trait DecodedType {
+    const TY: GgmlType;
+}
+
+macro_rules! decoded_types {
+    ($($marker:ident => $ty:ident),* $(,)?) => {
+        $(
+            struct $marker;
+            impl DecodedType for $marker {
+                const TY: GgmlType = GgmlType::$ty;
+            }
+        )*
+    };
+}
+
+decoded_types!(
+    Tq1_0 => TQ1_0,
+    Tq2_0 => TQ2_0,
+    Iq2Xxs => IQ2_XXS,
+    Iq2Xs => IQ2_XS,
+    Iq2S => IQ2_S,
+    Iq3Xxs => IQ3_XXS,
+    Iq3S => IQ3_S,
+    Iq1S => IQ1_S,
+    Iq1M => IQ1_M,
+);
+
+impl<K: DecodedType> SuperBlock for Decoded<K> {
+    const BYTES: usize = K::TY.block_bytes();
+
+    #[inline(always)]
+    unsafe fn accumulate<const T: usize>(p: *const u8, x: [Act; T], acc: &mut [__m256; T]) {
+        unsafe {
+            // SAFETY: the caller's block pointer covers one whole block.
+            let blk = decode256(K::TY, std::slice::from_raw_parts(p, Self::BYTES));
+            let mut f = [_mm256_setzero_ps(); T];
+            for h in 0..2 {
+                let w = interleave4(std::array::from_fn(|i| {
+                    _mm256_loadu_si256(blk.q.as_ptr().add(128 * h + 32 * i) as *const __m256i)
+                }));
+                accumulate_half_signed::<T>(w, group_scales(&blk.sc, h), h, &x, &mut f);
+            }
+            for t in 0..T {
+                acc[t] = _mm256_fmadd_ps(f[t], _mm256_set1_ps(blk.d), acc[t]);
             }
         }
     }
@@ -377,3 +540,13 @@ macro_rules! entry {
 
 entry!(tile_q4_k, tile_q4_k_wide, Q4K);
 entry!(tile_q6_k, tile_q6_k_wide, Q6K);
+entry!(tile_iq4_xs, tile_iq4_xs_wide, IQ4XS);
+entry!(tile_tq1_0, tile_tq1_0_wide, Decoded<Tq1_0>);
+entry!(tile_tq2_0, tile_tq2_0_wide, Decoded<Tq2_0>);
+entry!(tile_iq2_xxs, tile_iq2_xxs_wide, Decoded<Iq2Xxs>);
+entry!(tile_iq2_xs, tile_iq2_xs_wide, Decoded<Iq2Xs>);
+entry!(tile_iq2_s, tile_iq2_s_wide, Decoded<Iq2S>);
+entry!(tile_iq3_xxs, tile_iq3_xxs_wide, Decoded<Iq3Xxs>);
+entry!(tile_iq3_s, tile_iq3_s_wide, Decoded<Iq3S>);
+entry!(tile_iq1_s, tile_iq1_s_wide, Decoded<Iq1S>);
+entry!(tile_iq1_m, tile_iq1_m_wide, Decoded<Iq1M>);

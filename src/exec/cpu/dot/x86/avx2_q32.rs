@@ -1,5 +1,5 @@
 //! AVX2 kernels for 32-element weight blocks (Q4_0, Q4_1, Q5_0, Q5_1,
-//! Q8_0) against [`Q8x32Row`] activations.
+//! Q8_0, IQ4_NL, MXFP4) against [`Q8x32Row`] activations.
 //!
 //! Per block and token: `vpmaddubsw` (u8 weights × i8 activations → i16
 //! pairs), `vpmaddwd` with ones (→ i32), convert, and one multiply-add by
@@ -7,18 +7,21 @@
 //! types stay unsigned (`x = d*u + m`, with `m = -8d` / `-16d` for Q4_0 /
 //! Q5_0), their minimum applied once per chunk through the activation
 //! blocks' sums; 31·127·2 < 32768 keeps `vpmaddubsw` exact. Q8_0 is signed
-//! and uses `sign(x, w)·|w|` (|w| ≤ 128, |x| ≤ 127, again exact).
+//! and uses `sign(x, w)·|w|` (|w| ≤ 128, |x| ≤ 127, again exact); so are
+//! the codebook types IQ4_NL and MXFP4, whose nibbles become their
+//! codebook values with one `vpshufb` (|w| ≤ 127 and ≤ 12).
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::super::OutView;
 use super::util::{
-    bits_to_bytes, dot_u8i8, f16_at, hsum_ps, nibbles_32, put_scratch, take_scratch,
+    bits_to_bytes, codebook, dot_u8i8, f16_at, hsum_ps, nibbles_32, put_scratch, take_scratch,
     transpose_group,
 };
 use crate::exec::cpu::acts::{Q8x32Row, QuantizedActs};
 use crate::exec::cpu::weights::WeightMatrix;
+use crate::quant::blocks::{e8m0_to_f32_half, KVALUES_IQ4NL, KVALUES_MXFP4};
 
 /// One unpacked weight block.
 struct Unpacked {
@@ -127,6 +130,39 @@ impl Block32 for Q8_0 {
             Unpacked {
                 q: _mm256_loadu_si256(p.add(2) as *const __m256i),
                 d: f16_at(p),
+                m: 0.0,
+            }
+        }
+    }
+}
+
+struct IQ4NL;
+struct MXFP4;
+
+impl Block32 for IQ4NL {
+    const BYTES: usize = 18;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> Unpacked {
+        unsafe {
+            Unpacked {
+                q: _mm256_shuffle_epi8(codebook(&KVALUES_IQ4NL), nibbles_32(p.add(2))),
+                d: f16_at(p),
+                m: 0.0,
+            }
+        }
+    }
+}
+
+impl Block32 for MXFP4 {
+    const BYTES: usize = 17;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn unpack(p: *const u8) -> Unpacked {
+        unsafe {
+            Unpacked {
+                q: _mm256_shuffle_epi8(codebook(&KVALUES_MXFP4), nibbles_32(p.add(1))),
+                d: e8m0_to_f32_half(*p),
                 m: 0.0,
             }
         }
@@ -334,3 +370,5 @@ entry!(tile_q4_1, Q4_1);
 entry!(tile_q5_0, Q5_0);
 entry!(tile_q5_1, Q5_1);
 entry!(tile_q8_0, Q8_0);
+entry!(tile_iq4_nl, IQ4NL);
+entry!(tile_mxfp4, MXFP4);

@@ -1,11 +1,13 @@
 //! AVX-512 VNNI kernels for 32-element weight blocks (Q4_0, Q4_1, Q5_0,
-//! Q5_1, Q8_0) against [`Q8x32Row`] activations.
+//! Q5_1, Q8_0, IQ4_NL, MXFP4) against [`Q8x32Row`] activations.
 //!
 //! Two blocks fill one 512-bit register. `vpdpbusd` multiplies unsigned
 //! weight bytes with signed activation bytes and sums fours into i32
 //! without intermediate saturation, so every type is brought to unsigned
 //! levels `u` with `x = d*u + m`: the symmetric types' offsets become a
-//! minimum (`m = -8d`, `-16d`, `-128d`), applied through the activation
+//! minimum (`m = -8d`, `-16d`, `-128d`; the codebook types IQ4_NL and
+//! MXFP4 look their nibbles up in a codebook shifted by 128 and 12, and
+//! take `m = -128d`, `-12d`), applied through the activation
 //! blocks' sums. Groups of 16 tokens (`row_x_group`), and single tokens
 //! (decode, a group's remainder) through `rows_x_token`, which repeats a
 //! group lane's arithmetic operation for operation: a token's result is
@@ -19,6 +21,7 @@ use super::super::OutView;
 use super::util::{f16_at, nibbles_32, put_scratch, take_scratch, transpose_group};
 use crate::exec::cpu::acts::{Q8x32Row, QuantizedActs};
 use crate::exec::cpu::weights::WeightMatrix;
+use crate::quant::blocks::{e8m0_to_f32_half, KVALUES_IQ4NL, KVALUES_MXFP4};
 
 trait Pair32 {
     const BYTES: usize;
@@ -126,6 +129,54 @@ impl Pair32 for Q8_0 {
     unsafe fn scales(p: *const u8) -> (f32, f32) {
         let d = unsafe { f16_at(p) };
         (d, -128.0 * d)
+    }
+}
+
+struct IQ4NL;
+struct MXFP4;
+
+/// The 16-entry codebook `book` plus `bias` (wrapping: the unsigned
+/// levels), in all four 128-bit lanes, for `vpshufb`.
+#[inline(always)]
+unsafe fn codebook_u8(book: &[i8; 16], bias: i8) -> __m512i {
+    unsafe {
+        // SAFETY: 16 readable bytes.
+        let b = _mm_loadu_si128(book.as_ptr() as *const __m128i);
+        _mm512_broadcast_i32x4(_mm_add_epi8(b, _mm_set1_epi8(bias)))
+    }
+}
+
+impl Pair32 for IQ4NL {
+    const BYTES: usize = 18;
+    #[inline(always)]
+    unsafe fn levels(p: *const u8) -> __m512i {
+        unsafe {
+            let idx = join(nibbles_32(p.add(2)), nibbles_32(p.add(20)));
+            // kv + 128 in 1..=241.
+            _mm512_shuffle_epi8(codebook_u8(&KVALUES_IQ4NL, -128), idx)
+        }
+    }
+    #[inline(always)]
+    unsafe fn scales(p: *const u8) -> (f32, f32) {
+        let d = unsafe { f16_at(p) };
+        (d, -128.0 * d)
+    }
+}
+
+impl Pair32 for MXFP4 {
+    const BYTES: usize = 17;
+    #[inline(always)]
+    unsafe fn levels(p: *const u8) -> __m512i {
+        unsafe {
+            let idx = join(nibbles_32(p.add(1)), nibbles_32(p.add(18)));
+            // kv + 12 in 0..=24.
+            _mm512_shuffle_epi8(codebook_u8(&KVALUES_MXFP4, 12), idx)
+        }
+    }
+    #[inline(always)]
+    unsafe fn scales(p: *const u8) -> (f32, f32) {
+        let d = e8m0_to_f32_half(unsafe { *p });
+        (d, -12.0 * d)
     }
 }
 
@@ -332,3 +383,5 @@ entry!(tile_q4_1, Q4_1);
 entry!(tile_q5_0, Q5_0);
 entry!(tile_q5_1, Q5_1);
 entry!(tile_q8_0, Q8_0);
+entry!(tile_iq4_nl, IQ4NL);
+entry!(tile_mxfp4, MXFP4);

@@ -31,6 +31,13 @@ pub(super) unsafe fn nibbles_32(p: *const u8) -> __m256i {
     _mm256_set_m128i(hi, lo)
 }
 
+/// The 16-entry codebook `book` in both 128-bit lanes, for `vpshufb`.
+#[inline(always)]
+pub(super) unsafe fn codebook(book: &[i8; 16]) -> __m256i {
+    // SAFETY: 16 readable bytes.
+    unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(book.as_ptr() as *const __m128i)) }
+}
+
 /// Bit `j` of `bits` → byte `j` = 0xff if set, else 0.
 #[inline(always)]
 pub(super) unsafe fn bits_to_bytes(bits: u32) -> __m256i {
