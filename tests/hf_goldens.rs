@@ -1,5 +1,6 @@
 //! Logits of our CPU executor on tiny synthetic models of llama, qwen2,
-//! mistral, qwen3, gemma3 and phi3 against HF transformers (the last three,
+//! mistral, qwen3, gemma3, phi3, qwen3moe and mixtral against HF
+//! transformers (the last five,
 //! for now, against scripts/numpy-goldens.py's float64 numpy reference) (tests/fixtures/hf, made by
 //! scripts/make-hf-goldens.sh): every position of every prompt, relative
 //! error ‖ours − ref‖₂ / ‖ref‖₂ in f64 within the fixture's tolerance
@@ -45,6 +46,11 @@ struct Settings {
     bias: bool,
     window: Option<u32>,
     seed: u64,
+    /// Mixture-of-experts fixtures: experts per layer and per token.
+    #[serde(default)]
+    experts: Option<usize>,
+    #[serde(default)]
+    experts_used: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +89,8 @@ fn spec(s: &Settings) -> TinySpec {
         bias: s.bias,
         window: s.window,
         rope_freqs: false,
+        n_experts: s.experts.unwrap_or(TinySpec::default().n_experts),
+        experts_used: s.experts_used.unwrap_or(TinySpec::default().experts_used),
     }
 }
 
@@ -248,6 +256,18 @@ mod exact {
         phi3_mha_tied_f16,
         phi3_gqa_q8_0,
         phi3_gqa_q4_k,
+        // Mixture of experts (issue #17), numpy reference likewise: the
+        // router's top-k renormalized, tokens through their experts one by
+        // one (nothing grouped). k = 1 leaves experts without a token.
+        qwen3moe_e4k2_f32,
+        qwen3moe_e8k2_tied_f32,
+        qwen3moe_e4k1_f16,
+        qwen3moe_e4k2_q8_0,
+        qwen3moe_e4k2_q4_k,
+        mixtral_e8k2_f32,
+        mixtral_e4k3_f32,
+        mixtral_e8k2_q8_0,
+        mixtral_e8k2_q6_k,
     );
 }
 

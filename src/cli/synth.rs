@@ -4,7 +4,7 @@
 //!   of shared/tools/mk_synthetic_gguf.py (prints the same JSON summary);
 //! - `rfc synth --layout LAYOUT.json OUT.gguf`: any model's layout as
 //!   `rfc inspect MODEL.gguf --json --full` prints it;
-//! - `rfc synth tiny --arch llama|qwen2|mistral [...] OUT.gguf`: a tiny
+//! - `rfc synth tiny --arch llama|qwen2|mistral|...|qwen3moe|mixtral [...] OUT.gguf`: a tiny
 //!   model for correctness tests.
 
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use super::CmdResult;
 #[command(
     override_usage = "rfc synth qwen05b|llama8b OUT.gguf [--layers N]\n       \
                       rfc synth --layout LAYOUT.json OUT.gguf\n       \
-                      rfc synth tiny --arch llama|qwen2|mistral [OPTIONS] OUT.gguf"
+                      rfc synth tiny --arch llama|qwen2|mistral|qwen3|gemma3|phi3|qwen3moe|mixtral [OPTIONS] OUT.gguf"
 )]
 pub struct SynthArgs {
     /// `qwen05b`, `llama8b` or `tiny`, then the output file (only the output
@@ -42,7 +42,7 @@ pub struct SynthArgs {
 /// Settings of `rfc synth tiny` (defaults: TinySpec::default()).
 #[derive(Debug, clap::Args)]
 pub struct TinyArgs {
-    /// llama, qwen2, mistral, qwen3, gemma3 or phi3.
+    /// llama, qwen2, mistral, qwen3, gemma3, phi3, qwen3moe or mixtral.
     #[arg(long, value_parser = parse_arch)]
     pub arch: Option<TinyArch>,
     #[arg(long)]
@@ -72,6 +72,12 @@ pub struct TinyArgs {
     /// A Llama-3.1-style `rope_freqs.weight` (per-pair RoPE frequency divisors).
     #[arg(long)]
     pub rope_freqs: bool,
+    /// Experts per layer (qwen3moe, mixtral; default 4).
+    #[arg(long, value_name = "N")]
+    pub experts: Option<usize>,
+    /// Experts each token is routed to (qwen3moe, mixtral; default 2).
+    #[arg(long, value_name = "K")]
+    pub experts_used: Option<usize>,
 }
 
 impl TinyArgs {
@@ -87,6 +93,8 @@ impl TinyArgs {
             || self.bias
             || self.window.is_some()
             || self.rope_freqs
+            || self.experts.is_some()
+            || self.experts_used.is_some()
     }
 
     fn spec(&self, layers: Option<usize>) -> TinySpec {
@@ -103,6 +111,8 @@ impl TinyArgs {
             bias: self.bias,
             window: self.window,
             rope_freqs: self.rope_freqs,
+            n_experts: self.experts.unwrap_or(base.n_experts),
+            experts_used: self.experts_used.unwrap_or(base.experts_used),
             ..base
         }
     }
@@ -110,7 +120,8 @@ impl TinyArgs {
 
 fn parse_arch(s: &str) -> Result<TinyArch, String> {
     TinyArch::from_name(s).ok_or_else(|| {
-        format!("unknown architecture {s:?} (llama, qwen2, mistral, qwen3, gemma3, phi3)")
+        let known: Vec<_> = TinyArch::ALL.iter().map(|a| a.name()).collect();
+        format!("unknown architecture {s:?} ({})", known.join(", "))
     })
 }
 
@@ -142,14 +153,28 @@ pub fn run(args: SynthArgs) -> CmdResult {
     let out = PathBuf::from(out);
     if what == "tiny" {
         let spec = args.tiny.spec(args.layers);
-        let written = spec.decoder()?.write_file(Fill::Test, args.seed, &out)?;
-        let summary = serde_json::json!({
+        let decoder = spec.decoder()?;
+        let expert_options = args.tiny.experts.is_some() || args.tiny.experts_used.is_some();
+        if expert_options && decoder.experts.is_none() {
+            return Err(format!(
+                "{} has no experts (--experts is for qwen3moe, mixtral)",
+                spec.arch
+            )
+            .into());
+        }
+        let written = decoder.write_file(Fill::Test, args.seed, &out)?;
+        let mut summary = serde_json::json!({
             "model": "tiny", "arch": spec.arch.name(), "type": spec.ty.name(),
             "layers": spec.n_layers, "hidden": spec.d_model, "ffn": spec.ffn,
             "heads": spec.n_heads, "kv_heads": spec.n_kv_heads, "vocab": spec.n_vocab,
             "tied": spec.tied, "qkv_bias": spec.bias, "window": spec.window, "seed": args.seed,
             "total_weight_bytes": written.total_weight_bytes, "n_tensors": written.n_tensors,
         });
+        if let Some(x) = decoder.experts {
+            summary["experts"] = x.count.into();
+            summary["experts_used"] = x.used.into();
+            summary["expert_ffn"] = x.ffn.into();
+        }
         println!("{summary}");
         return Ok(());
     }

@@ -14,7 +14,7 @@ use crate::ir::{
 /// never overlaps an operand that is live during the op, so handing out one
 /// mutable output slice beside shared operand slices is sound as long as
 /// the ranges differ, which `debug_assert_disjoint` checks in debug builds.
-struct ArenaPtr {
+pub(super) struct ArenaPtr {
     base: *mut f32,
     len: usize,
 }
@@ -29,7 +29,7 @@ impl ArenaPtr {
         (loc.off, len)
     }
 
-    fn read(&self, loc: Loc, rows: usize) -> &[f32] {
+    pub(super) fn read(&self, loc: Loc, rows: usize) -> &[f32] {
         let (off, len) = Self::span(loc, rows);
         assert!(off + len <= self.len, "arena read past the end");
         // SAFETY: in bounds (checked); see the type's invariant.
@@ -37,7 +37,7 @@ impl ArenaPtr {
     }
 
     #[allow(clippy::mut_from_ref)]
-    fn write(&self, loc: Loc, rows: usize) -> &mut [f32] {
+    pub(super) fn write(&self, loc: Loc, rows: usize) -> &mut [f32] {
         let (off, len) = Self::span(loc, rows);
         assert!(off + len <= self.len, "arena write past the end");
         // SAFETY: in bounds (checked); see the type's invariant.
@@ -83,17 +83,19 @@ impl CpuModel {
             Op::KvStore { layer } => self.kv_store(id, *layer, env, step),
             Op::Attention(spec) => self.attention(id, spec, env, step),
             Op::GatherRows => self.gather_rows(id, env, step),
+            Op::Router { top_k } => self.router(id, *top_k, env),
+            Op::Experts(m) => self.experts(id, m, env),
         }
     }
 
-    fn arena(&mut self) -> ArenaPtr {
+    pub(super) fn arena(&mut self) -> ArenaPtr {
         ArenaPtr {
             base: self.arena.as_mut_ptr(),
             len: self.arena.len(),
         }
     }
 
-    fn operand(&self, id: NodeId, role: Role) -> Result<NodeId, ExecError> {
+    pub(super) fn operand(&self, id: NodeId, role: Role) -> Result<NodeId, ExecError> {
         self.graph
             .operand(id, role)
             .ok_or_else(|| unsupported(&self.graph, id, format!("missing operand {role}")))
@@ -112,7 +114,7 @@ impl CpuModel {
         ))
     }
 
-    fn vector(&self, id: NodeId) -> Result<&[f32], ExecError> {
+    pub(super) fn vector(&self, id: NodeId) -> Result<&[f32], ExecError> {
         self.vectors
             .get(&id)
             .map(Vec::as_slice)
