@@ -89,6 +89,19 @@ CASES = {
     "mixtral_e8k2_q6_k": ("mixtral", "Q6_K", 4, 2, False, False, None, 608, 8, 2),
 }
 LAYERS = {"gemma3": 6}
+# YaRN RoPE scaling (factor, original context): with head_dim 16, base 1e4
+# and 64 original positions the correction range is pairs 0..3, so pairs
+# are extrapolated, blended and interpolated.
+YARN = {
+    "qwen3_gqa_yarn4_f32": (4.0, 64),
+    "qwen3_gqa_yarn4_q8_0": (4.0, 64),
+    "mixtral_e4k2_yarn8_f32": (8.0, 64),
+}
+CASES.update({
+    "qwen3_gqa_yarn4_f32": ("qwen3", "F32", 4, 2, False, False, None, 118),
+    "qwen3_gqa_yarn4_q8_0": ("qwen3", "Q8_0", 4, 2, False, False, None, 313),
+    "mixtral_e4k2_yarn8_f32": ("mixtral", "F32", 4, 2, False, False, None, 119, 4, 2),
+})
 
 PROMPTS = [
     [1],
@@ -97,12 +110,14 @@ PROMPTS = [
 ]
 
 
-def synth(rfc, case, out):
+def synth(rfc, case, out, name=None):
     arch, ty, heads, kv_heads, tied, bias, window, seed = case[:8]
     experts = case[8:]
     cmd = [rfc, "synth", "tiny", "--arch", arch, "--type", ty, "--heads", str(heads),
            "--kv-heads", str(kv_heads), "--seed", str(seed)]
     cmd += ["--experts", str(experts[0]), "--experts-used", str(experts[1])] if experts else []
+    yarn = YARN.get(name)
+    cmd += ["--yarn", f"{yarn[0]:g},{yarn[1]}"] if yarn else []
     cmd += ["--tied"] if tied else []
     cmd += ["--window", str(window)] if window else []
     cmd += ["--layers", str(LAYERS[arch])] if arch in LAYERS else []
@@ -113,6 +128,8 @@ def synth(rfc, case, out):
                 "tied": tied, "bias": bias, "window": window, "seed": seed}
     if experts:
         settings["experts"], settings["experts_used"] = experts
+    if yarn:
+        settings["yarn"] = list(yarn)
     return settings
 
 
@@ -132,6 +149,10 @@ class Model:
         self.experts = int(count.contents()) if count is not None else 0
         self.used = int(f("expert_used_count")) if self.experts else 0
         self.min_gap = np.inf
+        kind = r.fields.get(f"{arch}.rope.scaling.type")
+        self.yarn = None
+        if kind is not None and kind.contents() == "yarn":
+            self.yarn = (float(f("rope.scaling.factor")), int(f("rope.scaling.original_context_length")))
         self.t = {}
         for t in r.tensors:
             # GGUF dims are ne0 first; numpy rows first.
@@ -144,12 +165,30 @@ class Model:
     def norm(self, x, w):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * w
 
+    def angles(self, pos, base=None):
+        """[T, hd/2] pair angles and the cos/sin magnitude. YaRN after HF's
+        _compute_yarn_parameters (beta_fast 32, beta_slow 1, attention
+        factor 0.1 ln(factor) + 1): pair i's frequency blends the
+        extrapolated (trained) and interpolated (÷ factor) ones by a ramp
+        over the correction range [low, high]."""
+        hd, base = self.head_dim, base or self.base
+        inv = base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+        mag = 1.0
+        if self.yarn:
+            factor, orig = self.yarn
+            dim = lambda rot: hd * np.log(orig / (rot * 2 * np.pi)) / (2 * np.log(base))
+            low, high = max(np.floor(dim(32.0)), 0), min(np.ceil(dim(1.0)), hd - 1)
+            ramp = np.clip((np.arange(hd // 2) - low) / max(high - low, 0.001), 0, 1)
+            extrapolated = 1 - ramp
+            inv = inv / factor * (1 - extrapolated) + inv * extrapolated
+            mag = 0.1 * np.log(factor) + 1
+        return np.outer(pos, inv), mag
+
     def rope(self, x, pos, base=None):
         # x: [T, heads, hd]; the two halves of each head rotate together.
         hd = self.head_dim
-        inv = (base or self.base) ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
-        ang = np.outer(pos, inv)
-        cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+        ang, mag = self.angles(pos, base)
+        cos, sin = mag * np.cos(np.concatenate([ang, ang], -1)), mag * np.sin(np.concatenate([ang, ang], -1))
         half = np.concatenate([-x[..., hd // 2:], x[..., : hd // 2]], -1)
         return x * cos[:, None, :] + half * sin[:, None, :]
 
@@ -179,10 +218,9 @@ class Model:
 
     def rope_pairs(self, x, pos):
         # LLaMA as GGUF stores it: adjacent pairs (x[2i], x[2i+1]) rotate.
-        hd = self.head_dim
-        inv = self.base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
-        ang = np.outer(pos, inv)[:, None, :]
-        cos, sin = np.cos(ang), np.sin(ang)
+        ang, mag = self.angles(pos)
+        ang = ang[:, None, :]
+        cos, sin = mag * np.cos(ang), mag * np.sin(ang)
         a, b = x[..., 0::2], x[..., 1::2]
         out = np.empty_like(x)
         out[..., 0::2], out[..., 1::2] = a * cos - b * sin, a * sin + b * cos
@@ -312,7 +350,7 @@ def main():
             continue
         with tempfile.TemporaryDirectory() as tmp:
             path = pathlib.Path(tmp) / f"{name}.gguf"
-            settings = synth(a.rfc, case, path)
+            settings = synth(a.rfc, case, path, name)
             data = path.read_bytes()
             model = Model(path)
             results = [(p, model.forward(p)) for p in PROMPTS]

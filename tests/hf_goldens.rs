@@ -51,6 +51,9 @@ struct Settings {
     experts: Option<usize>,
     #[serde(default)]
     experts_used: Option<usize>,
+    /// YaRN fixtures: (factor, original context length).
+    #[serde(default)]
+    yarn: Option<(f32, u32)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +92,7 @@ fn spec(s: &Settings) -> TinySpec {
         bias: s.bias,
         window: s.window,
         rope_freqs: false,
+        yarn: s.yarn,
         n_experts: s.experts.unwrap_or(TinySpec::default().n_experts),
         experts_used: s.experts_used.unwrap_or(TinySpec::default().experts_used),
     }
@@ -268,6 +272,11 @@ mod exact {
         mixtral_e4k3_f32,
         mixtral_e8k2_q8_0,
         mixtral_e8k2_q6_k,
+        // YaRN RoPE scaling as llama.cpp applies it (numpy reference after
+        // HF's YaRN parameters): 64 original positions, factor 4 and 8.
+        qwen3_gqa_yarn4_f32,
+        qwen3_gqa_yarn4_q8_0,
+        mixtral_e4k2_yarn8_f32,
     );
 }
 

@@ -72,6 +72,9 @@ pub struct TinyArgs {
     /// A Llama-3.1-style `rope_freqs.weight` (per-pair RoPE frequency divisors).
     #[arg(long)]
     pub rope_freqs: bool,
+    /// YaRN RoPE scaling: FACTOR,ORIGINAL_CONTEXT (rope.scaling.type = yarn).
+    #[arg(long, value_name = "FACTOR,CTX", value_parser = parse_yarn)]
+    pub yarn: Option<(f32, u32)>,
     /// Experts per layer (qwen3moe, mixtral; default 4).
     #[arg(long, value_name = "N")]
     pub experts: Option<usize>,
@@ -93,6 +96,7 @@ impl TinyArgs {
             || self.bias
             || self.window.is_some()
             || self.rope_freqs
+            || self.yarn.is_some()
             || self.experts.is_some()
             || self.experts_used.is_some()
     }
@@ -111,6 +115,7 @@ impl TinyArgs {
             bias: self.bias,
             window: self.window,
             rope_freqs: self.rope_freqs,
+            yarn: self.yarn,
             n_experts: self.experts.unwrap_or(base.n_experts),
             experts_used: self.experts_used.unwrap_or(base.experts_used),
             ..base
@@ -123,6 +128,17 @@ fn parse_arch(s: &str) -> Result<TinyArch, String> {
         let known: Vec<_> = TinyArch::ALL.iter().map(|a| a.name()).collect();
         format!("unknown architecture {s:?} ({})", known.join(", "))
     })
+}
+
+fn parse_yarn(s: &str) -> Result<(f32, u32), String> {
+    let bad = || format!("--yarn {s:?}: expected FACTOR,ORIGINAL_CONTEXT such as 4,64");
+    let (f, c) = s.split_once(',').ok_or_else(bad)?;
+    let factor: f32 = f.trim().parse().map_err(|_| bad())?;
+    let ctx: u32 = c.trim().parse().map_err(|_| bad())?;
+    if !(factor > 1.0 && factor.is_finite()) || ctx == 0 {
+        return Err(bad());
+    }
+    Ok((factor, ctx))
 }
 
 fn parse_type(s: &str) -> Result<GgmlType, String> {
@@ -168,6 +184,7 @@ pub fn run(args: SynthArgs) -> CmdResult {
             "layers": spec.n_layers, "hidden": spec.d_model, "ffn": spec.ffn,
             "heads": spec.n_heads, "kv_heads": spec.n_kv_heads, "vocab": spec.n_vocab,
             "tied": spec.tied, "qkv_bias": spec.bias, "window": spec.window, "seed": args.seed,
+            "yarn": spec.yarn,
             "total_weight_bytes": written.total_weight_bytes, "n_tensors": written.n_tensors,
         });
         if let Some(x) = decoder.experts {

@@ -93,6 +93,9 @@ pub struct DecoderSpec {
     /// A Llama-3.1-style `rope_freqs.weight`: `head_dim/2` f32 divisors of
     /// the RoPE pair angles.
     pub rope_freqs: bool,
+    /// YaRN RoPE scaling: (factor, original context length), written as
+    /// `rope.scaling.type = yarn` and its keys.
+    pub yarn: Option<(f32, u32)>,
     /// A routed mixture-of-experts feed-forward in place of the dense one
     /// (Mixtral, Qwen3-MoE).
     pub experts: Option<ExpertFfn>,
@@ -385,6 +388,14 @@ impl DecoderSpec {
         if self.qk_norm {
             w.add_metadata(&format!("{a}.attention.key_length"), u(self.head_dim()))?;
             w.add_metadata(&format!("{a}.attention.value_length"), u(self.head_dim()))?;
+        }
+        if let Some((factor, orig_ctx)) = self.yarn {
+            w.add_metadata(&format!("{a}.rope.scaling.type"), "yarn")?;
+            w.add_metadata(&format!("{a}.rope.scaling.factor"), factor)?;
+            w.add_metadata(
+                &format!("{a}.rope.scaling.original_context_length"),
+                orig_ctx,
+            )?;
         }
         if let Some(x) = &self.experts {
             w.add_metadata(&format!("{a}.expert_count"), u(x.count))?;

@@ -58,6 +58,7 @@ impl Preset {
                 tied: true,
                 sliding_window: None,
                 rope_freqs: false,
+                yarn: None,
                 experts: None,
                 file_type: FTYPE_Q4_K_M,
                 // Rows of 896 cannot be K-quants: llama.cpp's Q4_K_M falls
@@ -93,6 +94,7 @@ impl Preset {
                 tied: false,
                 sliding_window: None,
                 rope_freqs: false,
+                yarn: None,
                 experts: None,
                 file_type: FTYPE_Q4_K_M,
                 types: RoleTypes {

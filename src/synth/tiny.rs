@@ -96,6 +96,8 @@ pub struct TinySpec {
     pub window: Option<u32>,
     /// A Llama-3.1-style `rope_freqs.weight` (RoPE frequency divisors).
     pub rope_freqs: bool,
+    /// YaRN RoPE scaling (factor, original context length).
+    pub yarn: Option<(f32, u32)>,
     /// Experts per layer of the MoE architectures (ignored by the others).
     pub n_experts: usize,
     /// Experts each token is routed to (MoE architectures).
@@ -117,6 +119,7 @@ impl Default for TinySpec {
             bias: false,
             window: None,
             rope_freqs: false,
+            yarn: None,
             n_experts: 4,
             experts_used: 2,
         }
@@ -202,6 +205,7 @@ impl TinySpec {
             tied: self.tied,
             sliding_window: self.window,
             rope_freqs: self.rope_freqs,
+            yarn: self.yarn,
             experts: self.experts(),
             file_type: file_type(self.ty),
             types: RoleTypes::uniform(self.ty),

@@ -36,7 +36,7 @@ pub use kv_cache::{KvCache, KvSlot, KvType};
 pub(crate) use math::gelu_tanh;
 pub use matmul::{matmul, matmul_with};
 pub use norm::{rms_norm, rms_norm_with};
-pub use rope::{rope, rope_with, RopeParams, RopeStyle};
+pub use rope::{rope, rope_with, RopeParams, RopeStyle, Yarn};
 pub use route::{route_top_k, ExpertGroups};
 pub use simd::SimdPath;
 pub use weights::WeightMatrix;

@@ -545,16 +545,24 @@ fn rope_rows(
         RopeStyle::Normal => cpu::RopeStyle::Normal,
         RopeStyle::Neox => cpu::RopeStyle::Neox,
     };
-    let freq_scale = match spec.scaling {
-        RopeScaling::None => 1.0,
-        RopeScaling::Linear { factor } => 1.0 / factor,
-        RopeScaling::Yarn { .. } => {
-            return Err(ExecError::Unsupported {
-                node: "rope".into(),
-                kind: "rope",
-                reason: "YaRN rope scaling is not implemented on the CPU yet".into(),
-            })
-        }
+    let (freq_scale, yarn) = match spec.scaling {
+        RopeScaling::None => (1.0, None),
+        RopeScaling::Linear { factor } => (1.0 / factor, None),
+        RopeScaling::Yarn {
+            factor,
+            orig_ctx,
+            beta_fast,
+            beta_slow,
+        } => (
+            1.0 / factor,
+            Some(cpu::Yarn::new(
+                spec.n_rot as usize,
+                orig_ctx,
+                spec.base,
+                beta_fast,
+                beta_slow,
+            )),
+        ),
     };
     if spec.n_rot != spec.head_dim {
         return Err(ExecError::Unsupported {
@@ -566,15 +574,15 @@ fn rope_rows(
             ),
         });
     }
-    cpu::rope(
-        x,
-        positions,
-        spec.head_dim as usize,
-        heads,
-        spec.base,
+    let params = cpu::RopeParams {
+        head_dim: spec.head_dim as usize,
+        n_heads: heads,
+        base: spec.base,
         style,
         freq_scale,
-        freqs,
-    )?;
+        freq_factors: freqs,
+        yarn,
+    };
+    cpu::rope_with(&params, x, positions)?;
     Ok(())
 }
