@@ -26,6 +26,16 @@ Phi-3 follows HF's modeling_phi3.py: the LLaMA block with qkv_proj split
 into q, k, v rows and gate_up_proj split into gate (first half) and up;
 RoPE on halves; no sliding window (as llama.cpp runs Phi-3).
 
+Qwen3-MoE follows HF's modeling_qwen3_moe.py (norm_topk_prob, as llama.cpp
+applies to every qwen3moe file) and Mixtral HF's modeling_mixtral.py on
+the LLaMA block (RoPE on adjacent pairs, GGUF's permuted q/k rows): the
+router's logits h·Wrᵀ, softmax over all experts, the top k (float64
+argsort, ties to the lower id), renormalized to sum 1; each token's
+output Σ_k w_k · down_k(silu(gate_k·h) · up_k·h), computed token by token
+with nothing grouped. The fixture records, per prompt, the smallest gap
+between the k-th and (k+1)-th router logits over every token and layer: a
+gap near 0 would let rounding pick another expert.
+
     .venv-np/bin/python scripts/numpy-goldens.py --rfc target/release/rfc CASE...
 """
 import argparse
@@ -79,8 +89,38 @@ CASES = {
     # a Q8_0 embedding and a Q6_K output projection.
     "qwen3_gqa_iq4_xs_mixed": ("qwen3", "IQ4_XS", 4, 2, False, False, None, 1813,
                                {"embd_type": "Q8_0", "output_type": "Q6_K"}),
+    # Mixture of experts: (experts, used) after the seed. 8 experts of which
+    # 2 (Mixtral's), 4 of 2, 4 of 1 (one expert per token: prompts leave
+    # experts without a token), 4 of 3. A quantized case needs a smallest
+    # router gap (printed, and kept in the fixture) well above how far 8-bit
+    # activations move the router's input, or one token takes another
+    # expert and its logits differ by 0.1-0.2: seeds 308 and 605 (gaps 1e-3
+    # and 8e-4) did so exactly at their smallest-gap tokens, so the mixtral
+    # Q8_0/Q6_K seeds are the first after them with a gap of at least 0.01.
+    "qwen3moe_e4k2_f32": ("qwen3moe", "F32", 4, 2, False, False, None, 113, 4, 2),
+    "qwen3moe_e8k2_tied_f32": ("qwen3moe", "F32", 4, 4, True, False, None, 114, 8, 2),
+    "qwen3moe_e4k1_f16": ("qwen3moe", "F16", 4, 2, False, False, None, 206, 4, 1),
+    "qwen3moe_e4k2_q8_0": ("qwen3moe", "Q8_0", 4, 2, False, False, None, 307, 4, 2),
+    "qwen3moe_e4k2_q4_k": ("qwen3moe", "Q4_K", 4, 2, False, False, None, 508, 4, 2),
+    "mixtral_e8k2_f32": ("mixtral", "F32", 4, 2, False, False, None, 115, 8, 2),
+    "mixtral_e4k3_f32": ("mixtral", "F32", 4, 1, True, False, None, 116, 4, 3),
+    "mixtral_e8k2_q8_0": ("mixtral", "Q8_0", 4, 2, False, False, None, 312, 8, 2),
+    "mixtral_e8k2_q6_k": ("mixtral", "Q6_K", 4, 2, False, False, None, 608, 8, 2),
 }
 LAYERS = {"gemma3": 6}
+# YaRN RoPE scaling (factor, original context): with head_dim 16, base 1e4
+# and 64 original positions the correction range is pairs 0..3, so pairs
+# are extrapolated, blended and interpolated.
+YARN = {
+    "qwen3_gqa_yarn4_f32": (4.0, 64),
+    "qwen3_gqa_yarn4_q8_0": (4.0, 64),
+    "mixtral_e4k2_yarn8_f32": (8.0, 64),
+}
+CASES.update({
+    "qwen3_gqa_yarn4_f32": ("qwen3", "F32", 4, 2, False, False, None, 118),
+    "qwen3_gqa_yarn4_q8_0": ("qwen3", "Q8_0", 4, 2, False, False, None, 313),
+    "mixtral_e4k2_yarn8_f32": ("mixtral", "F32", 4, 2, False, False, None, 119, 4, 2),
+})
 
 PROMPTS = [
     [1],
@@ -89,21 +129,32 @@ PROMPTS = [
 ]
 
 
-def synth(rfc, case, out):
+def synth(rfc, case, out, name=None):
     arch, ty, heads, kv_heads, tied, bias, window, seed = case[:8]
-    mixed = case[8] if len(case) > 8 else {}
+    # After the seed: (experts, used) for MoE cases, a dict of synth
+    # settings (embd_type, output_type) for mixed files.
+    mixed = next((x for x in case[8:] if isinstance(x, dict)), {})
+    experts = [x for x in case[8:] if not isinstance(x, dict)]
     cmd = [rfc, "synth", "tiny", "--arch", arch, "--type", ty, "--heads", str(heads),
            "--kv-heads", str(kv_heads), "--seed", str(seed)]
     for key, value in mixed.items():
         cmd += ["--" + key.replace("_", "-"), value]
+    cmd += ["--experts", str(experts[0]), "--experts-used", str(experts[1])] if experts else []
+    yarn = YARN.get(name)
+    cmd += ["--yarn", f"{yarn[0]:g},{yarn[1]}"] if yarn else []
     cmd += ["--tied"] if tied else []
     cmd += ["--window", str(window)] if window else []
     cmd += ["--layers", str(LAYERS[arch])] if arch in LAYERS else []
     summary = json.loads(subprocess.run(cmd + [str(out)], check=True, capture_output=True,
                                         text=True).stdout)
-    return {"arch": arch, "type": ty, "heads": heads, "kv_heads": kv_heads, "d": summary["hidden"],
-            "ffn": summary["ffn"], "layers": summary["layers"], "vocab": summary["vocab"],
-            "tied": tied, "bias": bias, "window": window, "seed": seed, **mixed}
+    settings = {"arch": arch, "type": ty, "heads": heads, "kv_heads": kv_heads, "d": summary["hidden"],
+                "ffn": summary["ffn"], "layers": summary["layers"], "vocab": summary["vocab"],
+                "tied": tied, "bias": bias, "window": window, "seed": seed, **mixed}
+    if experts:
+        settings["experts"], settings["experts_used"] = experts
+    if yarn:
+        settings["yarn"] = list(yarn)
+    return settings
 
 
 class Model:
@@ -118,6 +169,14 @@ class Model:
         self.arch, self.d = arch, f("embedding_length")
         window = r.fields.get(f"{arch}.attention.sliding_window")
         self.window = int(window.contents()) if window is not None else None
+        count = r.fields.get(f"{arch}.expert_count")
+        self.experts = int(count.contents()) if count is not None else 0
+        self.used = int(f("expert_used_count")) if self.experts else 0
+        self.min_gap = np.inf
+        kind = r.fields.get(f"{arch}.rope.scaling.type")
+        self.yarn = None
+        if kind is not None and kind.contents() == "yarn":
+            self.yarn = (float(f("rope.scaling.factor")), int(f("rope.scaling.original_context_length")))
         self.t = {}
         for t in r.tensors:
             # GGUF dims are ne0 first; numpy rows first.
@@ -130,17 +189,84 @@ class Model:
     def norm(self, x, w):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * w
 
+    def angles(self, pos, base=None):
+        """[T, hd/2] pair angles and the cos/sin magnitude. YaRN after HF's
+        _compute_yarn_parameters (beta_fast 32, beta_slow 1, attention
+        factor 0.1 ln(factor) + 1): pair i's frequency blends the
+        extrapolated (trained) and interpolated (÷ factor) ones by a ramp
+        over the correction range [low, high]."""
+        hd, base = self.head_dim, base or self.base
+        inv = base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+        mag = 1.0
+        if self.yarn:
+            factor, orig = self.yarn
+            dim = lambda rot: hd * np.log(orig / (rot * 2 * np.pi)) / (2 * np.log(base))
+            low, high = max(np.floor(dim(32.0)), 0), min(np.ceil(dim(1.0)), hd - 1)
+            ramp = np.clip((np.arange(hd // 2) - low) / max(high - low, 0.001), 0, 1)
+            extrapolated = 1 - ramp
+            inv = inv / factor * (1 - extrapolated) + inv * extrapolated
+            mag = 0.1 * np.log(factor) + 1
+        return np.outer(pos, inv), mag
+
     def rope(self, x, pos, base=None):
         # x: [T, heads, hd]; the two halves of each head rotate together.
         hd = self.head_dim
-        inv = (base or self.base) ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
-        ang = np.outer(pos, inv)
-        cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+        ang, mag = self.angles(pos, base)
+        cos, sin = mag * np.cos(np.concatenate([ang, ang], -1)), mag * np.sin(np.concatenate([ang, ang], -1))
         half = np.concatenate([-x[..., hd // 2:], x[..., : hd // 2]], -1)
         return x * cos[:, None, :] + half * sin[:, None, :]
 
     def forward(self, tokens):
+        if self.arch == "llama" and self.experts:
+            return self.mixtral(tokens)
         return {"gemma3": self.gemma3, "phi3": self.phi3}.get(self.arch, self.qwen3)(tokens)
+
+    def moe(self, h, l):
+        """The routed experts of layer l, one token at a time."""
+        p = lambda s: self.w(f"blk.{l}.{s}")
+        logits = h @ p("ffn_gate_inp.weight").T
+        gate, up, down = p("ffn_gate_exps.weight"), p("ffn_up_exps.weight"), p("ffn_down_exps.weight")
+        out = np.zeros_like(h)
+        for t in range(h.shape[0]):
+            probs = np.exp(logits[t] - logits[t].max())
+            probs /= probs.sum()
+            order = np.argsort(-logits[t], kind="stable")
+            chosen = order[: self.used]
+            if self.used < self.experts:
+                self.min_gap = min(self.min_gap, logits[t, order[self.used - 1]] - logits[t, order[self.used]])
+            w = probs[chosen] / probs[chosen].sum()
+            for e, we in zip(chosen, w):
+                g, u = gate[e] @ h[t], up[e] @ h[t]
+                out[t] += we * (down[e] @ (g / (1 + np.exp(-g)) * u))
+        return out
+
+    def rope_pairs(self, x, pos):
+        # LLaMA as GGUF stores it: adjacent pairs (x[2i], x[2i+1]) rotate.
+        ang, mag = self.angles(pos)
+        ang = ang[:, None, :]
+        cos, sin = mag * np.cos(ang), mag * np.sin(ang)
+        a, b = x[..., 0::2], x[..., 1::2]
+        out = np.empty_like(x)
+        out[..., 0::2], out[..., 1::2] = a * cos - b * sin, a * sin + b * cos
+        return out
+
+    def mixtral(self, tokens):
+        n, hd, H, KV = len(tokens), self.head_dim, self.heads, self.kv_heads
+        pos = np.arange(n, dtype=np.float64)
+        x = self.w("token_embd.weight")[tokens]
+        mask = np.triu(np.full((n, n), -np.inf), 1)
+        for l in range(self.layers):
+            p = lambda s: self.w(f"blk.{l}.{s}")
+            h = self.norm(x, p("attn_norm.weight"))
+            q = (h @ p("attn_q.weight").T).reshape(n, H, hd)
+            k = (h @ p("attn_k.weight").T).reshape(n, KV, hd)
+            v = (h @ p("attn_v.weight").T).reshape(n, KV, hd)
+            a = self.attend(self.rope_pairs(q, pos), self.rope_pairs(k, pos), v, mask)
+            x = x + a @ p("attn_output.weight").T
+            x = x + self.moe(self.norm(x, p("ffn_norm.weight")), l)
+        x = self.norm(x, self.w("output_norm.weight"))
+        out = self.t.get("output.weight", self.w("token_embd.weight"))
+        return x @ out.T
 
     def phi3(self, tokens):
         n, hd, H, KV = len(tokens), self.head_dim, self.heads, self.kv_heads
@@ -221,6 +347,9 @@ class Model:
                 out[:, head] = (s / s.sum(-1, keepdims=True)) @ v[:, kh]
             x = x + out.reshape(n, H * hd) @ p("attn_output.weight").T
             h = self.norm(x, p("ffn_norm.weight"))
+            if self.experts:
+                x = x + self.moe(h, l)
+                continue
             g, u = h @ p("ffn_gate.weight").T, h @ p("ffn_up.weight").T
             x = x + (g / (1 + np.exp(-g)) * u) @ p("ffn_down.weight").T
         x = self.norm(x, self.w("output_norm.weight"))
@@ -245,15 +374,19 @@ def main():
             continue
         with tempfile.TemporaryDirectory() as tmp:
             path = pathlib.Path(tmp) / f"{name}.gguf"
-            settings = synth(a.rfc, case, path)
+            settings = synth(a.rfc, case, path, name)
             data = path.read_bytes()
             model = Model(path)
             results = [(p, model.forward(p)) for p in PROMPTS]
         tol = FLOAT_TOL if settings["type"] in ("F32", "F16") else QUANTIZED_TOL
+        family = {"qwen3moe": "Qwen3-MoE", "mixtral": "Mixtral", "gemma3": "Gemma 3",
+                  "phi3": "Phi-3"}.get(settings["arch"], "Qwen3")
         ref = {"emulated": None, "numpy": np.__version__, "gguf": importlib.metadata.version("gguf"),
                "dtype": "float64", "attention": "eager",
-               "loader": "numpy float64 forward of HF's Qwen3 (scripts/numpy-goldens.py), "
+               "loader": f"numpy float64 forward of HF's {family} (scripts/numpy-goldens.py), "
                          "weights dequantized by the gguf package"}
+        if model.experts:
+            ref["min_router_gap"] = float(model.min_gap) if np.isfinite(model.min_gap) else None
         head = {"name": name, "reference": ref, "synth": settings,
                 "gguf_sha256": hashlib.sha256(data).hexdigest(), "gguf_bytes": len(data), "tolerance": tol}
         text = json.dumps(head, indent=1)[:-2] + ',\n "prompts": [\n'
@@ -263,7 +396,8 @@ def main():
         json.loads(text)
         (out / f"{name}.json").write_text(text)
         rms = np.sqrt(np.mean(np.concatenate([r for _, r in results]) ** 2))
-        print(f"{name}: {len(data)} bytes, logits rms {rms:.3f}", file=sys.stderr)
+        gap = f", smallest top-k router gap {model.min_gap:.3g}" if model.experts else ""
+        print(f"{name}: {len(data)} bytes, logits rms {rms:.3f}{gap}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -131,17 +131,18 @@ fn a_missing_file_names_the_path() {
     assert!(err.contains("/nonexistent/model.gguf"), "{err}");
 }
 
-/// A file of an architecture no spec supports (a mixture of experts).
-fn moe_like() -> Vec<u8> {
+/// A file of an architecture no spec supports (state-space layers; mixture
+/// of experts, once the example, is supported now: qwen3moe, mixtral).
+fn ssm_like() -> Vec<u8> {
     let mut w = GgufWriter::new();
-    w.add_metadata("general.architecture", "tinymoe").unwrap();
-    w.add_metadata("tinymoe.block_count", 1u32).unwrap();
-    w.add_metadata("tinymoe.embedding_length", 32u32).unwrap();
-    w.add_metadata("tinymoe.expert_count", 4u32).unwrap();
+    w.add_metadata("general.architecture", "tinyssm").unwrap();
+    w.add_metadata("tinyssm.block_count", 1u32).unwrap();
+    w.add_metadata("tinyssm.embedding_length", 32u32).unwrap();
+    w.add_metadata("tinyssm.ssm.state_size", 4u32).unwrap();
     w.add_tensor("token_embd.weight", &[32, 4], GgmlType::F32, vec![0; 512])
         .unwrap();
     w.add_tensor(
-        "blk.0.ffn_gate_exps.weight",
+        "blk.0.ssm_in.weight",
         &[32, 8, 4],
         GgmlType::F32,
         vec![0; 4096],
@@ -152,7 +153,7 @@ fn moe_like() -> Vec<u8> {
 
 #[test]
 fn an_unsupported_architecture_names_what_is_missing() {
-    let path = temp_file("moe", &moe_like());
+    let path = temp_file("ssm", &ssm_like());
     let text = inspect(&path, &[]);
     let json = inspect(&path, &["--json"]);
     std::fs::remove_file(&path).unwrap();
@@ -163,23 +164,23 @@ fn an_unsupported_architecture_names_what_is_missing() {
         "{text}"
     );
     assert!(
-        text.contains("unknown tensors: blk.{l}.ffn_gate_exps.weight"),
+        text.contains("unknown tensors: blk.{l}.ssm_in.weight"),
         "{text}"
     );
     assert!(
-        text.contains("unread keys:     tinymoe.expert_count"),
+        text.contains("unread keys:     tinyssm.ssm.state_size"),
         "{text}"
     );
-    assert!(text.contains("tinymoe.attention.head_count"), "{text}");
-    assert!(text.contains("mixture-of-experts"), "{text}");
+    assert!(text.contains("tinyssm.attention.head_count"), "{text}");
+    assert!(text.contains("state-space"), "{text}");
     let j: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let gaps = &j["spec_gaps"];
-    assert_eq!(gaps["unknown_tensors"][0], "blk.{l}.ffn_gate_exps.weight");
+    assert_eq!(gaps["unknown_tensors"][0], "blk.{l}.ssm_in.weight");
     assert!(gaps["missing_keys"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|k| k == "tinymoe.feed_forward_length"));
+        .any(|k| k == "tinyssm.feed_forward_length"));
 }
 
 #[test]
@@ -191,4 +192,26 @@ fn a_supported_file_reports_no_gaps() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["spec"], "llama");
     assert!(j["spec_gaps"].is_null(), "{}", j["spec_gaps"]);
+}
+
+#[test]
+fn mixture_of_experts_files_report_their_spec_and_no_gaps() {
+    use rocmforge::synth::{TinyArch, TinySpec};
+    for (arch, spec) in [
+        (TinyArch::Qwen3Moe, "qwen3moe"),
+        (TinyArch::Mixtral, "mixtral"),
+    ] {
+        let bytes = TinySpec {
+            arch,
+            ..TinySpec::default()
+        }
+        .to_bytes(1)
+        .unwrap();
+        let path = temp_file(&format!("gaps-{spec}"), &bytes);
+        let out = inspect(&path, &["--json"]);
+        std::fs::remove_file(&path).unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(j["spec"], spec);
+        assert!(j["spec_gaps"].is_null(), "{spec}: {}", j["spec_gaps"]);
+    }
 }

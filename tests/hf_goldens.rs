@@ -1,5 +1,6 @@
 //! Logits of our CPU executor on tiny synthetic models of llama, qwen2,
-//! mistral, qwen3, gemma3 and phi3 against HF transformers (the last three,
+//! mistral, qwen3, gemma3, phi3, qwen3moe and mixtral against HF
+//! transformers (the last five,
 //! for now, against scripts/numpy-goldens.py's float64 numpy reference) (tests/fixtures/hf, made by
 //! scripts/make-hf-goldens.sh): every position of every prompt, relative
 //! error ‖ours − ref‖₂ / ‖ref‖₂ in f64 within the fixture's tolerance
@@ -50,6 +51,14 @@ struct Settings {
     bias: bool,
     window: Option<u32>,
     seed: u64,
+    /// Mixture-of-experts fixtures: experts per layer and per token.
+    #[serde(default)]
+    experts: Option<usize>,
+    #[serde(default)]
+    experts_used: Option<usize>,
+    /// YaRN fixtures: (factor, original context length).
+    #[serde(default)]
+    yarn: Option<(f32, u32)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +105,9 @@ fn spec(s: &Settings) -> TinySpec {
         bias: s.bias,
         window: s.window,
         rope_freqs: false,
+        yarn: s.yarn,
+        n_experts: s.experts.unwrap_or(TinySpec::default().n_experts),
+        experts_used: s.experts_used.unwrap_or(TinySpec::default().experts_used),
     }
 }
 
@@ -278,6 +290,23 @@ mod exact {
         qwen3_gqa_iq1_m,
         // A mixed file: IQ4_XS matrices, Q8_0 token_embd, Q6_K output.
         qwen3_gqa_iq4_xs_mixed,
+        // Mixture of experts (issue #17), numpy reference likewise: the
+        // router's top-k renormalized, tokens through their experts one by
+        // one (nothing grouped). k = 1 leaves experts without a token.
+        qwen3moe_e4k2_f32,
+        qwen3moe_e8k2_tied_f32,
+        qwen3moe_e4k1_f16,
+        qwen3moe_e4k2_q8_0,
+        qwen3moe_e4k2_q4_k,
+        mixtral_e8k2_f32,
+        mixtral_e4k3_f32,
+        mixtral_e8k2_q8_0,
+        mixtral_e8k2_q6_k,
+        // YaRN RoPE scaling as llama.cpp applies it (numpy reference after
+        // HF's YaRN parameters): 64 original positions, factor 4 and 8.
+        qwen3_gqa_yarn4_f32,
+        qwen3_gqa_yarn4_q8_0,
+        mixtral_e4k2_yarn8_f32,
     );
 }
 

@@ -90,8 +90,9 @@ fn graphs_after_every_pass_round_trip() {
 }
 
 #[test]
-fn qwen3_phi3_and_gemma3_graphs_round_trip_after_every_pass() {
-    // Their new ops (gelu, scale, head_rms_norm) and per-layer attributes.
+fn qwen3_phi3_moe_and_gemma3_graphs_round_trip_after_every_pass() {
+    // Their new ops (gelu, scale, head_rms_norm, router, experts) and
+    // per-layer attributes.
     let qwen3 = rocmforge::synth::TinySpec {
         arch: rocmforge::synth::TinyArch::Qwen3,
         ..Default::default()
@@ -108,6 +109,20 @@ fn qwen3_phi3_and_gemma3_graphs_round_trip_after_every_pass() {
         "phi3",
         GgufFile::from_bytes(phi3.to_bytes(3).unwrap()).unwrap(),
     ));
+    // The mixture-of-experts ops (router, experts with fused parts).
+    for (what, arch) in [
+        ("qwen3moe", rocmforge::synth::TinyArch::Qwen3Moe),
+        ("mixtral", rocmforge::synth::TinyArch::Mixtral),
+    ] {
+        let spec = rocmforge::synth::TinySpec {
+            arch,
+            ..Default::default()
+        };
+        files.push((
+            what,
+            GgufFile::from_bytes(spec.to_bytes(3).unwrap()).unwrap(),
+        ));
+    }
     if let Some(p) = common::gemma3_model() {
         files.push(("gemma3", GgufFile::open(p).unwrap()));
     }

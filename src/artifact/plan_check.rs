@@ -56,10 +56,16 @@ fn check_view(g: &Graph, plan: &MemoryPlan, id: NodeId) -> Result<()> {
     }
 }
 
-/// A matmul's prologue/epilogue scratch parts lie inside its scratch slot.
+/// A matmul's (or experts op's) scratch parts lie inside its scratch slot.
 fn check_scratch(g: &Graph, plan: &MemoryPlan, id: NodeId) -> Result<()> {
     let layout = plan.scratch_layout(g, id);
-    let parts = [layout.normalized, layout.pre_activation];
+    let parts = [
+        layout.normalized,
+        layout.pre_activation,
+        layout.gathered,
+        layout.activated,
+        layout.expert_out,
+    ];
     let end = parts.iter().flatten().map(|s| s.offset + s.bytes).max();
     match (end, plan.scratch_of(id)) {
         (None, _) => Ok(()),

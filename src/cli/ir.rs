@@ -134,6 +134,7 @@ fn stats_report(
             "ops_per_layer": last.ops_per_layer,
             "launches_per_token": last.launches_per_token,
             "weight_bytes_per_token": last.weight_bytes_per_token,
+            "weight_bytes_stored": last.weight_bytes_stored,
             "arena_bytes": p.arena_bytes,
             "arena_lower_bound": p.lower_bound,
             "naive_bytes": p.naive_bytes,
@@ -172,6 +173,15 @@ fn stats_text(stages: &[(String, GraphStats)], p: &MemoryPlan) -> String {
     let last = &stages.last().expect("stages are not empty").1;
     let ops: Vec<String> = last.ops.iter().map(|(k, n)| format!("{k} {n}")).collect();
     out += &format!("ops after all passes: {}\n", ops.join(", "));
+    if last.ops.contains_key("experts") {
+        // Mixture of experts: a token reads only its top-k experts' matrices.
+        out += &format!(
+            "weight bytes stored {}, read per token {} ({:.1} %: only the routed experts)\n",
+            last.weight_bytes_stored,
+            last.weight_bytes_per_token,
+            100.0 * last.weight_bytes_per_token as f64 / last.weight_bytes_stored.max(1) as f64
+        );
+    }
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let ratio = p.arena_bytes as f64 / p.lower_bound.max(1) as f64;
     out += &format!(

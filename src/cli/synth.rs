@@ -4,7 +4,7 @@
 //!   of shared/tools/mk_synthetic_gguf.py (prints the same JSON summary);
 //! - `rfc synth --layout LAYOUT.json OUT.gguf`: any model's layout as
 //!   `rfc inspect MODEL.gguf --json --full` prints it;
-//! - `rfc synth tiny --arch llama|qwen2|mistral [...] OUT.gguf`: a tiny
+//! - `rfc synth tiny --arch llama|qwen2|mistral|...|qwen3moe|mixtral [...] OUT.gguf`: a tiny
 //!   model for correctness tests.
 
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use super::CmdResult;
 #[command(
     override_usage = "rfc synth qwen05b|llama8b OUT.gguf [--layers N]\n       \
                       rfc synth --layout LAYOUT.json OUT.gguf\n       \
-                      rfc synth tiny --arch llama|qwen2|mistral [OPTIONS] OUT.gguf"
+                      rfc synth tiny --arch llama|qwen2|mistral|qwen3|gemma3|phi3|qwen3moe|mixtral [OPTIONS] OUT.gguf"
 )]
 pub struct SynthArgs {
     /// `qwen05b`, `llama8b` or `tiny`, then the output file (only the output
@@ -42,7 +42,7 @@ pub struct SynthArgs {
 /// Settings of `rfc synth tiny` (defaults: TinySpec::default()).
 #[derive(Debug, clap::Args)]
 pub struct TinyArgs {
-    /// llama, qwen2, mistral, qwen3, gemma3 or phi3.
+    /// llama, qwen2, mistral, qwen3, gemma3, phi3, qwen3moe or mixtral.
     #[arg(long, value_parser = parse_arch)]
     pub arch: Option<TinyArch>,
     #[arg(long)]
@@ -78,6 +78,15 @@ pub struct TinyArgs {
     /// A Llama-3.1-style `rope_freqs.weight` (per-pair RoPE frequency divisors).
     #[arg(long)]
     pub rope_freqs: bool,
+    /// YaRN RoPE scaling: FACTOR,ORIGINAL_CONTEXT (rope.scaling.type = yarn).
+    #[arg(long, value_name = "FACTOR,CTX", value_parser = parse_yarn)]
+    pub yarn: Option<(f32, u32)>,
+    /// Experts per layer (qwen3moe, mixtral; default 4).
+    #[arg(long, value_name = "N")]
+    pub experts: Option<usize>,
+    /// Experts each token is routed to (qwen3moe, mixtral; default 2).
+    #[arg(long, value_name = "K")]
+    pub experts_used: Option<usize>,
 }
 
 impl TinyArgs {
@@ -95,6 +104,9 @@ impl TinyArgs {
             || self.bias
             || self.window.is_some()
             || self.rope_freqs
+            || self.yarn.is_some()
+            || self.experts.is_some()
+            || self.experts_used.is_some()
     }
 
     fn spec(&self, layers: Option<usize>) -> TinySpec {
@@ -113,6 +125,9 @@ impl TinyArgs {
             bias: self.bias,
             window: self.window,
             rope_freqs: self.rope_freqs,
+            yarn: self.yarn,
+            n_experts: self.experts.unwrap_or(base.n_experts),
+            experts_used: self.experts_used.unwrap_or(base.experts_used),
             ..base
         }
     }
@@ -120,8 +135,20 @@ impl TinyArgs {
 
 fn parse_arch(s: &str) -> Result<TinyArch, String> {
     TinyArch::from_name(s).ok_or_else(|| {
-        format!("unknown architecture {s:?} (llama, qwen2, mistral, qwen3, gemma3, phi3)")
+        let known: Vec<_> = TinyArch::ALL.iter().map(|a| a.name()).collect();
+        format!("unknown architecture {s:?} ({})", known.join(", "))
     })
+}
+
+fn parse_yarn(s: &str) -> Result<(f32, u32), String> {
+    let bad = || format!("--yarn {s:?}: expected FACTOR,ORIGINAL_CONTEXT such as 4,64");
+    let (f, c) = s.split_once(',').ok_or_else(bad)?;
+    let factor: f32 = f.trim().parse().map_err(|_| bad())?;
+    let ctx: u32 = c.trim().parse().map_err(|_| bad())?;
+    if !(factor > 1.0 && factor.is_finite()) || ctx == 0 {
+        return Err(bad());
+    }
+    Ok((factor, ctx))
 }
 
 fn parse_type(s: &str) -> Result<GgmlType, String> {
@@ -152,16 +179,31 @@ pub fn run(args: SynthArgs) -> CmdResult {
     let out = PathBuf::from(out);
     if what == "tiny" {
         let spec = args.tiny.spec(args.layers);
-        let written = spec.decoder()?.write_file(Fill::Test, args.seed, &out)?;
-        let summary = serde_json::json!({
+        let decoder = spec.decoder()?;
+        let expert_options = args.tiny.experts.is_some() || args.tiny.experts_used.is_some();
+        if expert_options && decoder.experts.is_none() {
+            return Err(format!(
+                "{} has no experts (--experts is for qwen3moe, mixtral)",
+                spec.arch
+            )
+            .into());
+        }
+        let written = decoder.write_file(Fill::Test, args.seed, &out)?;
+        let mut summary = serde_json::json!({
             "model": "tiny", "arch": spec.arch.name(), "type": spec.ty.name(),
             "embd_type": spec.embd_ty.map(|t| t.name()),
             "output_type": spec.output_ty.map(|t| t.name()),
             "layers": spec.n_layers, "hidden": spec.d_model, "ffn": spec.ffn,
             "heads": spec.n_heads, "kv_heads": spec.n_kv_heads, "vocab": spec.n_vocab,
             "tied": spec.tied, "qkv_bias": spec.bias, "window": spec.window, "seed": args.seed,
+            "yarn": spec.yarn,
             "total_weight_bytes": written.total_weight_bytes, "n_tensors": written.n_tensors,
         });
+        if let Some(x) = decoder.experts {
+            summary["experts"] = x.count.into();
+            summary["experts_used"] = x.used.into();
+            summary["expert_ffn"] = x.ffn.into();
+        }
         println!("{summary}");
         return Ok(());
     }

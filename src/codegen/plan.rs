@@ -140,6 +140,10 @@ pub fn node_sources(
         Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } => {
             return Err(bad(g, id, "no GPU kernel for this op yet"))
         }
+        // Mixture of experts (Mixtral, Qwen3-MoE): CPU only for now.
+        Op::Router { .. } | Op::Experts(_) => {
+            return Err(bad(g, id, "no GPU kernel for this op yet"))
+        }
     })
 }
 

@@ -64,6 +64,19 @@ const FUNCS: &[(&str, &[(Role, bool)])] = &[
         ],
     ),
     ("gather_rows", &[(Role::X, false), (Role::Rows, false)]),
+    // Mixture of experts: router(logits) picks each token's experts;
+    // experts(h, route, gate_exps, up_exps, down_exps) runs them.
+    ("router", &[(Role::X, false)]),
+    (
+        "experts",
+        &[
+            (Role::X, false),
+            (Role::Route, false),
+            (Role::W, false),
+            (Role::W, false),
+            (Role::W, false),
+        ],
+    ),
 ];
 
 /// Builds the graph of `file` under `spec` with hparams `cfg`; fills in
@@ -262,6 +275,11 @@ impl Builder<'_> {
             },
             "attention" => Op::Attention(self.cfg.attention(self.layer.unwrap_or(0))),
             "gather_rows" => Op::GatherRows,
+            "router" => match self.cfg.n_expert_used {
+                0 => return Err(self.err(at, "router in a model without experts".into())),
+                k => Op::Router { top_k: k as u32 },
+            },
+            "experts" => Op::Experts(Default::default()),
             other => return Err(self.err(at, format!("unknown function {other:?}"))),
         })
     }
@@ -290,6 +308,7 @@ impl Builder<'_> {
             Op::KvStore { .. } => ty(Role::Kv),
             Op::Attention(_) => ty(Role::Q),
             Op::GatherRows => TensorType::f32([lead(&ty(Role::Rows)), last(&ty(Role::X))]),
+            Op::Router { top_k } => TensorType::f32([lead(&ty(Role::X)), n(2 * u64::from(*top_k))]),
             Op::Add | Op::Mul => ty(Role::A),
             _ => ty(Role::X),
         }

@@ -23,6 +23,12 @@ pub struct ModelConfig {
     pub n_kv_heads: usize,
     pub head_dim: usize,
     pub ffn: usize,
+    /// Experts per mixture-of-experts layer (0: a dense model).
+    pub n_expert: usize,
+    /// Experts each token is routed to (0: a dense model).
+    pub n_expert_used: usize,
+    /// Rows of each expert's gate/up matrix (`ffn` unless the file says).
+    pub expert_ffn: usize,
     /// Rows of the embedding (may exceed the tokenizer's vocabulary).
     pub vocab: usize,
     pub rms_eps: f32,
@@ -94,6 +100,9 @@ impl ModelConfig {
             "n_kv_heads" => self.n_kv_heads,
             "head_dim" => self.head_dim,
             "ffn" => self.ffn,
+            "n_expert" => self.n_expert,
+            "n_expert_used" => self.n_expert_used,
+            "expert_ffn" => self.expert_ffn,
             "vocab" => self.vocab,
             "context_length" => self.context_length,
             "rope_dims" => self.rope.n_rot as usize,
@@ -129,6 +138,15 @@ impl ModelConfig {
             Some(v) => v,
             None => embedding_rows(file, spec)?,
         };
+        let ffn = r.count(&k.ffn)?;
+        let n_expert = r.opt_count(k.n_expert.as_deref())?.unwrap_or(0);
+        let n_expert_used = r.opt_count(k.n_expert_used.as_deref())?.unwrap_or(0);
+        if n_expert_used > n_expert {
+            return Err(r.bad(
+                k.n_expert_used.as_deref().unwrap_or("n_expert_used"),
+                format!("{n_expert_used} experts per token of {n_expert}"),
+            ));
+        }
         let mut cfg = ModelConfig {
             arch: spec.name.clone(),
             n_layer,
@@ -136,7 +154,10 @@ impl ModelConfig {
             n_heads,
             n_kv_heads,
             head_dim,
-            ffn: r.count(&k.ffn)?,
+            ffn,
+            n_expert,
+            n_expert_used,
+            expert_ffn: r.opt_count(k.expert_ffn.as_deref())?.unwrap_or(ffn),
             vocab,
             rms_eps: r.f32(&k.rms_eps)?,
             rope,

@@ -14,16 +14,12 @@ use crate::gguf::GgufFile;
 /// supporting them would take. Checked in order; each hint is named once.
 const KNOWN_GAPS: &[(&str, &str)] = &[
     (
-        "_exps.",
-        "mixture-of-experts expert matmuls (ops: router top-k, grouped expert matmul)",
+        "_shexp.",
+        "a shared expert beside the routed ones (Qwen2-MoE, DeepSeek: experts + a dense FFN)",
     ),
     (
-        "ffn_gate_inp.",
-        "a mixture-of-experts router (op: softmax/top-k routing)",
-    ),
-    (
-        "expert_count",
-        "mixture of experts (ops: router, grouped expert matmul)",
+        "exp_probs_b",
+        "a router bias with sigmoid gating (DeepSeek-V3: another router)",
     ),
     (
         "attn_qkv.",
@@ -194,36 +190,33 @@ mod tests {
 
     #[test]
     fn an_unknown_architecture_names_its_unknown_tensors_keys_and_ops() {
-        // A "tinymoe" file: LLaMA's keys under another architecture name,
-        // an expert count, and the FFN gate stored as expert tensors.
+        // A "tinyssm" file: LLaMA's keys under another architecture name,
+        // a state-space key, and a state-space tensor in place of the gate.
         let src = SyntheticModel::tiny(SyntheticArch::Llama)
             .to_gguf()
             .unwrap();
         let mut w = GgufWriter::new();
         for (k, v) in src.metadata().iter() {
             let v = if k == "general.architecture" {
-                Value::String("tinymoe".into())
+                Value::String("tinyssm".into())
             } else {
                 v.clone()
             };
-            w.add_metadata(&k.replace("llama.", "tinymoe."), v).unwrap();
+            w.add_metadata(&k.replace("llama.", "tinyssm."), v).unwrap();
         }
-        w.add_metadata("tinymoe.expert_count", Value::U32(4))
+        w.add_metadata("tinyssm.ssm.state_size", Value::U32(4))
             .unwrap();
         for t in src.tensors() {
-            let name = t.name.replace("ffn_gate.weight", "ffn_gate_exps.weight");
+            let name = t.name.replace("ffn_gate.weight", "ssm_in.weight");
             w.add_tensor(&name, &t.dims, t.ty, src.view(t).data.to_vec())
                 .unwrap();
         }
         let f = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
         let d = diagnose(&f);
         assert_eq!(d.closest, "llama");
-        assert_eq!(d.unknown_tensors, ["blk.{l}.ffn_gate_exps.weight"]);
-        assert_eq!(d.unread_keys, ["tinymoe.expert_count"]);
+        assert_eq!(d.unknown_tensors, ["blk.{l}.ssm_in.weight"]);
+        assert_eq!(d.unread_keys, ["tinyssm.ssm.state_size"]);
         assert!(d.missing_keys.is_empty());
-        assert!(
-            d.needs.iter().any(|n| n.contains("mixture-of-experts")),
-            "{d:?}"
-        );
+        assert!(d.needs.iter().any(|n| n.contains("state-space")), "{d:?}");
     }
 }

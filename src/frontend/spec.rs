@@ -15,13 +15,18 @@ use super::wiring::{self, Statement};
 use crate::ir::RopeStyle;
 
 /// The specs compiled into the binary, by name.
-const BUILTIN: [(&str, &str); 6] = [
+/// Refinements are tried in this order: Mixtral comes before Mistral,
+/// since a Mixtral file's name usually mentions "mistral" too (its
+/// `expert_count` key is what tells them apart).
+const BUILTIN: [(&str, &str); 8] = [
     ("llama", include_str!("../../ir_specs/llama.toml")),
     ("qwen2", include_str!("../../ir_specs/qwen2.toml")),
+    ("mixtral", include_str!("../../ir_specs/mixtral.toml")),
     ("mistral", include_str!("../../ir_specs/mistral.toml")),
     ("gemma3", include_str!("../../ir_specs/gemma3.toml")),
     ("qwen3", include_str!("../../ir_specs/qwen3.toml")),
     ("phi3", include_str!("../../ir_specs/phi3.toml")),
+    ("qwen3moe", include_str!("../../ir_specs/qwen3moe.toml")),
 ];
 
 /// One architecture, as its spec file describes it.
@@ -110,6 +115,13 @@ pub struct HParamKeys {
     pub rope_yarn_beta_fast: Option<String>,
     pub rope_yarn_beta_slow: Option<String>,
     pub sliding_window: Option<String>,
+    /// Experts of each mixture-of-experts layer (absent: a dense model).
+    pub n_expert: Option<String>,
+    /// Experts each token is routed to (the router's top-k).
+    pub n_expert_used: Option<String>,
+    /// Rows of each expert's gate/up matrix (absent: `ffn`; Mixtral's
+    /// files give only `feed_forward_length`).
+    pub expert_ffn: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -172,6 +172,22 @@ pub enum Op {
     Attention(AttentionSpec),
     /// Rows `Rows` of `X`.
     GatherRows,
+    /// Mixture-of-experts routing: for each row of router logits `X`
+    /// (f32[T, n_expert]), the `top_k` largest (ties: the lower expert id)
+    /// and their softmax over just those k (= the softmax over all experts
+    /// renormalized over the chosen: Mixtral, Qwen3-MoE). Result
+    /// f32[T, 2·top_k]: the expert ids (exact small integers), then the
+    /// weights, each in descending logit order. One value, not two,
+    /// because a node has one result.
+    Router { top_k: u32 },
+    /// A routed SwiGLU feed-forward: each row of `X` goes through the
+    /// experts its `Route` row names, `down_e(silu(gate_e·x) * up_e·x)`,
+    /// and the results are summed with the route's weights. `W` =
+    /// [gate_exps, up_exps, down_exps], 3-D `[n_expert, rows, cols]`.
+    /// Tokens are grouped by expert, so each chosen expert's matrices are
+    /// read once per step. Fused parts as a matmul's: the RMSNorm
+    /// prologue and the residual epilogue (the only step it takes).
+    Experts(MatMulOp),
 }
 
 impl Op {
@@ -195,6 +211,8 @@ impl Op {
             Op::KvStore { .. } => "kv_store",
             Op::Attention(_) => "attention",
             Op::GatherRows => "gather_rows",
+            Op::Router { .. } => "router",
+            Op::Experts(_) => "experts",
         }
     }
 
@@ -247,12 +265,14 @@ pub enum Role {
     Freqs,
     Rows,
     Residual,
+    /// An experts op's routing (a router's result).
+    Route,
     /// A scheduling-only dependency: no data is read.
     After,
 }
 
 impl Role {
-    pub const ALL: [Role; 19] = [
+    pub const ALL: [Role; 20] = [
         Role::X,
         Role::W,
         Role::Norm,
@@ -271,6 +291,7 @@ impl Role {
         Role::Freqs,
         Role::Rows,
         Role::Residual,
+        Role::Route,
         Role::After,
     ];
 
@@ -294,6 +315,7 @@ impl Role {
             Role::Freqs => "freqs",
             Role::Rows => "rows",
             Role::Residual => "residual",
+            Role::Route => "route",
             Role::After => "after",
         }
     }

@@ -92,7 +92,7 @@ fn node_line(
     let node = g.node(id);
     let _ = write!(out, "%{} = {}", ids[&id], op_head(&node.op));
     operands(out, g, id, ids);
-    if let Op::MatMul(m) = &node.op {
+    if let Op::MatMul(m) | Op::Experts(m) = &node.op {
         matmul_parts(out, m);
     }
     let _ = write!(out, " : {}", node.ty);
@@ -158,11 +158,17 @@ fn op_head(op: &Op) -> String {
         Op::Scale { factor } => format!("scale(factor={factor:?})"),
         Op::Rope(spec) => format!("rope({})", rope_attrs(spec)),
         Op::Slice { start, len } => format!("slice(start={start},len={len})"),
+        Op::Router { top_k } => format!("router(top_k={top_k})"),
         Op::KvStore { layer } => format!("kv_store(layer={layer})"),
         Op::Attention(spec) => format!("attention({})", attention_attrs(spec)),
-        Op::Embed | Op::MatMul(_) | Op::Add | Op::Mul | Op::Silu | Op::Gelu | Op::GatherRows => {
-            op.kind().to_string()
-        }
+        Op::Embed
+        | Op::MatMul(_)
+        | Op::Experts(_)
+        | Op::Add
+        | Op::Mul
+        | Op::Silu
+        | Op::Gelu
+        | Op::GatherRows => op.kind().to_string(),
     }
 }
 

@@ -8,6 +8,7 @@
 //! [`super::text`]) and its name.
 
 mod matmul;
+mod moe;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -166,6 +167,8 @@ pub(crate) fn signature(op: &Op) -> Vec<(Role, Arity)> {
             (Role::Pages, One),
         ],
         Op::GatherRows => vec![(Role::X, One), (Role::Rows, One)],
+        Op::Router { .. } => vec![(Role::X, One)],
+        Op::Experts(m) => moe::experts_signature(m),
     };
     // Scheduling-only edges may order any computed op.
     s.push((Role::After, Optional));
@@ -304,6 +307,8 @@ fn check_types(g: &Graph, id: NodeId) -> Result<(), Problem> {
             let x = c.matrix(Role::X)?;
             c.result(TensorType::f32([rows.shape[0], x.shape[1]]))
         }
+        Op::Router { top_k } => moe::check_router(&c, *top_k),
+        Op::Experts(m) => moe::check_experts(&c, m),
     }
 }
 

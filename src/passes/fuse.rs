@@ -10,7 +10,9 @@
 //! Bias, Rope, KvStore epilogues), the attention (q = slice of qkv, kv = the
 //! layer's cache, after = qkv), the output matmul (+Residual), the gate_up
 //! matmul (RMSNorm prologue, SwiGlu epilogue) and the down matmul
-//! (+Residual): five launches.
+//! (+Residual): five launches. A mixture-of-experts layer ends instead in
+//! the router's matmul (RMSNorm prologue), the router, and the experts op
+//! (RMSNorm prologue, +Residual): six.
 //!
 //! Preserves: what each output computes and what the KV cache holds after
 //! the step; weights and their bytes (no weight is copied or requantized).
@@ -25,7 +27,7 @@ pub type Rule = fn(&mut Graph, NodeId) -> bool;
 
 /// The rules, tried in this order at each node.
 pub const RULES: &[(&str, Rule)] = &[
-    // rms_norm(x, norm) read only as matmuls' X  ->  Prologue::RmsNorm, norm=norm on each matmul
+    // rms_norm(x, norm) read only as matmuls' (or experts') X  ->  Prologue::RmsNorm, norm=norm on each
     ("norm_into_prologue", norm_into_prologue),
     // mul(silu(matmul(h, Wg)), matmul(h, Wu))     ->  matmul(h, w=[Wg, Wu]) + SwiGlu
     ("gate_up_swiglu", gate_up_swiglu),
@@ -33,7 +35,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("bias_epilogue", bias_epilogue),
     // rope(slice q), rope(slice k), kv_store(k, slice v) of one matmul  ->  + Rope + KvStore
     ("rope_kv_store_epilogue", rope_kv_store_epilogue),
-    // add(a=x, b=matmul read only here)            ->  matmul + Residual, residual=x
+    // add(a=x, b=matmul or experts read only here) ->  + Residual, residual=x
     ("residual_epilogue", residual_epilogue),
 ];
 
@@ -58,8 +60,17 @@ pub fn run(g: &mut Graph) -> Result<(), PassError> {
 
 fn matmul_mut(g: &mut Graph, id: NodeId) -> &mut MatMulOp {
     match &mut g.node_mut(id).op {
-        Op::MatMul(m) => m,
-        _ => unreachable!("rules only call this on matmuls"),
+        Op::MatMul(m) | Op::Experts(m) => m,
+        _ => unreachable!("rules only call this on matmuls and experts"),
+    }
+}
+
+/// The fused parts of a matmul or of an experts op (which takes the same
+/// RMSNorm prologue and residual epilogue).
+fn with_parts(g: &Graph, id: NodeId) -> Option<&MatMulOp> {
+    match &g.node(id).op {
+        Op::MatMul(m) | Op::Experts(m) => Some(m),
+        _ => None,
     }
 }
 
@@ -69,7 +80,9 @@ fn replace(g: &mut Graph, old: NodeId, new: NodeId) {
     sweep(g, [old]);
 }
 
-/// `rms_norm(x, norm)` whose every reader is a matmul's X without prologue.
+/// `rms_norm(x, norm)` whose every reader is a matmul's or an experts op's
+/// X without prologue (a MoE layer's router matmul and experts share one
+/// norm: each normalizes the rows itself).
 fn norm_into_prologue(g: &mut Graph, id: NodeId) -> bool {
     let Op::RmsNorm { eps } = g.node(id).op else {
         return false;
@@ -77,7 +90,7 @@ fn norm_into_prologue(g: &mut Graph, id: NodeId) -> bool {
     let users = g.users(id);
     let all_matmuls = users
         .iter()
-        .all(|&(u, o)| o.role == Role::X && matmul(g, u).is_some_and(|m| m.prologue.is_none()));
+        .all(|&(u, o)| o.role == Role::X && with_parts(g, u).is_some_and(|m| m.prologue.is_none()));
     let (Some(x), Some(norm)) = (g.operand(id, Role::X), g.operand(id, Role::Norm)) else {
         return false;
     };
@@ -167,7 +180,7 @@ fn bias_epilogue(g: &mut Graph, id: NodeId) -> bool {
     true
 }
 
-/// `add(a=x, b=matmul)` where the add is the matmul's only reader.
+/// `add(a=x, b=matmul)` (or experts) where the add is its only reader.
 fn residual_epilogue(g: &mut Graph, id: NodeId) -> bool {
     if !matches!(g.node(id).op, Op::Add) {
         return false;
@@ -175,7 +188,7 @@ fn residual_epilogue(g: &mut Graph, id: NodeId) -> bool {
     let (Some(x), Some(mm)) = (g.operand(id, Role::A), g.operand(id, Role::B)) else {
         return false;
     };
-    let free = matmul(g, mm).is_some_and(|m| {
+    let free = with_parts(g, mm).is_some_and(|m| {
         !m.epilogue
             .iter()
             .any(|e| matches!(e, Epilogue::Residual | Epilogue::KvStore { .. }))

@@ -7,7 +7,9 @@
 //! `slice` is a view, so its readers extend its base's life. Ops whose
 //! kernels need room of their own get scratch that lives for their step
 //! only: a matmul with an RMSNorm prologue keeps the normalized input
-//! f32[rows, k], one with SwiGLU the pre-activation f32[rows, 2·ff].
+//! f32[rows, k], one with SwiGLU the pre-activation f32[rows, 2·ff]; an
+//! experts op, besides, one expert's gathered rows, their activation and
+//! their down projection (room for every row: one expert may get them all).
 //! Weights, the KV cache and kv_store's result live outside the arena.
 //!
 //! Placement is best-fit: each buffer, in some order, takes the smallest
@@ -38,13 +40,21 @@ pub struct Slot {
     pub bytes: u64,
 }
 
-/// Where a matmul's scratch parts lie (absolute arena offsets).
+/// Where an op's scratch parts lie (absolute arena offsets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ScratchLayout {
     /// f32 rows of the RMSNorm-ed input (prologue `RmsNorm`).
     pub normalized: Option<Slot>,
-    /// f32 rows of `[gate | up]` before SwiGLU (epilogue `SwiGlu`).
+    /// f32 rows of `[gate | up]` before SwiGLU (epilogue `SwiGlu`; an
+    /// experts op, for one expert's rows).
     pub pre_activation: Option<Slot>,
+    /// Experts: one expert's input rows, gathered, f32[rows, d].
+    pub gathered: Option<Slot>,
+    /// Experts: `silu(gate) * up` of those rows, f32[rows, ff].
+    pub activated: Option<Slot>,
+    /// Experts: their down projection, f32[rows, d], before it is weighted
+    /// into the result.
+    pub expert_out: Option<Slot>,
 }
 
 /// The arena layout of one graph for the limits `env`.
@@ -94,18 +104,19 @@ impl MemoryPlan {
         let Some(slot) = self.scratch_of(node) else {
             return ScratchLayout::default();
         };
-        let (norm, pre) = scratch_parts(g, node, &self.env);
-        let normalized = (norm > 0).then_some(Slot {
-            offset: slot.offset,
-            bytes: norm,
-        });
-        let pre_activation = (pre > 0).then(|| Slot {
-            offset: slot.offset + align(norm),
-            bytes: pre,
-        });
+        let parts = scratch_parts(g, node, &self.env);
+        let mut at = slot.offset;
+        let mut place = |bytes: u64| {
+            let s = (bytes > 0).then_some(Slot { offset: at, bytes });
+            at += align(bytes);
+            s
+        };
         ScratchLayout {
-            normalized,
-            pre_activation,
+            normalized: place(parts[0]),
+            pre_activation: place(parts[1]),
+            gathered: place(parts[2]),
+            activated: place(parts[3]),
+            expert_out: place(parts[4]),
         }
     }
 }
@@ -114,23 +125,46 @@ fn align(bytes: u64) -> u64 {
     bytes.div_ceil(ALIGN) * ALIGN
 }
 
-/// Bytes of the normalized input and of the pre-activation `node` needs.
-fn scratch_parts(g: &Graph, node: NodeId, env: &DimEnv) -> (u64, u64) {
-    let Op::MatMul(m) = &g.node(node).op else {
-        return (0, 0);
-    };
+/// Bytes of each part of `node`'s scratch, in [`ScratchLayout`]'s order
+/// (normalized, pre-activation, gathered, activated, expert output).
+fn scratch_parts(g: &Graph, node: NodeId, env: &DimEnv) -> [u64; 5] {
     let f32_bytes = |elements: u64| elements * 4;
+    let (m, experts) = match &g.node(node).op {
+        Op::MatMul(m) => (m, false),
+        Op::Experts(m) => (m, true),
+        _ => return [0; 5],
+    };
     let norm = match (m.prologue, g.operand(node, Role::X)) {
         (Some(Prologue::RmsNorm { .. }), Some(x)) => f32_bytes(g.node(x).ty.elements(env)),
         _ => 0,
     };
-    let swiglu = m.epilogue.contains(&Epilogue::SwiGlu);
-    let pre = if swiglu {
+    if experts {
+        // One expert at a time, with at most every row of the step (a
+        // row picks an expert once): the room for all rows is reused.
+        let ty = &g.node(node).ty;
+        let rows = ty.shape.first().map_or(0, |d| d.eval(env));
+        let ff = g
+            .operand(node, Role::W)
+            .and_then(|w| g.node(w).ty.shape.get(1).and_then(|d| d.fixed()))
+            .unwrap_or(0);
+        let io = f32_bytes(ty.elements(env));
+        return [norm, f32_bytes(2 * rows * ff), io, f32_bytes(rows * ff), io];
+    }
+    let pre = if m.epilogue.contains(&Epilogue::SwiGlu) {
         f32_bytes(2 * g.node(node).ty.elements(env))
     } else {
         0
     };
-    (norm, pre)
+    [norm, pre, 0, 0, 0]
+}
+
+/// Bytes of a scratch slot holding `parts` one after another, each but the
+/// last rounded up to [`ALIGN`].
+fn scratch_bytes(parts: [u64; 5]) -> u64 {
+    let last = parts.iter().rposition(|&b| b > 0);
+    last.map_or(0, |i| {
+        parts[..i].iter().map(|&b| align(b)).sum::<u64>() + parts[i]
+    })
 }
 
 /// What a buffer holds.
@@ -241,9 +275,8 @@ fn buffers(
             end,
             bytes,
         });
-        let (norm, pre) = scratch_parts(g, id, env);
-        if norm + pre > 0 {
-            let bytes = if pre > 0 { align(norm) + pre } else { norm };
+        let bytes = scratch_bytes(scratch_parts(g, id, env));
+        if bytes > 0 {
             bufs.push(Buffer {
                 holds: Holds::Scratch(id),
                 start: i,

@@ -20,8 +20,12 @@ pub struct GraphStats {
     /// The most launching ops of any one layer.
     pub ops_per_layer: usize,
     /// Bytes of weights read for one token: every weight another op than
-    /// `embed` reads, in full, plus one row of the embedding table.
+    /// `embed` reads, in full, plus one row of the embedding table; of an
+    /// experts op's 3-D weights only the token's top-k experts.
     pub weight_bytes_per_token: u64,
+    /// Bytes of every weight the graph reads, all experts included (equal
+    /// to the above, less the embedding table, for a dense model).
+    pub weight_bytes_stored: u64,
 }
 
 /// The stats of `g`.
@@ -46,6 +50,34 @@ pub fn stats(g: &Graph) -> GraphStats {
         ops_per_layer: launches_by_layer.values().copied().max().unwrap_or(0),
         launches_by_layer,
         weight_bytes_per_token: weight_bytes_per_token(g),
+        weight_bytes_stored: weight_bytes_stored(g),
+    }
+}
+
+/// Bytes of every weight node (see [`GraphStats::weight_bytes_stored`]).
+pub fn weight_bytes_stored(g: &Graph) -> u64 {
+    let env = DimEnv::default();
+    g.node_ids()
+        .filter(|&id| matches!(g.node(id).op, Op::Weight { .. }))
+        .map(|id| g.node(id).ty.bytes(&env))
+        .sum()
+}
+
+/// The share of a weight one token reads when `user` reads it: `top_k` of
+/// `n_expert` experts for an experts op's 3-D weight, else all of it, as
+/// (numerator, denominator).
+fn share_read(g: &Graph, user: crate::ir::NodeId, weight: crate::ir::NodeId) -> (u64, u64) {
+    if !matches!(g.node(user).op, Op::Experts(_)) {
+        return (1, 1);
+    }
+    let experts = g.node(weight).ty.shape.first().and_then(|d| d.fixed());
+    let k = g
+        .operand(user, Role::Route)
+        .and_then(|r| g.node(r).ty.last().and_then(|d| d.fixed()))
+        .map(|cols| cols / 2);
+    match (k, experts) {
+        (Some(k), Some(e)) if e > 0 && k <= e => (k, e),
+        _ => (1, 1),
     }
 }
 
@@ -66,11 +98,14 @@ pub fn weight_bytes_per_token(g: &Graph) -> u64 {
             } else {
                 0
             };
-            let full = if users.iter().any(|u| !is_table(u)) {
-                ty.bytes(&env)
-            } else {
-                0
-            };
+            // The largest share any reader takes (a weight read whole by
+            // one op is read whole, whatever an experts op reads of it).
+            let share = users
+                .iter()
+                .filter(|u| !is_table(u))
+                .map(|&(u, _)| share_read(g, u, id))
+                .max_by(|a, b| (a.0 * b.1).cmp(&(b.0 * a.1)));
+            let full = share.map_or(0, |(num, den)| ty.bytes(&env) * num / den);
             row + full
         })
         .sum()

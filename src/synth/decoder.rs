@@ -93,10 +93,32 @@ pub struct DecoderSpec {
     /// A Llama-3.1-style `rope_freqs.weight`: `head_dim/2` f32 divisors of
     /// the RoPE pair angles.
     pub rope_freqs: bool,
+    /// YaRN RoPE scaling: (factor, original context length), written as
+    /// `rope.scaling.type = yarn` and its keys.
+    pub yarn: Option<(f32, u32)>,
+    /// A routed mixture-of-experts feed-forward in place of the dense one
+    /// (Mixtral, Qwen3-MoE).
+    pub experts: Option<ExpertFfn>,
     /// general.file_type (llama_ftype), informational.
     pub file_type: u32,
     pub types: RoleTypes,
     pub vocab: Vocab,
+}
+
+/// A mixture-of-experts feed-forward: `ffn_gate_inp` (the router, F32 as
+/// llama.cpp leaves it unquantized) and 3-D `ffn_{gate,up,down}_exps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpertFfn {
+    /// {arch}.expert_count.
+    pub count: usize,
+    /// {arch}.expert_used_count (the router's top-k).
+    pub used: usize,
+    /// Rows of each expert's gate/up matrix.
+    pub ffn: usize,
+    /// Write {arch}.expert_feed_forward_length (Qwen3-MoE); without it
+    /// readers take `feed_forward_length`, which must then equal `ffn`
+    /// (Mixtral).
+    pub ffn_key: bool,
 }
 
 /// What a tensor is, which decides how its values are drawn.
@@ -160,6 +182,14 @@ impl DecoderSpec {
                 "width {} is not {} heads of an even head size",
                 self.d_model, self.n_heads
             ));
+        }
+        if let Some(x) = &self.experts {
+            if x.used == 0 || x.used > x.count || x.ffn == 0 || (!x.ffn_key && x.ffn != self.ffn) {
+                return bad(format!(
+                    "{} of {} experts of width {} (ffn {})",
+                    x.used, x.count, x.ffn, self.ffn
+                ));
+            }
         }
         if self.vocab.len() < 2 {
             return bad("the vocabulary is empty".into());
@@ -262,6 +292,35 @@ impl DecoderSpec {
                 out.push(norm(p("post_ffw_norm.weight"), d));
             }
             out.push(norm(p("ffn_norm.weight"), d));
+            if let Some(x) = &self.experts {
+                let (e, xf) = (x.count as u64, x.ffn as u64);
+                let router = Kind::Matrix("router");
+                out.push(t(
+                    p("ffn_gate_inp.weight"),
+                    vec![d, e],
+                    GgmlType::F32,
+                    router,
+                ));
+                out.push(t(
+                    p("ffn_gate_exps.weight"),
+                    vec![d, xf, e],
+                    ty.gate,
+                    Kind::Matrix("gate"),
+                ));
+                out.push(t(
+                    p("ffn_up_exps.weight"),
+                    vec![d, xf, e],
+                    ty.up,
+                    Kind::Matrix("up"),
+                ));
+                out.push(t(
+                    p("ffn_down_exps.weight"),
+                    vec![xf, d, e],
+                    ty.down,
+                    Kind::Matrix("down"),
+                ));
+                continue;
+            }
             if self.fused {
                 out.push(t(
                     p("ffn_up.weight"),
@@ -329,6 +388,21 @@ impl DecoderSpec {
         if self.qk_norm {
             w.add_metadata(&format!("{a}.attention.key_length"), u(self.head_dim()))?;
             w.add_metadata(&format!("{a}.attention.value_length"), u(self.head_dim()))?;
+        }
+        if let Some((factor, orig_ctx)) = self.yarn {
+            w.add_metadata(&format!("{a}.rope.scaling.type"), "yarn")?;
+            w.add_metadata(&format!("{a}.rope.scaling.factor"), factor)?;
+            w.add_metadata(
+                &format!("{a}.rope.scaling.original_context_length"),
+                orig_ctx,
+            )?;
+        }
+        if let Some(x) = &self.experts {
+            w.add_metadata(&format!("{a}.expert_count"), u(x.count))?;
+            w.add_metadata(&format!("{a}.expert_used_count"), u(x.used))?;
+            if x.ffn_key {
+                w.add_metadata(&format!("{a}.expert_feed_forward_length"), u(x.ffn))?;
+            }
         }
         if let Some(window) = self.sliding_window {
             w.add_metadata(&format!("{a}.attention.sliding_window"), window)?;

@@ -21,7 +21,7 @@ pub mod vocab;
 
 pub use crate::rng::Rng as SynthRng;
 pub use blocks::{random_data, Values};
-pub use decoder::{DecoderSpec, Fill, RoleTypes, Written};
+pub use decoder::{DecoderSpec, ExpertFfn, Fill, RoleTypes, Written};
 pub use error::SynthError;
 pub use preset::Preset;
 pub use tiny::{TinyArch, TinySpec};

@@ -58,6 +58,8 @@ impl Preset {
                 tied: true,
                 sliding_window: None,
                 rope_freqs: false,
+                yarn: None,
+                experts: None,
                 file_type: FTYPE_Q4_K_M,
                 // Rows of 896 cannot be K-quants: llama.cpp's Q4_K_M falls
                 // back to Q5_0 for Q4_K and Q8_0 for Q6_K there.
@@ -92,6 +94,8 @@ impl Preset {
                 tied: false,
                 sliding_window: None,
                 rope_freqs: false,
+                yarn: None,
+                experts: None,
                 file_type: FTYPE_Q4_K_M,
                 types: RoleTypes {
                     embd: T::Q4_K,

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::decoder::{DecoderSpec, Fill, RoleTypes};
+use super::decoder::{DecoderSpec, ExpertFfn, Fill, RoleTypes};
 use super::error::SynthError;
 use super::vocab::Vocab;
 use crate::quant::GgmlType;
@@ -29,16 +29,25 @@ pub enum TinyArch {
     /// general.architecture phi3: fused `attn_qkv` and gate/up `ffn_up`,
     /// SentencePiece vocabulary.
     Phi3,
+    /// general.architecture qwen3moe: Qwen3's attention, a routed
+    /// mixture of `n_experts` experts of width `ffn / 2` (its own
+    /// `expert_feed_forward_length` key), byte-level BPE vocabulary.
+    Qwen3Moe,
+    /// A LLaMA file (general.architecture llama) with `expert_count`:
+    /// Mixtral's routed experts of width `ffn`, SentencePiece vocabulary.
+    Mixtral,
 }
 
 impl TinyArch {
-    pub const ALL: [TinyArch; 6] = [
+    pub const ALL: [TinyArch; 8] = [
         TinyArch::Llama,
         TinyArch::Qwen2,
         TinyArch::Mistral,
         TinyArch::Qwen3,
         TinyArch::Gemma3,
         TinyArch::Phi3,
+        TinyArch::Qwen3Moe,
+        TinyArch::Mixtral,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +58,8 @@ impl TinyArch {
             TinyArch::Qwen3 => "qwen3",
             TinyArch::Gemma3 => "gemma3",
             TinyArch::Phi3 => "phi3",
+            TinyArch::Qwen3Moe => "qwen3moe",
+            TinyArch::Mixtral => "mixtral",
         }
     }
 
@@ -91,6 +102,12 @@ pub struct TinySpec {
     pub window: Option<u32>,
     /// A Llama-3.1-style `rope_freqs.weight` (RoPE frequency divisors).
     pub rope_freqs: bool,
+    /// YaRN RoPE scaling (factor, original context length).
+    pub yarn: Option<(f32, u32)>,
+    /// Experts per layer of the MoE architectures (ignored by the others).
+    pub n_experts: usize,
+    /// Experts each token is routed to (MoE architectures).
+    pub experts_used: usize,
 }
 
 impl Default for TinySpec {
@@ -110,6 +127,9 @@ impl Default for TinySpec {
             bias: false,
             window: None,
             rope_freqs: false,
+            yarn: None,
+            n_experts: 4,
+            experts_used: 2,
         }
     }
 }
@@ -137,7 +157,10 @@ impl TinySpec {
                 self.arch
             )));
         }
-        let qk_norm = matches!(self.arch, TinyArch::Qwen3 | TinyArch::Gemma3);
+        let qk_norm = matches!(
+            self.arch,
+            TinyArch::Qwen3 | TinyArch::Gemma3 | TinyArch::Qwen3Moe
+        );
         if self.bias && (qk_norm || self.arch == TinyArch::Phi3) {
             return Err(SynthError::Settings(format!(
                 "{} has no q/k/v biases",
@@ -145,10 +168,14 @@ impl TinySpec {
             )));
         }
         let vocab = match self.arch {
-            TinyArch::Qwen2 | TinyArch::Qwen3 => Vocab::byte_level_bpe(self.n_vocab, "qwen2"),
-            TinyArch::Llama | TinyArch::Mistral | TinyArch::Gemma3 | TinyArch::Phi3 => {
-                Vocab::sentencepiece_bytes(self.n_vocab)
+            TinyArch::Qwen2 | TinyArch::Qwen3 | TinyArch::Qwen3Moe => {
+                Vocab::byte_level_bpe(self.n_vocab, "qwen2")
             }
+            TinyArch::Llama
+            | TinyArch::Mistral
+            | TinyArch::Gemma3
+            | TinyArch::Phi3
+            | TinyArch::Mixtral => Vocab::sentencepiece_bytes(self.n_vocab),
         }
         .map_err(SynthError::Settings)?;
         let spec = DecoderSpec {
@@ -157,7 +184,8 @@ impl TinySpec {
                 TinyArch::Qwen3 => "qwen3",
                 TinyArch::Gemma3 => "gemma3",
                 TinyArch::Phi3 => "phi3",
-                TinyArch::Llama | TinyArch::Mistral => "llama",
+                TinyArch::Qwen3Moe => "qwen3moe",
+                TinyArch::Llama | TinyArch::Mistral | TinyArch::Mixtral => "llama",
             }
             .into(),
             name: format!("tiny-{}", self.arch),
@@ -175,8 +203,8 @@ impl TinySpec {
                 10000.0
             },
             rms_eps: match self.arch {
-                TinyArch::Qwen2 | TinyArch::Qwen3 | TinyArch::Gemma3 => 1e-6,
-                TinyArch::Llama | TinyArch::Mistral | TinyArch::Phi3 => 1e-5,
+                TinyArch::Qwen2 | TinyArch::Qwen3 | TinyArch::Gemma3 | TinyArch::Qwen3Moe => 1e-6,
+                TinyArch::Llama | TinyArch::Mistral | TinyArch::Phi3 | TinyArch::Mixtral => 1e-5,
             },
             qkv_bias: self.bias,
             qk_norm,
@@ -185,6 +213,8 @@ impl TinySpec {
             tied: self.tied,
             sliding_window: self.window,
             rope_freqs: self.rope_freqs,
+            yarn: self.yarn,
+            experts: self.experts(),
             file_type: file_type(self.ty),
             types: RoleTypes {
                 embd: self.embd_ty.unwrap_or(self.ty),
@@ -195,6 +225,25 @@ impl TinySpec {
         };
         spec.check()?;
         Ok(spec)
+    }
+
+    /// The expert feed-forward of the MoE architectures.
+    fn experts(&self) -> Option<ExpertFfn> {
+        match self.arch {
+            TinyArch::Qwen3Moe => Some(ExpertFfn {
+                count: self.n_experts,
+                used: self.experts_used,
+                ffn: self.ffn / 2,
+                ffn_key: true,
+            }),
+            TinyArch::Mixtral => Some(ExpertFfn {
+                count: self.n_experts,
+                used: self.experts_used,
+                ffn: self.ffn,
+                ffn_key: false,
+            }),
+            _ => None,
+        }
     }
 
     /// The GGUF file's bytes, weights drawn from `seed`.

@@ -22,6 +22,7 @@ mod math;
 mod matmul;
 mod norm;
 mod rope;
+mod route;
 mod simd;
 mod weights;
 
@@ -35,7 +36,8 @@ pub use kv_cache::{KvCache, KvSlot, KvType};
 pub(crate) use math::gelu_tanh;
 pub use matmul::{matmul, matmul_with};
 pub use norm::{rms_norm, rms_norm_with};
-pub use rope::{rope, rope_with, RopeParams, RopeStyle};
+pub use rope::{rope, rope_with, RopeParams, RopeStyle, Yarn};
+pub use route::{route_top_k, ExpertGroups};
 pub use simd::SimdPath;
 pub use weights::WeightMatrix;
 

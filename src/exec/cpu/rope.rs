@@ -28,6 +28,43 @@ pub struct RopeParams<'a> {
     pub freq_scale: f32,
     /// Per-pair divisors (`rope_freqs.weight`), `head_dim/2` of them.
     pub freq_factors: Option<&'a [f32]>,
+    /// YaRN's blend of interpolated and extrapolated angles.
+    pub yarn: Option<Yarn>,
+}
+
+/// YaRN as llama.cpp applies it (ggml's `rope_yarn`): pair `i`'s angle is
+/// `interp·(1 − r_i) + extrap·r_i`, where `interp = freq_scale·extrap` and
+/// the ramp `r_i` falls from 1 to 0 as `i` goes from `corr_dims[0]` to
+/// `corr_dims[1]` (fast pairs keep their trained angles, slow ones are
+/// interpolated); cos and sin are scaled by `1 + 0.1·ln(1/freq_scale)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Yarn {
+    pub corr_dims: [f32; 2],
+}
+
+impl Yarn {
+    /// The correction range for `n_dims` rotated dims trained on
+    /// `orig_ctx` positions (ggml_rope_yarn_corr_dims): the pairs that turn
+    /// `beta_fast` times and `beta_slow` times over the original context.
+    pub fn new(n_dims: usize, orig_ctx: u32, base: f32, beta_fast: f32, beta_slow: f32) -> Yarn {
+        let corr_dim = |n_rot: f32| {
+            n_dims as f32 * (orig_ctx as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * base.ln())
+        };
+        Yarn {
+            corr_dims: [
+                corr_dim(beta_fast).floor().max(0.0),
+                corr_dim(beta_slow).ceil().min(n_dims as f32 - 1.0),
+            ],
+        }
+    }
+
+    /// How much of pair `i`'s angle is extrapolated (1: all of it).
+    fn ramp(&self, i: usize) -> f32 {
+        let [low, high] = self.corr_dims;
+        let y = (i as f32 - low) / (high - low).max(0.001);
+        1.0 - y.clamp(0.0, 1.0)
+    }
 }
 
 /// Rotates `x` (`[T, n_heads*head_dim]`, row-major) in place, token `t` at
@@ -50,6 +87,7 @@ pub fn rope(
         style,
         freq_scale,
         freq_factors,
+        yarn: None,
     };
     rope_with(&p, x, positions)
 }
@@ -97,11 +135,21 @@ fn rope_row(p: &RopeParams, x: &mut [f32], pos: i32) {
 fn angles(p: &RopeParams, pos: i32, cos: &mut [f32], sin: &mut [f32]) {
     let theta_scale = p.base.powf(-2.0 / p.head_dim as f32);
     let mut theta = pos as f32;
+    // YaRN's magnitude correction: ggml's mscale with llama.cpp's default
+    // attn_factor 1.
+    let mscale = p
+        .yarn
+        .map_or(1.0, |_| 1.0 + 0.1 * (1.0 / p.freq_scale).ln());
     for i in 0..cos.len() {
         let factor = p.freq_factors.map_or(1.0, |f| f[i]);
-        let t = p.freq_scale * (theta / factor);
-        cos[i] = t.cos();
-        sin[i] = t.sin();
+        let extrap = theta / factor;
+        let mut t = p.freq_scale * extrap;
+        if let Some(y) = p.yarn {
+            let mix = y.ramp(i);
+            t = t * (1.0 - mix) + extrap * mix;
+        }
+        cos[i] = t.cos() * mscale;
+        sin[i] = t.sin() * mscale;
         theta *= theta_scale;
     }
 }

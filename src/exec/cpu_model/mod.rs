@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::cpu::{KvCache, KvType, QuantizedActs};
+use super::cpu::{ExpertGroups, KvCache, KvType, QuantizedActs};
 use super::graph_facts::{fixed_cols, unsupported};
 use super::session::{StepBackend, StepLimits};
 use super::step::StepInputs;
@@ -20,6 +20,7 @@ use crate::ir::{Dim, DimEnv, Graph, InputKind, NodeId, Op};
 use crate::passes::MemoryPlan;
 use crate::quant::GgmlType;
 
+mod moe;
 mod ops;
 
 /// Where a value lives in the arena, in 4-byte units.
@@ -58,6 +59,8 @@ pub struct CpuModel {
     acts: QuantizedActs,
     /// Contiguous copy of a strided operand (e.g. q out of the fused qkv).
     gather: Vec<f32>,
+    /// The step's rows grouped by expert (experts ops).
+    groups: ExpertGroups,
     limits: StepLimits,
     vocab: usize,
 }
@@ -137,6 +140,7 @@ impl CpuModel {
             kv,
             acts: QuantizedActs::new(),
             gather: Vec::new(),
+            groups: ExpertGroups::default(),
             limits,
             vocab,
         })

@@ -14,7 +14,7 @@ use crate::ir::{
 /// never overlaps an operand that is live during the op, so handing out one
 /// mutable output slice beside shared operand slices is sound as long as
 /// the ranges differ, which `debug_assert_disjoint` checks in debug builds.
-struct ArenaPtr {
+pub(super) struct ArenaPtr {
     base: *mut f32,
     len: usize,
 }
@@ -29,7 +29,7 @@ impl ArenaPtr {
         (loc.off, len)
     }
 
-    fn read(&self, loc: Loc, rows: usize) -> &[f32] {
+    pub(super) fn read(&self, loc: Loc, rows: usize) -> &[f32] {
         let (off, len) = Self::span(loc, rows);
         assert!(off + len <= self.len, "arena read past the end");
         // SAFETY: in bounds (checked); see the type's invariant.
@@ -37,7 +37,7 @@ impl ArenaPtr {
     }
 
     #[allow(clippy::mut_from_ref)]
-    fn write(&self, loc: Loc, rows: usize) -> &mut [f32] {
+    pub(super) fn write(&self, loc: Loc, rows: usize) -> &mut [f32] {
         let (off, len) = Self::span(loc, rows);
         assert!(off + len <= self.len, "arena write past the end");
         // SAFETY: in bounds (checked); see the type's invariant.
@@ -83,17 +83,19 @@ impl CpuModel {
             Op::KvStore { layer } => self.kv_store(id, *layer, env, step),
             Op::Attention(spec) => self.attention(id, spec, env, step),
             Op::GatherRows => self.gather_rows(id, env, step),
+            Op::Router { top_k } => self.router(id, *top_k, env),
+            Op::Experts(m) => self.experts(id, m, env),
         }
     }
 
-    fn arena(&mut self) -> ArenaPtr {
+    pub(super) fn arena(&mut self) -> ArenaPtr {
         ArenaPtr {
             base: self.arena.as_mut_ptr(),
             len: self.arena.len(),
         }
     }
 
-    fn operand(&self, id: NodeId, role: Role) -> Result<NodeId, ExecError> {
+    pub(super) fn operand(&self, id: NodeId, role: Role) -> Result<NodeId, ExecError> {
         self.graph
             .operand(id, role)
             .ok_or_else(|| unsupported(&self.graph, id, format!("missing operand {role}")))
@@ -112,7 +114,7 @@ impl CpuModel {
         ))
     }
 
-    fn vector(&self, id: NodeId) -> Result<&[f32], ExecError> {
+    pub(super) fn vector(&self, id: NodeId) -> Result<&[f32], ExecError> {
         self.vectors
             .get(&id)
             .map(Vec::as_slice)
@@ -543,16 +545,24 @@ fn rope_rows(
         RopeStyle::Normal => cpu::RopeStyle::Normal,
         RopeStyle::Neox => cpu::RopeStyle::Neox,
     };
-    let freq_scale = match spec.scaling {
-        RopeScaling::None => 1.0,
-        RopeScaling::Linear { factor } => 1.0 / factor,
-        RopeScaling::Yarn { .. } => {
-            return Err(ExecError::Unsupported {
-                node: "rope".into(),
-                kind: "rope",
-                reason: "YaRN rope scaling is not implemented on the CPU yet".into(),
-            })
-        }
+    let (freq_scale, yarn) = match spec.scaling {
+        RopeScaling::None => (1.0, None),
+        RopeScaling::Linear { factor } => (1.0 / factor, None),
+        RopeScaling::Yarn {
+            factor,
+            orig_ctx,
+            beta_fast,
+            beta_slow,
+        } => (
+            1.0 / factor,
+            Some(cpu::Yarn::new(
+                spec.n_rot as usize,
+                orig_ctx,
+                spec.base,
+                beta_fast,
+                beta_slow,
+            )),
+        ),
     };
     if spec.n_rot != spec.head_dim {
         return Err(ExecError::Unsupported {
@@ -564,15 +574,15 @@ fn rope_rows(
             ),
         });
     }
-    cpu::rope(
-        x,
-        positions,
-        spec.head_dim as usize,
-        heads,
-        spec.base,
+    let params = cpu::RopeParams {
+        head_dim: spec.head_dim as usize,
+        n_heads: heads,
+        base: spec.base,
         style,
         freq_scale,
-        freqs,
-    )?;
+        freq_factors: freqs,
+        yarn,
+    };
+    cpu::rope_with(&params, x, positions)?;
     Ok(())
 }

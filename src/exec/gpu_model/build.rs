@@ -185,6 +185,10 @@ impl Places<'_> {
             Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } => {
                 return Err(self.unsupported(id, "no GPU kernel for this op yet"))
             }
+            // Mixture of experts (Mixtral, Qwen3-MoE): CPU only for now.
+            Op::Router { .. } | Op::Experts(_) => {
+                return Err(self.unsupported(id, "no GPU kernel for this op yet"))
+            }
         }))
     }
 

@@ -61,6 +61,10 @@ pub(super) fn op(
             window: a.opt_u32("window")?,
         }),
         "gather_rows" => Op::GatherRows,
+        "router" => Op::Router {
+            top_k: a.u32("top_k")?,
+        },
+        "experts" => Op::Experts(MatMulOp::default()),
         other => return Err(at.error(format!("unknown op {other:?}"))),
     };
     a.finish()?;
@@ -71,8 +75,8 @@ pub(super) fn op(
             .as_deref()
             .ok_or_else(|| item.at.error("expected role=operand"))?;
         match (key, &mut op) {
-            ("prologue", Op::MatMul(m)) => m.prologue = Some(prologue(item)?),
-            ("epilogue", Op::MatMul(m)) => m.epilogue = epilogue(item)?,
+            ("prologue", Op::MatMul(m) | Op::Experts(m)) => m.prologue = Some(prologue(item)?),
+            ("epilogue", Op::MatMul(m) | Op::Experts(m)) => m.epilogue = epilogue(item)?,
             _ => operands.extend(operand_refs(key, item)?),
         }
     }
