@@ -104,9 +104,11 @@ def client_loop(client, a, seed, deadline, stats, prefixes):
     while time.monotonic() < deadline:
         stats.add(requests=1)
         if rng.random() < a.bad_fraction:
-            # Intended failure: a token id outside the vocabulary.
+            # Intended failure: a token id outside any vocabulary. (Not
+            # --vocab plus a little: --vocab bounds the random prompt ids
+            # and may sit below the model's real vocabulary.)
             stats.add(bad_sent=1)
-            body = client.completion_body([1, 2, a.vocab + rng.randrange(1, 1000)], 4)
+            body = client.completion_body([1, 2, (1 << 30) + rng.randrange(1, 1000)], 4)
             r = client.stream(body)
             if r["status"] == 400:
                 stats.add(bad_refused=1)
