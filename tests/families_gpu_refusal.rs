@@ -3,17 +3,11 @@
 //! compiling such a model for a GPU target must fail with an error naming
 //! the node and the op, exit code 1, no panic and no file.
 
-use std::process::Command;
+mod common;
 
 use rocmforge::synth::{TinyArch, TinySpec};
 
 fn compile(arch: TinyArch, target: &str) -> (i32, String, bool) {
-    let dir = std::env::temp_dir().join(format!(
-        "rfc-gpu-refusal-{}-{arch}-{target}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("m.gguf");
     // Mixtral's attention compiles for the GPU where heads are 64 wide.
     let heads = if arch == TinyArch::Mixtral { 1 } else { 4 };
     let spec = TinySpec {
@@ -22,20 +16,7 @@ fn compile(arch: TinyArch, target: &str) -> (i32, String, bool) {
         n_kv_heads: heads.min(2),
         ..TinySpec::default()
     };
-    std::fs::write(&model, spec.to_bytes(5).unwrap()).unwrap();
-    let out_file = dir.join("m.rfc");
-    let out = Command::new(env!("CARGO_BIN_EXE_rfc"))
-        .args(["compile", model.to_str().unwrap(), "--target", target, "-o"])
-        .arg(&out_file)
-        .output()
-        .unwrap();
-    let left = out_file.exists();
-    std::fs::remove_dir_all(&dir).ok();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        left,
-    )
+    common::compile_tiny(&spec, 5, target)
 }
 
 #[test]

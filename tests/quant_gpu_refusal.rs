@@ -3,36 +3,17 @@
 //! naming the type (exit code 1, no panic, no file), never run with
 //! garbage; the CPU target compiles them.
 
-use std::process::Command;
+mod common;
 
 use rocmforge::quant::GgmlType;
 use rocmforge::synth::{TinyArch, TinySpec};
 
 fn compile(ty: GgmlType, embd: Option<GgmlType>, target: &str) -> (i32, String, bool) {
-    let dir = std::env::temp_dir().join(format!(
-        "rfc-quant-gpu-refusal-{}-{ty}-{target}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("m.gguf");
     let spec = TinySpec {
         embd_ty: embd,
         ..TinySpec::for_type(TinyArch::Llama, ty)
     };
-    std::fs::write(&model, spec.to_bytes(7).unwrap()).unwrap();
-    let out_file = dir.join("m.rfc");
-    let out = Command::new(env!("CARGO_BIN_EXE_rfc"))
-        .args(["compile", model.to_str().unwrap(), "--target", target, "-o"])
-        .arg(&out_file)
-        .output()
-        .unwrap();
-    let left = out_file.exists();
-    std::fs::remove_dir_all(&dir).ok();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        left,
-    )
+    common::compile_tiny(&spec, 7, target)
 }
 
 #[test]

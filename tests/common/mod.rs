@@ -111,3 +111,27 @@ pub fn rfc_perplexity(model: &std::path::Path, text: &std::path::Path) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("last line is not `PPL = <value>`: {last:?}"))
 }
+
+/// `rfc compile` of the tiny model `spec` (written with `seed`) for
+/// `target`, in a fresh temporary folder: (exit code, stderr, whether an
+/// output file was left behind).
+pub fn compile_tiny(
+    spec: &rocmforge::synth::TinySpec,
+    seed: u64,
+    target: &str,
+) -> (i32, String, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.gguf");
+    std::fs::write(&model, spec.to_bytes(seed).unwrap()).unwrap();
+    let out_file = dir.path().join("m.rfc");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rfc"))
+        .args(["compile", model.to_str().unwrap(), "--target", target, "-o"])
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out_file.exists(),
+    )
+}
