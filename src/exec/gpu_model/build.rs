@@ -249,8 +249,9 @@ impl Places<'_> {
             pages: self.input(InputKind::PageTable),
             pages_per_seq: self.pages_per_seq,
             xq: self.xq_scratch,
-            wq: self.resident.get(id).unwrap_or(self.wq_scratch),
-            wq_resident: self.resident.get(id).is_some(),
+            wq: self.wq_scratch,
+            kept_f16: self.resident.get(id, true),
+            kept_i8: self.resident.get(id, false),
             ..Default::default()
         };
         for (i, w) in self.graph.operand_list(id, Role::W).into_iter().enumerate() {
