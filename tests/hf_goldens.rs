@@ -327,6 +327,38 @@ mod exact {
     );
 }
 
+/// Against llama.cpp itself (tests/fixtures/hf/llamacpp, made by
+/// scripts/make-llamacpp-goldens.sh: llama-cpp-python 0.3.36 built from
+/// source, f32 KV cache, no flash attention), where llama.cpp defines the
+/// rule: LongRoPE's factor set by context size. Gemma 2 beside them: its
+/// soft-caps and window as llama.cpp applies them.
+mod llamacpp {
+    use super::check;
+    goldens!("llamacpp":
+        phi3_gqa_longrope_long_f32,
+        phi3_gqa_longrope_short_f32,
+        phi3_gqa_longrope_long_q8_0,
+        gemma2_gqa_window4_f32,
+        gemma2_mqa_window4_q8_0,
+    );
+}
+
+#[test]
+fn every_llamacpp_fixture_has_a_test() {
+    let mut files: Vec<String> = std::fs::read_dir(fixture_dir("llamacpp"))
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "json")
+                .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    files.sort();
+    let mut names: Vec<String> = llamacpp::NAMES.iter().map(|s| s.to_string()).collect();
+    names.sort();
+    assert_eq!(files, names, "tests/fixtures/hf/llamacpp");
+}
+
 #[test]
 fn every_fixture_has_a_test() {
     let mut files: Vec<String> = std::fs::read_dir(fixture_dir(""))
