@@ -326,9 +326,10 @@ impl Builder<'_> {
             return self.kv_cache(at).map(Val::Node);
         }
         if name == "rope_factors" {
-            // LongRoPE's set for the context being built for, if any.
+            // LongRoPE's set for the context being built for, if any; a
+            // file that has LongRoPE must have the set the context needs.
             return match self.cfg.rope_factors().map(str::to_owned) {
-                Some(alias) => self.tensor(at, &alias, optional),
+                Some(alias) => self.tensor(at, &alias, false),
                 None if optional => Ok(Val::Absent),
                 None => Err(self.err(at, "rope_factors: the file has no LongRoPE factors".into())),
             };

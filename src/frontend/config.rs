@@ -217,34 +217,9 @@ impl ModelConfig {
             gguf_arch: gguf_arch.clone(),
         };
         cfg.seq_context = cfg.context_length;
-        if let Some(lr) = &spec.rope.longrope {
-            let present = |alias: &str| {
-                spec.tensors
-                    .get(alias)
-                    .is_some_and(|t| file.has_tensor(&t.gguf_name(None)))
-            };
-            // One set alone would leave the other context range without
-            // its factors: name the missing one.
-            for (have, missing) in [(&lr.long, &lr.short), (&lr.short, &lr.long)] {
-                if present(have) && !present(missing) {
-                    let name = spec.tensors[missing.as_str()].gguf_name(None);
-                    return Err(FrontendError::MissingTensor {
-                        name,
-                        alias: missing.clone(),
-                    });
-                }
-            }
-            if present(&lr.long) && present(&lr.short) {
-                let orig = r.opt_count(k.rope_scaling_orig_ctx.as_deref())?;
-                cfg.longrope = Some(LongRope {
-                    long: lr.long.clone(),
-                    short: lr.short.clone(),
-                    orig_ctx: orig.unwrap_or(cfg.context_length),
-                });
-                if cfg.rope.scaling == RopeScaling::None {
-                    cfg.rope.scaling = longrope_scaling(&r, spec)?;
-                }
-            }
+        cfg.longrope = read_longrope(&r, file, spec, cfg.context_length)?;
+        if cfg.longrope.is_some() && cfg.rope.scaling == RopeScaling::None {
+            cfg.rope.scaling = longrope_scaling(&r, spec)?;
         }
         if cfg.window_pattern == Some(0) {
             return Err(FrontendError::spec(
@@ -391,6 +366,34 @@ fn read_scaling(r: &Reader, spec: &ArchSpec) -> Result<RopeScaling> {
             ));
         }
     })
+}
+
+/// The spec's LongRoPE factor sets, if the file has either. (An artifact
+/// keeps only the set its graph reads; a file whose needed set is missing
+/// fails when the graph is built, naming it.)
+fn read_longrope(
+    r: &Reader,
+    file: &GgufFile,
+    spec: &ArchSpec,
+    context_length: usize,
+) -> Result<Option<LongRope>> {
+    let Some(lr) = &spec.rope.longrope else {
+        return Ok(None);
+    };
+    let present = |alias: &str| {
+        spec.tensors
+            .get(alias)
+            .is_some_and(|t| file.has_tensor(&t.gguf_name(None)))
+    };
+    if !present(&lr.long) && !present(&lr.short) {
+        return Ok(None);
+    }
+    let orig = r.opt_count(spec.hparams.rope_scaling_orig_ctx.as_deref())?;
+    Ok(Some(LongRope {
+        long: lr.long.clone(),
+        short: lr.short.clone(),
+        orig_ctx: orig.unwrap_or(context_length),
+    }))
 }
 
 /// LongRoPE's cos/sin multiplier: `rope.scaling.attn_factor` (the
