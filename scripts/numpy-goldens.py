@@ -36,6 +36,16 @@ with nothing grouped. The fixture records, per prompt, the smallest gap
 between the k-th and (k+1)-th router logits over every token and layer: a
 gap near 0 would let rounding pick another expert.
 
+Gemma 2 follows HF's modeling_gemma2.py: Gemma 3's block without the q/k
+norms and with one RoPE base, layers l with (l + 1) % 2 == 0 global, each
+q·k/sqrt(head_dim) soft-capped to cap·tanh(s/cap) before the mask, the
+final logits soft-capped likewise, the output projection token_embd.
+LongRoPE (Phi-3 files with rope_factors_long/short) follows HF's
+_compute_longrope_parameters: inv_freq divided by one set's factors, cos
+and sin times sqrt(1 + ln(context_length/orig) / ln(orig)); the set is
+chosen as llama.cpp does, by the run's context (the fixture's `context`),
+not HF's by sequence length.
+
     .venv-np/bin/python scripts/numpy-goldens.py --rfc target/release/rfc CASE...
 """
 import argparse
