@@ -25,6 +25,8 @@ pub struct AttentionShape {
     /// Multiplies q·k, usually `1/sqrt(head_dim)`.
     pub scale: f32,
     pub sliding_window: Option<usize>,
+    /// Gemma 2: scaled scores become `cap·tanh(score / cap)`.
+    pub softcap: Option<f32>,
 }
 
 /// Where the step's tokens are: per token, its position and sequence, and
@@ -62,6 +64,7 @@ pub fn attention(
         head_dim,
         scale,
         sliding_window,
+        softcap: None,
     };
     let places = TokenPlaces {
         positions,
@@ -256,6 +259,11 @@ fn attend_body(
                     shape.scale,
                     &mut scores[h][..len],
                 );
+                if let Some(cap) = shape.softcap {
+                    scores[h][..len]
+                        .iter_mut()
+                        .for_each(|s| *s = super::math::softcap(*s, cap));
+                }
             }
             let values = kv.v_run(layer, page, pos % ps, len);
             accumulate(

@@ -171,6 +171,11 @@ impl Places<'_> {
                 )?
             }
             Op::MatMul(_) => self.matmul(id)?,
+            Op::Attention(a) if a.softcap.is_some() => {
+                return Err(
+                    self.unsupported(id, "attention logit soft-capping has no GPU kernel yet")
+                )
+            }
             Op::Attention(a) => self.attention(id, a)?,
             Op::Add | Op::Mul => self.binary(id)?,
             Op::Silu => self.silu(id)?,
@@ -182,7 +187,7 @@ impl Places<'_> {
                 ))
             }
             // Gemma 3 / Qwen3 ops: CPU only for now (docs/COMPATIBILITY.md).
-            Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } => {
+            Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } | Op::SoftCap { .. } => {
                 return Err(self.unsupported(id, "no GPU kernel for this op yet"))
             }
             // Mixture of experts (Mixtral, Qwen3-MoE): CPU only for now.
