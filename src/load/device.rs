@@ -211,6 +211,7 @@ pub fn load_gpu(
         kv_pool_pages(opts.kv_pages, &compiled.plan.env),
         &cache,
         None,
+        &crate::artifact::progress::Bars::new(),
     )?;
     Ok(LoadedModel {
         file,

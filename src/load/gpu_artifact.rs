@@ -72,6 +72,7 @@ pub fn load_gpu_artifact(
         pool,
         &cache,
         tuning.as_ref(),
+        progress,
     )?;
     tracing::info!(ms = t0.elapsed().as_millis() as u64, "GPU artifact loaded");
     Ok(LoadedModel {

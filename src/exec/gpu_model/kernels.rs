@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::artifact::progress::{Progress, Unit};
 use crate::backend::Gpu;
 use crate::codegen::plan::{kernel_sources, PlanOptions};
 use crate::codegen::{CodegenError, KernelCache, KernelSource};
@@ -18,6 +19,7 @@ pub fn precompile(
     cache: &KernelCache,
     graph: &Graph,
     opts: &PlanOptions,
+    progress: &dyn Progress,
 ) -> Result<(), CodegenError> {
     if cache.is_stored() {
         return Ok(());
@@ -28,6 +30,7 @@ pub fn precompile(
         .map(|n| n.get())
         .unwrap_or(1)
         .min(sources.len().max(1));
+    progress.begin("kernels", sources.len() as u64, Unit::Items);
     let next = Mutex::new(0usize);
     let first_error: Mutex<Option<CodegenError>> = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -44,9 +47,11 @@ pub fn precompile(
                     slot.get_or_insert(e.into());
                     break;
                 }
+                progress.advance(1);
             });
         }
     });
+    progress.end();
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }

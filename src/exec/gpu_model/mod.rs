@@ -44,6 +44,7 @@ use super::graph_facts::{fixed_cols, unsupported};
 use super::session::{StepBackend, StepLimits};
 use super::step::{StepInputs, TopRows};
 use super::ExecError;
+use crate::artifact::progress::Progress;
 use crate::backend::{Capture, DeviceBuffer, Event, Gpu, GraphExec, PinnedBuffer, Stream, Vendor};
 use crate::codegen::plan::{matmul_spec, PlanOptions};
 use crate::codegen::rows::TOP_CANDIDATES;
@@ -161,7 +162,8 @@ impl GpuModel {
     /// weights of `file` and a KV pool of `n_pages` pages; kernels are
     /// compiled through `cache`. `recorded` (an artifact's matmul variant
     /// tables) is taken where it was timed on a device of this name; else
-    /// the variants are timed here.
+    /// the variants are timed here. `progress` hears of the kernels'
+    /// compilation and the weights' upload.
     // Each argument is one independent input of the build; a struct for
     // them would only be unpacked here.
     #[allow(clippy::too_many_arguments)]
@@ -174,6 +176,7 @@ impl GpuModel {
         n_pages: usize,
         cache: &KernelCache,
         recorded: Option<&tune::MatMulTuning>,
+        progress: &dyn Progress,
     ) -> Result<GpuModel, ExecError> {
         let env = plan.env;
         let pages_per_seq = env.pages as usize;
@@ -197,7 +200,7 @@ impl GpuModel {
             page_size: page_size as u32,
             vendor: gpu.vendor(),
         };
-        kernels::precompile(gpu, cache, graph, &opts)?;
+        kernels::precompile(gpu, cache, graph, &opts, progress)?;
         let kernel_origin = match cache.is_stored() {
             true => KernelOrigin::Stored {
                 objects: cache.loaded(),
@@ -207,7 +210,7 @@ impl GpuModel {
             },
         };
         let stream = Stream::new(gpu)?;
-        let weights = DeviceWeights::upload(gpu, file, graph, &plan.schedule)?;
+        let weights = DeviceWeights::upload(gpu, file, graph, &plan.schedule, progress)?;
         let mut arena = DeviceBuffer::new(gpu, plan.arena_bytes as usize)?;
         stream.fill_buffer_u32(&mut arena, 0)?;
         let (n_layers, kv_cols) = kv_shape(graph);

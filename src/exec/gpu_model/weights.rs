@@ -7,6 +7,7 @@
 //! Matrices and embedding tables keep their GGUF blocks; 1-d weights (norm
 //! gains, biases) are stored as f32, which is what the kernels read.
 
+use crate::artifact::progress::{Progress, Unit};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ impl DeviceWeights {
         file: &GgufFile,
         graph: &Graph,
         schedule: &[NodeId],
+        progress: &dyn Progress,
     ) -> Result<DeviceWeights, ExecError> {
         let order = placement_order(graph, schedule);
         let mut host = Vec::with_capacity(order.len());
@@ -57,9 +59,12 @@ impl DeviceWeights {
             end = at + w.data.len();
         }
         let mut buffer = DeviceBuffer::new(gpu, end.max(1))?;
+        progress.begin("upload", end as u64, Unit::Bytes);
         for w in &host {
             buffer.write(offsets[&w.node], &w.data)?;
+            progress.advance(w.data.len() as u64);
         }
+        progress.end();
         tracing::info!(
             "uploaded {} weights, {:.1} MiB",
             host.len(),
