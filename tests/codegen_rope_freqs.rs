@@ -62,12 +62,12 @@ fn the_qkv_epilogue_reads_the_frequency_factors() {
         .into_iter()
         .filter(|(_, text)| text.contains("#define EPI_ROPE 1"))
         .collect();
-    // One fused QKV matmul: every variant, and the int8 passes its short
-    // quantized rows take.
-    use rocmforge::codegen::matmul::{MATMUL_VARIANTS, Q8_PASS_TOKENS};
+    // One fused QKV matmul: every variant, the int8 passes its short
+    // quantized rows take, and the narrow product's token tiles.
+    use rocmforge::codegen::matmul::{MATMUL_VARIANTS, NARROW_TOKENS, Q8_PASS_TOKENS};
     assert_eq!(
         rope.len(),
-        MATMUL_VARIANTS.len() + Q8_PASS_TOKENS.len(),
+        MATMUL_VARIANTS.len() + Q8_PASS_TOKENS.len() + NARROW_TOKENS.len(),
         "one fused QKV matmul"
     );
     for (label, text) in rope {
