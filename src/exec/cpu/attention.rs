@@ -7,14 +7,21 @@
 //! llama.cpp's standard SWA mask and HF Mistral do). The keys of this step's
 //! tokens must already be in the cache. Softmax is online (running max and
 //! sum per head, in f32), over runs of keys that share a page.
+//!
+//! Keys and values are read from the cache's pages in their own types: f16,
+//! f32 and bf16 keys a chunk at a time as f32; Q8_0 and Q4_0 keys block by
+//! block against q quantized to Q8_0 ([`super::key_dot`]); values row by row
+//! (block by block for block types) into the weighted sum.
 
 use half::f16;
 use rayon::prelude::*;
 
 use super::error::KernelError;
+use super::key_dot::{self, QK};
 use super::kv_cache::{KvCache, KvRun, KvType};
 use super::math::{dot, exp};
 use super::simd::SimdPath;
+use crate::quant::blocks::BlockQ8_0;
 
 /// The heads and scaling of one attention op.
 #[derive(Debug, Clone, Copy)]
@@ -234,6 +241,15 @@ fn attend_body(
         acc: [0.0; GROUP * MAX_HEAD_DIM],
     };
     let mut scores = [[0f32; CHUNK]; GROUP];
+    let types = kv.kv_types();
+    // Q8_0/Q4_0 keys are scored against q in Q8_0, quantized once here.
+    let quantized_keys = matches!(types.k, KvType::Q8_0 | KvType::Q4_0);
+    let mut q8 = [[key_dot::empty_block(); MAX_HEAD_DIM / QK]; GROUP];
+    if quantized_keys {
+        for h in 0..heads {
+            key_dot::quantize_query(&qs[h * hd..(h + 1) * hd], &mut q8[h][..hd / QK]);
+        }
+    }
     // Taken and put back rather than lent to a closure, which would not
     // inherit `attend_avx2`'s target features.
     let mut kf = KEYS.take();
@@ -245,17 +261,31 @@ fn attend_body(
             let page = places.page_table[seq as usize * places.pages_per_seq + pos / ps] as usize;
             let len = (ps - pos % ps).min(hi + 1 - pos).min(CHUNK);
             let keys = kv.k_run(layer, page, pos % ps, len);
-            for j in 0..len {
-                keys.to_f32(path, j * row + kv_head * hd, &mut kf[j * hd..(j + 1) * hd]);
-            }
-            for h in 0..heads {
-                score_chunk(
+            if quantized_keys {
+                let at = |j: usize| (j * row + kv_head * hd) / QK;
+                score_blocks(
                     path,
-                    &qs[h * hd..(h + 1) * hd],
-                    &kf[..len * hd],
+                    keys,
+                    at,
+                    &q8[..heads],
+                    hd / QK,
                     shape.scale,
-                    &mut scores[h][..len],
+                    &mut scores,
+                    len,
                 );
+            } else {
+                for j in 0..len {
+                    keys.to_f32(path, j * row + kv_head * hd, &mut kf[j * hd..(j + 1) * hd]);
+                }
+                for h in 0..heads {
+                    score_chunk(
+                        path,
+                        &qs[h * hd..(h + 1) * hd],
+                        &kf[..len * hd],
+                        shape.scale,
+                        &mut scores[h][..len],
+                    );
+                }
             }
             let values = kv.v_run(layer, page, pos % ps, len);
             accumulate(
@@ -263,7 +293,7 @@ fn attend_body(
                 &mut st,
                 &mut scores,
                 values,
-                kv.kv_type() == KvType::F16,
+                types.v == KvType::F16,
                 row,
                 kv_head,
                 hd,
@@ -287,6 +317,35 @@ fn attend_body(
         }
     }
     KEYS.set(kf);
+}
+
+/// `scores[h][j] = scale * q_h · k_j` for `len` keys in Q8_0 or Q4_0
+/// blocks, key `j`'s head starting at block `at(j)`, `nb` blocks long.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn score_blocks(
+    path: SimdPath,
+    keys: KvRun,
+    at: impl Fn(usize) -> usize,
+    q8: &[[BlockQ8_0; MAX_HEAD_DIM / QK]],
+    nb: usize,
+    scale: f32,
+    scores: &mut [[f32; CHUNK]; GROUP],
+    len: usize,
+) {
+    for j in 0..len {
+        let b = at(j);
+        for (h, q) in q8.iter().enumerate() {
+            let q = &q[..nb];
+            scores[h][j] = scale
+                * match keys {
+                    KvRun::Q8_0(k) => key_dot::dot_q8_0(path, &k[b..b + nb], q),
+                    KvRun::Q4_0(k) => key_dot::dot_q4_0(path, &k[b..b + nb], q),
+                    // The caller takes this path for these two types only.
+                    _ => 0.0,
+                };
+        }
+    }
 }
 
 /// `out[j] = scale * q · k_j` for the keys `k` (rows of `q.len()`).
