@@ -160,8 +160,8 @@ fn scene(types: KvTypes, lens: [usize; 2], page: usize, rng: &mut Rng) -> Scene 
         })
         .collect();
     for p in 0..lens[0].max(lens[1]) {
-        for s in 0..2 {
-            if p < lens[s] {
+        for (s, &len) in lens.iter().enumerate() {
+            if p < len {
                 // Keys with an offset per channel, as real keys (biases) have.
                 let k: Vec<f32> = rng
                     .vec(N_KV * HD)

@@ -36,6 +36,7 @@ pub fn run(args: PerplexityArgs) -> CmdResult {
     if args.ctx < 4 {
         return Err("--ctx must be at least 4".into());
     }
+    let kv_types = args.cache_type.types()?;
     let bytes = std::fs::read(&args.file)
         .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
     let text =
@@ -44,7 +45,7 @@ pub fn run(args: PerplexityArgs) -> CmdResult {
         max_tokens: args.ctx.min(512),
         max_rows: args.ctx.min(512),
         context: args.ctx,
-        kv_types: args.cache_type.types()?,
+        kv_types,
         ..Default::default()
     };
     let mut model = args.device.load(&args.model, &opts)?;

@@ -158,12 +158,13 @@ impl SamplingArgs {
 
 pub fn run(args: RunArgs) -> CmdResult {
     super::threads::set_threads(args.threads);
+    let kv_types = args.cache_type.types()?;
     let prompt = read_prompt(&args)?;
     // A bad grammar is reported before the model loads.
     let grammar = args.grammar.source()?;
     let opts = LoadOptions {
         context: args.context,
-        kv_types: args.cache_type.types()?,
+        kv_types,
         skip_weight_check: args.no_verify,
         ..Default::default()
     };

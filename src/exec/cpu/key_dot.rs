@@ -133,10 +133,10 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::blocks::{QuantBlock, QuantizeBlock};
+    use crate::quant::blocks::QuantizeBlock;
 
     fn wave(n: usize, f: f32) -> Vec<f32> {
-        (0..n).map(|i| ((i as f32 * f).sin() * 3.0)).collect()
+        (0..n).map(|i| (i as f32 * f).sin() * 3.0).collect()
     }
 
     /// The integer dot equals the f32 dot of the dequantized blocks (up to

@@ -139,16 +139,11 @@ impl KvTypes {
     pub fn fit(self, head_dim: usize) -> Result<(), KernelError> {
         for ty in [self.k, self.v] {
             if !head_dim.is_multiple_of(ty.block_len()) {
-                return Err(KernelError::SizeMismatch {
-                    what: match ty {
-                        KvType::Q8_0 => "kv cache q8_0 head_dim (a multiple of)",
-                        KvType::Q4_0 => "kv cache q4_0 head_dim (a multiple of)",
-                        KvType::Q5_1 => "kv cache q5_1 head_dim (a multiple of)",
-                        _ => "kv cache iq4_nl head_dim (a multiple of)",
-                    },
-                    unit: "",
-                    expected: ty.block_len(),
-                    found: head_dim,
+                return Err(KernelError::RaggedRow {
+                    what: "KV cache heads (head_dim; this model takes the f16, f32 or bf16 cache)",
+                    ty: ty.ggml_type(),
+                    cols: head_dim,
+                    block: ty.block_len(),
                 });
             }
         }
