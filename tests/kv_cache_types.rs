@@ -49,19 +49,100 @@ fn through_quantizer(ty: KvType, x: &[f32]) -> Vec<f32> {
     out
 }
 
+/// `x ← H x` per run of `n` with ggml's Walsh–Hadamard matrix, in f64.
+fn hadamard(x: &[f32], n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len());
+    for run in x.chunks_exact(n) {
+        for i in 0..n {
+            let s: f64 = (0..n)
+                .map(|j| {
+                    let sign = if (i & j).count_ones() % 2 == 0 {
+                        1.0
+                    } else {
+                        -1.0
+                    };
+                    sign * run[j] as f64
+                })
+                .sum();
+            out.push((s / (n as f64).sqrt()) as f32);
+        }
+    }
+    out
+}
+
 #[test]
 fn rows_read_back_as_the_quantizers_round_trip_in_every_type() {
+    // Heads of 32: no rotation (llama.cpp rotates heads of whole 64s).
     let mut rng = Rng(7);
     for ty in KvType::ALL {
-        let mut kv = KvCache::with_type(2, N_KV, HD, 4, 3, ty).unwrap();
-        let (k, v) = (rng.vec(N_KV * HD), rng.vec(N_KV * HD));
+        let mut kv = KvCache::with_type(2, N_KV, 32, 4, 3, ty).unwrap();
+        let (k, v) = (rng.vec(N_KV * 32), rng.vec(N_KV * 32));
         kv.write(1, &k, &v, 2, 3).unwrap();
+        assert_eq!(kv.key_rotation(), None);
         assert_eq!(kv.k_row(1, 2, 3), through_quantizer(ty, &k), "{ty} keys");
         assert_eq!(kv.v_row(1, 2, 3), through_quantizer(ty, &v), "{ty} values");
         // Neighbouring cells stay zero.
         assert!(kv.k_row(1, 2, 2).iter().all(|&x| x == 0.0), "{ty}");
         assert!(kv.v_row(0, 2, 3).iter().all(|&x| x == 0.0), "{ty}");
     }
+}
+
+/// Block rows in heads of 64 and 128 are stored as llama.cpp stores them:
+/// the quantizer's bytes of the Walsh–Hadamard-rotated row (keys over the
+/// largest power of two dividing head_dim, values over 64), read back
+/// rotated back.
+#[test]
+fn block_rows_of_whole_64s_are_stored_rotated_as_llama_cpp_does() {
+    let mut rng = Rng(9);
+    for hd in [64, 128] {
+        for ty in [KvType::Q8_0, KvType::Q4_0] {
+            let mut kv = KvCache::with_type(1, N_KV, hd, 2, 1, ty).unwrap();
+            assert_eq!(kv.key_rotation(), Some(hd));
+            assert_eq!(kv.value_rotation(), Some(64));
+            let (k, v) = (rng.vec(N_KV * hd), rng.vec(N_KV * hd));
+            kv.write(0, &k, &v, 0, 1).unwrap();
+            let k_stored = through_quantizer(ty, &hadamard(&k, hd));
+            let v_stored = through_quantizer(ty, &hadamard(&v, 64));
+            let want_k: Vec<f64> = hadamard(&k_stored, hd).iter().map(|&x| x as f64).collect();
+            let want_v: Vec<f64> = hadamard(&v_stored, 64).iter().map(|&x| x as f64).collect();
+            assert!(
+                rel_err(&kv.k_row(0, 0, 1), &want_k) < 1e-5,
+                "{ty} {hd} keys"
+            );
+            assert!(
+                rel_err(&kv.v_row(0, 0, 1), &want_v) < 1e-5,
+                "{ty} {hd} values"
+            );
+        }
+        // Float types are stored as they are.
+        let kv = KvCache::with_type(1, N_KV, hd, 2, 1, KvType::Bf16).unwrap();
+        assert_eq!((kv.key_rotation(), kv.value_rotation()), (None, None));
+    }
+}
+
+/// An outlier channel (Qwen2's key biases) costs an unrotated block its
+/// resolution; rotated, the row keeps most of it.
+#[test]
+fn rotation_keeps_the_resolution_of_rows_with_an_outlier() {
+    let mut rng = Rng(10);
+    let mut x = rng.vec(N_KV * HD);
+    x[3] = 90.0;
+    x[HD + 40] = -70.0;
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let small = |row: &[f32]| {
+        let keep: Vec<usize> = (0..row.len()).filter(|&i| i != 3 && i != HD + 40).collect();
+        let a: Vec<f32> = keep.iter().map(|&i| row[i]).collect();
+        let b: Vec<f64> = keep.iter().map(|&i| x64[i]).collect();
+        rel_err(&a, &b)
+    };
+    let mut rotated = KvCache::with_type(1, N_KV, HD, 1, 1, KvType::Q8_0).unwrap();
+    rotated.write(0, &x, &x, 0, 0).unwrap();
+    let plain = through_quantizer(KvType::Q8_0, &x);
+    let (err_rotated, err_plain) = (small(&rotated.k_row(0, 0, 0)), small(&plain));
+    assert!(
+        err_rotated * 2.0 < err_plain,
+        "{err_rotated} vs {err_plain}"
+    );
 }
 
 #[test]
@@ -88,8 +169,9 @@ fn quantized_rows_stay_within_their_formats_error() {
 
 #[test]
 fn q8_0_rows_are_ggml_blocks_with_d_amax_over_127() {
-    // One head of 32: amax 2.54 → d = 0.02, levels ±127 at the extremes.
-    let mut x = vec![0f32; N_KV * HD];
+    // Heads of 32 (stored unrotated): amax 2.54 → d = 0.02, levels ±127
+    // at the extremes.
+    let mut x = vec![0f32; N_KV * 32];
     for (i, v) in x.iter_mut().enumerate() {
         *v = (i as f32 - 31.5) * 0.08;
     }
@@ -99,7 +181,7 @@ fn q8_0_rows_are_ggml_blocks_with_d_amax_over_127() {
     let d = half::f16::from_le_bytes([bytes[0], bytes[1]]).to_f32();
     assert_eq!(d, half::f16::from_f32(2.54 / 127.0).to_f32());
     assert_eq!(bytes[2 + 5] as i8, -127);
-    let mut kv = KvCache::with_type(1, N_KV, HD, 1, 1, KvType::Q8_0).unwrap();
+    let mut kv = KvCache::with_type(1, N_KV, 32, 1, 1, KvType::Q8_0).unwrap();
     kv.write(0, &x, &x, 0, 0).unwrap();
     assert_eq!(kv.k_row(0, 0, 0)[5], -127.0 * d);
 }

@@ -17,11 +17,10 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::error::KernelError;
-use super::key_dot::{self, QK};
+use super::key_dot::{QueryBlocks, QK};
 use super::kv_cache::{KvCache, KvRun, KvType};
 use super::math::{dot, exp};
 use super::simd::SimdPath;
-use crate::quant::blocks::BlockQ8_0;
 
 /// The heads and scaling of one attention op.
 #[derive(Debug, Clone, Copy)]
@@ -241,15 +240,21 @@ fn attend_body(
         acc: [0.0; GROUP * MAX_HEAD_DIM],
     };
     let mut scores = [[0f32; CHUNK]; GROUP];
+    // Keys stored rotated meet q rotated alike (the dot is unchanged).
+    let mut rotated = [0f32; GROUP * MAX_HEAD_DIM];
+    let qs = match kv.key_rotation() {
+        Some(n) => {
+            let r = &mut rotated[..qs.len()];
+            r.copy_from_slice(qs);
+            super::hadamard::rotate(r, n);
+            &*r
+        }
+        None => qs,
+    };
     let types = kv.kv_types();
     // Q8_0/Q4_0 keys are scored against q in Q8_0, quantized once here.
     let quantized_keys = matches!(types.k, KvType::Q8_0 | KvType::Q4_0);
-    let mut q8 = [[key_dot::empty_block(); MAX_HEAD_DIM / QK]; GROUP];
-    if quantized_keys {
-        for h in 0..heads {
-            key_dot::quantize_query(&qs[h * hd..(h + 1) * hd], &mut q8[h][..hd / QK]);
-        }
-    }
+    let q8 = quantized_keys.then(|| QueryBlocks::new(qs, heads, hd));
     // Taken and put back rather than lent to a closure, which would not
     // inherit `attend_avx2`'s target features.
     let mut kf = KEYS.take();
@@ -261,18 +266,9 @@ fn attend_body(
             let page = places.page_table[seq as usize * places.pages_per_seq + pos / ps] as usize;
             let len = (ps - pos % ps).min(hi + 1 - pos).min(CHUNK);
             let keys = kv.k_run(layer, page, pos % ps, len);
-            if quantized_keys {
+            if let Some(q8) = &q8 {
                 let at = |j: usize| (j * row + kv_head * hd) / QK;
-                score_blocks(
-                    path,
-                    keys,
-                    at,
-                    &q8[..heads],
-                    hd / QK,
-                    shape.scale,
-                    &mut scores,
-                    len,
-                );
+                score_blocks(path, keys, at, q8, hd / QK, shape.scale, &mut scores, len);
             } else {
                 for j in 0..len {
                     keys.to_f32(path, j * row + kv_head * hd, &mut kf[j * hd..(j + 1) * hd]);
@@ -315,6 +311,10 @@ fn attend_body(
                 *o = a * inv;
             }
         }
+        // Values stored rotated sum to the rotated output: turn it back.
+        if let Some(n) = kv.value_rotation() {
+            super::hadamard::rotate(&mut out[..heads * hd], n);
+        }
     }
     KEYS.set(kf);
 }
@@ -327,23 +327,23 @@ fn score_blocks(
     path: SimdPath,
     keys: KvRun,
     at: impl Fn(usize) -> usize,
-    q8: &[[BlockQ8_0; MAX_HEAD_DIM / QK]],
+    q8: &QueryBlocks,
     nb: usize,
     scale: f32,
     scores: &mut [[f32; CHUNK]; GROUP],
     len: usize,
 ) {
+    let mut s = [0f32; GROUP];
     for j in 0..len {
         let b = at(j);
-        for (h, q) in q8.iter().enumerate() {
-            let q = &q[..nb];
-            scores[h][j] = scale
-                * match keys {
-                    KvRun::Q8_0(k) => key_dot::dot_q8_0(path, &k[b..b + nb], q),
-                    KvRun::Q4_0(k) => key_dot::dot_q4_0(path, &k[b..b + nb], q),
-                    // The caller takes this path for these two types only.
-                    _ => 0.0,
-                };
+        match keys {
+            KvRun::Q8_0(k) => q8.scores_q8_0(path, &k[b..b + nb], &mut s),
+            KvRun::Q4_0(k) => q8.scores_q4_0(path, &k[b..b + nb], &mut s),
+            // The caller takes this path for these two types only.
+            _ => {}
+        }
+        for (h, &v) in s.iter().enumerate() {
+            scores[h][j] = scale * v;
         }
     }
 }

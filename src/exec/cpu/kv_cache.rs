@@ -9,7 +9,9 @@
 //! Token `t` of sequence `s` at position `p` lives in page
 //! `page_table[s * pages_per_seq + p / page_size]`, slot `p % page_size`.
 //! A block type needs `head_dim` to be a multiple of 32, so every block
-//! lies inside one head.
+//! lies inside one head. Rows of a block type are stored rotated by a
+//! Walsh–Hadamard matrix where llama.cpp rotates them ([`super::hadamard`]);
+//! [`KvCache::k_row`] and [`KvCache::v_row`] undo it.
 
 use half::{bf16, f16};
 
@@ -29,6 +31,11 @@ pub struct KvCache {
     n_pages: usize,
     k: Plane,
     v: Plane,
+    /// Walsh–Hadamard rotation sizes of keys and values (block types only).
+    k_rot: Option<usize>,
+    v_rot: Option<usize>,
+    /// One row, rotated before it is quantized (no allocation per token).
+    scratch: Vec<f32>,
 }
 
 /// The element type of the keys or of the values.
@@ -352,7 +359,22 @@ impl KvCache {
             n_pages,
             k: Plane::zeroed(types.k, n),
             v: Plane::zeroed(types.v, n),
+            k_rot: super::hadamard::key_rotation(types.k, head_dim),
+            v_rot: super::hadamard::value_rotation(types.v, head_dim),
+            scratch: Vec::with_capacity(n_kv_heads * head_dim),
         })
+    }
+
+    /// The size of the Walsh–Hadamard rotation the keys are stored under
+    /// (q must be rotated alike before it meets them), if any.
+    pub fn key_rotation(&self) -> Option<usize> {
+        self.k_rot
+    }
+
+    /// The rotation the values are stored under (a weighted sum of them is
+    /// rotated back by the same), if any.
+    pub fn value_rotation(&self) -> Option<usize> {
+        self.v_rot
     }
 
     /// The element types of keys and values.
@@ -423,8 +445,20 @@ impl KvCache {
         super::acts::check_len("kv cache key row", k_row.len(), self.row_len())?;
         super::acts::check_len("kv cache value row", v_row.len(), self.row_len())?;
         let (o, path) = (self.offset(layer, page, slot), SimdPath::detect());
-        self.k.write(path, o, k_row);
-        self.v.write(path, o, v_row);
+        for (plane, rot, row) in [
+            (&mut self.k, self.k_rot, k_row),
+            (&mut self.v, self.v_rot, v_row),
+        ] {
+            match rot {
+                Some(n) => {
+                    self.scratch.clear();
+                    self.scratch.extend_from_slice(row);
+                    super::hadamard::rotate(&mut self.scratch, n);
+                    plane.write(path, o, &self.scratch);
+                }
+                None => plane.write(path, o, row),
+            }
+        }
         Ok(())
     }
 
@@ -501,19 +535,26 @@ impl KvCache {
         })
     }
 
-    /// One token's keys, all kv heads, as f32.
+    /// One token's keys, all kv heads, as f32 (rotated back where stored
+    /// rotated).
     pub fn k_row(&self, layer: usize, page: usize, slot: usize) -> Vec<f32> {
         let mut out = vec![0.0; self.row_len()];
         self.k_run(layer, page, slot, 1)
             .to_f32(SimdPath::detect(), 0, &mut out);
+        if let Some(n) = self.k_rot {
+            super::hadamard::rotate(&mut out, n);
+        }
         out
     }
 
-    /// One token's values, all kv heads, as f32.
+    /// One token's values, all kv heads, as f32 (rotated back likewise).
     pub fn v_row(&self, layer: usize, page: usize, slot: usize) -> Vec<f32> {
         let mut out = vec![0.0; self.row_len()];
         self.v_run(layer, page, slot, 1)
             .to_f32(SimdPath::detect(), 0, &mut out);
+        if let Some(n) = self.v_rot {
+            super::hadamard::rotate(&mut out, n);
+        }
         out
     }
 
