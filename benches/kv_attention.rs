@@ -78,6 +78,7 @@ fn main() {
             head_dim: HD,
             scale: 0.125,
             sliding_window: None,
+            softcap: None,
         };
         let places = TokenPlaces {
             positions: &positions,

@@ -33,9 +33,10 @@
 // Defines: K (a multiple of 64), TM (32, 64 or 128), TN (64, 128 or 192), SUB
 // (16 when a segment has scales per 16 elements, else 32), HAS_MIN,
 // REPACKED, PIPE_BYTES (the launch's dynamic shared memory on NVIDIA),
-// SEGi_*, EPS_BITS with PROLOGUE_RMS, the epilogue's. Grids:
-// quantize_rows (T), matmul (ceil(N_ITEMS / (TN/2)), ceil(T / TM)), both
-// 256 threads.
+// SEGi_*, EPS_BITS with PROLOGUE_RMS, the epilogue's; NARROW with NTOK (16
+// or 32) and NIB (16 or 32) for the narrow product below. Grids:
+// quantize_rows (T), matmul (ceil(N_ITEMS / (TN/2)), ceil(T / TM); the
+// narrow one ceil(N_ITEMS / NIB), ceil(T / NTOK)), all 256 threads.
 
 #define UNITS (K / 32)
 // The k step: 128 on NVIDIA where the tiles still fit static shared memory
@@ -219,6 +220,226 @@ RFC_KERNEL __launch_bounds__(256) void repack_weights(const u8* __restrict__ w0,
                     d + (u64)r * (K / SUB) + unit * (32 / SUB), m + (u64)r * UNITS + unit);
 }
 #endif
+
+// ---- the narrow product (NARROW) -------------------------------------------------
+// Steps of a few tokens from many sequences (2-32 decodes) are bound by
+// reading the weights once, not by the products. Here a block computes
+// NTOK tokens x NIB items (their A rows, then their B partners: NROWS
+// weight rows) from the int8 copy of the weights (REPACKED's layout, kept
+// at load): its 8 warps take the k chunks in turn (warp w: chunks w, w +
+// 8, ...), each loading its matrix-unit fragments straight from global
+// memory (no staging of the weights, no block barrier in the k loop), and
+// sum their partial tiles at the end, before the epilogue. Per chunk a warp
+// stages only the chunk's scales (weights' and activations') in its own
+// shared memory. The activations are quantize_rows' two int8 terms; their
+// chunk scale d_c is read from the chunk's second unit (the first holds
+// d_{c-1} / d_c, for the tiles' running rescale), and each chunk's
+// partial sums, in units of d_c, are scaled to real units when the chunk
+// ends, so any warp may take any chunk.
+#ifndef NARROW
+#define NARROW 0
+#endif
+#if NARROW
+#define NMT (NTOK / 16)     // token tiles of 16
+#define NROWS (2 * NIB)     // weight rows of a block
+#define NNT (NROWS / 16)    // weight-row tiles of 16
+#define NCS (KC / SUB)      // weight scale groups per chunk
+#define NW 8                // warps per block
+#define NWARP_FLOATS (NROWS * NCS + (HAS_MIN ? NROWS * CU + NTOK * CU : 0) + NTOK)
+#define NRED_PITCH (NROWS + 1)
+#define NRED_FLOATS (NW * 16 * NRED_PITCH)
+#define NSMEM_FLOATS (NW * NWARP_FLOATS > NRED_FLOATS ? NW * NWARP_FLOATS : NRED_FLOATS)
+static_assert(NSMEM_FLOATS * 4 + NROWS * 4 <= 48 * 1024, "the narrow block fits static shared memory");
+static_assert(CU >= 2, "a chunk's second unit holds its scale");
+
+#if RFC_HIP
+// A wave's lanes run together; this keeps the compiler from moving shared
+// memory accesses across the point.
+#define NARROW_SYNCWARP() __builtin_amdgcn_wave_barrier()
+// Operand rows a lane reads of a 16-row fragment (prelude.h's layout):
+// all KI bytes of row lane % 16.
+#define FRAG_ROWS 1
+RFC_DEV int frag_row(int lane, int j) { return (void)j, lane % 16; }
+template <int KI> RFC_DEVT void frag_load(MmaI8<KI>& f, const i8* const* rows, int k) {
+#pragma unroll
+    for (int h = 0; h < KI / 16; h++) f.v[h] = *(const rfc_i32x4*)(rows[0] + k + 16 * h);
+}
+#define frag_load_a frag_load
+#define frag_load_b frag_load
+#else
+#define NARROW_SYNCWARP() __syncwarp()
+// Rows g and g + 8 (lane 4g + q), 4 bytes at 4q (+16) of each 16 k.
+#define FRAG_ROWS 2
+RFC_DEV int frag_row(int lane, int j) { return lane / 4 + 8 * j; }
+template <int KI> RFC_DEVT void frag_load_a(MmaI8A<KI>& f, const i8* const* rows, int k) {
+    const int q = threadIdx.x % 4;
+#pragma unroll
+    for (int h = 0; h < KI / 16; h++) {
+        f.r[2 * h] = *(const u32*)(rows[0] + k + 16 * h + 4 * q);
+        f.r[2 * h + 1] = *(const u32*)(rows[1] + k + 16 * h + 4 * q);
+    }
+}
+template <int KI> RFC_DEVT void frag_load_b(MmaI8B<KI>& f, const i8* const* rows, int k) {
+    const int q = threadIdx.x % 4;
+#pragma unroll
+    for (int n = 0; n < 2; n++)
+#pragma unroll
+        for (int h = 0; h < KI / 16; h++) f.r[n * (KI / 16) + h] = *(const u32*)(rows[n] + k + 16 * h + 4 * q);
+}
+#endif
+
+// The weight row at block row j: item i0 + j % NIB's A row, or its B
+// partner; past the last item, the last item's (computed, never stored).
+RFC_DEV int narrow_row(int i0, int j) {
+    const int item = min(i0 + j % NIB, N_ITEMS - 1);
+    int ra, rb;
+    pair_rows(item, &ra, &rb);
+    return j < NIB ? ra : rb;
+}
+
+RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
+    __shared__ int rowtab[NROWS];
+    __shared__ __attribute__((aligned(16))) float smem[NSMEM_FLOATS];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int i0 = blockIdx.x * NIB, t0 = blockIdx.y * NTOK;
+    (void)ldx, (void)norm, (void)w1, (void)w2, (void)w3;
+    for (int j = threadIdx.x; j < NROWS; j += 256) rowtab[j] = narrow_row(i0, j);
+    __syncthreads();
+
+    const WqView wv = wq_view(w0);
+    const u8* xq = (const u8*)x;
+    const u64 nq = (u64)T * K;
+    const float* xd_g = (const float*)(xq + 2 * nq);
+    const float* xs_g = xd_g + (u64)T * UNITS;
+    // This lane's fragment rows: tokens (past the last, the last token's:
+    // computed, never stored) and weight rows.
+    const i8* aq[NMT][FRAG_ROWS];
+    const i8* ar[NMT][FRAG_ROWS];
+    const i8* bw[NNT][FRAG_ROWS];
+#pragma unroll
+    for (int mi = 0; mi < NMT; mi++)
+#pragma unroll
+        for (int j = 0; j < FRAG_ROWS; j++) {
+            const int t = min(t0 + mi * 16 + frag_row(lane, j), T - 1);
+            aq[mi][j] = (const i8*)xq + (u64)t * K;
+            ar[mi][j] = (const i8*)xq + nq + (u64)t * K;
+        }
+#pragma unroll
+    for (int ni = 0; ni < NNT; ni++)
+#pragma unroll
+        for (int j = 0; j < FRAG_ROWS; j++) bw[ni][j] = wv.q + (u64)rowtab[ni * 16 + frag_row(lane, j)] * K;
+
+    // This warp's chunk scales: weight scales [NROWS][NCS], mins
+    // [NROWS][CU], activation sums [NTOK][CU], chunk scales [NTOK].
+    float* wd_s = smem + warp * NWARP_FLOATS;
+    float* wm_s = wd_s + NROWS * NCS;
+    float* xs_s = wm_s + (HAS_MIN ? NROWS * CU : 0);
+    float* xd_s = xs_s + (HAS_MIN ? NTOK * CU : 0);
+
+    float acc[NMT][NNT][MMA_ACC];
+#pragma unroll
+    for (int mi = 0; mi < NMT; mi++)
+#pragma unroll
+        for (int ni = 0; ni < NNT; ni++)
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) acc[mi][ni][i] = 0.0f;
+
+    for (int c = warp; c < CHUNKS; c += NW) {
+        NARROW_SYNCWARP();  // the previous chunk's scales are read
+        for (int p = lane; p < NROWS * NCS; p += 32)
+            wd_s[p] = wv.d[(u64)rowtab[p / NCS] * (K / SUB) + c * NCS + p % NCS] * (1.0f / 254.0f);
+#if HAS_MIN
+        for (int p = lane; p < NROWS * CU; p += 32) wm_s[p] = wv.m[(u64)rowtab[p / CU] * UNITS + c * CU + p % CU];
+        for (int p = lane; p < NTOK * CU; p += 32)
+            xs_s[p] = xs_g[(u64)min(t0 + p / CU, T - 1) * UNITS + c * CU + p % CU];
+#endif
+        for (int p = lane; p < NTOK; p += 32) xd_s[p] = xd_g[(u64)min(t0 + p, T - 1) * UNITS + c * CU + 1];
+        NARROW_SYNCWARP();
+
+        float part[NMT][NNT][MMA_ACC];
+#pragma unroll
+        for (int mi = 0; mi < NMT; mi++)
+#pragma unroll
+            for (int ni = 0; ni < NNT; ni++)
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) part[mi][ni][i] = 0.0f;
+#pragma unroll
+        for (int g = 0; g < NCS; g++) {
+            const int k = c * KC + g * SUB;
+            MmaI8B<SUB> b[NNT];
+#pragma unroll
+            for (int ni = 0; ni < NNT; ni++) frag_load_b(b[ni], bw[ni], k);
+#pragma unroll
+            for (int mi = 0; mi < NMT; mi++) {
+                MmaI8A<SUB> fq, fr;
+                frag_load_a(fq, aq[mi], k);
+                frag_load_a(fr, ar[mi], k);
+#pragma unroll
+                for (int ni = 0; ni < NNT; ni++) {
+                    int iq[MMA_ACC], ir[MMA_ACC];
+#pragma unroll
+                    for (int i = 0; i < MMA_ACC; i++) iq[i] = ir[i] = 0;
+                    mma_i8(iq, fq, b[ni]);
+                    mma_i8(ir, fr, b[ni]);
+#pragma unroll
+                    for (int i = 0; i < MMA_ACC; i++) {
+                        int m, n;
+                        mma_acc_pos(lane, i, &m, &n);
+                        part[mi][ni][i] = fmaf((float)(iq[i] * 254 + ir[i]), wd_s[(ni * 16 + n) * NCS + g], part[mi][ni][i]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int mi = 0; mi < NMT; mi++)
+#pragma unroll
+            for (int ni = 0; ni < NNT; ni++)
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) {
+                    int m, n;
+                    mma_acc_pos(lane, i, &m, &n);
+                    float v = part[mi][ni][i];
+#if HAS_MIN
+#pragma unroll
+                    for (int u = 0; u < CU; u++) v -= xs_s[(mi * 16 + m) * CU + u] * wm_s[(ni * 16 + n) * CU + u];
+#endif
+                    acc[mi][ni][i] = fmaf(v, xd_s[mi * 16 + m], acc[mi][ni][i]);
+                }
+    }
+
+    // The warps' partial tiles, summed in warp order (the same sum for any
+    // step), one token tile at a time; then each (token, item) pair's
+    // epilogue.
+    Epi e = MAKE_EPI;
+#pragma unroll
+    for (int mi = 0; mi < NMT; mi++) {
+        __syncthreads();  // the scales (or the last tile's sums) are read
+        float* red = smem + warp * 16 * NRED_PITCH;
+#pragma unroll
+        for (int ni = 0; ni < NNT; ni++)
+#pragma unroll
+            for (int i = 0; i < MMA_ACC; i++) {
+                int m, n;
+                mma_acc_pos(lane, i, &m, &n);
+                red[m * NRED_PITCH + ni * 16 + n] = acc[mi][ni][i];
+            }
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < 16 * NIB; idx += 256) {
+            const int m = idx / NIB, j = idx % NIB;
+            const int t = t0 + mi * 16 + m, item = i0 + j;
+            if (t < T && item < N_ITEMS) {
+                float a = 0.0f, b = 0.0f;
+#pragma unroll
+                for (int w = 0; w < NW; w++) {
+                    a += smem[(w * 16 + m) * NRED_PITCH + j];
+                    b += smem[(w * 16 + m) * NRED_PITCH + NIB + j];
+                }
+                epilogue_pair(e, t, item, a, b);
+            }
+        }
+    }
+}
+#else
 
 // ---- matmul --------------------------------------------------------------------
 
@@ -638,3 +859,4 @@ RFC_KERNEL MATMUL_BOUNDS void matmul(MATMUL_PARAMS) {
     Epi e = MAKE_EPI;
     finish_tiles(acc, (float*)stage_v, t0, i0, T, (const float*)0, e);
 }
+#endif  // NARROW

@@ -36,6 +36,16 @@ with nothing grouped. The fixture records, per prompt, the smallest gap
 between the k-th and (k+1)-th router logits over every token and layer: a
 gap near 0 would let rounding pick another expert.
 
+Gemma 2 follows HF's modeling_gemma2.py: Gemma 3's block without the q/k
+norms and with one RoPE base, layers l with (l + 1) % 2 == 0 global, each
+q·k/sqrt(head_dim) soft-capped to cap·tanh(s/cap) before the mask, the
+final logits soft-capped likewise, the output projection token_embd.
+LongRoPE (Phi-3 files with rope_factors_long/short) follows HF's
+_compute_longrope_parameters: inv_freq divided by one set's factors, cos
+and sin times sqrt(1 + ln(context_length/orig) / ln(orig)); the set is
+chosen as llama.cpp does, by the run's context (the fixture's `context`),
+not HF's by sequence length.
+
     .venv-np/bin/python scripts/numpy-goldens.py --rfc target/release/rfc CASE...
 """
 import argparse
@@ -122,6 +132,29 @@ CASES.update({
     "mixtral_e4k2_yarn8_f32": ("mixtral", "F32", 4, 2, False, False, None, 119, 4, 2),
 })
 
+# Gemma 2: 4 layers (layers 1 and 3 global), window 4, always tied; tiny
+# soft-caps (attention 2, final 5) in the file so that tanh bends.
+CASES.update({
+    "gemma2_gqa_window4_f32": ("gemma2", "F32", 4, 2, True, False, 4, 120),
+    "gemma2_mqa_window4_q8_0": ("gemma2", "Q8_0", 4, 1, True, False, 4, 314),
+    "gemma2_gqa_window4_q4_k": ("gemma2", "Q4_K", 4, 2, True, False, 4, 509),
+})
+LAYERS["gemma2"] = 4
+# LongRoPE (Phi-3): (original context, the context rfc and the reference
+# run with). The file's context is 512, so attn_factor = sqrt(1 + ln 2 /
+# ln 256); a 512 context takes the long factors, 256 the short ones (as
+# llama.cpp: long iff its per-sequence context > the original).
+LONGROPE = {
+    "phi3_gqa_longrope_long_f32": (256, 512),
+    "phi3_gqa_longrope_short_f32": (256, 256),
+    "phi3_gqa_longrope_long_q8_0": (256, 512),
+}
+CASES.update({
+    "phi3_gqa_longrope_long_f32": ("phi3", "F32", 4, 2, False, False, None, 121),
+    "phi3_gqa_longrope_short_f32": ("phi3", "F32", 4, 2, False, False, None, 121),
+    "phi3_gqa_longrope_long_q8_0": ("phi3", "Q8_0", 4, 2, False, False, None, 315),
+})
+
 PROMPTS = [
     [1],
     [1, 72, 101, 108, 108, 111],
@@ -142,6 +175,8 @@ def synth(rfc, case, out, name=None):
     cmd += ["--experts", str(experts[0]), "--experts-used", str(experts[1])] if experts else []
     yarn = YARN.get(name)
     cmd += ["--yarn", f"{yarn[0]:g},{yarn[1]}"] if yarn else []
+    longrope = LONGROPE.get(name)
+    cmd += ["--longrope", str(longrope[0])] if longrope else []
     cmd += ["--tied"] if tied else []
     cmd += ["--window", str(window)] if window else []
     cmd += ["--layers", str(LAYERS[arch])] if arch in LAYERS else []
@@ -154,6 +189,8 @@ def synth(rfc, case, out, name=None):
         settings["experts"], settings["experts_used"] = experts
     if yarn:
         settings["yarn"] = list(yarn)
+    if longrope:
+        settings["longrope"] = longrope[0]
     return settings
 
 
@@ -177,6 +214,15 @@ class Model:
         self.yarn = None
         if kind is not None and kind.contents() == "yarn":
             self.yarn = (float(f("rope.scaling.factor")), int(f("rope.scaling.original_context_length")))
+        self.longrope = None
+        if "rope_factors_long.weight" in [t.name for t in r.tensors]:
+            # HF's _compute_longrope_parameters: attention factor from the
+            # context stretch, computed here, not read from the file.
+            orig, ctx = int(f("rope.scaling.original_context_length")), int(f("context_length"))
+            self.longrope = (orig, np.sqrt(1 + np.log(ctx / orig) / np.log(orig)))
+        self.context = None  # the run's context, set by the case
+        caps = [r.fields.get(f"{arch}.{k}_logit_softcapping") for k in ("attn", "final")]
+        self.caps = tuple(float(c.contents()) if c is not None else None for c in caps)
         self.t = {}
         for t in r.tensors:
             # GGUF dims are ne0 first; numpy rows first.
@@ -206,6 +252,10 @@ class Model:
             extrapolated = 1 - ramp
             inv = inv / factor * (1 - extrapolated) + inv * extrapolated
             mag = 0.1 * np.log(factor) + 1
+        if self.longrope:
+            orig, mag = self.longrope
+            inv = inv / self.w("rope_factors_long.weight" if self.context > orig
+                               else "rope_factors_short.weight")
         return np.outer(pos, inv), mag
 
     def rope(self, x, pos, base=None):
@@ -219,7 +269,7 @@ class Model:
     def forward(self, tokens):
         if self.arch == "llama" and self.experts:
             return self.mixtral(tokens)
-        return {"gemma3": self.gemma3, "phi3": self.phi3}.get(self.arch, self.qwen3)(tokens)
+        return {"gemma3": self.gemma3, "gemma2": self.gemma2, "phi3": self.phi3}.get(self.arch, self.qwen3)(tokens)
 
     def moe(self, h, l):
         """The routed experts of layer l, one token at a time."""
@@ -326,6 +376,41 @@ class Model:
         out = self.t.get("output.weight", self.w("token_embd.weight"))
         return x @ out.T
 
+    def gemma2(self, tokens):
+        """HF's modeling_gemma2.py: Gemma 3's block without q/k norms, one
+        RoPE base, layers l with (l + 1) % 2 == 0 global, scores
+        q·k/sqrt(query_pre_attn_scalar = head_dim) soft-capped before the
+        mask, final logits soft-capped, output = token_embd."""
+        n, hd, H, KV = len(tokens), self.head_dim, self.heads, self.kv_heads
+        cap_a, cap_f = self.caps
+        pos = np.arange(n, dtype=np.float64)
+        x = self.w("token_embd.weight")[tokens] * np.sqrt(self.d)
+        i, j = np.arange(n)[:, None], np.arange(n)[None, :]
+        for l in range(self.layers):
+            p = lambda s: self.w(f"blk.{l}.{s}")
+            local = (l + 1) % 2 != 0
+            hidden = (j > i) | ((i - j >= self.window) if local else False)
+            mask = np.where(hidden, -np.inf, 0.0)
+            h = self.norm(x, p("attn_norm.weight"))
+            q = self.rope((h @ p("attn_q.weight").T).reshape(n, H, hd), pos)
+            k = self.rope((h @ p("attn_k.weight").T).reshape(n, KV, hd), pos)
+            v = (h @ p("attn_v.weight").T).reshape(n, KV, hd)
+            out = np.empty((n, H, hd))
+            for head in range(H):
+                kh = head // (H // KV)
+                s = q[:, head] @ k[:, kh].T / np.sqrt(hd)
+                s = cap_a * np.tanh(s / cap_a) + mask
+                s = np.exp(s - s.max(-1, keepdims=True))
+                out[:, head] = (s / s.sum(-1, keepdims=True)) @ v[:, kh]
+            x = x + self.norm(out.reshape(n, H * hd) @ p("attn_output.weight").T, p("post_attention_norm.weight"))
+            h = self.norm(x, p("ffn_norm.weight"))
+            g, u = h @ p("ffn_gate.weight").T, h @ p("ffn_up.weight").T
+            gelu = 0.5 * g * (1 + np.tanh(np.sqrt(2 / np.pi) * (g + 0.044715 * g ** 3)))
+            x = x + self.norm((gelu * u) @ p("ffn_down.weight").T, p("post_ffw_norm.weight"))
+        x = self.norm(x, self.w("output_norm.weight"))
+        logits = x @ self.w("token_embd.weight").T
+        return cap_f * np.tanh(logits / cap_f)
+
     def qwen3(self, tokens):
         n, hd, H, KV = len(tokens), self.head_dim, self.heads, self.kv_heads
         pos = np.arange(n, dtype=np.float64)
@@ -377,9 +462,10 @@ def main():
             settings = synth(a.rfc, case, path, name)
             data = path.read_bytes()
             model = Model(path)
+            model.context = LONGROPE.get(name, (0, 64))[1]
             results = [(p, model.forward(p)) for p in PROMPTS]
         tol = FLOAT_TOL if settings["type"] in ("F32", "F16") else QUANTIZED_TOL
-        family = {"qwen3moe": "Qwen3-MoE", "mixtral": "Mixtral", "gemma3": "Gemma 3",
+        family = {"qwen3moe": "Qwen3-MoE", "mixtral": "Mixtral", "gemma3": "Gemma 3", "gemma2": "Gemma 2",
                   "phi3": "Phi-3"}.get(settings["arch"], "Qwen3")
         ref = {"emulated": None, "numpy": np.__version__, "gguf": importlib.metadata.version("gguf"),
                "dtype": "float64", "attention": "eager",
@@ -387,7 +473,10 @@ def main():
                          "weights dequantized by the gguf package"}
         if model.experts:
             ref["min_router_gap"] = float(model.min_gap) if np.isfinite(model.min_gap) else None
+        if name in LONGROPE:
+            ref["factors"] = "long" if model.context > LONGROPE[name][0] else "short"
         head = {"name": name, "reference": ref, "synth": settings,
+                **({"context": LONGROPE[name][1]} if name in LONGROPE else {}),
                 "gguf_sha256": hashlib.sha256(data).hexdigest(), "gguf_bytes": len(data), "tolerance": tol}
         text = json.dumps(head, indent=1)[:-2] + ',\n "prompts": [\n'
         text += ",\n".join('  {"tokens": ' + json.dumps(t) + ', "logits": [\n   '

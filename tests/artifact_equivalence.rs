@@ -442,3 +442,21 @@ fn rfc_perplexity_of_an_artifact_compiled_for_its_chunks_equals_the_gguf() {
     assert!(want.starts_with("PPL = "), "{want}");
     assert_eq!(ppl(&art), want);
 }
+
+#[test]
+fn a_longrope_artifact_keeps_its_factor_set_and_matches_the_gguf() {
+    // The artifact stores only the set its graph reads (here the short
+    // one: the default 4096 context is capped by the file's 512, the
+    // original context 512).
+    let spec = TinySpec {
+        arch: TinyArch::Phi3,
+        longrope: Some(512),
+        ..TinySpec::default()
+    };
+    assert_same_run(&spec, 4);
+    let spec = TinySpec {
+        longrope: Some(256),
+        ..spec
+    };
+    assert_same_run(&spec, 4);
+}

@@ -681,6 +681,7 @@ fn attention_matches_naive_softmax_on(
                 head_dim: HD,
                 scale,
                 sliding_window: window,
+                softcap: None,
             };
             let places = TokenPlaces {
                 positions: pos,

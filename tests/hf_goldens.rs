@@ -27,6 +27,9 @@ struct Fixture {
     synth: Settings,
     gguf_sha256: String,
     tolerance: f64,
+    /// The context to load with (LongRoPE picks its factors by it).
+    #[serde(default)]
+    context: Option<usize>,
     prompts: Vec<Prompt>,
 }
 
@@ -59,6 +62,9 @@ struct Settings {
     /// YaRN fixtures: (factor, original context length).
     #[serde(default)]
     yarn: Option<(f32, u32)>,
+    /// LongRoPE fixtures: the original context length.
+    #[serde(default)]
+    longrope: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +112,7 @@ fn spec(s: &Settings) -> TinySpec {
         window: s.window,
         rope_freqs: false,
         yarn: s.yarn,
+        longrope: s.longrope,
         n_experts: s.experts.unwrap_or(TinySpec::default().n_experts),
         experts_used: s.experts_used.unwrap_or(TinySpec::default().experts_used),
     }
@@ -154,7 +161,7 @@ fn errors(f: &Fixture) -> Vec<(usize, usize, f64)> {
     let opts = LoadOptions {
         max_tokens: 32,
         max_rows: 32,
-        context: 64,
+        context: f.context.unwrap_or(64),
         // HF computes in float64: compare with an exact (f32) cache. The f16
         // cache follows llama.cpp and is checked against it on the real model.
         kv_types: KvTypes::both(KvType::F32),
@@ -307,7 +314,49 @@ mod exact {
         qwen3_gqa_yarn4_f32,
         qwen3_gqa_yarn4_q8_0,
         mixtral_e4k2_yarn8_f32,
+        // Gemma 2 (numpy reference after HF's Gemma 2): soft-capped
+        // attention and logits (caps 2 and 5), layers 1 and 3 global.
+        gemma2_gqa_window4_f32,
+        gemma2_mqa_window4_q8_0,
+        gemma2_gqa_window4_q4_k,
+        // LongRoPE (numpy reference after HF's longrope parameters): a 512
+        // context takes the long factors, 256 the short ones (orig 256).
+        phi3_gqa_longrope_long_f32,
+        phi3_gqa_longrope_short_f32,
+        phi3_gqa_longrope_long_q8_0,
     );
+}
+
+/// Against llama.cpp itself (tests/fixtures/hf/llamacpp, made by
+/// scripts/make-llamacpp-goldens.sh: llama-cpp-python 0.3.36 built from
+/// source, f32 KV cache, no flash attention), where llama.cpp defines the
+/// rule: LongRoPE's factor set by context size. Gemma 2 beside them: its
+/// soft-caps and window as llama.cpp applies them.
+mod llamacpp {
+    use super::check;
+    goldens!("llamacpp":
+        phi3_gqa_longrope_long_f32,
+        phi3_gqa_longrope_short_f32,
+        phi3_gqa_longrope_long_q8_0,
+        gemma2_gqa_window4_f32,
+        gemma2_mqa_window4_q8_0,
+    );
+}
+
+#[test]
+fn every_llamacpp_fixture_has_a_test() {
+    let mut files: Vec<String> = std::fs::read_dir(fixture_dir("llamacpp"))
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "json")
+                .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    files.sort();
+    let mut names: Vec<String> = llamacpp::NAMES.iter().map(|s| s.to_string()).collect();
+    names.sort();
+    assert_eq!(files, names, "tests/fixtures/hf/llamacpp");
 }
 
 #[test]

@@ -186,3 +186,27 @@ fn parse_errors_give_line_and_column() {
         assert!(e.message.contains(words), "{text:?}: {e}");
     }
 }
+
+#[test]
+fn gemma2_and_longrope_phi3_graphs_round_trip_after_every_pass() {
+    // softcap, attention's softcap= and rope's scaling=longrope(...).
+    for spec in [
+        rocmforge::synth::TinySpec {
+            arch: rocmforge::synth::TinyArch::Gemma2,
+            window: Some(4),
+            ..Default::default()
+        },
+        rocmforge::synth::TinySpec {
+            arch: rocmforge::synth::TinyArch::Phi3,
+            longrope: Some(256),
+            ..Default::default()
+        },
+    ] {
+        let file = GgufFile::from_bytes(spec.to_bytes(3).unwrap()).unwrap();
+        let (_, g) = build_graph(&file).unwrap();
+        for pass in rocmforge::passes::pass_names() {
+            let after = rocmforge::passes::run_until(g.clone(), pass).unwrap();
+            assert_round_trip(&after, &format!("{} after {pass}", spec.arch));
+        }
+    }
+}

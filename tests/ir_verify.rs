@@ -48,6 +48,7 @@ fn attention_spec() -> AttentionSpec {
         head_dim: HD,
         scale: 0.5,
         window: None,
+        softcap: None,
     }
 }
 

@@ -349,6 +349,7 @@ fn attention_over_quantized_pages_matches_the_dequantized_cache() {
                     head_dim: HD,
                     scale,
                     sliding_window: None,
+                    softcap: None,
                 };
                 let places = TokenPlaces {
                     positions: &pos,
@@ -384,6 +385,7 @@ fn every_path_scores_quantized_keys_alike() {
                 head_dim: HD,
                 scale: 0.125,
                 sliding_window: None,
+                softcap: None,
             };
             let places = TokenPlaces {
                 positions: &pos,

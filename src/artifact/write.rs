@@ -170,7 +170,7 @@ pub fn compile_artifact(
 fn build_parts(source: &GgufFile, opts: &CompileOptions, progress: &dyn Progress) -> Result<Parts> {
     opts.validate()?;
     let t = Instant::now();
-    let (config, graph) = frontend::build_graph(source)?;
+    let (config, graph) = frontend::build_graph_for(source, opts.max_context)?;
     let compiled = passes::compile(graph, opts.env(config.context_length))?;
     tracing::info!(ms = t.elapsed().as_millis() as u64, "graph compiled");
     let page_size = opts.page_size as u32;

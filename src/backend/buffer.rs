@@ -20,6 +20,10 @@ pub struct DevicePtr(pub u64);
 impl DevicePtr {
     pub const NULL: DevicePtr = DevicePtr(0);
 
+    pub fn is_null(self) -> bool {
+        self == DevicePtr::NULL
+    }
+
     /// The address `bytes` further on.
     pub fn offset(self, bytes: usize) -> DevicePtr {
         DevicePtr(self.0 + bytes as u64)

@@ -9,13 +9,15 @@ use std::time::Duration;
 use clap::Args;
 
 use super::CmdResult;
+use rocmforge::artifact::progress::Bars;
 use rocmforge::exec::any_backend::AnyBackend;
 use rocmforge::gguf::GgufFile;
 use rocmforge::grammar::{GrammarCompiler, GrammarSource};
 use rocmforge::load::LoadOptions;
 use rocmforge::sampler::{ranges, SamplerConfig};
 use rocmforge::sched::{
-    generate, FinishReason, GenRequest, GenerateStats, Metrics, Scheduler, SchedulerConfig,
+    generate_with_progress, FinishReason, GenRequest, GenerateStats, Metrics, Scheduler,
+    SchedulerConfig,
 };
 use rocmforge::tokenizer::chat::{ChatMessage, ChatTemplate};
 use rocmforge::tokenizer::Tokenizer;
@@ -321,16 +323,22 @@ impl Runner {
         }
         let mut out = std::io::stdout().lock();
         let mut write_err = None;
-        let stats = generate(&mut self.sched, req, |text| {
-            reply.push_str(text);
-            match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-                Ok(()) => true,
-                Err(e) => {
-                    write_err = Some(e);
-                    false
+        let bars = Bars::new();
+        let stats = generate_with_progress(
+            &mut self.sched,
+            req,
+            |text| {
+                reply.push_str(text);
+                match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        write_err = Some(e);
+                        false
+                    }
                 }
-            }
-        })?;
+            },
+            &bars,
+        )?;
         match write_err {
             // The reader went away (`rfc run | head`): nothing to report.
             Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),

@@ -234,8 +234,20 @@ fn loader(
             template,
             device: model.session.backend().describe(),
         };
+        let mut backend = model.session.into_backend();
+        if let Some(g) = backend.gpu_model() {
+            // Captured now, not as each batch size first comes: the
+            // memory a server holds stops growing once it is ready.
+            let t0 = std::time::Instant::now();
+            let n = g.capture_decode_steps(parallel as u32)?;
+            tracing::info!(
+                graphs = n,
+                ms = t0.elapsed().as_millis() as u64,
+                "captured the decode steps"
+            );
+        }
         Ok(Loaded {
-            backend: model.session.into_backend(),
+            backend,
             tokenizer: Arc::new(model.tokenizer),
             info,
         })

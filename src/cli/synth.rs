@@ -81,6 +81,10 @@ pub struct TinyArgs {
     /// YaRN RoPE scaling: FACTOR,ORIGINAL_CONTEXT (rope.scaling.type = yarn).
     #[arg(long, value_name = "FACTOR,CTX", value_parser = parse_yarn)]
     pub yarn: Option<(f32, u32)>,
+    /// LongRoPE factor sets (phi3): the original context length (the
+    /// file's is 512; rope.scaling.attn_factor follows from the two).
+    #[arg(long, value_name = "ORIGINAL_CONTEXT")]
+    pub longrope: Option<u32>,
     /// Experts per layer (qwen3moe, mixtral; default 4).
     #[arg(long, value_name = "N")]
     pub experts: Option<usize>,
@@ -105,6 +109,7 @@ impl TinyArgs {
             || self.window.is_some()
             || self.rope_freqs
             || self.yarn.is_some()
+            || self.longrope.is_some()
             || self.experts.is_some()
             || self.experts_used.is_some()
     }
@@ -126,6 +131,7 @@ impl TinyArgs {
             window: self.window,
             rope_freqs: self.rope_freqs,
             yarn: self.yarn,
+            longrope: self.longrope,
             n_experts: self.experts.unwrap_or(base.n_experts),
             experts_used: self.experts_used.unwrap_or(base.experts_used),
             ..base
@@ -195,10 +201,13 @@ pub fn run(args: SynthArgs) -> CmdResult {
             "output_type": spec.output_ty.map(|t| t.name()),
             "layers": spec.n_layers, "hidden": spec.d_model, "ffn": spec.ffn,
             "heads": spec.n_heads, "kv_heads": spec.n_kv_heads, "vocab": spec.n_vocab,
-            "tied": spec.tied, "qkv_bias": spec.bias, "window": spec.window, "seed": args.seed,
+            "tied": decoder.tied, "qkv_bias": spec.bias, "window": spec.window, "seed": args.seed,
             "yarn": spec.yarn,
             "total_weight_bytes": written.total_weight_bytes, "n_tensors": written.n_tensors,
         });
+        if let Some(orig) = spec.longrope {
+            summary["longrope"] = orig.into();
+        }
         if let Some(x) = decoder.experts {
             summary["experts"] = x.count.into();
             summary["experts_used"] = x.used.into();

@@ -101,6 +101,16 @@ pub enum MatMulVariant {
     /// [`MatMulSpec::has_tall`]; [`MatMulSpec::variant_for`] weighs the two
     /// at launch.
     TiledTall,
+    /// matmul_q8.hip's narrow product (NARROW) for steps of a few tokens
+    /// from many sequences: `tokens` tokens (16 or 32) x [`NARROW_ITEMS`]
+    /// pairs of weight rows per block, read on the matrix units straight
+    /// from the int8 copy kept at load (no shared-memory staging, no
+    /// barriers in the k loop), its 8 warps splitting k. A step of 2-32
+    /// decodes is bound by reading the weights once; the tiles' blocks of
+    /// 128 rows leave most SMs idle on 4,096-row matrices and wait on two
+    /// barriers a chunk. Compiled where [`MatMulSpec::has_narrow`]; only a
+    /// measurement picks it (exec/gpu_model/tune.rs).
+    Narrow { tokens: u32 },
 }
 
 /// The variant's short name (`matvec/8`, `matvec_q8/4`, `tiled/32`,
@@ -112,6 +122,7 @@ impl std::fmt::Display for MatMulVariant {
             MatMulVariant::VectorQ8 { tokens } => write!(f, "matvec_q8/{tokens}"),
             MatMulVariant::Tiled { tokens } => write!(f, "tiled/{tokens}"),
             MatMulVariant::TiledTall => f.write_str("tiled/tall"),
+            MatMulVariant::Narrow { tokens } => write!(f, "narrow/{tokens}"),
         }
     }
 }
@@ -121,7 +132,9 @@ impl std::str::FromStr for MatMulVariant {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
-            format!("`{s}` is not a matmul variant (matvec/N, matvec_q8/N, tiled/N, tiled/tall)")
+            format!(
+                "`{s}` is not a matmul variant (matvec/N, matvec_q8/N, tiled/N, tiled/tall, narrow/N)"
+            )
         };
         let (kind, n) = s.split_once('/').ok_or_else(bad)?;
         if (kind, n) == ("tiled", "tall") {
@@ -136,6 +149,7 @@ impl std::str::FromStr for MatMulVariant {
             "matvec" => Ok(MatMulVariant::Vector { tokens }),
             "matvec_q8" => Ok(MatMulVariant::VectorQ8 { tokens }),
             "tiled" => Ok(MatMulVariant::Tiled { tokens }),
+            "narrow" => Ok(MatMulVariant::Narrow { tokens }),
             _ => Err(bad()),
         }
     }
@@ -205,7 +219,9 @@ fn uses_q8_matvec(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
 }
 
 fn uses_q8_tiles(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
-    variant.is_tiled() && spec.quantizes_input(variant) && !uses_f16_tiles(spec, variant)
+    (variant.is_tiled() || matches!(variant, MatMulVariant::Narrow { .. }))
+        && spec.quantizes_input(variant)
+        && !uses_f16_tiles(spec, variant)
 }
 
 /// Whether `variant` is matmul_f16k.hip's: the 128-token tiles (square or
@@ -279,6 +295,21 @@ fn q8_matvec_shape(k: u32, items: u32) -> (u32, u32) {
     (ks, ipw)
 }
 
+/// Token tiles of the narrow product ([`MatMulVariant::Narrow`]).
+pub const NARROW_TOKENS: [u32; 2] = [16, 32];
+
+/// Pairs of weight rows per block of the narrow product: 32 where the
+/// matrix has enough of them to give an H100's 132 SMs three blocks each,
+/// else 16 (a block's activations, read from L2 once per block, cost less
+/// the more rows share them).
+fn narrow_items(items: u32) -> u32 {
+    if items >= 32 * 3 * 132 {
+        32
+    } else {
+        16
+    }
+}
+
 /// Tokens per pass of the multi-token int8 matvecs ([`MatMulVariant::VectorQ8`]).
 pub const Q8_PASS_TOKENS: [u32; 2] = [4, 8];
 
@@ -315,12 +346,13 @@ pub struct MatMulArgs {
     /// The prefill tiles' prepared input rows (int8 or f16 terms), of
     /// [`MatMulSpec::xq_bytes`] (unused by the other variants).
     pub xq: DevicePtr,
-    /// The repacked weights (int8, or f16 for the f16 tiles), of
-    /// [`MatMulSpec::wq_bytes`].
+    /// Room for the weights repacked per step (int8, or f16 for the f16
+    /// tiles), of [`MatMulSpec::wq_bytes`]: used where no copy was kept.
     pub wq: DevicePtr,
-    /// `wq` holds these weights repacked already (once, at load): the
-    /// launch skips the per-step repack.
-    pub wq_resident: bool,
+    /// The weights repacked to f16 sc·q once, at load (null: not kept).
+    pub kept_f16: DevicePtr,
+    /// The weights repacked to int8 once, at load (null: not kept).
+    pub kept_i8: DevicePtr,
     /// RoPE frequency factors (f32[head_dim/2]) when the spec has them.
     pub freqs: DevicePtr,
 }
@@ -395,7 +427,9 @@ impl MatMulSpec {
     /// The block tile of a tiled `variant` (None for the matvecs).
     pub fn block_tile(&self, variant: MatMulVariant) -> Option<(u32, u32)> {
         match variant {
-            MatMulVariant::Vector { .. } | MatMulVariant::VectorQ8 { .. } => None,
+            MatMulVariant::Vector { .. }
+            | MatMulVariant::VectorQ8 { .. }
+            | MatMulVariant::Narrow { .. } => None,
             MatMulVariant::Tiled { tokens } => Some(self.tile(tokens)),
             MatMulVariant::TiledTall => Some((64, 192)),
         }
@@ -408,6 +442,15 @@ impl MatMulSpec {
         let quantized = |t: GgmlType| !matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16);
         self.segments.iter().all(|s| quantized(s.ty))
             && self.k as u64 * tokens as u64 * 19 / 8 <= Q8_PASS_SHARED
+    }
+
+    /// Whether the narrow product ([`MatMulVariant::Narrow`]) is compiled:
+    /// every weight reads as int8 with block scales, k is whole 128-element
+    /// chunks, and the matrix is small enough for an int8 copy.
+    pub fn has_narrow(&self) -> bool {
+        self.segments.iter().all(|s| int8_tiles_read(s.ty))
+            && self.k.is_multiple_of(128)
+            && self.rows() as u64 * self.k as u64 <= REPACK_MAX_WEIGHTS
     }
 
     /// Whether the tall tile ([`MatMulVariant::TiledTall`]) is compiled: a
@@ -429,6 +472,9 @@ impl MatMulSpec {
         }
         if self.has_tall() && vendor == Vendor::Cuda {
             v.push(MatMulVariant::TiledTall);
+        }
+        if self.has_narrow() {
+            v.extend(NARROW_TOKENS.map(|tokens| MatMulVariant::Narrow { tokens }));
         }
         v
     }
@@ -491,6 +537,7 @@ impl MatMulSpec {
                 self.segments.iter().all(|s| int8_tiles_read(s.ty))
                     && self.k.is_multiple_of(Q8_TILE_K)
             }
+            MatMulVariant::Narrow { .. } => self.has_narrow(),
         }
     }
 
@@ -515,7 +562,7 @@ impl MatMulSpec {
     pub fn repacks_weights(&self, variant: MatMulVariant) -> bool {
         let large = match variant {
             MatMulVariant::Tiled { tokens } => tokens >= REPACK_MIN_TOKENS,
-            MatMulVariant::TiledTall => true,
+            MatMulVariant::TiledTall | MatMulVariant::Narrow { .. } => true,
             MatMulVariant::Vector { .. } | MatMulVariant::VectorQ8 { .. } => false,
         };
         uses_f16_tiles(self, variant)
@@ -607,7 +654,9 @@ impl MatMulSpec {
             _ if uses_f16_tiles(self, variant) => &["repack_weights", "scale_rows", "matmul"],
             _ if self.repacks_weights(variant) => &["repack_weights", "quantize_rows", "matmul"],
             _ if uses_q8_tiles(self, variant) => &["quantize_rows", "matmul"],
-            MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => &["matmul"],
+            MatMulVariant::Tiled { .. }
+            | MatMulVariant::TiledTall
+            | MatMulVariant::Narrow { .. } => &["matmul"],
         }
     }
 
@@ -656,6 +705,7 @@ impl MatMulSpec {
                 format!("matmul_f16k_tall_k{}", self.k)
             }
             MatMulVariant::TiledTall => format!("matmul_q8_tall_k{}", self.k),
+            MatMulVariant::Narrow { tokens } => format!("matmul_q8_narrow_t{tokens}_k{}", self.k),
         };
         for seg in &self.segments {
             s += &format!("_{}x{}", type_label(seg.ty), seg.rows);
@@ -749,6 +799,12 @@ impl MatMulSpec {
             }
             _ if uses_f16_tiles(self, variant) => Template::MatMulF16K,
             _ if uses_q8_tiles(self, variant) => Template::MatMulQ8,
+            MatMulVariant::Narrow { .. } => {
+                return Err(unsupported(
+                    "matmul",
+                    "the narrow product for this matrix (weights that read as int8, k in 128s)",
+                ))
+            }
             MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => Template::MatMul,
         };
         let mut src = KernelSource::new(template, self.label(variant), self.entries(variant))
@@ -767,6 +823,25 @@ impl MatMulSpec {
                 src.define("NT", tokens)
                     .define("KSPLIT", ks)
                     .define("IPB", MATVEC_WARPS / ks)
+            }
+            MatMulVariant::Narrow { tokens } => {
+                if !NARROW_TOKENS.contains(&tokens) {
+                    return Err(unsupported(
+                        "matmul",
+                        format!("narrow token tile {tokens} (16 or 32)"),
+                    ));
+                }
+                // TM and TN only steer the shared tile macros (TN = 64: the
+                // k step of 128 on NVIDIA, as quantize_rows must match).
+                src.define("NARROW", 1)
+                    .define("NTOK", tokens)
+                    .define("NIB", narrow_items(self.rows() / 2))
+                    .define("TM", 32)
+                    .define("TN", 64)
+                    .define("SUB", self.scale_group())
+                    .define("HAS_MIN", self.has_min() as u32)
+                    .define("REPACKED", 1)
+                    .define("PIPE_BYTES", 0)
             }
             MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => {
                 if let MatMulVariant::Tiled { tokens } = variant {
@@ -861,6 +936,14 @@ impl MatMulSpec {
                     MATVEC_WARPS * warp,
                 )
             }
+            MatMulVariant::Narrow { tokens: nt } => LaunchDims::new(
+                [
+                    items.div_ceil(narrow_items(items)),
+                    tokens.div_ceil(nt).max(1),
+                    1,
+                ],
+                256,
+            ),
             MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => {
                 let (tm, tn) = self.block_tile(variant).unwrap_or((64, 64));
                 LaunchDims::new([items.div_ceil(tn / 2), tokens.div_ceil(tm).max(1), 1], 256)
@@ -916,10 +999,17 @@ impl MatMulSpec {
         }
         let (mut x, mut w0) = (a.x, a.w[0]);
         if let Some(r) = &kernel.repack {
-            if !a.wq_resident {
+            let kept = if uses_f16_tiles(self, variant) {
+                a.kept_f16
+            } else {
+                a.kept_i8
+            };
+            w0 = if kept.is_null() {
                 self.repack(r, stream, &a.w, a.wq)?;
-            }
-            w0 = a.wq;
+                a.wq
+            } else {
+                kept
+            };
         }
         if let Some(q) = &kernel.quantize {
             let args = KernelArgs::new()
@@ -1024,6 +1114,33 @@ mod tests {
     }
 
     #[test]
+    fn the_narrow_product_reads_an_int8_copy_of_whole_128_element_chunks() {
+        let n16 = MatMulVariant::Narrow { tokens: 16 };
+        let qkv = llama3_8b_qkv();
+        assert!(qkv.has_narrow());
+        assert!(qkv.repacks_weights(n16) && !qkv.takes_f16_tiles(n16));
+        assert_eq!(qkv.source(n16).unwrap().template, Template::MatMulQ8);
+        assert_eq!(
+            qkv.wq_bytes(n16),
+            6144 * 4096 + 6144 * (4096 / 16) * 4 + 6144 * 128 * 4
+        );
+        // Blocks of 16 items where 32 would leave SMs without three blocks.
+        assert_eq!(qkv.dims(n16, 9, 32).grid, [3072 / 16, 1, 1]);
+        let gate_up = spec(GgmlType::Q4_K, 2 * 14336, 4096);
+        assert_eq!(gate_up.dims(n16, 20, 32).grid, [14336 / 32, 2, 1]);
+        // Not for k outside 128s, weights with no int8 reading, or token
+        // tiles other than 16 and 32.
+        assert!(!spec(GgmlType::Q4_0, 96, 320).has_narrow());
+        assert!(!spec(GgmlType::Q2_K, 96, 512).has_narrow());
+        assert!(!spec(GgmlType::F16, 96, 512).has_narrow());
+        assert!(qkv.source(MatMulVariant::Narrow { tokens: 8 }).is_err());
+        assert_eq!(
+            "narrow/32".parse(),
+            Ok(MatMulVariant::Narrow { tokens: 32 })
+        );
+    }
+
+    #[test]
     fn a_wide_matrix_takes_the_tall_tile_where_its_blocks_fill_the_waves_better() {
         let tall = MatMulVariant::TiledTall;
         let t128 = MatMulVariant::Tiled { tokens: 128 };
@@ -1032,10 +1149,12 @@ mod tests {
         // 108 SMs the square ones are 1.78 waves, the tall ones 2.37.
         let qkv = llama3_8b_qkv();
         assert!(qkv.has_tall());
-        assert_eq!(qkv.variants(Vendor::Cuda).last(), Some(&tall));
-        // K = 4,096: four tokens' int8 rows fit a block, eight do not.
+        assert!(qkv.variants(Vendor::Cuda).contains(&tall));
+        // K = 4,096: four tokens' int8 rows fit a block, eight do not; the
+        // narrow product on both vendors, the tall tile on NVIDIA only.
         let mut hip = MATMUL_VARIANTS.to_vec();
         hip.push(MatMulVariant::VectorQ8 { tokens: 4 });
+        hip.extend(NARROW_TOKENS.map(|tokens| MatMulVariant::Narrow { tokens }));
         assert_eq!(qkv.variants(Vendor::Hip), hip);
         assert_eq!(qkv.variant_for(512, 132, Vendor::Cuda), tall);
         assert_eq!(qkv.variant_for(512, 108, Vendor::Cuda), t128);

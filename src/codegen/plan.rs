@@ -112,6 +112,13 @@ pub fn node_sources(
                 .map(|v| spec.source(v))
                 .collect::<Result<_, _>>()?
         }
+        Op::Attention(a) if a.softcap.is_some() => {
+            return Err(bad(
+                g,
+                id,
+                "attention logit soft-capping is not supported on the GPU yet",
+            ))
+        }
         Op::Attention(a) => vec![AttentionKernelSpec {
             n_heads: a.n_heads,
             n_kv_heads: a.n_kv_heads,
@@ -137,7 +144,7 @@ pub fn node_sources(
         }
         Op::Input(_) | Op::Weight { .. } | Op::KvCache { .. } | Op::Slice { .. } => vec![],
         // Gemma 3 / Qwen3 ops: CPU only for now (docs/COMPATIBILITY.md).
-        Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } => {
+        Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } | Op::SoftCap { .. } => {
             return Err(bad(g, id, "no GPU kernel for this op yet"))
         }
         // Mixture of experts (Mixtral, Qwen3-MoE): CPU only for now.
@@ -232,6 +239,13 @@ fn rope_epilogue(
                 g,
                 id,
                 "YaRN RoPE scaling is not supported on the GPU yet",
+            ))
+        }
+        RopeScaling::LongRope { .. } => {
+            return Err(bad(
+                g,
+                id,
+                "LongRoPE scaling is not supported on the GPU yet",
             ))
         }
     };

@@ -213,6 +213,7 @@ impl Builder<'_> {
                 }
             }
             Expr::Call { func, args } if func == "scale" => self.scale(at, e, args, outer),
+            Expr::Call { func, args } if func == "softcap" => self.softcap(at, e, args, outer),
             Expr::Call { func, args } if func == "slice" => self.slice(at, e, args, outer),
             Expr::Call { func, args } => {
                 let params = FUNCS
@@ -324,12 +325,21 @@ impl Builder<'_> {
         if name == "kv_cache" {
             return self.kv_cache(at).map(Val::Node);
         }
+        if name == "rope_factors" {
+            // LongRoPE's set for the context being built for, if any; a
+            // file that has LongRoPE must have the set the context needs.
+            return match self.cfg.rope_factors().map(str::to_owned) {
+                Some(alias) => self.tensor(at, &alias, false),
+                None if optional => Ok(Val::Absent),
+                None => Err(self.err(at, "rope_factors: the file has no LongRoPE factors".into())),
+            };
+        }
         if self.spec.tensors.contains_key(name) {
             return self.tensor(at, name, optional);
         }
         Err(self.err(
             at,
-            format!("{name:?} is not a variable, input, kv_cache or tensor alias"),
+            format!("{name:?} is not a variable, input, kv_cache, rope_factors or tensor alias"),
         ))
     }
 

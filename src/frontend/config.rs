@@ -44,15 +44,49 @@ pub struct ModelConfig {
     /// The attention's q·k multiplier (spec `[defaults] attention_scale`,
     /// else `1/sqrt(head_dim)`).
     pub attn_scale: f32,
+    /// Soft-cap of the attention's scaled q·k (Gemma 2), if any.
+    pub attn_softcap: Option<f32>,
+    /// Soft-cap of the final logits (Gemma 2), if any: the wiring's
+    /// `softcap(x, final_softcap)`.
+    pub final_softcap: Option<f32>,
     /// The output projection reuses `token_embd` (no `output.weight`).
     pub tied_output: bool,
     pub context_length: usize,
+    /// The longest sequence the graph is built for (llama.cpp's
+    /// `n_ctx_seq`): the file's `context_length` unless a loader says less.
+    /// It picks LongRoPE's factor set.
+    pub seq_context: usize,
+    /// LongRoPE's factor sets, when the spec names them and the file has
+    /// them.
+    pub longrope: Option<LongRope>,
     /// Aliases of the spec's optional tensors that the file has (e.g.
     /// `attn_q_bias`, `rope_freqs`).
     pub optional_tensors: Vec<String>,
 }
 
+/// LongRoPE's two factor sets (tensor aliases) and the context they split at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LongRope {
+    pub long: String,
+    pub short: String,
+    /// `rope.scaling.original_context_length` (absent: `context_length`).
+    pub orig_ctx: usize,
+}
+
 impl ModelConfig {
+    /// The factor set the wiring's `rope_factors` names: the long one for
+    /// sequences longer than the original context (llama.cpp compares its
+    /// `n_ctx_seq`, a multiple of 256, strictly; ours is a multiple of the
+    /// KV page, so the two agree whenever `orig_ctx` is a multiple of 256).
+    pub fn rope_factors(&self) -> Option<&str> {
+        let lr = self.longrope.as_ref()?;
+        Some(if self.seq_context > lr.orig_ctx {
+            &lr.long
+        } else {
+            &lr.short
+        })
+    }
+
     /// Columns of the query projection (`n_heads * head_dim`).
     pub fn q_dim(&self) -> usize {
         self.n_heads * self.head_dim
@@ -80,6 +114,7 @@ impl ModelConfig {
             head_dim: self.head_dim as u32,
             scale: self.attn_scale,
             window: self.window.filter(|_| self.is_local(layer)),
+            softcap: self.attn_softcap,
         }
     }
 
@@ -161,22 +196,42 @@ impl ModelConfig {
             vocab,
             rms_eps: r.f32(&k.rms_eps)?,
             rope,
-            window: r.opt_count(k.sliding_window.as_deref())?.map(|w| w as u32),
+            window: r
+                .opt_count(k.sliding_window.as_deref())?
+                .map(|w| w as u32)
+                .or(spec.defaults.sliding_window),
             window_pattern: spec.defaults.sliding_window_pattern,
             rope_local_base: spec.defaults.rope_local_base,
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            attn_softcap: r
+                .opt_f32(k.attn_softcap.as_deref())?
+                .or(spec.defaults.attn_softcap),
+            final_softcap: r
+                .opt_f32(k.final_softcap.as_deref())?
+                .or(spec.defaults.final_softcap),
             tied_output: false,
             context_length: r.count(&k.context_length)?,
+            seq_context: 0,
+            longrope: None,
             optional_tensors: Vec::new(),
-            gguf_arch,
+            gguf_arch: gguf_arch.clone(),
         };
+        cfg.seq_context = cfg.context_length;
+        cfg.longrope = read_longrope(&r, file, spec, cfg.context_length)?;
+        if cfg.longrope.is_some() && cfg.rope.scaling == RopeScaling::None {
+            cfg.rope.scaling = longrope_scaling(&r, spec)?;
+        }
         if cfg.window_pattern == Some(0) {
             return Err(FrontendError::spec(
                 &spec.name,
                 "defaults.sliding_window_pattern must be at least 1",
             ));
         }
-        if let Some(expr) = &spec.defaults.attention_scale {
+        let by_layers = spec
+            .defaults
+            .attention_scale_for_layers
+            .get(&n_layer.to_string());
+        if let Some(expr) = by_layers.or(spec.defaults.attention_scale.as_ref()) {
             cfg.attn_scale = super::constants::eval(expr, &cfg).map_err(|e| {
                 FrontendError::spec(&spec.name, format!("defaults.attention_scale: {e}"))
             })?;
@@ -287,6 +342,7 @@ fn read_scaling(r: &Reader, spec: &ArchSpec) -> Result<RopeScaling> {
     };
     Ok(match ty {
         None | Some("none") => RopeScaling::None,
+        Some("longrope") => longrope_scaling(r, spec)?,
         Some("linear") => RopeScaling::Linear { factor: factor()? },
         Some("yarn") => RopeScaling::Yarn {
             factor: factor()?,
@@ -306,10 +362,47 @@ fn read_scaling(r: &Reader, spec: &ArchSpec) -> Result<RopeScaling> {
             let key = k.rope_scaling_type.as_deref().unwrap_or_default();
             return Err(r.bad(
                 key,
-                format!("rope scaling {other:?} is not supported (none, linear, yarn)"),
+                format!("rope scaling {other:?} is not supported (none, linear, yarn, longrope)"),
             ));
         }
     })
+}
+
+/// The spec's LongRoPE factor sets, if the file has either. (An artifact
+/// keeps only the set its graph reads; a file whose needed set is missing
+/// fails when the graph is built, naming it.)
+fn read_longrope(
+    r: &Reader,
+    file: &GgufFile,
+    spec: &ArchSpec,
+    context_length: usize,
+) -> Result<Option<LongRope>> {
+    let Some(lr) = &spec.rope.longrope else {
+        return Ok(None);
+    };
+    let present = |alias: &str| {
+        spec.tensors
+            .get(alias)
+            .is_some_and(|t| file.has_tensor(&t.gguf_name(None)))
+    };
+    if !present(&lr.long) && !present(&lr.short) {
+        return Ok(None);
+    }
+    let orig = r.opt_count(spec.hparams.rope_scaling_orig_ctx.as_deref())?;
+    Ok(Some(LongRope {
+        long: lr.long.clone(),
+        short: lr.short.clone(),
+        orig_ctx: orig.unwrap_or(context_length),
+    }))
+}
+
+/// LongRoPE's cos/sin multiplier: `rope.scaling.attn_factor` (the
+/// converter writes `sqrt(1 + ln(scale) / ln(orig_ctx))`), absent 1.
+fn longrope_scaling(r: &Reader, spec: &ArchSpec) -> Result<RopeScaling> {
+    let attn_factor = r
+        .opt_f32(spec.hparams.rope_scaling_attn_factor.as_deref())?
+        .unwrap_or(1.0);
+    Ok(RopeScaling::LongRope { attn_factor })
 }
 
 /// Rows of the spec's `token_embd` tensor (GGUF dims are ne0 first).

@@ -25,12 +25,7 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
         "attn_qkv.",
         "one fused QKV weight (phi3-style: split of a single matmul)",
     ),
-    (
-        "rope_factors_",
-        "LongRoPE frequency factors (rope scaling longrope)",
-    ),
     ("norm.bias", "LayerNorm with a bias (op: layer_norm)"),
-    ("softcapping", "logit soft-capping (op: tanh soft-cap)"),
     ("ssm_", "state-space layers (Mamba ops)"),
     ("time_mix", "RWKV time mixing"),
 ];
@@ -154,7 +149,10 @@ fn hparam_keys(h: &HParamKeys) -> Vec<String> {
             &h.rope_scaling_orig_ctx,
             &h.rope_yarn_beta_fast,
             &h.rope_yarn_beta_slow,
+            &h.rope_scaling_attn_factor,
             &h.sliding_window,
+            &h.attn_softcap,
+            &h.final_softcap,
         ]
         .into_iter()
         .flatten()

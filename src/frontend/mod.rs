@@ -31,13 +31,37 @@ pub fn build_graph(file: &GgufFile) -> Result<(ModelConfig, Graph), FrontendErro
     build_graph_with(file, &detected.spec)
 }
 
+/// [`build_graph`] for sequences of at most `context` positions (a
+/// loader's context setting; the file's own `context_length` caps it).
+/// The context matters only to LongRoPE, whose factor set depends on it.
+pub fn build_graph_for(
+    file: &GgufFile,
+    context: usize,
+) -> Result<(ModelConfig, Graph), FrontendError> {
+    let detected = detect(file)?;
+    build_graph_in(file, &detected.spec, Some(context))
+}
+
 /// Builds the graph of `file` with a given spec (`--spec FILE`), checks
 /// every tensor it uses against the hparams, and verifies the result.
 pub fn build_graph_with(
     file: &GgufFile,
     spec: &ArchSpec,
 ) -> Result<(ModelConfig, Graph), FrontendError> {
+    build_graph_in(file, spec, None)
+}
+
+/// [`build_graph_with`] for sequences of at most `context` positions
+/// (`None`: the file's `context_length`, as llama.cpp's default).
+pub fn build_graph_in(
+    file: &GgufFile,
+    spec: &ArchSpec,
+    context: Option<usize>,
+) -> Result<(ModelConfig, Graph), FrontendError> {
     let mut cfg = ModelConfig::from_gguf(file, spec)?;
+    if let Some(c) = context.filter(|&c| c > 0) {
+        cfg.seq_context = c.min(cfg.context_length);
+    }
     let graph = builder::build(file, spec, &mut cfg)?;
     crate::ir::verify::verify(&graph).map_err(|source| FrontendError::Invalid {
         spec: spec.name.clone(),

@@ -18,12 +18,13 @@ use crate::ir::RopeStyle;
 /// Refinements are tried in this order: Mixtral comes before Mistral,
 /// since a Mixtral file's name usually mentions "mistral" too (its
 /// `expert_count` key is what tells them apart).
-const BUILTIN: [(&str, &str); 8] = [
+const BUILTIN: [(&str, &str); 9] = [
     ("llama", include_str!("../../ir_specs/llama.toml")),
     ("qwen2", include_str!("../../ir_specs/qwen2.toml")),
     ("mixtral", include_str!("../../ir_specs/mixtral.toml")),
     ("mistral", include_str!("../../ir_specs/mistral.toml")),
     ("gemma3", include_str!("../../ir_specs/gemma3.toml")),
+    ("gemma2", include_str!("../../ir_specs/gemma2.toml")),
     ("qwen3", include_str!("../../ir_specs/qwen3.toml")),
     ("phi3", include_str!("../../ir_specs/phi3.toml")),
     ("qwen3moe", include_str!("../../ir_specs/qwen3moe.toml")),
@@ -66,6 +67,17 @@ pub struct Defaults {
     /// The attention's q·k multiplier, an expression such as
     /// `1/sqrt(head_dim)` (the default).
     pub attention_scale: Option<String>,
+    /// `attention_scale` for files of a given layer count, where a model
+    /// size differs (llama.cpp: Gemma 2 27B, 46 layers, uses
+    /// `1/sqrt(d_model/n_heads)`).
+    #[serde(default)]
+    pub attention_scale_for_layers: BTreeMap<String, String>,
+    /// The sliding window where the file gives none (Gemma 2: 4096).
+    pub sliding_window: Option<u32>,
+    /// Attention logit soft-cap where the file gives none (Gemma 2: 50).
+    pub attn_softcap: Option<f32>,
+    /// Final logit soft-cap where the file gives none (Gemma 2: 30).
+    pub final_softcap: Option<f32>,
 }
 
 /// When a file is this architecture.
@@ -114,6 +126,8 @@ pub struct HParamKeys {
     pub rope_scaling_orig_ctx: Option<String>,
     pub rope_yarn_beta_fast: Option<String>,
     pub rope_yarn_beta_slow: Option<String>,
+    /// cos/sin multiplier of LongRoPE (`rope.scaling.attn_factor`).
+    pub rope_scaling_attn_factor: Option<String>,
     pub sliding_window: Option<String>,
     /// Experts of each mixture-of-experts layer (absent: a dense model).
     pub n_expert: Option<String>,
@@ -122,6 +136,10 @@ pub struct HParamKeys {
     /// Rows of each expert's gate/up matrix (absent: `ffn`; Mixtral's
     /// files give only `feed_forward_length`).
     pub expert_ffn: Option<String>,
+    /// Gemma 2's soft-caps: of the attention's scaled q·k and of the
+    /// final logits (`cap·tanh(x / cap)`).
+    pub attn_softcap: Option<String>,
+    pub final_softcap: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +148,19 @@ pub struct RopeRule {
     #[serde(with = "rope_style")]
     pub style: RopeStyle,
     pub base_default: f32,
+    /// LongRoPE's two sets of per-pair divisors, by tensor alias. When the
+    /// file has them, the wiring's `rope_factors` names the long set if
+    /// the graph is built for sequences longer than
+    /// `rope.scaling.original_context_length`, else the short one (as
+    /// llama.cpp's `get_rope_factors` picks by context size).
+    pub longrope: Option<LongRopeRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongRopeRule {
+    pub long: String,
+    pub short: String,
 }
 
 /// A tensor the wiring refers to by alias.
@@ -271,8 +302,18 @@ impl ArchSpec {
         Self::from_toml(&path.display().to_string(), &text)
     }
 
-    /// Fallbacks must name tensors of the spec.
+    /// Fallbacks and LongRoPE factor sets must name tensors of the spec.
     fn check_aliases(&self) -> Result<()> {
+        if let Some(lr) = &self.rope.longrope {
+            for a in [&lr.long, &lr.short] {
+                if !self.tensors.contains_key(a) {
+                    return Err(FrontendError::spec(
+                        &self.name,
+                        format!("rope.longrope: {a:?} is not a tensor alias"),
+                    ));
+                }
+            }
+        }
         for (alias, rule) in &self.tensors {
             if let Some(f) = &rule.fallback {
                 if !self.tensors.contains_key(f) {

@@ -66,6 +66,14 @@ pub enum RopeScaling {
         beta_fast: f32,
         beta_slow: f32,
     },
+    /// LongRoPE (Phi-3 128k): per-pair divisors come in as the `Freqs`
+    /// operand (the long or the short set, chosen when the graph is built
+    /// for a context), and cos and sin are scaled by `attn_factor`
+    /// (`rope.scaling.attn_factor`, as llama.cpp's attn_factor), so every
+    /// q·k grows by its square.
+    LongRope {
+        attn_factor: f32,
+    },
 }
 
 /// Rotary position embedding of one tensor of heads.
@@ -89,6 +97,9 @@ pub struct AttentionSpec {
     pub scale: f32,
     /// Attend to at most the last `window` positions (Mistral).
     pub window: Option<u32>,
+    /// Gemma 2: each scaled q·k becomes `cap·tanh(q·k / cap)` before the
+    /// softmax (`attn_logit_softcapping`).
+    pub softcap: Option<f32>,
 }
 
 /// Work done on a matmul's input rows before the product.
@@ -157,6 +168,9 @@ pub enum Op {
     Gelu,
     /// `X` times a constant (Gemma scales its embeddings by √d_model).
     Scale { factor: f32 },
+    /// `cap·tanh(X / cap)`: Gemma 2's soft-capping of the final logits
+    /// into (−cap, cap).
+    SoftCap { cap: f32 },
     /// RMSNorm of each group of `len(Norm)` columns of `X` (one head) times
     /// `Norm`: the per-head Q/K norm of Gemma 3 and Qwen3.
     HeadRmsNorm { eps: f32 },
@@ -205,6 +219,7 @@ impl Op {
             Op::Silu => "silu",
             Op::Gelu => "gelu",
             Op::Scale { .. } => "scale",
+            Op::SoftCap { .. } => "softcap",
             Op::HeadRmsNorm { .. } => "head_rms_norm",
             Op::Rope(_) => "rope",
             Op::Slice { .. } => "slice",

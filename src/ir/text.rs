@@ -156,6 +156,7 @@ fn op_head(op: &Op) -> String {
         Op::RmsNorm { eps } => format!("rms_norm(eps={eps:?})"),
         Op::HeadRmsNorm { eps } => format!("head_rms_norm(eps={eps:?})"),
         Op::Scale { factor } => format!("scale(factor={factor:?})"),
+        Op::SoftCap { cap } => format!("softcap(cap={cap:?})"),
         Op::Rope(spec) => format!("rope({})", rope_attrs(spec)),
         Op::Slice { start, len } => format!("slice(start={start},len={len})"),
         Op::Router { top_k } => format!("router(top_k={top_k})"),
@@ -203,6 +204,9 @@ fn rope_attrs(s: &RopeSpec) -> String {
                 ",scaling=yarn(factor={factor:?},orig_ctx={orig_ctx},beta_fast={beta_fast:?},beta_slow={beta_slow:?})"
             );
         }
+        RopeScaling::LongRope { attn_factor } => {
+            let _ = write!(a, ",scaling=longrope(attn_factor={attn_factor:?})");
+        }
     }
     a
 }
@@ -214,6 +218,9 @@ fn attention_attrs(s: &AttentionSpec) -> String {
     );
     if let Some(w) = s.window {
         let _ = write!(a, ",window={w}");
+    }
+    if let Some(c) = s.softcap {
+        let _ = write!(a, ",softcap={c:?}");
     }
     a
 }

@@ -149,7 +149,9 @@ pub(crate) fn signature(op: &Op) -> Vec<(Role, Arity)> {
         Op::RmsNorm { .. } | Op::HeadRmsNorm { .. } => vec![(Role::X, One), (Role::Norm, One)],
         Op::MatMul(m) => matmul_signature(m),
         Op::Add | Op::Mul => vec![(Role::A, One), (Role::B, One)],
-        Op::Silu | Op::Gelu | Op::Scale { .. } | Op::Slice { .. } => vec![(Role::X, One)],
+        Op::Silu | Op::Gelu | Op::Scale { .. } | Op::SoftCap { .. } | Op::Slice { .. } => {
+            vec![(Role::X, One)]
+        }
         Op::Rope(_) => vec![(Role::X, One), (Role::Pos, One), (Role::Freqs, Optional)],
         Op::KvStore { .. } => vec![
             (Role::K, One),
@@ -278,7 +280,9 @@ fn check_types(g: &Graph, id: NodeId) -> Result<(), Problem> {
             c.expect_operand(Role::B, 0, &a)?;
             c.result(a)
         }
-        Op::Silu | Op::Gelu | Op::Scale { .. } => c.result(c.activation(Role::X)?),
+        Op::Silu | Op::Gelu | Op::Scale { .. } | Op::SoftCap { .. } => {
+            c.result(c.activation(Role::X)?)
+        }
         Op::HeadRmsNorm { .. } => {
             let x = c.matrix(Role::X)?;
             c.head_norm_fits(&x)?;

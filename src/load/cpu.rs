@@ -24,7 +24,7 @@ pub fn load_cpu(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, LoadErro
         return super::cpu_artifact::load_cpu_artifact(file, opts, false, &crate::artifact::Silent);
     }
     let tokenizer = Tokenizer::from_gguf(&file)?;
-    let (config, graph) = frontend::build_graph(&file)?;
+    let (config, graph) = frontend::build_graph_for(&file, opts.context)?;
     let env = plan_env(opts, config.context_length);
     let compiled = passes::compile(graph, env)?;
     let pool = kv_pool_pages(opts.kv_pages, &compiled.plan.env);

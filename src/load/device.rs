@@ -208,7 +208,7 @@ pub fn load_gpu(
     }
     require_f16_cache(opts)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
-    let (config, graph) = frontend::build_graph(&file)?;
+    let (config, graph) = frontend::build_graph_for(&file, opts.context)?;
     let compiled = passes::compile(graph, plan_env(opts, config.context_length))?;
     let cache = KernelCache::with_default_dir();
     let model = GpuModel::new(

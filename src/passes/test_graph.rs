@@ -219,6 +219,7 @@ fn layer(g: &mut Graph, m: &Tiny, l: u32, x: NodeId, [pos, seq, pages]: [NodeId;
         head_dim: m.head_dim as u32,
         scale: 1.0 / (m.head_dim as f32).sqrt(),
         window: None,
+        softcap: None,
     };
     let a = add(
         g,

@@ -26,4 +26,4 @@ pub use engine::{Engine, EngineStatus, Loaded, Ready, RequestId};
 pub use metrics::Metrics;
 pub use request::{Event, EventSink, FinishReason, GenRequest, Logprobs, TokenLogprob, Usage};
 pub use scheduler::{check_request, Scheduler, SchedulerConfig, StepReport, SubmitError};
-pub use single::{generate, GenerateError, GenerateStats};
+pub use single::{generate, generate_with_progress, GenerateError, GenerateStats};

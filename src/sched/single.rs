@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::request::{Event, FinishReason, GenRequest};
 use super::scheduler::{Scheduler, SubmitError};
+use crate::artifact::progress::{Progress, Silent, Unit};
 use crate::exec::session::StepBackend;
 use crate::exec::ExecError;
 
@@ -52,7 +53,19 @@ pub enum GenerateError {
 pub fn generate<B: StepBackend>(
     sched: &mut Scheduler<B>,
     req: GenRequest,
+    on_text: impl FnMut(&str) -> bool,
+) -> Result<GenerateStats, GenerateError> {
+    generate_with_progress(sched, req, on_text, &Silent)
+}
+
+/// [`generate`], reporting the prompt's prefill to `progress` (a stage of
+/// prompt tokens) where it takes more than one step: a long prompt on the
+/// CPU runs for minutes before the first token.
+pub fn generate_with_progress<B: StepBackend>(
+    sched: &mut Scheduler<B>,
+    req: GenRequest,
     mut on_text: impl FnMut(&str) -> bool,
+    progress: &dyn Progress,
 ) -> Result<GenerateStats, GenerateError> {
     let (tx, rx) = mpsc::channel::<Event>();
     let mut stats = GenerateStats {
@@ -63,11 +76,23 @@ pub fn generate<B: StepBackend>(
     let mut first: Option<Instant> = None;
     let mut last = t0;
     const ID: u64 = u64::MAX;
+    let prompt = req.prompt.len();
     sched.submit(ID, req, Box::new(tx))?;
+    let mut prefilling = prompt > sched.limits().max_tokens;
+    if prefilling {
+        progress.begin("prompt", prompt as u64, Unit::Items);
+    }
     let mut wanted = true;
     while sched.has_work() {
-        sched.step()?;
+        let report = sched.step()?;
+        if prefilling {
+            progress.advance(report.tokens as u64);
+        }
         for e in rx.try_iter() {
+            if prefilling {
+                progress.end();
+                prefilling = false;
+            }
             match e {
                 Event::Token { text, .. } => {
                     last = Instant::now();
@@ -102,8 +127,108 @@ pub fn generate<B: StepBackend>(
             sched.cancel(ID);
         }
     }
+    if prefilling {
+        progress.end();
+    }
     let first = first.unwrap_or(last);
     stats.prompt_time = first - t0;
     stats.generate_time = last - first;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::load::{load_cpu, LoadOptions};
+    use crate::sched::{Metrics, SchedulerConfig};
+    use crate::synth::{TinyArch, TinySpec};
+
+    /// Every call, in order.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<String>>);
+
+    impl Progress for Recorded {
+        fn begin(&self, what: &str, total: u64, _: Unit) {
+            self.0.lock().unwrap().push(format!("begin {what} {total}"));
+        }
+        fn advance(&self, n: u64) {
+            self.0.lock().unwrap().push(format!("advance {n}"));
+        }
+        fn end(&self) {
+            self.0.lock().unwrap().push("end".into());
+        }
+    }
+
+    fn scheduler(dir: &tempfile::TempDir) -> Scheduler<crate::exec::cpu_model::CpuModel> {
+        let path = dir.path().join("tiny.gguf");
+        let spec = TinySpec::for_type(TinyArch::Qwen2, crate::quant::GgmlType::F32);
+        std::fs::write(&path, spec.to_bytes(1).unwrap()).unwrap();
+        let opts = LoadOptions {
+            max_tokens: 16,
+            context: 256,
+            ..Default::default()
+        };
+        let m = load_cpu(&path, &opts).unwrap();
+        Scheduler::new(
+            m.session.into_backend(),
+            Arc::new(m.tokenizer),
+            SchedulerConfig::default(),
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    #[test]
+    fn a_prompt_of_several_steps_reports_its_prefill_once_then_ends_before_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sched = scheduler(&dir);
+        let rec = Recorded::default();
+        let prompt: Vec<u32> = (0..40).map(|i| 3 + i % 50).collect();
+        let mut texts = 0;
+        let stats = generate_with_progress(
+            &mut sched,
+            GenRequest::new(prompt, 3),
+            |_| {
+                // The bar is gone before the first text is written.
+                assert_eq!(
+                    rec.0.lock().unwrap().last().map(String::as_str),
+                    Some("end")
+                );
+                texts += 1;
+                true
+            },
+            &rec,
+        )
+        .unwrap();
+        assert_eq!(stats.prompt_tokens, 40);
+        let calls = rec.0.into_inner().unwrap();
+        // 40 tokens in steps of at most 16: 16, 16, 8; then the end.
+        assert_eq!(
+            calls,
+            [
+                "begin prompt 40",
+                "advance 16",
+                "advance 16",
+                "advance 8",
+                "end"
+            ]
+        );
+        assert!(texts > 0, "some text was generated");
+    }
+
+    #[test]
+    fn a_prompt_of_one_step_shows_no_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sched = scheduler(&dir);
+        let rec = Recorded::default();
+        generate_with_progress(
+            &mut sched,
+            GenRequest::new(vec![3, 4, 5], 2),
+            |_| true,
+            &rec,
+        )
+        .unwrap();
+        assert!(rec.0.into_inner().unwrap().is_empty());
+    }
 }

@@ -96,6 +96,14 @@ pub struct DecoderSpec {
     /// YaRN RoPE scaling: (factor, original context length), written as
     /// `rope.scaling.type = yarn` and its keys.
     pub yarn: Option<(f32, u32)>,
+    /// LongRoPE (Phi-3 128k): the original context length; written as
+    /// `rope_factors_long`/`rope_factors_short` tensors,
+    /// `rope.scaling.original_context_length` and the converter's
+    /// `rope.scaling.attn_factor = sqrt(1 + ln(s) / ln(orig))`,
+    /// `s = context / orig`.
+    pub longrope: Option<u32>,
+    /// Gemma 2's soft-caps (attention logits, final logits).
+    pub softcaps: Option<(f32, f32)>,
     /// A routed mixture-of-experts feed-forward in place of the dense one
     /// (Mixtral, Qwen3-MoE).
     pub experts: Option<ExpertFfn>,
@@ -232,14 +240,15 @@ impl DecoderSpec {
             ty.embd,
             Kind::Embedding,
         )];
+        let half = self.head_dim() as u64 / 2;
+        let mut factors =
+            |name: &str| out.push(t(name.into(), vec![half], GgmlType::F32, Kind::FreqFactor));
         if self.rope_freqs {
-            let half = self.head_dim() as u64 / 2;
-            out.push(t(
-                "rope_freqs.weight".into(),
-                vec![half],
-                GgmlType::F32,
-                Kind::FreqFactor,
-            ));
+            factors("rope_freqs.weight");
+        }
+        if self.longrope.is_some() {
+            factors("rope_factors_long.weight");
+            factors("rope_factors_short.weight");
         }
         for l in 0..self.n_layers {
             let p = |s: &str| format!("blk.{l}.{s}");
@@ -396,6 +405,23 @@ impl DecoderSpec {
                 &format!("{a}.rope.scaling.original_context_length"),
                 orig_ctx,
             )?;
+        }
+        if let Some(orig_ctx) = self.longrope {
+            let scale = self.context as f64 / f64::from(orig_ctx);
+            let attn_factor = if scale > 1.0 {
+                (1.0 + scale.ln() / f64::from(orig_ctx).ln()).sqrt()
+            } else {
+                1.0
+            };
+            w.add_metadata(
+                &format!("{a}.rope.scaling.original_context_length"),
+                orig_ctx,
+            )?;
+            w.add_metadata(&format!("{a}.rope.scaling.attn_factor"), attn_factor as f32)?;
+        }
+        if let Some((attn, fin)) = self.softcaps {
+            w.add_metadata(&format!("{a}.attn_logit_softcapping"), attn)?;
+            w.add_metadata(&format!("{a}.final_logit_softcapping"), fin)?;
         }
         if let Some(x) = &self.experts {
             w.add_metadata(&format!("{a}.expert_count"), u(x.count))?;

@@ -59,6 +59,8 @@ impl Preset {
                 sliding_window: None,
                 rope_freqs: false,
                 yarn: None,
+                longrope: None,
+                softcaps: None,
                 experts: None,
                 file_type: FTYPE_Q4_K_M,
                 // Rows of 896 cannot be K-quants: llama.cpp's Q4_K_M falls
@@ -95,6 +97,8 @@ impl Preset {
                 sliding_window: None,
                 rope_freqs: false,
                 yarn: None,
+                longrope: None,
+                softcaps: None,
                 experts: None,
                 file_type: FTYPE_Q4_K_M,
                 types: RoleTypes {

@@ -26,6 +26,11 @@ pub enum TinyArch {
     /// per-head Q/K RMSNorm, GeGLU, RoPE base 1e6 in the file (the
     /// sliding-window layers use the spec's 1e4); SentencePiece vocabulary.
     Gemma3,
+    /// general.architecture gemma2: Gemma 3's block without Q/K norms,
+    /// one RoPE base, soft-capped attention (cap 2) and final logits (cap
+    /// 5) — small caps, so that tiny models' values reach tanh's bend —
+    /// always tied; SentencePiece vocabulary.
+    Gemma2,
     /// general.architecture phi3: fused `attn_qkv` and gate/up `ffn_up`,
     /// SentencePiece vocabulary.
     Phi3,
@@ -39,7 +44,7 @@ pub enum TinyArch {
 }
 
 impl TinyArch {
-    pub const ALL: [TinyArch; 8] = [
+    pub const ALL: [TinyArch; 9] = [
         TinyArch::Llama,
         TinyArch::Qwen2,
         TinyArch::Mistral,
@@ -48,6 +53,7 @@ impl TinyArch {
         TinyArch::Phi3,
         TinyArch::Qwen3Moe,
         TinyArch::Mixtral,
+        TinyArch::Gemma2,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +63,7 @@ impl TinyArch {
             TinyArch::Mistral => "mistral",
             TinyArch::Qwen3 => "qwen3",
             TinyArch::Gemma3 => "gemma3",
+            TinyArch::Gemma2 => "gemma2",
             TinyArch::Phi3 => "phi3",
             TinyArch::Qwen3Moe => "qwen3moe",
             TinyArch::Mixtral => "mixtral",
@@ -104,6 +111,9 @@ pub struct TinySpec {
     pub rope_freqs: bool,
     /// YaRN RoPE scaling (factor, original context length).
     pub yarn: Option<(f32, u32)>,
+    /// LongRoPE factors (Phi-3 only): the original context length (the
+    /// file's context is 512).
+    pub longrope: Option<u32>,
     /// Experts per layer of the MoE architectures (ignored by the others).
     pub n_experts: usize,
     /// Experts each token is routed to (MoE architectures).
@@ -128,6 +138,7 @@ impl Default for TinySpec {
             window: None,
             rope_freqs: false,
             yarn: None,
+            longrope: None,
             n_experts: 4,
             experts_used: 2,
         }
@@ -150,7 +161,16 @@ impl TinySpec {
 
     /// The model as a [`DecoderSpec`].
     pub fn decoder(&self) -> Result<DecoderSpec, SynthError> {
-        let windowed = matches!(self.arch, TinyArch::Mistral | TinyArch::Gemma3);
+        let windowed = matches!(
+            self.arch,
+            TinyArch::Mistral | TinyArch::Gemma3 | TinyArch::Gemma2
+        );
+        if self.longrope.is_some() && self.arch != TinyArch::Phi3 {
+            return Err(SynthError::Settings(format!(
+                "LongRoPE factors are a Phi-3 setting, not {}",
+                self.arch
+            )));
+        }
         if self.window.is_some() && !windowed {
             return Err(SynthError::Settings(format!(
                 "a sliding window is a Mistral or Gemma 3 setting, not {}",
@@ -161,7 +181,8 @@ impl TinySpec {
             self.arch,
             TinyArch::Qwen3 | TinyArch::Gemma3 | TinyArch::Qwen3Moe
         );
-        if self.bias && (qk_norm || self.arch == TinyArch::Phi3) {
+        let no_bias = matches!(self.arch, TinyArch::Phi3 | TinyArch::Gemma2);
+        if self.bias && (qk_norm || no_bias) {
             return Err(SynthError::Settings(format!(
                 "{} has no q/k/v biases",
                 self.arch
@@ -174,6 +195,7 @@ impl TinySpec {
             TinyArch::Llama
             | TinyArch::Mistral
             | TinyArch::Gemma3
+            | TinyArch::Gemma2
             | TinyArch::Phi3
             | TinyArch::Mixtral => Vocab::sentencepiece_bytes(self.n_vocab),
         }
@@ -183,6 +205,7 @@ impl TinySpec {
                 TinyArch::Qwen2 => "qwen2",
                 TinyArch::Qwen3 => "qwen3",
                 TinyArch::Gemma3 => "gemma3",
+                TinyArch::Gemma2 => "gemma2",
                 TinyArch::Phi3 => "phi3",
                 TinyArch::Qwen3Moe => "qwen3moe",
                 TinyArch::Llama | TinyArch::Mistral | TinyArch::Mixtral => "llama",
@@ -203,17 +226,24 @@ impl TinySpec {
                 10000.0
             },
             rms_eps: match self.arch {
-                TinyArch::Qwen2 | TinyArch::Qwen3 | TinyArch::Gemma3 | TinyArch::Qwen3Moe => 1e-6,
+                TinyArch::Qwen2
+                | TinyArch::Qwen3
+                | TinyArch::Gemma3
+                | TinyArch::Gemma2
+                | TinyArch::Qwen3Moe => 1e-6,
                 TinyArch::Llama | TinyArch::Mistral | TinyArch::Phi3 | TinyArch::Mixtral => 1e-5,
             },
             qkv_bias: self.bias,
             qk_norm,
-            post_norms: self.arch == TinyArch::Gemma3,
+            post_norms: matches!(self.arch, TinyArch::Gemma3 | TinyArch::Gemma2),
             fused: self.arch == TinyArch::Phi3,
-            tied: self.tied,
+            // llama.cpp reads Gemma 2's output from token_embd alone.
+            tied: self.tied || self.arch == TinyArch::Gemma2,
             sliding_window: self.window,
             rope_freqs: self.rope_freqs,
             yarn: self.yarn,
+            longrope: self.longrope,
+            softcaps: (self.arch == TinyArch::Gemma2).then_some((2.0, 5.0)),
             experts: self.experts(),
             file_type: file_type(self.ty),
             types: RoleTypes {

@@ -150,18 +150,53 @@ pub fn all(s: &mut Suite) {
             |s| f16_tiles_matmul(s, segs, v, 150, amp, odd),
         );
     }
-    for t in [1, 3, 40, 150] {
-        s.case(&format!("qkv rms+bias+rope+kv T={t}"), |s| qkv(s, t));
+    let by_size = |t: usize| MatMulVariant::for_tokens(t as u32);
+    let n16 = MatMulVariant::Narrow { tokens: 16 };
+    let n32 = MatMulVariant::Narrow { tokens: 32 };
+    // The narrow product beside each: a token tile cut short, a whole
+    // one, and two tiles.
+    let sizes = |v: &'static [usize]| {
+        v.iter()
+            .map(move |&t| (t, by_size(t)))
+            .chain([(2, n16), (16, n16), (29, n32), (37, n32)])
+    };
+    for (t, v) in sizes(&[1, 3, 40, 150]) {
+        s.case(
+            &format!("qkv rms+bias+rope+kv T={t} {}", variant_name(v)),
+            |s| qkv(s, t, v),
+        );
     }
-    for t in [1, 3, 40, 150] {
-        s.case(&format!("gate_up rms+swiglu T={t}"), |s| gate_up(s, t));
+    for (t, v) in sizes(&[1, 3, 40, 150]) {
+        s.case(
+            &format!("gate_up rms+swiglu T={t} {}", variant_name(v)),
+            |s| gate_up(s, t, v),
+        );
     }
     for ty in [GgmlType::Q6_K, GgmlType::Q4_K] {
-        for t in [1, 40, 150] {
-            s.case(&format!("down {} +residual T={t}", ty.name()), |s| {
-                down(s, ty, t)
-            });
+        for (t, v) in sizes(&[1, 40, 150]) {
+            s.case(
+                &format!("down {} +residual T={t} {}", ty.name(), variant_name(v)),
+                |s| down(s, ty, t, v),
+            );
         }
+    }
+    // Every int8-read weight type on the narrow product (k in 128s).
+    for ty in GPU_TYPES
+        .into_iter()
+        .filter(|&t| MatMulSpec::plain(t, 96, 512).has_narrow())
+    {
+        for (t, v) in [(5, n16), (21, n32)] {
+            s.case(
+                &format!("matmul {} T={t} {}", ty.name(), variant_name(v)),
+                |s| matmul_of_rows(s, ty, 512, 96, t, v, 1.0),
+            );
+        }
+    }
+    for (t, v) in [(13, n16), (32, n32)] {
+        s.case(
+            &format!("matmul Q4_K|Q6_K|Q4_K x6144 T={t} {}", variant_name(v)),
+            |s| mixed_groups_matmul(s, [4096, 1024, 1024], t, v),
+        );
     }
     for window in [None, Some(40)] {
         let w = window.map_or("".into(), |w| format!(" window {w}"));
@@ -586,9 +621,8 @@ pub fn qkv_spec() -> MatMulSpec {
     }
 }
 
-fn qkv(s: &mut Suite, t: usize) -> Res<Check> {
+fn qkv(s: &mut Suite, t: usize, v: MatMulVariant) -> Res<Check> {
     let spec = qkv_spec();
-    let v = MatMulVariant::for_tokens(t as u32);
     let (n, kv_dim) = (spec.rows() as usize, (KV_HEADS * HD));
     let o = operands(s, &spec)?;
     let x = s.rng.vec(t * D, -1.0, 1.0);
@@ -641,7 +675,7 @@ fn qkv(s: &mut Suite, t: usize) -> Res<Check> {
     Ok(c.and(Check::new(rel_err(&kv_got, &kv_want), F16_TOL).note("kv cache")))
 }
 
-fn gate_up(s: &mut Suite, t: usize) -> Res<Check> {
+fn gate_up(s: &mut Suite, t: usize, v: MatMulVariant) -> Res<Check> {
     // 2 x 4096 rows: wide enough for the tiled kernel's 128-row tiles.
     let ff = 4096;
     let spec = MatMulSpec {
@@ -665,7 +699,6 @@ fn gate_up(s: &mut Suite, t: usize) -> Res<Check> {
         residual: false,
         f16_tiles: false,
     };
-    let v = MatMulVariant::for_tokens(t as u32);
     let o = operands(s, &spec)?;
     let x = s.rng.vec(t * D, -1.0, 1.0);
     let rows = reference_rows(&spec, &o, &x, t);
@@ -680,13 +713,12 @@ fn gate_up(s: &mut Suite, t: usize) -> Res<Check> {
     Ok(Check::new(rel_err(&s.read(&out)?, &want), matmul_tol(&spec, v)).note(variant_name(v)))
 }
 
-fn down(s: &mut Suite, ty: GgmlType, t: usize) -> Res<Check> {
+fn down(s: &mut Suite, ty: GgmlType, t: usize, v: MatMulVariant) -> Res<Check> {
     let k = 4864;
     let spec = MatMulSpec {
         residual: true,
         ..MatMulSpec::plain(ty, D as u32, k)
     };
-    let v = MatMulVariant::for_tokens(t as u32);
     let o = operands(s, &spec)?;
     let x = s.rng.vec(t * k as usize, -1.0, 1.0);
     let res = s.rng.vec(t * D, -1.0, 1.0);

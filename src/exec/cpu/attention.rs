@@ -31,6 +31,8 @@ pub struct AttentionShape {
     /// Multiplies q·k, usually `1/sqrt(head_dim)`.
     pub scale: f32,
     pub sliding_window: Option<usize>,
+    /// Gemma 2: scaled scores become `cap·tanh(score / cap)`.
+    pub softcap: Option<f32>,
 }
 
 /// Where the step's tokens are: per token, its position and sequence, and
@@ -68,6 +70,7 @@ pub fn attention(
         head_dim,
         scale,
         sliding_window,
+        softcap: None,
     };
     let places = TokenPlaces {
         positions,
@@ -281,6 +284,13 @@ fn attend_body(
                         shape.scale,
                         &mut scores[h][..len],
                     );
+                }
+            }
+            if let Some(cap) = shape.softcap {
+                for h in 0..heads {
+                    scores[h][..len]
+                        .iter_mut()
+                        .for_each(|s| *s = super::math::softcap(*s, cap));
                 }
             }
             let values = kv.v_run(layer, page, pos % ps, len);

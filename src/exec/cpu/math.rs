@@ -46,6 +46,13 @@ pub(crate) fn gelu_tanh(x: f32) -> f32 {
     x / (1.0 + exp(-2.0 * y))
 }
 
+/// `cap·tanh(x / cap)` (Gemma 2's soft-capping), as ggml computes it: a
+/// scale, tanh, and a scale back.
+#[inline(always)]
+pub(crate) fn softcap(x: f32, cap: f32) -> f32 {
+    (x * (1.0 / cap)).tanh() * cap
+}
+
 /// f32 dot product with eight partial sums (the lanes of one AVX register),
 /// so the loop vectorises and its result does not depend on the path.
 #[inline(always)]

@@ -35,7 +35,7 @@ pub use elementwise::{add_in_place, argmax, silu_mul, silu_mul_with};
 pub use embed::embed_rows;
 pub use error::KernelError;
 pub use kv_cache::{KvCache, KvSlot, KvType, KvTypes};
-pub(crate) use math::gelu_tanh;
+pub(crate) use math::{gelu_tanh, softcap};
 pub use matmul::{matmul, matmul_with};
 pub use norm::{rms_norm, rms_norm_with};
 pub use rope::{rope, rope_with, RopeParams, RopeStyle, Yarn};

@@ -30,6 +30,9 @@ pub struct RopeParams<'a> {
     pub freq_factors: Option<&'a [f32]>,
     /// YaRN's blend of interpolated and extrapolated angles.
     pub yarn: Option<Yarn>,
+    /// Scales cos and sin (ggml's `attn_factor`; LongRoPE's
+    /// `rope.scaling.attn_factor`, 1 elsewhere).
+    pub attn_factor: f32,
 }
 
 /// YaRN as llama.cpp applies it (ggml's `rope_yarn`): pair `i`'s angle is
@@ -88,6 +91,7 @@ pub fn rope(
         freq_scale,
         freq_factors,
         yarn: None,
+        attn_factor: 1.0,
     };
     rope_with(&p, x, positions)
 }
@@ -135,11 +139,10 @@ fn rope_row(p: &RopeParams, x: &mut [f32], pos: i32) {
 fn angles(p: &RopeParams, pos: i32, cos: &mut [f32], sin: &mut [f32]) {
     let theta_scale = p.base.powf(-2.0 / p.head_dim as f32);
     let mut theta = pos as f32;
-    // YaRN's magnitude correction: ggml's mscale with llama.cpp's default
-    // attn_factor 1.
-    let mscale = p
-        .yarn
-        .map_or(1.0, |_| 1.0 + 0.1 * (1.0 / p.freq_scale).ln());
+    // ggml's mscale: attn_factor, times YaRN's magnitude correction.
+    let mscale = p.attn_factor
+        * p.yarn
+            .map_or(1.0, |_| 1.0 + 0.1 * (1.0 / p.freq_scale).ln());
     for i in 0..cos.len() {
         let factor = p.freq_factors.map_or(1.0, |f| f[i]);
         let extrap = theta / factor;

@@ -77,6 +77,10 @@ impl CpuModel {
                 let c = *factor;
                 self.unary(id, env, move |v| v * c)
             }
+            Op::SoftCap { cap } => {
+                let c = *cap;
+                self.unary(id, env, move |v| cpu::softcap(v, c))
+            }
             // cpu::rms_norm normalizes each run of len(Norm) columns: here one head.
             Op::HeadRmsNorm { eps } => self.rms_norm(id, *eps, env),
             Op::Rope(spec) => self.rope_op(id, spec, env, step),
@@ -315,19 +319,27 @@ impl CpuModel {
             _ => {}
         }
         let dst = a.write(ol, t);
-        cpu::attention(
+        let shape = cpu::AttentionShape {
+            n_heads: spec.n_heads as usize,
+            n_kv_heads: spec.n_kv_heads as usize,
+            head_dim: spec.head_dim as usize,
+            scale: spec.scale,
+            sliding_window: spec.window.map(|w| w as usize),
+            softcap: spec.softcap,
+        };
+        let places = cpu::TokenPlaces {
+            positions: &step.positions,
+            seq_ids: &step.seq_ids,
+            page_table: &step.page_table,
+            pages_per_seq: step.pages_per_seq,
+        };
+        cpu::attention_with(
+            cpu::SimdPath::detect(),
+            &shape,
             &self.gather,
             &self.kv,
             layer,
-            &step.positions,
-            &step.seq_ids,
-            &step.page_table,
-            step.pages_per_seq,
-            spec.n_heads as usize,
-            spec.n_kv_heads as usize,
-            spec.head_dim as usize,
-            spec.scale,
-            spec.window.map(|w| w as usize),
+            &places,
             dst,
         )?;
         Ok(())
@@ -556,9 +568,14 @@ fn rope_rows(
         RopeStyle::Normal => cpu::RopeStyle::Normal,
         RopeStyle::Neox => cpu::RopeStyle::Neox,
     };
+    let mut attn_factor = 1.0;
     let (freq_scale, yarn) = match spec.scaling {
         RopeScaling::None => (1.0, None),
         RopeScaling::Linear { factor } => (1.0 / factor, None),
+        RopeScaling::LongRope { attn_factor: a } => {
+            attn_factor = a;
+            (1.0, None)
+        }
         RopeScaling::Yarn {
             factor,
             orig_ctx,
@@ -593,6 +610,7 @@ fn rope_rows(
         freq_scale,
         freq_factors: freqs,
         yarn,
+        attn_factor,
     };
     cpu::rope_with(&params, x, positions)?;
     Ok(())

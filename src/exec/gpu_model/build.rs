@@ -171,6 +171,11 @@ impl Places<'_> {
                 )?
             }
             Op::MatMul(_) => self.matmul(id)?,
+            Op::Attention(a) if a.softcap.is_some() => {
+                return Err(
+                    self.unsupported(id, "attention logit soft-capping has no GPU kernel yet")
+                )
+            }
             Op::Attention(a) => self.attention(id, a)?,
             Op::Add | Op::Mul => self.binary(id)?,
             Op::Silu => self.silu(id)?,
@@ -182,7 +187,7 @@ impl Places<'_> {
                 ))
             }
             // Gemma 3 / Qwen3 ops: CPU only for now (docs/COMPATIBILITY.md).
-            Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } => {
+            Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } | Op::SoftCap { .. } => {
                 return Err(self.unsupported(id, "no GPU kernel for this op yet"))
             }
             // Mixture of experts (Mixtral, Qwen3-MoE): CPU only for now.
@@ -249,8 +254,9 @@ impl Places<'_> {
             pages: self.input(InputKind::PageTable),
             pages_per_seq: self.pages_per_seq,
             xq: self.xq_scratch,
-            wq: self.resident.get(id).unwrap_or(self.wq_scratch),
-            wq_resident: self.resident.get(id).is_some(),
+            wq: self.wq_scratch,
+            kept_f16: self.resident.get(id, true),
+            kept_i8: self.resident.get(id, false),
             ..Default::default()
         };
         for (i, w) in self.graph.operand_list(id, Role::W).into_iter().enumerate() {

@@ -355,6 +355,49 @@ impl GpuModel {
         self.use_graphs = on;
     }
 
+    /// Captures the graphs of decode-only steps of 1 to `max_tokens`
+    /// tokens (one row each, as a server's steps of decodes are) for the
+    /// tails a scheduler uses (top candidates, then whole logits while
+    /// room is left), so that no step captures later: a long-running
+    /// server's device and host memory then stay where they were after
+    /// load. Returns how many graphs were captured.
+    pub fn capture_decode_steps(&mut self, max_tokens: u32) -> Result<usize, ExecError> {
+        if !self.use_graphs {
+            return Ok(0);
+        }
+        let max = max_tokens
+            .min(self.limits.max_seqs as u32)
+            .min(self.limits.max_tokens as u32)
+            .min(self.limits.max_rows as u32);
+        let tails: &[Tail] = if self.device_top {
+            &[Tail::Top, Tail::Logits]
+        } else {
+            &[Tail::Logits]
+        };
+        let mut captured = 0;
+        for &tail in tails {
+            for n in 1..=max {
+                let key = (n, n, tail);
+                if self.graphs.contains_key(&key) {
+                    continue;
+                }
+                if self.graphs.len() >= MAX_GRAPHS {
+                    return Ok(captured);
+                }
+                let shape = StepShape {
+                    tokens: n,
+                    rows: n,
+                    keys: 1,
+                    decode_tokens: n,
+                };
+                let g = capture(&self.stream, &self.launches, self.tail_launch(tail), shape)?;
+                self.graphs.insert(key, g);
+                captured += 1;
+            }
+        }
+        Ok(captured)
+    }
+
     /// Whether steps may return each row's top candidates (the `topk`
     /// kernel) instead of whole logit rows, where every sampled row can be
     /// drawn from them (greedy, small top-k): on by default, as the
@@ -402,9 +445,19 @@ impl GpuModel {
             .collect()
     }
 
+    /// The row op that follows a step's launches for `tail`.
+    fn tail_launch(&self, tail: Tail) -> Option<&Launch> {
+        match tail {
+            Tail::Logits => None,
+            Tail::Argmax => Some(&self.argmax),
+            Tail::Top => Some(&self.topk),
+        }
+    }
+
     /// Queues a whole step: a captured graph for steps of decodes only,
     /// the launches one by one otherwise.
     fn queue(&mut self, shape: StepShape, tail: Tail) -> Result<(), ExecError> {
+        // Field by field: the graph map is borrowed mutably below.
         let tail_launch = match tail {
             Tail::Logits => None,
             Tail::Argmax => Some(&self.argmax),

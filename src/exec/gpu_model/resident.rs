@@ -19,7 +19,7 @@ use super::super::graph_facts::unsupported;
 use super::weights::DeviceWeights;
 use super::ExecError;
 use crate::backend::{BackendError, DeviceBuffer, DevicePtr, Gpu, Stream};
-use crate::codegen::matmul::{MATMUL_VARIANTS, MAX_SEGMENTS};
+use crate::codegen::matmul::{MatMulVariant, MAX_SEGMENTS};
 use crate::codegen::plan::{matmul_spec, PlanOptions};
 use crate::codegen::KernelCache;
 use crate::ir::{Graph, NodeId, Op, Role};
@@ -32,7 +32,7 @@ const FREE_SHARE: f64 = 0.125;
 #[derive(Default)]
 pub struct ResidentRepacks {
     buffers: Vec<DeviceBuffer>,
-    by_node: HashMap<NodeId, DevicePtr>,
+    by_node: HashMap<(NodeId, bool), DevicePtr>,
 }
 
 impl ResidentRepacks {
@@ -51,26 +51,20 @@ impl ResidentRepacks {
         let reserve = (total as f64 * FREE_SHARE) as usize;
         let mut budget = free.saturating_sub(reserve);
         let mut out = ResidentRepacks::default();
-        for id in graph.node_ids() {
+        'nodes: for id in graph.node_ids() {
             if !matches!(graph.node(id).op, Op::MatMul(_)) {
                 continue;
             }
             let spec = matmul_spec(graph, id, opts)?;
-            let Some(v) = MATMUL_VARIANTS
-                .into_iter()
-                .find(|&v| spec.repacks_weights(v))
-            else {
-                continue;
-            };
-            let bytes = spec.wq_bytes(v) as usize;
-            if bytes > budget {
-                tracing::info!(
-                    node = %graph.node(id).name,
-                    bytes,
-                    budget,
-                    "weights repack per step: no room to keep them"
-                );
-                continue;
+            // One copy per format some compiled variant reads: the f16
+            // sc·q of the K-quants' 128-token tiles and the int8 of the
+            // other tiles and the narrow product.
+            let mut formats: Vec<(bool, MatMulVariant)> = Vec::new();
+            for v in spec.variants(gpu.info().vendor) {
+                let f16 = spec.takes_f16_tiles(v);
+                if spec.repacks_weights(v) && !formats.iter().any(|(f, _)| *f == f16) {
+                    formats.push((f16, v));
+                }
             }
             let mut w = [DevicePtr::NULL; MAX_SEGMENTS];
             for (i, n) in graph.operand_list(id, Role::W).into_iter().enumerate() {
@@ -78,35 +72,52 @@ impl ResidentRepacks {
                     .ptr(n)
                     .ok_or_else(|| unsupported(graph, id, "a weight operand was not uploaded"))?;
             }
-            let kernel = spec.kernels(v, |src, entry| -> Result<_, ExecError> {
-                Ok(cache.kernel(gpu, src, entry)?)
-            })?;
-            let Some(repack) = &kernel.repack else {
-                continue;
-            };
-            // An optimization only: without room the matrix repacks per step.
-            let buf = match DeviceBuffer::new(gpu, bytes) {
-                Ok(b) => b,
-                Err(e @ BackendError::OutOfMemory { .. }) => {
-                    tracing::info!(error = %e, "weights repack per step from here on");
-                    break;
+            for (f16, v) in formats {
+                let bytes = spec.wq_bytes(v) as usize;
+                if bytes > budget {
+                    tracing::info!(
+                        node = %graph.node(id).name,
+                        bytes,
+                        budget,
+                        f16,
+                        "weights repack per step: no room to keep them"
+                    );
+                    continue;
                 }
-                Err(e) => return Err(e.into()),
-            };
-            // SAFETY: `w` addresses the node's uploaded weights, `buf` holds
-            // `wq_bytes`; both outlive the queued work (the caller waits for
-            // the stream before returning the model).
-            unsafe { spec.repack(repack, stream, &w, buf.ptr())? };
-            budget -= bytes;
-            out.by_node.insert(id, buf.ptr());
-            out.buffers.push(buf);
+                let kernel = spec.kernels(v, |src, entry| -> Result<_, ExecError> {
+                    Ok(cache.kernel(gpu, src, entry)?)
+                })?;
+                let Some(repack) = &kernel.repack else {
+                    continue;
+                };
+                // An optimization only: without room the matrix repacks per step.
+                let buf = match DeviceBuffer::new(gpu, bytes) {
+                    Ok(b) => b,
+                    Err(e @ BackendError::OutOfMemory { .. }) => {
+                        tracing::info!(error = %e, "weights repack per step from here on");
+                        break 'nodes;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                // SAFETY: `w` addresses the node's uploaded weights, `buf` holds
+                // `wq_bytes`; both outlive the queued work (the caller waits for
+                // the stream before returning the model).
+                unsafe { spec.repack(repack, stream, &w, buf.ptr())? };
+                budget -= bytes;
+                out.by_node.insert((id, f16), buf.ptr());
+                out.buffers.push(buf);
+            }
         }
         Ok(out)
     }
 
-    /// The repacked weights of matmul `id`, when kept.
-    pub fn get(&self, id: NodeId) -> Option<DevicePtr> {
-        self.by_node.get(&id).copied()
+    /// The weights of matmul `id` repacked to f16 (`f16`) or int8, when
+    /// kept; else null.
+    pub fn get(&self, id: NodeId, f16: bool) -> DevicePtr {
+        self.by_node
+            .get(&(id, f16))
+            .copied()
+            .unwrap_or(DevicePtr::NULL)
     }
 
     /// Device bytes the kept copies hold.

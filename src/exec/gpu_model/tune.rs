@@ -77,7 +77,8 @@ pub fn candidates(compiled: &[MatMulVariant], t: u32) -> Vec<MatMulVariant> {
             MatMulVariant::Vector { tokens: 1 } => false,
             MatMulVariant::Vector { tokens: n }
             | MatMulVariant::VectorQ8 { tokens: n }
-            | MatMulVariant::Tiled { tokens: n } => 4 * t >= n && t <= 2 * n,
+            | MatMulVariant::Tiled { tokens: n }
+            | MatMulVariant::Narrow { tokens: n } => 4 * t >= n && t <= 2 * n,
             MatMulVariant::TiledTall => t >= 64,
         })
         .collect()
@@ -203,6 +204,7 @@ pub fn tune(
             for v in candidates(&compiled, t) {
                 if v != default {
                     let ms = time(v)?;
+                    tracing::trace!(matmul = %key, tokens = t, variant = %v, ms, "matmul candidate timed");
                     if ms < best.0 * (1.0 - MARGIN) && ms < base * (1.0 - MARGIN) {
                         best = (ms, v);
                     }
@@ -245,6 +247,7 @@ mod tests {
         for v in crate::codegen::matmul::MATMUL_VARIANTS.into_iter().chain([
             MatMulVariant::TiledTall,
             MatMulVariant::VectorQ8 { tokens: 4 },
+            MatMulVariant::Narrow { tokens: 16 },
         ]) {
             assert_eq!(v.to_string().parse::<MatMulVariant>(), Ok(v));
         }

@@ -51,6 +51,41 @@ impl Builder<'_> {
         Ok(Val::Node(self.g.add(node, &[(Role::X, x)])))
     }
 
+    /// `softcap(x, name)`: `cap·tanh(x / cap)`, `cap` the soft-cap hparam
+    /// `name` (Gemma 2's `final_softcap`).
+    pub(super) fn softcap(&mut self, at: &At, e: &Expr, args: &[Expr], outer: bool) -> Result<Val> {
+        let [x, Expr::Name {
+            name,
+            optional: false,
+        }] = args
+        else {
+            return Err(self.err(
+                at,
+                "softcap takes a value and the name of a soft-cap hparam".into(),
+            ));
+        };
+        let cap = match name.as_str() {
+            "final_softcap" => self.cfg.final_softcap,
+            "attn_softcap" => self.cfg.attn_softcap,
+            other => {
+                return Err(self.err(
+                    at,
+                    format!("softcap: {other:?} is not final_softcap or attn_softcap"),
+                ))
+            }
+        }
+        .ok_or_else(|| self.err(at, format!("softcap: the model has no {name}")))?;
+        let Val::Node(x) = self.eval(at, x, false)? else {
+            return Err(self.err(at, format!("softcap: argument {x} is absent")));
+        };
+        let name = self.name(at, e, outer);
+        Ok(Val::Node(self.node(
+            Op::SoftCap { cap },
+            &[(Role::X, x)],
+            name,
+        )))
+    }
+
     /// `scale(x, name)`: `x` times the spec's constant `name`.
     pub(super) fn scale(&mut self, at: &At, e: &Expr, args: &[Expr], outer: bool) -> Result<Val> {
         let [x, Expr::Name {

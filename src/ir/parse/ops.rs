@@ -44,6 +44,7 @@ pub(super) fn op(
         "scale" => Op::Scale {
             factor: a.f32("factor")?,
         },
+        "softcap" => Op::SoftCap { cap: a.f32("cap")? },
         "head_rms_norm" => Op::HeadRmsNorm { eps: a.f32("eps")? },
         "rope" => Op::Rope(rope_spec(&mut a)?),
         "slice" => Op::Slice {
@@ -59,6 +60,7 @@ pub(super) fn op(
             head_dim: a.u32("head_dim")?,
             scale: a.f32("scale")?,
             window: a.opt_u32("window")?,
+            softcap: a.opt_f32("softcap")?,
         }),
         "gather_rows" => Op::GatherRows,
         "router" => Op::Router {
@@ -177,7 +179,9 @@ fn scaling(a: &mut Attrs) -> Result<RopeScaling, ParseError> {
         return Ok(RopeScaling::None);
     };
     let Value::Call(kind, args) = &item.value else {
-        return Err(item.at.error("expected scaling=linear(...) or yarn(...)"));
+        return Err(item
+            .at
+            .error("expected scaling=linear(...), yarn(...) or longrope(...)"));
     };
     let mut s = Attrs::new(item.at, args);
     let scaling = match kind.as_str() {
@@ -189,6 +193,9 @@ fn scaling(a: &mut Attrs) -> Result<RopeScaling, ParseError> {
             orig_ctx: s.u32("orig_ctx")?,
             beta_fast: s.f32("beta_fast")?,
             beta_slow: s.f32("beta_slow")?,
+        },
+        "longrope" => RopeScaling::LongRope {
+            attn_factor: s.f32("attn_factor")?,
         },
         other => return Err(item.at.error(format!("unknown rope scaling {other:?}"))),
     };
@@ -249,6 +256,14 @@ impl<'a> Attrs<'a> {
     fn opt_u32(&mut self, key: &str) -> Result<Option<u32>, ParseError> {
         if self.items.iter().any(|it| it.key.as_deref() == Some(key)) {
             self.u32(key).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn opt_f32(&mut self, key: &str) -> Result<Option<f32>, ParseError> {
+        if self.items.iter().any(|it| it.key.as_deref() == Some(key)) {
+            self.f32(key).map(Some)
         } else {
             Ok(None)
         }
