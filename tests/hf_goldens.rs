@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rocmforge::exec::cpu::KvType;
+use rocmforge::exec::cpu::{KvType, KvTypes};
 use rocmforge::load::{load_cpu, LoadOptions};
 use rocmforge::quant::GgmlType;
 use rocmforge::synth::{TinyArch, TinySpec};
@@ -164,7 +164,7 @@ fn errors(f: &Fixture) -> Vec<(usize, usize, f64)> {
         context: f.context.unwrap_or(64),
         // HF computes in float64: compare with an exact (f32) cache. The f16
         // cache follows llama.cpp and is checked against it on the real model.
-        kv_type: KvType::F32,
+        kv_types: KvTypes::both(KvType::F32),
         ..Default::default()
     };
     let mut model = load_cpu(&path, &opts).unwrap_or_else(|e| panic!("{}: load: {e}", f.name));

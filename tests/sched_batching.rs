@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use rocmforge::exec::cpu::{KvType, KvTypes};
 use rocmforge::load::{load_cpu, LoadOptions};
 use rocmforge::quant::GgmlType;
 use rocmforge::sampler::SamplerConfig;
@@ -66,6 +67,21 @@ fn tiny(ty: GgmlType) -> Setup {
     Setup { path, _dir: dir }
 }
 
+/// A tiny model whose heads are 32 wide: whole blocks of the quantized
+/// KV cache types.
+fn tiny_wide_heads() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    let spec = TinySpec {
+        d_model: 128,
+        n_heads: 4,
+        n_kv_heads: 2,
+        ..TinySpec::for_type(TinyArch::Qwen2, GgmlType::Q8_0)
+    };
+    std::fs::write(&path, spec.to_bytes(11).unwrap()).unwrap();
+    Setup { path, _dir: dir }
+}
+
 fn scheduler(
     s: &Setup,
     seqs: usize,
@@ -73,12 +89,31 @@ fn scheduler(
     kv_pages: Option<usize>,
     prefix_cache: bool,
 ) -> Scheduler<rocmforge::exec::cpu_model::CpuModel> {
+    scheduler_with(
+        s,
+        seqs,
+        step_tokens,
+        kv_pages,
+        prefix_cache,
+        KvTypes::default(),
+    )
+}
+
+fn scheduler_with(
+    s: &Setup,
+    seqs: usize,
+    step_tokens: usize,
+    kv_pages: Option<usize>,
+    prefix_cache: bool,
+    kv_types: KvTypes,
+) -> Scheduler<rocmforge::exec::cpu_model::CpuModel> {
     let opts = LoadOptions {
         max_tokens: step_tokens,
         max_rows: seqs,
         max_seqs: seqs,
         context: 256,
         kv_pages,
+        kv_types,
         ..Default::default()
     };
     let m = load_cpu(&s.path, &opts).unwrap();
@@ -206,6 +241,41 @@ fn every_weight_type_is_batch_invariant_on_the_cpu() {
                 a.logprobs, b.logprobs,
                 "{ty:?}: request {i}'s logprobs, bit for bit"
             );
+        }
+    }
+}
+
+/// Quantized KV caches keep batching invisible: alone and batched, with
+/// the prefix cache and under preemption, the same tokens and logprobs
+/// bit for bit (issue #18).
+#[test]
+fn quantized_kv_caches_are_batch_invariant_on_the_cpu() {
+    let s = tiny_wide_heads();
+    let reqs: Vec<GenRequest> = requests().into_iter().take(9).collect();
+    for (k, v) in [
+        (KvType::Q8_0, KvType::Q4_0),
+        (KvType::Q4_0, KvType::Q8_0),
+        (KvType::Bf16, KvType::Q5_1),
+    ] {
+        let kv = KvTypes { k, v };
+        let alone = run_all(
+            &mut scheduler_with(&s, 1, 32, None, false, kv),
+            &reqs,
+            false,
+        );
+        for (what, mut sched) in [
+            ("batched", scheduler_with(&s, 9, 64, None, false, kv)),
+            ("prefix cache", scheduler_with(&s, 9, 64, None, true, kv)),
+            ("small pool", scheduler_with(&s, 8, 32, Some(10), true, kv)),
+        ] {
+            let together = run_all(&mut sched, &reqs, true);
+            for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+                assert_eq!(a.tokens, b.tokens, "{kv} {what}: request {i}'s tokens");
+                assert_eq!(
+                    a.logprobs, b.logprobs,
+                    "{kv} {what}: request {i}'s logprobs"
+                );
+            }
         }
     }
 }

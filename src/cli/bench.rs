@@ -7,7 +7,6 @@ use clap::Args;
 
 use super::CmdResult;
 use rocmforge::exec::any_backend::AnyBackend;
-use rocmforge::exec::cpu::KvType;
 use rocmforge::load::{LoadOptions, LoadedModel};
 
 #[derive(Debug, Args)]
@@ -33,9 +32,8 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub device: super::device::DeviceArgs,
-    /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
-    #[arg(long = "cache-type", default_value = "f16", value_parser = super::run::parse_kv_type)]
-    pub cache_type: KvType,
+    #[command(flatten)]
+    pub cache_type: super::cache_type_args::CacheTypeArgs,
     #[arg(long)]
     pub json: bool,
     /// Sequences decoding together (comma-separated batch sizes, like
@@ -73,7 +71,7 @@ pub fn run(args: BenchArgs) -> CmdResult {
             .min(512),
         max_rows: 1,
         context: args.depth + args.n_prompt.max(args.n_gen) + 1,
-        kv_type: args.cache_type,
+        kv_types: args.cache_type.types()?,
         ..Default::default()
     };
     let mut model = args.device.load(&args.model, &opts)?;
@@ -122,6 +120,9 @@ pub fn run(args: BenchArgs) -> CmdResult {
     let (pp_med, tg_med) = (median(&mut pp), median(&mut tg));
     let threads = rayon::current_num_threads();
     let backend = model.session.backend().kind();
+    let kv_types = opts.kv_types;
+    let c = &model.config;
+    let kv_bytes_per_token = kv_types.bytes_per_token(c.n_layer, c.n_kv_heads, c.head_dim);
     if args.json {
         let j = serde_json::json!({
             "model": args.model.display().to_string(),
@@ -136,6 +137,9 @@ pub fn run(args: BenchArgs) -> CmdResult {
             "prefill_runs": pp,
             "decode_runs": tg,
             "load_s": load_s,
+            "kv_cache_type_k": kv_types.k.name(),
+            "kv_cache_type_v": kv_types.v.name(),
+            "kv_bytes_per_token": kv_bytes_per_token,
             "kernels": kernels,
             "runtime_compiler_loaded": rtc_loaded(),
             "runtime_compiler_mapped": super::device::rtc_library_mapped(),
@@ -179,6 +183,7 @@ pub fn run(args: BenchArgs) -> CmdResult {
                 args.n_gen
             );
         }
+        println!("\nKV cache: {kv_types}, {kv_bytes_per_token} bytes per token");
     }
     Ok(())
 }
@@ -212,11 +217,11 @@ fn decode_roofline(model: &mut LoadedModel<AnyBackend>, args: &BenchArgs) -> Opt
     let (_, graph) = rocmforge::frontend::build_graph_with(&model.file, &detected.spec).ok()?;
     let weights = rocmforge::passes::stats::weight_bytes_per_token(&graph) as f64;
     let c = &model.config;
-    let elem = match args.cache_type {
-        KvType::F32 => 4.0,
-        KvType::F16 => 2.0,
-    };
-    let kv_per_position = (c.n_layer * 2 * c.n_kv_heads * c.head_dim) as f64 * elem;
+    let kv_per_position =
+        args.cache_type
+            .types()
+            .ok()?
+            .bytes_per_token(c.n_layer, c.n_kv_heads, c.head_dim) as f64;
     let mean_context = args.depth as f64 + (args.n_gen as f64 + 1.0) / 2.0;
     Some(Roofline {
         bytes_per_token: weights + kv_per_position * mean_context,

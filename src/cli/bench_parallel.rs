@@ -43,7 +43,7 @@ pub fn run(args: &BenchArgs) -> CmdResult {
         max_rows: most,
         max_seqs: most,
         context: args.n_prompt + args.n_gen + 1,
-        kv_type: args.cache_type,
+        kv_types: args.cache_type.types()?,
         ..Default::default()
     };
     let mut model = args.device.load(&args.model, &opts)?;

@@ -11,6 +11,7 @@ mod batch_check;
 mod bench;
 mod bench_parallel;
 mod bench_profile;
+mod cache_type_args;
 mod compile;
 mod device;
 mod gpu_check;

@@ -19,9 +19,8 @@ pub struct PerplexityArgs {
     /// Tokens per chunk.
     #[arg(short = 'c', long = "ctx", default_value_t = 512)]
     pub ctx: usize,
-    /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
-    #[arg(long = "cache-type", default_value = "f16", value_parser = super::run::parse_kv_type)]
-    pub cache_type: rocmforge::exec::cpu::KvType,
+    #[command(flatten)]
+    pub cache_type: super::cache_type_args::CacheTypeArgs,
     /// Score at most this many chunks (at least 1).
     #[arg(long, value_parser = super::threads::parse_at_least_one, allow_negative_numbers = true)]
     pub chunks: Option<usize>,
@@ -37,6 +36,7 @@ pub fn run(args: PerplexityArgs) -> CmdResult {
     if args.ctx < 4 {
         return Err("--ctx must be at least 4".into());
     }
+    let kv_types = args.cache_type.types()?;
     let bytes = std::fs::read(&args.file)
         .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
     let text =
@@ -45,7 +45,7 @@ pub fn run(args: PerplexityArgs) -> CmdResult {
         max_tokens: args.ctx.min(512),
         max_rows: args.ctx.min(512),
         context: args.ctx,
-        kv_type: args.cache_type,
+        kv_types,
         ..Default::default()
     };
     let mut model = args.device.load(&args.model, &opts)?;

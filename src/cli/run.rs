@@ -62,9 +62,8 @@ pub struct RunArgs {
     /// Artifacts: skip the fast weight checksums every load checks.
     #[arg(long)]
     pub no_verify: bool,
-    /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
-    #[arg(long = "cache-type", default_value = "f16", value_parser = super::run::parse_kv_type)]
-    pub cache_type: rocmforge::exec::cpu::KvType,
+    #[command(flatten)]
+    pub cache_type: super::cache_type_args::CacheTypeArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
@@ -159,20 +158,15 @@ impl SamplingArgs {
     }
 }
 
-/// `--cache-type`: f16 or f32.
-pub fn parse_kv_type(s: &str) -> Result<rocmforge::exec::cpu::KvType, String> {
-    rocmforge::exec::cpu::KvType::parse(s)
-        .ok_or_else(|| format!("unknown cache type {s:?} (f16 or f32)"))
-}
-
 pub fn run(args: RunArgs) -> CmdResult {
     super::threads::set_threads(args.threads);
+    let kv_types = args.cache_type.types()?;
     let prompt = read_prompt(&args)?;
     // A bad grammar is reported before the model loads.
     let grammar = args.grammar.source()?;
     let opts = LoadOptions {
         context: args.context,
-        kv_type: args.cache_type,
+        kv_types,
         skip_weight_check: args.no_verify,
         ..Default::default()
     };

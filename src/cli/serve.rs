@@ -12,7 +12,7 @@ use clap::Args;
 
 use super::CmdResult;
 use rocmforge::exec::any_backend::AnyBackend;
-use rocmforge::exec::cpu::KvType;
+use rocmforge::exec::cpu::KvTypes;
 use rocmforge::frontend::ModelConfig;
 use rocmforge::gguf::GgufFile;
 use rocmforge::load::{LoadOptions, PAGE_SIZE};
@@ -72,9 +72,8 @@ pub struct ServeArgs {
     /// CPU threads (default: all cores; at most the machine's CPUs).
     #[arg(short = 't', long, value_parser = super::threads::parse_threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
-    /// KV cache element type: f16 (llama.cpp's default) or f32 (exact).
-    #[arg(long = "cache-type", default_value = "f16", value_parser = super::run::parse_kv_type)]
-    pub cache_type: KvType,
+    #[command(flatten)]
+    pub cache_type: super::cache_type_args::CacheTypeArgs,
     #[command(flatten)]
     pub device: super::device::DeviceArgs,
 }
@@ -207,14 +206,18 @@ fn loader(
     let parallel = args.parallel as usize;
     let kv_pages = match (args.kv_pages, args.kv_memory) {
         (Some(p), _) => Some(usize::try_from(p)?),
-        (None, Some(bytes)) => Some(pages_for_memory(&args.model, bytes, args.cache_type)?),
+        (None, Some(bytes)) => Some(pages_for_memory(
+            &args.model,
+            bytes,
+            args.cache_type.types()?,
+        )?),
         (None, None) => None,
     };
     let opts = LoadOptions {
         max_tokens: args.batch_tokens as usize,
         max_rows: parallel,
         context: args.context,
-        kv_type: args.cache_type,
+        kv_types: args.cache_type.types()?,
         max_seqs: parallel,
         kv_pages,
         ..Default::default()
@@ -252,15 +255,12 @@ fn loader(
 }
 
 /// `--kv-memory`: the pages that fit in `bytes`, from the model's KV bytes
-/// per token (layers × KV heads × head dim × K and V × element size).
-fn pages_for_memory(path: &Path, bytes: u64, kv: KvType) -> Result<usize, BoxError> {
+/// per token (layers × KV heads × head dim, K and V each in its type).
+fn pages_for_memory(path: &Path, bytes: u64, kv: KvTypes) -> Result<usize, BoxError> {
     let cfg = model_config(path)
         .map_err(|e| format!("--kv-memory: cannot read the model's shape: {e}"))?;
-    let elem = match kv {
-        KvType::F16 => 2,
-        KvType::F32 => 4,
-    };
-    let per_token = (cfg.n_layer * cfg.n_kv_heads * cfg.head_dim * 2 * elem) as u64;
+    kv.fit(cfg.head_dim)?;
+    let per_token = kv.bytes_per_token(cfg.n_layer, cfg.n_kv_heads, cfg.head_dim) as u64;
     let per_page = per_token * PAGE_SIZE as u64;
     let pages = bytes / per_page.max(1);
     if pages == 0 {

@@ -29,7 +29,7 @@ pub fn load_cpu(path: &Path, opts: &LoadOptions) -> Result<LoadedModel, LoadErro
     let compiled = passes::compile(graph, env)?;
     let pool = kv_pool_pages(opts.kv_pages, &compiled.plan.env);
     let model = CpuModel::new(file.clone(), compiled.graph, compiled.plan, PAGE_SIZE)?
-        .with_kv(opts.kv_type, pool);
+        .with_kv(opts.kv_types, pool)?;
     Ok(LoadedModel {
         file,
         config,

@@ -45,7 +45,8 @@ pub fn load_cpu_artifact(
         opts.kv_pages.or(artifact.plan.kv_pages.map(|p| p as usize)),
         &plan.env,
     );
-    let model = CpuModel::new(file.clone(), graph, plan, page_size)?.with_kv(opts.kv_type, pool);
+    let model =
+        CpuModel::new(file.clone(), graph, plan, page_size)?.with_kv(opts.kv_types, pool)?;
     lap("executor ready", t);
     tracing::info!(ms = t0.elapsed().as_millis() as u64, "artifact loaded");
     Ok(LoadedModel {

@@ -119,17 +119,26 @@ fn load_artifact_on_gpu(
     super::gpu_artifact::load_gpu_artifact(file, opts, &gpu, verify, &crate::artifact::Silent)
 }
 
-/// The GPU's KV cache is f16: another cache type is refused.
+/// The GPU's KV cache is f16 for keys and values: another type of either
+/// is refused, naming it.
 pub fn require_f16_cache(opts: &LoadOptions) -> Result<(), LoadError> {
-    if opts.kv_type == KvType::F16 {
-        return Ok(());
-    }
+    let t = opts.kv_types;
+    let (what, ty) = match (t.k, t.v) {
+        (KvType::F16, KvType::F16) => return Ok(()),
+        (k, v) if k == v => ("keys and values", k),
+        (KvType::F16, v) => ("values", v),
+        (k, _) => ("keys", k),
+    };
     Err(LoadError::Exec(ExecError::Unsupported {
         node: "kv_cache".into(),
         kind: "kv_cache",
         reason: format!(
-            "the GPU's KV cache is f16; a {:?} cache runs on the CPU (--device cpu)",
-            opts.kv_type
+            "the GPU's KV cache is f16; {ty} {what} (--cache-type{}) run on the CPU only (--device cpu)",
+            match what {
+                "keys" => "-k",
+                "values" => "-v",
+                _ => "",
+            }
         ),
     }))
 }

@@ -1,7 +1,7 @@
 //! The limits a model is compiled and loaded for: tokens, logit rows and
 //! sequences per step, context, the KV cache's element type and pool size.
 
-use crate::exec::cpu::KvType;
+use crate::exec::cpu::KvTypes;
 use crate::exec::kv_pages::PAGE_SIZE;
 use crate::ir::DimEnv;
 
@@ -14,8 +14,9 @@ pub struct LoadOptions {
     pub max_rows: usize,
     /// Context length (capped by the model's own).
     pub context: usize,
-    /// Element type of the KV cache (f16 like llama.cpp, or exact f32).
-    pub kv_type: KvType,
+    /// Element types of the KV cache's keys and values (f16 like
+    /// llama.cpp, exact f32, bf16, or a block type such as q8_0).
+    pub kv_types: KvTypes,
     /// Sequences one step may hold (the server's parallel slots).
     pub max_seqs: usize,
     /// Pages in the KV pool; `None`: every sequence its whole context
@@ -32,7 +33,7 @@ impl Default for LoadOptions {
             max_tokens: 512,
             max_rows: 1,
             context: 4096,
-            kv_type: KvType::F16,
+            kv_types: KvTypes::both(crate::exec::cpu::KvType::F16),
             max_seqs: 1,
             kv_pages: None,
             skip_weight_check: false,

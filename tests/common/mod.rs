@@ -89,6 +89,12 @@ pub(crate) use shared_or_skip;
 /// value of its last line, `PPL = <value>`.
 #[allow(dead_code)]
 pub fn rfc_perplexity(model: &std::path::Path, text: &std::path::Path) -> f64 {
+    rfc_perplexity_with(model, text, &[])
+}
+
+/// [`rfc_perplexity`] with more flags (e.g. `--cache-type-k q8_0`).
+#[allow(dead_code)]
+pub fn rfc_perplexity_with(model: &std::path::Path, text: &std::path::Path, extra: &[&str]) -> f64 {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rfc"))
         .args([
             "perplexity",
@@ -98,6 +104,7 @@ pub fn rfc_perplexity(model: &std::path::Path, text: &std::path::Path) -> f64 {
             "--ctx",
             "512",
         ])
+        .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

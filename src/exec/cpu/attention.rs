@@ -7,11 +7,17 @@
 //! llama.cpp's standard SWA mask and HF Mistral do). The keys of this step's
 //! tokens must already be in the cache. Softmax is online (running max and
 //! sum per head, in f32), over runs of keys that share a page.
+//!
+//! Keys and values are read from the cache's pages in their own types: f16,
+//! f32 and bf16 keys a chunk at a time as f32; Q8_0 and Q4_0 keys block by
+//! block against q quantized to Q8_0 ([`super::key_dot`]); values row by row
+//! (block by block for block types) into the weighted sum.
 
 use half::f16;
 use rayon::prelude::*;
 
 use super::error::KernelError;
+use super::key_dot::{QueryBlocks, QK};
 use super::kv_cache::{KvCache, KvRun, KvType};
 use super::math::{dot, exp};
 use super::simd::SimdPath;
@@ -237,6 +243,21 @@ fn attend_body(
         acc: [0.0; GROUP * MAX_HEAD_DIM],
     };
     let mut scores = [[0f32; CHUNK]; GROUP];
+    // Keys stored rotated meet q rotated alike (the dot is unchanged).
+    let mut rotated = [0f32; GROUP * MAX_HEAD_DIM];
+    let qs = match kv.key_rotation() {
+        Some(n) => {
+            let r = &mut rotated[..qs.len()];
+            r.copy_from_slice(qs);
+            super::hadamard::rotate(r, n);
+            &*r
+        }
+        None => qs,
+    };
+    let types = kv.kv_types();
+    // Q8_0/Q4_0 keys are scored against q in Q8_0, quantized once here.
+    let quantized_keys = matches!(types.k, KvType::Q8_0 | KvType::Q4_0);
+    let q8 = quantized_keys.then(|| QueryBlocks::new(qs, heads, hd));
     // Taken and put back rather than lent to a closure, which would not
     // inherit `attend_avx2`'s target features.
     let mut kf = KEYS.take();
@@ -248,18 +269,25 @@ fn attend_body(
             let page = places.page_table[seq as usize * places.pages_per_seq + pos / ps] as usize;
             let len = (ps - pos % ps).min(hi + 1 - pos).min(CHUNK);
             let keys = kv.k_run(layer, page, pos % ps, len);
-            for j in 0..len {
-                keys.to_f32(path, j * row + kv_head * hd, &mut kf[j * hd..(j + 1) * hd]);
+            if let Some(q8) = &q8 {
+                let at = |j: usize| (j * row + kv_head * hd) / QK;
+                score_blocks(path, keys, at, q8, hd / QK, shape.scale, &mut scores, len);
+            } else {
+                for j in 0..len {
+                    keys.to_f32(path, j * row + kv_head * hd, &mut kf[j * hd..(j + 1) * hd]);
+                }
+                for h in 0..heads {
+                    score_chunk(
+                        path,
+                        &qs[h * hd..(h + 1) * hd],
+                        &kf[..len * hd],
+                        shape.scale,
+                        &mut scores[h][..len],
+                    );
+                }
             }
-            for h in 0..heads {
-                score_chunk(
-                    path,
-                    &qs[h * hd..(h + 1) * hd],
-                    &kf[..len * hd],
-                    shape.scale,
-                    &mut scores[h][..len],
-                );
-                if let Some(cap) = shape.softcap {
+            if let Some(cap) = shape.softcap {
+                for h in 0..heads {
                     scores[h][..len]
                         .iter_mut()
                         .for_each(|s| *s = super::math::softcap(*s, cap));
@@ -271,7 +299,7 @@ fn attend_body(
                 &mut st,
                 &mut scores,
                 values,
-                kv.kv_type() == KvType::F16,
+                types.v == KvType::F16,
                 row,
                 kv_head,
                 hd,
@@ -293,8 +321,41 @@ fn attend_body(
                 *o = a * inv;
             }
         }
+        // Values stored rotated sum to the rotated output: turn it back.
+        if let Some(n) = kv.value_rotation() {
+            super::hadamard::rotate(&mut out[..heads * hd], n);
+        }
     }
     KEYS.set(kf);
+}
+
+/// `scores[h][j] = scale * q_h · k_j` for `len` keys in Q8_0 or Q4_0
+/// blocks, key `j`'s head starting at block `at(j)`, `nb` blocks long.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn score_blocks(
+    path: SimdPath,
+    keys: KvRun,
+    at: impl Fn(usize) -> usize,
+    q8: &QueryBlocks,
+    nb: usize,
+    scale: f32,
+    scores: &mut [[f32; CHUNK]; GROUP],
+    len: usize,
+) {
+    let mut s = [0f32; GROUP];
+    for j in 0..len {
+        let b = at(j);
+        match keys {
+            KvRun::Q8_0(k) => q8.scores_q8_0(path, &k[b..b + nb], &mut s),
+            KvRun::Q4_0(k) => q8.scores_q4_0(path, &k[b..b + nb], &mut s),
+            // The caller takes this path for these two types only.
+            _ => {}
+        }
+        for (h, &v) in s.iter().enumerate() {
+            scores[h][j] = scale * v;
+        }
+    }
 }
 
 /// `out[j] = scale * q · k_j` for the keys `k` (rows of `q.len()`).

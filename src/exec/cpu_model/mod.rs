@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::cpu::{ExpertGroups, KvCache, KvType, QuantizedActs};
+use super::cpu::{ExpertGroups, KvCache, KvTypes, QuantizedActs};
 use super::graph_facts::{fixed_cols, unsupported};
 use super::session::{StepBackend, StepLimits};
 use super::step::StepInputs;
@@ -146,27 +146,28 @@ impl CpuModel {
         })
     }
 
-    /// Stores the KV cache as `ty` in a pool of `n_pages` pages (call
-    /// before the first step: the cache is made anew, empty, once).
-    pub fn with_kv(mut self, ty: KvType, n_pages: usize) -> Self {
-        if ty != self.kv.kv_type() || n_pages != self.kv.n_pages() {
-            self.kv = self.remade_kv(n_pages, ty);
+    /// Stores the KV cache's keys and values as `types` in a pool of
+    /// `n_pages` pages (call before the first step: the cache is made anew,
+    /// empty, once). Refused where a block type does not divide the heads.
+    pub fn with_kv(mut self, types: KvTypes, n_pages: usize) -> Result<Self, ExecError> {
+        if types != self.kv.kv_types() || n_pages != self.kv.n_pages() {
+            self.kv = self.remade_kv(n_pages, types)?;
             self.limits.n_pages = n_pages;
         }
-        self
+        Ok(self)
     }
 
-    /// An empty cache of the current one's shape with `n_pages` of `ty`.
-    fn remade_kv(&self, n_pages: usize, ty: KvType) -> KvCache {
+    /// An empty cache of the current one's shape with `n_pages` of `types`.
+    fn remade_kv(&self, n_pages: usize, types: KvTypes) -> Result<KvCache, ExecError> {
         let kv = &self.kv;
-        KvCache::with_type(
+        Ok(KvCache::with_types(
             kv.n_layers(),
             kv.n_kv_heads(),
             kv.head_dim(),
             kv.page_size(),
             n_pages,
-            ty,
-        )
+            types,
+        )?)
     }
 
     /// The compiled graph this model runs.

@@ -301,11 +301,22 @@ impl CpuModel {
             self.gather
                 .extend_from_slice(&src[r * ql.ld..r * ql.ld + ql.cols]);
         }
-        if self.kv.kv_type() == cpu::KvType::F16 {
+        match self.kv.kv_types().k {
             // ggml multiplies an f16 cache with q rounded to f16.
-            for v in &mut self.gather {
-                *v = half::f16::from_f32(*v).to_f32();
+            cpu::KvType::F16 => {
+                for v in &mut self.gather {
+                    *v = half::f16::from_f32(*v).to_f32();
+                }
             }
+            // And a bf16 cache with q in bf16 (its dot type).
+            cpu::KvType::Bf16 => {
+                for v in &mut self.gather {
+                    *v = crate::quant::blocks::float::bf16_to_f32(
+                        crate::quant::blocks::float::bf16_from_f32(*v),
+                    );
+                }
+            }
+            _ => {}
         }
         let dst = a.write(ol, t);
         let shape = cpu::AttentionShape {
