@@ -186,7 +186,10 @@ class PromptMaker:
         return " ".join(p) if self.text else p
 
 
-def run_level(client, conc, prompts, output_tokens):
+def run_level(client, conc, prompts, output_tokens, constrained=None):
+    """`constrained`: (every, response_format): every `every`-th request
+    carries the response format; the unconstrained requests' latencies are
+    also reported on their own (issue #19's mixed batch)."""
     results = [None] * len(prompts)
     next_i = [0]
     lock = threading.Lock()
@@ -198,7 +201,11 @@ def run_level(client, conc, prompts, output_tokens):
                 if i >= len(prompts):
                     return
                 next_i[0] += 1
-            results[i] = client.stream(client.completion_body(prompts[i], output_tokens))
+            extra = {}
+            if constrained and i % constrained[0] == 0:
+                extra = {"response_format": constrained[1]}
+            results[i] = client.stream(client.completion_body(prompts[i], output_tokens, **extra))
+            results[i]["constrained"] = bool(extra)
 
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(conc)]
@@ -212,7 +219,7 @@ def run_level(client, conc, prompts, output_tokens):
     for r in results:
         if r["error"]:
             errors.append(r["error"])
-        elif r["tokens"] != output_tokens:
+        elif r["tokens"] != output_tokens and not r.get("constrained"):
             errors.append(f"{r['tokens']} tokens of {output_tokens} (finish {r['finish']})")
     ttft = [r["t_first"] - r["t_send"] for r in ok if r["t_first"] is not None]
     itl = [b - a for r in ok for a, b in zip(r["chunk_times"], r["chunk_times"][1:])]
@@ -220,7 +227,20 @@ def run_level(client, conc, prompts, output_tokens):
             for r in ok if r["tokens"] > 1 and len(r["chunk_times"]) > 1]
     out_tokens = sum(r["tokens"] for r in results if not r["error"])
     ms = lambda x: None if x is None else round(x * 1000, 2)
+    # Constrained requests may end early (their grammar closes); the
+    # unconstrained ones' latencies are what a grammar must not slow.
+    free = [r for r in results if not r["error"] and not r.get("constrained")]
+    free_itl = [b - a for r in free for a, b in zip(r["chunk_times"], r["chunk_times"][1:])]
+    mixed = {}
+    if constrained:
+        mixed = {
+            "constrained_every": constrained[0],
+            "unconstrained_itl_ms_p50": ms(percentile(free_itl, 50)),
+            "unconstrained_itl_ms_p99": ms(percentile(free_itl, 99)),
+        }
+        ok = [r for r in ok if not r.get("constrained")]
     return {
+        **mixed,
         "concurrency": conc,
         "requests": len(prompts),
         "ok": len(ok),
@@ -266,6 +286,10 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=2, help="requests before the first level (default 2)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per request")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument("--constrained-every", type=int, default=0,
+                    help="every N-th request carries --response-format (0: none)")
+    ap.add_argument("--response-format", default='{"type": "json_object"}',
+                    help="the constrained requests' response_format (JSON)")
     a = ap.parse_args(argv)
     if not a.text and not a.vocab:
         ap.error("give --vocab (token-id prompts) or --text")
@@ -298,7 +322,10 @@ def main(argv=None):
     for conc in a.concurrency:
         n = a.requests or max(8, 4 * conc)
         prompts = [maker.make(a.prompt_tokens) for _ in range(n)]
-        lv = run_level(client, conc, prompts, a.output_tokens)
+        constrained = None
+        if a.constrained_every > 0:
+            constrained = (a.constrained_every, json.loads(a.response_format))
+        lv = run_level(client, conc, prompts, a.output_tokens, constrained)
         report["levels"].append(lv)
         failed |= lv["errors"] > 0
         if not a.json:
@@ -308,6 +335,9 @@ def main(argv=None):
                   f"{f(lv['itl_ms_p50']):>8} {f(lv['itl_ms_p99']):>8} {f(lv['tpot_ms_mean']):>7}", flush=True)
             for e in lv["error_samples"]:
                 print(f"      error: {e}")
+            if constrained:
+                print(f"      unconstrained requests only: ITL p50 {f(lv['unconstrained_itl_ms_p50'])} "
+                      f"p99 {f(lv['unconstrained_itl_ms_p99'])} ms", flush=True)
     if a.json:
         print(json.dumps(report, indent=2))
     return 1 if failed else 0
