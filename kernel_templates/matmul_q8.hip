@@ -244,13 +244,16 @@ RFC_KERNEL __launch_bounds__(256) void repack_weights(const u8* __restrict__ w0,
 #define NROWS (2 * NIB)     // weight rows of a block
 #define NNT (NROWS / 16)    // weight-row tiles of 16
 #define NCS (KC / SUB)      // weight scale groups per chunk
-#define NW 8                // warps per block
+#ifndef NW
+#define NW 8                // warps per block: 8 or 16
+#endif
 #define NWARP_FLOATS (NROWS * NCS + (HAS_MIN ? NROWS * CU + NTOK * CU : 0) + NTOK)
 #define NRED_PITCH (NROWS + 1)
-#define NRED_FLOATS (NW * 16 * NRED_PITCH)
+#define NRED_FLOATS (8 * 16 * NRED_PITCH)  // partial tiles of 8 warps at a time
 #define NSMEM_FLOATS (NW * NWARP_FLOATS > NRED_FLOATS ? NW * NWARP_FLOATS : NRED_FLOATS)
 static_assert(NSMEM_FLOATS * 4 + NROWS * 4 <= 48 * 1024, "the narrow block fits static shared memory");
 static_assert(CU >= 2, "a chunk's second unit holds its scale");
+static_assert(NW == 8 || NW == 16, "8 or 16 warps");
 
 #if RFC_HIP
 // A wave's lanes run together; this keeps the compiler from moving shared
@@ -297,13 +300,13 @@ RFC_DEV int narrow_row(int i0, int j) {
     return j < NIB ? ra : rb;
 }
 
-RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
+RFC_KERNEL __launch_bounds__(NW * 32) void matmul(MATMUL_PARAMS) {
     __shared__ int rowtab[NROWS];
     __shared__ __attribute__((aligned(16))) float smem[NSMEM_FLOATS];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int i0 = blockIdx.x * NIB, t0 = blockIdx.y * NTOK;
     (void)ldx, (void)norm, (void)w1, (void)w2, (void)w3;
-    for (int j = threadIdx.x; j < NROWS; j += 256) rowtab[j] = narrow_row(i0, j);
+    for (int j = threadIdx.x; j < NROWS; j += NW * 32) rowtab[j] = narrow_row(i0, j);
     __syncthreads();
 
     const WqView wv = wq_view(w0);
@@ -344,16 +347,57 @@ RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
 #pragma unroll
             for (int i = 0; i < MMA_ACC; i++) acc[mi][ni][i] = 0.0f;
 
+#define NSW ((NROWS * NCS + 31) / 32)
+#define NSM (HAS_MIN ? (NROWS * CU + 31) / 32 : 0)
+#define NSX (HAS_MIN ? (NTOK * CU + 31) / 32 : 0)
     for (int c = warp; c < CHUNKS; c += NW) {
-        NARROW_SYNCWARP();  // the previous chunk's scales are read
-        for (int p = lane; p < NROWS * NCS; p += 32)
-            wd_s[p] = wv.d[(u64)rowtab[p / NCS] * (K / SUB) + c * NCS + p % NCS] * (1.0f / 254.0f);
+        // Every global load of the chunk first (fragments and scales): their
+        // latencies overlap.
+        MmaI8B<SUB> b[NCS][NNT];
+        MmaI8A<SUB> fq[NCS][NMT], fr[NCS][NMT];
+#pragma unroll
+        for (int g = 0; g < NCS; g++) {
+            const int k = c * KC + g * SUB;
+#pragma unroll
+            for (int ni = 0; ni < NNT; ni++) frag_load_b(b[g][ni], bw[ni], k);
+#pragma unroll
+            for (int mi = 0; mi < NMT; mi++) {
+                frag_load_a(fq[g][mi], aq[mi], k);
+                frag_load_a(fr[g][mi], ar[mi], k);
+            }
+        }
+        float sw[NSW], sm[NSM + 1], sx[NSX + 1], sd = 0.0f;
+#pragma unroll
+        for (int r = 0; r < NSW; r++) {
+            const int p = lane + 32 * r;
+            sw[r] = p < NROWS * NCS ? wv.d[(u64)rowtab[p / NCS] * (K / SUB) + c * NCS + p % NCS] * (1.0f / 254.0f) : 0.0f;
+        }
 #if HAS_MIN
-        for (int p = lane; p < NROWS * CU; p += 32) wm_s[p] = wv.m[(u64)rowtab[p / CU] * UNITS + c * CU + p % CU];
-        for (int p = lane; p < NTOK * CU; p += 32)
-            xs_s[p] = xs_g[(u64)min(t0 + p / CU, T - 1) * UNITS + c * CU + p % CU];
+#pragma unroll
+        for (int r = 0; r < NSM; r++) {
+            const int p = lane + 32 * r;
+            sm[r] = p < NROWS * CU ? wv.m[(u64)rowtab[p / CU] * UNITS + c * CU + p % CU] : 0.0f;
+        }
+#pragma unroll
+        for (int r = 0; r < NSX; r++) {
+            const int p = lane + 32 * r;
+            sx[r] = p < NTOK * CU ? xs_g[(u64)min(t0 + p / CU, T - 1) * UNITS + c * CU + p % CU] : 0.0f;
+        }
 #endif
-        for (int p = lane; p < NTOK; p += 32) xd_s[p] = xd_g[(u64)min(t0 + p, T - 1) * UNITS + c * CU + 1];
+        if (lane < NTOK) sd = xd_g[(u64)min(t0 + lane, T - 1) * UNITS + c * CU + 1];
+        NARROW_SYNCWARP();  // the previous chunk's scales are read
+#pragma unroll
+        for (int r = 0; r < NSW; r++)
+            if (lane + 32 * r < NROWS * NCS) wd_s[lane + 32 * r] = sw[r];
+#if HAS_MIN
+#pragma unroll
+        for (int r = 0; r < NSM; r++)
+            if (lane + 32 * r < NROWS * CU) wm_s[lane + 32 * r] = sm[r];
+#pragma unroll
+        for (int r = 0; r < NSX; r++)
+            if (lane + 32 * r < NTOK * CU) xs_s[lane + 32 * r] = sx[r];
+#endif
+        if (lane < NTOK) xd_s[lane] = sd;
         NARROW_SYNCWARP();
 
         float part[NMT][NNT][MMA_ACC];
@@ -365,22 +409,15 @@ RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
                 for (int i = 0; i < MMA_ACC; i++) part[mi][ni][i] = 0.0f;
 #pragma unroll
         for (int g = 0; g < NCS; g++) {
-            const int k = c * KC + g * SUB;
-            MmaI8B<SUB> b[NNT];
-#pragma unroll
-            for (int ni = 0; ni < NNT; ni++) frag_load_b(b[ni], bw[ni], k);
 #pragma unroll
             for (int mi = 0; mi < NMT; mi++) {
-                MmaI8A<SUB> fq, fr;
-                frag_load_a(fq, aq[mi], k);
-                frag_load_a(fr, ar[mi], k);
 #pragma unroll
                 for (int ni = 0; ni < NNT; ni++) {
                     int iq[MMA_ACC], ir[MMA_ACC];
 #pragma unroll
                     for (int i = 0; i < MMA_ACC; i++) iq[i] = ir[i] = 0;
-                    mma_i8(iq, fq, b[ni]);
-                    mma_i8(ir, fr, b[ni]);
+                    mma_i8(iq, fq[g][mi], b[g][ni]);
+                    mma_i8(ir, fr[g][mi], b[g][ni]);
 #pragma unroll
                     for (int i = 0; i < MMA_ACC; i++) {
                         int m, n;
@@ -408,29 +445,35 @@ RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
     }
 
     // The warps' partial tiles, summed in warp order (the same sum for any
-    // step), one token tile at a time; then each (token, item) pair's
-    // epilogue.
+    // step), one token tile at a time: warps 8-15 park theirs, warps 0-7
+    // add theirs to them; then each (token, item) pair's epilogue.
     Epi e = MAKE_EPI;
 #pragma unroll
     for (int mi = 0; mi < NMT; mi++) {
-        __syncthreads();  // the scales (or the last tile's sums) are read
-        float* red = smem + warp * 16 * NRED_PITCH;
 #pragma unroll
-        for (int ni = 0; ni < NNT; ni++)
+        for (int half = NW / 8 - 1; half >= 0; half--) {
+            __syncthreads();  // the scales (or the last sums) are read
+            if (warp / 8 == half) {
+                float* red = smem + (warp % 8) * 16 * NRED_PITCH;
 #pragma unroll
-            for (int i = 0; i < MMA_ACC; i++) {
-                int m, n;
-                mma_acc_pos(lane, i, &m, &n);
-                red[m * NRED_PITCH + ni * 16 + n] = acc[mi][ni][i];
+                for (int ni = 0; ni < NNT; ni++)
+#pragma unroll
+                    for (int i = 0; i < MMA_ACC; i++) {
+                        int m, n;
+                        mma_acc_pos(lane, i, &m, &n);
+                        float* slot = &red[m * NRED_PITCH + ni * 16 + n];
+                        *slot = half == NW / 8 - 1 ? acc[mi][ni][i] : acc[mi][ni][i] + *slot;
+                    }
             }
+        }
         __syncthreads();
-        for (int idx = threadIdx.x; idx < 16 * NIB; idx += 256) {
+        for (int idx = threadIdx.x; idx < 16 * NIB; idx += NW * 32) {
             const int m = idx / NIB, j = idx % NIB;
             const int t = t0 + mi * 16 + m, item = i0 + j;
             if (t < T && item < N_ITEMS) {
                 float a = 0.0f, b = 0.0f;
 #pragma unroll
-                for (int w = 0; w < NW; w++) {
+                for (int w = 0; w < 8; w++) {
                     a += smem[(w * 16 + m) * NRED_PITCH + j];
                     b += smem[(w * 16 + m) * NRED_PITCH + NIB + j];
                 }
