@@ -77,4 +77,3 @@ unsafe fn from_f32_f16c(src: &[f32], dst: &mut [f16]) {
         dst[i] = f16::from_f32(src[i]);
     }
 }
-
