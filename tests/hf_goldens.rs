@@ -343,9 +343,9 @@ mod llamacpp {
     );
 }
 
-#[test]
-fn every_llamacpp_fixture_has_a_test() {
-    let mut files: Vec<String> = std::fs::read_dir(fixture_dir("llamacpp"))
+/// The JSON fixtures of `dir` (under the fixtures folder), by name, sorted.
+fn fixture_stems(dir: &str) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(fixture_dir(dir))
         .unwrap()
         .filter_map(|e| {
             let p = e.unwrap().path();
@@ -354,6 +354,12 @@ fn every_llamacpp_fixture_has_a_test() {
         })
         .collect();
     files.sort();
+    files
+}
+
+#[test]
+fn every_llamacpp_fixture_has_a_test() {
+    let files = fixture_stems("llamacpp");
     let mut names: Vec<String> = llamacpp::NAMES.iter().map(|s| s.to_string()).collect();
     names.sort();
     assert_eq!(files, names, "tests/fixtures/hf/llamacpp");
@@ -361,15 +367,7 @@ fn every_llamacpp_fixture_has_a_test() {
 
 #[test]
 fn every_fixture_has_a_test() {
-    let mut files: Vec<String> = std::fs::read_dir(fixture_dir(""))
-        .unwrap()
-        .filter_map(|e| {
-            let p = e.unwrap().path();
-            (p.extension()? == "json")
-                .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
-        })
-        .collect();
-    files.sort();
+    let files = fixture_stems("");
     let mut names: Vec<String> = exact::NAMES.iter().map(|s| s.to_string()).collect();
     names.sort();
     assert_eq!(files, names, "tests/fixtures/hf");
