@@ -1,14 +1,17 @@
-// Causal attention over the paged f16 KV cache (f32 accumulation), for a
-// step of tokens from any number of sequences.
+// Causal attention over the paged KV cache (f32 accumulation), for a step
+// of tokens from any number of sequences.
 //
-// KV cache of one layer: rows of 2*KV_DIM halves, K (all kv heads) then V;
-// token at position p of sequence s is row page*PAGE_SIZE + p%PAGE_SIZE
-// with page = pages[s*pages_per_seq + p/PAGE_SIZE]. Query token t at
+// KV cache of one layer: kv_cache.h (keys and values in their own element
+// types, read where they lie: KvBlock<TY>::load8, kv_key_levels); token at
+// position p of sequence s is cache row page*PAGE_SIZE + p%PAGE_SIZE with
+// page = pages[s*pages_per_seq + p/PAGE_SIZE]. Keys stored rotated (K_ROT)
+// meet q rotated alike; values stored rotated (V_ROT) sum to the rotated
+// output, which is turned back before it is written. Query token t at
 // position pos[t] sees keys lo..pos[t] of its sequence (lo = 0, or
 // pos[t]+1-WINDOW with a window). The keys of this step must already be
 // stored (the QKV matmul's KV epilogue runs first).
 //
-// Defines: HD, NH, NKV, PAGE_SIZE, SCALE_BITS, WINDOW (0: none),
+// Defines: kv_cache.h's, HD, NH, NKV, SCALE_BITS, WINDOW (0: none),
 // CH (decode block threads = keys per decode tile, a multiple of HD),
 // SPLIT_MIN (fewest keys per decode split), MAX_SPLITS (most splits),
 // COMBINE_THREADS (combine block, a multiple of HD), QT/KT (prefill tiles).
@@ -24,11 +27,11 @@
 //   of every query run's keys -> part, in attn_combine's layout.
 
 #define GROUP (NH / NKV)
-#define KV_DIM (NKV * HD)
+// Elements of a head row per lane where one group of 32 lanes holds it
+// (the rotations).
+#define HE (HD / 32)
 
-struct alignas(16) u4 {
-    u32 x, y, z, w;
-};
+typedef u32x4 u4;
 
 RFC_DEV int key_lo(int p) {
 #if WINDOW
@@ -38,18 +41,30 @@ RFC_DEV int key_lo(int p) {
 #endif
 }
 
-// Element offset of key position kp's cache row.
-RFC_DEV u64 kv_row(const int* pages, int pages_per_seq, int s, int kp) {
-    int page = pages[s * pages_per_seq + kp / PAGE_SIZE];
-    return ((u64)page * PAGE_SIZE + (u64)(kp % PAGE_SIZE)) * (2 * KV_DIM);
+#if K_ROT
+// A query row of HD floats (zeros for a null row), rotated as the stored
+// keys are, times `mul`: this lane's HE elements (lane*HE + e) in v.
+// Called by all 32 lanes of a group.
+RFC_DEV void rotated_q(const float* row, float mul, float* v) {
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int e = 0; e < HE; e++) v[e] = row ? row[lane * HE + e] : 0.0f;
+    kv_hadamard_warp<HE, K_ROT>(v, bits_f32(K_ROT_SCALE_BITS));
+#pragma unroll
+    for (int e = 0; e < HE; e++) v[e] *= mul;
 }
+#endif
 
-RFC_DEV void unpack8(u4 v, float* f) {
-    f[0] = h2f((u16)(v.x & 0xffff)); f[1] = h2f((u16)(v.x >> 16));
-    f[2] = h2f((u16)(v.y & 0xffff)); f[3] = h2f((u16)(v.y >> 16));
-    f[4] = h2f((u16)(v.z & 0xffff)); f[5] = h2f((u16)(v.z >> 16));
-    f[6] = h2f((u16)(v.w & 0xffff)); f[7] = h2f((u16)(v.w >> 16));
+#if V_ROT
+// An output row of HD floats, this lane's HE of them in v, turned back
+// from the values' rotation into dst; called by all 32 lanes of a group.
+RFC_DEV void unrotated_out(float* v, float* dst) {
+    const int lane = threadIdx.x % 32;
+    kv_hadamard_warp<HE, V_ROT>(v, bits_f32(V_ROT_SCALE_BITS));
+#pragma unroll
+    for (int e = 0; e < HE; e++) dst[lane * HE + e] = v[e];
 }
+#endif
 
 // Block-wide max or sum of GROUP values per thread (blockDim.x == CH),
 // all heads in one round: two barriers instead of two per head.
@@ -86,16 +101,21 @@ RFC_DEV int split_len(int n, int S) {
 #define VK (CH / VL)
 
 RFC_KERNEL __launch_bounds__(CH) void attn_decode(const float* __restrict__ q, int ldq,
-                                                  const u16* __restrict__ kv,
+                                                  const u8* __restrict__ kv,
                                                   const int* __restrict__ pos,
                                                   const int* __restrict__ seq,
                                                   const int* __restrict__ pages, int pages_per_seq,
                                                   float* __restrict__ part, int max_chunks, int T) {
     __shared__ float qs[GROUP][HD];
     __shared__ float ps[GROUP][CH];
-    __shared__ u64 rows[CH];
+    __shared__ u32 rows[CH];
     __shared__ float os[VK][HD];
     __shared__ float red[CH / RFC_WARP][GROUP];
+#if KEY_LEVELS
+    // q in Q8_0 per 32 elements: levels as words of four, f16-rounded scales.
+    __shared__ int qw[GROUP][HD / 4];
+    __shared__ float qd[GROUP][HD / 32];
+#endif
     const int c = blockIdx.x, g = blockIdx.y, t = blockIdx.z, tid = threadIdx.x;
     if (t >= T) return;
     const int p = pos[t], s = seq[t];
@@ -105,8 +125,37 @@ RFC_KERNEL __launch_bounds__(CH) void attn_decode(const float* __restrict__ q, i
     if (kb > p) return;  // beyond this token's keys: attn_combine skips it
     const int ke = min(kb + len, p + 1);
     const float scale = bits_f32(SCALE_BITS);
+    // Integer scores take q unscaled (the CPU scales each score after).
+    const float q_mul = KEY_LEVELS ? 1.0f : scale;
+#if K_ROT
+    for (int h = tid / 32; h < GROUP; h += CH / 32) {
+        float v[HE];
+        rotated_q(q + (u64)t * ldq + (g * GROUP + h) * HD, q_mul, v);
+#pragma unroll
+        for (int e = 0; e < HE; e++) qs[h][(tid % 32) * HE + e] = v[e];
+    }
+#else
     for (int i = tid; i < GROUP * HD; i += CH)
-        qs[i / HD][i % HD] = q[(u64)t * ldq + (g * GROUP + i / HD) * HD + i % HD] * scale;
+        qs[i / HD][i % HD] = q[(u64)t * ldq + (g * GROUP + i / HD) * HD + i % HD] * q_mul;
+#endif
+#if KEY_LEVELS
+    __syncthreads();  // qs
+    // Each 32 elements of each head to Q8_0 as the CPU quantizes q
+    // (absmax / 127, half away from zero, the scale rounded to f16).
+    for (int i = tid; i < GROUP * (HD / 32); i += CH) {
+        const int h = i / (HD / 32), b = i % (HD / 32);
+        const float* x = qs[h] + 32 * b;
+        float amax = 0.0f;
+        for (int e = 0; e < 32; e++) amax = fmaxf(amax, fabsf(x[e]));
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int w = 0; w < 8; w++) {
+            u32 word = 0;
+            for (int e = 0; e < 4; e++) word |= (u32)(u8)(i8)(int)roundf(kv_fmul(x[4 * w + e], id)) << (8 * e);
+            qw[h][8 * b + w] = (int)word;
+        }
+        qd[h][b] = h2f(f2h(d));
+    }
+#endif
     const int vd = (tid % VL) * 8, vk = tid / VL;
     float m_run[GROUP], l_run[GROUP], o[GROUP][8];
 #pragma unroll
@@ -120,24 +169,42 @@ RFC_KERNEL __launch_bounds__(CH) void attn_decode(const float* __restrict__ q, i
     for (int k0 = kb; k0 < ke; k0 += CH) {
         const int nk = min(CH, ke - k0);
         const bool valid = tid < nk;
-        const u64 row = valid ? kv_row(pages, pages_per_seq, s, k0 + tid) : 0;
+        const u32 row = valid ? kv_cache_row(pages, pages_per_seq, s, k0 + tid) : 0;
         rows[tid] = row;
-        __syncthreads();  // qs (first tile), rows
+        __syncthreads();  // qs, qw, qd (first tile), rows
 
         float sc[GROUP];
 #pragma unroll
         for (int h = 0; h < GROUP; h++) sc[h] = 0.0f;
         if (valid) {
-            const u4* kr = (const u4*)(kv + row + g * HD);
+            const u8* kr = kv + kv_key_offset(row);
+#if KEY_LEVELS
+            // Per block: one integer dot per head, times d_k d_q.
+#pragma unroll 2
+            for (int b = 0; b < HD / 32; b++) {
+                int w[8];
+                const float dk = kv_key_levels<KV_K_TYPE>(kr, g * HD + 32 * b, w);
+#pragma unroll
+                for (int h = 0; h < GROUP; h++) {
+                    int dot = 0;
+#pragma unroll
+                    for (int i = 0; i < 8; i++) dot = dot4_i8(w[i], qw[h][8 * b + i], dot);
+                    sc[h] += dk * qd[h][b] * (float)dot;
+                }
+            }
+#pragma unroll
+            for (int h = 0; h < GROUP; h++) sc[h] *= scale;
+#else
 #pragma unroll 4
             for (int d8 = 0; d8 < HD / 8; d8++) {
                 float kf[8];
-                unpack8(kr[d8], kf);
+                KvBlock<KV_K_TYPE>::load8(kr, g * HD + d8 * 8, kf);
 #pragma unroll
                 for (int h = 0; h < GROUP; h++)
 #pragma unroll
                     for (int e = 0; e < 8; e++) sc[h] += qs[h][d8 * 8 + e] * kf[e];
             }
+#endif
         }
         float mx[GROUP], sm[GROUP], alpha[GROUP];
 #pragma unroll
@@ -165,7 +232,7 @@ RFC_KERNEL __launch_bounds__(CH) void attn_decode(const float* __restrict__ q, i
 #pragma unroll 4
         for (int k = vk; k < nk && vk < VK; k += VK) {
             float vf[8];
-            unpack8(*(const u4*)(kv + rows[k] + KV_DIM + g * HD + vd), vf);
+            KvBlock<KV_V_TYPE>::load8(kv + kv_value_offset(rows[k]), g * HD + vd, vf);
 #pragma unroll
             for (int h = 0; h < GROUP; h++) {
                 const float pk = ps[h][k];
@@ -241,12 +308,26 @@ RFC_KERNEL __launch_bounds__(COMBINE_THREADS) void attn_combine(const float* __r
     for (int c = g; c < chunks; c += CQ) o += ws[c] * base[c * (HD + 2) + 2 + d];
     acc[g][d] = o;
     __syncthreads();
+#if V_ROT
+    if (tid < 32) {
+        float r[HE];
+#pragma unroll
+        for (int e = 0; e < HE; e++) {
+            float x = 0.0f;
+#pragma unroll
+            for (int i = 0; i < CQ; i++) x += acc[i][tid * HE + e];
+            r[e] = x * inv_l;
+        }
+        unrotated_out(r, out + (u64)t * ldo + h * HD);
+    }
+#else
     if (tid < HD) {
         float r = 0.0f;
 #pragma unroll
         for (int i = 0; i < CQ; i++) r += acc[i][tid];
         out[(u64)t * ldo + h * HD + tid] = r * inv_l;
     }
+#endif
 }
 
 // ---- prefill on NVIDIA, head_dim <= 128: flash tiles in registers ----
@@ -277,8 +358,48 @@ RFC_KERNEL __launch_bounds__(COMBINE_THREADS) void attn_combine(const float* __r
 #define VT_PITCH (KT + 8)
 static_assert(QT % 16 == 0 && KT % 32 == 0, "whole 16-row warps, key pairs per lane");
 
+#if V_ROT
+// Turns the output rows back from the values' rotation where they lie in
+// the accumulators: lane 4g + q holds columns dt*16 + 8b + 2q + j of its
+// rows as element 4b + 2r + j of tile dt (mma_acc_pos), so column bits 0
+// and 3 and the tile's are the lane's own, bits 1 and 2 its quad's.
+RFC_DEV void unrotate_acc(float (*o)[MMA_ACC]) {
+    const int q = threadIdx.x % 4;
+#pragma unroll
+    for (int h = 1; h < V_ROT; h <<= 1) {
+        if (h == 2 || h == 4) {
+            const bool upper = (q & (h / 2)) != 0;
+#pragma unroll
+            for (int dt = 0; dt < HD / 16; dt++)
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) {
+                    const float x = rfc_shfl_xor(o[dt][i], h / 2);
+                    o[dt][i] = upper ? x - o[dt][i] : o[dt][i] + x;
+                }
+        } else {
+            // The partner of (dt, i) in this lane: column bit 0 is i's bit
+            // 0, bit 3 i's bit 2, bits 4.. dt's.
+            const int di = h == 1 ? 1 : h == 8 ? 4 : 0, dd = h >= 16 ? h / 16 : 0;
+#pragma unroll
+            for (int dt = 0; dt < HD / 16; dt++)
+#pragma unroll
+                for (int i = 0; i < MMA_ACC; i++) {
+                    if ((i & di) || (dt & dd)) continue;
+                    const float a = o[dt][i], b = o[dt + dd][i + di];
+                    o[dt][i] = a + b;
+                    o[dt + dd][i + di] = a - b;
+                }
+        }
+    }
+#pragma unroll
+    for (int dt = 0; dt < HD / 16; dt++)
+#pragma unroll
+        for (int i = 0; i < MMA_ACC; i++) o[dt][i] *= bits_f32(V_ROT_SCALE_BITS);
+}
+#endif
+
 RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict__ q, int ldq,
-                                                         const u16* __restrict__ kv,
+                                                         const u8* __restrict__ kv,
                                                          const int* __restrict__ pos,
                                                          const int* __restrict__ seq,
                                                          const int* __restrict__ pages, int pages_per_seq,
@@ -298,6 +419,19 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
     const float scale = bits_f32(SCALE_BITS);
 
     // Q (scaled) as f16 hi + lo, then this warp's fragments.
+#if K_ROT
+    for (int r = warp; r < QT; r += PW) {
+        float v[HE];
+        rotated_q(r < nq ? q + (u64)(t0 + r) * ldq + h * HD : nullptr, scale, v);
+#pragma unroll
+        for (int e = 0; e < HE; e++) {
+            const int dd = lane * HE + e;
+            const u16 hi = f2h(v[e]);
+            qs[r * KP_PITCH + dd] = hi;
+            qs[(QT + r) * KP_PITCH + dd] = f2h(v[e] - h2f(hi));
+        }
+    }
+#else
     for (int i = tid; i < QT * HD; i += PW * 32) {
         const int r = i / HD, dd = i % HD;
         const float v = r < nq ? q[(u64)(t0 + r) * ldq + h * HD + dd] * scale : 0.0f;
@@ -305,6 +439,7 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
         qs[r * KP_PITCH + dd] = hi;
         qs[(QT + r) * KP_PITCH + dd] = f2h(v - h2f(hi));
     }
+#endif
     __syncthreads();
     MmaA qh[HD / 16], ql[HD / 16];
 #pragma unroll
@@ -357,11 +492,13 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
         const int klo = lo + z * len, khi = min(hi, klo + len - 1);
         for (int kt0 = klo; kt0 <= khi; kt0 += KT) {
             __syncthreads();  // the previous tile's products are done
-            // K rows as they are (16-byte pieces along the row).
+            // K rows as f16 (16-byte pieces along the row).
             for (int i = tid; i < KT * (HD / 8); i += PW * 32) {
                 const int kk = i / (HD / 8), d8 = i % (HD / 8), kp = kt0 + kk;
                 u4 kw = {0u, 0u, 0u, 0u};
-                if (kp <= khi) kw = ((const u4*)(kv + kv_row(pages, pages_per_seq, s, kp) + g * HD))[d8];
+                if (kp <= khi)
+                    kw = kv_load8h<KV_K_TYPE>(kv + kv_key_offset(kv_cache_row(pages, pages_per_seq, s, kp)),
+                                              g * HD + d8 * 8);
                 *(u4*)(ks + kk * KP_PITCH + d8 * 8) = kw;
             }
             // V transposed: a lane takes two keys, so that each store is a
@@ -369,8 +506,12 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
             for (int i = tid; i < (KT / 2) * (HD / 8); i += PW * 32) {
                 const int kp2 = i % (KT / 2), d8 = i / (KT / 2), kp = kt0 + 2 * kp2;
                 u4 v0 = {0u, 0u, 0u, 0u}, v1 = v0;
-                if (kp <= khi) v0 = ((const u4*)(kv + kv_row(pages, pages_per_seq, s, kp) + KV_DIM + g * HD))[d8];
-                if (kp + 1 <= khi) v1 = ((const u4*)(kv + kv_row(pages, pages_per_seq, s, kp + 1) + KV_DIM + g * HD))[d8];
+                if (kp <= khi)
+                    v0 = kv_load8h<KV_V_TYPE>(kv + kv_value_offset(kv_cache_row(pages, pages_per_seq, s, kp)),
+                                              g * HD + d8 * 8);
+                if (kp + 1 <= khi)
+                    v1 = kv_load8h<KV_V_TYPE>(kv + kv_value_offset(kv_cache_row(pages, pages_per_seq, s, kp + 1)),
+                                              g * HD + d8 * 8);
                 const u32 a[4] = {v0.x, v0.y, v0.z, v0.w}, b[4] = {v1.x, v1.y, v1.z, v1.w};
 #pragma unroll
                 for (int e = 0; e < 8; e++) {
@@ -448,6 +589,10 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
 #pragma unroll
             for (int r = 0; r < MMA_ROWS; r++) l_[r] = l_[r] * alpha[r] + psum[r];
         }
+#if V_ROT
+        // Split partials stay rotated (attn_combine turns the sum back).
+        if (splits == 1) unrotate_acc(o_);
+#endif
 #pragma unroll
         for (int dt = 0; dt < HD / 16; dt++)
 #pragma unroll
@@ -496,7 +641,7 @@ static_assert(NS <= 8, "one score tile product per warp");
 static_assert(KT % RT == 0, "whole keys per softmax thread");
 
 RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q, int ldq,
-                                                    const u16* __restrict__ kv,
+                                                    const u8* __restrict__ kv,
                                                     const int* __restrict__ pos,
                                                     const int* __restrict__ seq,
                                                     const int* __restrict__ pages, int pages_per_seq,
@@ -521,6 +666,19 @@ RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q,
     const float scale = bits_f32(SCALE_BITS);
 
     // Q (scaled) as f16 hi + lo, then each score warp's fragments.
+#if K_ROT
+    for (int r = warp; r < QT; r += 8) {
+        float v[HE];
+        rotated_q(r < nq ? q + (u64)(t0 + r) * ldq + h * HD : nullptr, scale, v);
+#pragma unroll
+        for (int e = 0; e < HE; e++) {
+            const int dd = lane * HE + e;
+            const u16 hi = f2h(v[e]);
+            kvs[r * KP_PITCH + dd] = hi;
+            kvs[(QT + r) * KP_PITCH + dd] = f2h(v[e] - h2f(hi));
+        }
+    }
+#else
     for (int i = tid; i < QT * HD; i += 256) {
         const int r = i / HD, dd = i % HD;
         const float v = r < nq ? q[(u64)(t0 + r) * ldq + h * HD + dd] * scale : 0.0f;
@@ -528,6 +686,7 @@ RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q,
         kvs[r * KP_PITCH + dd] = hi;
         kvs[(QT + r) * KP_PITCH + dd] = f2h(v - h2f(hi));
     }
+#endif
     __syncthreads();
     // Score warp w: term w / (NS/2) (0 hi, 1 lo), query tile and key tile.
     const bool s_warp = warp < NS;
@@ -565,14 +724,14 @@ RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q,
 
         for (int kt0 = lo; kt0 <= hi; kt0 += KT) {
             __syncthreads();  // the previous tile's products are done
-            // K rows as they are; V rows transposed into vt[d][key].
+            // K rows as f16; V rows as f16, transposed into vt[d][key].
             for (int i = tid; i < KT * (HD / 8); i += 256) {
                 const int kk = i / (HD / 8), d8 = i % (HD / 8), kp = kt0 + kk;
                 u4 kw = {0u, 0u, 0u, 0u}, vw = kw;
                 if (kp <= hi) {
-                    const u64 row = kv_row(pages, pages_per_seq, s, kp);
-                    kw = ((const u4*)(kv + row + g * HD))[d8];
-                    vw = ((const u4*)(kv + row + KV_DIM + g * HD))[d8];
+                    const u32 row = kv_cache_row(pages, pages_per_seq, s, kp);
+                    kw = kv_load8h<KV_K_TYPE>(kv + kv_key_offset(row), g * HD + d8 * 8);
+                    vw = kv_load8h<KV_V_TYPE>(kv + kv_value_offset(row), g * HD + d8 * 8);
                 }
                 *(u4*)(ks + kk * KP_PITCH + d8 * 8) = kw;
                 const u32 vv[4] = {vw.x, vw.y, vw.z, vw.w};
@@ -653,6 +812,11 @@ RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q,
         }
         if (sk == 0) l_s[sr] = l;
         __syncthreads();
+#if V_ROT
+        // The rows through shared memory (the tiles are done with it), so
+        // that each is whole in one group of lanes to be turned back.
+        float* os_ = (float*)kvs;
+#endif
 #pragma unroll
         for (int j = 0; j < O_PER_WARP; j++) {
             const int ot = warp + 8 * j;
@@ -664,10 +828,25 @@ RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q,
                     mma_acc_pos(lane, i, &mm, &nn);
                     const int r = oq * 16 + mm;
                     if (r >= r0 && r < r1 && r < nq)
+#if V_ROT
+                        os_[r * HD + od * 16 + nn] = o[j][i] / l_s[r];
+#else
                         out[(u64)(t0 + r) * ldo + h * HD + od * 16 + nn] = o[j][i] / l_s[r];
+#endif
                 }
             }
         }
+#if V_ROT
+        __syncthreads();
+        for (int r = warp; r < QT; r += 8) {
+            if (r < r0 || r >= r1 || r >= nq) continue;
+            float v[HE];
+#pragma unroll
+            for (int e = 0; e < HE; e++) v[e] = os_[r * HD + lane * HE + e];
+            unrotated_out(v, out + (u64)(t0 + r) * ldo + h * HD);
+        }
+        __syncthreads();  // the next run stages its tiles there
+#endif
         r0 = r1;
     }
 }

@@ -47,23 +47,3 @@ RFC_KERNEL __launch_bounds__(BLOCK) void rope(float* x, int ld, const int* __res
     }
 }
 #endif
-
-#ifdef KV_DIM
-// Stores k[t] and v[t] ([T, KV_DIM] each) as f16 into the paged cache
-// (layout: attention.hip). Grid (T), block 256. Defines KV_DIM, PAGE_SIZE.
-RFC_KERNEL __launch_bounds__(BLOCK) void kv_store(const float* __restrict__ k, int ldk,
-                                                  const float* __restrict__ v, int ldv,
-                                                  const int* __restrict__ pos, const int* __restrict__ seq,
-                                                  const int* __restrict__ pages, int pages_per_seq, u16* kv,
-                                                  int T) {
-    const int t = blockIdx.x;
-    if (t >= T) return;
-    const int p = pos[t];
-    const int page = pages[seq[t] * pages_per_seq + p / PAGE_SIZE];
-    u16* row = kv + ((u64)page * PAGE_SIZE + (u64)(p % PAGE_SIZE)) * (2 * KV_DIM);
-    for (int i = threadIdx.x; i < KV_DIM; i += BLOCK) {
-        row[i] = f2h(k[(u64)t * ldk + i]);
-        row[KV_DIM + i] = f2h(v[(u64)t * ldv + i]);
-    }
-}
-#endif

@@ -155,9 +155,11 @@ RFC_DEV void kv_put(const Epi& e, int t, int r, float v) {
     if (!is_k && !is_v) return;
     int p = e.pos[t];
     int page = e.pages[e.seq[t] * e.pages_per_seq + p / PAGE_SIZE];
-    u64 row = (u64)page * PAGE_SIZE + (u64)(p % PAGE_SIZE);
-    u64 col = is_k ? (u64)(r - KV_K_COL) : (u64)(KV_DIM + r - KV_V_COL);
-    e.kv[row * (2 * KV_DIM) + col] = f2h(v);
+    // The f16 cache's page: PAGE_SIZE key rows, then the value rows
+    // (kv_cache.h, codegen/kv_layout.rs).
+    u64 row = (u64)page * (2 * PAGE_SIZE) + (is_k ? 0 : PAGE_SIZE) + (u64)(p % PAGE_SIZE);
+    u64 col = is_k ? (u64)(r - KV_K_COL) : (u64)(r - KV_V_COL);
+    e.kv[row * KV_DIM + col] = f2h(v);
 }
 #endif
 

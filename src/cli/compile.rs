@@ -1,6 +1,8 @@
-//! `rfc compile MODEL.gguf --target gfx1100 --emit-kernels DIR`: writes
-//! every specialized kernel source the model's compiled plan needs
-//! (DIR/<label>.hip), for offline compile checks (scripts/ci-gfx1100.sh).
+//! `rfc compile MODEL.gguf --target gfx1100 --emit-kernels DIR
+//! [--cache-type-k q8_0 --cache-type-v q4_0]`: writes every specialized
+//! kernel source the model's compiled plan needs (DIR/<label>.hip) for a
+//! KV cache of those types, for offline compile checks
+//! (scripts/ci-gfx1100.sh).
 //!
 //! `rfc compile MODEL.gguf -o MODEL.rfc --target cpu|gfx1100|sm_90
 //! [--max-context N] [--max-batch-tokens T]`: writes a self-contained
@@ -59,6 +61,10 @@ pub struct CompileArgs {
     /// whole context.
     #[arg(long)]
     pub kv_pages: Option<usize>,
+    /// --emit-kernels: the KV cache types the kernels are for (an
+    /// artifact's are chosen when it runs; a GPU artifact's are f16).
+    #[command(flatten)]
+    pub cache_type: super::cache_type_args::CacheTypeArgs,
 }
 
 pub fn run(args: CompileArgs) -> CmdResult {
@@ -66,7 +72,15 @@ pub fn run(args: CompileArgs) -> CmdResult {
         Some(t) => artifact::ArtifactTarget::parse(t)?,
         None => machine_target(),
     };
+    let kv_types = args.cache_type.types()?;
     if let Some(out) = &args.output {
+        if kv_types != Default::default() {
+            return Err(format!(
+                "--cache-type {kv_types} chooses the kernels --emit-kernels writes; an \
+                 artifact's KV cache types are chosen when it runs (a GPU artifact's are f16)"
+            )
+            .into());
+        }
         write_artifact(&args, &target, out)?;
     }
     let Some(emit_kernels) = &args.emit_kernels else {
@@ -81,7 +95,10 @@ pub fn run(args: CompileArgs) -> CmdResult {
     let file = GgufFile::open(&args.model)?;
     let (_, graph) = frontend::build_graph(&file)?;
     let compiled = passes::compile(graph, DimEnv::default())?;
-    let opts = PlanOptions::for_target(args.page_size, &target);
+    let opts = PlanOptions {
+        kv: kv_types,
+        ..PlanOptions::for_target(args.page_size, &target)
+    };
     let sources = kernel_sources(&compiled.graph, &opts)?;
     std::fs::create_dir_all(emit_kernels)?;
     for (label, src) in &sources {

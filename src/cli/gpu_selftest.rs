@@ -444,5 +444,6 @@ fn ref_matmul(x: &[f32], w: &[f32], t: usize, k: usize, rows: usize) -> Vec<f32>
 mod bench;
 mod cases;
 mod faults;
+mod kv_types;
 mod sampling;
 mod steps;

@@ -1,11 +1,14 @@
 //! Attention kernels (attention.hip): split-K decode + combine, and tiled
-//! causal prefill, over the paged f16 KV cache.
+//! causal prefill, over the paged KV cache in its element types
+//! ([`KvLayout`]), read as they are stored (no dequantized copy).
 
 use super::error::{unsupported, CodegenError};
+use super::kv_layout::KvLayout;
 use super::source::{KernelSource, Template};
 use crate::backend::{
     BackendError, DevicePtr, Kernel, KernelArgs, LaunchDims, Result, Stream, Vendor,
 };
+use crate::exec::cpu::KvTypes;
 
 /// Everything that specializes the attention kernels of one layer shape.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,6 +19,8 @@ pub struct AttentionKernelSpec {
     pub scale: f32,
     pub window: Option<u32>,
     pub page_size: u32,
+    /// Element types of the cached keys and values.
+    pub kv: KvTypes,
 }
 
 /// The staged prefill kernel's query tile (rows of the matrix-unit
@@ -58,7 +63,7 @@ pub struct AttentionArgs {
     /// columns of the QKV matmul's output).
     pub q: DevicePtr,
     pub ldq: u32,
-    /// The layer's KV cache.
+    /// The layer's KV cache ([`KvLayout::layer_bytes`]).
     pub kv: DevicePtr,
     pub pos: DevicePtr,
     pub seq: DevicePtr,
@@ -76,6 +81,16 @@ pub struct AttentionArgs {
 }
 
 impl AttentionKernelSpec {
+    /// The paged cache the kernels read.
+    pub fn layout(&self) -> KvLayout {
+        KvLayout {
+            types: self.kv,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            page_size: self.page_size,
+        }
+    }
+
     /// Decode block threads (= keys per decode tile): at least 128, a
     /// multiple of head_dim (160 for 80, 192 for 96).
     pub fn chunk(&self) -> u32 {
@@ -203,7 +218,7 @@ impl AttentionKernelSpec {
         if let Some(w) = self.window {
             s += &format!("_w{w}");
         }
-        s
+        s + &self.layout().label()
     }
 
     pub fn validate(&self) -> Result<(), CodegenError> {
@@ -228,31 +243,33 @@ impl AttentionKernelSpec {
                 self.n_heads / self.n_kv_heads
             ));
         }
-        Ok(())
+        self.layout().validate()
     }
 
     /// One source with the three entry points.
     pub fn source(&self) -> Result<KernelSource, CodegenError> {
         self.validate()?;
-        Ok(KernelSource::new(
+        let src = KernelSource::new(
             Template::Attention,
             self.label(),
             &["attn_decode", "attn_combine", "attn_prefill"],
-        )
-        .define("HD", self.head_dim)
-        .define("NH", self.n_heads)
-        .define("NKV", self.n_kv_heads)
-        .define("PAGE_SIZE", self.page_size)
-        .define_f32_bits("SCALE_BITS", self.scale)
-        .define("WINDOW", self.window.unwrap_or(0))
-        .define("CH", self.chunk())
-        .define("SPLIT_MIN", SPLIT_MIN)
-        .define("MAX_SPLITS", MAX_SPLITS)
-        .define("COMBINE_THREADS", self.combine_threads())
-        .define("QT", STAGED_QT)
-        .define("KT", self.staged_key_tile())
-        .define("FLASH_QT", FLASH_TILES.0)
-        .define("FLASH_KT", FLASH_TILES.1))
+        );
+        Ok(self
+            .layout()
+            .define(src)
+            .define("HD", self.head_dim)
+            .define("NH", self.n_heads)
+            .define("NKV", self.n_kv_heads)
+            .define_f32_bits("SCALE_BITS", self.scale)
+            .define("WINDOW", self.window.unwrap_or(0))
+            .define("CH", self.chunk())
+            .define("SPLIT_MIN", SPLIT_MIN)
+            .define("MAX_SPLITS", MAX_SPLITS)
+            .define("COMBINE_THREADS", self.combine_threads())
+            .define("QT", STAGED_QT)
+            .define("KT", self.staged_key_tile())
+            .define("FLASH_QT", FLASH_TILES.0)
+            .define("FLASH_KT", FLASH_TILES.1))
     }
 
     /// Queues decode: partial splits, then their combination.
@@ -379,6 +396,7 @@ mod tests {
             scale: 1.0,
             window: None,
             page_size: 16,
+            kv: KvTypes::default(),
         }
     }
 

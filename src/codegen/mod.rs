@@ -7,7 +7,8 @@
 //! the [`KernelSource`], and launches the compiled kernel with typed
 //! arguments: [`MatMulSpec`] (fused matmuls, decode and prefill variants),
 //! [`AttentionKernelSpec`], [`RowOp`] (embedding, RMSNorm, row gather,
-//! argmax) and the element-wise ops. docs/KERNELS.md states every
+//! argmax), [`KvStoreSpec`] (the paged cache of [`KvLayout`]) and the
+//! element-wise ops. docs/KERNELS.md states every
 //! template's contract.
 
 pub mod attention;
@@ -16,6 +17,8 @@ pub mod cache_entry;
 pub mod elementwise;
 pub mod error;
 pub mod known_targets;
+pub mod kv_layout;
+pub mod kv_store;
 pub mod matmul;
 pub mod plan;
 pub mod rows;
@@ -25,6 +28,8 @@ pub mod target;
 pub use attention::{AttentionArgs, AttentionKernelSpec};
 pub use cache::KernelCache;
 pub use error::CodegenError;
+pub use kv_layout::KvLayout;
+pub use kv_store::{KvStoreArgs, KvStoreSpec};
 pub use matmul::{
     KvEpilogue, MatMulArgs, MatMulKernel, MatMulSpec, MatMulVariant, RopeEpilogue, Segment,
 };

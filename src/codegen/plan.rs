@@ -6,13 +6,16 @@
 use std::collections::BTreeMap;
 
 use super::attention::AttentionKernelSpec;
-use super::elementwise::{binary_source, kv_store_source, rope_source};
+use super::elementwise::{binary_source, rope_source};
 use super::error::CodegenError;
+use super::kv_layout::KvLayout;
+use super::kv_store::KvStoreSpec;
 use super::matmul::{KvEpilogue, MatMulSpec, RopeEpilogue, Segment};
 use super::rows::RowOp;
 use super::source::KernelSource;
 use super::target::Target;
 use crate::backend::Vendor;
+use crate::exec::cpu::KvTypes;
 use crate::ir::{
     Dim, Epilogue, Graph, NodeId, Op, Prologue, Role, RopeScaling, RopeSpec, RopeStyle,
 };
@@ -25,24 +28,28 @@ pub struct PlanOptions {
     /// Whose GPU runs the kernels: a variant that vendor never launches
     /// (the tall int8 tile on AMD, `MatMulSpec::variants`) is not compiled.
     pub vendor: Vendor,
+    /// Element types of the KV cache's keys and values.
+    pub kv: KvTypes,
 }
 
 impl PlanOptions {
-    /// The options of kernels compiled for `target`.
+    /// The options of kernels compiled for `target` (an f16 KV cache).
     pub fn for_target(page_size: u32, target: &Target) -> PlanOptions {
         PlanOptions {
             page_size,
             vendor: target.vendor(),
+            kv: KvTypes::default(),
         }
     }
 }
 
 impl Default for PlanOptions {
-    /// 16-token pages, NVIDIA kernels (every variant).
+    /// 16-token pages, NVIDIA kernels (every variant), an f16 KV cache.
     fn default() -> Self {
         PlanOptions {
             page_size: 16,
             vendor: Vendor::Cuda,
+            kv: KvTypes::default(),
         }
     }
 }
@@ -107,10 +114,15 @@ pub fn node_sources(
         .source()?],
         Op::MatMul(_) => {
             let spec = matmul_spec(g, id, opts)?;
-            spec.variants(opts.vendor)
+            let mut sources = spec
+                .variants(opts.vendor)
                 .into_iter()
                 .map(|v| spec.source(v))
-                .collect::<Result<_, _>>()?
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(store) = unfused_kv_store(g, id, opts)? {
+                sources.push(store.source()?);
+            }
+            sources
         }
         Op::Attention(a) if a.softcap.is_some() => {
             return Err(bad(
@@ -126,6 +138,7 @@ pub fn node_sources(
             scale: a.scale,
             window: a.window,
             page_size: opts.page_size,
+            kv: opts.kv,
         }
         .source()?],
         Op::Add | Op::Mul | Op::Silu => vec![binary_source()],
@@ -138,10 +151,10 @@ pub fn node_sources(
             }
             vec![rope_source(&r)]
         }
-        Op::KvStore { .. } => {
-            let k = operand(g, id, Role::K)?;
-            vec![kv_store_source(fixed(g, k, 1)?, opts.page_size)]
+        Op::KvStore { layer } => vec![KvStoreSpec {
+            layout: kv_layout(g, id, *layer, opts)?,
         }
+        .source()?],
         Op::Input(_) | Op::Weight { .. } | Op::KvCache { .. } | Op::Slice { .. } => vec![],
         // Gemma 3 / Qwen3 ops: CPU only for now (docs/COMPATIBILITY.md).
         Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } | Op::SoftCap { .. } => {
@@ -198,11 +211,11 @@ pub fn matmul_spec(g: &Graph, id: NodeId, opts: &PlanOptions) -> Result<MatMulSp
                 k_heads,
             } => spec.rope = Some(rope_epilogue(g, id, r, q_heads + k_heads)?),
             Epilogue::KvStore {
+                layer,
                 k_col,
                 v_col,
                 kv_dim,
-                ..
-            } => {
+            } if kv_layout(g, id, *layer, opts)?.written_by_epilogue() => {
                 spec.kv = Some(KvEpilogue {
                     k_col: *k_col as u32,
                     v_col: *v_col as u32,
@@ -210,12 +223,61 @@ pub fn matmul_spec(g: &Graph, id: NodeId, opts: &PlanOptions) -> Result<MatMulSp
                     page_size: opts.page_size,
                 })
             }
+            // Written by a kv_store launch after the matmul instead.
+            Epilogue::KvStore { .. } => {}
             Epilogue::SwiGlu => spec.swiglu = true,
             Epilogue::Residual => spec.residual = true,
         }
     }
     spec.validate()?;
     Ok(spec.with_f16_tiles(opts.vendor))
+}
+
+/// The store kernel that follows matmul `id` where its epilogue has a KV
+/// store that the cache's types keep out of it.
+pub fn unfused_kv_store(
+    g: &Graph,
+    id: NodeId,
+    opts: &PlanOptions,
+) -> Result<Option<KvStoreSpec>, CodegenError> {
+    let Op::MatMul(m) = &g.node(id).op else {
+        return Ok(None);
+    };
+    for e in &m.epilogue {
+        if let Epilogue::KvStore { layer, .. } = e {
+            let layout = kv_layout(g, id, *layer, opts)?;
+            if !layout.written_by_epilogue() {
+                return Ok(Some(KvStoreSpec { layout }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The paged cache of `layer`, with the heads of its attention.
+pub fn kv_layout(
+    g: &Graph,
+    id: NodeId,
+    layer: u32,
+    opts: &PlanOptions,
+) -> Result<KvLayout, CodegenError> {
+    g.node_ids()
+        .find_map(|n| match &g.node(n).op {
+            Op::Attention(a) if g.node(n).layer == Some(layer) => Some(KvLayout {
+                types: opts.kv,
+                n_kv_heads: a.n_kv_heads,
+                head_dim: a.head_dim,
+                page_size: opts.page_size,
+            }),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            bad(
+                g,
+                id,
+                &format!("no attention reads the KV cache of layer {layer}"),
+            )
+        })
 }
 
 fn rope_epilogue(

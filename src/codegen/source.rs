@@ -18,6 +18,7 @@ const QUANT_I8: &str = include_str!("../../kernel_templates/quant_i8.h");
 const TILES: &str = include_str!("../../kernel_templates/tiles.h");
 const ASYNC_COPY: &str = include_str!("../../kernel_templates/async_copy.h");
 const TOKEN_ROW: &str = include_str!("../../kernel_templates/token_row.h");
+const KV_CACHE: &str = include_str!("../../kernel_templates/kv_cache.h");
 
 /// The template files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +33,8 @@ pub enum Template {
     /// sc·q on the f16 matrix units (NVIDIA).
     MatMulF16K,
     Attention,
+    /// Keys and values into the paged cache, in its element types.
+    KvStore,
     Rows,
     Elementwise,
 }
@@ -46,6 +49,7 @@ impl Template {
             Template::MatMulQ8 => "matmul_q8",
             Template::MatMulF16K => "matmul_f16k",
             Template::Attention => "attention",
+            Template::KvStore => "kv_store",
             Template::Rows => "rows",
             Template::Elementwise => "elementwise",
         }
@@ -59,6 +63,7 @@ impl Template {
             Template::MatMulQ8 => include_str!("../../kernel_templates/matmul_q8.hip"),
             Template::MatMulF16K => include_str!("../../kernel_templates/matmul_f16k.hip"),
             Template::Attention => include_str!("../../kernel_templates/attention.hip"),
+            Template::KvStore => include_str!("../../kernel_templates/kv_store.hip"),
             Template::Rows => include_str!("../../kernel_templates/rows.hip"),
             Template::Elementwise => include_str!("../../kernel_templates/elementwise.hip"),
         }
@@ -73,13 +78,15 @@ impl Template {
         const T: (&str, &str) = ("tiles.h", TILES);
         const A: (&str, &str) = ("async_copy.h", ASYNC_COPY);
         const R: (&str, &str) = ("token_row.h", TOKEN_ROW);
+        const K: (&str, &str) = ("kv_cache.h", KV_CACHE);
         match self {
             Template::MatVec => &[Q, E],
             Template::MatMul => &[Q, E, T],
             Template::MatVecQ8 => &[Q, I, E, R],
             Template::MatMulQ8 | Template::MatMulF16K => &[Q, I, E, T, A, R],
             Template::Rows => &[Q],
-            Template::Attention | Template::Elementwise => &[],
+            Template::Attention | Template::KvStore => &[K],
+            Template::Elementwise => &[],
         }
     }
 }

@@ -119,8 +119,9 @@ fn load_artifact_on_gpu(
     super::gpu_artifact::load_gpu_artifact(file, opts, &gpu, verify, &crate::artifact::Silent)
 }
 
-/// The GPU's KV cache is f16 for keys and values: another type of either
-/// is refused, naming it.
+/// A GPU artifact stores the kernels of an f16 KV cache (`rfc compile`
+/// fixes no other): another type of keys or values is refused, naming it.
+/// (A GGUF file on the GPU compiles its kernels for any cache type.)
 pub fn require_f16_cache(opts: &LoadOptions) -> Result<(), LoadError> {
     let t = opts.kv_types;
     let (what, ty) = match (t.k, t.v) {
@@ -133,7 +134,8 @@ pub fn require_f16_cache(opts: &LoadOptions) -> Result<(), LoadError> {
         node: "kv_cache".into(),
         kind: "kv_cache",
         reason: format!(
-            "the GPU's KV cache is f16; {ty} {what} (--cache-type{}) run on the CPU only (--device cpu)",
+            "a GPU artifact holds the kernels of an f16 KV cache; {ty} {what} (--cache-type{}) \
+             need the GGUF file (its kernels are compiled at load) or --device cpu",
             match what {
                 "keys" => "-k",
                 "values" => "-v",
@@ -206,7 +208,6 @@ pub fn load_gpu(
         let artifact = crate::artifact::Artifact::from_file(file.clone())?;
         artifact.target.require_device(gpu.info())?;
     }
-    require_f16_cache(opts)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
     let (config, graph) = frontend::build_graph_for(&file, opts.context)?;
     let compiled = passes::compile(graph, plan_env(opts, config.context_length))?;
@@ -218,6 +219,7 @@ pub fn load_gpu(
         &compiled.plan,
         PAGE_SIZE,
         kv_pool_pages(opts.kv_pages, &compiled.plan.env),
+        opts.kv_types,
         &cache,
         None,
         &crate::artifact::progress::Bars::new(),

@@ -48,6 +48,7 @@ pub fn load_gpu_artifact(
     let plan_opts = PlanOptions {
         page_size: page_size as u32,
         vendor: gpu.vendor(),
+        kv: opts.kv_types,
     };
     require_stored(&graph, &plan_opts, &stored)?;
     let t = Instant::now();
@@ -70,6 +71,7 @@ pub fn load_gpu_artifact(
         &plan,
         page_size,
         pool,
+        opts.kv_types,
         &cache,
         tuning.as_ref(),
         progress,

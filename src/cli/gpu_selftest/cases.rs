@@ -8,10 +8,10 @@ use super::{
     F32_TOL,
 };
 use rocmforge::backend::{Capture, DeviceBuffer, DevicePtr};
-use rocmforge::codegen::elementwise::{self as ew, KvStoreArgs};
+use rocmforge::codegen::elementwise as ew;
 use rocmforge::codegen::{
-    AttentionArgs, AttentionKernelSpec, KvEpilogue, MatMulArgs, MatMulSpec, MatMulVariant,
-    RopeEpilogue, RowOp, Segment, GPU_TYPES,
+    AttentionArgs, AttentionKernelSpec, KvEpilogue, KvLayout, MatMulArgs, MatMulSpec,
+    MatMulVariant, RopeEpilogue, RowOp, Segment, GPU_TYPES,
 };
 use rocmforge::exec::cpu;
 use rocmforge::quant::GgmlType;
@@ -251,7 +251,7 @@ pub fn all(s: &mut Suite) {
     );
     s.case("add/mul/silu", elementwise);
     s.case("rope standalone (neox, normal)", rope_standalone);
-    s.case("kv_store standalone", kv_store);
+    super::kv_types::all(s);
     s.case("graph capture replay = direct launches", graph_replay);
 }
 
@@ -558,7 +558,7 @@ fn f16_tiles_matmul(
 
 /// Tokens of a step: `t` of them over three sequences, positions new to
 /// each sequence (as a real step: prefill chunks and decode tokens).
-fn step_tokens(t: usize) -> (Vec<usize>, Vec<(usize, usize)>) {
+pub fn step_tokens(t: usize) -> (Vec<usize>, Vec<(usize, usize)>) {
     let start = [5usize, 40, 17];
     let mut next = start;
     let mut tokens = Vec::new();
@@ -650,8 +650,13 @@ fn qkv(s: &mut Suite, t: usize, v: MatMulVariant) -> Res<Check> {
     let kern = s.matmul_kernel(&spec, v)?;
     let (xb, out) = (s.upload(&x)?, s.poisoned(t * n)?);
     let [pos, seq, pages] = pl.upload(s)?;
-    let cache_rows = pl.n_pages * PAGE;
-    let mut kv = DeviceBuffer::new(&s.gpu, cache_rows * 2 * kv_dim * 2)?;
+    let layout = KvLayout {
+        types: cpu::KvTypes::default(),
+        n_kv_heads: KV_HEADS as u32,
+        head_dim: HD as u32,
+        page_size: PAGE as u32,
+    };
+    let mut kv = DeviceBuffer::new(&s.gpu, layout.layer_bytes(pl.n_pages))?;
     s.stream.fill_buffer_u32(&mut kv, 0x7e00_7e00)?; // f16 NaN
     let mut args = matmul_args(&spec, &o, &xb, &out, t);
     s.int8_scratch(&spec, v, t as u32, &mut args)?;
@@ -663,12 +668,15 @@ fn qkv(s: &mut Suite, t: usize, v: MatMulVariant) -> Res<Check> {
     let cache: Vec<u16> = kv.to_vec()?;
     let (mut kv_got, mut kv_want) = (Vec::new(), Vec::new());
     for (i, &(sq, p)) in tokens.iter().enumerate() {
-        let r = pl.row(sq, p) * 2 * kv_dim;
-        kv_got.extend(
-            cache[r..r + 2 * kv_dim]
-                .iter()
-                .map(|&b| f16::from_bits(b).to_f32()),
-        );
+        let r = pl.row(sq, p);
+        let (ko, vo) = layout.row_offsets(r / PAGE, r % PAGE);
+        for o in [ko / 2, vo / 2] {
+            kv_got.extend(
+                cache[o..o + kv_dim]
+                    .iter()
+                    .map(|&b| f16::from_bits(b).to_f32()),
+            );
+        }
         kv_want.extend_from_slice(&want[i * n + HEADS * HD..(i + 1) * n]);
     }
     let c = Check::new(rel_err(&got, &want), matmul_tol(&spec, v)).note(variant_name(v));
@@ -742,6 +750,7 @@ pub fn attention_spec(window: Option<u32>) -> AttentionKernelSpec {
         scale: 1.0 / (HD as f32).sqrt(),
         window,
         page_size: PAGE as u32,
+        kv: cpu::KvTypes::default(),
     }
 }
 
@@ -768,6 +777,28 @@ fn attention_hd(
     window: Option<u32>,
     splits: Option<u32>,
 ) -> Res<Check> {
+    attention_typed(
+        s,
+        hd,
+        cpu::KvTypes::default(),
+        mixed,
+        prefill_kernel,
+        window,
+        splits,
+    )
+}
+
+/// [`attention_hd`] over a cache of `types`: both backends read the same
+/// cache bytes.
+pub fn attention_typed(
+    s: &mut Suite,
+    hd: usize,
+    types: cpu::KvTypes,
+    mixed: bool,
+    prefill_kernel: bool,
+    window: Option<u32>,
+    splits: Option<u32>,
+) -> Res<Check> {
     let lens = [37usize, 300, 150];
     let tokens: Vec<(usize, usize)> = if mixed {
         let mut v: Vec<_> = (10..37).map(|p| (0, p)).collect();
@@ -782,10 +813,11 @@ fn attention_hd(
     };
     let t = tokens.len();
     let pl = Places::new(&mut s.rng, PAGE, &lens, &tokens);
-    let cache = filled_cache(&mut s.rng, &pl, &lens, KV_HEADS, hd)?;
+    let cache = filled_cache(&mut s.rng, &pl, &lens, KV_HEADS, hd, types)?;
     let spec = AttentionKernelSpec {
         head_dim: hd as u32,
         scale: 1.0 / (hd as f32).sqrt(),
+        kv: types,
         ..attention_spec(window)
     };
     // q inside a wider row, as the QKV output holds it.
@@ -1068,48 +1100,6 @@ fn rope_standalone(s: &mut Suite) -> Res<Check> {
         });
     }
     Ok(check.expect("two styles ran"))
-}
-
-fn kv_store(s: &mut Suite) -> Res<Check> {
-    let kv_dim = KV_HEADS * HD;
-    let (caps, tokens) = step_tokens(9);
-    let pl = Places::new(&mut s.rng, PAGE, &caps, &tokens);
-    let t = tokens.len();
-    let k = s.rng.vec(t * kv_dim, -1.0, 1.0);
-    let v = s.rng.vec(t * kv_dim, -1.0, 1.0);
-    let kern = s.kernel(&ew::kv_store_source(kv_dim as u32, PAGE as u32), "kv_store")?;
-    let (kb, vb) = (s.upload(&k)?, s.upload(&v)?);
-    let [pos, seq, pages] = pl.upload(s)?;
-    let mut kv = DeviceBuffer::new(&s.gpu, pl.n_pages * PAGE * 2 * kv_dim * 2)?;
-    s.stream.fill_buffer_u32(&mut kv, 0x7e00_7e00)?;
-    let args = KvStoreArgs {
-        k: kb.ptr(),
-        ldk: kv_dim as u32,
-        v: vb.ptr(),
-        ldv: kv_dim as u32,
-        pos: pos.ptr(),
-        seq: seq.ptr(),
-        pages: pages.ptr(),
-        pages_per_seq: pl.pages_per_seq as u32,
-        kv: kv.ptr(),
-        tokens: t as u32,
-    };
-    // SAFETY: cache sized for every page of the table.
-    unsafe { ew::launch_kv_store(&kern, &s.stream, &args)? };
-    s.stream.synchronize()?;
-    let cache: Vec<u16> = kv.to_vec()?;
-    let (mut got, mut want) = (Vec::new(), Vec::new());
-    for (i, &(sq, p)) in tokens.iter().enumerate() {
-        let r = pl.row(sq, p) * 2 * kv_dim;
-        got.extend(
-            cache[r..r + 2 * kv_dim]
-                .iter()
-                .map(|&b| f16::from_bits(b).to_f32()),
-        );
-        want.extend_from_slice(&k[i * kv_dim..(i + 1) * kv_dim]);
-        want.extend_from_slice(&v[i * kv_dim..(i + 1) * kv_dim]);
-    }
-    Ok(Check::new(rel_err(&got, &want), F16_TOL))
 }
 
 /// Two launches (rms_norm, then a matvec reading its output) captured into

@@ -1,10 +1,10 @@
 //! Where a test step's tokens are: sequences, positions, the page table,
-//! and the paged KV cache in the GPU layout (rows of [K | V] f16).
-
-use half::f16;
+//! and the paged KV cache in the GPU layout (codegen::KvLayout: per page,
+//! its key rows then its value rows, in the cache's element types).
 
 use super::{Res, Rng, Suite};
 use rocmforge::backend::DeviceBuffer;
+use rocmforge::codegen::KvLayout;
 use rocmforge::exec::cpu;
 
 /// Sequences with their pages, and the tokens of one step.
@@ -68,36 +68,53 @@ impl Places {
 }
 
 /// A KV cache filled with random keys and values for positions
-/// `0..lens[s]` of each sequence, in both layouts.
+/// `0..lens[s]` of each sequence, in both layouts, holding the same bytes.
 pub struct FilledCache {
-    /// GPU layout, as f16 bits: `n_pages * page_size` rows of 2*kv_dim.
-    pub gpu: Vec<u16>,
+    /// The GPU layout of `layout`; rows no token was written to hold 0xff
+    /// bytes (NaN as f16 and as a block's f16 scale).
+    pub gpu: Vec<u8>,
     pub cpu: cpu::KvCache,
 }
 
+/// Fills caches of `types` (heads of `hd`). Keys get one large channel per
+/// head (as Qwen2's key biases make), which the rotation of a block-typed
+/// cache spreads; a row stored unrotated, or q not rotated alike, fails.
 pub fn filled_cache(
     rng: &mut Rng,
     pl: &Places,
     lens: &[usize],
     n_kv: usize,
     hd: usize,
+    types: cpu::KvTypes,
 ) -> Res<FilledCache> {
     let kv_dim = n_kv * hd;
-    let rows = pl.n_pages * pl.page_size;
-    let mut gpu = vec![f16::NAN.to_bits(); rows * 2 * kv_dim];
-    let mut cpu = cpu::KvCache::new(1, n_kv, hd, pl.page_size, pl.n_pages);
+    let layout = KvLayout {
+        types,
+        n_kv_heads: n_kv as u32,
+        head_dim: hd as u32,
+        page_size: pl.page_size as u32,
+    };
+    let mut gpu = vec![0xffu8; layout.layer_bytes(pl.n_pages)];
+    let mut cpu = cpu::KvCache::with_types(1, n_kv, hd, pl.page_size, pl.n_pages, types)?;
     for (s, &len) in lens.iter().enumerate() {
         let pos: Vec<i32> = (0..len as i32).collect();
         let seq = vec![s as i32; len];
-        let k = rng.vec(len * kv_dim, -1.0, 1.0);
+        let mut k = rng.vec(len * kv_dim, -1.0, 1.0);
+        for row in k.chunks_exact_mut(hd) {
+            row[3] += 6.0;
+        }
         let v = rng.vec(len * kv_dim, -1.0, 1.0);
         cpu.write_tokens(0, &k, &v, &pos, &seq, &pl.pages, pl.pages_per_seq)?;
         for p in 0..len {
-            let r = pl.row(s, p) * 2 * kv_dim;
-            for i in 0..kv_dim {
-                gpu[r + i] = f16::from_f32(k[p * kv_dim + i]).to_bits();
-                gpu[r + kv_dim + i] = f16::from_f32(v[p * kv_dim + i]).to_bits();
-            }
+            let r = pl.row(s, p);
+            let (page, slot) = (r / pl.page_size, r % pl.page_size);
+            let (ko, vo) = layout.row_offsets(page, slot);
+            let (kb, vb) = (
+                cpu.key_bytes(0, page, slot)?,
+                cpu.value_bytes(0, page, slot)?,
+            );
+            gpu[ko..ko + kb.len()].copy_from_slice(kb);
+            gpu[vo..vo + vb.len()].copy_from_slice(vb);
         }
     }
     Ok(FilledCache { gpu, cpu })

@@ -210,7 +210,20 @@ fn blocks_from_f32<B: QuantizeBlock>(x: &[f32], out: &mut [B]) {
     }
 }
 
-impl KvRun<'_> {
+impl<'a> KvRun<'a> {
+    /// The elements' bytes as stored (ggml's block layouts).
+    pub(crate) fn bytes(self) -> &'a [u8] {
+        match self {
+            KvRun::F16(x) => bytemuck::cast_slice(x),
+            KvRun::F32(x) => bytemuck::cast_slice(x),
+            KvRun::Bf16(x) => bytemuck::cast_slice(x),
+            KvRun::Q8_0(x) => bytemuck::cast_slice(x),
+            KvRun::Q4_0(x) => bytemuck::cast_slice(x),
+            KvRun::Q5_1(x) => bytemuck::cast_slice(x),
+            KvRun::IQ4NL(x) => bytemuck::cast_slice(x),
+        }
+    }
+
     /// Elements `[at, at + out.len())` as f32 (for a block type, `at` and
     /// `out.len()` are whole blocks).
     #[inline(always)]
@@ -556,6 +569,24 @@ impl KvCache {
             super::hadamard::rotate(&mut out, n);
         }
         out
+    }
+
+    /// One token's keys (all kv heads) as stored: rotated where the type
+    /// is, in the type's bytes (what the GPU's cache holds for it too).
+    pub fn key_bytes(&self, layer: usize, page: usize, slot: usize) -> Result<&[u8], KernelError> {
+        self.check_cell(layer, page, slot)?;
+        Ok(self.k_run(layer, page, slot, 1).bytes())
+    }
+
+    /// One token's values as stored, as [`key_bytes`](Self::key_bytes).
+    pub fn value_bytes(
+        &self,
+        layer: usize,
+        page: usize,
+        slot: usize,
+    ) -> Result<&[u8], KernelError> {
+        self.check_cell(layer, page, slot)?;
+        Ok(self.v_run(layer, page, slot, 1).bytes())
     }
 
     /// Keys of `len` consecutive slots from `slot` of a page (`len * row_len`).

@@ -17,7 +17,7 @@ mod elementwise;
 mod embed;
 mod error;
 mod f16;
-mod hadamard;
+pub(crate) mod hadamard;
 mod key_dot;
 mod kv_cache;
 mod math;

@@ -9,9 +9,12 @@ use super::inputs::StepBuffer;
 use super::launch::{Launch, RowCount};
 use super::weights::DeviceWeights;
 use crate::backend::{DevicePtr, Gpu};
-use crate::codegen::elementwise::{binary_source, kv_store_source, KvStoreArgs};
-use crate::codegen::plan::{matmul_spec, PlanOptions};
-use crate::codegen::{AttentionArgs, AttentionKernelSpec, KernelCache, MatMulArgs, RowOp};
+use crate::codegen::elementwise::binary_source;
+use crate::codegen::plan::{kv_layout, matmul_spec, unfused_kv_store, PlanOptions};
+use crate::codegen::{
+    AttentionArgs, AttentionKernelSpec, KernelCache, KvStoreArgs, KvStoreSpec, MatMulArgs, RowOp,
+};
+use crate::exec::cpu::KvTypes;
 use crate::ir::{Dim, Epilogue, Graph, InputKind, NodeId, Op, Role};
 use crate::passes::MemoryPlan;
 
@@ -136,8 +139,18 @@ impl Places<'_> {
         self.inputs.ptr(kind)
     }
 
-    /// The launch of node `id`, or `None` for nodes that launch nothing.
-    pub fn launch(&self, id: NodeId) -> Result<Option<Launch>, GpuError> {
+    /// The launches of node `id`: none for nodes that launch nothing, two
+    /// for a QKV matmul whose KV store runs after it.
+    pub fn launches(&self, id: NodeId) -> Result<Vec<Launch>, GpuError> {
+        if matches!(self.graph.node(id).op, Op::MatMul(_)) {
+            return self.matmul(id);
+        }
+        Ok(self.launch(id)?.into_iter().collect())
+    }
+
+    /// The launch of a node other than a matmul, or `None` for nodes that
+    /// launch nothing.
+    fn launch(&self, id: NodeId) -> Result<Option<Launch>, GpuError> {
         let op = self.graph.node(id).op.clone();
         Ok(Some(match op {
             Op::Input(_) | Op::Weight { .. } | Op::KvCache { .. } | Op::Slice { .. } => {
@@ -170,7 +183,7 @@ impl Places<'_> {
                     RowCount::Rows,
                 )?
             }
-            Op::MatMul(_) => self.matmul(id)?,
+            Op::MatMul(_) => unreachable!("`launches` builds matmuls"),
             Op::Attention(a) if a.softcap.is_some() => {
                 return Err(
                     self.unsupported(id, "attention logit soft-capping has no GPU kernel yet")
@@ -179,7 +192,7 @@ impl Places<'_> {
             Op::Attention(a) => self.attention(id, a)?,
             Op::Add | Op::Mul => self.binary(id)?,
             Op::Silu => self.silu(id)?,
-            Op::KvStore { .. } => self.kv_store(id)?,
+            Op::KvStore { layer } => self.kv_store(id, layer)?,
             Op::Rope(_) => {
                 return Err(self.unsupported(
                     id,
@@ -237,10 +250,13 @@ impl Places<'_> {
         self.row_op(op, table, tokens.ptr, out, RowCount::Tokens)
     }
 
-    fn matmul(&self, id: NodeId) -> Result<Launch, GpuError> {
+    /// A matmul's launch, and the KV store after it where its epilogue
+    /// leaves the cache to one.
+    fn matmul(&self, id: NodeId) -> Result<Vec<Launch>, GpuError> {
         let spec = matmul_spec(self.graph, id, &self.opts)?;
         let x = self.loc(self.operand(id, Role::X)?)?;
         let out = self.loc(id)?;
+        let out_loc = out;
         if x.ld % 4 != 0 || x.ptr.0 % 16 != 0 {
             return Err(self.unsupported(id, "the input rows are not 16-byte aligned"));
         }
@@ -292,18 +308,38 @@ impl Places<'_> {
             })?;
             kernels.push((v, k));
         }
-        Ok(Launch::MatMul {
+        let mut out = vec![Launch::MatMul {
             spec,
             kernels,
             args,
             rows: self.rows(id),
             warp: self.warp,
             tuned: Vec::new(),
-        })
+        }];
+        if let Some(store) = unfused_kv_store(self.graph, id, &self.opts)? {
+            for e in &m.epilogue {
+                if let Epilogue::KvStore {
+                    layer,
+                    k_col,
+                    v_col,
+                    ..
+                } = *e
+                {
+                    let col = |c: u64| out_loc.ptr.offset(c as usize * 4);
+                    let (k, v) = (col(k_col), col(v_col));
+                    out.push(self.store_launch(store, k, v, out_loc.ld, self.kv_layer(layer))?);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The kernel spec of an attention node (shared with the scratch sizing).
-    pub fn attention_spec(a: &crate::ir::AttentionSpec, page_size: u32) -> AttentionKernelSpec {
+    pub fn attention_spec(
+        a: &crate::ir::AttentionSpec,
+        page_size: u32,
+        kv: KvTypes,
+    ) -> AttentionKernelSpec {
         AttentionKernelSpec {
             n_heads: a.n_heads,
             n_kv_heads: a.n_kv_heads,
@@ -311,11 +347,12 @@ impl Places<'_> {
             scale: a.scale,
             window: a.window,
             page_size,
+            kv,
         }
     }
 
     fn attention(&self, id: NodeId, a: crate::ir::AttentionSpec) -> Result<Launch, GpuError> {
-        let spec = Self::attention_spec(&a, self.opts.page_size);
+        let spec = Self::attention_spec(&a, self.opts.page_size, self.opts.kv);
         let src = spec.source()?;
         let k = |entry| self.cache.kernel(self.gpu, &src, entry);
         let (q, out) = (self.loc(self.operand(id, Role::Q)?)?, self.loc(id)?);
@@ -392,28 +429,44 @@ impl Places<'_> {
         })
     }
 
-    fn kv_store(&self, id: NodeId) -> Result<Launch, GpuError> {
+    fn kv_store(&self, id: NodeId, layer: u32) -> Result<Launch, GpuError> {
         let (k, v) = (
             self.loc(self.operand(id, Role::K)?)?,
             self.loc(self.operand(id, Role::V)?)?,
         );
-        let kernel = self.cache.kernel(
-            self.gpu,
-            &kv_store_source(k.cols, self.opts.page_size),
-            "kv_store",
-        )?;
+        if k.ld != v.ld {
+            return Err(self.unsupported(id, "k and v rows of different strides"));
+        }
+        let spec = KvStoreSpec {
+            layout: kv_layout(self.graph, id, layer, &self.opts)?,
+        };
+        self.store_launch(spec, k.ptr, v.ptr, k.ld, self.kv_of(id)?)
+    }
+
+    /// The store of keys and values (rows `ld` floats apart) into the
+    /// cache at `kv`.
+    fn store_launch(
+        &self,
+        spec: KvStoreSpec,
+        k: DevicePtr,
+        v: DevicePtr,
+        ld: u32,
+        kv: DevicePtr,
+    ) -> Result<Launch, GpuError> {
+        let kernel = self.cache.kernel(self.gpu, &spec.source()?, "kv_store")?;
         Ok(Launch::KvStore {
+            spec,
             kernel,
             args: KvStoreArgs {
-                k: k.ptr,
-                ldk: k.ld,
-                v: v.ptr,
-                ldv: v.ld,
+                k,
+                ldk: ld,
+                v,
+                ldv: ld,
                 pos: self.input(InputKind::Positions),
                 seq: self.input(InputKind::SeqIds),
                 pages: self.input(InputKind::PageTable),
                 pages_per_seq: self.pages_per_seq,
-                kv: self.kv_of(id)?,
+                kv,
                 tokens: 0,
             },
         })

@@ -5,9 +5,10 @@
 
 use super::inputs::StepShape;
 use crate::backend::{DevicePtr, Kernel, Stream};
-use crate::codegen::elementwise::{self as ew, KvStoreArgs};
+use crate::codegen::elementwise as ew;
 use crate::codegen::{
-    AttentionArgs, AttentionKernelSpec, MatMulArgs, MatMulKernel, MatMulSpec, MatMulVariant, RowOp,
+    AttentionArgs, AttentionKernelSpec, KvStoreArgs, KvStoreSpec, MatMulArgs, MatMulKernel,
+    MatMulSpec, MatMulVariant, RowOp,
 };
 use crate::exec::ExecError;
 
@@ -81,7 +82,10 @@ pub enum Launch {
         cols: u64,
         rows: RowCount,
     },
+    /// Keys and values into the cache (a standalone store, or the one
+    /// after a QKV matmul whose epilogue leaves the cache's types to it).
     KvStore {
+        spec: KvStoreSpec,
         kernel: Kernel,
         args: KvStoreArgs,
     },
@@ -103,7 +107,7 @@ impl Launch {
             }
             Launch::Binary { b_row, .. } => format!("binary{}", if *b_row { "_row" } else { "" }),
             Launch::Silu { .. } => "silu".into(),
-            Launch::KvStore { .. } => "kv_store".into(),
+            Launch::KvStore { spec, .. } => spec.label(),
         }
     }
 
@@ -213,12 +217,12 @@ impl Launch {
                 cols,
                 rows,
             } => ew::launch_silu(kernel, stream, *x, *out, rows.of(shape) as u64 * cols)?,
-            Launch::KvStore { kernel, args } => {
+            Launch::KvStore { spec, kernel, args } => {
                 let a = KvStoreArgs {
                     tokens: shape.tokens,
                     ..*args
                 };
-                ew::launch_kv_store(kernel, stream, &a)?
+                spec.launch(kernel, stream, &a)?
             }
         }
         Ok(())

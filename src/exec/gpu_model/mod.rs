@@ -3,7 +3,8 @@
 //! Built once per model: every kernel the graph needs is specialized and
 //! compiled ([`kernels`]), the weights uploaded into one buffer
 //! ([`weights`]), one activation arena of the memory plan's size, the
-//! paged f16 KV cache and a small buffer for the step's inputs
+//! paged KV cache (in its element types, `codegen::KvLayout`) and a small
+//! buffer for the step's inputs
 //! ([`inputs`]) allocated, and every launch node resolved to a kernel and
 //! its device addresses ([`build`], [`launch`]). A step then queues the
 //! copy of its packed inputs (page-locked staging, no wait), the launches,
@@ -46,11 +47,12 @@ use super::step::{StepInputs, TopRows};
 use super::ExecError;
 use crate::artifact::progress::Progress;
 use crate::backend::{Capture, DeviceBuffer, Event, Gpu, GraphExec, PinnedBuffer, Stream, Vendor};
-use crate::codegen::plan::{matmul_spec, PlanOptions};
+use crate::codegen::plan::{kv_layout, matmul_spec, PlanOptions};
 use crate::codegen::rows::TOP_CANDIDATES;
-use crate::codegen::{KernelCache, RowOp, Target};
+use crate::codegen::{KernelCache, KvLayout, RowOp, Target};
+use crate::exec::cpu::KvTypes;
 use crate::gguf::GgufFile;
-use crate::ir::{Dim, Graph, Op};
+use crate::ir::{Graph, Op};
 use crate::passes::MemoryPlan;
 
 /// Logit rows read back through page-locked memory: a decode step's (and a
@@ -163,7 +165,8 @@ pub struct GpuModel {
 
 impl GpuModel {
     /// Prepares `graph` (compiled, with `plan`) to run on `gpu` with the
-    /// weights of `file` and a KV pool of `n_pages` pages; kernels are
+    /// weights of `file` and a KV pool of `n_pages` pages whose keys and
+    /// values are of `kv_types`; kernels are
     /// compiled through `cache`. `recorded` (an artifact's matmul variant
     /// tables) is taken where it was timed on a device of this name; else
     /// the variants are timed here. `progress` hears of the kernels'
@@ -178,6 +181,7 @@ impl GpuModel {
         plan: &MemoryPlan,
         page_size: usize,
         n_pages: usize,
+        kv_types: KvTypes,
         cache: &KernelCache,
         recorded: Option<&tune::MatMulTuning>,
         progress: &dyn Progress,
@@ -203,6 +207,7 @@ impl GpuModel {
         let opts = PlanOptions {
             page_size: page_size as u32,
             vendor: gpu.vendor(),
+            kv: kv_types,
         };
         kernels::precompile(gpu, cache, graph, &opts, progress)?;
         let kernel_origin = match cache.is_stored() {
@@ -217,8 +222,7 @@ impl GpuModel {
         let weights = DeviceWeights::upload(gpu, file, graph, &plan.schedule, progress)?;
         let mut arena = DeviceBuffer::new(gpu, plan.arena_bytes as usize)?;
         stream.fill_buffer_u32(&mut arena, 0)?;
-        let (n_layers, kv_cols) = kv_shape(graph);
-        let kv_layer_bytes = (limits.n_pages * page_size * kv_cols * 2).next_multiple_of(256);
+        let (n_layers, kv_layer_bytes) = kv_pool(graph, &opts, limits.n_pages)?;
         let mut kv = DeviceBuffer::new(gpu, n_layers * kv_layer_bytes)?;
         stream.fill_buffer_u32(&mut kv, 0)?;
         let context = (pages_per_seq * page_size) as u32;
@@ -226,7 +230,7 @@ impl GpuModel {
         let decode_tokens = (inputs::DECODE_MAX_RUN * limits.max_seqs).min(limits.max_tokens);
         let scratch_bytes = attention_scratch(
             graph,
-            page_size as u32,
+            &opts,
             context,
             (prefill_tokens, decode_tokens as u32),
             opts.vendor,
@@ -262,9 +266,7 @@ impl GpuModel {
         };
         let mut launches = Vec::new();
         for &id in &plan.schedule {
-            if let Some(l) = places.launch(id).map_err(ExecError::Gpu)? {
-                launches.push(l);
-            }
+            launches.extend(places.launches(id).map_err(ExecError::Gpu)?);
         }
         let device = &gpu.info().name;
         let tuning = match recorded {
@@ -635,18 +637,19 @@ fn argmax_launch(
     })
 }
 
-/// Layers and columns (`2 * kv_dim` f16) of the KV cache.
-fn kv_shape(graph: &Graph) -> (usize, usize) {
-    let mut layers = 0;
-    let mut cols = 0;
+/// Layers of the KV pool and the bytes of each layer's `n_pages` pages
+/// (the largest layer's, so that layer `l` starts at `l` times it).
+fn kv_pool(graph: &Graph, opts: &PlanOptions, n_pages: usize) -> Result<(usize, usize), ExecError> {
+    let (mut layers, mut bytes) = (0, 0);
     for id in graph.node_ids() {
-        let n = graph.node(id);
-        if let Op::KvCache { layer } = n.op {
+        if let Op::KvCache { layer } = graph.node(id).op {
+            let layout: KvLayout = kv_layout(graph, id, layer, opts)?;
+            layout.validate()?;
             layers = layers.max(layer as usize + 1);
-            cols = cols.max(n.ty.last().and_then(Dim::fixed).unwrap_or(0) as usize);
+            bytes = bytes.max(layout.layer_bytes(n_pages));
         }
     }
-    (layers, cols)
+    Ok((layers, bytes))
 }
 
 /// The largest quantized input rows and per-step repacked weights any
@@ -676,7 +679,7 @@ fn int8_scratch_bytes(
 /// kernel takes.
 fn attention_scratch(
     graph: &Graph,
-    page_size: u32,
+    opts: &PlanOptions,
     context: u32,
     (prefill_tokens, decode_tokens): (u32, u32),
     vendor: Vendor,
@@ -684,7 +687,7 @@ fn attention_scratch(
     graph
         .node_ids()
         .filter_map(|id| match graph.node(id).op {
-            Op::Attention(a) => Some(Places::attention_spec(&a, page_size)),
+            Op::Attention(a) => Some(Places::attention_spec(&a, opts.page_size, opts.kv)),
             _ => None,
         })
         .map(|s| {
