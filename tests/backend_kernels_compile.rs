@@ -8,11 +8,12 @@
 mod common;
 
 use rocmforge::backend::{BackendError, RtcApi, Vendor};
-use rocmforge::codegen::elementwise::{binary_source, kv_store_source, rope_source};
+use rocmforge::codegen::elementwise::{binary_source, rope_source};
 use rocmforge::codegen::{
-    AttentionKernelSpec, KernelCache, KernelSource, KvEpilogue, MatMulSpec, MatMulVariant,
-    RopeEpilogue, RowOp, Segment, Target, GPU_TYPES,
+    AttentionKernelSpec, KernelCache, KernelSource, KvEpilogue, KvLayout, KvStoreSpec, MatMulSpec,
+    MatMulVariant, RopeEpilogue, RowOp, Segment, Target, GPU_TYPES,
 };
+use rocmforge::exec::cpu::{KvType, KvTypes};
 use rocmforge::quant::GgmlType;
 
 fn plain(k: u32, segments: Vec<Segment>) -> MatMulSpec {
@@ -34,7 +35,7 @@ fn seg(ty: GgmlType, rows: u32, bias: bool) -> Segment {
 
 /// One source of every template and epilogue combination, and every type.
 fn sources() -> Vec<KernelSource> {
-    let mut out = vec![binary_source(), kv_store_source(128, 16)];
+    let mut out = vec![binary_source()];
     let rope = RopeEpilogue {
         head_dim: 64,
         heads: 16,
@@ -130,9 +131,11 @@ fn sources() -> Vec<KernelSource> {
             scale: 0.125,
             window,
             page_size: 16,
+            kv: KvTypes::default(),
         };
         out.push(a.source().unwrap());
     }
+    out.extend(kv_cache_sources());
     out.push(
         RowOp::RmsNorm {
             dim: 896,
@@ -143,6 +146,40 @@ fn sources() -> Vec<KernelSource> {
     );
     out.push(RowOp::GatherRows { dim: 896 }.source().unwrap());
     out.push(RowOp::Argmax { n: 151_936 }.source().unwrap());
+    out
+}
+
+/// Attention and the KV store for every cache type (each as keys and as
+/// values), at heads with the keys' rotation over 64, over 128 (values
+/// over 64), over 256 and without one (96).
+fn kv_cache_sources() -> Vec<KernelSource> {
+    let mut out = Vec::new();
+    for (i, k) in KvType::ALL.into_iter().enumerate() {
+        let v = KvType::ALL[(i + 3) % KvType::ALL.len()];
+        for hd in [64, 96, 128, 256] {
+            let types = KvTypes { k, v };
+            if types.fit(hd as usize).is_err() {
+                continue;
+            }
+            let a = AttentionKernelSpec {
+                n_heads: 8,
+                n_kv_heads: 2,
+                head_dim: hd,
+                scale: 0.125,
+                window: None,
+                page_size: 16,
+                kv: types,
+            };
+            out.push(a.source().unwrap());
+            let layout = KvLayout {
+                types,
+                n_kv_heads: 2,
+                head_dim: hd,
+                page_size: 16,
+            };
+            out.push(KvStoreSpec { layout }.source().unwrap());
+        }
+    }
     out
 }
 

@@ -166,7 +166,7 @@ fn the_shorthand_and_a_specific_cache_type_that_disagree_are_refused() {
 }
 
 #[test]
-fn the_gpu_refuses_a_non_f16_half_of_the_cache_by_name() {
+fn a_gpu_artifact_refuses_a_non_f16_half_of_the_cache_by_name() {
     let opts = |k, v| LoadOptions {
         kv_types: KvTypes { k, v },
         ..Default::default()
@@ -183,6 +183,6 @@ fn the_gpu_refuses_a_non_f16_half_of_the_cache_by_name() {
         for w in words {
             assert!(e.contains(w), "{k}/{v}: {e}");
         }
-        assert!(e.contains("GPU's KV cache is f16"), "{e}");
+        assert!(e.contains("GPU artifact") && e.contains("GGUF"), "{e}");
     }
 }

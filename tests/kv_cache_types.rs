@@ -404,3 +404,27 @@ fn every_path_scores_quantized_keys_alike() {
         }
     }
 }
+
+/// The stored bytes of a row (what the GPU's cache is compared against and
+/// filled from) are the quantizer's bytes of the row as stored; a cell
+/// outside the cache is an error.
+#[test]
+fn a_rows_bytes_are_the_quantizers_bytes() {
+    let mut rng = Rng(11);
+    for ty in KvType::ALL {
+        let mut kv = KvCache::with_type(2, N_KV, 32, 4, 3, ty).unwrap();
+        let (k, v) = (rng.vec(N_KV * 32), rng.vec(N_KV * 32));
+        kv.write(1, &k, &v, 2, 3).unwrap();
+        let bytes = |x: &[f32]| {
+            let mut out = Vec::new();
+            quant::quantize(ty.ggml_type(), x, &mut out).unwrap();
+            out
+        };
+        assert_eq!(kv.key_bytes(1, 2, 3).unwrap(), bytes(&k), "{ty} keys");
+        assert_eq!(kv.value_bytes(1, 2, 3).unwrap(), bytes(&v), "{ty} values");
+        assert_eq!(kv.key_bytes(1, 2, 3).unwrap().len(), ty.bytes_of(N_KV * 32));
+        assert!(kv.key_bytes(2, 0, 0).is_err());
+        assert!(kv.value_bytes(0, 3, 0).is_err());
+        assert!(kv.value_bytes(0, 0, 4).is_err());
+    }
+}

@@ -7,6 +7,8 @@ use clap::Args;
 
 use super::CmdResult;
 use rocmforge::exec::any_backend::AnyBackend;
+use rocmforge::exec::kv_pages::PAGE_SIZE;
+use rocmforge::exec::session::StepBackend;
 use rocmforge::load::{LoadOptions, LoadedModel};
 
 #[derive(Debug, Args)]
@@ -78,6 +80,12 @@ pub fn run(args: BenchArgs) -> CmdResult {
     let load_s = model.load_time.as_secs_f64();
     let kernels = super::device::kernel_origin(&mut model);
     let roofline = decode_roofline(&mut model, &args);
+    // The GPU's pool as allocated (pages in the cache's types).
+    let gpu_kv = model
+        .session
+        .backend_mut()
+        .gpu_model()
+        .map(|g| (g.footprint().kv_cache, g.limits().n_pages));
     let vocab = model.config.vocab as u32;
     // Fixed pseudo-random tokens: the speed does not depend on their values.
     let tokens = |n: usize, salt: u32| -> Vec<u32> {
@@ -140,6 +148,8 @@ pub fn run(args: BenchArgs) -> CmdResult {
             "kv_cache_type_k": kv_types.k.name(),
             "kv_cache_type_v": kv_types.v.name(),
             "kv_bytes_per_token": kv_bytes_per_token,
+            "gpu_kv_pool_bytes": gpu_kv.map(|k| k.0),
+            "gpu_kv_pool_pages": gpu_kv.map(|k| k.1),
             "kernels": kernels,
             "runtime_compiler_loaded": rtc_loaded(),
             "runtime_compiler_mapped": super::device::rtc_library_mapped(),
@@ -184,6 +194,9 @@ pub fn run(args: BenchArgs) -> CmdResult {
             );
         }
         println!("\nKV cache: {kv_types}, {kv_bytes_per_token} bytes per token");
+        if let Some((bytes, pages)) = gpu_kv {
+            println!("GPU KV pool: {bytes} bytes, {pages} pages of {PAGE_SIZE} tokens");
+        }
     }
     Ok(())
 }

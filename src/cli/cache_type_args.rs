@@ -1,5 +1,6 @@
 //! `--cache-type`, `--cache-type-k`, `--cache-type-v`: the KV cache's
-//! element types, shared by run, serve, bench and perplexity. The
+//! element types, shared by run, serve, bench, perplexity, gpu-check and
+//! compile (--emit-kernels). The
 //! shorthand sets both; a specific flag sets one, and naming the same half
 //! twice with different types is refused rather than resolved silently.
 
@@ -9,8 +10,8 @@ use rocmforge::exec::cpu::{KvType, KvTypes};
 #[derive(Debug, Clone, Args)]
 pub struct CacheTypeArgs {
     /// KV cache element type of keys and values: f16 (llama.cpp's
-    /// default), f32 (exact), bf16, q8_0, q4_0, q5_1, iq4_nl. The block
-    /// types run on the CPU only.
+    /// default), f32 (exact), bf16, q8_0, q4_0, q5_1, iq4_nl (CPU and GPU;
+    /// a GPU artifact takes f16 only).
     #[arg(long = "cache-type", value_parser = parse_kv_type)]
     pub both: Option<KvType>,
     /// Element type of the keys alone (overrides the default f16).

@@ -7,7 +7,8 @@
 //! near-tie (../shared/COMPARING.md). Then 1000 decode steps replaying the
 //! captured graph with device memory read before and after, the same steps
 //! without graphs (must pick the same tokens), and the memory after the
-//! model is dropped. Prints a table; fails if any check fails.
+//! model is dropped. Prints a table; fails if any check fails. Both
+//! backends hold their KV caches in the types `--cache-type-k/-v` name.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,6 +55,10 @@ pub struct GpuCheckArgs {
     /// activations, which alone moves logits by up to ~1e-2).
     #[arg(long, default_value = "f32", value_parser = ["f32", "native"])]
     pub reference: String,
+    /// The KV cache's types, the same on both backends (whose caches then
+    /// hold the same blocks: the GPU quantizes as the CPU does).
+    #[command(flatten)]
+    pub cache_type: super::cache_type_args::CacheTypeArgs,
 }
 
 /// GPU vs CPU where f16 (the KV cache) is involved (COMPARING.md).
@@ -424,8 +429,10 @@ pub fn run(args: GpuCheckArgs) -> CmdResult {
         max_tokens: args.max_tokens.max(1),
         max_rows: 1,
         context: args.ctx.max(args.steps + 16),
+        kv_types: args.cache_type.types()?,
         ..Default::default()
     };
+    println!("KV cache: {}", opts.kv_types);
     let f32_copy = std::env::temp_dir().join(format!("rfc-gpu-check-{}.gguf", std::process::id()));
     let reference = if args.reference == "f32" {
         write_f32_copy(&args.model, &f32_copy)?;

@@ -347,3 +347,88 @@ fn bad(g: &Graph, id: NodeId, reason: &str) -> CodegenError {
         reason: reason.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::cpu::KvType;
+    use crate::ir::DimEnv;
+    use crate::passes::test_graph::{build, Tiny};
+
+    /// The qwen2-like tiny decoder with heads of 64, compiled (fused).
+    fn compiled() -> Graph {
+        let m = Tiny {
+            d: 256,
+            head_dim: 64,
+            ff: 256,
+            ..Tiny::qwen2()
+        };
+        crate::passes::compile(build(&m).0, DimEnv::default())
+            .unwrap()
+            .graph
+    }
+
+    fn opts(k: KvType, v: KvType) -> PlanOptions {
+        PlanOptions {
+            kv: KvTypes { k, v },
+            ..PlanOptions::default()
+        }
+    }
+
+    fn qkv(g: &Graph) -> NodeId {
+        g.node_ids()
+            .find(|&id| match &g.node(id).op {
+                Op::MatMul(m) => m
+                    .epilogue
+                    .iter()
+                    .any(|e| matches!(e, Epilogue::KvStore { .. })),
+                _ => false,
+            })
+            .expect("a fused qkv matmul")
+    }
+
+    #[test]
+    fn the_f16_cache_is_written_by_the_qkv_epilogue() {
+        let g = compiled();
+        let o = opts(KvType::F16, KvType::F16);
+        assert!(matmul_spec(&g, qkv(&g), &o).unwrap().kv.is_some());
+        assert!(unfused_kv_store(&g, qkv(&g), &o).unwrap().is_none());
+        let labels: Vec<String> = kernel_sources(&g, &o).unwrap().into_keys().collect();
+        assert!(
+            !labels.iter().any(|l| l.starts_with("kv_store")),
+            "{labels:?}"
+        );
+    }
+
+    #[test]
+    fn a_block_typed_cache_is_stored_by_a_kernel_after_the_qkv_matmul() {
+        let g = compiled();
+        let o = opts(KvType::Q8_0, KvType::F16);
+        let id = qkv(&g);
+        assert!(matmul_spec(&g, id, &o).unwrap().kv.is_none());
+        let store = unfused_kv_store(&g, id, &o).unwrap().unwrap();
+        assert_eq!(store.layout.types, o.kv);
+        assert_eq!((store.layout.head_dim, store.layout.n_kv_heads), (64, 2));
+        let sources = node_sources(&g, id, &o).unwrap();
+        assert_eq!(sources.last().unwrap().label, store.label());
+        // The attention kernels read the same types.
+        let labels: Vec<String> = kernel_sources(&g, &o).unwrap().into_keys().collect();
+        assert!(
+            labels
+                .iter()
+                .any(|l| l.starts_with("attention_") && l.ends_with("_kq8_0_vf16")),
+            "{labels:?}"
+        );
+    }
+
+    #[test]
+    fn a_block_type_that_does_not_divide_the_heads_is_refused_by_name() {
+        let m = Tiny::qwen2(); // heads of 16
+        let g = crate::passes::compile(build(&m).0, DimEnv::default())
+            .unwrap()
+            .graph;
+        let e = kernel_sources(&g, &opts(KvType::Q4_0, KvType::Q4_0)).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("Q4_0") && e.contains("head_dim"), "{e}");
+    }
+}

@@ -697,3 +697,52 @@ fn attention_scratch(
         .max()
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::cpu::KvType;
+    use crate::ir::DimEnv;
+    use crate::passes::test_graph::{build, Tiny};
+
+    /// The GPU's pool holds exactly the bytes per token of its types
+    /// (what `rfc serve --kv-memory` and `bench` count), per layer.
+    #[test]
+    fn the_kv_pool_takes_the_bytes_per_token_of_its_types() {
+        let m = Tiny {
+            d: 256,
+            head_dim: 64,
+            ..Tiny::qwen2()
+        };
+        let g = crate::passes::compile(build(&m).0, DimEnv::default())
+            .unwrap()
+            .graph;
+        let n_pages = 64;
+        for (k, v) in [
+            (KvType::F16, KvType::F16),
+            (KvType::Q8_0, KvType::Q8_0),
+            (KvType::Q4_0, KvType::F16),
+            (KvType::F32, KvType::IQ4NL),
+        ] {
+            let types = KvTypes { k, v };
+            let opts = PlanOptions {
+                kv: types,
+                ..PlanOptions::default()
+            };
+            let (layers, layer_bytes) = kv_pool(&g, &opts, n_pages).unwrap();
+            assert_eq!(layers, 2);
+            let per_token = types.bytes_per_token(1, 2, 64);
+            // 64 pages of 16 tokens: whole 256-byte runs, no padding.
+            assert_eq!(layer_bytes, n_pages * 16 * per_token, "{types}");
+        }
+        // Q8_0: 34 bytes per 32 values against f16's 64.
+        let size = |t| {
+            let opts = PlanOptions {
+                kv: KvTypes::both(t),
+                ..PlanOptions::default()
+            };
+            kv_pool(&g, &opts, n_pages).unwrap().1
+        };
+        assert_eq!(size(KvType::F16) * 17, size(KvType::Q8_0) * 32);
+    }
+}
