@@ -122,6 +122,7 @@ fn plan_options(a: &Artifact) -> PlanOptions {
     PlanOptions {
         page_size: a.plan.page_size as u32,
         vendor: rocmforge::backend::Vendor::Hip,
+        kv: Default::default(),
     }
 }
 

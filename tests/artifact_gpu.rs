@@ -224,5 +224,6 @@ fn plan_options(a: &Artifact) -> PlanOptions {
     PlanOptions {
         page_size: a.plan.page_size as u32,
         vendor: rocmforge::backend::Vendor::Cuda,
+        kv: Default::default(),
     }
 }
