@@ -346,7 +346,7 @@ pub struct MatMulArgs {
     pub seq: DevicePtr,
     pub pages: DevicePtr,
     pub pages_per_seq: u32,
-    /// The layer's KV cache (f16 rows of 2*kv_dim).
+    /// The layer's f16 KV cache (`KvLayout` pages), written when `kv` is set.
     pub kv: DevicePtr,
     /// Tokens of this step (T).
     pub tokens: u32,
