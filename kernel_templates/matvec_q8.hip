@@ -214,8 +214,9 @@ template <> RFC_DEVT void chunk_dot<T_Q6_K>(const u8* row, int c, float* acc) {
 // in one loop, four steps unrolled, so that up to eight chunk loads per
 // lane are in flight together.
 // (The f32 path is not unrolled: its dequantization is long enough.)
-// (Several tokens: unrolled less, as each step holds NT dots per word.)
-#define DOT_UNROLL (NT == 1 ? 4 : 1)
+// (Several tokens: unrolled less, as each step holds NT dots per word;
+// two tokens still keep four chunk loads in flight.)
+#define DOT_UNROLL (NT == 1 ? 4 : NT == 2 ? 2 : 1)
 template <int TY> RFC_DEVT void dot2(const u8* ra, const u8* rb, int first, float* a, float* b) {
     const int chunks = K / Chunk<TY>::ELEMS;
     if (Chunk<TY>::ELEMS > 8) {

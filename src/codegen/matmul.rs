@@ -85,7 +85,7 @@ pub enum MatMulVariant {
     /// matvec.hip: a warp per output pair, `tokens` tokens per pass
     /// (matvec_q8.hip for one token where [`MatMulSpec::quantizes_input`]).
     Vector { tokens: u32 },
-    /// matvec_q8.hip over `tokens` tokens per pass (4 or 8): every token's
+    /// matvec_q8.hip over `tokens` tokens per pass (2, 4 or 8): every token's
     /// row as int8 terms in shared memory, each weight word unpacked once
     /// for all of them. Compiled where [`MatMulSpec::has_q8_passes`]; only
     /// a measurement picks it (exec/gpu_model/tune.rs).
@@ -318,7 +318,7 @@ fn narrow_items(items: u32) -> u32 {
 const NARROW_WARPS: u32 = 8;
 
 /// Tokens per pass of the multi-token int8 matvecs ([`MatMulVariant::VectorQ8`]).
-pub const Q8_PASS_TOKENS: [u32; 2] = [4, 8];
+pub const Q8_PASS_TOKENS: [u32; 3] = [2, 4, 8];
 
 /// Shared memory the multi-token int8 matvec may take for its rows (of
 /// the 48 KB a block has statically).
@@ -1158,9 +1158,11 @@ mod tests {
         let qkv = llama3_8b_qkv();
         assert!(qkv.has_tall());
         assert!(qkv.variants(Vendor::Cuda).contains(&tall));
-        // K = 4,096: four tokens' int8 rows fit a block, eight do not; the
-        // narrow product on both vendors, the tall tile on NVIDIA only.
+        // K = 4,096: two or four tokens' int8 rows fit a block, eight do
+        // not; the narrow product on both vendors, the tall tile on NVIDIA
+        // only.
         let mut hip = MATMUL_VARIANTS.to_vec();
+        hip.push(MatMulVariant::VectorQ8 { tokens: 2 });
         hip.push(MatMulVariant::VectorQ8 { tokens: 4 });
         hip.extend(NARROW_TOKENS.map(|tokens| MatMulVariant::Narrow { tokens }));
         assert_eq!(qkv.variants(Vendor::Hip), hip);

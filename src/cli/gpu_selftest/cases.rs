@@ -53,7 +53,7 @@ pub fn all(s: &mut Suite) {
         );
         // Several tokens per pass on int8 input terms (a pass cut short by
         // the step's end, and two passes).
-        for (t, n) in [(3, 4), (13, 8)] {
+        for (t, n) in [(2, 2), (3, 4), (13, 8)] {
             let v = MatMulVariant::VectorQ8 { tokens: n };
             s.case(
                 &format!("matmul {} T={t} {}", ty.name(), variant_name(v)),
