@@ -235,14 +235,14 @@ fn uses_f16_tiles(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
 }
 
 /// Weight types the int8 matrix-unit kernel reads as int8 with block
-/// scales (kernel_templates/quant_i8.h): every quantized type but Q2_K,
-/// whose mins per 16 elements it does not carry.
+/// scales (kernel_templates/quant_i8.h, quant_iq.h): every quantized type
+/// but Q2_K, whose mins per 16 elements it does not carry.
 fn int8_tiles_read(ty: GgmlType) -> bool {
     use GgmlType::*;
     matches!(
         ty,
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q3_K | Q4_K | Q5_K | Q6_K
-    )
+    ) || GgmlType::NEWER_WEIGHT_QUANTS.contains(&ty)
 }
 
 /// The NVIDIA target whose cp.async stages are the largest: the source's
@@ -579,9 +579,11 @@ impl MatMulSpec {
     }
 
     /// Elements per weight scale in the int8 tiles: 16 when a segment's
-    /// type scales 16-element groups (Q3_K, Q6_K), else 32.
+    /// type scales 16-element groups (Q3_K, Q6_K, IQ2_XS, IQ2_S, IQ1_M),
+    /// else 32.
     fn scale_group(&self) -> u32 {
-        let per16 = |t| matches!(t, GgmlType::Q3_K | GgmlType::Q6_K);
+        use GgmlType::*;
+        let per16 = |t| matches!(t, Q3_K | Q6_K | IQ2_XS | IQ2_S | IQ1_M);
         if self.segments.iter().any(|s| per16(s.ty)) {
             16
         } else {
@@ -816,6 +818,9 @@ impl MatMulSpec {
         };
         let mut src = KernelSource::new(template, self.label(variant), self.entries(variant))
             .define("K", self.k);
+        for s in &self.segments {
+            src = src.reading(s.ty);
+        }
         src = match variant {
             MatMulVariant::Vector { tokens } | MatMulVariant::VectorQ8 { tokens } if q8 => {
                 let (ks, ipw) = q8_matvec_shape(self.k, self.rows() / 2);

@@ -16,6 +16,7 @@ pub mod cache_entry;
 pub mod elementwise;
 pub mod error;
 pub mod known_targets;
+pub mod lattice_grids;
 pub mod matmul;
 pub mod plan;
 pub mod rows;

@@ -65,6 +65,7 @@ impl RowOp {
                     format!("embed_{}_d{dim}", type_label(ty)),
                     &[e],
                 )
+                .reading(ty)
                 .define("EMBED_TYPE", type_id(ty))
                 .define("D", dim)
                 .define("V", vocab)

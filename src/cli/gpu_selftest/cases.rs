@@ -198,6 +198,37 @@ pub fn all(s: &mut Suite) {
             |s| mixed_groups_matmul(s, [4096, 1024, 1024], t, v),
         );
     }
+    // The IQ/TQ/MXFP4 types beside each other and the K-quants in one
+    // kernel: scale groups of 16 (IQ2_XS, IQ1_M, Q6_K) and of 32 (IQ4_XS,
+    // IQ3_S, MXFP4, TQ1_0) in one block's rows; the decode matvec at T=1
+    // (int8 input: 6,144 rows of 1,024), the narrow product and the tiles.
+    use GgmlType::{IQ1_M, IQ2_XS, IQ3_S, IQ4_XS, MXFP4, TQ1_0};
+    let mixes: [(&str, [(GgmlType, u32); 3]); 2] = [
+        (
+            "IQ2_XS|IQ4_XS|IQ1_M",
+            [(IQ2_XS, 128), (IQ4_XS, 96), (IQ1_M, 96)],
+        ),
+        ("IQ3_S|Q6_K|MXFP4", [(IQ3_S, 128), (Q6_K, 96), (MXFP4, 96)]),
+    ];
+    for (name, segs) in mixes {
+        for (t, v) in [
+            (1, MatMulVariant::Vector { tokens: 1 }),
+            (16, n16),
+            (70, MatMulVariant::Tiled { tokens: 64 }),
+            (150, MatMulVariant::Tiled { tokens: 128 }),
+        ] {
+            s.case(&format!("matmul {name} T={t} {}", variant_name(v)), |s| {
+                segments_matmul(s, 512, &segs, t, v)
+            });
+        }
+    }
+    let wide = [(IQ4_XS, 4096), (IQ2_XS, 1024), (TQ1_0, 1024)];
+    for (t, v) in [(1, MatMulVariant::Vector { tokens: 1 }), (21, n32)] {
+        s.case(
+            &format!("matmul IQ4_XS|IQ2_XS|TQ1_0 x6144 T={t} {}", variant_name(v)),
+            |s| segments_matmul(s, 1024, &wide, t, v),
+        );
+    }
     for window in [None, Some(40)] {
         let w = window.map_or("".into(), |w| format!(" window {w}"));
         s.case(&format!("attention decode kernel, decode step{w}"), |s| {
@@ -490,6 +521,30 @@ fn mixed_groups_matmul(s: &mut Suite, rows: [u32; 3], t: usize, v: MatMulVariant
     let o = operands(s, &spec)?;
     let x = s.rng.vec(t * k as usize, -1.0, 1.0);
     Ok(plain_rows_check(s, &spec, &o, &x, v, t)?.note(variant_name(v)))
+}
+
+/// Segments of the given types and rows, k inputs, on `v`.
+fn segments_matmul(
+    s: &mut Suite,
+    k: u32,
+    segs: &[(GgmlType, u32)],
+    t: usize,
+    v: MatMulVariant,
+) -> Res<Check> {
+    let spec = MatMulSpec::concatenated(
+        k,
+        segs.iter()
+            .map(|&(ty, rows)| Segment::unbiased(ty, rows))
+            .collect(),
+    );
+    let o = operands(s, &spec)?;
+    let x = s.rng.vec(t * k as usize, -1.0, 1.0);
+    let input = if spec.quantizes_input(v) {
+        "int8 input"
+    } else {
+        "f32 input"
+    };
+    Ok(plain_rows_check(s, &spec, &o, &x, v, t)?.note(input))
 }
 
 /// A case of the f16 tiles: name, segments (type, rows), variant, input
