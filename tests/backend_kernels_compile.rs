@@ -130,6 +130,7 @@ fn sources() -> Vec<KernelSource> {
             scale: 0.125,
             window,
             page_size: 16,
+            softcap: None,
         };
         out.push(a.source().unwrap());
     }

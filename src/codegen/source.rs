@@ -14,6 +14,7 @@ use crate::quant::GgmlType;
 const PRELUDE: &str = include_str!("../../kernel_templates/prelude.h");
 const QUANT: &str = include_str!("../../kernel_templates/quant.h");
 const EPILOGUE: &str = include_str!("../../kernel_templates/epilogue.h");
+const ROPE: &str = include_str!("../../kernel_templates/rope.h");
 const QUANT_I8: &str = include_str!("../../kernel_templates/quant_i8.h");
 const TILES: &str = include_str!("../../kernel_templates/tiles.h");
 const ASYNC_COPY: &str = include_str!("../../kernel_templates/async_copy.h");
@@ -69,17 +70,19 @@ impl Template {
     fn headers(self) -> &'static [(&'static str, &'static str)] {
         const Q: (&str, &str) = ("quant.h", QUANT);
         const E: (&str, &str) = ("epilogue.h", EPILOGUE);
+        const P: (&str, &str) = ("rope.h", ROPE);
         const I: (&str, &str) = ("quant_i8.h", QUANT_I8);
         const T: (&str, &str) = ("tiles.h", TILES);
         const A: (&str, &str) = ("async_copy.h", ASYNC_COPY);
         const R: (&str, &str) = ("token_row.h", TOKEN_ROW);
         match self {
-            Template::MatVec => &[Q, E],
-            Template::MatMul => &[Q, E, T],
-            Template::MatVecQ8 => &[Q, I, E, R],
-            Template::MatMulQ8 | Template::MatMulF16K => &[Q, I, E, T, A, R],
+            Template::MatVec => &[Q, P, E],
+            Template::MatMul => &[Q, P, E, T],
+            Template::MatVecQ8 => &[Q, I, P, E, R],
+            Template::MatMulQ8 | Template::MatMulF16K => &[Q, I, P, E, T, A, R],
             Template::Rows => &[Q],
-            Template::Attention | Template::Elementwise => &[],
+            Template::Elementwise => &[P],
+            Template::Attention => &[],
         }
     }
 }
