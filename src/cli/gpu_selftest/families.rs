@@ -77,6 +77,7 @@ pub fn all(s: &mut Suite) {
         );
     }
     for (hd, softcap, window) in [
+        (64, None, None),
         (64, Some(50.0), None),
         (64, Some(20.0), Some(40)),
         (256, None, Some(40)),
