@@ -13,7 +13,7 @@ use super::rows::RowOp;
 use super::source::KernelSource;
 use super::target::Target;
 use crate::backend::Vendor;
-use crate::ir::{Dim, Epilogue, Graph, NodeId, Op, Prologue, Role, RopeScaling, RopeSpec};
+use crate::ir::{Dim, Epilogue, Graph, NodeId, Op, Prologue, Role, RopeSpec};
 
 /// Settings of the plan that are not in the graph.
 #[derive(Debug, Clone, Copy)]
@@ -245,11 +245,11 @@ pub fn rope_epilogue(
             &format!("partial RoPE (n_rot {} of {})", r.n_rot, r.head_dim),
         ));
     }
-    let freqs = g.operand(id, Role::Freqs).is_some();
-    if matches!(r.scaling, RopeScaling::LongRope { .. }) && !freqs {
-        return Err(bad(g, id, "LongRoPE without its factor set"));
-    }
-    Ok(RopeEpilogue::of(r, heads, freqs))
+    Ok(RopeEpilogue::of(
+        r,
+        heads,
+        g.operand(id, Role::Freqs).is_some(),
+    ))
 }
 
 fn operand(g: &Graph, id: NodeId, role: Role) -> Result<NodeId, CodegenError> {
