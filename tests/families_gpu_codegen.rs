@@ -72,14 +72,19 @@ fn gemma3_gets_a_rope_per_base_head_norms_geglu_and_both_attentions() {
         assert!(s.contains_key(label), "{label}: {:?}", s.keys());
     }
     let geglu = with(&s, "_geglu");
-    assert!(!geglu.is_empty() && with(&s, "_swiglu").is_empty(), "{geglu:?}");
+    assert!(
+        !geglu.is_empty() && with(&s, "_swiglu").is_empty(),
+        "{geglu:?}"
+    );
     for l in &geglu {
         assert_eq!(s[l].defines["EPI_GEGLU"], "1", "{l}");
         assert_eq!(s[l].defines["EPI_SWIGLU"], "1", "{l}");
     }
     // The embedding scale and the post-norm residual adds: element-wise.
     assert!(s.contains_key("elementwise"));
-    assert!(g.node_ids().any(|id| matches!(g.node(id).op, Op::Scale { .. })));
+    assert!(g
+        .node_ids()
+        .any(|id| matches!(g.node(id).op, Op::Scale { .. })));
 }
 
 #[test]
