@@ -16,6 +16,9 @@ pub struct AttentionKernelSpec {
     pub scale: f32,
     pub window: Option<u32>,
     pub page_size: u32,
+    /// Gemma 2: each scaled score s becomes `cap·tanh(s / cap)` before the
+    /// softmax (`SOFTCAP_BITS`).
+    pub softcap: Option<f32>,
 }
 
 /// The staged prefill kernel's query tile (rows of the matrix-unit
@@ -76,6 +79,19 @@ pub struct AttentionArgs {
 }
 
 impl AttentionKernelSpec {
+    /// The kernels of an IR attention op, with `page_size`-token KV pages.
+    pub fn of(a: &crate::ir::AttentionSpec, page_size: u32) -> AttentionKernelSpec {
+        AttentionKernelSpec {
+            n_heads: a.n_heads,
+            n_kv_heads: a.n_kv_heads,
+            head_dim: a.head_dim,
+            scale: a.scale,
+            window: a.window,
+            page_size,
+            softcap: a.softcap,
+        }
+    }
+
     /// Decode block threads (= keys per decode tile): at least 128, a
     /// multiple of head_dim (160 for 80, 192 for 96).
     pub fn chunk(&self) -> u32 {
@@ -203,6 +219,9 @@ impl AttentionKernelSpec {
         if let Some(w) = self.window {
             s += &format!("_w{w}");
         }
+        if let Some(c) = self.softcap {
+            s += &format!("_cap{c}");
+        }
         s
     }
 
@@ -222,6 +241,9 @@ impl AttentionKernelSpec {
         if self.page_size == 0 {
             return bad("page size 0".into());
         }
+        if self.softcap.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+            return bad(format!("soft-cap {:?}", self.softcap));
+        }
         if self.n_heads / self.n_kv_heads > 16 {
             return bad(format!(
                 "{} query heads per kv head (at most 16)",
@@ -234,25 +256,30 @@ impl AttentionKernelSpec {
     /// One source with the three entry points.
     pub fn source(&self) -> Result<KernelSource, CodegenError> {
         self.validate()?;
-        Ok(KernelSource::new(
+        let src = KernelSource::new(
             Template::Attention,
             self.label(),
             &["attn_decode", "attn_combine", "attn_prefill"],
-        )
-        .define("HD", self.head_dim)
-        .define("NH", self.n_heads)
-        .define("NKV", self.n_kv_heads)
-        .define("PAGE_SIZE", self.page_size)
-        .define_f32_bits("SCALE_BITS", self.scale)
-        .define("WINDOW", self.window.unwrap_or(0))
-        .define("CH", self.chunk())
-        .define("SPLIT_MIN", SPLIT_MIN)
-        .define("MAX_SPLITS", MAX_SPLITS)
-        .define("COMBINE_THREADS", self.combine_threads())
-        .define("QT", STAGED_QT)
-        .define("KT", self.staged_key_tile())
-        .define("FLASH_QT", FLASH_TILES.0)
-        .define("FLASH_KT", FLASH_TILES.1))
+        );
+        let src = match self.softcap {
+            Some(cap) => src.define_f32_bits("SOFTCAP_BITS", cap),
+            None => src,
+        };
+        Ok(src
+            .define("HD", self.head_dim)
+            .define("NH", self.n_heads)
+            .define("NKV", self.n_kv_heads)
+            .define("PAGE_SIZE", self.page_size)
+            .define_f32_bits("SCALE_BITS", self.scale)
+            .define("WINDOW", self.window.unwrap_or(0))
+            .define("CH", self.chunk())
+            .define("SPLIT_MIN", SPLIT_MIN)
+            .define("MAX_SPLITS", MAX_SPLITS)
+            .define("COMBINE_THREADS", self.combine_threads())
+            .define("QT", STAGED_QT)
+            .define("KT", self.staged_key_tile())
+            .define("FLASH_QT", FLASH_TILES.0)
+            .define("FLASH_KT", FLASH_TILES.1))
     }
 
     /// Queues decode: partial splits, then their combination.
@@ -379,6 +406,7 @@ mod tests {
             scale: 1.0,
             window: None,
             page_size: 16,
+            softcap: None,
         }
     }
 

@@ -15,6 +15,7 @@ use crate::quant::GgmlType;
 const PRELUDE: &str = include_str!("../../kernel_templates/prelude.h");
 const QUANT: &str = include_str!("../../kernel_templates/quant.h");
 const EPILOGUE: &str = include_str!("../../kernel_templates/epilogue.h");
+const ROPE: &str = include_str!("../../kernel_templates/rope.h");
 const QUANT_I8: &str = include_str!("../../kernel_templates/quant_i8.h");
 const QUANT_IQ: &str = include_str!("../../kernel_templates/quant_iq.h");
 const TILES: &str = include_str!("../../kernel_templates/tiles.h");
@@ -71,6 +72,7 @@ impl Template {
     fn headers(self) -> &'static [(&'static str, &'static str)] {
         const Q: (&str, &str) = ("quant.h", QUANT);
         const E: (&str, &str) = ("epilogue.h", EPILOGUE);
+        const P: (&str, &str) = ("rope.h", ROPE);
         const I: (&str, &str) = ("quant_i8.h", QUANT_I8);
         // The IQ/TQ/MXFP4 types, in quant_i8.h's int8 form (after it).
         const N: (&str, &str) = ("quant_iq.h", QUANT_IQ);
@@ -78,12 +80,13 @@ impl Template {
         const A: (&str, &str) = ("async_copy.h", ASYNC_COPY);
         const R: (&str, &str) = ("token_row.h", TOKEN_ROW);
         match self {
-            Template::MatVec => &[Q, I, N, E],
-            Template::MatMul => &[Q, I, N, E, T],
-            Template::MatVecQ8 => &[Q, I, N, E, R],
-            Template::MatMulQ8 | Template::MatMulF16K => &[Q, I, N, E, T, A, R],
+            Template::MatVec => &[Q, I, N, P, E],
+            Template::MatMul => &[Q, I, N, P, E, T],
+            Template::MatVecQ8 => &[Q, I, N, P, E, R],
+            Template::MatMulQ8 | Template::MatMulF16K => &[Q, I, N, P, E, T, A, R],
             Template::Rows => &[Q, I, N],
-            Template::Attention | Template::Elementwise => &[],
+            Template::Elementwise => &[P],
+            Template::Attention => &[],
         }
     }
 }

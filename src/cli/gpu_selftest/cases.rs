@@ -281,7 +281,6 @@ pub fn all(s: &mut Suite) {
         super::sampling::device_candidates,
     );
     s.case("add/mul/silu", elementwise);
-    s.case("rope standalone (neox, normal)", rope_standalone);
     s.case("kv_store standalone", kv_store);
     s.case("graph capture replay = direct launches", graph_replay);
 }
@@ -358,14 +357,14 @@ pub fn rms_norm_rows(s: &mut Suite, t: usize) -> Res<Check> {
 
 /// Device weights, biases and norm of a fused matmul, with their f32
 /// reference forms.
-struct Operands {
-    w: Vec<DeviceBuffer>,
-    w_ref: Vec<Vec<f32>>,
-    bias: Vec<Option<(DeviceBuffer, Vec<f32>)>>,
-    norm: Option<(DeviceBuffer, Vec<f32>)>,
+pub(super) struct Operands {
+    pub(super) w: Vec<DeviceBuffer>,
+    pub(super) w_ref: Vec<Vec<f32>>,
+    pub(super) bias: Vec<Option<(DeviceBuffer, Vec<f32>)>>,
+    pub(super) norm: Option<(DeviceBuffer, Vec<f32>)>,
 }
 
-fn operands(s: &mut Suite, spec: &MatMulSpec) -> Res<Operands> {
+pub(super) fn operands(s: &mut Suite, spec: &MatMulSpec) -> Res<Operands> {
     let k = spec.k as usize;
     let mut o = Operands {
         w: vec![],
@@ -393,7 +392,7 @@ fn operands(s: &mut Suite, spec: &MatMulSpec) -> Res<Operands> {
 }
 
 /// Launch arguments for `o`, `x` and `out` (strides = widths).
-fn matmul_args(
+pub(super) fn matmul_args(
     spec: &MatMulSpec,
     o: &Operands,
     x: &DeviceBuffer,
@@ -419,7 +418,7 @@ fn matmul_args(
 
 /// The f32 reference of the fused matmul before RoPE/KV/SwiGLU/residual:
 /// normalize (if so), multiply in f64, add biases.
-fn reference_rows(spec: &MatMulSpec, o: &Operands, x: &[f32], t: usize) -> Vec<f32> {
+pub(super) fn reference_rows(spec: &MatMulSpec, o: &Operands, x: &[f32], t: usize) -> Vec<f32> {
     let k = spec.k as usize;
     let xn = match (&o.norm, spec.rms_eps) {
         (Some((_, g)), Some(eps)) => {
@@ -613,7 +612,7 @@ fn f16_tiles_matmul(
 
 /// Tokens of a step: `t` of them over three sequences, positions new to
 /// each sequence (as a real step: prefill chunks and decode tokens).
-fn step_tokens(t: usize) -> (Vec<usize>, Vec<(usize, usize)>) {
+pub(super) fn step_tokens(t: usize) -> (Vec<usize>, Vec<(usize, usize)>) {
     let start = [5usize, 40, 17];
     let mut next = start;
     let mut tokens = Vec::new();
@@ -656,14 +655,12 @@ pub fn qkv_spec() -> MatMulSpec {
             },
         ],
         rms_eps: Some(EPS),
-        rope: Some(RopeEpilogue {
-            head_dim: HD as u32,
-            heads: (HEADS + KV_HEADS) as u32,
-            neox: true,
-            base: BASE,
-            freq_scale: 1.0,
-            freqs: false,
-        }),
+        rope: Some(RopeEpilogue::plain(
+            HD as u32,
+            (HEADS + KV_HEADS) as u32,
+            true,
+            BASE,
+        )),
         kv: Some(KvEpilogue {
             k_col: (HEADS * HD) as u32,
             v_col: (HEADS * HD) as u32 + kv_dim,
@@ -671,6 +668,7 @@ pub fn qkv_spec() -> MatMulSpec {
             page_size: PAGE as u32,
         }),
         swiglu: false,
+        gelu: false,
         residual: false,
         f16_tiles: false,
     }
@@ -751,6 +749,7 @@ fn gate_up(s: &mut Suite, t: usize, v: MatMulVariant) -> Res<Check> {
         rope: None,
         kv: None,
         swiglu: true,
+        gelu: false,
         residual: false,
         f16_tiles: false,
     };
@@ -797,6 +796,7 @@ pub fn attention_spec(window: Option<u32>) -> AttentionKernelSpec {
         scale: 1.0 / (HD as f32).sqrt(),
         window,
         page_size: PAGE as u32,
+        softcap: None,
     }
 }
 
@@ -1057,7 +1057,7 @@ fn elementwise(s: &mut Suite) -> Res<Check> {
     let (add, mul, silu) = (
         s.kernel(&src, "add")?,
         s.kernel(&src, "mul")?,
-        s.kernel(&src, "silu_kernel")?,
+        s.kernel(&src, ew::UnaryOp::Silu.entry())?,
     );
     let (ab, bb) = (s.upload(&a)?, s.upload(&b)?);
     let (o1, o2, o3) = (s.poisoned(t * d)?, s.poisoned(t * d)?, s.poisoned(t * d)?);
@@ -1066,7 +1066,7 @@ fn elementwise(s: &mut Suite) -> Res<Check> {
     unsafe {
         ew::launch_binary(&add, &s.stream, ab.ptr(), bb.ptr(), o1.ptr(), n, d as u64)?;
         ew::launch_binary(&mul, &s.stream, ab.ptr(), bb.ptr(), o2.ptr(), n, d as u64)?;
-        ew::launch_silu(&silu, &s.stream, ab.ptr(), o3.ptr(), n)?;
+        ew::launch_unary(ew::UnaryOp::Silu, &silu, &s.stream, ab.ptr(), o3.ptr(), n)?;
     }
     let want_add: Vec<f32> = a.iter().enumerate().map(|(i, x)| x + b[i % d]).collect();
     let want_mul: Vec<f32> = a.iter().enumerate().map(|(i, x)| x * b[i % d]).collect();
@@ -1080,49 +1080,6 @@ fn elementwise(s: &mut Suite) -> Res<Check> {
     let c = Check::new(rel_err(&s.read(&o1)?, &want_add), F32_TOL);
     let c = c.and(Check::new(rel_err(&s.read(&o2)?, &want_mul), F32_TOL));
     Ok(c.and(Check::new(rel_err(&s.read(&o3)?, &want_silu), F32_TOL)))
-}
-
-fn rope_standalone(s: &mut Suite) -> Res<Check> {
-    let (t, heads) = (6, 4);
-    let pos: Vec<i32> = (0..t).map(|_| s.rng.below(5000) as i32).collect();
-    let mut check: Option<Check> = None;
-    for neox in [true, false] {
-        let r = RopeEpilogue {
-            head_dim: HD as u32,
-            heads: heads as u32,
-            neox,
-            base: 10_000.0,
-            freq_scale: 0.5,
-            freqs: false,
-        };
-        let x = s.rng.vec(t * heads * HD, -1.0, 1.0);
-        let mut want = x.clone();
-        let style = if neox {
-            cpu::RopeStyle::Neox
-        } else {
-            cpu::RopeStyle::Normal
-        };
-        cpu::rope(&mut want, &pos, HD, heads, 10_000.0, style, 0.5, None)?;
-        let k = s.kernel(&ew::rope_source(&r), "rope")?;
-        let (xb, pb) = (s.upload(&x)?, s.upload(&pos)?);
-        // SAFETY: x holds t rows of heads*HD, pos t ids.
-        unsafe {
-            ew::launch_rope(
-                &k,
-                &s.stream,
-                xb.ptr(),
-                (heads * HD) as u32,
-                pb.ptr(),
-                t as u32,
-            )?
-        };
-        let c = Check::new(rel_err(&s.read(&xb)?, &want), F32_TOL);
-        check = Some(match check {
-            Some(prev) => prev.and(c),
-            None => c,
-        });
-    }
-    Ok(check.expect("two styles ran"))
 }
 
 fn kv_store(s: &mut Suite) -> Res<Check> {

@@ -9,8 +9,10 @@ use super::inputs::StepBuffer;
 use super::launch::{Launch, RowCount};
 use super::weights::DeviceWeights;
 use crate::backend::{DevicePtr, Gpu};
-use crate::codegen::elementwise::{binary_source, kv_store_source, KvStoreArgs};
-use crate::codegen::plan::{matmul_spec, PlanOptions};
+use crate::codegen::elementwise::{
+    binary_source, kv_store_source, rope_source, KvStoreArgs, RopeArgs, UnaryOp,
+};
+use crate::codegen::plan::{head_norm, matmul_spec, rope_epilogue, PlanOptions};
 use crate::codegen::{AttentionArgs, AttentionKernelSpec, KernelCache, MatMulArgs, RowOp};
 use crate::ir::{Dim, Epilogue, Graph, InputKind, NodeId, Op, Role};
 use crate::passes::MemoryPlan;
@@ -170,26 +172,21 @@ impl Places<'_> {
                     RowCount::Rows,
                 )?
             }
-            Op::MatMul(_) => self.matmul(id)?,
-            Op::Attention(a) if a.softcap.is_some() => {
-                return Err(
-                    self.unsupported(id, "attention logit soft-capping has no GPU kernel yet")
-                )
+            Op::HeadRmsNorm { eps } => {
+                let op = head_norm(self.graph, id, eps)?;
+                let x = self.loc(self.operand(id, Role::X)?)?;
+                let g = self.weight(self.operand(id, Role::Norm)?)?;
+                self.row_op(op, x, g, self.loc(id)?, self.rows(id))?
             }
+            Op::MatMul(_) => self.matmul(id)?,
             Op::Attention(a) => self.attention(id, a)?,
             Op::Add | Op::Mul => self.binary(id)?,
-            Op::Silu => self.silu(id)?,
+            Op::Silu => self.unary(id, UnaryOp::Silu)?,
+            Op::Gelu => self.unary(id, UnaryOp::Gelu)?,
+            Op::Scale { factor } => self.unary(id, UnaryOp::Scale(factor))?,
+            Op::SoftCap { cap } => self.unary(id, UnaryOp::SoftCap(cap))?,
             Op::KvStore { .. } => self.kv_store(id)?,
-            Op::Rope(_) => {
-                return Err(self.unsupported(
-                    id,
-                    "a standalone rope (the GPU runs RoPE fused into the QKV matmul's epilogue)",
-                ))
-            }
-            // Gemma 3 / Qwen3 ops: CPU only for now (docs/COMPATIBILITY.md).
-            Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } | Op::SoftCap { .. } => {
-                return Err(self.unsupported(id, "no GPU kernel for this op yet"))
-            }
+            Op::Rope(spec) => self.rope(id, &spec)?,
             // Mixture of experts (Mixtral, Qwen3-MoE): CPU only for now.
             Op::Router { .. } | Op::Experts(_) => {
                 return Err(self.unsupported(id, "no GPU kernel for this op yet"))
@@ -304,14 +301,7 @@ impl Places<'_> {
 
     /// The kernel spec of an attention node (shared with the scratch sizing).
     pub fn attention_spec(a: &crate::ir::AttentionSpec, page_size: u32) -> AttentionKernelSpec {
-        AttentionKernelSpec {
-            n_heads: a.n_heads,
-            n_kv_heads: a.n_kv_heads,
-            head_dim: a.head_dim,
-            scale: a.scale,
-            window: a.window,
-            page_size,
-        }
+        AttentionKernelSpec::of(a, page_size)
     }
 
     fn attention(&self, id: NodeId, a: crate::ir::AttentionSpec) -> Result<Launch, GpuError> {
@@ -378,17 +368,39 @@ impl Places<'_> {
         })
     }
 
-    fn silu(&self, id: NodeId) -> Result<Launch, GpuError> {
-        let kernel = self
-            .cache
-            .kernel(self.gpu, &binary_source(), "silu_kernel")?;
+    fn unary(&self, id: NodeId, op: UnaryOp) -> Result<Launch, GpuError> {
+        let kernel = self.cache.kernel(self.gpu, &binary_source(), op.entry())?;
         let out = self.flat(id)?;
-        Ok(Launch::Silu {
+        Ok(Launch::Unary {
+            op,
             kernel,
             x: self.flat(self.operand(id, Role::X)?)?.ptr,
             out: out.ptr,
             cols: out.cols as u64,
             rows: self.rows(id),
+        })
+    }
+
+    fn rope(&self, id: NodeId, spec: &crate::ir::RopeSpec) -> Result<Launch, GpuError> {
+        let (x, out) = (self.loc(self.operand(id, Role::X)?)?, self.loc(id)?);
+        let heads = out.cols / spec.head_dim.max(1);
+        let r = rope_epilogue(self.graph, id, spec, heads)?;
+        let kernel = self.cache.kernel(self.gpu, &rope_source(&r), "rope")?;
+        let freqs = match self.graph.operand(id, Role::Freqs) {
+            Some(f) => self.weight(f)?,
+            None => DevicePtr::default(),
+        };
+        Ok(Launch::Rope {
+            kernel,
+            args: RopeArgs {
+                x: x.ptr,
+                ldx: x.ld,
+                out: out.ptr,
+                ldo: out.ld,
+                pos: self.input(InputKind::Positions),
+                freqs,
+                tokens: 0,
+            },
         })
     }
 

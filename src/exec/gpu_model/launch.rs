@@ -5,7 +5,7 @@
 
 use super::inputs::StepShape;
 use crate::backend::{DevicePtr, Kernel, Stream};
-use crate::codegen::elementwise::{self as ew, KvStoreArgs};
+use crate::codegen::elementwise::{self as ew, KvStoreArgs, RopeArgs, UnaryOp};
 use crate::codegen::{
     AttentionArgs, AttentionKernelSpec, MatMulArgs, MatMulKernel, MatMulSpec, MatMulVariant, RowOp,
 };
@@ -34,7 +34,8 @@ impl RowCount {
 
 /// A node's kernel and its arguments.
 pub enum Launch {
-    /// Embedding, RMSNorm or row gather (`RowOp::launch`'s arguments).
+    /// Embedding, RMSNorm (whole rows or per head) or row gather
+    /// (`RowOp::launch`'s arguments).
     Row {
         op: RowOp,
         kernel: Kernel,
@@ -74,12 +75,19 @@ pub enum Launch {
         b_row: bool,
         rows: RowCount,
     },
-    Silu {
+    /// silu, gelu, scale or softcap over contiguous rows.
+    Unary {
+        op: UnaryOp,
         kernel: Kernel,
         x: DevicePtr,
         out: DevicePtr,
         cols: u64,
         rows: RowCount,
+    },
+    /// A standalone RoPE (after a per-head Q/K norm), one row per token.
+    Rope {
+        kernel: Kernel,
+        args: RopeArgs,
     },
     KvStore {
         kernel: Kernel,
@@ -102,7 +110,8 @@ impl Launch {
                 format!("{} decode {d} prefill {}", spec.label(), shape.tokens - d)
             }
             Launch::Binary { b_row, .. } => format!("binary{}", if *b_row { "_row" } else { "" }),
-            Launch::Silu { .. } => "silu".into(),
+            Launch::Unary { op, .. } => op.entry().trim_end_matches("_kernel").into(),
+            Launch::Rope { .. } => "rope".into(),
             Launch::KvStore { .. } => "kv_store".into(),
         }
     }
@@ -206,13 +215,21 @@ impl Launch {
                 let b_len = if *b_row { *cols } else { n };
                 ew::launch_binary(kernel, stream, *a, *b, *out, n, b_len)?
             }
-            Launch::Silu {
+            Launch::Unary {
+                op,
                 kernel,
                 x,
                 out,
                 cols,
                 rows,
-            } => ew::launch_silu(kernel, stream, *x, *out, rows.of(shape) as u64 * cols)?,
+            } => ew::launch_unary(*op, kernel, stream, *x, *out, rows.of(shape) as u64 * cols)?,
+            Launch::Rope { kernel, args } => {
+                let a = RopeArgs {
+                    tokens: shape.tokens,
+                    ..*args
+                };
+                ew::launch_rope(kernel, stream, &a)?
+            }
             Launch::KvStore { kernel, args } => {
                 let a = KvStoreArgs {
                     tokens: shape.tokens,
