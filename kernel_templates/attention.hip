@@ -12,6 +12,7 @@
 // stored (the QKV matmul's KV epilogue runs first).
 //
 // Defines: kv_cache.h's, HD, NH, NKV, SCALE_BITS, WINDOW (0: none),
+// SOFTCAP_BITS (Gemma 2: each scaled score s becomes cap*tanh(s/cap); absent: none),
 // CH (decode block threads = keys per decode tile, a multiple of HD),
 // SPLIT_MIN (fewest keys per decode split), MAX_SPLITS (most splits),
 // COMBINE_THREADS (combine block, a multiple of HD), QT/KT (prefill tiles).
@@ -32,6 +33,16 @@
 #define HE (HD / 32)
 
 typedef u32x4 u4;
+
+// A scaled score after Gemma 2's soft-cap (the CPU backend's softcap).
+RFC_DEV float soft_cap(float s) {
+#ifdef SOFTCAP_BITS
+    const float cap = bits_f32(SOFTCAP_BITS);
+    return tanhf(s * (1.0f / cap)) * cap;
+#else
+    return s;
+#endif
+}
 
 RFC_DEV int key_lo(int p) {
 #if WINDOW
@@ -205,6 +216,8 @@ RFC_KERNEL __launch_bounds__(CH) void attn_decode(const float* __restrict__ q, i
                     for (int e = 0; e < 8; e++) sc[h] += qs[h][d8 * 8 + e] * kf[e];
             }
 #endif
+#pragma unroll
+            for (int h = 0; h < GROUP; h++) sc[h] = soft_cap(sc[h]);
         }
         float mx[GROUP], sm[GROUP], alpha[GROUP];
 #pragma unroll
@@ -547,6 +560,7 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
                     int m, n;
                     mma_acc_pos(lane, i, &m, &n);
                     const int r = mma_row_slot(i), kp = kt0 + nt * 16 + n;
+                    sc[nt][i] = soft_cap(sc[nt][i]);
                     if (!act[r] || kp < rlo[r] || kp > rpos[r] || kp > khi) sc[nt][i] = RFC_NEG_INF;
                     emax[i] = fmaxf(emax[i], sc[nt][i]);
                 }
@@ -764,7 +778,7 @@ RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q,
             for (int j = 0; j < KT / RT; j++) {
                 const int kk = sk + RT * j, kp = kt0 + kk;
                 float v = RFC_NEG_INF;
-                if (act && kp >= my_lo && kp <= my_p) v = ss[0][sr][kk] + ss[1][sr][kk];
+                if (act && kp >= my_lo && kp <= my_p) v = soft_cap(ss[0][sr][kk] + ss[1][sr][kk]);
                 sc[j] = v;
                 tmax = fmaxf(tmax, v);
             }

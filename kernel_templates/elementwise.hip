@@ -17,33 +17,46 @@
 BINARY(add, x + y)
 BINARY(mul, x * y)
 
-RFC_KERNEL __launch_bounds__(BLOCK) void silu_kernel(const float* x, float* out, u64 n) {
-    for (u64 i = (u64)blockIdx.x * BLOCK + threadIdx.x; i < n; i += (u64)gridDim.x * BLOCK) out[i] = silu(x[i]);
-}
+// out[i] = F(x[i], c): the unary ops, c the op's constant (unused by some).
+#define UNARY(NAME, EXPR)                                                                          \
+    RFC_KERNEL __launch_bounds__(BLOCK) void NAME(const float* x, float* out, u64 n, float c) {    \
+        for (u64 i = (u64)blockIdx.x * BLOCK + threadIdx.x; i < n; i += (u64)gridDim.x * BLOCK) {  \
+            const float v = x[i];                                                                 \
+            out[i] = EXPR;                                                                        \
+        }                                                                                         \
+    }
+
+UNARY(silu_kernel, silu(v))
+UNARY(gelu_kernel, gelu_tanh(v))
+UNARY(scale_kernel, v * c)
+// Gemma 2's soft-cap c * tanh(v / c), as ggml (and the CPU backend) form it.
+UNARY(softcap_kernel, tanhf(v * (1.0f / c)) * c)
 
 #ifdef ROPE_HD
-// Rotates the ROPE_HEADS heads of each row of x in place ([T, ld]).
-// Grid (T), block 256. Defines ROPE_HD, ROPE_HEADS, ROPE_NEOX,
-// ROPE_THETA_SCALE_BITS, ROPE_FREQ_SCALE_BITS.
-RFC_KERNEL __launch_bounds__(BLOCK) void rope(float* x, int ld, const int* __restrict__ pos, int T) {
+// Rotates the ROPE_HEADS heads of each row of x ([T, ldx]) into out
+// ([T, ldo]; may be x itself: each thread reads the pair it writes).
+// Grid (T), block 256: the row's cos/sin table first, then every pair.
+// Defines: ROPE_HD, ROPE_HEADS, ROPE_NEOX and the angle's (rope.h).
+RFC_KERNEL __launch_bounds__(BLOCK) void rope(const float* x, int ldx, float* out, int ldo,
+                                              const int* __restrict__ pos,
+                                              const float* __restrict__ freqs, int T) {
+    __shared__ float cs_[ROPE_HD / 2], sn_[ROPE_HD / 2];
     const int t = blockIdx.x;
     if (t >= T) return;
-    const float s = bits_f32(ROPE_THETA_SCALE_BITS);
+    for (int i = threadIdx.x; i < ROPE_HD / 2; i += BLOCK) rope_cos_sin(pos[t], i, freqs, &cs_[i], &sn_[i]);
+    __syncthreads();
+    const float* r = x + (u64)t * ldx;
+    float* o = out + (u64)t * ldo;
     for (int c = threadIdx.x; c < ROPE_HEADS * (ROPE_HD / 2); c += BLOCK) {
-        int h = c / (ROPE_HD / 2), i = c % (ROPE_HD / 2);
+        const int h = c / (ROPE_HD / 2), i = c % (ROPE_HD / 2);
 #if ROPE_NEOX
-        int a = h * ROPE_HD + i, b = a + ROPE_HD / 2;
+        const int a = h * ROPE_HD + i, b = a + ROPE_HD / 2;
 #else
-        int a = h * ROPE_HD + 2 * i, b = a + 1;
+        const int a = h * ROPE_HD + 2 * i, b = a + 1;
 #endif
-        float th = (float)pos[t];
-        for (int j = 0; j < i; j++) th *= s;
-        float sn, cs;
-        sincosf(bits_f32(ROPE_FREQ_SCALE_BITS) * th, &sn, &cs);
-        float* r = x + (u64)t * ld;
-        float x0 = r[a], x1 = r[b];
-        r[a] = x0 * cs - x1 * sn;
-        r[b] = x0 * sn + x1 * cs;
+        const float x0 = r[a], x1 = r[b], cs = cs_[i], sn = sn_[i];
+        o[a] = x0 * cs - x1 * sn;
+        o[b] = x0 * sn + x1 * cs;
     }
 }
 #endif

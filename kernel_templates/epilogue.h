@@ -4,16 +4,16 @@
 // W = [W0, W1, ...], N_PHYS of them) are computed in pairs: item c of
 // N_PHYS/2 yields rows (A, B) whose values the epilogue needs together:
 //   SwiGLU:  A = gate row c, B = up row FF + c      -> out[c] = silu(a) * b
+//            (GeGLU: gelu_tanh(a) * b)
 //   RoPE:    the two elements one rotation mixes (within the first
 //            ROPE_HEADS heads), then adjacent pairs for the columns after
 //   plain:   A = 2c, B = 2c + 1
 // Order: bias, RoPE, KV-cache store, SwiGLU, residual, store.
 //
 // Defines read here (0 when absent): EPI_BIAS (+ SEGi_BIAS), EPI_ROPE (+
-// ROPE_HD, ROPE_NEOX, ROPE_HEADS, ROPE_THETA_SCALE_BITS, ROPE_FREQ_SCALE_BITS,
-// ROPE_FREQS: divide pair i's angle by rope_freqs[i]),
-// EPI_KV (+ KV_K_COL, KV_V_COL, KV_DIM, PAGE_SIZE), EPI_SWIGLU (+ FF),
-// EPI_RESIDUAL.
+// ROPE_HD, ROPE_NEOX, ROPE_HEADS and the angle's defines of rope.h),
+// EPI_KV (+ KV_K_COL, KV_V_COL, KV_DIM, PAGE_SIZE), EPI_SWIGLU (+ FF;
+// EPI_GEGLU: the gate through the tanh GELU instead of SiLU), EPI_RESIDUAL.
 
 #ifndef EPI_BIAS
 #define EPI_BIAS 0
@@ -24,11 +24,11 @@
 #ifndef EPI_KV
 #define EPI_KV 0
 #endif
-#ifndef ROPE_FREQS
-#define ROPE_FREQS 0
-#endif
 #ifndef EPI_SWIGLU
 #define EPI_SWIGLU 0
+#endif
+#ifndef EPI_GEGLU
+#define EPI_GEGLU 0
 #endif
 #ifndef EPI_RESIDUAL
 #define EPI_RESIDUAL 0
@@ -133,21 +133,6 @@ RFC_DEV float bias_of(const Epi& e, int r) {
 #endif
 }
 
-#if EPI_ROPE
-// Angle of pair i at position p, as llama.cpp forms it: p * s^i by
-// repeated f32 multiplication (s = base^(-2/head_dim)), divided by the
-// pair's frequency factor (ROPE_FREQS), times freq_scale.
-RFC_DEV float rope_theta(const Epi& e, int p, int i) {
-    const float s = bits_f32(ROPE_THETA_SCALE_BITS);
-    float th = (float)p;
-    for (int j = 0; j < i; j++) th *= s;
-#if ROPE_FREQS
-    th = th / e.freqs[i];
-#endif
-    return bits_f32(ROPE_FREQ_SCALE_BITS) * th;
-}
-#endif
-
 #if EPI_KV
 RFC_DEV void kv_put(const Epi& e, int t, int r, float v) {
     bool is_k = r >= KV_K_COL && r < KV_K_COL + KV_DIM;
@@ -172,7 +157,7 @@ RFC_DEV void epilogue_pair(const Epi& e, int t, int c, float a, float b) {
 #if EPI_ROPE
     if (c < ROPE_HEADS * (ROPE_HD / 2)) {
         float sn, cs;
-        sincosf(rope_theta(e, e.pos[t], c % (ROPE_HD / 2)), &sn, &cs);
+        rope_cos_sin(e.pos[t], c % (ROPE_HD / 2), e.freqs, &cs, &sn);
         float a2 = a * cs - b * sn;
         b = a * sn + b * cs;
         a = a2;
@@ -183,7 +168,11 @@ RFC_DEV void epilogue_pair(const Epi& e, int t, int c, float a, float b) {
     kv_put(e, t, rb, b);
 #endif
 #if EPI_SWIGLU
+#if EPI_GEGLU
+    float v = gelu_tanh(a) * b;
+#else
     float v = silu(a) * b;
+#endif
 #if EPI_RESIDUAL
     v += e.residual[(u64)t * e.ldr + c];
 #endif

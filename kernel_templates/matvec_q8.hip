@@ -11,8 +11,10 @@
 // The weights are then streamed in type-specific chunks (one to four word
 // loads per lane, contiguous across lanes); each weight word is dotted with
 // both terms four bytes at a time (dot4_i8), one f32 multiply per weight
-// scale, not per element. Types without a fast chunk (Q4_1, Q5_1, Q2_K,
-// Q3_K, Q5_K) dequantize to f32 against the same two-term activations.
+// scale, not per element; quant_iq.h's types (IQ, TQ, MXFP4) a whole unit
+// per lane in their int8 form. Types without a fast chunk (Q4_1, Q5_1,
+// Q2_K, Q3_K, Q5_K) dequantize to f32 against the same two-term
+// activations.
 //
 // One warp computes one item (two weight rows) for the NT tokens of its
 // block's pass: each weight word is unpacked once and dotted with every
@@ -76,17 +78,42 @@ RFC_DEV void dot_word4(u32 w0, u32 w1, u32 w2, u32 w3, int i4, Dots* d) {
 // The dot in units of the input's scale d.
 RFC_DEV float dots_value(Dots d) { return (float)d.q + (float)d.r * (1.0f / 254.0f); }
 
-// Elements one lane takes per step, by weight type (8 for the f32 path).
-template <int TY> struct Chunk { enum { ELEMS = 8 }; };
+// Elements one lane takes per step, by weight type (8 for the f32 path, a
+// whole unit for quant_iq.h's types).
+template <int TY> struct Chunk { enum { ELEMS = IntUnits<TY>::ON ? 32 : 8 }; };
 template <> struct Chunk<T_Q4_0> { enum { ELEMS = 16 }; };
 template <> struct Chunk<T_Q5_0> { enum { ELEMS = 16 }; };
 template <> struct Chunk<T_Q8_0> { enum { ELEMS = 16 }; };
 template <> struct Chunk<T_Q4_K> { enum { ELEMS = 32 }; };
 template <> struct Chunk<T_Q6_K> { enum { ELEMS = 32 }; };
 
+// Unit c of a quant_iq.h type, read in its int8 form straight from its
+// blocks: four parts, dotted under the unit's two scales (d[0] for
+// elements 0..15, d[1] for 16..31).
+template <int TY> RFC_DEVT void unit_dot(const u8* row, int c, float* acc) {
+    Dots s[2][NT];
+    dots_zero(s[0]);
+    dots_zero(s[1]);
+#pragma unroll
+    for (int p = 0; p < 4; p++) {
+        u32 q[2];
+        i8_part<TY>(row, c, p, q);
+        dot_word((int)q[0], c * 8 + 2 * p, s[p >> 1]);
+        dot_word((int)q[1], c * 8 + 2 * p + 1, s[p >> 1]);
+    }
+    float d[2], m;
+    i8_scales<TY>(row, c, d, &m);
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] += xd[t][c] * (d[0] * dots_value(s[0][t]) + d[1] * dots_value(s[1][t]));
+}
+
 // Chunk c of a row dotted with the quantized inputs, added to acc[t] for
-// every token (f32 path: any type).
+// every token (f32 path: any other type).
 template <int TY> RFC_DEVT void chunk_dot(const u8* row, int c, float* acc) {
+    if (IntUnits<TY>::ON) {
+        unit_dot<TY>(row, c, acc);
+        return;
+    }
     float w[8];
     dequant8<TY>(row, c >> 2, c & 3, w);
 #pragma unroll
@@ -214,8 +241,9 @@ template <> RFC_DEVT void chunk_dot<T_Q6_K>(const u8* row, int c, float* acc) {
 // in one loop, four steps unrolled, so that up to eight chunk loads per
 // lane are in flight together.
 // (The f32 path is not unrolled: its dequantization is long enough.)
-// (Several tokens: unrolled less, as each step holds NT dots per word.)
-#define DOT_UNROLL (NT == 1 ? 4 : 1)
+// (Several tokens: unrolled less, as each step holds NT dots per word;
+// two tokens still keep four chunk loads in flight.)
+#define DOT_UNROLL (NT == 1 ? 4 : NT == 2 ? 2 : 1)
 template <int TY> RFC_DEVT void dot2(const u8* ra, const u8* rb, int first, float* a, float* b) {
     const int chunks = K / Chunk<TY>::ELEMS;
     if (Chunk<TY>::ELEMS > 8) {

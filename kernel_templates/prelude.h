@@ -116,6 +116,14 @@ RFC_DEV f4 ld_f4(const float* p) { return *(const f4*)p; }
 
 RFC_DEV float silu(float x) { return x / (1.0f + expf(-x)); }
 
+// GELU, tanh approximation, as x * sigmoid(2y) with y = sqrt(2/pi) (x +
+// 0.044715 x^3): the same number as 0.5 x (1 + tanh y), never overflowing
+// (the CPU backend's gelu_tanh, src/exec/cpu/math.rs).
+RFC_DEV float gelu_tanh(float x) {
+    const float y = 0.7978846f * x * (0.044715f * x * x + 1.0f);
+    return x / (1.0f + expf(-2.0f * y));
+}
+
 // ---- int8 dot products (matvec_q8.hip) -----------------------------------------
 // dot4_i8(a, b, c) = c + sum of the four signed-byte products of a and b.
 #if RFC_HIP

@@ -1,5 +1,6 @@
-// Row-wise ops outside the fused matmuls: embedding gather, RMSNorm,
-// gather of logit rows, argmax and the top candidates of a logits row.
+// Row-wise ops outside the fused matmuls: embedding gather, RMSNorm, the
+// per-head RMSNorm of queries and keys, gather of logit rows, argmax and
+// the top candidates of a logits row.
 // One block per row: 256 threads (TOPK_BLOCK for the top candidates).
 
 #define BLOCK 256
@@ -50,6 +51,30 @@ RFC_KERNEL __launch_bounds__(BLOCK) void rms_norm(const float* __restrict__ x, i
     s = block_sum(s, scratch);
     const float scale = rsqrtf(s / (float)NORM_D + bits_f32(EPS_BITS));
     for (int i = threadIdx.x; i < NORM_D; i += BLOCK) out[(u64)t * ldo + i] = xr[i] * scale * g[i];
+}
+#endif
+
+#ifdef HEAD_NORM_D
+// Per head h of each row: out[t, h] = x[t, h] / sqrt(mean(x[t, h]^2) + eps) * g
+// (Qwen3's and Gemma 3's Q/K norm; g is one head's HEAD_NORM_D weights).
+// Grid (T), block 256: a warp per head, heads taken in turn. Each lane
+// reads and writes the same elements, so out may be x. Defines
+// HEAD_NORM_D, HEAD_NORM_HEADS, EPS_BITS.
+RFC_KERNEL __launch_bounds__(BLOCK) void head_rms_norm(const float* x, int ldx,
+                                                       const float* __restrict__ g, float* out,
+                                                       int ldo, int T) {
+    const int t = blockIdx.x;
+    if (t >= T) return;
+    const int w = threadIdx.x / RFC_WARP, lane = threadIdx.x % RFC_WARP;
+    for (int h = w; h < HEAD_NORM_HEADS; h += BLOCK / RFC_WARP) {
+        const float* xr = x + (u64)t * ldx + h * HEAD_NORM_D;
+        float s = 0.0f;
+        for (int i = lane; i < HEAD_NORM_D; i += RFC_WARP) s += xr[i] * xr[i];
+        s = warp_sum(s);
+        const float scale = rsqrtf(s / (float)HEAD_NORM_D + bits_f32(EPS_BITS));
+        float* o = out + (u64)t * ldo + h * HEAD_NORM_D;
+        for (int i = lane; i < HEAD_NORM_D; i += RFC_WARP) o[i] = xr[i] * scale * g[i];
+    }
 }
 #endif
 

@@ -31,6 +31,7 @@ ng = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ng)
 
 CASES = ["phi3_gqa_longrope_long_f32", "phi3_gqa_longrope_short_f32", "phi3_gqa_longrope_long_q8_0",
+         "qwen3_gqa_yarn4_f32", "qwen3_gqa_yarn4_q8_0", "mixtral_e4k2_yarn8_f32",
          "gemma2_gqa_window4_f32", "gemma2_mqa_window4_q8_0"]
 GGML_TYPE_F32 = 0
 

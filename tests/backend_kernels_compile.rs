@@ -24,6 +24,7 @@ fn plain(k: u32, segments: Vec<Segment>) -> MatMulSpec {
         rope: None,
         kv: None,
         swiglu: false,
+        gelu: false,
         residual: false,
         f16_tiles: false,
     }
@@ -36,13 +37,18 @@ fn seg(ty: GgmlType, rows: u32, bias: bool) -> Segment {
 /// One source of every template and epilogue combination, and every type.
 fn sources() -> Vec<KernelSource> {
     let mut out = vec![binary_source()];
-    let rope = RopeEpilogue {
-        head_dim: 64,
-        heads: 16,
-        neox: true,
-        base: 1e6,
-        freq_scale: 1.0,
-        freqs: false,
+    let rope = RopeEpilogue::plain(64, 16, true, 1e6);
+    // YaRN's ramp and magnitude; LongRoPE's factors and attn_factor.
+    let yarn = RopeEpilogue {
+        freq_scale: 0.25,
+        mscale: 1.138_629_4,
+        yarn: Some([9.0, 23.0]),
+        ..rope
+    };
+    let longrope = RopeEpilogue {
+        freqs: true,
+        mscale: 1.190_238_4,
+        ..rope
     };
     out.push(rope_source(&rope));
     out.push(rope_source(&RopeEpilogue {
@@ -50,6 +56,16 @@ fn sources() -> Vec<KernelSource> {
         head_dim: 128,
         ..rope
     }));
+    out.push(rope_source(&yarn));
+    out.push(rope_source(&longrope));
+    for (head_dim, heads) in [(128, 16), (256, 4)] {
+        let op = RowOp::HeadRmsNorm {
+            head_dim,
+            heads,
+            eps: 1e-6,
+        };
+        out.push(op.source().unwrap());
+    }
     let mut qkv = plain(
         896,
         vec![
@@ -85,7 +101,13 @@ fn sources() -> Vec<KernelSource> {
         neox: false,
         ..rope
     });
-    let mut specs = vec![qkv, qkv_freqs, gu, down];
+    let mut qkv_yarn = qkv.clone();
+    qkv_yarn.rope = Some(yarn);
+    let mut qkv_longrope = qkv.clone();
+    qkv_longrope.rope = Some(longrope);
+    let mut geglu = gu.clone();
+    geglu.gelu = true;
+    let mut specs = vec![qkv, qkv_freqs, qkv_yarn, qkv_longrope, gu, geglu, down];
     for ty in GPU_TYPES {
         specs.push(plain(1024, vec![seg(ty, 64, false)]));
         out.push(
@@ -116,13 +138,15 @@ fn sources() -> Vec<KernelSource> {
             out.push(spec.source(v).unwrap());
         }
     }
-    // Every prefill key tile: 32 keys up to head_dim 128, 16 at 256.
-    for (hd, window) in [
-        (64, None),
-        (80, None),
-        (96, Some(64)),
-        (128, Some(4096)),
-        (256, None),
+    // Every prefill key tile: 32 keys up to head_dim 128, 16 at 256; the
+    // soft-cap in the flash and the staged prefill.
+    for (hd, window, softcap) in [
+        (64, None, None),
+        (80, None, None),
+        (96, Some(64), None),
+        (128, Some(4096), Some(50.0)),
+        (256, None, None),
+        (256, Some(512), Some(50.0)),
     ] {
         let a = AttentionKernelSpec {
             n_heads: 14,
@@ -132,6 +156,7 @@ fn sources() -> Vec<KernelSource> {
             window,
             page_size: 16,
             kv: KvTypes::default(),
+            softcap,
         };
         out.push(a.source().unwrap());
     }
@@ -169,6 +194,7 @@ fn kv_cache_sources() -> Vec<KernelSource> {
                 window: None,
                 page_size: 16,
                 kv: types,
+                softcap: None,
             };
             out.push(a.source().unwrap());
             let layout = KvLayout {
@@ -208,14 +234,7 @@ fn nvidia_sources() -> Vec<KernelSource> {
         ],
     );
     qkv.rms_eps = Some(1e-5);
-    qkv.rope = Some(RopeEpilogue {
-        head_dim: 128,
-        heads: 40,
-        neox: false,
-        base: 5e5,
-        freq_scale: 1.0,
-        freqs: false,
-    });
+    qkv.rope = Some(RopeEpilogue::plain(128, 40, false, 5e5));
     qkv.kv = Some(KvEpilogue {
         k_col: 4096,
         v_col: 5120,

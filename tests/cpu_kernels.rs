@@ -28,8 +28,8 @@ impl Rng {
 }
 
 const QUANT_TYPES: [GgmlType; 10] = GgmlType::WEIGHT_QUANTS;
-/// The IQ, TQ and MXFP4 types (CPU only so far).
-const CPU_ONLY_TYPES: [GgmlType; 12] = GgmlType::CPU_ONLY_WEIGHT_QUANTS;
+/// The IQ, TQ and MXFP4 types.
+const NEWER_TYPES: [GgmlType; 12] = GgmlType::NEWER_WEIGHT_QUANTS;
 const FLOAT_TYPES: [GgmlType; 3] = [GgmlType::F32, GgmlType::F16, GgmlType::BF16];
 
 /// ‖a − b‖₂ / ‖b‖₂ in f64 (COMPARING.md); NaN or Inf anywhere fails.
@@ -145,7 +145,7 @@ fn random_valid_blocks(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) ->
 #[test]
 fn iq_tq_and_mxfp4_matmul_matches_f64_reference_on_random_valid_blocks() {
     let mut rng = Rng(11);
-    for ty in CPU_ONLY_TYPES {
+    for ty in NEWER_TYPES {
         let (rows, cols) = (37, 512);
         let w = random_valid_blocks(ty, rows, cols, &mut rng);
         for t in [1, 3, 17, 64] {
@@ -167,7 +167,7 @@ fn iq_tq_and_mxfp4_matmul_matches_f64_reference_on_random_valid_blocks() {
 #[test]
 fn iq_tq_and_mxfp4_simd_paths_agree_with_the_portable_path() {
     let mut rng = Rng(13);
-    for ty in CPU_ONLY_TYPES {
+    for ty in NEWER_TYPES {
         let widths: &[usize] = if ty.block_len() == 256 {
             &[1024]
         } else {

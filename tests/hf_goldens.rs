@@ -330,14 +330,18 @@ mod exact {
 /// Against llama.cpp itself (tests/fixtures/hf/llamacpp, made by
 /// scripts/make-llamacpp-goldens.sh: llama-cpp-python 0.3.36 built from
 /// source, f32 KV cache, no flash attention), where llama.cpp defines the
-/// rule: LongRoPE's factor set by context size. Gemma 2 beside them: its
-/// soft-caps and window as llama.cpp applies them.
+/// rule: LongRoPE's factor set by context size; YaRN's ramp and magnitude
+/// as ggml's rope applies them. Gemma 2 beside them: its soft-caps and
+/// window as llama.cpp applies them.
 mod llamacpp {
     use super::check;
     goldens!("llamacpp":
         phi3_gqa_longrope_long_f32,
         phi3_gqa_longrope_short_f32,
         phi3_gqa_longrope_long_q8_0,
+        qwen3_gqa_yarn4_f32,
+        qwen3_gqa_yarn4_q8_0,
+        mixtral_e4k2_yarn8_f32,
         gemma2_gqa_window4_f32,
         gemma2_mqa_window4_q8_0,
     );

@@ -70,6 +70,7 @@ fn the_qkv_matmul_carries_norm_bias_rope_and_kv_store_in_that_order() {
                 Epilogue::Rope { .. } => "rope",
                 Epilogue::KvStore { .. } => "kv_store",
                 Epilogue::SwiGlu => "swiglu",
+                Epilogue::GeGlu => "geglu",
                 Epilogue::Residual => "residual",
             })
             .collect();

@@ -316,6 +316,7 @@ pub fn run(args: GpuSelftestArgs) -> CmdResult {
     };
     let started = Instant::now();
     cases::all(&mut suite);
+    families::all(&mut suite);
     faults::all(&mut suite);
     let mut bench_lines = Vec::new();
     if !args.no_bench {
@@ -392,19 +393,34 @@ fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec<u8>
     let bb = ty.block_bytes();
     let nblocks = rows * k / ty.block_len();
     let mut data = rng.bytes(nblocks * bb);
-    // (offset of d, offset of a second scale (dmin / m) if any).
+    // (offset of d, offset of a second scale (dmin / m) if any). Every
+    // other byte pattern of these types is a valid block (random levels,
+    // sub-scales, grid indices and signs).
     let (d_at, m_at): (usize, Option<usize>) = match ty {
-        Q4_0 | Q5_0 | Q8_0 => (0, None),
         Q4_1 | Q5_1 => (0, Some(2)),
         Q2_K => (80, Some(82)),
         Q3_K => (108, None),
         Q4_K | Q5_K => (0, Some(2)),
         Q6_K => (208, None),
+        TQ1_0 => (52, None),
+        TQ2_0 => (64, None),
         _ => (0, None),
     };
     for b in data.chunks_exact_mut(bb) {
         let d = rng.f32(0.002, 0.02);
-        b[d_at..d_at + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes());
+        match ty {
+            // A power of two 2^(e - 128) in 2^-9..2^-6 (times values up to 12).
+            MXFP4 => b[0] = 119 + (rng.next_u64() % 4) as u8,
+            // d's f16 bits in the top nibbles of the four scale words.
+            IQ1_M => {
+                let bits = f16::from_f32(d).to_bits();
+                for w in 0..4 {
+                    let nib = ((bits >> (4 * w)) & 0xf) as u8;
+                    b[49 + 2 * w] = (b[49 + 2 * w] & 0x0f) | nib << 4;
+                }
+            }
+            _ => b[d_at..d_at + 2].copy_from_slice(&f16::from_f32(d).to_le_bytes()),
+        }
         if let Some(m) = m_at {
             let v = if matches!(ty, Q4_1 | Q5_1) {
                 rng.f32(-0.1, 0.1)
@@ -443,6 +459,7 @@ fn ref_matmul(x: &[f32], w: &[f32], t: usize, k: usize, rows: usize) -> Vec<f32>
 
 mod bench;
 mod cases;
+mod families;
 mod faults;
 mod kv_types;
 mod sampling;

@@ -21,6 +21,9 @@ pub struct AttentionKernelSpec {
     pub page_size: u32,
     /// Element types of the cached keys and values.
     pub kv: KvTypes,
+    /// Gemma 2: each scaled score s becomes `cap·tanh(s / cap)` before the
+    /// softmax (`SOFTCAP_BITS`).
+    pub softcap: Option<f32>,
 }
 
 /// The staged prefill kernel's query tile (rows of the matrix-unit
@@ -88,6 +91,21 @@ impl AttentionKernelSpec {
             n_kv_heads: self.n_kv_heads,
             head_dim: self.head_dim,
             page_size: self.page_size,
+        }
+    }
+
+    /// The kernels of an IR attention op, with `page_size`-token KV pages
+    /// of `kv`'s element types.
+    pub fn of(a: &crate::ir::AttentionSpec, page_size: u32, kv: KvTypes) -> AttentionKernelSpec {
+        AttentionKernelSpec {
+            n_heads: a.n_heads,
+            n_kv_heads: a.n_kv_heads,
+            head_dim: a.head_dim,
+            scale: a.scale,
+            window: a.window,
+            page_size,
+            kv,
+            softcap: a.softcap,
         }
     }
 
@@ -218,6 +236,9 @@ impl AttentionKernelSpec {
         if let Some(w) = self.window {
             s += &format!("_w{w}");
         }
+        if let Some(c) = self.softcap {
+            s += &format!("_cap{c}");
+        }
         s + &self.layout().label()
     }
 
@@ -237,6 +258,9 @@ impl AttentionKernelSpec {
         if self.page_size == 0 {
             return bad("page size 0".into());
         }
+        if self.softcap.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+            return bad(format!("soft-cap {:?}", self.softcap));
+        }
         if self.n_heads / self.n_kv_heads > 16 {
             return bad(format!(
                 "{} query heads per kv head (at most 16)",
@@ -254,6 +278,10 @@ impl AttentionKernelSpec {
             self.label(),
             &["attn_decode", "attn_combine", "attn_prefill"],
         );
+        let src = match self.softcap {
+            Some(cap) => src.define_f32_bits("SOFTCAP_BITS", cap),
+            None => src,
+        };
         Ok(self
             .layout()
             .define(src)
@@ -397,6 +425,7 @@ mod tests {
             window: None,
             page_size: 16,
             kv: KvTypes::default(),
+            softcap: None,
         }
     }
 

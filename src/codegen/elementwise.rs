@@ -8,13 +8,53 @@ const BLOCK: u32 = 256;
 /// Grid cap of the grid-stride loops.
 const MAX_BLOCKS: u64 = 4096;
 
-/// add, mul and silu share one unspecialized source.
+/// add, mul and the unary ops share one unspecialized source.
 pub fn binary_source() -> KernelSource {
     KernelSource::new(
         Template::Elementwise,
         "elementwise",
-        &["add", "mul", "silu_kernel"],
+        &[
+            "add",
+            "mul",
+            UnaryOp::Silu.entry(),
+            UnaryOp::Gelu.entry(),
+            UnaryOp::Scale(1.0).entry(),
+            UnaryOp::SoftCap(1.0).entry(),
+        ],
     )
+}
+
+/// An element-wise op of one operand, its constant a kernel argument (so
+/// one compiled source serves every value).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnaryOp {
+    /// `x * sigmoid(x)`.
+    Silu,
+    /// The tanh GELU (the CPU backend's `gelu_tanh`).
+    Gelu,
+    /// `x * factor` (Gemma's embedding scale).
+    Scale(f32),
+    /// `cap * tanh(x / cap)` (Gemma 2's final logits).
+    SoftCap(f32),
+}
+
+impl UnaryOp {
+    pub fn entry(self) -> &'static str {
+        match self {
+            UnaryOp::Silu => "silu_kernel",
+            UnaryOp::Gelu => "gelu_kernel",
+            UnaryOp::Scale(_) => "scale_kernel",
+            UnaryOp::SoftCap(_) => "softcap_kernel",
+        }
+    }
+
+    /// The kernel's constant argument.
+    fn constant(self) -> f32 {
+        match self {
+            UnaryOp::Silu | UnaryOp::Gelu => 0.0,
+            UnaryOp::Scale(c) | UnaryOp::SoftCap(c) => c,
+        }
+    }
 }
 
 fn grid(n: u64) -> LaunchDims {
@@ -45,11 +85,12 @@ pub unsafe fn launch_binary(
     kernel.launch(stream, grid(n), &args)
 }
 
-/// `out[i] = silu(x[i])` (`silu_kernel`).
+/// `out[i] = op(x[i])` with `op`'s kernel (`UnaryOp::entry`).
 ///
 /// # Safety
-/// `x`, `out`: `n` floats.
-pub unsafe fn launch_silu(
+/// `x`, `out`: `n` floats (`out` may be `x`).
+pub unsafe fn launch_unary(
+    op: UnaryOp,
     kernel: &Kernel,
     stream: &Stream,
     x: DevicePtr,
@@ -59,11 +100,8 @@ pub unsafe fn launch_silu(
     if n == 0 {
         return Ok(());
     }
-    kernel.launch(
-        stream,
-        grid(n),
-        &push_u64(KernelArgs::new().ptr(x).ptr(out), n),
-    )
+    let args = push_u64(KernelArgs::new().ptr(x).ptr(out), n).f32(op.constant());
+    kernel.launch(stream, grid(n), &args)
 }
 
 fn push_u64(a: KernelArgs, v: u64) -> KernelArgs {
@@ -71,35 +109,50 @@ fn push_u64(a: KernelArgs, v: u64) -> KernelArgs {
     a.ptr(DevicePtr(v))
 }
 
-/// Standalone RoPE (in place).
+/// Standalone RoPE: the heads of a value whose Q/K norm came between the
+/// projection and the rotation (Qwen3, Gemma 3), which the QKV epilogue
+/// cannot take (the norm sums a whole head first).
 pub fn rope_source(r: &RopeEpilogue) -> KernelSource {
-    KernelSource::new(
-        Template::Elementwise,
-        format!("rope_h{}_d{}", r.heads, r.head_dim),
-        &["rope"],
-    )
-    .define("ROPE_HD", r.head_dim)
-    .define("ROPE_HEADS", r.heads)
-    .define("ROPE_NEOX", r.neox as u32)
-    .define_f32_bits("ROPE_THETA_SCALE_BITS", r.theta_scale())
-    .define_f32_bits("ROPE_FREQ_SCALE_BITS", r.freq_scale)
+    let label = format!(
+        "rope_h{}_d{}{}{}",
+        r.heads,
+        r.head_dim,
+        if r.neox { "_neox" } else { "" },
+        r.label_tag()
+    );
+    r.define(KernelSource::new(Template::Elementwise, label, &["rope"]))
 }
 
-/// Rotates `x` (`[tokens, ld]`) in place.
+/// Device addresses of a standalone RoPE.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RopeArgs {
+    pub x: DevicePtr,
+    pub ldx: u32,
+    /// May be `x` (in place).
+    pub out: DevicePtr,
+    pub ldo: u32,
+    pub pos: DevicePtr,
+    /// `head_dim/2` f32 factors where the source has `ROPE_FREQS`.
+    pub freqs: DevicePtr,
+    pub tokens: u32,
+}
+
+/// Rotates the heads of `x` (`[tokens, ldx]`) into `out` (`[tokens, ldo]`).
 ///
 /// # Safety
-/// `x`: `tokens * ld` floats; `pos`: `tokens` i32.
-pub unsafe fn launch_rope(
-    kernel: &Kernel,
-    stream: &Stream,
-    x: DevicePtr,
-    ld: u32,
-    pos: DevicePtr,
-    tokens: u32,
-) -> Result<()> {
-    if tokens == 0 {
+/// `x`, `out`: `tokens` rows of their strides; `pos`: `tokens` i32;
+/// `freqs` as [`RopeArgs::freqs`].
+pub unsafe fn launch_rope(kernel: &Kernel, stream: &Stream, a: &RopeArgs) -> Result<()> {
+    if a.tokens == 0 {
         return Ok(());
     }
-    let args = KernelArgs::new().ptr(x).u32(ld).ptr(pos).u32(tokens);
-    kernel.launch(stream, LaunchDims::new([tokens, 1, 1], BLOCK), &args)
+    let args = KernelArgs::new()
+        .ptr(a.x)
+        .u32(a.ldx)
+        .ptr(a.out)
+        .u32(a.ldo)
+        .ptr(a.pos)
+        .ptr(a.freqs)
+        .u32(a.tokens);
+    kernel.launch(stream, LaunchDims::new([a.tokens, 1, 1], BLOCK), &args)
 }

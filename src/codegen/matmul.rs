@@ -40,14 +40,98 @@ pub struct RopeEpilogue {
     /// Multiplies every angle (1 / linear scaling factor).
     pub freq_scale: f32,
     /// Pair `i`'s angle is divided by `rope_freqs[i]` (Llama-3.1-style
-    /// frequency factors, `head_dim/2` f32 at [`MatMulArgs::freqs`]).
+    /// frequency factors, or LongRoPE's long or short set: `head_dim/2` f32
+    /// at [`MatMulArgs::freqs`]).
     pub freqs: bool,
+    /// Scales cos and sin (`RopeSpec::magnitude`: LongRoPE's attn_factor,
+    /// YaRN's 1 + 0.1·ln factor; 1 elsewhere).
+    pub mscale: f32,
+    /// YaRN's correction range of pair indices (`RopeSpec::yarn_corr_dims`):
+    /// pair i's angle is `interp·(1 − r) + extrap·r`, the ramp r falling
+    /// from 1 to 0 across the range.
+    pub yarn: Option<[f32; 2]>,
 }
 
 impl RopeEpilogue {
+    /// Plain RoPE (no scaling, no factors) of `heads` heads.
+    pub fn plain(head_dim: u32, heads: u32, neox: bool, base: f32) -> RopeEpilogue {
+        RopeEpilogue {
+            head_dim,
+            heads,
+            neox,
+            base,
+            freq_scale: 1.0,
+            freqs: false,
+            mscale: 1.0,
+            yarn: None,
+        }
+    }
+
+    /// The kernels' RoPE of `heads` heads by `r`, with (`freqs`) or without
+    /// per-pair factors: every scaling's numbers from the spec itself, as
+    /// the CPU backend takes them.
+    pub fn of(r: &crate::ir::RopeSpec, heads: u32, freqs: bool) -> RopeEpilogue {
+        RopeEpilogue {
+            freq_scale: r.freq_scale(),
+            freqs,
+            mscale: r.magnitude(),
+            yarn: r.yarn_corr_dims(),
+            ..RopeEpilogue::plain(
+                r.head_dim,
+                heads,
+                r.style == crate::ir::RopeStyle::Neox,
+                r.base,
+            )
+        }
+    }
+
     /// `base^(-2/head_dim)` in f32, as the CPU backend and llama.cpp form it.
     pub fn theta_scale(&self) -> f32 {
         self.base.powf(-2.0 / self.head_dim as f32)
+    }
+
+    /// The label part of the angle's parameters beyond the shape: the base,
+    /// and each scaling that is on (layers of one model may differ in
+    /// them: Gemma 3's local and global bases).
+    pub fn label_tag(&self) -> String {
+        let mut s = format!("_b{}", self.base);
+        if self.freq_scale != 1.0 {
+            s += &format!("_fs{}", self.freq_scale);
+        }
+        if self.freqs {
+            s += "_freqs";
+        }
+        if self.mscale != 1.0 {
+            s += &format!("_ms{}", self.mscale);
+        }
+        if let Some([lo, hi]) = self.yarn {
+            s += &format!("_yarn{lo}-{hi}");
+        }
+        s
+    }
+
+    /// The angle's defines (kernel_templates/rope.h), shared by the
+    /// matmul epilogue and the standalone kernel.
+    pub fn define(&self, src: KernelSource) -> KernelSource {
+        let mut src = src
+            .define("ROPE_HD", self.head_dim)
+            .define("ROPE_HEADS", self.heads)
+            .define("ROPE_NEOX", self.neox as u32)
+            .define_f32_bits("ROPE_THETA_SCALE_BITS", self.theta_scale())
+            .define_f32_bits("ROPE_FREQ_SCALE_BITS", self.freq_scale);
+        if self.freqs {
+            src = src.define("ROPE_FREQS", 1);
+        }
+        if self.mscale != 1.0 {
+            src = src.define_f32_bits("ROPE_MSCALE_BITS", self.mscale);
+        }
+        if let Some([lo, hi]) = self.yarn {
+            src = src
+                .define("ROPE_YARN", 1)
+                .define_f32_bits("ROPE_YARN_LOW_BITS", lo)
+                .define_f32_bits("ROPE_YARN_HIGH_BITS", hi);
+        }
+        src
     }
 }
 
@@ -71,6 +155,9 @@ pub struct MatMulSpec {
     pub rope: Option<RopeEpilogue>,
     pub kv: Option<KvEpilogue>,
     pub swiglu: bool,
+    /// With `swiglu`: the gate's activation is the tanh GELU, not SiLU
+    /// (GeGLU, Gemma).
+    pub gelu: bool,
     pub residual: bool,
     /// The 128-token tiles (square and tall) multiply the weights as f16
     /// integers sc·q (matmul_f16k.hip) where
@@ -85,7 +172,7 @@ pub enum MatMulVariant {
     /// matvec.hip: a warp per output pair, `tokens` tokens per pass
     /// (matvec_q8.hip for one token where [`MatMulSpec::quantizes_input`]).
     Vector { tokens: u32 },
-    /// matvec_q8.hip over `tokens` tokens per pass (4 or 8): every token's
+    /// matvec_q8.hip over `tokens` tokens per pass (2, 4 or 8): every token's
     /// row as int8 terms in shared memory, each weight word unpacked once
     /// for all of them. Compiled where [`MatMulSpec::has_q8_passes`]; only
     /// a measurement picks it (exec/gpu_model/tune.rs).
@@ -235,14 +322,14 @@ fn uses_f16_tiles(spec: &MatMulSpec, variant: MatMulVariant) -> bool {
 }
 
 /// Weight types the int8 matrix-unit kernel reads as int8 with block
-/// scales (kernel_templates/quant_i8.h): every quantized type but Q2_K,
-/// whose mins per 16 elements it does not carry.
+/// scales (kernel_templates/quant_i8.h, quant_iq.h): every quantized type
+/// but Q2_K, whose mins per 16 elements it does not carry.
 fn int8_tiles_read(ty: GgmlType) -> bool {
     use GgmlType::*;
     matches!(
         ty,
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q3_K | Q4_K | Q5_K | Q6_K
-    )
+    ) || GgmlType::NEWER_WEIGHT_QUANTS.contains(&ty)
 }
 
 /// The NVIDIA target whose cp.async stages are the largest: the source's
@@ -318,7 +405,7 @@ fn narrow_items(items: u32) -> u32 {
 const NARROW_WARPS: u32 = 8;
 
 /// Tokens per pass of the multi-token int8 matvecs ([`MatMulVariant::VectorQ8`]).
-pub const Q8_PASS_TOKENS: [u32; 2] = [4, 8];
+pub const Q8_PASS_TOKENS: [u32; 3] = [2, 4, 8];
 
 /// Shared memory the multi-token int8 matvec may take for its rows (of
 /// the 48 KB a block has statically).
@@ -380,6 +467,7 @@ impl MatMulSpec {
             rope: None,
             kv: None,
             swiglu: false,
+            gelu: false,
             residual: false,
             f16_tiles: false,
         }
@@ -579,9 +667,11 @@ impl MatMulSpec {
     }
 
     /// Elements per weight scale in the int8 tiles: 16 when a segment's
-    /// type scales 16-element groups (Q3_K, Q6_K), else 32.
+    /// type scales 16-element groups (Q3_K, Q6_K, IQ2_XS, IQ2_S, IQ1_M),
+    /// else 32.
     fn scale_group(&self) -> u32 {
-        let per16 = |t| matches!(t, GgmlType::Q3_K | GgmlType::Q6_K);
+        use GgmlType::*;
+        let per16 = |t| matches!(t, Q3_K | Q6_K | IQ2_XS | IQ2_S | IQ1_M);
         if self.segments.iter().any(|s| per16(s.ty)) {
             16
         } else {
@@ -722,8 +812,11 @@ impl MatMulSpec {
             (self.segments.iter().any(|s| s.bias), "bias"),
             (self.rope.is_some(), "rope"),
             (self.rope.is_some_and(|r| r.freqs), "freqs"),
+            (self.rope.is_some_and(|r| r.mscale != 1.0), "mscale"),
+            (self.rope.is_some_and(|r| r.yarn.is_some()), "yarn"),
             (self.kv.is_some(), "kv"),
-            (self.swiglu, "swiglu"),
+            (self.swiglu && !self.gelu, "swiglu"),
+            (self.swiglu && self.gelu, "geglu"),
             (self.residual, "res"),
         ];
         for (on, f) in flags {
@@ -772,6 +865,9 @@ impl MatMulSpec {
         if self.swiglu && (self.rope.is_some() || self.kv.is_some()) {
             return Err(unsupported(name, "SwiGLU together with RoPE or a KV store"));
         }
+        if self.gelu && !self.swiglu {
+            return Err(unsupported(name, "GELU outside a gated (GeGLU) epilogue"));
+        }
         if let Some(r) = self.rope {
             if r.head_dim == 0 || !r.head_dim.is_multiple_of(2) || r.heads * r.head_dim > rows {
                 return Err(unsupported(
@@ -816,6 +912,9 @@ impl MatMulSpec {
         };
         let mut src = KernelSource::new(template, self.label(variant), self.entries(variant))
             .define("K", self.k);
+        for s in &self.segments {
+            src = src.reading(s.ty);
+        }
         src = match variant {
             MatMulVariant::Vector { tokens } | MatMulVariant::VectorQ8 { tokens } if q8 => {
                 let (ks, ipw) = q8_matvec_shape(self.k, self.rows() / 2);
@@ -895,16 +994,7 @@ impl MatMulSpec {
             src = src.define("EPI_BIAS", 1);
         }
         if let Some(r) = self.rope {
-            src = src
-                .define("EPI_ROPE", 1)
-                .define("ROPE_HD", r.head_dim)
-                .define("ROPE_HEADS", r.heads)
-                .define("ROPE_NEOX", r.neox as u32)
-                .define_f32_bits("ROPE_THETA_SCALE_BITS", r.theta_scale())
-                .define_f32_bits("ROPE_FREQ_SCALE_BITS", r.freq_scale);
-            if r.freqs {
-                src = src.define("ROPE_FREQS", 1);
-            }
+            src = r.define(src.define("EPI_ROPE", 1));
         }
         if let Some(kv) = self.kv {
             src = src
@@ -916,6 +1006,9 @@ impl MatMulSpec {
         }
         if self.swiglu {
             src = src.define("EPI_SWIGLU", 1).define("FF", self.rows() / 2);
+        }
+        if self.gelu {
+            src = src.define("EPI_GEGLU", 1);
         }
         if self.residual {
             src = src.define("EPI_RESIDUAL", 1);
@@ -1158,9 +1251,11 @@ mod tests {
         let qkv = llama3_8b_qkv();
         assert!(qkv.has_tall());
         assert!(qkv.variants(Vendor::Cuda).contains(&tall));
-        // K = 4,096: four tokens' int8 rows fit a block, eight do not; the
-        // narrow product on both vendors, the tall tile on NVIDIA only.
+        // K = 4,096: two or four tokens' int8 rows fit a block, eight do
+        // not; the narrow product on both vendors, the tall tile on NVIDIA
+        // only.
         let mut hip = MATMUL_VARIANTS.to_vec();
+        hip.push(MatMulVariant::VectorQ8 { tokens: 2 });
         hip.push(MatMulVariant::VectorQ8 { tokens: 4 });
         hip.extend(NARROW_TOKENS.map(|tokens| MatMulVariant::Narrow { tokens }));
         assert_eq!(qkv.variants(Vendor::Hip), hip);

@@ -19,6 +19,7 @@ pub mod error;
 pub mod known_targets;
 pub mod kv_layout;
 pub mod kv_store;
+pub mod lattice_grids;
 pub mod matmul;
 pub mod plan;
 pub mod rows;

@@ -16,9 +16,7 @@ use super::source::KernelSource;
 use super::target::Target;
 use crate::backend::Vendor;
 use crate::exec::cpu::KvTypes;
-use crate::ir::{
-    Dim, Epilogue, Graph, NodeId, Op, Prologue, Role, RopeScaling, RopeSpec, RopeStyle,
-};
+use crate::ir::{Dim, Epilogue, Graph, NodeId, Op, Prologue, Role, RopeSpec};
 
 /// Settings of the plan that are not in the graph.
 #[derive(Debug, Clone, Copy)]
@@ -65,7 +63,21 @@ pub fn kernel_sources(
         .map_err(|n| bad(g, n, "the graph has a cycle"))?;
     for id in order {
         for src in node_sources(g, id, opts)? {
-            out.entry(src.label.clone()).or_insert(src);
+            match out.get(&src.label) {
+                // A label names one specialization: the artifact and the
+                // executor find kernels by it.
+                Some(known) if *known != src => {
+                    return Err(bad(
+                        g,
+                        id,
+                        &format!("two kernels are both labelled {}", src.label),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    out.insert(src.label.clone(), src);
+                }
+            }
         }
     }
     if let Some(logits) = g.output("logits") {
@@ -124,46 +136,43 @@ pub fn node_sources(
             }
             sources
         }
-        Op::Attention(a) if a.softcap.is_some() => {
-            return Err(bad(
-                g,
-                id,
-                "attention logit soft-capping is not supported on the GPU yet",
-            ))
+        Op::Attention(a) => vec![AttentionKernelSpec::of(a, opts.page_size, opts.kv).source()?],
+        Op::Add | Op::Mul | Op::Silu | Op::Gelu | Op::Scale { .. } | Op::SoftCap { .. } => {
+            vec![binary_source()]
         }
-        Op::Attention(a) => vec![AttentionKernelSpec {
-            n_heads: a.n_heads,
-            n_kv_heads: a.n_kv_heads,
-            head_dim: a.head_dim,
-            scale: a.scale,
-            window: a.window,
-            page_size: opts.page_size,
-            kv: opts.kv,
-        }
-        .source()?],
-        Op::Add | Op::Mul | Op::Silu => vec![binary_source()],
+        Op::HeadRmsNorm { eps } => vec![head_norm(g, id, *eps)?.source()?],
         Op::Rope(spec) => {
             let heads = fixed(g, id, last)? / spec.head_dim.max(1);
-            let r = rope_epilogue(g, id, spec, heads)?;
-            if r.freqs {
-                // elementwise.hip's rope takes no frequency factors.
-                return Err(bad(g, id, "a standalone RoPE with frequency factors"));
-            }
-            vec![rope_source(&r)]
+            vec![rope_source(&rope_epilogue(g, id, spec, heads)?)]
         }
         Op::KvStore { layer } => vec![KvStoreSpec {
             layout: kv_layout(g, id, *layer, opts)?,
         }
         .source()?],
         Op::Input(_) | Op::Weight { .. } | Op::KvCache { .. } | Op::Slice { .. } => vec![],
-        // Gemma 3 / Qwen3 ops: CPU only for now (docs/COMPATIBILITY.md).
-        Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } | Op::SoftCap { .. } => {
-            return Err(bad(g, id, "no GPU kernel for this op yet"))
-        }
         // Mixture of experts (Mixtral, Qwen3-MoE): CPU only for now.
         Op::Router { .. } | Op::Experts(_) => {
             return Err(bad(g, id, "no GPU kernel for this op yet"))
         }
+    })
+}
+
+/// The row op of a per-head RMSNorm node: heads as wide as its `Norm`.
+pub fn head_norm(g: &Graph, id: NodeId, eps: f32) -> Result<RowOp, CodegenError> {
+    let norm = operand(g, id, Role::Norm)?;
+    let head_dim = fixed(g, norm, 0)?;
+    let cols = fixed(g, id, g.node(id).ty.shape.len().saturating_sub(1))?;
+    if head_dim == 0 || !cols.is_multiple_of(head_dim) {
+        return Err(bad(
+            g,
+            id,
+            &format!("{cols} columns in heads of {head_dim}"),
+        ));
+    }
+    Ok(RowOp::HeadRmsNorm {
+        head_dim,
+        heads: cols / head_dim,
+        eps,
     })
 }
 
@@ -199,6 +208,7 @@ pub fn matmul_spec(g: &Graph, id: NodeId, opts: &PlanOptions) -> Result<MatMulSp
         rope: None,
         kv: None,
         swiglu: false,
+        gelu: false,
         residual: false,
         f16_tiles: false,
     };
@@ -226,6 +236,7 @@ pub fn matmul_spec(g: &Graph, id: NodeId, opts: &PlanOptions) -> Result<MatMulSp
             // Written by a kv_store launch after the matmul instead.
             Epilogue::KvStore { .. } => {}
             Epilogue::SwiGlu => spec.swiglu = true,
+            Epilogue::GeGlu => (spec.swiglu, spec.gelu) = (true, true),
             Epilogue::Residual => spec.residual = true,
         }
     }
@@ -280,7 +291,9 @@ pub fn kv_layout(
         })
 }
 
-fn rope_epilogue(
+/// The kernels' RoPE of `heads` heads by node `id`'s `r` (the fused
+/// epilogue's and the standalone kernel's), refusing what they lack.
+pub fn rope_epilogue(
     g: &Graph,
     id: NodeId,
     r: &RopeSpec,
@@ -293,32 +306,11 @@ fn rope_epilogue(
             &format!("partial RoPE (n_rot {} of {})", r.n_rot, r.head_dim),
         ));
     }
-    let freq_scale = match r.scaling {
-        RopeScaling::None => 1.0,
-        RopeScaling::Linear { factor } => 1.0 / factor,
-        RopeScaling::Yarn { .. } => {
-            return Err(bad(
-                g,
-                id,
-                "YaRN RoPE scaling is not supported on the GPU yet",
-            ))
-        }
-        RopeScaling::LongRope { .. } => {
-            return Err(bad(
-                g,
-                id,
-                "LongRoPE scaling is not supported on the GPU yet",
-            ))
-        }
-    };
-    Ok(RopeEpilogue {
-        head_dim: r.head_dim,
+    Ok(RopeEpilogue::of(
+        r,
         heads,
-        neox: r.style == RopeStyle::Neox,
-        base: r.base,
-        freq_scale,
-        freqs: g.operand(id, Role::Freqs).is_some(),
-    })
+        g.operand(id, Role::Freqs).is_some(),
+    ))
 }
 
 fn operand(g: &Graph, id: NodeId, role: Role) -> Result<NodeId, CodegenError> {

@@ -1,5 +1,5 @@
-//! Row-wise kernels (rows.hip): embedding gather, RMSNorm, gather of
-//! logit rows, argmax, top candidates. One block per row: 256 threads,
+//! Row-wise kernels (rows.hip): embedding gather, RMSNorm, per-head
+//! RMSNorm, gather of logit rows, argmax, top candidates. One block per row: 256 threads,
 //! [`TOPK_BLOCK`] for the top candidates (whose sort takes a pair per
 //! thread).
 
@@ -27,6 +27,9 @@ pub enum RowOp {
     Embed { ty: GgmlType, dim: u32, vocab: u32 },
     /// `out[t] = x[t] / rms(x[t]) * g`.
     RmsNorm { dim: u32, eps: f32 },
+    /// The same per head of `head_dim` columns, `heads` of them per row,
+    /// with one head's weights `g` (Qwen3's and Gemma 3's Q/K norm).
+    HeadRmsNorm { head_dim: u32, heads: u32, eps: f32 },
     /// `out[r] = x[rows[r]]`.
     GatherRows { dim: u32 },
     /// `out[r] = argmax(logits[r])` (i32; first of equal maxima).
@@ -41,6 +44,7 @@ impl RowOp {
         match self {
             RowOp::Embed { .. } => "embed",
             RowOp::RmsNorm { .. } => "rms_norm",
+            RowOp::HeadRmsNorm { .. } => "head_rms_norm",
             RowOp::GatherRows { .. } => "gather_rows",
             RowOp::Argmax { .. } => "argmax",
             RowOp::TopK { .. } => "topk",
@@ -65,6 +69,7 @@ impl RowOp {
                     format!("embed_{}_d{dim}", type_label(ty)),
                     &[e],
                 )
+                .reading(ty)
                 .define("EMBED_TYPE", type_id(ty))
                 .define("D", dim)
                 .define("V", vocab)
@@ -74,6 +79,18 @@ impl RowOp {
                     .define("NORM_D", dim)
                     .define_f32_bits("EPS_BITS", eps)
             }
+            RowOp::HeadRmsNorm {
+                head_dim,
+                heads,
+                eps,
+            } => KernelSource::new(
+                Template::Rows,
+                format!("head_rms_norm_h{heads}_d{head_dim}"),
+                &[e],
+            )
+            .define("HEAD_NORM_D", head_dim)
+            .define("HEAD_NORM_HEADS", heads)
+            .define_f32_bits("EPS_BITS", eps),
             RowOp::GatherRows { dim } => {
                 KernelSource::new(Template::Rows, format!("gather_rows_d{dim}"), &[e])
                     .define("GATHER_D", dim)
@@ -118,13 +135,15 @@ impl RowOp {
                 .ptr(out)
                 .u32(ld_out)
                 .u32(rows),
-            RowOp::RmsNorm { .. } | RowOp::GatherRows { .. } => KernelArgs::new()
-                .ptr(input)
-                .u32(ld_in)
-                .ptr(idx_or_aux)
-                .ptr(out)
-                .u32(ld_out)
-                .u32(rows),
+            RowOp::RmsNorm { .. } | RowOp::HeadRmsNorm { .. } | RowOp::GatherRows { .. } => {
+                KernelArgs::new()
+                    .ptr(input)
+                    .u32(ld_in)
+                    .ptr(idx_or_aux)
+                    .ptr(out)
+                    .u32(ld_out)
+                    .u32(rows)
+            }
             RowOp::Argmax { .. } | RowOp::TopK { .. } => {
                 KernelArgs::new().ptr(input).u32(ld_in).ptr(out).u32(rows)
             }

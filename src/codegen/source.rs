@@ -3,18 +3,21 @@
 //! (defines, prelude, helpers, template) that hiprtc and NVRTC both take.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use super::lattice_grids::LatticeGrid;
 use crate::quant::GgmlType;
 
 const PRELUDE: &str = include_str!("../../kernel_templates/prelude.h");
 const QUANT: &str = include_str!("../../kernel_templates/quant.h");
 const EPILOGUE: &str = include_str!("../../kernel_templates/epilogue.h");
+const ROPE: &str = include_str!("../../kernel_templates/rope.h");
 const QUANT_I8: &str = include_str!("../../kernel_templates/quant_i8.h");
+const QUANT_IQ: &str = include_str!("../../kernel_templates/quant_iq.h");
 const TILES: &str = include_str!("../../kernel_templates/tiles.h");
 const ASYNC_COPY: &str = include_str!("../../kernel_templates/async_copy.h");
 const TOKEN_ROW: &str = include_str!("../../kernel_templates/token_row.h");
@@ -74,19 +77,22 @@ impl Template {
     fn headers(self) -> &'static [(&'static str, &'static str)] {
         const Q: (&str, &str) = ("quant.h", QUANT);
         const E: (&str, &str) = ("epilogue.h", EPILOGUE);
+        const P: (&str, &str) = ("rope.h", ROPE);
         const I: (&str, &str) = ("quant_i8.h", QUANT_I8);
+        // The IQ/TQ/MXFP4 types, in quant_i8.h's int8 form (after it).
+        const N: (&str, &str) = ("quant_iq.h", QUANT_IQ);
         const T: (&str, &str) = ("tiles.h", TILES);
         const A: (&str, &str) = ("async_copy.h", ASYNC_COPY);
         const R: (&str, &str) = ("token_row.h", TOKEN_ROW);
         const K: (&str, &str) = ("kv_cache.h", KV_CACHE);
         match self {
-            Template::MatVec => &[Q, E],
-            Template::MatMul => &[Q, E, T],
-            Template::MatVecQ8 => &[Q, I, E, R],
-            Template::MatMulQ8 | Template::MatMulF16K => &[Q, I, E, T, A, R],
-            Template::Rows => &[Q],
+            Template::MatVec => &[Q, I, N, P, E],
+            Template::MatMul => &[Q, I, N, P, E, T],
+            Template::MatVecQ8 => &[Q, I, N, P, E, R],
+            Template::MatMulQ8 | Template::MatMulF16K => &[Q, I, N, P, E, T, A, R],
+            Template::Rows => &[Q, I, N],
+            Template::Elementwise => &[P],
             Template::Attention | Template::KvStore => &[K],
-            Template::Elementwise => &[],
         }
     }
 }
@@ -121,6 +127,8 @@ pub struct KernelSource {
     pub defines: BTreeMap<String, String>,
     /// The `extern "C"` entry points this source defines.
     pub entries: Vec<&'static str>,
+    /// The lattice grids its weight types index (emitted after the prelude).
+    pub grids: BTreeSet<LatticeGrid>,
 }
 
 impl KernelSource {
@@ -130,7 +138,18 @@ impl KernelSource {
             label: label.into(),
             defines: BTreeMap::new(),
             entries: entries.to_vec(),
+            grids: BTreeSet::new(),
         }
+    }
+
+    /// Emits the lattice grid `ty` indexes, if any: every kernel that reads
+    /// weights of `ty` must say so (quant_iq.h decodes a lattice type only
+    /// where its grid is present).
+    pub fn reading(mut self, ty: GgmlType) -> Self {
+        if let Some(g) = LatticeGrid::of(ty) {
+            self.grids.insert(g);
+        }
+        self
     }
 
     /// Adds `#define name value`.
@@ -158,6 +177,9 @@ impl KernelSource {
             let _ = writeln!(s, "#define {k} {v}");
         }
         s.push_str(&template_text("prelude.h", PRELUDE));
+        for g in &self.grids {
+            s.push_str(&g.text());
+        }
         for (file, builtin) in self.template.headers() {
             s.push_str(&template_text(file, builtin));
         }
@@ -178,16 +200,22 @@ impl KernelSource {
     }
 }
 
-/// The weight types the device kernels read (quant.h): the float types and
-/// every block-quantized weight type ([`GgmlType::WEIGHT_QUANTS`]).
-pub const GPU_TYPES: [GgmlType; 13] = {
-    let mut t = [GgmlType::F32; 13];
+/// The weight types the device kernels read (quant.h, quant_iq.h): the
+/// float types and every block-quantized weight type
+/// ([`GgmlType::WEIGHT_QUANTS`], [`GgmlType::NEWER_WEIGHT_QUANTS`]).
+pub const GPU_TYPES: [GgmlType; 25] = {
+    let mut t = [GgmlType::F32; 25];
     t[1] = GgmlType::F16;
     t[2] = GgmlType::BF16;
     let mut i = 0;
     while i < GgmlType::WEIGHT_QUANTS.len() {
         t[3 + i] = GgmlType::WEIGHT_QUANTS[i];
         i += 1;
+    }
+    let mut j = 0;
+    while j < GgmlType::NEWER_WEIGHT_QUANTS.len() {
+        t[3 + i + j] = GgmlType::NEWER_WEIGHT_QUANTS[j];
+        j += 1;
     }
     t
 };

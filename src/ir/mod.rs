@@ -9,6 +9,7 @@ pub mod dim;
 pub mod graph;
 pub mod op;
 pub mod parse;
+pub mod rope;
 pub mod tensor_type;
 pub mod text;
 pub mod verify;

@@ -131,8 +131,19 @@ pub enum Epilogue {
     },
     /// `silu(first half) * second half`: the output has half the columns.
     SwiGlu,
+    /// `gelu(first half) * second half` (tanh GELU, as [`Op::Gelu`]):
+    /// Gemma's GeGLU; the output has half the columns.
+    GeGlu,
     /// Adds the `Residual` operand.
     Residual,
+}
+
+impl Epilogue {
+    /// A gated activation of the two halves ([`Epilogue::SwiGlu`],
+    /// [`Epilogue::GeGlu`]): the output has half the product's columns.
+    pub fn is_gated(&self) -> bool {
+        matches!(self, Epilogue::SwiGlu | Epilogue::GeGlu)
+    }
 }
 
 /// A matrix product `X · concat(W[0], W[1], ...)ᵀ` with its fused work.

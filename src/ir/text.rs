@@ -284,6 +284,7 @@ fn epilogue_text(e: &Epilogue) -> String {
             kv_dim,
         } => format!("kv_store(layer={layer},k_col={k_col},v_col={v_col},kv_dim={kv_dim})"),
         Epilogue::SwiGlu => "swiglu".into(),
+        Epilogue::GeGlu => "geglu".into(),
         Epilogue::Residual => "residual".into(),
     }
 }

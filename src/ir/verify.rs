@@ -193,7 +193,7 @@ fn matmul_signature(m: &MatMulOp) -> Vec<(Role, Arity)> {
                 (Role::Pages, One),
                 (Role::Kv, One),
             ]),
-            Epilogue::SwiGlu => {}
+            Epilogue::SwiGlu | Epilogue::GeGlu => {}
             Epilogue::Residual => s.push((Role::Residual, One)),
         }
     }

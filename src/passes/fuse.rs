@@ -19,7 +19,7 @@
 
 use crate::ir::{Epilogue, Graph, MatMulOp, Node, NodeId, Op, Operand, Prologue, Role};
 
-use super::rewrite::{layer_name, matmul, reaches, sole_user, sweep};
+use super::rewrite::{layer_name, matmul, reaches, sole_user, sweep, width};
 use super::PassError;
 
 /// A rewrite rule: tries to rewrite the graph at a node; `true` if it did.
@@ -29,8 +29,10 @@ pub type Rule = fn(&mut Graph, NodeId) -> bool;
 pub const RULES: &[(&str, Rule)] = &[
     // rms_norm(x, norm) read only as matmuls' (or experts') X  ->  Prologue::RmsNorm, norm=norm on each
     ("norm_into_prologue", norm_into_prologue),
-    // mul(silu(matmul(h, Wg)), matmul(h, Wu))     ->  matmul(h, w=[Wg, Wu]) + SwiGlu
+    // mul(silu(matmul(h, Wg)), matmul(h, Wu))     ->  matmul(h, w=[Wg, Wu]) + SwiGlu (gelu: GeGlu)
     ("gate_up_swiglu", gate_up_swiglu),
+    // mul(silu(slice(m, 0, f)), slice(m, f, f)), m = matmul(h, W[2f])  ->  m + SwiGlu (gelu: GeGlu)
+    ("fused_gate_up_swiglu", fused_gate_up_swiglu),
     // add(a=matmul(x, W), b=bias[n])               ->  matmul + Bias, bias=[bias]
     ("bias_epilogue", bias_epilogue),
     // rope(slice q), rope(slice k), kv_store(k, slice v) of one matmul  ->  + Rope + KvStore
@@ -107,7 +109,17 @@ fn norm_into_prologue(g: &mut Graph, id: NodeId) -> bool {
     true
 }
 
-/// `mul(a=silu(x=g), b=u)` over two one-weight matmuls of the same input.
+/// The gated epilogue of an activation op: SiLU gives SwiGLU, GELU GeGLU.
+fn gated(op: &Op) -> Option<Epilogue> {
+    match op {
+        Op::Silu => Some(Epilogue::SwiGlu),
+        Op::Gelu => Some(Epilogue::GeGlu),
+        _ => None,
+    }
+}
+
+/// `mul(a=silu(x=g), b=u)` (or gelu) over two one-weight matmuls of the
+/// same input.
 fn gate_up_swiglu(g: &mut Graph, id: NodeId) -> bool {
     if !matches!(g.node(id).op, Op::Mul) {
         return false;
@@ -115,10 +127,10 @@ fn gate_up_swiglu(g: &mut Graph, id: NodeId) -> bool {
     let (Some(s), Some(up)) = (g.operand(id, Role::A), g.operand(id, Role::B)) else {
         return false;
     };
-    let Some(gate) = g
-        .operand(s, Role::X)
-        .filter(|_| matches!(g.node(s).op, Op::Silu))
-    else {
+    let Some(glu) = gated(&g.node(s).op) else {
+        return false;
+    };
+    let Some(gate) = g.operand(s, Role::X) else {
         return false;
     };
     let single_weight = |m: NodeId| {
@@ -143,7 +155,7 @@ fn gate_up_swiglu(g: &mut Graph, id: NodeId) -> bool {
     let prologue = matmul(g, gate).and_then(|m| m.prologue);
     let op = Op::MatMul(MatMulOp {
         prologue,
-        epilogue: vec![Epilogue::SwiGlu],
+        epilogue: vec![glu],
     });
     let layer = g.node(gate).layer;
     let mut node = Node::new(op, g.node(id).ty.clone(), layer_name(layer, "gate_up"));
@@ -152,6 +164,66 @@ fn gate_up_swiglu(g: &mut Graph, id: NodeId) -> bool {
     operands.push((Role::W, g.operand(gate, Role::W).expect("checked")));
     operands.push((Role::W, g.operand(up, Role::W).expect("checked")));
     operands.extend(g.operand(gate, Role::Norm).map(|n| (Role::Norm, n)));
+    let fused = g.add(node, &operands);
+    replace(g, id, fused);
+    true
+}
+
+/// `mul(a=silu(x=slice{0,f}(m)), b=slice{f,f}(m))` (or gelu) where `m` is
+/// one matmul of 2f columns read only by the two slices: the gate and up
+/// rows stored as one tensor (Phi-3's `ffn_up`). The gated epilogue pairs
+/// column c with column f + c of the product, whatever the segments, so
+/// the matmul itself takes it.
+fn fused_gate_up_swiglu(g: &mut Graph, id: NodeId) -> bool {
+    if !matches!(g.node(id).op, Op::Mul) {
+        return false;
+    }
+    let (Some(act), Some(up)) = (g.operand(id, Role::A), g.operand(id, Role::B)) else {
+        return false;
+    };
+    let (Some(glu), Some(gate)) = (gated(&g.node(act).op), g.operand(act, Role::X)) else {
+        return false;
+    };
+    let (Op::Slice { start: gs, len: gl }, Op::Slice { start: us, len: ul }) =
+        (&g.node(gate).op, &g.node(up).op)
+    else {
+        return false;
+    };
+    let (Some(mm), Some(mm_up)) = (g.operand(gate, Role::X), g.operand(up, Role::X)) else {
+        return false;
+    };
+    let halves = *gs == 0 && *us == *gl && *ul == *gl && width(g, mm) == Some(2 * gl);
+    let only_reader = |v: NodeId, r: NodeId| sole_user(g, v).is_some_and(|(u, _)| u == r);
+    let slices_only = {
+        let users = g.users(mm);
+        users.len() == 2 && users.iter().all(|&(u, _)| u == gate || u == up)
+    };
+    let fits = mm == mm_up
+        && halves
+        && matmul(g, mm).is_some_and(|m| m.epilogue.is_empty())
+        && !super::rewrite::is_output(g, mm)
+        && slices_only
+        && only_reader(gate, act)
+        && only_reader(act, id)
+        && only_reader(up, id);
+    if !fits {
+        return false;
+    }
+    let prologue = matmul(g, mm).and_then(|m| m.prologue);
+    let op = Op::MatMul(MatMulOp {
+        prologue,
+        epilogue: vec![glu],
+    });
+    let layer = g.node(mm).layer;
+    let mut node = Node::new(op, g.node(id).ty.clone(), layer_name(layer, "gate_up"));
+    node.layer = layer;
+    let mut operands = vec![(Role::X, g.operand(mm, Role::X).expect("checked"))];
+    operands.extend(
+        g.operand_list(mm, Role::W)
+            .into_iter()
+            .map(|w| (Role::W, w)),
+    );
+    operands.extend(g.operand(mm, Role::Norm).map(|n| (Role::Norm, n)));
     let fused = g.add(node, &operands);
     replace(g, id, fused);
     true

@@ -150,7 +150,7 @@ fn scratch_parts(g: &Graph, node: NodeId, env: &DimEnv) -> [u64; 5] {
         let io = f32_bytes(ty.elements(env));
         return [norm, f32_bytes(2 * rows * ff), io, f32_bytes(rows * ff), io];
     }
-    let pre = if m.epilogue.contains(&Epilogue::SwiGlu) {
+    let pre = if m.epilogue.iter().any(Epilogue::is_gated) {
         f32_bytes(2 * g.node(node).ty.elements(env))
     } else {
         0

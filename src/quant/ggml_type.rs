@@ -60,10 +60,12 @@ impl GgmlType {
         Self::Q6_K,
     ];
 
-    /// The block-quantized weight types the CPU dot kernels and `rfc synth`
-    /// handle but the GPU kernels do not read yet (codegen refuses them by
-    /// name), in id order.
-    pub const CPU_ONLY_WEIGHT_QUANTS: [GgmlType; 12] = [
+    /// The IQ weight types and their kin TQ1_0, TQ2_0 and MXFP4 (issue
+    /// #18), in id order: beside [`Self::WEIGHT_QUANTS`] because the CPU
+    /// decodes them with the reference decoders and `rfc synth` draws them
+    /// its own way (codebooks, lattice grids); the GPU kernels read both
+    /// lists.
+    pub const NEWER_WEIGHT_QUANTS: [GgmlType; 12] = [
         Self::IQ2_XXS,
         Self::IQ2_XS,
         Self::IQ3_XXS,

@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn iq_tq_and_mxfp4_values_have_the_requested_spread_around_zero() {
-        for ty in GgmlType::CPU_ONLY_WEIGHT_QUANTS {
+        for ty in GgmlType::NEWER_WEIGHT_QUANTS {
             let (mean, std) = moments(ty, Values::normal(0.0, 0.05), 256 * 512);
             // Ternary weights of normal draws: the RMS is the draws' within 10 %.
             assert!((std / 0.05 - 1.0).abs() < 0.1, "{ty}: std {std}");

@@ -26,7 +26,7 @@ pub const UNIT_SAMPLE_BLOCKS: usize = 64;
 
 /// Whether this module draws `ty`.
 pub fn handles(ty: GgmlType) -> bool {
-    GgmlType::CPU_ONLY_WEIGHT_QUANTS.contains(&ty)
+    GgmlType::NEWER_WEIGHT_QUANTS.contains(&ty)
 }
 
 /// `n` values of `ty` (one of [`handles`]' types) as `values` says.

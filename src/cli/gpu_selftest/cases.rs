@@ -53,7 +53,7 @@ pub fn all(s: &mut Suite) {
         );
         // Several tokens per pass on int8 input terms (a pass cut short by
         // the step's end, and two passes).
-        for (t, n) in [(3, 4), (13, 8)] {
+        for (t, n) in [(2, 2), (3, 4), (13, 8)] {
             let v = MatMulVariant::VectorQ8 { tokens: n };
             s.case(
                 &format!("matmul {} T={t} {}", ty.name(), variant_name(v)),
@@ -198,6 +198,37 @@ pub fn all(s: &mut Suite) {
             |s| mixed_groups_matmul(s, [4096, 1024, 1024], t, v),
         );
     }
+    // The IQ/TQ/MXFP4 types beside each other and the K-quants in one
+    // kernel: scale groups of 16 (IQ2_XS, IQ1_M, Q6_K) and of 32 (IQ4_XS,
+    // IQ3_S, MXFP4, TQ1_0) in one block's rows; the decode matvec at T=1
+    // (int8 input: 6,144 rows of 1,024), the narrow product and the tiles.
+    use GgmlType::{IQ1_M, IQ2_XS, IQ3_S, IQ4_XS, MXFP4, TQ1_0};
+    let mixes: [(&str, [(GgmlType, u32); 3]); 2] = [
+        (
+            "IQ2_XS|IQ4_XS|IQ1_M",
+            [(IQ2_XS, 128), (IQ4_XS, 96), (IQ1_M, 96)],
+        ),
+        ("IQ3_S|Q6_K|MXFP4", [(IQ3_S, 128), (Q6_K, 96), (MXFP4, 96)]),
+    ];
+    for (name, segs) in mixes {
+        for (t, v) in [
+            (1, MatMulVariant::Vector { tokens: 1 }),
+            (16, n16),
+            (70, MatMulVariant::Tiled { tokens: 64 }),
+            (150, MatMulVariant::Tiled { tokens: 128 }),
+        ] {
+            s.case(&format!("matmul {name} T={t} {}", variant_name(v)), |s| {
+                segments_matmul(s, 512, &segs, t, v)
+            });
+        }
+    }
+    let wide = [(IQ4_XS, 4096), (IQ2_XS, 1024), (TQ1_0, 1024)];
+    for (t, v) in [(1, MatMulVariant::Vector { tokens: 1 }), (21, n32)] {
+        s.case(
+            &format!("matmul IQ4_XS|IQ2_XS|TQ1_0 x6144 T={t} {}", variant_name(v)),
+            |s| segments_matmul(s, 1024, &wide, t, v),
+        );
+    }
     for window in [None, Some(40)] {
         let w = window.map_or("".into(), |w| format!(" window {w}"));
         s.case(&format!("attention decode kernel, decode step{w}"), |s| {
@@ -250,7 +281,6 @@ pub fn all(s: &mut Suite) {
         super::sampling::device_candidates,
     );
     s.case("add/mul/silu", elementwise);
-    s.case("rope standalone (neox, normal)", rope_standalone);
     super::kv_types::all(s);
     s.case("graph capture replay = direct launches", graph_replay);
 }
@@ -327,14 +357,14 @@ pub fn rms_norm_rows(s: &mut Suite, t: usize) -> Res<Check> {
 
 /// Device weights, biases and norm of a fused matmul, with their f32
 /// reference forms.
-struct Operands {
-    w: Vec<DeviceBuffer>,
-    w_ref: Vec<Vec<f32>>,
-    bias: Vec<Option<(DeviceBuffer, Vec<f32>)>>,
-    norm: Option<(DeviceBuffer, Vec<f32>)>,
+pub(super) struct Operands {
+    pub(super) w: Vec<DeviceBuffer>,
+    pub(super) w_ref: Vec<Vec<f32>>,
+    pub(super) bias: Vec<Option<(DeviceBuffer, Vec<f32>)>>,
+    pub(super) norm: Option<(DeviceBuffer, Vec<f32>)>,
 }
 
-fn operands(s: &mut Suite, spec: &MatMulSpec) -> Res<Operands> {
+pub(super) fn operands(s: &mut Suite, spec: &MatMulSpec) -> Res<Operands> {
     let k = spec.k as usize;
     let mut o = Operands {
         w: vec![],
@@ -362,7 +392,7 @@ fn operands(s: &mut Suite, spec: &MatMulSpec) -> Res<Operands> {
 }
 
 /// Launch arguments for `o`, `x` and `out` (strides = widths).
-fn matmul_args(
+pub(super) fn matmul_args(
     spec: &MatMulSpec,
     o: &Operands,
     x: &DeviceBuffer,
@@ -388,7 +418,7 @@ fn matmul_args(
 
 /// The f32 reference of the fused matmul before RoPE/KV/SwiGLU/residual:
 /// normalize (if so), multiply in f64, add biases.
-fn reference_rows(spec: &MatMulSpec, o: &Operands, x: &[f32], t: usize) -> Vec<f32> {
+pub(super) fn reference_rows(spec: &MatMulSpec, o: &Operands, x: &[f32], t: usize) -> Vec<f32> {
     let k = spec.k as usize;
     let xn = match (&o.norm, spec.rms_eps) {
         (Some((_, g)), Some(eps)) => {
@@ -490,6 +520,30 @@ fn mixed_groups_matmul(s: &mut Suite, rows: [u32; 3], t: usize, v: MatMulVariant
     let o = operands(s, &spec)?;
     let x = s.rng.vec(t * k as usize, -1.0, 1.0);
     Ok(plain_rows_check(s, &spec, &o, &x, v, t)?.note(variant_name(v)))
+}
+
+/// Segments of the given types and rows, k inputs, on `v`.
+fn segments_matmul(
+    s: &mut Suite,
+    k: u32,
+    segs: &[(GgmlType, u32)],
+    t: usize,
+    v: MatMulVariant,
+) -> Res<Check> {
+    let spec = MatMulSpec::concatenated(
+        k,
+        segs.iter()
+            .map(|&(ty, rows)| Segment::unbiased(ty, rows))
+            .collect(),
+    );
+    let o = operands(s, &spec)?;
+    let x = s.rng.vec(t * k as usize, -1.0, 1.0);
+    let input = if spec.quantizes_input(v) {
+        "int8 input"
+    } else {
+        "f32 input"
+    };
+    Ok(plain_rows_check(s, &spec, &o, &x, v, t)?.note(input))
 }
 
 /// A case of the f16 tiles: name, segments (type, rows), variant, input
@@ -601,14 +655,12 @@ pub fn qkv_spec() -> MatMulSpec {
             },
         ],
         rms_eps: Some(EPS),
-        rope: Some(RopeEpilogue {
-            head_dim: HD as u32,
-            heads: (HEADS + KV_HEADS) as u32,
-            neox: true,
-            base: BASE,
-            freq_scale: 1.0,
-            freqs: false,
-        }),
+        rope: Some(RopeEpilogue::plain(
+            HD as u32,
+            (HEADS + KV_HEADS) as u32,
+            true,
+            BASE,
+        )),
         kv: Some(KvEpilogue {
             k_col: (HEADS * HD) as u32,
             v_col: (HEADS * HD) as u32 + kv_dim,
@@ -616,6 +668,7 @@ pub fn qkv_spec() -> MatMulSpec {
             page_size: PAGE as u32,
         }),
         swiglu: false,
+        gelu: false,
         residual: false,
         f16_tiles: false,
     }
@@ -704,6 +757,7 @@ fn gate_up(s: &mut Suite, t: usize, v: MatMulVariant) -> Res<Check> {
         rope: None,
         kv: None,
         swiglu: true,
+        gelu: false,
         residual: false,
         f16_tiles: false,
     };
@@ -751,6 +805,7 @@ pub fn attention_spec(window: Option<u32>) -> AttentionKernelSpec {
         window,
         page_size: PAGE as u32,
         kv: cpu::KvTypes::default(),
+        softcap: None,
     }
 }
 
@@ -1034,7 +1089,7 @@ fn elementwise(s: &mut Suite) -> Res<Check> {
     let (add, mul, silu) = (
         s.kernel(&src, "add")?,
         s.kernel(&src, "mul")?,
-        s.kernel(&src, "silu_kernel")?,
+        s.kernel(&src, ew::UnaryOp::Silu.entry())?,
     );
     let (ab, bb) = (s.upload(&a)?, s.upload(&b)?);
     let (o1, o2, o3) = (s.poisoned(t * d)?, s.poisoned(t * d)?, s.poisoned(t * d)?);
@@ -1043,7 +1098,7 @@ fn elementwise(s: &mut Suite) -> Res<Check> {
     unsafe {
         ew::launch_binary(&add, &s.stream, ab.ptr(), bb.ptr(), o1.ptr(), n, d as u64)?;
         ew::launch_binary(&mul, &s.stream, ab.ptr(), bb.ptr(), o2.ptr(), n, d as u64)?;
-        ew::launch_silu(&silu, &s.stream, ab.ptr(), o3.ptr(), n)?;
+        ew::launch_unary(ew::UnaryOp::Silu, &silu, &s.stream, ab.ptr(), o3.ptr(), n)?;
     }
     let want_add: Vec<f32> = a.iter().enumerate().map(|(i, x)| x + b[i % d]).collect();
     let want_mul: Vec<f32> = a.iter().enumerate().map(|(i, x)| x * b[i % d]).collect();
@@ -1057,49 +1112,6 @@ fn elementwise(s: &mut Suite) -> Res<Check> {
     let c = Check::new(rel_err(&s.read(&o1)?, &want_add), F32_TOL);
     let c = c.and(Check::new(rel_err(&s.read(&o2)?, &want_mul), F32_TOL));
     Ok(c.and(Check::new(rel_err(&s.read(&o3)?, &want_silu), F32_TOL)))
-}
-
-fn rope_standalone(s: &mut Suite) -> Res<Check> {
-    let (t, heads) = (6, 4);
-    let pos: Vec<i32> = (0..t).map(|_| s.rng.below(5000) as i32).collect();
-    let mut check: Option<Check> = None;
-    for neox in [true, false] {
-        let r = RopeEpilogue {
-            head_dim: HD as u32,
-            heads: heads as u32,
-            neox,
-            base: 10_000.0,
-            freq_scale: 0.5,
-            freqs: false,
-        };
-        let x = s.rng.vec(t * heads * HD, -1.0, 1.0);
-        let mut want = x.clone();
-        let style = if neox {
-            cpu::RopeStyle::Neox
-        } else {
-            cpu::RopeStyle::Normal
-        };
-        cpu::rope(&mut want, &pos, HD, heads, 10_000.0, style, 0.5, None)?;
-        let k = s.kernel(&ew::rope_source(&r), "rope")?;
-        let (xb, pb) = (s.upload(&x)?, s.upload(&pos)?);
-        // SAFETY: x holds t rows of heads*HD, pos t ids.
-        unsafe {
-            ew::launch_rope(
-                &k,
-                &s.stream,
-                xb.ptr(),
-                (heads * HD) as u32,
-                pb.ptr(),
-                t as u32,
-            )?
-        };
-        let c = Check::new(rel_err(&s.read(&xb)?, &want), F32_TOL);
-        check = Some(match check {
-            Some(prev) => prev.and(c),
-            None => c,
-        });
-    }
-    Ok(check.expect("two styles ran"))
 }
 
 /// Two launches (rms_norm, then a matvec reading its output) captured into

@@ -413,7 +413,7 @@ mod tests {
                 Some(ActFormat::Q8x32 | ActFormat::Q8x256)
             );
             let weight = GgmlType::WEIGHT_QUANTS.contains(&ty)
-                || GgmlType::CPU_ONLY_WEIGHT_QUANTS.contains(&ty);
+                || GgmlType::NEWER_WEIGHT_QUANTS.contains(&ty);
             assert_eq!(quantized, weight, "{ty:?}");
         }
     }

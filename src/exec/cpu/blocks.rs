@@ -252,7 +252,7 @@ fn decode_q6k(b: &[u8], o: &mut Decoded256) {
 /// row's blocks). The caller checks that the sizes agree and that the type
 /// is one [`is_computable`] accepts.
 pub(crate) fn dequantize_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
-    if GgmlType::CPU_ONLY_WEIGHT_QUANTS.contains(&ty) {
+    if GgmlType::NEWER_WEIGHT_QUANTS.contains(&ty) {
         // The reference decoders, bit for bit (the integer forms round
         // differently: IQ1's `d/8 * (sc*q)` is not numpy's `d*sc * (g+δ)`).
         crate::quant::dequantize(ty, bytes, out).expect("the caller checked the row's size");

@@ -1,4 +1,4 @@
-//! Element-wise kernels: residual add, SwiGLU, argmax.
+//! Element-wise kernels: residual add, SwiGLU, GeGLU, argmax.
 //!
 //! Each has one body, compiled twice: plainly and inside an AVX2+FMA
 //! `#[target_feature]` wrapper, so the same loop auto-vectorises to 256-bit
@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::math::silu;
+use super::math::{gelu_tanh, silu};
 use super::simd::SimdPath;
 
 /// Rows per rayon task for row-parallel element-wise work.
@@ -44,18 +44,34 @@ pub fn silu_mul(gate_up: &[f32], ffn: usize, out: &mut [f32]) {
 
 /// [`silu_mul`] on an explicit path.
 pub fn silu_mul_with(path: SimdPath, gate_up: &[f32], ffn: usize, out: &mut [f32]) {
+    gated_rows(path, gate_up, ffn, out, silu_mul_row)
+}
+
+/// GeGLU (Gemma): as [`silu_mul`] with the tanh GELU on the gate.
+pub fn gelu_mul(gate_up: &[f32], ffn: usize, out: &mut [f32]) {
+    gated_rows(SimdPath::detect(), gate_up, ffn, out, gelu_mul_row)
+}
+
+/// A gated activation of each `[gate | up]` row, `row` doing one row.
+fn gated_rows(
+    path: SimdPath,
+    gate_up: &[f32],
+    ffn: usize,
+    out: &mut [f32],
+    row: fn(SimdPath, &[f32], &[f32], &mut [f32]),
+) {
     assert!(
         ffn > 0 && out.len().is_multiple_of(ffn),
-        "silu_mul: output is not whole rows"
+        "gated activation: output is not whole rows"
     );
     assert_eq!(
         gate_up.len(),
         2 * out.len(),
-        "silu_mul: input is not [T, 2*ffn]"
+        "gated activation: input is not [T, 2*ffn]"
     );
     let rows = |(o, g): (&mut [f32], &[f32])| {
         for (o, gu) in o.chunks_exact_mut(ffn).zip(g.chunks_exact(2 * ffn)) {
-            silu_mul_row(path, &gu[..ffn], &gu[ffn..], o);
+            row(path, &gu[..ffn], &gu[ffn..], o);
         }
     };
     let (chunk_out, chunk_in) = (ROWS_PER_TASK * ffn, 2 * ROWS_PER_TASK * ffn);
@@ -89,6 +105,29 @@ fn silu_mul_body(gate: &[f32], up: &[f32], out: &mut [f32]) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn silu_mul_avx2(gate: &[f32], up: &[f32], out: &mut [f32]) {
     silu_mul_body(gate, up, out)
+}
+
+fn gelu_mul_row(path: SimdPath, gate: &[f32], up: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if path != SimdPath::Portable && path.is_available() {
+        // SAFETY: AVX2 and FMA are present (checked just above).
+        return unsafe { gelu_mul_avx2(gate, up, out) };
+    }
+    let _ = path;
+    gelu_mul_body(gate, up, out)
+}
+
+#[inline(always)]
+fn gelu_mul_body(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = gelu_tanh(g) * u;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_mul_avx2(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    gelu_mul_body(gate, up, out)
 }
 
 /// The index of the largest element (the first of equal ones), ignoring

@@ -41,7 +41,7 @@ const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 /// `(1 + tanh y)/2 = sigmoid(2y)`) so that it shares `exp` and never
 /// overflows.
 #[inline(always)]
-pub(crate) fn gelu_tanh(x: f32) -> f32 {
+pub fn gelu_tanh(x: f32) -> f32 {
     let y = SQRT_2_OVER_PI * x * (0.044_715 * x * x).mul_add(1.0, 1.0);
     x / (1.0 + exp(-2.0 * y))
 }
@@ -49,7 +49,7 @@ pub(crate) fn gelu_tanh(x: f32) -> f32 {
 /// `cap·tanh(x / cap)` (Gemma 2's soft-capping), as ggml computes it: a
 /// scale, tanh, and a scale back.
 #[inline(always)]
-pub(crate) fn softcap(x: f32, cap: f32) -> f32 {
+pub fn softcap(x: f32, cap: f32) -> f32 {
     (x * (1.0 / cap)).tanh() * cap
 }
 

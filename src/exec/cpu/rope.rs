@@ -50,15 +50,10 @@ impl Yarn {
     /// `orig_ctx` positions (ggml_rope_yarn_corr_dims): the pairs that turn
     /// `beta_fast` times and `beta_slow` times over the original context.
     pub fn new(n_dims: usize, orig_ctx: u32, base: f32, beta_fast: f32, beta_slow: f32) -> Yarn {
-        let corr_dim = |n_rot: f32| {
-            n_dims as f32 * (orig_ctx as f32 / (n_rot * 2.0 * std::f32::consts::PI)).ln()
-                / (2.0 * base.ln())
-        };
         Yarn {
-            corr_dims: [
-                corr_dim(beta_fast).floor().max(0.0),
-                corr_dim(beta_slow).ceil().min(n_dims as f32 - 1.0),
-            ],
+            corr_dims: crate::ir::rope::yarn_corr_dims(
+                n_dims, orig_ctx, base, beta_fast, beta_slow,
+            ),
         }
     }
 

@@ -429,9 +429,10 @@ impl CpuModel {
         let types: Vec<_> = ws.iter().map(|w| self.weights[w].ty).collect();
         self.acts.prepare(input, rows, k, &types)?;
         let total: usize = ws.iter().map(|w| self.weights[w].rows).sum();
-        let swiglu = m.epilogue.contains(&Epilogue::SwiGlu);
-        // Under SwiGLU the product (twice the output's columns) goes to scratch.
-        let prod = match (swiglu, layout.pre_activation) {
+        let gate = m.epilogue.iter().find(|e| e.is_gated()).copied();
+        // Under SwiGLU/GeGLU the product (twice the output's columns) goes
+        // to scratch.
+        let prod = match (gate.is_some(), layout.pre_activation) {
             (false, _) => ol,
             (true, Some(slot)) => Loc {
                 off: slot.offset as usize / 4,
@@ -442,7 +443,7 @@ impl CpuModel {
                 return Err(unsupported(
                     &self.graph,
                     id,
-                    "the plan gives no scratch for SwiGLU",
+                    "the plan gives no scratch for the gated activation",
                 ))
             }
         };
@@ -456,9 +457,14 @@ impl CpuModel {
         for e in &m.epilogue {
             self.epilogue(id, e, &ws, out, prod, rows, step)?;
         }
-        if swiglu {
+        if let Some(gate) = gate {
             let dst = a.write(ol, rows);
-            cpu::silu_mul(&out[..rows * total], total / 2, &mut dst[..rows * ol.ld]);
+            let glu = if gate == Epilogue::GeGlu {
+                cpu::gelu_mul
+            } else {
+                cpu::silu_mul
+            };
+            glu(&out[..rows * total], total / 2, &mut dst[..rows * ol.ld]);
         }
         Ok(())
     }
@@ -532,7 +538,7 @@ impl CpuModel {
                     )?;
                 }
             }
-            Epilogue::SwiGlu => {}
+            Epilogue::SwiGlu | Epilogue::GeGlu => {}
             Epilogue::Residual => {
                 let res = self.operand(id, Role::Residual)?;
                 let rl = self.loc(res);
@@ -568,30 +574,15 @@ fn rope_rows(
         RopeStyle::Normal => cpu::RopeStyle::Normal,
         RopeStyle::Neox => cpu::RopeStyle::Neox,
     };
-    let mut attn_factor = 1.0;
-    let (freq_scale, yarn) = match spec.scaling {
-        RopeScaling::None => (1.0, None),
-        RopeScaling::Linear { factor } => (1.0 / factor, None),
-        RopeScaling::LongRope { attn_factor: a } => {
-            attn_factor = a;
-            (1.0, None)
-        }
-        RopeScaling::Yarn {
-            factor,
-            orig_ctx,
-            beta_fast,
-            beta_slow,
-        } => (
-            1.0 / factor,
-            Some(cpu::Yarn::new(
-                spec.n_rot as usize,
-                orig_ctx,
-                spec.base,
-                beta_fast,
-                beta_slow,
-            )),
-        ),
+    // LongRoPE's attn_factor (YaRN's own correction is applied by the
+    // kernel from its ramp and freq_scale).
+    let attn_factor = match spec.scaling {
+        RopeScaling::LongRope { attn_factor } => attn_factor,
+        _ => 1.0,
     };
+    let yarn = spec
+        .yarn_corr_dims()
+        .map(|corr_dims| cpu::Yarn { corr_dims });
     if spec.n_rot != spec.head_dim {
         return Err(ExecError::Unsupported {
             node: "rope".into(),
@@ -607,7 +598,7 @@ fn rope_rows(
         n_heads: heads,
         base: spec.base,
         style,
-        freq_scale,
+        freq_scale: spec.freq_scale(),
         freq_factors: freqs,
         yarn,
         attn_factor,

@@ -9,8 +9,10 @@ use super::inputs::StepBuffer;
 use super::launch::{Launch, RowCount};
 use super::weights::DeviceWeights;
 use crate::backend::{DevicePtr, Gpu};
-use crate::codegen::elementwise::binary_source;
-use crate::codegen::plan::{kv_layout, matmul_spec, unfused_kv_store, PlanOptions};
+use crate::codegen::elementwise::{binary_source, rope_source, RopeArgs, UnaryOp};
+use crate::codegen::plan::{
+    head_norm, kv_layout, matmul_spec, rope_epilogue, unfused_kv_store, PlanOptions,
+};
 use crate::codegen::{
     AttentionArgs, AttentionKernelSpec, KernelCache, KvStoreArgs, KvStoreSpec, MatMulArgs, RowOp,
 };
@@ -183,26 +185,21 @@ impl Places<'_> {
                     RowCount::Rows,
                 )?
             }
-            Op::MatMul(_) => unreachable!("`launches` builds matmuls"),
-            Op::Attention(a) if a.softcap.is_some() => {
-                return Err(
-                    self.unsupported(id, "attention logit soft-capping has no GPU kernel yet")
-                )
+            Op::HeadRmsNorm { eps } => {
+                let op = head_norm(self.graph, id, eps)?;
+                let x = self.loc(self.operand(id, Role::X)?)?;
+                let g = self.weight(self.operand(id, Role::Norm)?)?;
+                self.row_op(op, x, g, self.loc(id)?, self.rows(id))?
             }
+            Op::MatMul(_) => unreachable!("`launches` builds matmuls"),
             Op::Attention(a) => self.attention(id, a)?,
             Op::Add | Op::Mul => self.binary(id)?,
-            Op::Silu => self.silu(id)?,
+            Op::Silu => self.unary(id, UnaryOp::Silu)?,
+            Op::Gelu => self.unary(id, UnaryOp::Gelu)?,
+            Op::Scale { factor } => self.unary(id, UnaryOp::Scale(factor))?,
+            Op::SoftCap { cap } => self.unary(id, UnaryOp::SoftCap(cap))?,
             Op::KvStore { layer } => self.kv_store(id, layer)?,
-            Op::Rope(_) => {
-                return Err(self.unsupported(
-                    id,
-                    "a standalone rope (the GPU runs RoPE fused into the QKV matmul's epilogue)",
-                ))
-            }
-            // Gemma 3 / Qwen3 ops: CPU only for now (docs/COMPATIBILITY.md).
-            Op::Gelu | Op::Scale { .. } | Op::HeadRmsNorm { .. } | Op::SoftCap { .. } => {
-                return Err(self.unsupported(id, "no GPU kernel for this op yet"))
-            }
+            Op::Rope(spec) => self.rope(id, &spec)?,
             // Mixture of experts (Mixtral, Qwen3-MoE): CPU only for now.
             Op::Router { .. } | Op::Experts(_) => {
                 return Err(self.unsupported(id, "no GPU kernel for this op yet"))
@@ -327,7 +324,12 @@ impl Places<'_> {
                 {
                     let col = |c: u64| out_loc.ptr.offset(c as usize * 4);
                     let (k, v) = (col(k_col), col(v_col));
-                    out.push(self.store_launch(store, k, v, out_loc.ld, self.kv_layer(layer))?);
+                    out.push(self.store_launch(
+                        store,
+                        (k, out_loc.ld),
+                        (v, out_loc.ld),
+                        self.kv_layer(layer),
+                    )?);
                 }
             }
         }
@@ -340,15 +342,7 @@ impl Places<'_> {
         page_size: u32,
         kv: KvTypes,
     ) -> AttentionKernelSpec {
-        AttentionKernelSpec {
-            n_heads: a.n_heads,
-            n_kv_heads: a.n_kv_heads,
-            head_dim: a.head_dim,
-            scale: a.scale,
-            window: a.window,
-            page_size,
-            kv,
-        }
+        AttentionKernelSpec::of(a, page_size, kv)
     }
 
     fn attention(&self, id: NodeId, a: crate::ir::AttentionSpec) -> Result<Launch, GpuError> {
@@ -415,12 +409,11 @@ impl Places<'_> {
         })
     }
 
-    fn silu(&self, id: NodeId) -> Result<Launch, GpuError> {
-        let kernel = self
-            .cache
-            .kernel(self.gpu, &binary_source(), "silu_kernel")?;
+    fn unary(&self, id: NodeId, op: UnaryOp) -> Result<Launch, GpuError> {
+        let kernel = self.cache.kernel(self.gpu, &binary_source(), op.entry())?;
         let out = self.flat(id)?;
-        Ok(Launch::Silu {
+        Ok(Launch::Unary {
+            op,
             kernel,
             x: self.flat(self.operand(id, Role::X)?)?.ptr,
             out: out.ptr,
@@ -429,18 +422,38 @@ impl Places<'_> {
         })
     }
 
+    fn rope(&self, id: NodeId, spec: &crate::ir::RopeSpec) -> Result<Launch, GpuError> {
+        let (x, out) = (self.loc(self.operand(id, Role::X)?)?, self.loc(id)?);
+        let heads = out.cols / spec.head_dim.max(1);
+        let r = rope_epilogue(self.graph, id, spec, heads)?;
+        let kernel = self.cache.kernel(self.gpu, &rope_source(&r), "rope")?;
+        let freqs = match self.graph.operand(id, Role::Freqs) {
+            Some(f) => self.weight(f)?,
+            None => DevicePtr::default(),
+        };
+        Ok(Launch::Rope {
+            kernel,
+            args: RopeArgs {
+                x: x.ptr,
+                ldx: x.ld,
+                out: out.ptr,
+                ldo: out.ld,
+                pos: self.input(InputKind::Positions),
+                freqs,
+                tokens: 0,
+            },
+        })
+    }
+
     fn kv_store(&self, id: NodeId, layer: u32) -> Result<Launch, GpuError> {
         let (k, v) = (
             self.loc(self.operand(id, Role::K)?)?,
             self.loc(self.operand(id, Role::V)?)?,
         );
-        if k.ld != v.ld {
-            return Err(self.unsupported(id, "k and v rows of different strides"));
-        }
         let spec = KvStoreSpec {
             layout: kv_layout(self.graph, id, layer, &self.opts)?,
         };
-        self.store_launch(spec, k.ptr, v.ptr, k.ld, self.kv_of(id)?)
+        self.store_launch(spec, (k.ptr, k.ld), (v.ptr, v.ld), self.kv_of(id)?)
     }
 
     /// The store of keys and values (rows `ld` floats apart) into the
@@ -448,9 +461,8 @@ impl Places<'_> {
     fn store_launch(
         &self,
         spec: KvStoreSpec,
-        k: DevicePtr,
-        v: DevicePtr,
-        ld: u32,
+        (k, ldk): (DevicePtr, u32),
+        (v, ldv): (DevicePtr, u32),
         kv: DevicePtr,
     ) -> Result<Launch, GpuError> {
         let kernel = self.cache.kernel(self.gpu, &spec.source()?, "kv_store")?;
@@ -459,9 +471,9 @@ impl Places<'_> {
             kernel,
             args: KvStoreArgs {
                 k,
-                ldk: ld,
+                ldk,
                 v,
-                ldv: ld,
+                ldv,
                 pos: self.input(InputKind::Positions),
                 seq: self.input(InputKind::SeqIds),
                 pages: self.input(InputKind::PageTable),

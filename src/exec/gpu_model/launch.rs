@@ -5,7 +5,7 @@
 
 use super::inputs::StepShape;
 use crate::backend::{DevicePtr, Kernel, Stream};
-use crate::codegen::elementwise as ew;
+use crate::codegen::elementwise::{self as ew, RopeArgs, UnaryOp};
 use crate::codegen::{
     AttentionArgs, AttentionKernelSpec, KvStoreArgs, KvStoreSpec, MatMulArgs, MatMulKernel,
     MatMulSpec, MatMulVariant, RowOp,
@@ -35,7 +35,8 @@ impl RowCount {
 
 /// A node's kernel and its arguments.
 pub enum Launch {
-    /// Embedding, RMSNorm or row gather (`RowOp::launch`'s arguments).
+    /// Embedding, RMSNorm (whole rows or per head) or row gather
+    /// (`RowOp::launch`'s arguments).
     Row {
         op: RowOp,
         kernel: Kernel,
@@ -75,13 +76,17 @@ pub enum Launch {
         b_row: bool,
         rows: RowCount,
     },
-    Silu {
+    /// silu, gelu, scale or softcap over contiguous rows.
+    Unary {
+        op: UnaryOp,
         kernel: Kernel,
         x: DevicePtr,
         out: DevicePtr,
         cols: u64,
         rows: RowCount,
     },
+    /// A standalone RoPE (after a per-head Q/K norm), one row per token.
+    Rope { kernel: Kernel, args: RopeArgs },
     /// Keys and values into the cache (a standalone store, or the one
     /// after a QKV matmul whose epilogue leaves the cache's types to it).
     KvStore {
@@ -106,7 +111,8 @@ impl Launch {
                 format!("{} decode {d} prefill {}", spec.label(), shape.tokens - d)
             }
             Launch::Binary { b_row, .. } => format!("binary{}", if *b_row { "_row" } else { "" }),
-            Launch::Silu { .. } => "silu".into(),
+            Launch::Unary { op, .. } => op.entry().trim_end_matches("_kernel").into(),
+            Launch::Rope { .. } => "rope".into(),
             Launch::KvStore { spec, .. } => spec.label(),
         }
     }
@@ -210,13 +216,21 @@ impl Launch {
                 let b_len = if *b_row { *cols } else { n };
                 ew::launch_binary(kernel, stream, *a, *b, *out, n, b_len)?
             }
-            Launch::Silu {
+            Launch::Unary {
+                op,
                 kernel,
                 x,
                 out,
                 cols,
                 rows,
-            } => ew::launch_silu(kernel, stream, *x, *out, rows.of(shape) as u64 * cols)?,
+            } => ew::launch_unary(*op, kernel, stream, *x, *out, rows.of(shape) as u64 * cols)?,
+            Launch::Rope { kernel, args } => {
+                let a = RopeArgs {
+                    tokens: shape.tokens,
+                    ..*args
+                };
+                ew::launch_rope(kernel, stream, &a)?
+            }
             Launch::KvStore { spec, kernel, args } => {
                 let a = KvStoreArgs {
                     tokens: shape.tokens,

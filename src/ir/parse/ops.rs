@@ -134,6 +134,7 @@ fn epilogue_step(v: &Value, at: Pos) -> Result<Epilogue, ParseError> {
     let step = match v {
         Value::Word(w) if w == "bias" => Epilogue::Bias,
         Value::Word(w) if w == "swiglu" => Epilogue::SwiGlu,
+        Value::Word(w) if w == "geglu" => Epilogue::GeGlu,
         Value::Word(w) if w == "residual" => Epilogue::Residual,
         Value::Call(f, args) if f == "rope" || f == "kv_store" => {
             let mut a = Attrs::new(at, args);
@@ -154,7 +155,11 @@ fn epilogue_step(v: &Value, at: Pos) -> Result<Epilogue, ParseError> {
             a.finish()?;
             step
         }
-        _ => return Err(at.error("expected bias, rope(...), kv_store(...), swiglu or residual")),
+        _ => {
+            return Err(
+                at.error("expected bias, rope(...), kv_store(...), swiglu, geglu or residual")
+            )
+        }
     };
     Ok(step)
 }

@@ -49,9 +49,11 @@ pub(super) fn check(c: &Checker, m: &MatMulOp) -> Result<(), Problem> {
                 }
                 c.positions(rows, true)?;
             }
-            Epilogue::SwiGlu => {
+            Epilogue::SwiGlu | Epilogue::GeGlu => {
                 if !cols.is_multiple_of(2) {
-                    return Err(Problem::Shape(format!("swiglu of an odd {cols} columns")));
+                    return Err(Problem::Shape(format!(
+                        "a gated activation of an odd {cols} columns"
+                    )));
                 }
                 cols /= 2;
             }
@@ -125,18 +127,19 @@ fn check_biases(c: &Checker, widths: &[u64]) -> Result<(), Problem> {
 }
 
 /// Each epilogue step at most once, in the order columns allow: bias, rope,
-/// kv_store on the full product, then swiglu, then the residual.
+/// kv_store on the full product, then swiglu or geglu (one of them), then
+/// the residual.
 fn check_epilogue_order(epilogue: &[Epilogue]) -> Result<(), Problem> {
     let rank = |e: &Epilogue| match e {
         Epilogue::Bias => 0,
         Epilogue::Rope { .. } => 1,
         Epilogue::KvStore { .. } => 2,
-        Epilogue::SwiGlu => 3,
+        Epilogue::SwiGlu | Epilogue::GeGlu => 3,
         Epilogue::Residual => 4,
     };
     if epilogue.windows(2).any(|w| rank(&w[0]) >= rank(&w[1])) {
         return Err(Problem::Attribute(
-            "epilogue steps must appear once each, in the order bias, rope, kv_store, swiglu, residual"
+            "epilogue steps must appear once each, in the order bias, rope, kv_store, swiglu|geglu, residual"
                 .into(),
         ));
     }

@@ -191,3 +191,79 @@ fn a_matmul_read_twice_keeps_its_residual_add() {
     let adds = g.node_ids().filter(|&id| g.node(id).op == Op::Add).count();
     assert_eq!(adds, 1);
 }
+
+/// A tiny synthetic file of `arch` through the frontend, then qkv_concat.
+fn from_file(arch: crate::synth::TinyArch) -> Graph {
+    let spec = crate::synth::TinySpec {
+        arch,
+        ..crate::synth::TinySpec::default()
+    };
+    let file = crate::gguf::GgufFile::from_bytes(spec.to_bytes(3).unwrap()).unwrap();
+    let (_, mut g) = crate::frontend::build_graph(&file).unwrap();
+    qkv_concat::run(&mut g).unwrap();
+    g
+}
+
+fn gate_ups(g: &Graph) -> Vec<NodeId> {
+    g.node_ids()
+        .filter(|&id| g.node(id).name.ends_with("gate_up"))
+        .collect()
+}
+
+#[test]
+fn gemma_geglu_goes_into_the_gate_up_matmul() {
+    let mut g = from_file(crate::synth::TinyArch::Gemma3);
+    run(&mut g).unwrap();
+    let gu = gate_ups(&g);
+    assert_eq!(gu.len(), 2, "one per layer");
+    for id in gu {
+        let Op::MatMul(m) = &g.node(id).op else {
+            panic!()
+        };
+        assert_eq!(m.epilogue, vec![Epilogue::GeGlu]);
+        assert_eq!(g.operand_list(id, Role::W).len(), 2);
+        assert!(m.prologue.is_some());
+    }
+    assert!(g.node_ids().all(|id| g.node(id).op != Op::Gelu));
+}
+
+#[test]
+fn one_gate_up_matrix_takes_swiglu_itself() {
+    let mut g = from_file(crate::synth::TinyArch::Phi3);
+    run(&mut g).unwrap();
+    let gu = gate_ups(&g);
+    assert_eq!(gu.len(), 2, "one per layer");
+    for id in gu {
+        let Op::MatMul(m) = &g.node(id).op else {
+            panic!()
+        };
+        assert_eq!(m.epilogue, vec![Epilogue::SwiGlu]);
+        assert_eq!(
+            names(&g, g.operand_list(id, Role::W)),
+            [format!("blk.{}.ffn_up.weight", g.node(id).layer.unwrap())]
+        );
+        assert_eq!(g.node(id).ty.to_string(), "f32[T,128]", "half of 2·ffn");
+    }
+    assert!(g.node_ids().all(|id| g.node(id).op != Op::Silu));
+    let ffn_slices = g
+        .node_ids()
+        .filter(|&id| matches!(g.node(id).op, Op::Slice { len: 128, .. }))
+        .count();
+    assert_eq!(ffn_slices, 0);
+}
+
+#[test]
+fn a_gate_up_half_read_elsewhere_stays_unfused() {
+    let mut g = from_file(crate::synth::TinyArch::Phi3);
+    let gate = g
+        .node_ids()
+        .find(|&id| matches!(g.node(id).op, Op::Slice { start: 0, len: 128 }))
+        .unwrap();
+    g.set_output("gate", gate);
+    run(&mut g).unwrap();
+    assert_eq!(
+        g.node_ids().filter(|&id| g.node(id).op == Op::Silu).count(),
+        1,
+        "the layer whose gate is an output keeps its silu"
+    );
+}
