@@ -66,6 +66,22 @@ RFC_DEV void rotated_q(const float* row, float mul, float* v) {
 }
 #endif
 
+#if KEY_LEVELS
+// Prefill's q as the CPU (and attn_decode) scores Q8_0/Q4_0 keys against
+// it: each 32 elements in Q8_0 (absmax / 127, half away from zero, the
+// scale rounded to f16), held here by 32 / PER lanes of PER elements;
+// all 32 lanes of the warp call it.
+template <int PER> RFC_DEVT void q8_levels(float* v) {
+    float amax = 0.0f;
+#pragma unroll
+    for (int e = 0; e < PER; e++) amax = fmaxf(amax, fabsf(v[e]));
+    amax = group_max(amax, 32 / PER);
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f, dq = h2f(f2h(d));
+#pragma unroll
+    for (int e = 0; e < PER; e++) v[e] = (float)(int)roundf(kv_fmul(v[e], id)) * dq;
+}
+#endif
+
 #if V_ROT
 // An output row of HD floats, this lane's HE of them in v, turned back
 // from the values' rotation into dst; called by all 32 lanes of a group.
@@ -435,7 +451,12 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
 #if K_ROT
     for (int r = warp; r < QT; r += PW) {
         float v[HE];
-        rotated_q(r < nq ? q + (u64)(t0 + r) * ldq + h * HD : nullptr, scale, v);
+        rotated_q(r < nq ? q + (u64)(t0 + r) * ldq + h * HD : nullptr, KEY_LEVELS ? 1.0f : scale, v);
+#if KEY_LEVELS
+        q8_levels<HE>(v);
+#pragma unroll
+        for (int e = 0; e < HE; e++) v[e] *= scale;
+#endif
 #pragma unroll
         for (int e = 0; e < HE; e++) {
             const int dd = lane * HE + e;
@@ -447,7 +468,11 @@ RFC_KERNEL __launch_bounds__(PW * 32) void attn_prefill(const float* __restrict_
 #else
     for (int i = tid; i < QT * HD; i += PW * 32) {
         const int r = i / HD, dd = i % HD;
-        const float v = r < nq ? q[(u64)(t0 + r) * ldq + h * HD + dd] * scale : 0.0f;
+        float v = r < nq ? q[(u64)(t0 + r) * ldq + h * HD + dd] : 0.0f;
+#if KEY_LEVELS
+        q8_levels<1>(&v);  // a warp's 32 consecutive elements: one block
+#endif
+        v *= scale;
         const u16 hi = f2h(v);
         qs[r * KP_PITCH + dd] = hi;
         qs[(QT + r) * KP_PITCH + dd] = f2h(v - h2f(hi));
@@ -683,7 +708,12 @@ RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q,
 #if K_ROT
     for (int r = warp; r < QT; r += 8) {
         float v[HE];
-        rotated_q(r < nq ? q + (u64)(t0 + r) * ldq + h * HD : nullptr, scale, v);
+        rotated_q(r < nq ? q + (u64)(t0 + r) * ldq + h * HD : nullptr, KEY_LEVELS ? 1.0f : scale, v);
+#if KEY_LEVELS
+        q8_levels<HE>(v);
+#pragma unroll
+        for (int e = 0; e < HE; e++) v[e] *= scale;
+#endif
 #pragma unroll
         for (int e = 0; e < HE; e++) {
             const int dd = lane * HE + e;
@@ -695,7 +725,11 @@ RFC_KERNEL __launch_bounds__(256) void attn_prefill(const float* __restrict__ q,
 #else
     for (int i = tid; i < QT * HD; i += 256) {
         const int r = i / HD, dd = i % HD;
-        const float v = r < nq ? q[(u64)(t0 + r) * ldq + h * HD + dd] * scale : 0.0f;
+        float v = r < nq ? q[(u64)(t0 + r) * ldq + h * HD + dd] : 0.0f;
+#if KEY_LEVELS
+        q8_levels<1>(&v);  // a warp's 32 consecutive elements: one block
+#endif
+        v *= scale;
         const u16 hi = f2h(v);
         kvs[r * KP_PITCH + dd] = hi;
         kvs[(QT + r) * KP_PITCH + dd] = f2h(v - h2f(hi));

@@ -13,7 +13,8 @@ use super::{matmul_tol, rel_err, Check, Res, Suite, F16_TOL, F32_TOL};
 use rocmforge::backend::{DeviceBuffer, DevicePtr};
 use rocmforge::codegen::elementwise::{self as ew, RopeArgs, UnaryOp};
 use rocmforge::codegen::{
-    AttentionArgs, AttentionKernelSpec, MatMulSpec, MatMulVariant, RopeEpilogue, RowOp, Segment,
+    AttentionArgs, AttentionKernelSpec, KvLayout, MatMulSpec, MatMulVariant, RopeEpilogue, RowOp,
+    Segment,
 };
 use rocmforge::exec::cpu;
 use rocmforge::ir::{RopeScaling, RopeSpec, RopeStyle};
@@ -365,7 +366,14 @@ fn qkv_scaled(s: &mut Suite, scaling: &str, t: usize, v: MatMulVariant) -> Res<C
     let kern = s.matmul_kernel(&spec, v)?;
     let (xb, out) = (s.upload(&x)?, s.poisoned(t * n)?);
     let [pos, seq, pages] = pl.upload(s)?;
-    let mut cache = DeviceBuffer::new(&s.gpu, pl.n_pages * PAGE * 2 * kv_dim * 2)?;
+    // The f16 cache's pages: a page's key rows, then its value rows.
+    let layout = KvLayout {
+        types: cpu::KvTypes::default(),
+        n_kv_heads: kv_dim as u32 / hd,
+        head_dim: hd,
+        page_size: PAGE as u32,
+    };
+    let mut cache = DeviceBuffer::new(&s.gpu, layout.layer_bytes(pl.n_pages))?;
     s.stream.fill_buffer_u32(&mut cache, 0x7e00_7e00)?; // f16 NaN
     let fb = freqs.as_ref().map(|f| s.upload(f)).transpose()?;
     let mut args = matmul_args(&spec, &o, &xb, &out, t);
@@ -379,12 +387,15 @@ fn qkv_scaled(s: &mut Suite, scaling: &str, t: usize, v: MatMulVariant) -> Res<C
     let stored: Vec<u16> = cache.to_vec()?;
     let (mut kv_got, mut kv_want) = (Vec::new(), Vec::new());
     for (i, &(sq, p)) in deep.iter().enumerate() {
-        let r = pl.row(sq, p) * 2 * kv_dim;
-        kv_got.extend(
-            stored[r..r + 2 * kv_dim]
-                .iter()
-                .map(|&b| f16::from_bits(b).to_f32()),
-        );
+        let r = pl.row(sq, p);
+        let (ko, vo) = layout.row_offsets(r / PAGE, r % PAGE);
+        for o in [ko / 2, vo / 2] {
+            kv_got.extend(
+                stored[o..o + kv_dim]
+                    .iter()
+                    .map(|&b| f16::from_bits(b).to_f32()),
+            );
+        }
         kv_want.extend_from_slice(&want[i * n + kv.k_col as usize..(i + 1) * n]);
     }
     let c = Check::new(rel_err(&got, &want), matmul_tol(&spec, v)).note(variant_name(v));
