@@ -15,6 +15,7 @@ pub mod cache;
 pub mod cache_entry;
 pub mod elementwise;
 pub mod error;
+pub mod experts;
 pub mod known_targets;
 pub mod lattice_grids;
 pub mod matmul;
@@ -26,6 +27,7 @@ pub mod target;
 pub use attention::{AttentionArgs, AttentionKernelSpec};
 pub use cache::KernelCache;
 pub use error::CodegenError;
+pub use experts::{ExpertsArgs, ExpertsSpec, RouterSpec};
 pub use matmul::{
     KvEpilogue, MatMulArgs, MatMulKernel, MatMulSpec, MatMulVariant, RopeEpilogue, Segment,
 };

@@ -37,6 +37,8 @@ pub enum Template {
     Attention,
     Rows,
     Elementwise,
+    /// The mixture-of-experts router and routed feed-forward.
+    Experts,
 }
 
 impl Template {
@@ -51,6 +53,7 @@ impl Template {
             Template::Attention => "attention",
             Template::Rows => "rows",
             Template::Elementwise => "elementwise",
+            Template::Experts => "experts",
         }
     }
 
@@ -64,6 +67,7 @@ impl Template {
             Template::Attention => include_str!("../../kernel_templates/attention.hip"),
             Template::Rows => include_str!("../../kernel_templates/rows.hip"),
             Template::Elementwise => include_str!("../../kernel_templates/elementwise.hip"),
+            Template::Experts => include_str!("../../kernel_templates/experts.hip"),
         }
     }
 
@@ -84,7 +88,7 @@ impl Template {
             Template::MatMul => &[Q, I, N, P, E, T],
             Template::MatVecQ8 => &[Q, I, N, P, E, R],
             Template::MatMulQ8 | Template::MatMulF16K => &[Q, I, N, P, E, T, A, R],
-            Template::Rows => &[Q, I, N],
+            Template::Rows | Template::Experts => &[Q, I, N],
             Template::Elementwise => &[P],
             Template::Attention => &[],
         }
