@@ -56,6 +56,7 @@ impl RouterSpec {
     /// # Safety
     /// `logits`: `tokens` rows of `ld` f32 holding `n_expert`; `out`:
     /// `tokens` rows of `ldo` f32 holding `2·top_k`.
+    #[allow(clippy::too_many_arguments)]
     pub unsafe fn launch(
         &self,
         kernel: &Kernel,
