@@ -4,9 +4,10 @@
 # environment (HIPRTC_MODE=1, scripts/check-gfx1100.sh); prints each
 # kernel's VGPRs/SGPRs/LDS/occupancy and fails on any compile error.
 # Then the kernels only other families need (tiny synthetic Gemma 3,
-# Gemma 2, Qwen3, Phi-3 LongRoPE and YaRN models): the standalone RoPE,
-# per-head norm, soft-capped and head-256 attention, and the GeGLU, YaRN
-# and LongRoPE epilogues in one variant of each matmul template.
+# Gemma 2, Qwen3, Phi-3 LongRoPE, YaRN, Mixtral and Qwen3-MoE models): the
+# standalone RoPE, per-head norm, soft-capped and head-256 attention, the
+# GeGLU, YaRN and LongRoPE epilogues in one variant of each matmul
+# template, and the MoE router and experts kernels.
 # Installs clang-15 and the ROCm device libraries on first use (root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,8 @@ trap 'rm -rf "$dir"' EXIT
 small=(--d 256 --heads 4 --kv-heads 2 --ffn 512 --type Q4_K)
 i=0
 for args in "gemma3 --layers 6 --window 8" "gemma2 --window 8" "qwen3" \
-  "phi3 --longrope 256" "qwen2 --yarn 4,64" "llama --yarn 8,128"; do
+  "phi3 --longrope 256" "qwen2 --yarn 4,64" "llama --yarn 8,128" \
+  "mixtral --experts 8 --experts-used 2" "qwen3moe --experts 8 --experts-used 4"; do
   i=$((i + 1))
   # shellcheck disable=SC2086
   "$rfc" synth tiny --arch $args "${small[@]}" "$dir/f$i.gguf" > /dev/null
@@ -31,7 +33,7 @@ for args in "gemma3 --layers 6 --window 8" "gemma2 --window 8" "qwen3" \
   for f in "$dir/f$i"/*.hip; do
     b=$(basename "$f")
     case $b in
-      rope_h*|head_rms_norm*|attention*|elementwise.hip) ;;
+      rope_h*|head_rms_norm*|attention*|elementwise.hip|router_*|experts_*) ;;
       matvec_t1_*geglu*|matvec_t1_*yarn*|matvec_t1_*mscale*) ;;
       matvec_q8_t4_*geglu*|matvec_q8_t4_*yarn*|matvec_q8_t4_*mscale*) ;;
       matmul_q8_t64_*geglu*|matmul_q8_t64_*yarn*|matmul_q8_t64_*mscale*) ;;

@@ -10,8 +10,8 @@ mod common;
 use rocmforge::backend::{BackendError, RtcApi, Vendor};
 use rocmforge::codegen::elementwise::{binary_source, rope_source};
 use rocmforge::codegen::{
-    AttentionKernelSpec, KernelCache, KernelSource, KvEpilogue, KvLayout, KvStoreSpec, MatMulSpec,
-    MatMulVariant, RopeEpilogue, RowOp, Segment, Target, GPU_TYPES,
+    AttentionKernelSpec, ExpertsSpec, KernelCache, KernelSource, KvEpilogue, KvLayout, KvStoreSpec,
+    MatMulSpec, MatMulVariant, RopeEpilogue, RouterSpec, RowOp, Segment, Target, GPU_TYPES,
 };
 use rocmforge::exec::cpu::{KvType, KvTypes};
 use rocmforge::quant::GgmlType;
@@ -171,6 +171,28 @@ fn sources() -> Vec<KernelSource> {
     );
     out.push(RowOp::GatherRows { dim: 896 }.source().unwrap());
     out.push(RowOp::Argmax { n: 151_936 }.source().unwrap());
+    // Mixture of experts: Mixtral's and Qwen3-MoE's routers, the experts
+    // of every weight type (Q6_K down under Q4_K gate/up, as files mix them).
+    for (n_expert, top_k) in [(8, 2), (128, 8)] {
+        out.push(RouterSpec { n_expert, top_k }.source().unwrap());
+    }
+    for ty in GPU_TYPES {
+        let down = if ty == GgmlType::Q4_K {
+            GgmlType::Q6_K
+        } else {
+            ty
+        };
+        let e = ExpertsSpec {
+            d: 1024,
+            ff: 512,
+            n_expert: 8,
+            top_k: 2,
+            gate: ty,
+            up: ty,
+            down,
+        };
+        out.push(e.source().unwrap());
+    }
     out
 }
 

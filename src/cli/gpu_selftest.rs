@@ -317,6 +317,7 @@ pub fn run(args: GpuSelftestArgs) -> CmdResult {
     let started = Instant::now();
     cases::all(&mut suite);
     families::all(&mut suite);
+    experts::all(&mut suite);
     faults::all(&mut suite);
     let mut bench_lines = Vec::new();
     if !args.no_bench {
@@ -459,6 +460,7 @@ fn ref_matmul(x: &[f32], w: &[f32], t: usize, k: usize, rows: usize) -> Vec<f32>
 
 mod bench;
 mod cases;
+mod experts;
 mod families;
 mod faults;
 mod kv_types;

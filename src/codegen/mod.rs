@@ -16,6 +16,7 @@ pub mod cache;
 pub mod cache_entry;
 pub mod elementwise;
 pub mod error;
+pub mod experts;
 pub mod known_targets;
 pub mod kv_layout;
 pub mod kv_store;
@@ -29,6 +30,7 @@ pub mod target;
 pub use attention::{AttentionArgs, AttentionKernelSpec};
 pub use cache::KernelCache;
 pub use error::CodegenError;
+pub use experts::{ExpertsArgs, ExpertsSpec, RouterSpec};
 pub use kv_layout::KvLayout;
 pub use kv_store::{KvStoreArgs, KvStoreSpec};
 pub use matmul::{

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::attention::AttentionKernelSpec;
 use super::elementwise::{binary_source, rope_source};
 use super::error::CodegenError;
+use super::experts::{ExpertsSpec, RouterSpec};
 use super::kv_layout::KvLayout;
 use super::kv_store::KvStoreSpec;
 use super::matmul::{KvEpilogue, MatMulSpec, RopeEpilogue, Segment};
@@ -150,11 +151,49 @@ pub fn node_sources(
         }
         .source()?],
         Op::Input(_) | Op::Weight { .. } | Op::KvCache { .. } | Op::Slice { .. } => vec![],
-        // Mixture of experts (Mixtral, Qwen3-MoE): CPU only for now.
-        Op::Router { .. } | Op::Experts(_) => {
-            return Err(bad(g, id, "no GPU kernel for this op yet"))
+        Op::Router { .. } => vec![router_spec(g, id)?.source()?],
+        Op::Experts(m) => {
+            let mut v = vec![experts_spec(g, id)?.source()?];
+            // The RMSNorm prologue runs as its own row kernel first.
+            if let Some(Prologue::RmsNorm { eps }) = m.prologue {
+                let x = operand(g, id, Role::X)?;
+                let dim = fixed(g, x, g.node(x).ty.shape.len().saturating_sub(1))?;
+                v.push(RowOp::RmsNorm { dim, eps }.source()?);
+            }
+            v
         }
     })
+}
+
+/// The [`RouterSpec`] of a router node: its logits' width and top-k.
+pub fn router_spec(g: &Graph, id: NodeId) -> Result<RouterSpec, CodegenError> {
+    let Op::Router { top_k } = g.node(id).op else {
+        return Err(bad(g, id, "not a router"));
+    };
+    let x = operand(g, id, Role::X)?;
+    let n_expert = fixed(g, x, g.node(x).ty.shape.len().saturating_sub(1))?;
+    Ok(RouterSpec { n_expert, top_k })
+}
+
+/// The [`ExpertsSpec`] of an experts node: widths and types from its
+/// 3-D weights, k from its route.
+pub fn experts_spec(g: &Graph, id: NodeId) -> Result<ExpertsSpec, CodegenError> {
+    let ws = g.operand_list(id, Role::W);
+    let [gate, up, down] = ws[..] else {
+        return Err(bad(g, id, "expected w=[gate_exps, up_exps, down_exps]"));
+    };
+    let route = operand(g, id, Role::Route)?;
+    let spec = ExpertsSpec {
+        d: fixed(g, gate, 2)?,
+        ff: fixed(g, gate, 1)?,
+        n_expert: fixed(g, gate, 0)?,
+        top_k: fixed(g, route, 1)? / 2,
+        gate: g.node(gate).ty.dtype,
+        up: g.node(up).ty.dtype,
+        down: g.node(down).ty.dtype,
+    };
+    spec.validate().map_err(|e| bad(g, id, &e.to_string()))?;
+    Ok(spec)
 }
 
 /// The row op of a per-head RMSNorm node: heads as wide as its `Norm`.

@@ -40,6 +40,8 @@ pub enum Template {
     KvStore,
     Rows,
     Elementwise,
+    /// The mixture-of-experts router and routed feed-forward.
+    Experts,
 }
 
 impl Template {
@@ -55,6 +57,7 @@ impl Template {
             Template::KvStore => "kv_store",
             Template::Rows => "rows",
             Template::Elementwise => "elementwise",
+            Template::Experts => "experts",
         }
     }
 
@@ -69,6 +72,7 @@ impl Template {
             Template::KvStore => include_str!("../../kernel_templates/kv_store.hip"),
             Template::Rows => include_str!("../../kernel_templates/rows.hip"),
             Template::Elementwise => include_str!("../../kernel_templates/elementwise.hip"),
+            Template::Experts => include_str!("../../kernel_templates/experts.hip"),
         }
     }
 
@@ -90,7 +94,7 @@ impl Template {
             Template::MatMul => &[Q, I, N, P, E, T],
             Template::MatVecQ8 => &[Q, I, N, P, E, R],
             Template::MatMulQ8 | Template::MatMulF16K => &[Q, I, N, P, E, T, A, R],
-            Template::Rows => &[Q, I, N],
+            Template::Rows | Template::Experts => &[Q, I, N],
             Template::Elementwise => &[P],
             Template::Attention | Template::KvStore => &[K],
         }

@@ -11,13 +11,15 @@ use super::weights::DeviceWeights;
 use crate::backend::{DevicePtr, Gpu};
 use crate::codegen::elementwise::{binary_source, rope_source, RopeArgs, UnaryOp};
 use crate::codegen::plan::{
-    head_norm, kv_layout, matmul_spec, rope_epilogue, unfused_kv_store, PlanOptions,
+    experts_spec, head_norm, kv_layout, matmul_spec, rope_epilogue, router_spec, unfused_kv_store,
+    PlanOptions,
 };
 use crate::codegen::{
-    AttentionArgs, AttentionKernelSpec, KernelCache, KvStoreArgs, KvStoreSpec, MatMulArgs, RowOp,
+    AttentionArgs, AttentionKernelSpec, ExpertsArgs, ExpertsSpec, KernelCache, KvStoreArgs,
+    KvStoreSpec, MatMulArgs, RouterSpec, RowOp,
 };
 use crate::exec::cpu::KvTypes;
-use crate::ir::{Dim, Epilogue, Graph, InputKind, NodeId, Op, Role};
+use crate::ir::{Dim, Epilogue, Graph, InputKind, NodeId, Op, Prologue, Role};
 use crate::passes::MemoryPlan;
 
 /// Where a value is: its address, row stride and width (in elements).
@@ -200,11 +202,86 @@ impl Places<'_> {
             Op::SoftCap { cap } => self.unary(id, UnaryOp::SoftCap(cap))?,
             Op::KvStore { layer } => self.kv_store(id, layer)?,
             Op::Rope(spec) => self.rope(id, &spec)?,
-            // Mixture of experts (Mixtral, Qwen3-MoE): CPU only for now.
-            Op::Router { .. } | Op::Experts(_) => {
-                return Err(self.unsupported(id, "no GPU kernel for this op yet"))
-            }
+            Op::Router { .. } => self.router(id)?,
+            Op::Experts(m) => self.experts(id, &m)?,
         }))
+    }
+
+    fn router(&self, id: NodeId) -> Result<Launch, GpuError> {
+        let spec = router_spec(self.graph, id)?;
+        let kernel = self
+            .cache
+            .kernel(self.gpu, &spec.source()?, RouterSpec::ENTRY)?;
+        let (x, out) = (self.loc(self.operand(id, Role::X)?)?, self.loc(id)?);
+        Ok(Launch::Router {
+            spec,
+            kernel,
+            logits: x.ptr,
+            ld: x.ld,
+            out: out.ptr,
+            ldo: out.ld,
+            rows: self.rows(id),
+        })
+    }
+
+    /// The experts op: its rows (normalized into the plan's scratch under
+    /// the RMSNorm prologue) through each token's slots, into the output
+    /// (from the residual under that epilogue).
+    fn experts(&self, id: NodeId, m: &crate::ir::MatMulOp) -> Result<Launch, GpuError> {
+        let spec = experts_spec(self.graph, id)?;
+        let src = spec.source()?;
+        let layout = self.plan.scratch_layout(self.graph, id);
+        let scratch = |s: Option<crate::passes::Slot>, what: &str| {
+            s.map(|s| self.arena.offset(s.offset as usize))
+                .ok_or_else(|| {
+                    self.unsupported(id, format!("the plan gives no scratch for {what}"))
+                })
+        };
+        let x = self.loc(self.operand(id, Role::X)?)?;
+        let (input, norm) = match m.prologue {
+            Some(Prologue::RmsNorm { eps }) => {
+                let normed = Loc {
+                    ptr: scratch(layout.normalized, "the normalized input")?,
+                    ld: spec.d,
+                    cols: spec.d,
+                };
+                let g = self.weight(self.operand(id, Role::Norm)?)?;
+                let op = RowOp::RmsNorm { dim: spec.d, eps };
+                let launch = self.row_op(op, x, g, normed, self.rows(id))?;
+                (normed, Some(Box::new(launch)))
+            }
+            None => (x, None),
+        };
+        let act = scratch(layout.activated, "the activation")?;
+        let route = self.loc(self.operand(id, Role::Route)?)?;
+        let ws = self.graph.operand_list(id, Role::W);
+        let out = self.loc(id)?;
+        let mut args = ExpertsArgs {
+            x: input.ptr,
+            ldx: input.ld,
+            route: route.ptr,
+            ldr: route.ld,
+            gate: self.weight(ws[0])?,
+            up: self.weight(ws[1])?,
+            down: self.weight(ws[2])?,
+            act,
+            out: out.ptr,
+            ldo: out.ld,
+            ..Default::default()
+        };
+        if m.epilogue.contains(&Epilogue::Residual) {
+            let r = self.loc(self.operand(id, Role::Residual)?)?;
+            (args.residual, args.ldres) = (r.ptr, r.ld);
+        }
+        Ok(Launch::Experts {
+            spec,
+            norm,
+            up: self.cache.kernel(self.gpu, &src, ExpertsSpec::UP)?,
+            down: self.cache.kernel(self.gpu, &src, ExpertsSpec::DOWN)?,
+            args,
+            warp: self.warp,
+            rows: self.rows(id),
+        })
     }
 
     fn row_op(

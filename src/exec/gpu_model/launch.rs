@@ -7,8 +7,8 @@ use super::inputs::StepShape;
 use crate::backend::{DevicePtr, Kernel, Stream};
 use crate::codegen::elementwise::{self as ew, RopeArgs, UnaryOp};
 use crate::codegen::{
-    AttentionArgs, AttentionKernelSpec, KvStoreArgs, KvStoreSpec, MatMulArgs, MatMulKernel,
-    MatMulSpec, MatMulVariant, RowOp,
+    AttentionArgs, AttentionKernelSpec, ExpertsArgs, ExpertsSpec, KvStoreArgs, KvStoreSpec,
+    MatMulArgs, MatMulKernel, MatMulSpec, MatMulVariant, RouterSpec, RowOp,
 };
 use crate::exec::ExecError;
 
@@ -94,6 +94,27 @@ pub enum Launch {
         kernel: Kernel,
         args: KvStoreArgs,
     },
+    /// The mixture-of-experts router over a step's router logits.
+    Router {
+        spec: RouterSpec,
+        kernel: Kernel,
+        logits: DevicePtr,
+        ld: u32,
+        out: DevicePtr,
+        ldo: u32,
+        rows: RowCount,
+    },
+    /// The routed feed-forward: the RMSNorm prologue's row kernel (if
+    /// fused) into the normalized scratch, then the slots in order.
+    Experts {
+        spec: ExpertsSpec,
+        norm: Option<Box<Launch>>,
+        up: Kernel,
+        down: Kernel,
+        args: ExpertsArgs,
+        warp: u32,
+        rows: RowCount,
+    },
 }
 
 impl Launch {
@@ -114,6 +135,8 @@ impl Launch {
             Launch::Unary { op, .. } => op.entry().trim_end_matches("_kernel").into(),
             Launch::Rope { .. } => "rope".into(),
             Launch::KvStore { spec, .. } => spec.label(),
+            Launch::Router { .. } => RouterSpec::ENTRY.into(),
+            Launch::Experts { spec, .. } => format!("experts k{}", spec.top_k),
         }
     }
 
@@ -237,6 +260,33 @@ impl Launch {
                     ..*args
                 };
                 spec.launch(kernel, stream, &a)?
+            }
+            Launch::Router {
+                spec,
+                kernel,
+                logits,
+                ld,
+                out,
+                ldo,
+                rows,
+            } => spec.launch(kernel, stream, *logits, *ld, *out, *ldo, rows.of(shape))?,
+            Launch::Experts {
+                spec,
+                norm,
+                up,
+                down,
+                args,
+                warp,
+                rows,
+            } => {
+                if let Some(n) = norm {
+                    n.enqueue(stream, shape)?;
+                }
+                let a = ExpertsArgs {
+                    tokens: rows.of(shape),
+                    ..*args
+                };
+                spec.launch(up, down, stream, *warp, &a)?
             }
         }
         Ok(())
