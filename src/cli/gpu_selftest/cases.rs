@@ -1,8 +1,6 @@
 //! The correctness cases: each kernel against the CPU backend.
 
-use half::f16;
-
-use super::steps::{filled_cache, Places};
+use super::steps::{f16_cache_row, filled_cache, Places};
 use super::{
     dequantized, matmul_tol, random_weights, ref_matmul, rel_err, Check, Res, Suite, F16_TOL,
     F32_TOL,
@@ -721,15 +719,7 @@ fn qkv(s: &mut Suite, t: usize, v: MatMulVariant) -> Res<Check> {
     let cache: Vec<u16> = kv.to_vec()?;
     let (mut kv_got, mut kv_want) = (Vec::new(), Vec::new());
     for (i, &(sq, p)) in tokens.iter().enumerate() {
-        let r = pl.row(sq, p);
-        let (ko, vo) = layout.row_offsets(r / PAGE, r % PAGE);
-        for o in [ko / 2, vo / 2] {
-            kv_got.extend(
-                cache[o..o + kv_dim]
-                    .iter()
-                    .map(|&b| f16::from_bits(b).to_f32()),
-            );
-        }
+        kv_got.extend(f16_cache_row(&layout, &cache, pl.row(sq, p), kv_dim));
         kv_want.extend_from_slice(&want[i * n + HEADS * HD..(i + 1) * n]);
     }
     let c = Check::new(rel_err(&got, &want), matmul_tol(&spec, v)).note(variant_name(v));

@@ -5,10 +5,8 @@
 //! over one fused gate|up matrix, and attention with a soft-cap and at
 //! Gemma's head size 256. Every case name starts with "families:".
 
-use half::f16;
-
 use super::cases::{matmul_args, operands, qkv_spec, reference_rows, step_tokens, variant_name};
-use super::steps::{filled_cache, Places};
+use super::steps::{f16_cache_row, filled_cache, Places};
 use super::{matmul_tol, rel_err, Check, Res, Suite, F16_TOL, F32_TOL};
 use rocmforge::backend::{DeviceBuffer, DevicePtr};
 use rocmforge::codegen::elementwise::{self as ew, RopeArgs, UnaryOp};
@@ -387,15 +385,7 @@ fn qkv_scaled(s: &mut Suite, scaling: &str, t: usize, v: MatMulVariant) -> Res<C
     let stored: Vec<u16> = cache.to_vec()?;
     let (mut kv_got, mut kv_want) = (Vec::new(), Vec::new());
     for (i, &(sq, p)) in deep.iter().enumerate() {
-        let r = pl.row(sq, p);
-        let (ko, vo) = layout.row_offsets(r / PAGE, r % PAGE);
-        for o in [ko / 2, vo / 2] {
-            kv_got.extend(
-                stored[o..o + kv_dim]
-                    .iter()
-                    .map(|&b| f16::from_bits(b).to_f32()),
-            );
-        }
+        kv_got.extend(f16_cache_row(&layout, &stored, pl.row(sq, p), kv_dim));
         kv_want.extend_from_slice(&want[i * n + kv.k_col as usize..(i + 1) * n]);
     }
     let c = Check::new(rel_err(&got, &want), matmul_tol(&spec, v)).note(variant_name(v));

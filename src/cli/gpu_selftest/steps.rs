@@ -119,3 +119,15 @@ pub fn filled_cache(
     }
     Ok(FilledCache { gpu, cpu })
 }
+
+/// Cache row `r`'s key and value (`kv_dim` values each) as f32, keys
+/// first, from an f16 cache read back as u16 words in `layout`.
+pub fn f16_cache_row(layout: &KvLayout, cache: &[u16], r: usize, kv_dim: usize) -> Vec<f32> {
+    let page = layout.page_size as usize;
+    let (ko, vo) = layout.row_offsets(r / page, r % page);
+    [ko / 2, vo / 2]
+        .into_iter()
+        .flat_map(|o| cache[o..o + kv_dim].iter())
+        .map(|&b| half::f16::from_bits(b).to_f32())
+        .collect()
+}
