@@ -146,3 +146,37 @@ fn a_missing_model_file_is_refused() {
     let o = rfc(&["run", "/nonexistent/model.gguf", "-p", "hi"]);
     assert_clean_failure(&o, "/nonexistent/model.gguf");
 }
+
+#[test]
+fn a_preset_takes_a_layer_type_and_refuses_one_its_rows_cannot_hold() {
+    let d = tmp();
+    let out = d.path().join("l8.gguf");
+    let o = rfc(&[
+        "synth",
+        "llama8b",
+        out.to_str().unwrap(),
+        "--layers",
+        "1",
+        "--type",
+        "IQ2_XS",
+    ]);
+    assert!(o.status.success(), "synth failed: {}", stderr(&o));
+    let f = GgufFile::open(&out).unwrap();
+    let ty = |name: &str| f.tensor_info(name).unwrap().ty;
+    assert_eq!(ty("blk.0.ffn_down.weight"), GgmlType::IQ2_XS);
+    assert_eq!(ty("blk.0.attn_q.weight"), GgmlType::IQ2_XS);
+    assert_eq!(ty("output.weight"), GgmlType::Q6_K);
+    // qwen05b's 896-wide rows hold no 256-element block.
+    let o = rfc(&[
+        "synth",
+        "qwen05b",
+        d.path().join("q.gguf").to_str().unwrap(),
+        "--layers",
+        "1",
+        "--type",
+        "IQ4_XS",
+    ]);
+    assert_clean_failure(&o, "not a multiple");
+    let o = rfc(&["synth", "llama8b", out.to_str().unwrap(), "--ffn", "64"]);
+    assert_clean_failure(&o, "fixed layout");
+}

@@ -11,13 +11,13 @@ use std::path::PathBuf;
 
 use rocmforge::quant::GgmlType;
 use rocmforge::synth::layout::Layout;
-use rocmforge::synth::{Fill, Preset, TinyArch, TinySpec};
+use rocmforge::synth::{Fill, Preset, RoleTypes, TinyArch, TinySpec};
 
 use super::CmdResult;
 
 #[derive(Debug, clap::Args)]
 #[command(
-    override_usage = "rfc synth qwen05b|llama8b OUT.gguf [--layers N]\n       \
+    override_usage = "rfc synth qwen05b|llama8b OUT.gguf [--layers N] [--type TY]\n       \
                       rfc synth --layout LAYOUT.json OUT.gguf\n       \
                       rfc synth tiny --arch llama|qwen2|mistral|qwen3|gemma3|phi3|qwen3moe|mixtral [OPTIONS] OUT.gguf"
 )]
@@ -161,7 +161,7 @@ fn parse_type(s: &str) -> Result<GgmlType, String> {
     GgmlType::from_name(s).ok_or_else(|| format!("unknown tensor type {s:?}"))
 }
 
-pub fn run(args: SynthArgs) -> CmdResult {
+pub fn run(mut args: SynthArgs) -> CmdResult {
     let pos = &args.positional;
     if let Some(layout) = &args.layout {
         let [out] = pos.as_slice() else {
@@ -218,10 +218,24 @@ pub fn run(args: SynthArgs) -> CmdResult {
     }
     let preset = Preset::from_name(what)
         .ok_or_else(|| format!("unknown model {what:?} (qwen05b, llama8b, tiny, or --layout)"))?;
+    // A preset's layer matrices may take another type (a speed test of that
+    // type at a real shape); its embedding and output keep theirs, as in
+    // llama.cpp's mixes.
+    let layer_ty = args.tiny.ty.take();
     if args.tiny.any_given() {
-        return Err(format!("{what} has a fixed layout: tiny-model options do not apply").into());
+        return Err(format!(
+            "{what} has a fixed layout: tiny-model options other than --type do not apply"
+        )
+        .into());
     }
-    let spec = preset.spec(args.layers)?;
+    let mut spec = preset.spec(args.layers)?;
+    if let Some(ty) = layer_ty {
+        spec.types = RoleTypes {
+            embd: spec.types.embd,
+            output: spec.types.output,
+            ..RoleTypes::uniform(ty)
+        };
+    }
     let written = spec.write_file(Fill::Benchmark, args.seed, &out)?;
     let t = &spec.types;
     let mut types = serde_json::json!({

@@ -16,15 +16,41 @@ pub enum SimdPath {
 }
 
 impl SimdPath {
-    /// The fastest path this CPU supports (detected once, then cached).
+    /// The fastest path this CPU supports (detected once, then cached), or
+    /// the slower one that `RFC_CPU_PATH` (`portable`, `avx2`, `avx512`)
+    /// names: measuring the AVX2 path on an AVX-512 machine needs it. A name
+    /// this CPU cannot run, or no name, gives the fastest path.
     pub fn detect() -> SimdPath {
         static BEST: OnceLock<SimdPath> = OnceLock::new();
         *BEST.get_or_init(|| {
-            [SimdPath::Avx512Vnni, SimdPath::Avx2]
+            let fastest = [SimdPath::Avx512Vnni, SimdPath::Avx2]
                 .into_iter()
                 .find(|p| p.is_available())
-                .unwrap_or(SimdPath::Portable)
+                .unwrap_or(SimdPath::Portable);
+            let asked = std::env::var("RFC_CPU_PATH").ok();
+            match asked.as_deref().map(SimdPath::from_name) {
+                Some(Some(p)) if p.is_available() => p,
+                Some(_) => {
+                    tracing::warn!(
+                        ?asked,
+                        ?fastest,
+                        "RFC_CPU_PATH not usable here; taking the fastest path"
+                    );
+                    fastest
+                }
+                None => fastest,
+            }
         })
+    }
+
+    /// The path `RFC_CPU_PATH` names.
+    pub fn from_name(name: &str) -> Option<SimdPath> {
+        match name {
+            "portable" => Some(SimdPath::Portable),
+            "avx2" => Some(SimdPath::Avx2),
+            "avx512" => Some(SimdPath::Avx512Vnni),
+            _ => None,
+        }
     }
 
     /// Whether this CPU can run the path.
