@@ -279,6 +279,78 @@ fn simd_paths_agree_with_the_portable_path_on_the_same_int8_activations() {
     }
 }
 
+/// `run_matmul` on a pool of `threads` threads (the row tiles, and so
+/// which kernel call computes a row, follow the thread count).
+fn run_matmul_on(
+    threads: usize,
+    path: SimdPath,
+    ty: GgmlType,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+) -> Vec<f32> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(|| run_matmul(path, ty, w, rows, cols, x))
+}
+
+/// The scheduler's promise (a token's logits are the same bits whether it
+/// ran alone or batched with others) rests on every kernel computing a
+/// token's row with the same arithmetic in a token group, in a group's
+/// remainder and alone, on any number of threads. Checked per path, so
+/// that the test binary run on an AVX-512 machine checks those kernels.
+#[test]
+fn a_tokens_result_is_the_same_bits_alone_batched_and_on_any_thread_count() {
+    let mut rng = Rng(11);
+    for ty in QUANT_TYPES.iter().chain(&NEWER_TYPES).copied() {
+        // The real model's widths: 896 (q, k, v, o, gate, up; 28 blocks of
+        // 32) and 4864 (down; 19 super-blocks of 256). 67 rows: no whole
+        // number of 16-row tiles or of 4-row decode blocks.
+        let widths: &[usize] = if ty.block_len() == 256 {
+            &[4864]
+        } else {
+            // And 3 blocks: no whole 512-bit pair.
+            &[896, 96]
+        };
+        for (&cols, path) in widths
+            .iter()
+            .flat_map(|c| SimdPath::available().into_iter().map(move |p| (c, p)))
+        {
+            let (rows, t) = (67, 37);
+            let w = if QUANT_TYPES.contains(&ty) {
+                weights(ty, rows, cols, &mut rng)
+            } else {
+                random_valid_blocks(ty, rows, cols, &mut rng)
+            };
+            let x = rng.vec(t * cols);
+            let batched = run_matmul_on(2, path, ty, &w, rows, cols, &x);
+            for threads in [1, 3] {
+                let other = run_matmul_on(threads, path, ty, &w, rows, cols, &x);
+                let same = batched
+                    .iter()
+                    .zip(&other)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{ty} {path:?}: {threads} threads differ from 2");
+            }
+            // The first of a 16-token group, one inside it, the last of a
+            // group's remainder.
+            for i in [0, 9, 36] {
+                let alone =
+                    run_matmul_on(2, path, ty, &w, rows, cols, &x[i * cols..(i + 1) * cols]);
+                let row = &batched[i * rows..(i + 1) * rows];
+                let same = row
+                    .iter()
+                    .zip(&alone)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{ty} {path:?}: token {i} alone differs from batched");
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_reads_every_bit_pattern_of_random_blocks() {
     let mut rng = Rng(5);

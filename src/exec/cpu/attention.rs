@@ -434,20 +434,18 @@ fn accumulate(
         let m = s.iter().fold(st.max[h], |m, &v| m.max(v));
         let correction = exp(st.max[h] - m);
         st.max[h] = m;
-        let mut sum = 0f32;
+        // Two loops: the exponentials vectorise only apart from the sum,
+        // which stays in key order (the same bits on every path).
         for v in s.iter_mut() {
             *v = exp(*v - m);
-            sum += *v;
         }
+        let sum = s.iter().fold(0f32, |a, &v| a + v);
         st.sum[h] = st.sum[h] * correction + sum;
         if round_weights {
             // ggml multiplies an f16 V with the softmax weights rounded to
             // f16; rounding them relative to the sum so far does the same
             // (exactly so while the keys fit one chunk).
-            let total = st.sum[h];
-            for v in s.iter_mut() {
-                *v = f16::from_f32(*v / total).to_f32() * total;
-            }
+            round_to_f16_of(path, s, st.sum[h]);
         }
         st.acc[h * hd..(h + 1) * hd]
             .iter_mut()
@@ -463,6 +461,42 @@ fn accumulate(
             }
         }
     }
+}
+
+/// `w = f16(w / total) * total` for every weight: eight at a time through
+/// F16C where the path has it (the same round-to-nearest-even as `half`'s
+/// scalar conversion, so the same bits), one at a time elsewhere.
+#[inline(always)]
+fn round_to_f16_of(path: SimdPath, w: &mut [f32], total: f32) {
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    if path != SimdPath::Portable {
+        // SAFETY: every non-portable path implies AVX2 and F16C.
+        i = unsafe { round_to_f16_of_f16c(w, total) };
+    }
+    let _ = path;
+    for v in &mut w[i..] {
+        *v = f16::from_f32(*v / total).to_f32() * total;
+    }
+}
+
+/// The whole groups of eight of [`round_to_f16_of`]; returns how many
+/// weights it rounded.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn round_to_f16_of_f16c(w: &mut [f32], total: f32) -> usize {
+    use std::arch::x86_64::*;
+    let t = _mm256_set1_ps(total);
+    let n = w.len() / 8 * 8;
+    for c in w[..n].chunks_exact_mut(8) {
+        // SAFETY: eight f32 in `c`.
+        unsafe {
+            let v = _mm256_div_ps(_mm256_loadu_ps(c.as_ptr()), t);
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            _mm256_storeu_ps(c.as_mut_ptr(), _mm256_mul_ps(_mm256_cvtph_ps(h), t));
+        }
+    }
+    n
 }
 
 fn check(
