@@ -27,10 +27,10 @@ use std::ops::Range;
 
 use super::super::OutView;
 use super::lattice_unpack::{self as lu, Unpack};
-use super::util::{codebook, f16_at, hsum_ps, nibbles_32};
+use super::util::{f16_at, hsum_ps};
 use crate::exec::cpu::acts::{Q8x256Row, QuantizedActs};
 use crate::exec::cpu::weights::WeightMatrix;
-use crate::quant::blocks::{unpack_scale_min_k4, KVALUES_IQ4NL};
+use crate::quant::blocks::unpack_scale_min_k4;
 
 /// One token's 256-element activation super-block.
 #[derive(Clone, Copy)]
@@ -127,19 +127,6 @@ unsafe fn accumulate_half_signed<const T: usize>(
             let d = _mm256_broadcast_ps(&*(x[t].d.add(4 * h) as *const __m128));
             f[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), d, f[t]);
         }
-    }
-}
-
-/// The i16 lanes [`interleave4`] gives block `4h + i` (lanes `2i`, `2i + 1`
-/// of each 128-bit half), each set to that block's 32-value scale.
-#[inline(always)]
-unsafe fn block_scales(s: &[i16; 8], h: usize) -> __m256i {
-    let b = &s[4 * h..4 * h + 4];
-    unsafe {
-        _mm256_setr_epi16(
-            b[0], b[0], b[1], b[1], b[2], b[2], b[3], b[3], b[0], b[0], b[1], b[1], b[2], b[2],
-            b[3], b[3],
-        )
     }
 }
 
@@ -254,40 +241,6 @@ impl SuperBlock for Q6K {
                 let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums, sc16));
                 let f = _mm256_sub_ps(f[t], per_block(offset, x[t].d));
                 acc[t] = _mm256_fmadd_ps(f, _mm256_set1_ps(d), acc[t]);
-            }
-        }
-    }
-}
-
-struct IQ4XS;
-
-impl SuperBlock for IQ4XS {
-    const BYTES: usize = 136;
-
-    /// Layout: d (f16), scales_h (u16: two high bits per sub-block),
-    /// scales_l[4] (a nibble per sub-block), qs[128]: sub-block `s`
-    /// (activation block `s`) in bytes 16s..16s+16, low nibbles its first
-    /// 16 values; each nibble indexes the IQ4 codebook; scale `ls - 32`.
-    #[inline(always)]
-    unsafe fn accumulate<const T: usize>(p: *const u8, x: [Act; T], acc: &mut [__m256; T]) {
-        unsafe {
-            let d = f16_at(p);
-            let high = (p.add(2) as *const u16).read_unaligned();
-            let sc: [i16; 8] = std::array::from_fn(|s| {
-                let low = (*p.add(4 + s / 2) >> (4 * (s % 2))) & 0xf;
-                (low as i16 | (((high >> (2 * s)) & 3) as i16) << 4) - 32
-            });
-            let book = codebook(&KVALUES_IQ4NL);
-            let mut f = [_mm256_setzero_ps(); T];
-            for h in 0..2 {
-                let w = interleave4(std::array::from_fn(|i| {
-                    let idx = nibbles_32(p.add(8 + 16 * (4 * h + i)));
-                    _mm256_shuffle_epi8(book, idx)
-                }));
-                accumulate_half_signed::<T>(w, block_scales(&sc, h), h, &x, &mut f);
-            }
-            for t in 0..T {
-                acc[t] = _mm256_fmadd_ps(f[t], _mm256_set1_ps(d), acc[t]);
             }
         }
     }
@@ -613,7 +566,12 @@ macro_rules! entry {
 
 entry!(tile_q4_k, tile_q4_k_wide, Q4K);
 entry!(tile_q6_k, tile_q6_k_wide, Q6K);
-entry!(tile_iq4_xs, tile_iq4_xs_wide, IQ4XS);
+entry!(
+    tile_iq4_xs,
+    tile_iq4_xs_wide,
+    tile_unpacked::<lu::Iq4Xs>,
+    tile_unpacked_wide::<lu::Iq4Xs>
+);
 entry!(
     tile_tq1_0,
     tile_tq1_0_wide,

@@ -12,12 +12,13 @@
 
 use std::arch::x86_64::*;
 
-use super::util::{bits_to_bytes, f16_at};
+use super::util::{bits_to_bytes, codebook, f16_at, nibbles_32};
 use crate::exec::cpu::blocks::decode256;
 use crate::quant::blocks::iq_grids::{
     IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID,
 };
 use crate::quant::blocks::lattice::ksign;
+use crate::quant::blocks::KVALUES_IQ4NL;
 use crate::quant::GgmlType;
 
 /// A super-block's integer form in element order: `x[32r + i] = d *
@@ -163,6 +164,7 @@ unpackers!(
     Iq3S => IQ3_S, iq3_s;
     Iq1S => IQ1_S, iq1_s;
     Iq1M => IQ1_M, iq1_m;
+    Iq4Xs => IQ4_XS, iq4_xs;
 );
 
 /// Through the portable decoder (TQ1_0's base-3 digits have no cheap
@@ -384,6 +386,31 @@ unsafe fn iq1_m(p: *const u8) -> Natural {
     }
 }
 
+/// IQ4_XS (not a lattice type, but unpacked the same way so that prefill
+/// looks its codebook up once per row rather than once per token group):
+/// d, scales_h (u16: two high bits per 32 values), scales_l[4] (a nibble
+/// per 32 values), qs[128]: 32 values per 16 bytes, low nibbles first,
+/// each an index into the IQ4 codebook; scale `ls - 32`.
+#[inline(always)]
+unsafe fn iq4_xs(p: *const u8) -> Natural {
+    unsafe {
+        let book = codebook(&KVALUES_IQ4NL);
+        let q = std::array::from_fn(|r| _mm256_shuffle_epi8(book, nibbles_32(p.add(8 + 16 * r))));
+        let high = u16_at(p.add(2)) as u32;
+        let ls: [i16; 8] = std::array::from_fn(|r| {
+            let low = (*p.add(4 + r / 2) as u32 >> (4 * (r % 2))) & 0xf;
+            (low | ((high >> (2 * r)) & 3) << 4) as i16 - 32
+        });
+        let ls = _mm_loadu_si128(ls.as_ptr() as *const __m128i);
+        Natural {
+            q,
+            // Each 32 values' scale for both of its 16-value groups.
+            sc: _mm256_setr_m128i(_mm_unpacklo_epi16(ls, ls), _mm_unpackhi_epi16(ls, ls)),
+            d: f16_at(p),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,5 +470,6 @@ mod tests {
         agrees_with_the_portable_decoder::<Iq3S>();
         agrees_with_the_portable_decoder::<Iq1S>();
         agrees_with_the_portable_decoder::<Iq1M>();
+        agrees_with_the_portable_decoder::<Iq4Xs>();
     }
 }
