@@ -1,6 +1,7 @@
 //! AVX2 kernels for K-quant super-blocks (Q4_K, Q6_K) and the signed
-//! 256-value types (IQ4_XS; the TQ and lattice IQ types through their
-//! portable integer form) against [`Q8x256Row`] activations.
+//! 256-value types (IQ4_XS, the TQ and lattice IQ types, unpacked to their
+//! integer form by [`lattice_unpack`](super::lattice_unpack)) against
+//! [`Q8x256Row`] activations.
 //!
 //! Sub-block scales are small integers, so they are applied inside the
 //! integer dot: `vpmaddubsw` (u8 weights × i8 activations → i16 pairs),
@@ -21,6 +22,13 @@
 //! of the other types, |w| ≤ 62) use `sign(x, w)·|w|`: 127·127·2 < 32768
 //! per i16 pair; times an i16 scale (|sc| ≤ 32) and summed over four
 //! registers, an i32 lane stays below 2^24, exact in f32.
+//!
+//! Unpacking a lattice block (grid table reads, sign masks, the
+//! interleave) costs about as much as dotting it with a few tokens, so
+//! prefill unpacks each row once into a per-thread buffer and runs every
+//! token group of the tile over it; a single token unpacks as it streams.
+//! Both go through [`Unpacked::accumulate`], so a token's result is the
+//! same bits alone or in any group.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -459,10 +467,20 @@ unsafe fn tile_body_unpacked<K: Unpack, const TB: usize>(
     out: &OutView,
 ) {
     unsafe {
-        if toks.len() < 2 {
-            return tile_body::<Lattice<K>, TB>(w, rows, x, toks, out);
-        }
         let nb = w.cols / 256;
+        if toks.len() < 2 {
+            // One row at a time: two rows' unpacked blocks (ten registers
+            // each) would not fit the sixteen of AVX2.
+            for t in toks {
+                let xs = [x.q256_row(t)];
+                for j in rows.clone() {
+                    let p = w.row(j).as_ptr();
+                    let d = rows_x_tokens::<Lattice<K>, 1, 1>([p], xs, nb, 2 * w.row_bytes());
+                    out.set(t, j, d[0][0]);
+                }
+            }
+            return;
+        }
         let mut buf = UNPACKED_ROW.take();
         if buf.len() < nb {
             // SAFETY: plain vector and float data; every entry read is written first.
