@@ -1,6 +1,7 @@
 //! AVX2 kernels for K-quant super-blocks (Q4_K, Q6_K) and the signed
-//! 256-value types (IQ4_XS; the TQ and lattice IQ types through their
-//! portable integer form) against [`Q8x256Row`] activations.
+//! 256-value types (IQ4_XS, the TQ and lattice IQ types, unpacked to their
+//! integer form by [`lattice_unpack`](super::lattice_unpack)) against
+//! [`Q8x256Row`] activations.
 //!
 //! Sub-block scales are small integers, so they are applied inside the
 //! integer dot: `vpmaddubsw` (u8 weights × i8 activations → i16 pairs),
@@ -21,17 +22,23 @@
 //! of the other types, |w| ≤ 62) use `sign(x, w)·|w|`: 127·127·2 < 32768
 //! per i16 pair; times an i16 scale (|sc| ≤ 32) and summed over four
 //! registers, an i32 lane stays below 2^24, exact in f32.
+//!
+//! Unpacking a lattice block (grid table reads, sign masks, the
+//! interleave) costs about as much as dotting it with a few tokens, so
+//! prefill unpacks each row once into a per-thread buffer and runs every
+//! token group of the tile over it; a single token unpacks as it streams.
+//! Both go through [`Unpacked::accumulate`], so a token's result is the
+//! same bits alone or in any group.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::super::OutView;
-use super::util::{codebook, f16_at, hsum_ps, nibbles_32};
+use super::lattice_unpack::{self as lu, Unpack};
+use super::util::{f16_at, hsum_ps};
 use crate::exec::cpu::acts::{Q8x256Row, QuantizedActs};
-use crate::exec::cpu::blocks::decode256;
 use crate::exec::cpu::weights::WeightMatrix;
-use crate::quant::blocks::{unpack_scale_min_k4, KVALUES_IQ4NL};
-use crate::quant::GgmlType;
+use crate::quant::blocks::unpack_scale_min_k4;
 
 /// One token's 256-element activation super-block.
 #[derive(Clone, Copy)]
@@ -128,46 +135,6 @@ unsafe fn accumulate_half_signed<const T: usize>(
             let d = _mm256_broadcast_ps(&*(x[t].d.add(4 * h) as *const __m128));
             f[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), d, f[t]);
         }
-    }
-}
-
-/// The i16 lanes [`interleave4`] gives block `4h + i` (lanes `2i`, `2i + 1`
-/// of each 128-bit half), each set to that block's 32-value scale.
-#[inline(always)]
-unsafe fn block_scales(s: &[i16; 8], h: usize) -> __m256i {
-    let b = &s[4 * h..4 * h + 4];
-    unsafe {
-        _mm256_setr_epi16(
-            b[0], b[0], b[1], b[1], b[2], b[2], b[3], b[3], b[0], b[0], b[1], b[1], b[2], b[2],
-            b[3], b[3],
-        )
-    }
-}
-
-/// The same for 16-value group scales: the low half of a block's lanes
-/// holds its first 16 values (group `2(4h + i)`), the high half the next.
-#[inline(always)]
-unsafe fn group_scales(s: &[i32; 16], h: usize) -> __m256i {
-    let g = |i: usize, half: usize| s[2 * (4 * h + i) + half] as i16;
-    unsafe {
-        _mm256_setr_epi16(
-            g(0, 0),
-            g(0, 0),
-            g(1, 0),
-            g(1, 0),
-            g(2, 0),
-            g(2, 0),
-            g(3, 0),
-            g(3, 0),
-            g(0, 1),
-            g(0, 1),
-            g(1, 1),
-            g(1, 1),
-            g(2, 1),
-            g(2, 1),
-            g(3, 1),
-            g(3, 1),
-        )
     }
 }
 
@@ -287,93 +254,64 @@ impl SuperBlock for Q6K {
     }
 }
 
-struct IQ4XS;
+/// A lattice or ternary super-block unpacked for the integer dot: signed
+/// weights of each half interleaved as the activations ([`interleave4`]),
+/// each half's i16 group scales in the lanes that layout gives them, `d`.
+/// Prefill unpacks a row once into a buffer of these and runs every token
+/// group of the tile over it; decode unpacks each block as it streams by.
+#[derive(Clone, Copy)]
+struct Unpacked {
+    w: [[__m256i; 4]; 2],
+    scales: [__m256i; 2],
+    d: f32,
+}
 
-impl SuperBlock for IQ4XS {
-    const BYTES: usize = 136;
-
-    /// Layout: d (f16), scales_h (u16: two high bits per sub-block),
-    /// scales_l[4] (a nibble per sub-block), qs[128]: sub-block `s`
-    /// (activation block `s`) in bytes 16s..16s+16, low nibbles its first
-    /// 16 values; each nibble indexes the IQ4 codebook; scale `ls - 32`.
+impl Unpacked {
     #[inline(always)]
-    unsafe fn accumulate<const T: usize>(p: *const u8, x: [Act; T], acc: &mut [__m256; T]) {
+    unsafe fn of<K: Unpack>(p: *const u8) -> Self {
         unsafe {
-            let d = f16_at(p);
-            let high = (p.add(2) as *const u16).read_unaligned();
-            let sc: [i16; 8] = std::array::from_fn(|s| {
-                let low = (*p.add(4 + s / 2) >> (4 * (s % 2))) & 0xf;
-                (low as i16 | (((high >> (2 * s)) & 3) as i16) << 4) - 32
-            });
-            let book = codebook(&KVALUES_IQ4NL);
+            let n = K::unpack(p);
+            let pick = load_pick(&Q6K_PICK);
+            Unpacked {
+                w: [
+                    interleave4([n.q[0], n.q[1], n.q[2], n.q[3]]),
+                    interleave4([n.q[4], n.q[5], n.q[6], n.q[7]]),
+                ],
+                // Each half's eight group scales in both 128-bit lanes,
+                // picked as for Q6_K.
+                scales: [
+                    _mm256_shuffle_epi8(_mm256_permute2x128_si256::<0x00>(n.sc, n.sc), pick),
+                    _mm256_shuffle_epi8(_mm256_permute2x128_si256::<0x11>(n.sc, n.sc), pick),
+                ],
+                d: n.d,
+            }
+        }
+    }
+
+    /// Adds this block dotted with each `x[t]` to `acc[t]`.
+    #[inline(always)]
+    unsafe fn accumulate<const T: usize>(&self, x: [Act; T], acc: &mut [__m256; T]) {
+        unsafe {
             let mut f = [_mm256_setzero_ps(); T];
             for h in 0..2 {
-                let w = interleave4(std::array::from_fn(|i| {
-                    let idx = nibbles_32(p.add(8 + 16 * (4 * h + i)));
-                    _mm256_shuffle_epi8(book, idx)
-                }));
-                accumulate_half_signed::<T>(w, block_scales(&sc, h), h, &x, &mut f);
+                accumulate_half_signed::<T>(self.w[h], self.scales[h], h, &x, &mut f);
             }
             for t in 0..T {
-                acc[t] = _mm256_fmadd_ps(f[t], _mm256_set1_ps(d), acc[t]);
+                acc[t] = _mm256_fmadd_ps(f[t], _mm256_set1_ps(self.d), acc[t]);
             }
         }
     }
 }
 
-/// A type decoded to its portable integer form ([`decode256`]: `x = d *
-/// sc[g] * q`, no minimum) a super-block at a time, then multiplied with
-/// the SIMD integer dot: the TQ and lattice IQ types, whose grid lookups
-/// have no cheap vector form here.
-struct Decoded<K>(std::marker::PhantomData<K>);
+/// A [`Unpack`] type as a streamed [`SuperBlock`] (single tokens).
+struct Lattice<K>(std::marker::PhantomData<K>);
 
-/// Which type a [`Decoded`] kernel reads.
-trait DecodedType {
-    const TY: GgmlType;
-}
-
-macro_rules! decoded_types {
-    ($($marker:ident => $ty:ident),* $(,)?) => {
-        $(
-            struct $marker;
-            impl DecodedType for $marker {
-                const TY: GgmlType = GgmlType::$ty;
-            }
-        )*
-    };
-}
-
-decoded_types!(
-    Tq1_0 => TQ1_0,
-    Tq2_0 => TQ2_0,
-    Iq2Xxs => IQ2_XXS,
-    Iq2Xs => IQ2_XS,
-    Iq2S => IQ2_S,
-    Iq3Xxs => IQ3_XXS,
-    Iq3S => IQ3_S,
-    Iq1S => IQ1_S,
-    Iq1M => IQ1_M,
-);
-
-impl<K: DecodedType> SuperBlock for Decoded<K> {
+impl<K: Unpack> SuperBlock for Lattice<K> {
     const BYTES: usize = K::TY.block_bytes();
 
     #[inline(always)]
     unsafe fn accumulate<const T: usize>(p: *const u8, x: [Act; T], acc: &mut [__m256; T]) {
-        unsafe {
-            // SAFETY: the caller's block pointer covers one whole block.
-            let blk = decode256(K::TY, std::slice::from_raw_parts(p, Self::BYTES));
-            let mut f = [_mm256_setzero_ps(); T];
-            for h in 0..2 {
-                let w = interleave4(std::array::from_fn(|i| {
-                    _mm256_loadu_si256(blk.q.as_ptr().add(128 * h + 32 * i) as *const __m256i)
-                }));
-                accumulate_half_signed::<T>(w, group_scales(&blk.sc, h), h, &x, &mut f);
-            }
-            for t in 0..T {
-                acc[t] = _mm256_fmadd_ps(f[t], _mm256_set1_ps(blk.d), acc[t]);
-            }
-        }
+        unsafe { Unpacked::of::<K>(p).accumulate::<T>(x, acc) }
     }
 }
 
@@ -407,6 +345,20 @@ unsafe fn q6k_quarters(p: *const u8, h: usize) -> [__m256i; 4] {
     }
 }
 
+/// Super-block `b` of each token's activations (every row holds more
+/// than `b` blocks).
+#[inline(always)]
+unsafe fn acts_at<const T: usize>(x: &[Q8x256Row; T], b: usize) -> [Act; T] {
+    unsafe {
+        std::array::from_fn(|t| Act {
+            qs: x[t].qs.as_ptr().add(256 * b),
+            d: x[t].d.get_unchecked(b).as_ptr(),
+            bsums: x[t].bsums.get_unchecked(b).as_ptr(),
+            dsum: x[t].dsum.get_unchecked(b).as_ptr(),
+        })
+    }
+}
+
 /// `R` weight rows against `T` tokens. With `ahead > 0` (decode, where each
 /// weight is read once, straight from memory) the rows `ahead` bytes on are
 /// prefetched a super-block at a time.
@@ -420,13 +372,7 @@ unsafe fn rows_x_tokens<B: SuperBlock, const R: usize, const T: usize>(
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); T]; R];
         for b in 0..nb {
-            // In bounds: every row holds nb blocks.
-            let xb: [Act; T] = std::array::from_fn(|t| Act {
-                qs: x[t].qs.as_ptr().add(256 * b),
-                d: x[t].d.get_unchecked(b).as_ptr(),
-                bsums: x[t].bsums.get_unchecked(b).as_ptr(),
-                dsum: x[t].dsum.get_unchecked(b).as_ptr(),
-            });
+            let xb = acts_at(&x, b);
             for r in 0..R {
                 if ahead > 0 {
                     for line in (0..B::BYTES).step_by(64) {
@@ -489,6 +435,101 @@ unsafe fn tile_body<B: SuperBlock, const TB: usize>(
     }
 }
 
+thread_local! {
+    /// Per-thread buffer of one weight row's unpacked super-blocks; grows
+    /// to the longest row seen, then is reused.
+    static UNPACKED_ROW: std::cell::Cell<Vec<Unpacked>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// An unpacked row against `T` tokens, with the arithmetic of
+/// [`rows_x_tokens`] (so a token's result does not depend on its group).
+#[inline(always)]
+unsafe fn unpacked_x_tokens<const T: usize>(row: &[Unpacked], x: [Q8x256Row; T]) -> [f32; T] {
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); T];
+        for (b, u) in row.iter().enumerate() {
+            u.accumulate::<T>(acts_at(&x, b), &mut acc);
+        }
+        acc.map(|a| hsum_ps(a))
+    }
+}
+
+/// [`tile_body`] for the [`Unpack`] types: with several tokens, each row
+/// is unpacked once and every token group reads the unpacked form (the
+/// unpacking costs about as much as a few tokens' dots); a single token
+/// streams the rows as the other types do.
+#[inline(always)]
+unsafe fn tile_body_unpacked<K: Unpack, const TB: usize>(
+    w: &WeightMatrix,
+    rows: Range<usize>,
+    x: &QuantizedActs,
+    toks: Range<usize>,
+    out: &OutView,
+) {
+    unsafe {
+        let nb = w.cols / 256;
+        if toks.len() < 2 {
+            // One row at a time: two rows' unpacked blocks (ten registers
+            // each) would not fit the sixteen of AVX2.
+            for t in toks {
+                let xs = [x.q256_row(t)];
+                for j in rows.clone() {
+                    let p = w.row(j).as_ptr();
+                    let d = rows_x_tokens::<Lattice<K>, 1, 1>([p], xs, nb, 2 * w.row_bytes());
+                    out.set(t, j, d[0][0]);
+                }
+            }
+            return;
+        }
+        let mut buf = UNPACKED_ROW.take();
+        if buf.len() < nb {
+            // SAFETY: plain vector and float data; every entry read is written first.
+            buf.resize(nb, std::mem::zeroed());
+        }
+        let row = &mut buf[..nb];
+        for j in rows {
+            let p = w.row(j).as_ptr();
+            for (b, u) in row.iter_mut().enumerate() {
+                *u = Unpacked::of::<K>(p.add(b * K::TY.block_bytes()));
+            }
+            let mut t = toks.start;
+            while t + TB <= toks.end {
+                let xs: [Q8x256Row; TB] = std::array::from_fn(|u| x.q256_row(t + u));
+                for (u, v) in unpacked_x_tokens::<TB>(row, xs).into_iter().enumerate() {
+                    out.set(t + u, j, v);
+                }
+                t += TB;
+            }
+            for t in t..toks.end {
+                out.set(t, j, unpacked_x_tokens::<1>(row, [x.q256_row(t)])[0]);
+            }
+        }
+        UNPACKED_ROW.set(buf);
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_unpacked<K: Unpack>(
+    w: &WeightMatrix,
+    rows: Range<usize>,
+    x: &QuantizedActs,
+    toks: Range<usize>,
+    out: &OutView,
+) {
+    unsafe { tile_body_unpacked::<K, 4>(w, rows, x, toks, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn tile_unpacked_wide<K: Unpack>(
+    w: &WeightMatrix,
+    rows: Range<usize>,
+    x: &QuantizedActs,
+    toks: Range<usize>,
+    out: &OutView,
+) {
+    unsafe { tile_body_unpacked::<K, 8>(w, rows, x, toks, out) }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tile<B: SuperBlock>(
     w: &WeightMatrix,
@@ -513,6 +554,9 @@ unsafe fn tile_wide<B: SuperBlock>(
 
 macro_rules! entry {
     ($name:ident, $wide:ident, $block:ty) => {
+        entry!($name, $wide, tile::<$block>, tile_wide::<$block>);
+    };
+    ($name:ident, $wide:ident, $tile:expr, $tile_wide:expr) => {
         pub(in super::super) fn $name(
             w: &WeightMatrix,
             rows: Range<usize>,
@@ -521,7 +565,7 @@ macro_rules! entry {
             out: &OutView,
         ) {
             // SAFETY: returned only for paths with AVX2, FMA and F16C (checked by matmul).
-            unsafe { tile::<$block>(w, rows, x, toks, out) }
+            unsafe { $tile(w, rows, x, toks, out) }
         }
 
         pub(in super::super) fn $wide(
@@ -533,20 +577,70 @@ macro_rules! entry {
         ) {
             // SAFETY: returned only for the Avx512Vnni path (checked by matmul),
             // whose features include AVX-512 F/BW/VL.
-            unsafe { tile_wide::<$block>(w, rows, x, toks, out) }
+            unsafe { $tile_wide(w, rows, x, toks, out) }
         }
     };
 }
 
 entry!(tile_q4_k, tile_q4_k_wide, Q4K);
 entry!(tile_q6_k, tile_q6_k_wide, Q6K);
-entry!(tile_iq4_xs, tile_iq4_xs_wide, IQ4XS);
-entry!(tile_tq1_0, tile_tq1_0_wide, Decoded<Tq1_0>);
-entry!(tile_tq2_0, tile_tq2_0_wide, Decoded<Tq2_0>);
-entry!(tile_iq2_xxs, tile_iq2_xxs_wide, Decoded<Iq2Xxs>);
-entry!(tile_iq2_xs, tile_iq2_xs_wide, Decoded<Iq2Xs>);
-entry!(tile_iq2_s, tile_iq2_s_wide, Decoded<Iq2S>);
-entry!(tile_iq3_xxs, tile_iq3_xxs_wide, Decoded<Iq3Xxs>);
-entry!(tile_iq3_s, tile_iq3_s_wide, Decoded<Iq3S>);
-entry!(tile_iq1_s, tile_iq1_s_wide, Decoded<Iq1S>);
-entry!(tile_iq1_m, tile_iq1_m_wide, Decoded<Iq1M>);
+entry!(
+    tile_iq4_xs,
+    tile_iq4_xs_wide,
+    tile_unpacked::<lu::Iq4Xs>,
+    tile_unpacked_wide::<lu::Iq4Xs>
+);
+entry!(
+    tile_tq1_0,
+    tile_tq1_0_wide,
+    tile_unpacked::<lu::Tq1_0>,
+    tile_unpacked_wide::<lu::Tq1_0>
+);
+entry!(
+    tile_tq2_0,
+    tile_tq2_0_wide,
+    tile_unpacked::<lu::Tq2_0>,
+    tile_unpacked_wide::<lu::Tq2_0>
+);
+entry!(
+    tile_iq2_xxs,
+    tile_iq2_xxs_wide,
+    tile_unpacked::<lu::Iq2Xxs>,
+    tile_unpacked_wide::<lu::Iq2Xxs>
+);
+entry!(
+    tile_iq2_xs,
+    tile_iq2_xs_wide,
+    tile_unpacked::<lu::Iq2Xs>,
+    tile_unpacked_wide::<lu::Iq2Xs>
+);
+entry!(
+    tile_iq2_s,
+    tile_iq2_s_wide,
+    tile_unpacked::<lu::Iq2S>,
+    tile_unpacked_wide::<lu::Iq2S>
+);
+entry!(
+    tile_iq3_xxs,
+    tile_iq3_xxs_wide,
+    tile_unpacked::<lu::Iq3Xxs>,
+    tile_unpacked_wide::<lu::Iq3Xxs>
+);
+entry!(
+    tile_iq3_s,
+    tile_iq3_s_wide,
+    tile_unpacked::<lu::Iq3S>,
+    tile_unpacked_wide::<lu::Iq3S>
+);
+entry!(
+    tile_iq1_s,
+    tile_iq1_s_wide,
+    tile_unpacked::<lu::Iq1S>,
+    tile_unpacked_wide::<lu::Iq1S>
+);
+entry!(
+    tile_iq1_m,
+    tile_iq1_m_wide,
+    tile_unpacked::<lu::Iq1M>,
+    tile_unpacked_wide::<lu::Iq1M>
+);

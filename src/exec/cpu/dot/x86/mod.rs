@@ -6,6 +6,7 @@ mod avx2_float;
 mod avx2_k;
 mod avx2_q32;
 mod avx512_q32;
+mod lattice_unpack;
 mod util;
 
 use super::TileKernel;
