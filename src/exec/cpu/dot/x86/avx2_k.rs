@@ -644,3 +644,122 @@ entry!(
     tile_unpacked::<lu::Iq1M>,
     tile_unpacked_wide::<lu::Iq1M>
 );
+
+/// The AVX-512 entry points run these bodies with 8-token groups; no
+/// AVX-512 CPU is at hand where most of this code is written, so the
+/// 8-token form is checked here compiled for AVX2 (same arithmetic, fewer
+/// registers) against the 4-token form, bit for bit.
+#[cfg(test)]
+mod eight_token_groups {
+    use super::*;
+    use crate::exec::cpu::simd::SimdPath;
+    use crate::quant::GgmlType;
+    use crate::synth::{random_data, SynthRng, Values};
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unpacked8<K: Unpack>(
+        w: &WeightMatrix,
+        r: Range<usize>,
+        x: &QuantizedActs,
+        t: Range<usize>,
+        o: &OutView,
+    ) {
+        unsafe { tile_body_unpacked::<K, 8>(w, r, x, t, o) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn blocks8<B: SuperBlock>(
+        w: &WeightMatrix,
+        r: Range<usize>,
+        x: &QuantizedActs,
+        t: Range<usize>,
+        o: &OutView,
+    ) {
+        unsafe { tile_body::<B, 8>(w, r, x, t, o) }
+    }
+
+    type Raw = unsafe fn(&WeightMatrix, Range<usize>, &QuantizedActs, Range<usize>, &OutView);
+
+    fn same_bits(ty: GgmlType, four: Raw, eight: Raw) {
+        let (rows, cols) = (19, 768);
+        let mut rng = SynthRng::new(ty as u64 + 3);
+        let w = random_data(&mut rng, ty, rows * cols, Values::normal(0.0, 0.05)).unwrap();
+        let w = WeightMatrix::new(ty, &w, rows, cols);
+        for t in [2, 9, 21] {
+            let x = rng.normal_vec(t * cols, 0.0, 1.0);
+            let mut acts = QuantizedActs::new();
+            acts.prepare_with(SimdPath::Avx2, &x, t, cols, &[ty])
+                .unwrap();
+            let run = |k: Raw| {
+                let mut out = vec![f32::NAN; t * rows];
+                let view = OutView::new(&mut out, rows, 0);
+                // SAFETY: the test runs only where AVX2, FMA and F16C are present.
+                unsafe { k(&w, 0..rows, &acts, 0..t, &view) };
+                out
+            };
+            let (a, b) = (run(four), run(eight));
+            assert!(a.iter().all(|v| v.is_finite()), "{ty:?} T={t}");
+            let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "{ty:?} T={t}: 8-token groups differ from 4");
+        }
+    }
+
+    #[test]
+    fn eight_token_groups_give_the_four_token_bits() {
+        if !SimdPath::Avx2.is_available() {
+            return;
+        }
+        same_bits(GgmlType::Q4_K, tile::<Q4K>, blocks8::<Q4K>);
+        same_bits(GgmlType::Q6_K, tile::<Q6K>, blocks8::<Q6K>);
+        same_bits(
+            GgmlType::IQ4_XS,
+            tile_unpacked::<lu::Iq4Xs>,
+            unpacked8::<lu::Iq4Xs>,
+        );
+        same_bits(
+            GgmlType::TQ1_0,
+            tile_unpacked::<lu::Tq1_0>,
+            unpacked8::<lu::Tq1_0>,
+        );
+        same_bits(
+            GgmlType::TQ2_0,
+            tile_unpacked::<lu::Tq2_0>,
+            unpacked8::<lu::Tq2_0>,
+        );
+        same_bits(
+            GgmlType::IQ2_XXS,
+            tile_unpacked::<lu::Iq2Xxs>,
+            unpacked8::<lu::Iq2Xxs>,
+        );
+        same_bits(
+            GgmlType::IQ2_XS,
+            tile_unpacked::<lu::Iq2Xs>,
+            unpacked8::<lu::Iq2Xs>,
+        );
+        same_bits(
+            GgmlType::IQ2_S,
+            tile_unpacked::<lu::Iq2S>,
+            unpacked8::<lu::Iq2S>,
+        );
+        same_bits(
+            GgmlType::IQ3_XXS,
+            tile_unpacked::<lu::Iq3Xxs>,
+            unpacked8::<lu::Iq3Xxs>,
+        );
+        same_bits(
+            GgmlType::IQ3_S,
+            tile_unpacked::<lu::Iq3S>,
+            unpacked8::<lu::Iq3S>,
+        );
+        same_bits(
+            GgmlType::IQ1_S,
+            tile_unpacked::<lu::Iq1S>,
+            unpacked8::<lu::Iq1S>,
+        );
+        same_bits(
+            GgmlType::IQ1_M,
+            tile_unpacked::<lu::Iq1M>,
+            unpacked8::<lu::Iq1M>,
+        );
+    }
+}
