@@ -164,16 +164,23 @@ fn iq_tq_and_mxfp4_matmul_matches_f64_reference_on_random_valid_blocks() {
     }
 }
 
+/// Row widths to test `ty` at: `super_block` for 256-element types; for
+/// the 32-element ones 896 (Qwen2.5-0.5B's width, 28 blocks, not a
+/// multiple of 256) and 96 (3 blocks: no whole 512-bit pair).
+fn widths(ty: GgmlType, super_block: &'static [usize]) -> &'static [usize] {
+    if ty.block_len() == 256 {
+        super_block
+    } else {
+        &[896, 96]
+    }
+}
+
 #[test]
 fn iq_tq_and_mxfp4_simd_paths_agree_with_the_portable_path() {
     let mut rng = Rng(13);
     for ty in NEWER_TYPES {
         // 768: an odd number of super-blocks.
-        let widths: &[usize] = if ty.block_len() == 256 {
-            &[1024, 768]
-        } else {
-            &[896, 96]
-        };
+        let widths = widths(ty, &[1024, 768]);
         // 2..: the lattice kernels unpack a row once for the tile's tokens;
         // 131: two whole token tiles and a remainder of 3, below any group.
         for (&cols, t) in widths
@@ -256,13 +263,7 @@ fn float_matmul_matches_f64_reference_within_1e5() {
 fn simd_paths_agree_with_the_portable_path_on_the_same_int8_activations() {
     let mut rng = Rng(3);
     for ty in QUANT_TYPES.iter().chain(&FLOAT_TYPES).copied() {
-        // 896 is Qwen2.5-0.5B's width (not a multiple of 256); 96 is an odd
-        // number of 32-blocks (no whole 512-bit pairs).
-        let widths: &[usize] = if ty.block_len() == 256 {
-            &[1024]
-        } else {
-            &[896, 96]
-        };
+        let widths = widths(ty, &[1024]);
         for (&cols, t) in widths
             .iter()
             .flat_map(|c| [1, 2, 5, 17, 64].map(|t| (c, t)))
@@ -309,15 +310,10 @@ fn run_matmul_on(
 fn a_tokens_result_is_the_same_bits_alone_batched_and_on_any_thread_count() {
     let mut rng = Rng(11);
     for ty in QUANT_TYPES.iter().chain(&NEWER_TYPES).copied() {
-        // The real model's widths: 896 (q, k, v, o, gate, up; 28 blocks of
-        // 32) and 4864 (down; 19 super-blocks of 256). 67 rows: no whole
-        // number of 16-row tiles or of 4-row decode blocks.
-        let widths: &[usize] = if ty.block_len() == 256 {
-            &[4864]
-        } else {
-            // And 3 blocks: no whole 512-bit pair.
-            &[896, 96]
-        };
+        // The real model's widths: 896 (q, k, v, o, gate, up) and 4864
+        // (down; 19 super-blocks of 256). 67 rows: no whole number of
+        // 16-row tiles or of 4-row decode blocks.
+        let widths = widths(ty, &[4864]);
         for (&cols, path) in widths
             .iter()
             .flat_map(|c| SimdPath::available().into_iter().map(move |p| (c, p)))
