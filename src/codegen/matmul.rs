@@ -198,6 +198,13 @@ pub enum MatMulVariant {
     /// barriers a chunk. Compiled where [`MatMulSpec::has_narrow`]; only a
     /// measurement picks it (exec/gpu_model/tune.rs).
     Narrow { tokens: u32 },
+    /// matmul_frag.hip (NVIDIA): `tokens` tokens (8, 16 or 32) x
+    /// [`frag_tiles`] tiles of 16 weight rows per block, from a copy of the
+    /// weights kept in the matrix units' fragment order (4-bit where the
+    /// type's values are), so that each warp load is 512 contiguous bytes.
+    /// Compiled where [`MatMulSpec::has_fragment`]; only a measurement
+    /// picks it (exec/gpu_model/tune.rs).
+    Fragment { tokens: u32 },
 }
 
 /// The variant's short name (`matvec/8`, `matvec_q8/4`, `tiled/32`,
@@ -210,6 +217,7 @@ impl std::fmt::Display for MatMulVariant {
             MatMulVariant::Tiled { tokens } => write!(f, "tiled/{tokens}"),
             MatMulVariant::TiledTall => f.write_str("tiled/tall"),
             MatMulVariant::Narrow { tokens } => write!(f, "narrow/{tokens}"),
+            MatMulVariant::Fragment { tokens } => write!(f, "frag/{tokens}"),
         }
     }
 }
@@ -220,7 +228,7 @@ impl std::str::FromStr for MatMulVariant {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "`{s}` is not a matmul variant (matvec/N, matvec_q8/N, tiled/N, tiled/tall, narrow/N)"
+                "`{s}` is not a matmul variant (matvec/N, matvec_q8/N, tiled/N, tiled/tall, narrow/N, frag/N)"
             )
         };
         let (kind, n) = s.split_once('/').ok_or_else(bad)?;
@@ -237,6 +245,7 @@ impl std::str::FromStr for MatMulVariant {
             "matvec_q8" => Ok(MatMulVariant::VectorQ8 { tokens }),
             "tiled" => Ok(MatMulVariant::Tiled { tokens }),
             "narrow" => Ok(MatMulVariant::Narrow { tokens }),
+            "frag" => Ok(MatMulVariant::Fragment { tokens }),
             _ => Err(bad()),
         }
     }
@@ -349,6 +358,18 @@ const REPACK_MAX_WEIGHTS: u64 = 128 << 20;
 /// decoding them in every tile (H100, docs/PERFORMANCE.md).
 const REPACK_MIN_TOKENS: u32 = 128;
 
+/// The repacked copies of a matrix's weights, by what reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RepackFormat {
+    /// Row-major int8 with block scales (matmul_q8.hip's tiles and narrow
+    /// product).
+    Int8,
+    /// f16 sc·q (matmul_f16k.hip).
+    F16,
+    /// The fragment product's order (matmul_frag.hip).
+    Fragment,
+}
+
 /// The compiled kernels of one variant: the product, and for the int8
 /// prefill the row quantizer that runs before it.
 pub struct MatMulKernel {
@@ -404,6 +425,26 @@ fn narrow_items(items: u32) -> u32 {
 /// not used.
 const NARROW_WARPS: u32 = 8;
 
+/// Token tiles of the fragment product ([`MatMulVariant::Fragment`]).
+pub const FRAG_TOKENS: [u32; 3] = [8, 16, 32];
+
+/// Tiles of 16 weight rows per block of the fragment product: as many as
+/// keep two blocks per SM of an H100 (132) busy, at most 4 (the
+/// activations, read once per block, cost less the more rows share them)
+/// and fewer with more tokens (each tile's and octet's fragments of a
+/// chunk are in registers at once).
+fn frag_tiles(items: u32, tokens: u32) -> u32 {
+    let tiles = items.div_ceil(8);
+    let by_rows = if tiles >= 4 * 264 {
+        4
+    } else if tiles >= 2 * 264 {
+        2
+    } else {
+        1
+    };
+    by_rows.min((32 / tokens).max(1))
+}
+
 /// Tokens per pass of the multi-token int8 matvecs ([`MatMulVariant::VectorQ8`]).
 pub const Q8_PASS_TOKENS: [u32; 3] = [2, 4, 8];
 
@@ -447,6 +488,9 @@ pub struct MatMulArgs {
     pub kept_f16: DevicePtr,
     /// The weights repacked to int8 once, at load (null: not kept).
     pub kept_i8: DevicePtr,
+    /// The weights in the fragment product's order, kept at load (null:
+    /// not kept).
+    pub kept_frag: DevicePtr,
     /// RoPE frequency factors (f32[head_dim/2]) when the spec has them.
     pub freqs: DevicePtr,
 }
@@ -487,6 +531,18 @@ impl MatMulSpec {
         uses_f16_tiles(self, variant)
     }
 
+    /// The copy of the weights `variant` reads, where it
+    /// [repacks](Self::repacks_weights) them.
+    pub fn repack_format(&self, variant: MatMulVariant) -> RepackFormat {
+        if uses_f16_tiles(self, variant) {
+            RepackFormat::F16
+        } else if let MatMulVariant::Fragment { .. } = variant {
+            RepackFormat::Fragment
+        } else {
+            RepackFormat::Int8
+        }
+    }
+
     /// Whether every weight reads as f16 integers sc·q with a super-block
     /// scale (the K-quants with integer sub-scales and at most one min per
     /// 32: Q3_K, Q4_K, Q5_K exactly, Q6_K's products above 2,048 to
@@ -524,7 +580,8 @@ impl MatMulSpec {
         match variant {
             MatMulVariant::Vector { .. }
             | MatMulVariant::VectorQ8 { .. }
-            | MatMulVariant::Narrow { .. } => None,
+            | MatMulVariant::Narrow { .. }
+            | MatMulVariant::Fragment { .. } => None,
             MatMulVariant::Tiled { tokens } => Some(self.tile(tokens)),
             MatMulVariant::TiledTall => Some((64, 192)),
         }
@@ -546,6 +603,38 @@ impl MatMulSpec {
         self.segments.iter().all(|s| int8_tiles_read(s.ty))
             && self.k.is_multiple_of(128)
             && self.rows() as u64 * self.k as u64 <= REPACK_MAX_WEIGHTS
+    }
+
+    /// Whether the fragment product ([`MatMulVariant::Fragment`]) is
+    /// compiled (on NVIDIA): where the narrow product is.
+    pub fn has_fragment(&self) -> bool {
+        self.has_narrow()
+    }
+
+    /// Bits per weight of the fragment copy: 4 where every segment's int8
+    /// values are unsigned 4-bit with a scale and a min per 32 (Q4_K,
+    /// Q4_1), else 8.
+    fn frag_bits(&self) -> u32 {
+        use GgmlType::*;
+        if self.segments.iter().all(|s| matches!(s.ty, Q4_K | Q4_1)) {
+            4
+        } else {
+            8
+        }
+    }
+
+    /// Weight rows of the fragment copy: whole tiles of 8 items.
+    fn frag_rows(&self) -> u64 {
+        (self.rows() as u64 / 2).div_ceil(8) * 16
+    }
+
+    /// Weight rows the repack of `variant` writes: whole tiles for the
+    /// fragment product (zeros past the last item), else every row.
+    fn repack_launch_rows(&self, variant: MatMulVariant) -> u64 {
+        match variant {
+            MatMulVariant::Fragment { .. } => self.frag_rows(),
+            _ => self.rows() as u64,
+        }
     }
 
     /// Whether the tall tile ([`MatMulVariant::TiledTall`]) is compiled: a
@@ -570,6 +659,9 @@ impl MatMulSpec {
         }
         if self.has_narrow() {
             v.extend(NARROW_TOKENS.map(|tokens| MatMulVariant::Narrow { tokens }));
+        }
+        if self.has_fragment() && vendor == Vendor::Cuda {
+            v.extend(FRAG_TOKENS.map(|tokens| MatMulVariant::Fragment { tokens }));
         }
         v
     }
@@ -633,6 +725,7 @@ impl MatMulSpec {
                     && self.k.is_multiple_of(Q8_TILE_K)
             }
             MatMulVariant::Narrow { .. } => self.has_narrow(),
+            MatMulVariant::Fragment { .. } => self.has_fragment(),
         }
     }
 
@@ -640,6 +733,11 @@ impl MatMulSpec {
     /// tokens reads ([`MatMulArgs::xq`]): two int8 terms per element, two
     /// f32 per 32 (scale and sum); 0 for the variants that need none.
     pub fn xq_bytes(&self, variant: MatMulVariant, tokens: u32) -> u64 {
+        if let MatMulVariant::Fragment { .. } = variant {
+            // Per octet of tokens: 16 bytes an element, an f32 scale and
+            // sum per token and 32.
+            return tokens.div_ceil(8) as u64 * 18 * self.k as u64;
+        }
         if uses_f16_tiles(self, variant) {
             // An f16 per element, an f32 sum per 32, an f32 scale.
             let k = self.k as u64;
@@ -658,6 +756,7 @@ impl MatMulSpec {
         let large = match variant {
             MatMulVariant::Tiled { tokens } => tokens >= REPACK_MIN_TOKENS,
             MatMulVariant::TiledTall | MatMulVariant::Narrow { .. } => true,
+            MatMulVariant::Fragment { .. } => return self.has_fragment(),
             MatMulVariant::Vector { .. } | MatMulVariant::VectorQ8 { .. } => false,
         };
         uses_f16_tiles(self, variant)
@@ -693,6 +792,19 @@ impl MatMulSpec {
             return 0;
         }
         let (n, k) = (self.rows() as u64, self.k as u64);
+        if let MatMulVariant::Fragment { .. } = variant {
+            // Values, an f32 scale per SUB and (with mins) an f32 min per 32,
+            // for whole tiles.
+            let rows = self.frag_rows();
+            let mins = if self.has_min() {
+                rows * (k / 32) * 4
+            } else {
+                0
+            };
+            return rows * k * self.frag_bits() as u64 / 8
+                + rows * (k / self.scale_group() as u64) * 4
+                + mins;
+        }
         if uses_f16_tiles(self, variant) {
             // f16 values; per super-block a ratio (its run 16-byte
             // aligned), per 32 a min, per row its last unit.
@@ -753,7 +865,8 @@ impl MatMulSpec {
             _ if uses_q8_tiles(self, variant) => &["quantize_rows", "matmul"],
             MatMulVariant::Tiled { .. }
             | MatMulVariant::TiledTall
-            | MatMulVariant::Narrow { .. } => &["matmul"],
+            | MatMulVariant::Narrow { .. }
+            | MatMulVariant::Fragment { .. } => &["matmul"],
         }
     }
 
@@ -803,6 +916,7 @@ impl MatMulSpec {
             }
             MatMulVariant::TiledTall => format!("matmul_q8_tall_k{}", self.k),
             MatMulVariant::Narrow { tokens } => format!("matmul_q8_narrow_t{tokens}_k{}", self.k),
+            MatMulVariant::Fragment { tokens } => format!("matmul_frag_t{tokens}_k{}", self.k),
         };
         for seg in &self.segments {
             s += &format!("_{}x{}", type_label(seg.ty), seg.rows);
@@ -900,6 +1014,13 @@ impl MatMulSpec {
                     format!("int8 matvec of {tokens} tokens for this matrix (float weights or a row too long)"),
                 ))
             }
+            MatMulVariant::Fragment { .. } if self.has_fragment() => Template::MatMulFrag,
+            MatMulVariant::Fragment { .. } => {
+                return Err(unsupported(
+                    "matmul",
+                    "the fragment product for this matrix (weights that read as int8, k in 128s)",
+                ))
+            }
             _ if uses_f16_tiles(self, variant) => Template::MatMulF16K,
             _ if uses_q8_tiles(self, variant) => Template::MatMulQ8,
             MatMulVariant::Narrow { .. } => {
@@ -949,6 +1070,19 @@ impl MatMulSpec {
                     .define("HAS_MIN", self.has_min() as u32)
                     .define("REPACKED", 1)
                     .define("PIPE_BYTES", 0)
+            }
+            MatMulVariant::Fragment { tokens } => {
+                if !FRAG_TOKENS.contains(&tokens) {
+                    return Err(unsupported(
+                        "matmul",
+                        format!("fragment token tile {tokens} (8, 16 or 32)"),
+                    ));
+                }
+                src.define("NTOK", tokens)
+                    .define("TPB", frag_tiles(self.rows() / 2, tokens))
+                    .define("SUB", self.scale_group())
+                    .define("HAS_MIN", self.has_min() as u32)
+                    .define("FB", self.frag_bits())
             }
             MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => {
                 if let MatMulVariant::Tiled { tokens } = variant {
@@ -1045,6 +1179,14 @@ impl MatMulSpec {
                 ],
                 32 * NARROW_WARPS,
             ),
+            MatMulVariant::Fragment { tokens: nt } => LaunchDims::new(
+                [
+                    items.div_ceil(8).div_ceil(frag_tiles(items, nt)),
+                    tokens.div_ceil(nt).max(1),
+                    1,
+                ],
+                256,
+            ),
             MatMulVariant::Tiled { .. } | MatMulVariant::TiledTall => {
                 let (tm, tn) = self.block_tile(variant).unwrap_or((64, 64));
                 LaunchDims::new([items.div_ceil(tn / 2), tokens.div_ceil(tm).max(1), 1], 256)
@@ -1061,6 +1203,7 @@ impl MatMulSpec {
     /// [`wq_bytes`](Self::wq_bytes) of device memory, until the work is done.
     pub unsafe fn repack(
         &self,
+        variant: MatMulVariant,
         repack: &Kernel,
         stream: &Stream,
         w: &[DevicePtr; MAX_SEGMENTS],
@@ -1072,7 +1215,7 @@ impl MatMulSpec {
             .ptr(w[2])
             .ptr(w[3])
             .ptr(wq);
-        let parts = self.rows() as u64 * (self.k as u64 / 8);
+        let parts = self.repack_launch_rows(variant) * (self.k as u64 / 8);
         let blocks = u32::try_from(parts.div_ceil(256)).map_err(|_| {
             crate::backend::BackendError::Invalid(format!(
                 "{parts} weight parts to repack exceed one grid"
@@ -1100,13 +1243,13 @@ impl MatMulSpec {
         }
         let (mut x, mut w0) = (a.x, a.w[0]);
         if let Some(r) = &kernel.repack {
-            let kept = if uses_f16_tiles(self, variant) {
-                a.kept_f16
-            } else {
-                a.kept_i8
+            let kept = match self.repack_format(variant) {
+                RepackFormat::F16 => a.kept_f16,
+                RepackFormat::Int8 => a.kept_i8,
+                RepackFormat::Fragment => a.kept_frag,
             };
             w0 = if kept.is_null() {
-                self.repack(r, stream, &a.w, a.wq)?;
+                self.repack(variant, r, stream, &a.w, a.wq)?;
                 a.wq
             } else {
                 kept
@@ -1239,6 +1382,49 @@ mod tests {
             "narrow/32".parse(),
             Ok(MatMulVariant::Narrow { tokens: 32 })
         );
+    }
+
+    #[test]
+    fn the_fragment_product_keeps_4_bit_weights_4_bit_in_whole_tiles_on_nvidia_only() {
+        let f8 = MatMulVariant::Fragment { tokens: 8 };
+        let f32_ = MatMulVariant::Fragment { tokens: 32 };
+        // Q4_K: 4-bit values, an f32 scale and min per 32, 16-row tiles.
+        let gate_up = spec(GgmlType::Q4_K, 2 * 14336, 4096);
+        assert!(gate_up.has_fragment());
+        assert_eq!(gate_up.repack_format(f8), RepackFormat::Fragment);
+        assert_eq!(gate_up.source(f8).unwrap().template, Template::MatMulFrag);
+        assert_eq!(
+            gate_up.wq_bytes(f8),
+            28672 * 4096 / 2 + 28672 * 128 * 4 + 28672 * 128 * 4
+        );
+        // Mixed with Q6_K: int8 values, scales per 16, mins per 32.
+        let qkv = llama3_8b_qkv();
+        assert_eq!(
+            qkv.wq_bytes(f8),
+            6144 * 4096 + 6144 * 256 * 4 + 6144 * 128 * 4
+        );
+        // A partial tile is stored whole: 20 items are 3 tiles of 8.
+        let small = spec(GgmlType::Q8_0, 40, 256);
+        assert_eq!(small.wq_bytes(f8), 48 * 256 + 48 * 8 * 4);
+        assert_eq!(small.repack_launch_rows(f8), 48);
+        // Activations: 16 bytes an element and 8 of scales per 32, per octet.
+        assert_eq!(gate_up.xq_bytes(f8, 9), 2 * 18 * 4096);
+        // Tiles per block: 4 with 8 tokens on 1,792 tiles, 1 with 32.
+        assert_eq!(gate_up.dims(f8, 5, 32).grid, [1792 / 4, 1, 1]);
+        assert_eq!(gate_up.dims(f32_, 40, 32).grid, [1792, 2, 1]);
+        assert_eq!(qkv.dims(f8, 8, 32).grid, [384, 1, 1]);
+        // Compiled for NVIDIA only, for 8, 16 or 32 tokens.
+        assert!(gate_up.variants(Vendor::Cuda).contains(&f8));
+        assert!(!gate_up.variants(Vendor::Hip).contains(&f8));
+        assert!(gate_up
+            .source(MatMulVariant::Fragment { tokens: 4 })
+            .is_err());
+        assert!(spec(GgmlType::Q2_K, 96, 512).source(f8).is_err());
+        assert_eq!(
+            "frag/16".parse(),
+            Ok(MatMulVariant::Fragment { tokens: 16 })
+        );
+        assert_eq!(f32_.to_string(), "frag/32");
     }
 
     #[test]

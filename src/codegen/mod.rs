@@ -34,7 +34,8 @@ pub use experts::{ExpertsArgs, ExpertsSpec, RouterSpec};
 pub use kv_layout::KvLayout;
 pub use kv_store::{KvStoreArgs, KvStoreSpec};
 pub use matmul::{
-    KvEpilogue, MatMulArgs, MatMulKernel, MatMulSpec, MatMulVariant, RopeEpilogue, Segment,
+    KvEpilogue, MatMulArgs, MatMulKernel, MatMulSpec, MatMulVariant, RepackFormat, RopeEpilogue,
+    Segment,
 };
 pub use rows::RowOp;
 pub use source::{KernelSource, Template, GPU_TYPES};

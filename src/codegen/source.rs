@@ -35,6 +35,9 @@ pub enum Template {
     /// The prefill matmul of K-quant weights (Q3_K..Q6_K) as f16 integers
     /// sc·q on the f16 matrix units (NVIDIA).
     MatMulF16K,
+    /// The few-token product from the weights kept in the matrix units'
+    /// fragment order (NVIDIA).
+    MatMulFrag,
     Attention,
     /// Keys and values into the paged cache, in its element types.
     KvStore,
@@ -53,6 +56,7 @@ impl Template {
             Template::MatMul => "matmul",
             Template::MatMulQ8 => "matmul_q8",
             Template::MatMulF16K => "matmul_f16k",
+            Template::MatMulFrag => "matmul_frag",
             Template::Attention => "attention",
             Template::KvStore => "kv_store",
             Template::Rows => "rows",
@@ -68,6 +72,7 @@ impl Template {
             Template::MatMul => include_str!("../../kernel_templates/matmul.hip"),
             Template::MatMulQ8 => include_str!("../../kernel_templates/matmul_q8.hip"),
             Template::MatMulF16K => include_str!("../../kernel_templates/matmul_f16k.hip"),
+            Template::MatMulFrag => include_str!("../../kernel_templates/matmul_frag.hip"),
             Template::Attention => include_str!("../../kernel_templates/attention.hip"),
             Template::KvStore => include_str!("../../kernel_templates/kv_store.hip"),
             Template::Rows => include_str!("../../kernel_templates/rows.hip"),
@@ -92,7 +97,7 @@ impl Template {
         match self {
             Template::MatVec => &[Q, I, N, P, E],
             Template::MatMul => &[Q, I, N, P, E, T],
-            Template::MatVecQ8 => &[Q, I, N, P, E, R],
+            Template::MatVecQ8 | Template::MatMulFrag => &[Q, I, N, P, E, R],
             Template::MatMulQ8 | Template::MatMulF16K => &[Q, I, N, P, E, T, A, R],
             Template::Rows | Template::Experts => &[Q, I, N],
             Template::Elementwise => &[P],

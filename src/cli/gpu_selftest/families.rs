@@ -49,6 +49,8 @@ pub fn all(s: &mut Suite) {
         .chain([
             (2, MatMulVariant::Narrow { tokens: 16 }),
             (29, MatMulVariant::Narrow { tokens: 32 }),
+            (6, MatMulVariant::Fragment { tokens: 8 }),
+            (29, MatMulVariant::Fragment { tokens: 32 }),
         ])
         .collect();
     for scaling in ["yarn", "longrope"] {

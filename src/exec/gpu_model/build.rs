@@ -16,7 +16,7 @@ use crate::codegen::plan::{
 };
 use crate::codegen::{
     AttentionArgs, AttentionKernelSpec, ExpertsArgs, ExpertsSpec, KernelCache, KvStoreArgs,
-    KvStoreSpec, MatMulArgs, RouterSpec, RowOp,
+    KvStoreSpec, MatMulArgs, RepackFormat, RouterSpec, RowOp,
 };
 use crate::exec::cpu::KvTypes;
 use crate::ir::{Dim, Epilogue, Graph, InputKind, NodeId, Op, Prologue, Role};
@@ -345,8 +345,9 @@ impl Places<'_> {
             pages_per_seq: self.pages_per_seq,
             xq: self.xq_scratch,
             wq: self.wq_scratch,
-            kept_f16: self.resident.get(id, true),
-            kept_i8: self.resident.get(id, false),
+            kept_f16: self.resident.get(id, RepackFormat::F16),
+            kept_i8: self.resident.get(id, RepackFormat::Int8),
+            kept_frag: self.resident.get(id, RepackFormat::Fragment),
             ..Default::default()
         };
         for (i, w) in self.graph.operand_list(id, Role::W).into_iter().enumerate() {

@@ -19,7 +19,7 @@ use super::super::graph_facts::unsupported;
 use super::weights::DeviceWeights;
 use super::ExecError;
 use crate::backend::{BackendError, DeviceBuffer, DevicePtr, Gpu, Stream};
-use crate::codegen::matmul::{MatMulVariant, MAX_SEGMENTS};
+use crate::codegen::matmul::{MatMulVariant, RepackFormat, MAX_SEGMENTS};
 use crate::codegen::plan::{matmul_spec, PlanOptions};
 use crate::codegen::KernelCache;
 use crate::ir::{Graph, NodeId, Op, Role};
@@ -32,7 +32,7 @@ const FREE_SHARE: f64 = 0.125;
 #[derive(Default)]
 pub struct ResidentRepacks {
     buffers: Vec<DeviceBuffer>,
-    by_node: HashMap<(NodeId, bool), DevicePtr>,
+    by_node: HashMap<(NodeId, RepackFormat), DevicePtr>,
 }
 
 impl ResidentRepacks {
@@ -57,13 +57,13 @@ impl ResidentRepacks {
             }
             let spec = matmul_spec(graph, id, opts)?;
             // One copy per format some compiled variant reads: the f16
-            // sc·q of the K-quants' 128-token tiles and the int8 of the
-            // other tiles and the narrow product.
-            let mut formats: Vec<(bool, MatMulVariant)> = Vec::new();
+            // sc·q of the K-quants' 128-token tiles, the int8 of the other
+            // tiles and the narrow product, the fragment product's order.
+            let mut formats: Vec<(RepackFormat, MatMulVariant)> = Vec::new();
             for v in spec.variants(gpu.info().vendor) {
-                let f16 = spec.takes_f16_tiles(v);
-                if spec.repacks_weights(v) && !formats.iter().any(|(f, _)| *f == f16) {
-                    formats.push((f16, v));
+                let f = spec.repack_format(v);
+                if spec.repacks_weights(v) && !formats.iter().any(|(g, _)| *g == f) {
+                    formats.push((f, v));
                 }
             }
             let mut w = [DevicePtr::NULL; MAX_SEGMENTS];
@@ -72,14 +72,14 @@ impl ResidentRepacks {
                     .ptr(n)
                     .ok_or_else(|| unsupported(graph, id, "a weight operand was not uploaded"))?;
             }
-            for (f16, v) in formats {
+            for (format, v) in formats {
                 let bytes = spec.wq_bytes(v) as usize;
                 if bytes > budget {
                     tracing::info!(
                         node = %graph.node(id).name,
                         bytes,
                         budget,
-                        f16,
+                        ?format,
                         "weights repack per step: no room to keep them"
                     );
                     continue;
@@ -102,20 +102,20 @@ impl ResidentRepacks {
                 // SAFETY: `w` addresses the node's uploaded weights, `buf` holds
                 // `wq_bytes`; both outlive the queued work (the caller waits for
                 // the stream before returning the model).
-                unsafe { spec.repack(repack, stream, &w, buf.ptr())? };
+                unsafe { spec.repack(v, repack, stream, &w, buf.ptr())? };
                 budget -= bytes;
-                out.by_node.insert((id, f16), buf.ptr());
+                out.by_node.insert((id, format), buf.ptr());
                 out.buffers.push(buf);
             }
         }
         Ok(out)
     }
 
-    /// The weights of matmul `id` repacked to f16 (`f16`) or int8, when
-    /// kept; else null.
-    pub fn get(&self, id: NodeId, f16: bool) -> DevicePtr {
+    /// The weights of matmul `id` repacked in `format`, when kept; else
+    /// null.
+    pub fn get(&self, id: NodeId, format: RepackFormat) -> DevicePtr {
         self.by_node
-            .get(&(id, f16))
+            .get(&(id, format))
             .copied()
             .unwrap_or(DevicePtr::NULL)
     }

@@ -70,9 +70,15 @@ pub fn pick(table: &VariantTable, t: u32) -> Option<MatMulVariant> {
 /// The compiled variants worth timing for `t` tokens: a token count per
 /// pass (or tile) within a factor of 4 below and 2 above the step's.
 pub fn candidates(compiled: &[MatMulVariant], t: u32) -> Vec<MatMulVariant> {
+    let skipped = skipped_kinds();
     compiled
         .iter()
         .copied()
+        .filter(|v| {
+            let name = v.to_string();
+            let kind = name.split('/').next().unwrap_or("");
+            !skipped.iter().any(|s| s == kind)
+        })
         .filter(|v| match *v {
             MatMulVariant::Vector { tokens: 1 } => false,
             MatMulVariant::Vector { tokens: n }
@@ -83,9 +89,19 @@ pub fn candidates(compiled: &[MatMulVariant], t: u32) -> Vec<MatMulVariant> {
             // 8B's down projection: narrow/16 at 4 tokens 0.053 ms against
             // matvec/4 at 2 tokens 0.079 on the H100).
             MatMulVariant::Narrow { tokens: n } => t >= 2 && t <= 2 * n,
+            // The same, from its smallest tile up.
+            MatMulVariant::Fragment { tokens: n } => t >= 2 && t <= 2 * n && (n == 8 || 2 * t > n),
             MatMulVariant::TiledTall => t >= 64,
         })
         .collect()
+}
+
+/// Variant kinds left out of the timing (`RFC_TUNE_SKIP=frag,narrow`): a
+/// developer's A/B of one kind against the rest on the same build.
+fn skipped_kinds() -> Vec<String> {
+    std::env::var("RFC_TUNE_SKIP")
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default()
 }
 
 /// Whether tuning is on (`RFC_MATMUL_TUNE=0` turns it off).
