@@ -221,9 +221,15 @@ fn a_damaged_code_object_is_a_kernels_checksum_mismatch() {
 
 /// The plan options the artifact's kernels were compiled with.
 fn plan_options(a: &Artifact) -> PlanOptions {
+    // The target's vendor: the two compile different variants (the tall
+    // tile and the fragment product are NVIDIA's only).
+    let vendor = match &a.target {
+        ArtifactTarget::Gpu(t) => t.vendor(),
+        ArtifactTarget::Cpu => panic!("a GPU artifact"),
+    };
     PlanOptions {
         page_size: a.plan.page_size as u32,
-        vendor: rocmforge::backend::Vendor::Cuda,
+        vendor,
         kv: Default::default(),
     }
 }
