@@ -770,6 +770,66 @@ fn attention_matches_naive_softmax_on(
     }
 }
 
+/// A prefill step attends in tiles of tokens (heads of a kv head × tokens
+/// in the lanes): each token's output must be the same bits as that token
+/// alone, on every path.
+#[test]
+fn attention_of_a_token_is_the_same_bits_alone_and_in_a_prefill_tile() {
+    let mut rng = Rng(53);
+    let sc = scene([100, 9], 16, &mut rng);
+    // 70 tokens of sequence 0 (tiles of 21 with 6 heads on 2 kv heads,
+    // cut at pages and chunks anywhere) and sequence 1's 9 after them.
+    let (mut pos, mut seq) = (vec![], vec![]);
+    for p in 30..100 {
+        pos.push(p);
+        seq.push(0);
+    }
+    for p in 0..9 {
+        pos.push(p);
+        seq.push(1);
+    }
+    let nh = 6;
+    let q = rng.vec(pos.len() * nh * HD);
+    let scale = 1.0 / (HD as f32).sqrt();
+    for window in [None, Some(40)] {
+        let shape = AttentionShape {
+            n_heads: nh,
+            n_kv_heads: N_KV,
+            head_dim: HD,
+            scale,
+            sliding_window: window,
+            softcap: None,
+        };
+        let run = |path, pos: &[i32], seq: &[i32], q: &[f32]| {
+            let places = TokenPlaces {
+                positions: pos,
+                seq_ids: seq,
+                page_table: &sc.page_table,
+                pages_per_seq: sc.pps,
+            };
+            let mut out = vec![f32::NAN; q.len()];
+            attention_with(path, &shape, q, &sc.kv, 1, &places, &mut out).unwrap();
+            out
+        };
+        let expected = naive_attention(&sc, &q, &pos, &seq, nh, scale as f64, window);
+        for path in SimdPath::available() {
+            let all = run(path, &pos, &seq, &q);
+            assert!(rel_err(&all, &expected) < 1e-3, "{path:?} {window:?}");
+            let w = nh * HD;
+            for t in 0..pos.len() {
+                let alone = run(path, &pos[t..=t], &seq[t..=t], &q[t * w..(t + 1) * w]);
+                assert!(
+                    alone
+                        .iter()
+                        .zip(&all[t * w..(t + 1) * w])
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{path:?} {window:?}: token {t} alone differs from the step"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn attention_refuses_a_position_beyond_the_page_table() {
     let mut rng = Rng(47);

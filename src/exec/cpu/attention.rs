@@ -16,6 +16,7 @@
 use half::f16;
 use rayon::prelude::*;
 
+use super::attention_lanes::{attend_tile, Tile, MAX_ROWS};
 use super::error::KernelError;
 use super::key_dot::{QueryBlocks, QK};
 use super::kv_cache::{KvCache, KvRun, KvType};
@@ -85,9 +86,9 @@ pub fn attention(
 /// groups are split (each part re-reads the keys).
 const GROUP: usize = 8;
 /// Largest head_dim the stack buffers hold.
-const MAX_HEAD_DIM: usize = 256;
+pub(super) const MAX_HEAD_DIM: usize = 256;
 /// Keys scored before their values are accumulated.
-const CHUNK: usize = 32;
+pub(super) const CHUNK: usize = 32;
 
 /// [`attention`] on an explicit path, with the arguments gathered.
 pub fn attention_with(
@@ -108,6 +109,10 @@ pub fn attention_with(
         .find(|&g| n_rep.is_multiple_of(g))
         .unwrap_or(1);
     let width = shape.n_heads * hd;
+    if !matches!(kv.kv_types().k, KvType::Q8_0 | KvType::Q4_0) {
+        attention_tiles(path, shape, group, q, kv, layer, places, out);
+        return Ok(());
+    }
     // One task per (token, run of up to GROUP heads sharing a kv head).
     let task = |(i, o): (usize, &mut [f32])| {
         let (t, h0) = (i * group / shape.n_heads, (i * group) % shape.n_heads);
@@ -132,6 +137,68 @@ pub fn attention_with(
         out.par_chunks_mut(group * hd).enumerate().for_each(task);
     }
     Ok(())
+}
+
+/// Float keys: one task per (tile of tokens, run of `group` heads sharing a
+/// kv head). A tile is up to [`MAX_ROWS`] rows of consecutive tokens of one
+/// sequence whose visible keys start at the same position.
+#[allow(clippy::too_many_arguments)]
+fn attention_tiles(
+    path: SimdPath,
+    shape: &AttentionShape,
+    group: usize,
+    q: &[f32],
+    kv: &KvCache,
+    layer: usize,
+    places: &TokenPlaces,
+    out: &mut [f32],
+) {
+    let (hd, n_tok) = (shape.head_dim, places.positions.len());
+    let n_rep = shape.n_heads / shape.n_kv_heads;
+    let groups = shape.n_heads / group;
+    let per_tile = (MAX_ROWS / group).max(1);
+    let width = shape.n_heads * hd;
+    let his: Vec<usize> = places.positions.iter().map(|&p| p as usize).collect();
+    let lo = |t: usize| visible(shape, places.positions[t]).0;
+    let mut slots: Vec<Option<&mut [f32]>> = out.chunks_mut(group * hd).map(Some).collect();
+    let mut tasks = Vec::new();
+    let mut t = 0;
+    while t < n_tok {
+        let mut e = t + 1;
+        while e < n_tok
+            && e - t < per_tile
+            && places.seq_ids[e] == places.seq_ids[t]
+            && lo(e) == lo(t)
+        {
+            e += 1;
+        }
+        for g in 0..groups {
+            let outs: Vec<&mut [f32]> = (t..e)
+                .map(|u| slots[u * groups + g].take().expect("each slot taken once"))
+                .collect();
+            tasks.push((t, e, g, outs));
+        }
+        t = e;
+    }
+    let task = |(t, e, g, mut outs): (usize, usize, usize, Vec<&mut [f32]>)| {
+        let h0 = g * group;
+        let qs: Vec<&[f32]> = (t..e)
+            .map(|u| &q[u * width + h0 * hd..u * width + (h0 + group) * hd])
+            .collect();
+        let tile = Tile {
+            seq: places.seq_ids[t],
+            lo: lo(t),
+            his: &his[t..e],
+            kv_head: h0 / n_rep,
+            heads: group,
+        };
+        attend_tile(path, kv, layer, places, shape, &tile, &qs, &mut outs);
+    };
+    if tasks.len() <= 1 {
+        tasks.into_iter().for_each(task);
+    } else {
+        tasks.into_par_iter().for_each(task);
+    }
 }
 
 /// Positions `lo..=p` visible from position `p`.
@@ -578,4 +645,115 @@ fn check(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::cpu::kv_cache::KvTypes;
+    use crate::rng::Rng;
+
+    /// The per-token kernel's output for every token of the step, as
+    /// before tiles: one task per token and kv head.
+    fn per_token(
+        path: SimdPath,
+        shape: &AttentionShape,
+        q: &[f32],
+        kv: &KvCache,
+        places: &TokenPlaces,
+    ) -> Vec<f32> {
+        let hd = shape.head_dim;
+        let n_rep = shape.n_heads / shape.n_kv_heads;
+        let mut out = vec![f32::NAN; q.len()];
+        let width = shape.n_heads * hd;
+        for (t, o) in out.chunks_mut(width).enumerate() {
+            for (g, o) in o.chunks_mut(n_rep * hd).enumerate() {
+                let qs = &q[t * width + g * n_rep * hd..t * width + (g + 1) * n_rep * hd];
+                let window = visible(shape, places.positions[t]);
+                attend(
+                    path,
+                    kv,
+                    0,
+                    places,
+                    places.seq_ids[t],
+                    window,
+                    g,
+                    shape,
+                    qs,
+                    o,
+                );
+            }
+        }
+        out
+    }
+
+    /// Tiles change the speed, not the numbers: every token's output is the
+    /// per-token kernel's, bit for bit, over head sizes (a multiple of 8 or
+    /// not), page sizes that cut chunks short, windows, soft-capping and
+    /// value types with and without the f16 rounding of the weights.
+    #[test]
+    fn tiles_give_the_per_token_kernels_bits() {
+        let mut rng = Rng::new(7);
+        let cases = [
+            (64, 16, None, None, KvType::F16),
+            (256, 32, Some(50), None, KvType::F16),
+            (20, 4, None, Some(30.0), KvType::F32),
+            (128, 8, Some(7), None, KvType::Bf16),
+            (64, 32, None, None, KvType::Q8_0),
+        ];
+        for (hd, page, window, softcap, v) in cases {
+            let (n_kv, n_heads, pps) = (2, 14, 16);
+            let types = KvTypes {
+                k: if v == KvType::Q8_0 { KvType::F16 } else { v },
+                v,
+            };
+            let mut kv = KvCache::with_types(1, n_kv, hd, page, 2 * pps, types).unwrap();
+            let page_table: Vec<i32> = (0..2 * pps as i32).rev().collect();
+            let lens = [(pps * page).min(140), 37];
+            for s in 0..2 {
+                for p in 0..lens[s] {
+                    let k = rng.normal_vec(n_kv * hd, 0.0, 1.0);
+                    let vv = rng.normal_vec(n_kv * hd, 0.0, 1.0);
+                    kv.write_tokens(0, &k, &vv, &[p as i32], &[s as i32], &page_table, pps)
+                        .unwrap();
+                }
+            }
+            // A prefill of sequence 0, then decodes and a short prefill
+            // of sequence 1 in the same step.
+            let mut pos: Vec<i32> = (5..lens[0] as i32).collect();
+            let mut seq = vec![0; pos.len()];
+            pos.extend([36, 0, 1, 2, 30]);
+            seq.extend([1, 1, 1, 1, 1]);
+            let q = rng.normal_vec(pos.len() * n_heads * hd, 0.0, 2.0);
+            let shape = AttentionShape {
+                n_heads,
+                n_kv_heads: n_kv,
+                head_dim: hd,
+                scale: 1.0 / (hd as f32).sqrt(),
+                sliding_window: window,
+                softcap,
+            };
+            let places = TokenPlaces {
+                positions: &pos,
+                seq_ids: &seq,
+                page_table: &page_table,
+                pages_per_seq: pps,
+            };
+            for path in SimdPath::available() {
+                let want = per_token(path, &shape, &q, &kv, &places);
+                let mut got = vec![f32::NAN; q.len()];
+                attention_with(path, &shape, &q, &kv, 0, &places, &mut got).unwrap();
+                let same = got
+                    .iter()
+                    .zip(&want)
+                    .filter(|(a, b)| a.to_bits() == b.to_bits())
+                    .count();
+                assert_eq!(
+                    same,
+                    got.len(),
+                    "hd {hd} page {page} {window:?} {softcap:?} {v} {path:?}"
+                );
+            }
+        }
+    }
 }

@@ -11,6 +11,7 @@
 
 mod acts;
 mod attention;
+mod attention_lanes;
 mod blocks;
 mod dot;
 mod elementwise;
