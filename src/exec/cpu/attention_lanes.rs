@@ -377,6 +377,28 @@ mod lanes_avx2 {
     const KEYS: usize = 6;
     const DIMS: usize = 6;
 
+    /// `f::<n, vb>(args)` for a block of `n` (1..=6) keys or dims by `vb`
+    /// (1 or 2) row vectors: the sizes as constants, so the accumulators
+    /// stay in registers.
+    macro_rules! by_block {
+        ($f:ident, $n:expr, $vb:expr, ($($a:expr),*)) => {
+            match ($n, $vb) {
+                (6, 2) => $f::<6, 2>($($a),*),
+                (5, 2) => $f::<5, 2>($($a),*),
+                (4, 2) => $f::<4, 2>($($a),*),
+                (3, 2) => $f::<3, 2>($($a),*),
+                (2, 2) => $f::<2, 2>($($a),*),
+                (1, 2) => $f::<1, 2>($($a),*),
+                (6, _) => $f::<6, 1>($($a),*),
+                (5, _) => $f::<5, 1>($($a),*),
+                (4, _) => $f::<4, 1>($($a),*),
+                (3, _) => $f::<3, 1>($($a),*),
+                (2, _) => $f::<2, 1>($($a),*),
+                _ => $f::<1, 1>($($a),*),
+            }
+        };
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn scores(
         qt: &[f32],
@@ -396,20 +418,7 @@ mod lanes_avx2 {
                 let vb = (nv - v).min(2);
                 // SAFETY: the block lies inside qt, k and s (callers' shapes).
                 unsafe {
-                    match (kb, vb) {
-                        (6, 2) => score_block::<6, 2>(qt, k, hd, rw, scale, s, j, v),
-                        (5, 2) => score_block::<5, 2>(qt, k, hd, rw, scale, s, j, v),
-                        (4, 2) => score_block::<4, 2>(qt, k, hd, rw, scale, s, j, v),
-                        (3, 2) => score_block::<3, 2>(qt, k, hd, rw, scale, s, j, v),
-                        (2, 2) => score_block::<2, 2>(qt, k, hd, rw, scale, s, j, v),
-                        (1, 2) => score_block::<1, 2>(qt, k, hd, rw, scale, s, j, v),
-                        (6, _) => score_block::<6, 1>(qt, k, hd, rw, scale, s, j, v),
-                        (5, _) => score_block::<5, 1>(qt, k, hd, rw, scale, s, j, v),
-                        (4, _) => score_block::<4, 1>(qt, k, hd, rw, scale, s, j, v),
-                        (3, _) => score_block::<3, 1>(qt, k, hd, rw, scale, s, j, v),
-                        (2, _) => score_block::<2, 1>(qt, k, hd, rw, scale, s, j, v),
-                        _ => score_block::<1, 1>(qt, k, hd, rw, scale, s, j, v),
-                    }
+                    by_block!(score_block, kb, vb, (qt, k, hd, rw, scale, s, j, v));
                 }
                 v += vb;
             }
@@ -521,20 +530,7 @@ mod lanes_avx2 {
                 let vb = (nv - r).min(2);
                 // SAFETY: the block lies inside ot, p, v and corr.
                 unsafe {
-                    match (db, vb) {
-                        (6, 2) => value_block::<6, 2>(ot, p, v, hd, rw, corr, d, r),
-                        (5, 2) => value_block::<5, 2>(ot, p, v, hd, rw, corr, d, r),
-                        (4, 2) => value_block::<4, 2>(ot, p, v, hd, rw, corr, d, r),
-                        (3, 2) => value_block::<3, 2>(ot, p, v, hd, rw, corr, d, r),
-                        (2, 2) => value_block::<2, 2>(ot, p, v, hd, rw, corr, d, r),
-                        (1, 2) => value_block::<1, 2>(ot, p, v, hd, rw, corr, d, r),
-                        (6, _) => value_block::<6, 1>(ot, p, v, hd, rw, corr, d, r),
-                        (5, _) => value_block::<5, 1>(ot, p, v, hd, rw, corr, d, r),
-                        (4, _) => value_block::<4, 1>(ot, p, v, hd, rw, corr, d, r),
-                        (3, _) => value_block::<3, 1>(ot, p, v, hd, rw, corr, d, r),
-                        (2, _) => value_block::<2, 1>(ot, p, v, hd, rw, corr, d, r),
-                        _ => value_block::<1, 1>(ot, p, v, hd, rw, corr, d, r),
-                    }
+                    by_block!(value_block, db, vb, (ot, p, v, hd, rw, corr, d, r));
                 }
                 r += vb;
             }
