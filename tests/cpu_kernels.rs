@@ -732,6 +732,36 @@ fn attention_matches_naive_softmax_over_two_interleaved_paged_sequences_with_gqa
     }
 }
 
+/// Layer 1's attention of `q` (`nh` heads of HD, scaled by 1/√HD) over the
+/// scene's cache, on `path`.
+fn attention_in(
+    sc: &Scene,
+    path: SimdPath,
+    nh: usize,
+    window: Option<usize>,
+    pos: &[i32],
+    seq: &[i32],
+    q: &[f32],
+) -> Vec<f32> {
+    let shape = AttentionShape {
+        n_heads: nh,
+        n_kv_heads: N_KV,
+        head_dim: HD,
+        scale: 1.0 / (HD as f32).sqrt(),
+        sliding_window: window,
+        softcap: None,
+    };
+    let places = TokenPlaces {
+        positions: pos,
+        seq_ids: seq,
+        page_table: &sc.page_table,
+        pages_per_seq: sc.pps,
+    };
+    let mut out = vec![f32::NAN; q.len()];
+    attention_with(path, &shape, q, &sc.kv, 1, &places, &mut out).unwrap();
+    out
+}
+
 fn attention_matches_naive_softmax_on(
     page: usize,
     lens: [usize; 2],
@@ -746,22 +776,7 @@ fn attention_matches_naive_softmax_on(
     for window in [None, Some(1), Some(5), Some(20)] {
         let expected = naive_attention(&sc, &q, pos, seq, nh, scale as f64, window);
         for path in SimdPath::available() {
-            let shape = AttentionShape {
-                n_heads: nh,
-                n_kv_heads: N_KV,
-                head_dim: HD,
-                scale,
-                sliding_window: window,
-                softcap: None,
-            };
-            let places = TokenPlaces {
-                positions: pos,
-                seq_ids: seq,
-                page_table: &sc.page_table,
-                pages_per_seq: sc.pps,
-            };
-            let mut out = vec![f32::NAN; q.len()];
-            attention_with(path, &shape, &q, &sc.kv, 1, &places, &mut out).unwrap();
+            let out = attention_in(&sc, path, nh, window, pos, seq, &q);
             let err = rel_err(&out, &expected);
             // The f16 cache rounds q and the softmax weights to f16 as ggml
             // does (relative 2^-11 each): the reference keeps them exact.
@@ -792,24 +807,8 @@ fn attention_of_a_token_is_the_same_bits_alone_and_in_a_prefill_tile() {
     let q = rng.vec(pos.len() * nh * HD);
     let scale = 1.0 / (HD as f32).sqrt();
     for window in [None, Some(40)] {
-        let shape = AttentionShape {
-            n_heads: nh,
-            n_kv_heads: N_KV,
-            head_dim: HD,
-            scale,
-            sliding_window: window,
-            softcap: None,
-        };
         let run = |path, pos: &[i32], seq: &[i32], q: &[f32]| {
-            let places = TokenPlaces {
-                positions: pos,
-                seq_ids: seq,
-                page_table: &sc.page_table,
-                pages_per_seq: sc.pps,
-            };
-            let mut out = vec![f32::NAN; q.len()];
-            attention_with(path, &shape, q, &sc.kv, 1, &places, &mut out).unwrap();
-            out
+            attention_in(&sc, path, nh, window, pos, seq, q)
         };
         let expected = naive_attention(&sc, &q, &pos, &seq, nh, scale as f64, window);
         for path in SimdPath::available() {

@@ -158,7 +158,6 @@ fn attention_tiles(
     let groups = shape.n_heads / group;
     let per_tile = (MAX_ROWS / group).max(1);
     let width = shape.n_heads * hd;
-    let his: Vec<usize> = places.positions.iter().map(|&p| p as usize).collect();
     let lo = |t: usize| visible(shape, places.positions[t]).0;
     let mut slots: Vec<Option<&mut [f32]>> = out.chunks_mut(group * hd).map(Some).collect();
     let mut tasks = Vec::new();
@@ -188,7 +187,7 @@ fn attention_tiles(
         let tile = Tile {
             seq: places.seq_ids[t],
             lo: lo(t),
-            his: &his[t..e],
+            positions: &places.positions[t..e],
             kv_head: h0 / n_rep,
             heads: group,
         };

@@ -31,8 +31,9 @@ const LANES: usize = 8;
 pub(super) struct Tile<'a> {
     pub seq: i32,
     pub lo: usize,
-    /// Each token's last visible position.
-    pub his: &'a [usize],
+    /// Each token's position: its last visible key (checked
+    /// non-negative before any task ran).
+    pub positions: &'a [i32],
     pub kv_head: usize,
     pub heads: usize,
 }
@@ -45,7 +46,7 @@ thread_local! {
 }
 
 /// `outs[i][h*hd..]` = attention of `qs[i][h*hd..]` (token `i`, head `h`
-/// of the tile's kv head) over its sequence's keys `lo..=his[i]`.
+/// of the tile's kv head) over its sequence's keys `lo..=positions[i]`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn attend_tile(
     path: SimdPath,
@@ -106,7 +107,7 @@ fn attend_tile_body(
     outs: &mut [&mut [f32]],
 ) {
     let (hd, ps, row) = (shape.head_dim, kv.page_size(), kv.row_len());
-    let rows = tile.his.len() * tile.heads;
+    let rows = tile.positions.len() * tile.heads;
     let rw = rows.div_ceil(LANES) * LANES;
     let mut buf = SCRATCH.take();
     let need = 2 * MAX_HEAD_DIM * MAX_ROWS + CHUNK * MAX_ROWS + 2 * CHUNK * MAX_HEAD_DIM;
@@ -138,12 +139,13 @@ fn attend_tile_body(
     }
     // Per lane: last visible position, running max and sum. Padding lanes
     // see every key (their q is 0; they are never written out).
-    let top = tile.his.iter().copied().max().unwrap_or(tile.lo);
+    let his = || tile.positions.iter().map(|&p| p as usize);
+    let top = his().max().unwrap_or(tile.lo);
     let mut hi = [top; MAX_ROWS];
-    for (i, &h) in tile.his.iter().enumerate() {
+    for (i, h) in his().enumerate() {
         hi[i * tile.heads..(i + 1) * tile.heads].fill(h);
     }
-    let low = tile.his.iter().copied().min().unwrap_or(tile.lo);
+    let low = his().min().unwrap_or(tile.lo);
     let mut max = [f32::NEG_INFINITY; MAX_ROWS];
     let mut sum = [0f32; MAX_ROWS];
     let mut corr = [0f32; MAX_ROWS];
@@ -377,6 +379,26 @@ mod lanes_avx2 {
     const KEYS: usize = 6;
     const DIMS: usize = 6;
 
+    /// `body` for every block of up to `most` of `n` (keys or dims, from
+    /// `i`, `ib` of them) by one or two of `nv` row vectors (from `v`, `vb`
+    /// of them).
+    macro_rules! each_block {
+        ($n:expr, $most:expr, $nv:expr, |$i:ident, $ib:ident, $v:ident, $vb:ident| $body:expr) => {{
+            let (n, nv) = ($n, $nv);
+            let mut $i = 0;
+            while $i < n {
+                let $ib = (n - $i).min($most);
+                let mut $v = 0;
+                while $v < nv {
+                    let $vb = (nv - $v).min(2);
+                    $body;
+                    $v += $vb;
+                }
+                $i += $ib;
+            }
+        }};
+    }
+
     /// `f::<n, vb>(args)` for a block of `n` (1..=6) keys or dims by `vb`
     /// (1 or 2) row vectors: the sizes as constants, so the accumulators
     /// stay in registers.
@@ -408,22 +430,11 @@ mod lanes_avx2 {
         scale: f32,
         s: &mut [f32],
     ) {
-        let len = k.len() / hd;
         let nv = rw / 8;
-        let mut j = 0;
-        while j < len {
-            let kb = (len - j).min(KEYS);
-            let mut v = 0;
-            while v < nv {
-                let vb = (nv - v).min(2);
-                // SAFETY: the block lies inside qt, k and s (callers' shapes).
-                unsafe {
-                    by_block!(score_block, kb, vb, (qt, k, hd, rw, scale, s, j, v));
-                }
-                v += vb;
-            }
-            j += kb;
-        }
+        // SAFETY: each block lies inside qt, k and s (callers' shapes).
+        each_block!(k.len() / hd, KEYS, nv, |j, kb, v, vb| unsafe {
+            by_block!(score_block, kb, vb, (qt, k, hd, rw, scale, s, j, v))
+        });
     }
 
     /// Chain `c` of [`super::scores`] for a block of keys and row vectors.
@@ -522,20 +533,10 @@ mod lanes_avx2 {
         corr: &[f32],
     ) {
         let nv = rw / 8;
-        let mut d = 0;
-        while d < hd {
-            let db = (hd - d).min(DIMS);
-            let mut r = 0;
-            while r < nv {
-                let vb = (nv - r).min(2);
-                // SAFETY: the block lies inside ot, p, v and corr.
-                unsafe {
-                    by_block!(value_block, db, vb, (ot, p, v, hd, rw, corr, d, r));
-                }
-                r += vb;
-            }
-            d += db;
-        }
+        // SAFETY: each block lies inside ot, p, v and corr.
+        each_block!(hd, DIMS, nv, |d, db, r, vb| unsafe {
+            by_block!(value_block, db, vb, (ot, p, v, hd, rw, corr, d, r))
+        });
     }
 
     #[inline(always)]
