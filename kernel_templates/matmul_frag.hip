@@ -36,8 +36,9 @@
 //     memory (in warp order: any step sums alike) before the epilogue.
 //
 // Defines: K (a multiple of 128), NTOK (8, 16 or 32), TPB (tiles per
-// block), SUB (16 or 32), HAS_MIN, FB (4 or 8; 4 needs SUB = 32 and
-// unsigned 4-bit values), SEGi_*, EPS_BITS with PROLOGUE_RMS, the
+// block: 1, 2 or 4), PIPE (1: the next chunk's loads in flight during this
+// one's products), SUB (16 or 32), HAS_MIN, FB (4 or 8; 4 needs SUB = 32
+// and unsigned 4-bit values), SEGi_*, EPS_BITS with PROLOGUE_RMS, the
 // epilogue's. Grids: repack_weights ceil(TILES * 16 * K / 8 / 256),
 // quantize_rows (T), matmul (ceil(TILES / TPB), ceil(T / NTOK)); all 256
 // threads.
@@ -218,22 +219,25 @@ RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][o][e] = 0.0f;
 
-    for (int c = warp; c < CHUNKS; c += 8) {
-        // Every load of the chunk first: their latencies overlap.
+    // One chunk's fragments and scales, all loaded before any is used:
+    // their latencies overlap.
+    struct Chunk {
         u32x4 wf[TPB][WPC], xf[NO][4];
         f4 wd[TPB][2][NS / 4], wm[TPB][2], xd[NO][2], xs[NO][2];
+    };
+    auto load = [&](Chunk& k, int c) {
 #pragma unroll
         for (int i = 0; i < TPB; i++) {
 #pragma unroll
             for (int h = 0; h < WPC; h++)
-                wf[i][h] = *(const u32x4*)(wv + ((u64)tile[i] * (GROUPS * FB / 8) + c * WPC + h) * 512);
+                k.wf[i][h] = *(const u32x4*)(wv + ((u64)tile[i] * (GROUPS * FB / 8) + c * WPC + h) * 512);
 #pragma unroll
             for (int r = 0; r < 2; r++) {
                 const u64 row = ((u64)tile[i] * CHUNKS + c) * 16 + g + 8 * r;
 #pragma unroll
-                for (int s = 0; s < NS / 4; s++) wd[i][r][s] = *(const f4*)(wd_g + row * NS + 4 * s);
+                for (int s = 0; s < NS / 4; s++) k.wd[i][r][s] = *(const f4*)(wd_g + row * NS + 4 * s);
 #if HAS_MIN
-                wm[i][r] = *(const f4*)(wm_g + row * 4);
+                k.wm[i][r] = *(const f4*)(wm_g + row * 4);
 #else
                 (void)wm_g;
 #endif
@@ -243,28 +247,29 @@ RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
         for (int o = 0; o < NO; o++) {
             const int oc = min(o0 + o, (T - 1) / 8);
 #pragma unroll
-            for (int h = 0; h < 4; h++) xf[o][h] = *(const u32x4*)(xv + ((u64)oc * GROUPS + c * 4 + h) * 512);
+            for (int h = 0; h < 4; h++) k.xf[o][h] = *(const u32x4*)(xv + ((u64)oc * GROUPS + c * 4 + h) * 512);
 #pragma unroll
             for (int j = 0; j < 2; j++) {
                 const u64 at = (((u64)oc * CHUNKS + c) * 8 + 2 * q + j) * 4;
-                xd[o][j] = *(const f4*)(xd_g + at);
+                k.xd[o][j] = *(const f4*)(xd_g + at);
 #if HAS_MIN
-                xs[o][j] = *(const f4*)(xs_g + at);
+                k.xs[o][j] = *(const f4*)(xs_g + at);
 #else
                 (void)xs_g;
 #endif
             }
         }
-
+    };
+    auto multiply = [&](const Chunk& k) {
 #pragma unroll
         for (int gi = 0; gi < 4; gi++) {
 #pragma unroll
             for (int i = 0; i < TPB; i++) {
                 u32 a[4];
                 if (FB == 8) {
-                    a[0] = wf[i][gi].x, a[1] = wf[i][gi].y, a[2] = wf[i][gi].z, a[3] = wf[i][gi].w;
+                    a[0] = k.wf[i][gi].x, a[1] = k.wf[i][gi].y, a[2] = k.wf[i][gi].z, a[3] = k.wf[i][gi].w;
                 } else {
-                    const u32x4 w = wf[i][gi / 2];
+                    const u32x4 w = k.wf[i][gi / 2];
                     const int sh = 4 * (gi % 2);
                     a[0] = (w.x >> sh) & 0x0F0F0F0Fu, a[1] = (w.y >> sh) & 0x0F0F0F0Fu;
                     a[2] = (w.z >> sh) & 0x0F0F0F0Fu, a[3] = (w.w >> sh) & 0x0F0F0F0Fu;
@@ -272,29 +277,46 @@ RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
 #pragma unroll
                 for (int o = 0; o < NO; o++) {
                     int v[2][4];
-                    group_products(a, xf[o][gi], v);
+                    group_products(a, k.xf[o][gi], v);
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         // Accumulator e: weight row g + 8 (e / 2), token 2q + e % 2.
                         const int r = e / 2, j = e % 2;
-                        const float dx = f4_at(xd[o][j], gi);
+                        const float dx = f4_at(k.xd[o][j], gi);
                         float sum;
                         if (SUB == 32) {
-                            sum = f4_at(wd[i][r][0], gi) * (float)v[0][e];
+                            sum = f4_at(k.wd[i][r][0], gi) * (float)v[0][e];
                         } else {
-                            const f4 s = wd[i][r][gi / 2];
+                            const f4 s = k.wd[i][r][gi / 2];
                             sum = f4_at(s, 2 * (gi % 2)) * (float)v[0][e] + f4_at(s, 2 * (gi % 2) + 1) * (float)v[1][e];
                         }
                         float a_ = fmaf(sum, dx, acc[i][o][e]);
 #if HAS_MIN
-                        a_ = fmaf(-f4_at(wm[i][r], gi), f4_at(xs[o][j], gi), a_);
+                        a_ = fmaf(-f4_at(k.wm[i][r], gi), f4_at(k.xs[o][j], gi), a_);
 #endif
                         acc[i][o][e] = a_;
                     }
                 }
             }
         }
+    };
+#if PIPE
+    // Two chunks in flight per warp: the next one's loads are issued before
+    // this one's products (the last warp-chunk reloads itself, unused).
+    Chunk cur, next;
+    load(cur, min(warp, CHUNKS - 1));
+    for (int c = warp; c < CHUNKS; c += 8) {
+        load(next, min(c + 8, CHUNKS - 1));
+        multiply(cur);
+        cur = next;
     }
+#else
+    for (int c = warp; c < CHUNKS; c += 8) {
+        Chunk k;
+        load(k, c);
+        multiply(k);
+    }
+#endif
 
     // The warps' partial sums, one tile at a time, in warp order; then each
     // (token, item) pair's epilogue.

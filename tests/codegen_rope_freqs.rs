@@ -65,10 +65,12 @@ fn the_qkv_epilogue_reads_the_frequency_factors() {
     // One fused QKV matmul: every variant, the int8 passes its short
     // quantized rows take, the narrow product's token tiles and (NVIDIA,
     // the default options' vendor) the fragment product's.
-    use rocmforge::codegen::matmul::{FRAG_TOKENS, MATMUL_VARIANTS, NARROW_TOKENS, Q8_PASS_TOKENS};
+    use rocmforge::codegen::matmul::{
+        FRAG_VARIANTS, MATMUL_VARIANTS, NARROW_TOKENS, Q8_PASS_TOKENS,
+    };
     assert_eq!(
         rope.len(),
-        MATMUL_VARIANTS.len() + Q8_PASS_TOKENS.len() + NARROW_TOKENS.len() + FRAG_TOKENS.len(),
+        MATMUL_VARIANTS.len() + Q8_PASS_TOKENS.len() + NARROW_TOKENS.len() + FRAG_VARIANTS.len(),
         "one fused QKV matmul"
     );
     for (label, text) in rope {

@@ -198,13 +198,20 @@ pub enum MatMulVariant {
     /// barriers a chunk. Compiled where [`MatMulSpec::has_narrow`]; only a
     /// measurement picks it (exec/gpu_model/tune.rs).
     Narrow { tokens: u32 },
-    /// matmul_frag.hip (NVIDIA): `tokens` tokens (8, 16 or 32) x
-    /// [`frag_tiles`] tiles of 16 weight rows per block, from a copy of the
+    /// matmul_frag.hip (NVIDIA): `tokens` tokens (8, 16 or 32) x `tiles`
+    /// tiles of 16 weight rows per block (1, 2 or 4), from a copy of the
     /// weights kept in the matrix units' fragment order (4-bit where the
-    /// type's values are), so that each warp load is 512 contiguous bytes.
-    /// Compiled where [`MatMulSpec::has_fragment`]; only a measurement
-    /// picks it (exec/gpu_model/tune.rs).
-    Fragment { tokens: u32 },
+    /// type's values are), so that each warp load is 512 contiguous bytes;
+    /// with `pipe`, each warp issues its next chunk's loads before this
+    /// one's products. Which form is fastest depends on the matrix (more
+    /// tiles share the activations' loads, fewer fill more SMs and keep
+    /// registers for a second chunk in flight: on the H100 Llama-3-8B's
+    /// gate|up at 8 tokens takes 0.068 ms with 4 tiles, 0.043 with 1), so
+    /// [`FRAG_VARIANTS`] are all compiled where
+    /// [`MatMulSpec::has_fragment`] and only a measurement picks one
+    /// (exec/gpu_model/tune.rs). Every form sums in the same order: the
+    /// same bits.
+    Fragment { tokens: u32, tiles: u32, pipe: bool },
 }
 
 /// The variant's short name (`matvec/8`, `matvec_q8/4`, `tiled/32`,
@@ -217,7 +224,11 @@ impl std::fmt::Display for MatMulVariant {
             MatMulVariant::Tiled { tokens } => write!(f, "tiled/{tokens}"),
             MatMulVariant::TiledTall => f.write_str("tiled/tall"),
             MatMulVariant::Narrow { tokens } => write!(f, "narrow/{tokens}"),
-            MatMulVariant::Fragment { tokens } => write!(f, "frag/{tokens}"),
+            MatMulVariant::Fragment {
+                tokens,
+                tiles,
+                pipe,
+            } => write!(f, "frag/{tokens}x{tiles}{}", if *pipe { "p" } else { "" }),
         }
     }
 }
@@ -228,12 +239,22 @@ impl std::str::FromStr for MatMulVariant {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "`{s}` is not a matmul variant (matvec/N, matvec_q8/N, tiled/N, tiled/tall, narrow/N, frag/N)"
+                "`{s}` is not a matmul variant (matvec/N, matvec_q8/N, tiled/N, tiled/tall, narrow/N, frag/NxT, frag/NxTp)"
             )
         };
         let (kind, n) = s.split_once('/').ok_or_else(bad)?;
         if (kind, n) == ("tiled", "tall") {
             return Ok(MatMulVariant::TiledTall);
+        }
+        if kind == "frag" {
+            let (n, pipe) = n.strip_suffix('p').map_or((n, false), |n| (n, true));
+            let (tokens, tiles) = n.split_once('x').ok_or_else(bad)?;
+            let num = |v: &str| v.parse::<u32>().ok().filter(|&t| (1..=256).contains(&t));
+            return Ok(MatMulVariant::Fragment {
+                tokens: num(tokens).ok_or_else(bad)?,
+                tiles: num(tiles).ok_or_else(bad)?,
+                pipe,
+            });
         }
         let tokens: u32 = n
             .parse()
@@ -245,7 +266,6 @@ impl std::str::FromStr for MatMulVariant {
             "matvec_q8" => Ok(MatMulVariant::VectorQ8 { tokens }),
             "tiled" => Ok(MatMulVariant::Tiled { tokens }),
             "narrow" => Ok(MatMulVariant::Narrow { tokens }),
-            "frag" => Ok(MatMulVariant::Fragment { tokens }),
             _ => Err(bad()),
         }
     }
@@ -428,22 +448,40 @@ const NARROW_WARPS: u32 = 8;
 /// Token tiles of the fragment product ([`MatMulVariant::Fragment`]).
 pub const FRAG_TOKENS: [u32; 3] = [8, 16, 32];
 
-/// Tiles of 16 weight rows per block of the fragment product: as many as
-/// keep two blocks per SM of an H100 (132) busy, at most 4 (the
-/// activations, read once per block, cost less the more rows share them)
-/// and fewer with more tokens (each tile's and octet's fragments of a
-/// chunk are in registers at once).
-fn frag_tiles(items: u32, tokens: u32) -> u32 {
-    let tiles = items.div_ceil(8);
-    let by_rows = if tiles >= 4 * 264 {
-        4
-    } else if tiles >= 2 * 264 {
-        2
-    } else {
-        1
-    };
-    by_rows.min((32 / tokens).max(1))
-}
+/// Tiles of 16 weight rows per block of the fragment product.
+pub const FRAG_TILES: [u32; 3] = [1, 2, 4];
+
+/// The forms of the fragment product compiled for a matrix: every token
+/// tile with every tile count whose fragments fit the registers (tiles x
+/// tokens up to 64), each also pipelined where two chunks' fragments fit
+/// (up to 32).
+pub const FRAG_VARIANTS: [MatMulVariant; 14] = {
+    let mut v = [MatMulVariant::Vector { tokens: 1 }; 14];
+    let mut n = 0;
+    let mut i = 0;
+    while i < FRAG_TOKENS.len() {
+        let mut j = 0;
+        while j < FRAG_TILES.len() {
+            let (tokens, tiles) = (FRAG_TOKENS[i], FRAG_TILES[j]);
+            let mut pipe = 0;
+            while pipe < 2 {
+                if tokens * tiles <= if pipe == 1 { 32 } else { 64 } {
+                    v[n] = MatMulVariant::Fragment {
+                        tokens,
+                        tiles,
+                        pipe: pipe == 1,
+                    };
+                    n += 1;
+                }
+                pipe += 1;
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(n == 14);
+    v
+};
 
 /// Tokens per pass of the multi-token int8 matvecs ([`MatMulVariant::VectorQ8`]).
 pub const Q8_PASS_TOKENS: [u32; 3] = [2, 4, 8];
@@ -661,7 +699,7 @@ impl MatMulSpec {
             v.extend(NARROW_TOKENS.map(|tokens| MatMulVariant::Narrow { tokens }));
         }
         if self.has_fragment() && vendor == Vendor::Cuda {
-            v.extend(FRAG_TOKENS.map(|tokens| MatMulVariant::Fragment { tokens }));
+            v.extend(FRAG_VARIANTS);
         }
         v
     }
@@ -916,7 +954,15 @@ impl MatMulSpec {
             }
             MatMulVariant::TiledTall => format!("matmul_q8_tall_k{}", self.k),
             MatMulVariant::Narrow { tokens } => format!("matmul_q8_narrow_t{tokens}_k{}", self.k),
-            MatMulVariant::Fragment { tokens } => format!("matmul_frag_t{tokens}_k{}", self.k),
+            MatMulVariant::Fragment {
+                tokens,
+                tiles,
+                pipe,
+            } => format!(
+                "matmul_frag_t{tokens}x{tiles}{}_k{}",
+                if pipe { "p" } else { "" },
+                self.k
+            ),
         };
         for seg in &self.segments {
             s += &format!("_{}x{}", type_label(seg.ty), seg.rows);
@@ -1071,15 +1117,20 @@ impl MatMulSpec {
                     .define("REPACKED", 1)
                     .define("PIPE_BYTES", 0)
             }
-            MatMulVariant::Fragment { tokens } => {
-                if !FRAG_TOKENS.contains(&tokens) {
+            MatMulVariant::Fragment {
+                tokens,
+                tiles,
+                pipe,
+            } => {
+                if !FRAG_VARIANTS.contains(&variant) {
                     return Err(unsupported(
                         "matmul",
-                        format!("fragment token tile {tokens} (8, 16 or 32)"),
+                        format!("fragment product {variant} (one of FRAG_VARIANTS)"),
                     ));
                 }
                 src.define("NTOK", tokens)
-                    .define("TPB", frag_tiles(self.rows() / 2, tokens))
+                    .define("TPB", tiles)
+                    .define("PIPE", pipe as u32)
                     .define("SUB", self.scale_group())
                     .define("HAS_MIN", self.has_min() as u32)
                     .define("FB", self.frag_bits())
@@ -1179,9 +1230,11 @@ impl MatMulSpec {
                 ],
                 32 * NARROW_WARPS,
             ),
-            MatMulVariant::Fragment { tokens: nt } => LaunchDims::new(
+            MatMulVariant::Fragment {
+                tokens: nt, tiles, ..
+            } => LaunchDims::new(
                 [
-                    items.div_ceil(8).div_ceil(frag_tiles(items, nt)),
+                    items.div_ceil(8).div_ceil(tiles),
                     tokens.div_ceil(nt).max(1),
                     1,
                 ],
@@ -1386,17 +1439,24 @@ mod tests {
 
     #[test]
     fn the_fragment_product_keeps_4_bit_weights_4_bit_in_whole_tiles_on_nvidia_only() {
-        let f8 = MatMulVariant::Fragment { tokens: 8 };
-        let f32_ = MatMulVariant::Fragment { tokens: 32 };
+        let frag = |tokens, tiles, pipe| MatMulVariant::Fragment {
+            tokens,
+            tiles,
+            pipe,
+        };
+        let f8 = frag(8, 4, false);
+        let f32_ = frag(32, 1, true);
         // Q4_K: 4-bit values, an f32 scale and min per 32, 16-row tiles.
         let gate_up = spec(GgmlType::Q4_K, 2 * 14336, 4096);
         assert!(gate_up.has_fragment());
         assert_eq!(gate_up.repack_format(f8), RepackFormat::Fragment);
         assert_eq!(gate_up.source(f8).unwrap().template, Template::MatMulFrag);
-        assert_eq!(
-            gate_up.wq_bytes(f8),
-            28672 * 4096 / 2 + 28672 * 128 * 4 + 28672 * 128 * 4
-        );
+        // Every form reads the same copy.
+        let bytes = 28672 * 4096 / 2 + 28672 * 128 * 4 + 28672 * 128 * 4;
+        for v in FRAG_VARIANTS {
+            assert_eq!(gate_up.wq_bytes(v), bytes, "{v}");
+            assert_eq!(gate_up.repack_format(v), RepackFormat::Fragment, "{v}");
+        }
         // Mixed with Q6_K: int8 values, scales per 16, mins per 32.
         let qkv = llama3_8b_qkv();
         assert_eq!(
@@ -1409,22 +1469,40 @@ mod tests {
         assert_eq!(small.repack_launch_rows(f8), 48);
         // Activations: 16 bytes an element and 8 of scales per 32, per octet.
         assert_eq!(gate_up.xq_bytes(f8, 9), 2 * 18 * 4096);
-        // Tiles per block: 4 with 8 tokens on 1,792 tiles, 1 with 32.
+        // The variant's tiles per block set the grid (1,792 tiles) and the
+        // kernel's TPB; the pipelined form is its own kernel.
         assert_eq!(gate_up.dims(f8, 5, 32).grid, [1792 / 4, 1, 1]);
         assert_eq!(gate_up.dims(f32_, 40, 32).grid, [1792, 2, 1]);
-        assert_eq!(qkv.dims(f8, 8, 32).grid, [384, 1, 1]);
-        // Compiled for NVIDIA only, for 8, 16 or 32 tokens.
-        assert!(gate_up.variants(Vendor::Cuda).contains(&f8));
+        assert_eq!(gate_up.dims(frag(16, 2, false), 40, 32).grid, [896, 3, 1]);
+        assert_eq!(qkv.dims(frag(8, 1, false), 8, 32).grid, [384, 1, 1]);
+        let src = |v| gate_up.source(v).unwrap();
+        assert_eq!(src(f8).defines["TPB"], "4");
+        assert_eq!(src(f8).defines["PIPE"], "0");
+        assert_eq!(src(f32_).defines["PIPE"], "1");
+        assert_ne!(gate_up.label(f32_), gate_up.label(frag(32, 1, false)));
+        // Compiled for NVIDIA only, in the 14 forms, and no others.
+        let cuda = gate_up.variants(Vendor::Cuda);
+        assert!(FRAG_VARIANTS.iter().all(|v| cuda.contains(v)));
         assert!(!gate_up.variants(Vendor::Hip).contains(&f8));
-        assert!(gate_up
-            .source(MatMulVariant::Fragment { tokens: 4 })
-            .is_err());
+        for bad in [
+            frag(4, 1, false),
+            frag(32, 4, false),
+            frag(32, 2, true),
+            frag(8, 3, false),
+        ] {
+            assert!(gate_up.source(bad).is_err(), "{bad}");
+        }
         assert!(spec(GgmlType::Q2_K, 96, 512).source(f8).is_err());
-        assert_eq!(
-            "frag/16".parse(),
-            Ok(MatMulVariant::Fragment { tokens: 16 })
-        );
-        assert_eq!(f32_.to_string(), "frag/32");
+        // Names: tokens x tiles, `p` when pipelined; every form round-trips.
+        assert_eq!("frag/16x2".parse(), Ok(frag(16, 2, false)));
+        assert_eq!("frag/8x1p".parse(), Ok(frag(8, 1, true)));
+        assert_eq!(f32_.to_string(), "frag/32x1p");
+        for v in FRAG_VARIANTS {
+            assert_eq!(v.to_string().parse(), Ok(v));
+        }
+        for bad in ["frag/16", "frag/16x", "frag/x2", "frag/16x2q", "frag/0x1"] {
+            assert!(bad.parse::<MatMulVariant>().is_err(), "{bad}");
+        }
     }
 
     #[test]

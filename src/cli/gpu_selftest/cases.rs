@@ -151,11 +151,21 @@ pub fn all(s: &mut Suite) {
     let by_size = |t: usize| MatMulVariant::for_tokens(t as u32);
     let n16 = MatMulVariant::Narrow { tokens: 16 };
     let n32 = MatMulVariant::Narrow { tokens: 32 };
-    let f8 = MatMulVariant::Fragment { tokens: 8 };
-    let f16 = MatMulVariant::Fragment { tokens: 16 };
-    let f32_ = MatMulVariant::Fragment { tokens: 32 };
+    let frag = |tokens, tiles, pipe| MatMulVariant::Fragment {
+        tokens,
+        tiles,
+        pipe,
+    };
+    let (f8, f8p4, f16p2, f32p1, f32_) = (
+        frag(8, 1, false),
+        frag(8, 4, true),
+        frag(16, 2, true),
+        frag(32, 1, true),
+        frag(32, 2, false),
+    );
     // The narrow and fragment products beside each: a token tile cut
-    // short, a whole one, and two tiles.
+    // short, a whole one, and two tiles; the fragment product in forms
+    // with 1, 2 and 4 tiles per block, pipelined or not.
     let sizes = |v: &'static [usize]| {
         v.iter().map(move |&t| (t, by_size(t))).chain([
             (2, n16),
@@ -163,9 +173,9 @@ pub fn all(s: &mut Suite) {
             (29, n32),
             (37, n32),
             (3, f8),
-            (8, f8),
-            (13, f16),
-            (29, f32_),
+            (8, f8p4),
+            (13, f16p2),
+            (29, f32p1),
             (37, f32_),
         ])
     };
@@ -194,14 +204,27 @@ pub fn all(s: &mut Suite) {
         .into_iter()
         .filter(|&t| MatMulSpec::plain(t, 96, 512).has_narrow())
     {
-        for (t, v) in [(5, n16), (21, n32), (5, f8), (21, f32_)] {
+        for (t, v) in [
+            (5, n16),
+            (21, n32),
+            (5, f8),
+            (21, f32_),
+            (6, f8p4),
+            (19, f32p1),
+        ] {
             s.case(
                 &format!("matmul {} T={t} {}", ty.name(), variant_name(v)),
                 |s| matmul_of_rows(s, ty, 512, 96, t, v, 1.0),
             );
         }
     }
-    for (t, v) in [(13, n16), (32, n32), (13, f16), (32, f32_)] {
+    for (t, v) in [
+        (13, n16),
+        (32, n32),
+        (13, f16p2),
+        (32, f32_),
+        (9, frag(16, 4, false)),
+    ] {
         s.case(
             &format!("matmul Q4_K|Q6_K|Q4_K x6144 T={t} {}", variant_name(v)),
             |s| mixed_groups_matmul(s, [4096, 1024, 1024], t, v),

@@ -49,8 +49,22 @@ pub fn all(s: &mut Suite) {
         .chain([
             (2, MatMulVariant::Narrow { tokens: 16 }),
             (29, MatMulVariant::Narrow { tokens: 32 }),
-            (6, MatMulVariant::Fragment { tokens: 8 }),
-            (29, MatMulVariant::Fragment { tokens: 32 }),
+            (
+                6,
+                MatMulVariant::Fragment {
+                    tokens: 8,
+                    tiles: 2,
+                    pipe: true,
+                },
+            ),
+            (
+                29,
+                MatMulVariant::Fragment {
+                    tokens: 32,
+                    tiles: 2,
+                    pipe: false,
+                },
+            ),
         ])
         .collect();
     for scaling in ["yarn", "longrope"] {

@@ -90,7 +90,9 @@ pub fn candidates(compiled: &[MatMulVariant], t: u32) -> Vec<MatMulVariant> {
             // matvec/4 at 2 tokens 0.079 on the H100).
             MatMulVariant::Narrow { tokens: n } => t >= 2 && t <= 2 * n,
             // The same, from its smallest tile up.
-            MatMulVariant::Fragment { tokens: n } => t >= 2 && t <= 2 * n && (n == 8 || 2 * t > n),
+            MatMulVariant::Fragment { tokens: n, .. } => {
+                t >= 2 && t <= 2 * n && (n == 8 || 2 * t > n)
+            }
             MatMulVariant::TiledTall => t >= 64,
         })
         .collect()
