@@ -39,7 +39,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Sequences decoding together (comma-separated batch sizes, like
-    /// llama-batched-bench's -npl): aggregate and per-sequence tokens/s.
+    /// llama-batched-bench's -npl): aggregate and per-sequence tokens/s,
+    /// and the time of a mixed step (the N decodes and one prefill chunk of
+    /// the rest of --batch-tokens). With -d each prompt is DEPTH tokens
+    /// longer.
     #[arg(long, value_delimiter = ',')]
     pub parallel: Vec<usize>,
     /// With --parallel: tokens per step (prefill chunks and decodes together).

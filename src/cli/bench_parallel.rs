@@ -5,11 +5,19 @@
 //! every sequence has its first token; early sequences may decode in the
 //! meantime, as in a server), the decode phase (every sequence decoding
 //! together, one token each per step: the aggregate decode rate), and the
-//! whole. Medians over the repeats after one warm-up.
+//! whole. Medians over the repeats after one warm-up. With `-d D` each
+//! prompt is D + p tokens (the prompt phase includes the D), so that the
+//! decode phase runs at depth D + p.. D + p + n.
+//!
+//! Then, per N, the mixed step a server's steps look like: N sequences
+//! decoding, one step of their N decodes alone, then one step that also
+//! takes a new request's prompt of the remaining tokens up to the step
+//! limit (`--batch-tokens` − N) as one prefill chunk.
 
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
+use rocmforge::exec::session::StepBackend;
 use rocmforge::load::LoadOptions;
 use rocmforge::sampler::SamplerConfig;
 use rocmforge::sched::{Event, GenRequest, Metrics, Scheduler, SchedulerConfig};
@@ -31,6 +39,11 @@ struct Row {
     total_s: f64,
     total_tokens_per_s: f64,
     steps: u64,
+    /// One step of the N decodes alone, and one with a prefill chunk
+    /// beside them (`mixed_step_tokens` tokens in all), milliseconds.
+    decode_step_ms: f64,
+    mixed_step_ms: f64,
+    mixed_step_tokens: u64,
 }
 
 pub fn run(args: &BenchArgs) -> CmdResult {
@@ -38,11 +51,19 @@ pub fn run(args: &BenchArgs) -> CmdResult {
     if args.n_gen < 2 {
         return Err("--parallel needs -n of at least 2 (a decode phase)".into());
     }
+    let prompt_len = args.depth + args.n_prompt.max(1);
+    // The mixed step's chunk: the step limit's remaining tokens.
+    let chunk = |n: usize| args.batch_tokens.saturating_sub(n).max(1);
+    // The mixed step's sequences decode while the later ones' prompts are
+    // prefilled (up to one step each): they must not reach their end before
+    // it.
+    let mixed_gen = (most * prompt_len).div_ceil(args.batch_tokens.max(1)) + 8;
     let opts = LoadOptions {
-        max_tokens: args.batch_tokens.max(most),
-        max_rows: most,
-        max_seqs: most,
-        context: args.n_prompt + args.n_gen + 1,
+        max_tokens: args.batch_tokens.max(most + 1),
+        // The mixed step's request beside the N sequences.
+        max_rows: most + 1,
+        max_seqs: most + 1,
+        context: (prompt_len + args.n_gen.max(mixed_gen) + 1).max(chunk(1) + 1),
         kv_types: args.cache_type.types()?,
         ..Default::default()
     };
@@ -72,14 +93,7 @@ pub fn run(args: &BenchArgs) -> CmdResult {
             let mut rxs = Vec::new();
             let t0 = Instant::now();
             for i in 0..n {
-                let prompt = (0..args.n_prompt.max(1) as u32)
-                    .map(|j| {
-                        (j.wrapping_add(i as u32 * 104_729 + rep as u32 * 7)
-                            .wrapping_mul(2_654_435_761)
-                            >> 7)
-                            % vocab
-                    })
-                    .collect();
+                let prompt = tokens(prompt_len, (i + rep * n) as u32, vocab);
                 let mut r = GenRequest::new(prompt, args.n_gen);
                 r.sampling = SamplerConfig::greedy();
                 r.ignore_eos = true;
@@ -106,7 +120,7 @@ pub fn run(args: &BenchArgs) -> CmdResult {
             let prompt_s = prompt_done.unwrap_or(total);
             let decode_s = (total - prompt_s).max(1e-9);
             let decoded = (n * (args.n_gen - 1)) as f64;
-            let prompt_tokens = n * args.n_prompt.max(1);
+            let prompt_tokens = n * prompt_len;
             if rep > 0 {
                 samples.push(Row {
                     parallel: n,
@@ -120,10 +134,23 @@ pub fn run(args: &BenchArgs) -> CmdResult {
                     total_s: total,
                     total_tokens_per_s: (prompt_tokens + n * args.n_gen) as f64 / total,
                     steps: Metrics::get(&metrics.steps) - steps0,
+                    decode_step_ms: 0.0,
+                    mixed_step_ms: 0.0,
+                    mixed_step_tokens: 0,
                 });
             }
         }
-        rows.push(median_row(samples));
+        let mut row = median_row(samples);
+        let id0 = ((args.repeats + 1) * n) as u64;
+        let shape = MixedStep {
+            n,
+            prompt_len,
+            max_tokens: mixed_gen,
+            chunk: chunk(n),
+        };
+        let mixed = mixed_step(&mut sched, &metrics, shape, id0, vocab)?;
+        (row.decode_step_ms, row.mixed_step_ms, row.mixed_step_tokens) = mixed;
+        rows.push(row);
         if args.profile {
             match sched.backend_mut().gpu_model() {
                 Some(g) => super::bench_profile::print(g, n, args.n_prompt + args.n_gen / 2)?,
@@ -164,7 +191,102 @@ pub fn run(args: &BenchArgs) -> CmdResult {
             r.steps
         );
     }
+    println!();
+    println!("| backend | N | decode step ms | mixed step tokens | mixed step ms |");
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {backend_kind} | {} | {:.3} | {} | {:.3} |",
+            r.parallel, r.decode_step_ms, r.mixed_step_tokens, r.mixed_step_ms
+        );
+    }
     Ok(())
+}
+
+/// `len` prompt tokens of sequence `seq`, distinct per sequence.
+fn tokens(len: usize, seq: u32, vocab: u32) -> Vec<u32> {
+    (0..len as u32)
+        .map(|j| {
+            (j.wrapping_add(seq.wrapping_mul(104_729))
+                .wrapping_mul(2_654_435_761)
+                >> 7)
+                % vocab
+        })
+        .collect()
+}
+
+/// The mixed step's requests: `n` sequences of `prompt_len` tokens
+/// generating up to `max_tokens`, and a `chunk`-token prompt.
+struct MixedStep {
+    n: usize,
+    prompt_len: usize,
+    max_tokens: usize,
+    chunk: usize,
+}
+
+/// Brings `n` sequences to decoding, times one step of their decodes
+/// alone (the median of three) and one that also takes a new
+/// `chunk`-token prompt, and cancels them: (decode step ms, mixed step
+/// ms, tokens in the mixed step).
+fn mixed_step<B: StepBackend>(
+    sched: &mut Scheduler<B>,
+    metrics: &Metrics,
+    MixedStep {
+        n,
+        prompt_len,
+        max_tokens,
+        chunk,
+    }: MixedStep,
+    id0: u64,
+    vocab: u32,
+) -> Result<(f64, f64, u64), Box<dyn std::error::Error + Send + Sync>> {
+    let request = |prompt, max_tokens| {
+        let mut r = GenRequest::new(prompt, max_tokens);
+        r.sampling = SamplerConfig::greedy();
+        r.ignore_eos = true;
+        r
+    };
+    let mut rxs = Vec::new();
+    for i in 0..n {
+        let (tx, rx) = mpsc::channel();
+        let seq = u32::MAX - i as u32;
+        let r = request(tokens(prompt_len, seq, vocab), max_tokens);
+        sched.submit(id0 + i as u64, r, Box::new(tx))?;
+        rxs.push(rx);
+    }
+    // Until every sequence has its first token: the next step is N decodes.
+    let mut first = vec![false; n];
+    while !first.iter().all(|&f| f) && sched.has_work() {
+        sched.step()?;
+        for (f, rx) in first.iter_mut().zip(&rxs) {
+            *f |= rx.try_iter().any(|e| matches!(e, Event::Token { .. }));
+        }
+    }
+    type Timed = Result<(f64, u64), Box<dyn std::error::Error + Send + Sync>>;
+    let timed_step = |sched: &mut Scheduler<B>| -> Timed {
+        let tokens0 = Metrics::get(&metrics.step_tokens);
+        let t = Instant::now();
+        sched.step()?;
+        Ok((
+            t.elapsed().as_secs_f64() * 1e3,
+            Metrics::get(&metrics.step_tokens) - tokens0,
+        ))
+    };
+    // Three steps of decodes alone (the median), then the mixed one.
+    let mut decode = Vec::new();
+    for _ in 0..3 {
+        decode.push(timed_step(sched)?.0);
+    }
+    let decode_ms = median(&mut decode);
+    let (tx, _rx) = mpsc::channel();
+    let prompt = tokens(chunk, u32::MAX / 2, vocab);
+    sched.submit(id0 + n as u64, request(prompt, 1), Box::new(tx))?;
+    let (mixed_ms, mixed_tokens) = timed_step(sched)?;
+    sched.cancel_all();
+    while sched.has_work() {
+        sched.step()?;
+    }
+    Ok((decode_ms, mixed_ms, mixed_tokens))
 }
 
 /// Each figure's median over the repeats.
