@@ -19,10 +19,10 @@ O=${OUT:-/tmp/gpu-serve}; mkdir -p $O
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $O/card.txt
 "$B" synth qwen05b $M/q.gguf >/dev/null
 "$B" batch-check $M/q.gguf --device cuda --parallel 16 > $O/batch_q.txt 2>&1; tail -6 $O/batch_q.txt
-"$B" bench $M/q.gguf --device cuda --parallel 1,2,4,8,16,32,64 -p 128 -n 128 -r 1 > $O/q_par.txt 2>&1; tail -8 $O/q_par.txt
+"$B" bench $M/q.gguf --device cuda --parallel 1,2,4,8,16,32,64 -p 128 -n 128 -r 1 > $O/q_par.txt 2>&1; grep "^| cuda" $O/q_par.txt
 if [ "${RFC_BENCH_8B:-1}" = 1 ]; then
   "$B" synth llama8b $M/l8.gguf >/dev/null
-  "$B" bench $M/l8.gguf --device cuda --parallel 1,2,4,8,16,32,64 -p 128 -n 64 -r 1 > $O/l8_par.txt 2>&1; tail -8 $O/l8_par.txt
+  "$B" bench $M/l8.gguf --device cuda --parallel 1,2,4,8,16,32,64 -p 128 -n 64 -r 1 > $O/l8_par.txt 2>&1; grep "^| cuda" $O/l8_par.txt
 fi
 sb() { python3 scripts/serve-bench.py --url "$1" --concurrency "$2" --requests "$3" --prompt-tokens 512 --output-tokens 128 --vocab 150000 --token-min 100 --warmup 1 --json; }
 levels="1 8
