@@ -302,12 +302,12 @@ RFC_KERNEL __launch_bounds__(256) void matmul(MATMUL_PARAMS) {
     };
 #if PIPE
     // Two chunks in flight per warp: the next one's loads are issued before
-    // this one's products (the last warp-chunk reloads itself, unused).
+    // this one's products (the last warp-chunk reloads itself, unused). One
+    // call site each, so that both inline and the chunks stay in registers.
     Chunk cur, next;
-    load(cur, min(warp, CHUNKS - 1));
-    for (int c = warp; c < CHUNKS; c += 8) {
+    for (int c = warp - 8; c < CHUNKS; c += 8) {
         load(next, min(c + 8, CHUNKS - 1));
-        multiply(cur);
+        if (c >= 0) multiply(cur);
         cur = next;
     }
 #else
