@@ -5,8 +5,8 @@
 
 mod common;
 
+use common::rfc;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rocmforge::artifact::{compile_artifact, CompileOptions, Silent};
 use rocmforge::load::{load_cpu, LoadOptions, LoadedModel};
@@ -169,13 +169,6 @@ fn artifact_plan_is_the_plan_the_passes_make() {
         )
     };
     assert_eq!(renumber(&plan, &back), renumber(&want.plan, &ids));
-}
-
-fn rfc(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rfc"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

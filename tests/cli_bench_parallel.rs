@@ -2,14 +2,9 @@
 //! depth lengthens every prompt, and the mixed step holds the N decodes
 //! beside one prefill chunk of the step limit's remaining tokens.
 
-use std::process::Command;
+mod common;
 
-fn rfc(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rfc"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::rfc;
 
 #[test]
 fn the_mixed_step_holds_every_decode_and_the_rest_of_the_step_as_one_chunk() {

@@ -85,6 +85,14 @@ macro_rules! shared_or_skip {
 }
 pub(crate) use shared_or_skip;
 
+/// The built `rfc` binary run with `args`, to completion.
+pub fn rfc(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rfc"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// `rfc perplexity MODEL -f TEXT --ctx 512` through the built binary: the
 /// value of its last line, `PPL = <value>`.
 #[allow(dead_code)]
