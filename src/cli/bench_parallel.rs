@@ -94,10 +94,8 @@ pub fn run(args: &BenchArgs) -> CmdResult {
             let t0 = Instant::now();
             for i in 0..n {
                 let prompt = tokens(prompt_len, (i + rep * n) as u32, vocab);
-                let mut r = GenRequest::new(prompt, args.n_gen);
-                r.sampling = SamplerConfig::greedy();
-                r.ignore_eos = true;
                 let (tx, rx) = mpsc::channel();
+                let r = request(prompt, args.n_gen);
                 sched.submit((rep * n + i) as u64, r, Box::new(tx))?;
                 rxs.push(rx);
             }
@@ -203,6 +201,15 @@ pub fn run(args: &BenchArgs) -> CmdResult {
     Ok(())
 }
 
+/// A request as llama-batched-bench runs one: greedy, `max_tokens`
+/// generated whatever the tokens.
+fn request(prompt: Vec<u32>, max_tokens: usize) -> GenRequest {
+    let mut r = GenRequest::new(prompt, max_tokens);
+    r.sampling = SamplerConfig::greedy();
+    r.ignore_eos = true;
+    r
+}
+
 /// `len` prompt tokens of sequence `seq`, distinct per sequence.
 fn tokens(len: usize, seq: u32, vocab: u32) -> Vec<u32> {
     (0..len as u32)
@@ -240,12 +247,6 @@ fn mixed_step<B: StepBackend>(
     id0: u64,
     vocab: u32,
 ) -> Result<(f64, f64, u64), Box<dyn std::error::Error + Send + Sync>> {
-    let request = |prompt, max_tokens| {
-        let mut r = GenRequest::new(prompt, max_tokens);
-        r.sampling = SamplerConfig::greedy();
-        r.ignore_eos = true;
-        r
-    };
     let mut rxs = Vec::new();
     for i in 0..n {
         let (tx, rx) = mpsc::channel();

@@ -16,7 +16,7 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::attention_lanes::{attend_tile, Tile, MAX_ROWS};
+use super::attention_lanes::{attend_tile, Tile, TileSource, MAX_ROWS};
 use super::error::KernelError;
 use super::key_dot::{QueryBlocks, QK};
 use super::kv_cache::{KvCache, KvRun, KvType};
@@ -179,6 +179,13 @@ fn attention_tiles(
         }
         t = e;
     }
+    let src = TileSource {
+        path,
+        kv,
+        layer,
+        places,
+        shape,
+    };
     let task = |(t, e, g, mut outs): (usize, usize, usize, Vec<&mut [f32]>)| {
         let h0 = g * group;
         let qs: Vec<&[f32]> = (t..e)
@@ -191,7 +198,7 @@ fn attention_tiles(
             kv_head: h0 / n_rep,
             heads: group,
         };
-        attend_tile(path, kv, layer, places, shape, &tile, &qs, &mut outs);
+        attend_tile(&src, &tile, &qs, &mut outs);
     };
     if tasks.len() <= 1 {
         tasks.into_iter().for_each(task);

@@ -45,41 +45,32 @@ thread_local! {
     static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// What every tile of a step reads besides its queries: the path, the
+/// layer's cache, the step's token places and the attention's shape.
+#[derive(Clone, Copy)]
+pub(super) struct TileSource<'a> {
+    pub path: SimdPath,
+    pub kv: &'a KvCache,
+    pub layer: usize,
+    pub places: &'a TokenPlaces<'a>,
+    pub shape: &'a AttentionShape,
+}
+
 /// `outs[i][h*hd..]` = attention of `qs[i][h*hd..]` (token `i`, head `h`
 /// of the tile's kv head) over its sequence's keys `lo..=positions[i]`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn attend_tile(
-    path: SimdPath,
-    kv: &KvCache,
-    layer: usize,
-    places: &TokenPlaces,
-    shape: &AttentionShape,
-    tile: &Tile,
-    qs: &[&[f32]],
-    outs: &mut [&mut [f32]],
-) {
+pub(super) fn attend_tile(src: &TileSource, tile: &Tile, qs: &[&[f32]], outs: &mut [&mut [f32]]) {
     #[cfg(target_arch = "x86_64")]
-    if path != SimdPath::Portable {
+    if src.path != SimdPath::Portable {
         // SAFETY: every non-portable path implies AVX2, FMA and F16C.
-        return unsafe { attend_tile_avx2(path, kv, layer, places, shape, tile, qs, outs) };
+        return unsafe { attend_tile_avx2(src, tile, qs, outs) };
     }
-    attend_tile_body(path, kv, layer, places, shape, tile, qs, outs)
+    attend_tile_body(src, tile, qs, outs)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn attend_tile_avx2(
-    path: SimdPath,
-    kv: &KvCache,
-    layer: usize,
-    places: &TokenPlaces,
-    shape: &AttentionShape,
-    tile: &Tile,
-    qs: &[&[f32]],
-    outs: &mut [&mut [f32]],
-) {
-    attend_tile_body(path, kv, layer, places, shape, tile, qs, outs)
+unsafe fn attend_tile_avx2(src: &TileSource, tile: &Tile, qs: &[&[f32]], outs: &mut [&mut [f32]]) {
+    attend_tile_body(src, tile, qs, outs)
 }
 
 /// The scratch's parts, `rw` lanes wide.
@@ -95,17 +86,14 @@ struct Parts<'a> {
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn attend_tile_body(
-    path: SimdPath,
-    kv: &KvCache,
-    layer: usize,
-    places: &TokenPlaces,
-    shape: &AttentionShape,
-    tile: &Tile,
-    qs: &[&[f32]],
-    outs: &mut [&mut [f32]],
-) {
+fn attend_tile_body(src: &TileSource, tile: &Tile, qs: &[&[f32]], outs: &mut [&mut [f32]]) {
+    let TileSource {
+        path,
+        kv,
+        layer,
+        places,
+        shape,
+    } = *src;
     let (hd, ps, row) = (shape.head_dim, kv.page_size(), kv.row_len());
     let rows = tile.positions.len() * tile.heads;
     let rw = rows.div_ceil(LANES) * LANES;
