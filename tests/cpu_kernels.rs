@@ -283,6 +283,67 @@ fn simd_paths_agree_with_the_portable_path_on_the_same_int8_activations() {
     }
 }
 
+/// The SIMD kernels hold weight rows in the lanes of a register (sixteen
+/// on AVX-512) and tokens in groups (eight, four, one), so every row count
+/// around a group's size and every token count that mixes the groups is
+/// compared with the portable path, and a token alone with the same token
+/// batched (same bits). MXFP4 also with the E8M0 exponents 0..4 (the
+/// subnormal scales), on activations large enough that the products stay
+/// normal floats.
+#[test]
+fn simd_paths_agree_with_the_portable_path_on_row_and_token_tails() {
+    use GgmlType::*;
+    let mut rng = Rng(17);
+    let types = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4, Q4_K, Q6_K];
+    for ty in types {
+        // One and three blocks (no whole pair of 32-element blocks).
+        let widths: &[usize] = if ty.block_len() == 256 {
+            &[256, 512]
+        } else {
+            &[32, 96]
+        };
+        for (&cols, rows) in widths
+            .iter()
+            .flat_map(|c| [1, 15, 16, 17, 33].map(|r| (c, r)))
+        {
+            let mut w = if QUANT_TYPES.contains(&ty) {
+                weights(ty, rows, cols, &mut rng)
+            } else {
+                random_valid_blocks(ty, rows, cols, &mut rng)
+            };
+            let mut scale = 1.0;
+            if ty == MXFP4 {
+                for block in w.chunks_exact_mut(ty.block_bytes()) {
+                    block[0] = (rng.next_u64() % 4) as u8;
+                }
+                scale = 1e6;
+            }
+            for t in [1, 3, 4, 7, 8, 9, 12, 13] {
+                let x: Vec<f32> = rng.vec(t * cols).iter().map(|v| v * scale).collect();
+                let portable = run_matmul(SimdPath::Portable, ty, &w, rows, cols, &x);
+                for path in SimdPath::available() {
+                    let ours = run_matmul(path, ty, &w, rows, cols, &x);
+                    let err = rel_err(&ours, &to_f64(&portable));
+                    assert!(
+                        err < 1e-5,
+                        "{ty} {cols} cols, {rows} rows, T={t} {path:?} vs portable: {err}"
+                    );
+                    let last = t - 1;
+                    let alone = run_matmul(path, ty, &w, rows, cols, &x[last * cols..]);
+                    let same = ours[last * rows..]
+                        .iter()
+                        .zip(&alone)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "{ty} {rows} rows, T={t} {path:?}: last token alone differs"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// `run_matmul` on a pool of `threads` threads (the row tiles, and so
 /// which kernel call computes a row, follow the thread count).
 fn run_matmul_on(

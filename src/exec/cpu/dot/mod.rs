@@ -47,6 +47,20 @@ impl OutView {
         // SAFETY: in bounds (checked above); exclusive per the type's contract.
         unsafe { *self.ptr.add(i) = v }
     }
+
+    /// `set(t, j + i, v[i])` for every `i`: one row's run of columns.
+    #[inline]
+    pub(crate) fn set_run(&self, t: usize, j: usize, v: &[f32]) {
+        let i = t * self.ld + self.col0 + j;
+        assert!(
+            i + v.len() <= self.len,
+            "matmul output run {i}..{} out of {}",
+            i + v.len(),
+            self.len
+        );
+        // SAFETY: in bounds (checked above); exclusive per the type's contract.
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), self.ptr.add(i), v.len()) }
+    }
 }
 
 /// A tile kernel. `rows` and `toks` are within the matrix and activations.
@@ -57,7 +71,7 @@ pub(crate) type TileKernel =
 /// the path has no specialised kernel for the type.
 pub(crate) fn tile_kernel(w: &WeightMatrix, path: SimdPath) -> TileKernel {
     #[cfg(target_arch = "x86_64")]
-    if let Some(k) = x86::tile_kernel(w.ty, w.cols, path) {
+    if let Some(k) = x86::tile_kernel(w.ty, path) {
         return k;
     }
     let _ = path;

@@ -394,9 +394,9 @@ unsafe fn rows_x_tokens<B: SuperBlock, const R: usize, const T: usize>(
     }
 }
 
-/// The tile loop: groups of `TB` tokens, then single tokens two rows at a
-/// time. Compiled twice: for AVX2 (16 registers: 4 tokens) and, where
-/// AVX-512 is present, with its 32 vector registers (8 tokens).
+/// The tile loop of Q4_K and Q6_K: groups of `TB` tokens (4 for AVX2's 16
+/// registers), then single tokens two rows at a time. (AVX-512 runs the
+/// VNNI kernels of avx512_k for these types instead.)
 #[inline(always)]
 unsafe fn tile_body<B: SuperBlock, const TB: usize>(
     w: &WeightMatrix,
@@ -541,22 +541,8 @@ unsafe fn tile<B: SuperBlock>(
     unsafe { tile_body::<B, 4>(w, rows, x, toks, out) }
 }
 
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn tile_wide<B: SuperBlock>(
-    w: &WeightMatrix,
-    rows: Range<usize>,
-    x: &QuantizedActs,
-    toks: Range<usize>,
-    out: &OutView,
-) {
-    unsafe { tile_body::<B, 8>(w, rows, x, toks, out) }
-}
-
 macro_rules! entry {
-    ($name:ident, $wide:ident, $block:ty) => {
-        entry!($name, $wide, tile::<$block>, tile_wide::<$block>);
-    };
-    ($name:ident, $wide:ident, $tile:expr, $tile_wide:expr) => {
+    ($name:ident, $tile:expr) => {
         pub(in super::super) fn $name(
             w: &WeightMatrix,
             rows: Range<usize>,
@@ -567,6 +553,9 @@ macro_rules! entry {
             // SAFETY: returned only for paths with AVX2, FMA and F16C (checked by matmul).
             unsafe { $tile(w, rows, x, toks, out) }
         }
+    };
+    ($name:ident, $wide:ident, $tile:expr, $tile_wide:expr) => {
+        entry!($name, $tile);
 
         pub(in super::super) fn $wide(
             w: &WeightMatrix,
@@ -582,8 +571,9 @@ macro_rules! entry {
     };
 }
 
-entry!(tile_q4_k, tile_q4_k_wide, Q4K);
-entry!(tile_q6_k, tile_q6_k_wide, Q6K);
+// AVX-512 has its own VNNI kernels for these (avx512_k).
+entry!(tile_q4_k, tile::<Q4K>);
+entry!(tile_q6_k, tile::<Q6K>);
 entry!(
     tile_iq4_xs,
     tile_iq4_xs_wide,
@@ -645,10 +635,12 @@ entry!(
     tile_unpacked_wide::<lu::Iq1M>
 );
 
-/// The AVX-512 entry points run these bodies with 8-token groups; no
-/// AVX-512 CPU is at hand where most of this code is written, so the
-/// 8-token form is checked here compiled for AVX2 (same arithmetic, fewer
-/// registers) against the 4-token form, bit for bit.
+/// The AVX-512 entry points of the unpacked types run these bodies with
+/// 8-token groups; no AVX-512 CPU is at hand where most of this code is
+/// written, so the 8-token form is checked here compiled for AVX2 (same
+/// arithmetic, fewer registers) against the 4-token form, bit for bit.
+/// (Q4_K and Q6_K have their own AVX-512 kernels, checked by
+/// tests/avx512_emulated.rs.)
 #[cfg(test)]
 mod eight_token_groups {
     use super::*;
@@ -665,17 +657,6 @@ mod eight_token_groups {
         o: &OutView,
     ) {
         unsafe { tile_body_unpacked::<K, 8>(w, r, x, t, o) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn blocks8<B: SuperBlock>(
-        w: &WeightMatrix,
-        r: Range<usize>,
-        x: &QuantizedActs,
-        t: Range<usize>,
-        o: &OutView,
-    ) {
-        unsafe { tile_body::<B, 8>(w, r, x, t, o) }
     }
 
     type Raw = unsafe fn(&WeightMatrix, Range<usize>, &QuantizedActs, Range<usize>, &OutView);
@@ -709,8 +690,6 @@ mod eight_token_groups {
         if !SimdPath::Avx2.is_available() {
             return;
         }
-        same_bits(GgmlType::Q4_K, tile::<Q4K>, blocks8::<Q4K>);
-        same_bits(GgmlType::Q6_K, tile::<Q6K>, blocks8::<Q6K>);
         same_bits(
             GgmlType::IQ4_XS,
             tile_unpacked::<lu::Iq4Xs>,

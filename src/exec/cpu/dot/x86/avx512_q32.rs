@@ -1,139 +1,148 @@
 //! AVX-512 VNNI kernels for 32-element weight blocks (Q4_0, Q4_1, Q5_0,
-//! Q5_1, Q8_0, IQ4_NL, MXFP4) against [`Q8x32Row`] activations.
+//! Q5_1, Q8_0, IQ4_NL, MXFP4) against [`Q8x32Row`](crate::exec::cpu::acts::Q8x32Row)
+//! activations, sixteen rows in the lanes of a register
+//! ([`avx512_rows`](super::avx512_rows)): per block and token eight
+//! `vpdpbusd`, one convert, one multiply (`d_w · d_x`, sixteen rows at
+//! once) and one multiply-add, where one row and two blocks per register
+//! spent a convert, two broadcasts and a multiply-add per 64 products and
+//! a horizontal sum per row and token.
 //!
-//! Two blocks fill one 512-bit register. `vpdpbusd` multiplies unsigned
-//! weight bytes with signed activation bytes and sums fours into i32
-//! without intermediate saturation, so every type is brought to unsigned
-//! levels `u` with `x = d*u + m`: the symmetric types' offsets become a
-//! minimum (`m = -8d`, `-16d`, `-128d`; the codebook types IQ4_NL and
-//! MXFP4 look their nibbles up in a codebook shifted by 128 and 12, and
-//! take `m = -128d`, `-12d`), applied through the activation
-//! blocks' sums. Groups of 16 tokens (`row_x_group`), and single tokens
-//! (decode, a group's remainder) through `rows_x_token`, which repeats a
-//! group lane's arithmetic operation for operation: a token's result is
-//! the same bits whether it ran alone or batched with others (the
-//! scheduler's batched == alone; tests/sched_batching.rs).
+//! `vpdpbusd` multiplies unsigned weight bytes with signed activation
+//! bytes and sums fours into i32 without saturation, so every type is
+//! brought to unsigned levels `u` with `x = d·(u − o)` (o = 8, 16, 128 for
+//! Q4_0, Q5_0, Q8_0; the codebook types look their nibbles up in a
+//! codebook shifted by 128 (IQ4_NL) or 12 (MXFP4)) or `x = d·u + m`
+//! (Q4_1, Q5_1). The offset is exact integer arithmetic: the accumulator
+//! of a block starts at `−o · Σx` (the activation block's integer sum), so
+//! it ends at `Σ (u − o)·x`, below 2^24 and so exact in f32. The minimum
+//! `m` takes one more multiply-add with the activation block's scaled sum.
 
-use std::arch::x86_64::*;
-use std::ops::Range;
+use super::isa512::*;
+use std::marker::PhantomData;
 
-use super::super::OutView;
-use super::util::{f16_at, nibbles_32, put_scratch, take_scratch, transpose_group};
-use crate::exec::cpu::acts::{Q8x32Row, QuantizedActs};
-use crate::exec::cpu::weights::WeightMatrix;
-use crate::quant::blocks::{e8m0_to_f32_half, KVALUES_IQ4NL, KVALUES_MXFP4};
+use super::avx512_rows::{halves_low, transpose16x4, LaneKernel, ROWS};
+use crate::exec::cpu::acts::QuantizedActs;
+use crate::quant::blocks::{KVALUES_IQ4NL, KVALUES_MXFP4};
 
-trait Pair32 {
+/// One block of sixteen rows, unpacked: `w[g]` lane `r` = levels
+/// `4g..4g+4` of row `r`; `d`, `m` the rows' scales and minima.
+pub(super) struct Unpacked {
+    w: [__m512i; 8],
+    d: __m512,
+    m: __m512,
+}
+
+pub(super) trait Block32 {
     const BYTES: usize;
-    /// Unsigned levels of the two blocks at `p` (block 0 in the low half).
-    unsafe fn levels(p: *const u8) -> __m512i;
-    /// `(d, m)` of the block at `p`: `x = d*u + m`.
-    unsafe fn scales(p: *const u8) -> (f32, f32);
+    /// The integer offset `o` in `x = d·(u − o)`.
+    const OFFSET: i32;
+    /// Whether the block has a float minimum (`x = d·u + m`).
+    const HAS_MIN: bool;
+    /// The block at `p[r]` of each of the sixteen rows (`p[r]` points at
+    /// `Self::BYTES` readable bytes).
+    unsafe fn unpack(p: &[*const u8; ROWS]) -> Unpacked;
 }
 
-struct Q4_0;
-struct Q4_1;
-struct Q5_0;
-struct Q5_1;
-struct Q8_0;
-
+/// 16 bytes of nibbles per row (transposed) → eight registers of levels:
+/// the low nibbles are elements 0..16 (registers 0..4), the high nibbles
+/// elements 16..32 (registers 4..8): ggml's order for 32-element blocks.
 #[inline(always)]
-unsafe fn join(lo: __m256i, hi: __m256i) -> __m512i {
-    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+unsafe fn nibble_levels(q: [__m512i; 4]) -> [__m512i; 8] {
+    let m = _mm512_set1_epi8(0x0f);
+    // The dword shift moves each byte's high nibble down; the next byte's
+    // low nibble, shifted into the top, is masked off.
+    let mut w = [_mm512_setzero_si512(); 8];
+    for g in 0..4 {
+        w[g] = _mm512_and_si512(q[g], m);
+        w[g + 4] = _mm512_and_si512(_mm512_srli_epi32::<4>(q[g]), m);
+    }
+    w
 }
 
-/// Adds 16 to the bytes whose fifth bit is set in the two blocks' `qh`.
+/// Adds 16 to level `k` of each row where bit `k` of its `qh` lane is set
+/// (Q5_0, Q5_1). Levels `4g..4g+4` take bits `4g..4g+4`: bits 0..4 or
+/// 4..8 of byte `g / 2`, copied into every byte of the lane and tested.
 #[inline(always)]
-unsafe fn fifth_bits(nib: __m512i, qh0: *const u8, qh1: *const u8) -> __m512i {
-    unsafe {
-        let k = (qh0 as *const u32).read_unaligned() as u64
-            | ((qh1 as *const u32).read_unaligned() as u64) << 32;
-        _mm512_mask_add_epi8(nib, k, nib, _mm512_set1_epi8(16))
-    }
-}
-
-impl Pair32 for Q4_0 {
-    const BYTES: usize = 18;
-    #[inline(always)]
-    unsafe fn levels(p: *const u8) -> __m512i {
-        unsafe { join(nibbles_32(p.add(2)), nibbles_32(p.add(20))) }
-    }
-    #[inline(always)]
-    unsafe fn scales(p: *const u8) -> (f32, f32) {
-        let d = unsafe { f16_at(p) };
-        (d, -8.0 * d)
-    }
-}
-
-impl Pair32 for Q4_1 {
-    const BYTES: usize = 20;
-    #[inline(always)]
-    unsafe fn levels(p: *const u8) -> __m512i {
-        unsafe { join(nibbles_32(p.add(4)), nibbles_32(p.add(24))) }
-    }
-    #[inline(always)]
-    unsafe fn scales(p: *const u8) -> (f32, f32) {
-        unsafe { (f16_at(p), f16_at(p.add(2))) }
-    }
-}
-
-impl Pair32 for Q5_0 {
-    const BYTES: usize = 22;
-    #[inline(always)]
-    unsafe fn levels(p: *const u8) -> __m512i {
-        unsafe {
-            fifth_bits(
-                join(nibbles_32(p.add(6)), nibbles_32(p.add(28))),
-                p.add(2),
-                p.add(24),
-            )
+unsafe fn fifth_bits(w: &mut [__m512i; 8], qh: __m512i) {
+    for (pair, wp) in w.chunks_exact_mut(2).enumerate() {
+        // Byte 4l + i of each 128-bit lane takes byte 4l + pair.
+        let b = pair as i8;
+        let idx = _mm512_set_epi8(
+            12 + b,
+            12 + b,
+            12 + b,
+            12 + b,
+            8 + b,
+            8 + b,
+            8 + b,
+            8 + b,
+            4 + b,
+            4 + b,
+            4 + b,
+            4 + b,
+            b,
+            b,
+            b,
+            b,
+            12 + b,
+            12 + b,
+            12 + b,
+            12 + b,
+            8 + b,
+            8 + b,
+            8 + b,
+            8 + b,
+            4 + b,
+            4 + b,
+            4 + b,
+            4 + b,
+            b,
+            b,
+            b,
+            b,
+            12 + b,
+            12 + b,
+            12 + b,
+            12 + b,
+            8 + b,
+            8 + b,
+            8 + b,
+            8 + b,
+            4 + b,
+            4 + b,
+            4 + b,
+            4 + b,
+            b,
+            b,
+            b,
+            b,
+            12 + b,
+            12 + b,
+            12 + b,
+            12 + b,
+            8 + b,
+            8 + b,
+            8 + b,
+            8 + b,
+            4 + b,
+            4 + b,
+            4 + b,
+            4 + b,
+            b,
+            b,
+            b,
+            b,
+        );
+        let spread = _mm512_shuffle_epi8(qh, idx);
+        let sixteen = _mm512_set1_epi8(16);
+        for (half, v) in wp.iter_mut().enumerate() {
+            // Byte i of every lane tests bit 4·half + i.
+            let bits = _mm512_set1_epi32(0x0804_0201 << (4 * half));
+            let k = _mm512_test_epi8_mask(spread, bits);
+            *v = _mm512_mask_add_epi8(*v, k, *v, sixteen);
         }
     }
-    #[inline(always)]
-    unsafe fn scales(p: *const u8) -> (f32, f32) {
-        let d = unsafe { f16_at(p) };
-        (d, -16.0 * d)
-    }
 }
-
-impl Pair32 for Q5_1 {
-    const BYTES: usize = 24;
-    #[inline(always)]
-    unsafe fn levels(p: *const u8) -> __m512i {
-        unsafe {
-            fifth_bits(
-                join(nibbles_32(p.add(8)), nibbles_32(p.add(32))),
-                p.add(4),
-                p.add(28),
-            )
-        }
-    }
-    #[inline(always)]
-    unsafe fn scales(p: *const u8) -> (f32, f32) {
-        unsafe { (f16_at(p), f16_at(p.add(2))) }
-    }
-}
-
-impl Pair32 for Q8_0 {
-    const BYTES: usize = 34;
-    #[inline(always)]
-    unsafe fn levels(p: *const u8) -> __m512i {
-        unsafe {
-            let lo = _mm256_loadu_si256(p.add(2) as *const __m256i);
-            let hi = _mm256_loadu_si256(p.add(36) as *const __m256i);
-            // Two's complement + 128 = flip the top bit.
-            _mm512_xor_si512(join(lo, hi), _mm512_set1_epi8(-128))
-        }
-    }
-    #[inline(always)]
-    unsafe fn scales(p: *const u8) -> (f32, f32) {
-        let d = unsafe { f16_at(p) };
-        (d, -128.0 * d)
-    }
-}
-
-struct IQ4NL;
-struct MXFP4;
 
 /// The 16-entry codebook `book` plus `bias` (wrapping: the unsigned
 /// levels), in all four 128-bit lanes, for `vpshufb`.
@@ -146,242 +155,250 @@ unsafe fn codebook_u8(book: &[i8; 16], bias: i8) -> __m512i {
     }
 }
 
-impl Pair32 for IQ4NL {
+pub(super) struct Q4_0;
+pub(super) struct Q4_1;
+pub(super) struct Q5_0;
+pub(super) struct Q5_1;
+pub(super) struct Q8_0;
+pub(super) struct IQ4NL;
+pub(super) struct MXFP4;
+
+impl Block32 for Q4_0 {
     const BYTES: usize = 18;
+    const OFFSET: i32 = 8;
+    const HAS_MIN: bool = false;
     #[inline(always)]
-    unsafe fn levels(p: *const u8) -> __m512i {
+    unsafe fn unpack(p: &[*const u8; ROWS]) -> Unpacked {
         unsafe {
-            let idx = join(nibbles_32(p.add(2)), nibbles_32(p.add(20)));
+            let head = transpose16x4(p, 0);
+            Unpacked {
+                w: nibble_levels(transpose16x4(p, 2)),
+                d: halves_low(head[0]),
+                m: _mm512_setzero_ps(),
+            }
+        }
+    }
+}
+
+impl Block32 for Q4_1 {
+    const BYTES: usize = 20;
+    const OFFSET: i32 = 0;
+    const HAS_MIN: bool = true;
+    #[inline(always)]
+    unsafe fn unpack(p: &[*const u8; ROWS]) -> Unpacked {
+        unsafe {
+            let head = transpose16x4(p, 0);
+            Unpacked {
+                w: nibble_levels(transpose16x4(p, 4)),
+                d: halves_low(head[0]),
+                m: halves_low(_mm512_srli_epi32::<16>(head[0])),
+            }
+        }
+    }
+}
+
+impl Block32 for Q5_0 {
+    const BYTES: usize = 22;
+    const OFFSET: i32 = 16;
+    const HAS_MIN: bool = false;
+    /// Layout: d (f16), qh (bytes 2..6), qs (6..22).
+    #[inline(always)]
+    unsafe fn unpack(p: &[*const u8; ROWS]) -> Unpacked {
+        unsafe {
+            let head = transpose16x4(p, 0);
+            let qh = _mm512_or_si512(
+                _mm512_srli_epi32::<16>(head[0]),
+                _mm512_slli_epi32::<16>(head[1]),
+            );
+            let mut w = nibble_levels(transpose16x4(p, 6));
+            fifth_bits(&mut w, qh);
+            Unpacked {
+                w,
+                d: halves_low(head[0]),
+                m: _mm512_setzero_ps(),
+            }
+        }
+    }
+}
+
+impl Block32 for Q5_1 {
+    const BYTES: usize = 24;
+    const OFFSET: i32 = 0;
+    const HAS_MIN: bool = true;
+    /// Layout: d, m (f16), qh (bytes 4..8), qs (8..24).
+    #[inline(always)]
+    unsafe fn unpack(p: &[*const u8; ROWS]) -> Unpacked {
+        unsafe {
+            let head = transpose16x4(p, 0);
+            let mut w = nibble_levels(transpose16x4(p, 8));
+            fifth_bits(&mut w, head[1]);
+            Unpacked {
+                w,
+                d: halves_low(head[0]),
+                m: halves_low(_mm512_srli_epi32::<16>(head[0])),
+            }
+        }
+    }
+}
+
+impl Block32 for Q8_0 {
+    const BYTES: usize = 34;
+    const OFFSET: i32 = 128;
+    const HAS_MIN: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: &[*const u8; ROWS]) -> Unpacked {
+        unsafe {
+            let head = transpose16x4(p, 0);
+            let (lo, hi) = (transpose16x4(p, 2), transpose16x4(p, 18));
+            // Two's complement + 128 = flip the top bit.
+            let flip = _mm512_set1_epi8(-128);
+            let mut w = [_mm512_setzero_si512(); 8];
+            for g in 0..4 {
+                w[g] = _mm512_xor_si512(lo[g], flip);
+                w[g + 4] = _mm512_xor_si512(hi[g], flip);
+            }
+            Unpacked {
+                w,
+                d: halves_low(head[0]),
+                m: _mm512_setzero_ps(),
+            }
+        }
+    }
+}
+
+impl Block32 for IQ4NL {
+    const BYTES: usize = 18;
+    const OFFSET: i32 = 128;
+    const HAS_MIN: bool = false;
+    #[inline(always)]
+    unsafe fn unpack(p: &[*const u8; ROWS]) -> Unpacked {
+        unsafe {
+            let head = transpose16x4(p, 0);
             // kv + 128 in 1..=241.
-            _mm512_shuffle_epi8(codebook_u8(&KVALUES_IQ4NL, -128), idx)
+            let book = codebook_u8(&KVALUES_IQ4NL, -128);
+            let mut w = nibble_levels(transpose16x4(p, 2));
+            for v in w.iter_mut() {
+                *v = _mm512_shuffle_epi8(book, *v);
+            }
+            Unpacked {
+                w,
+                d: halves_low(head[0]),
+                m: _mm512_setzero_ps(),
+            }
         }
-    }
-    #[inline(always)]
-    unsafe fn scales(p: *const u8) -> (f32, f32) {
-        let d = unsafe { f16_at(p) };
-        (d, -128.0 * d)
     }
 }
 
-impl Pair32 for MXFP4 {
+impl Block32 for MXFP4 {
     const BYTES: usize = 17;
+    const OFFSET: i32 = 12;
+    const HAS_MIN: bool = false;
+    /// Layout: e (E8M0 byte), qs (1..17); the scale is half of 2^(e−127)
+    /// (`e8m0_to_f32_half`: subnormal for e < 2).
     #[inline(always)]
-    unsafe fn levels(p: *const u8) -> __m512i {
+    unsafe fn unpack(p: &[*const u8; ROWS]) -> Unpacked {
         unsafe {
-            let idx = join(nibbles_32(p.add(1)), nibbles_32(p.add(18)));
+            let head = transpose16x4(p, 0);
+            let e = _mm512_and_si512(head[0], _mm512_set1_epi32(0xff));
+            let normal = _mm512_slli_epi32::<23>(_mm512_sub_epi32(e, _mm512_set1_epi32(1)));
+            let subnormal = _mm512_sllv_epi32(_mm512_set1_epi32(0x0020_0000), e);
+            let small = _mm512_cmplt_epu32_mask(e, _mm512_set1_epi32(2));
+            let bits = _mm512_mask_blend_epi32(small, normal, subnormal);
             // kv + 12 in 0..=24.
-            _mm512_shuffle_epi8(codebook_u8(&KVALUES_MXFP4, 12), idx)
+            let book = codebook_u8(&KVALUES_MXFP4, 12);
+            let mut w = nibble_levels(transpose16x4(p, 1));
+            for v in w.iter_mut() {
+                *v = _mm512_shuffle_epi8(book, *v);
+            }
+            Unpacked {
+                w,
+                d: _mm512_castsi512_ps(bits),
+                m: _mm512_setzero_ps(),
+            }
         }
     }
+}
+
+/// A [`Block32`] type as a rows-in-lanes kernel.
+pub(super) struct Lanes32<B>(PhantomData<B>);
+
+/// One token's activation row: values, block scales, scaled block sums,
+/// and the blocks' starting values (`−o · Σx`).
+#[derive(Clone, Copy)]
+pub(super) struct Tok {
+    qs: *const u8,
+    d: *const f32,
+    dsum: *const f32,
+    init: *const i32,
+}
+
+impl<B: Block32> LaneKernel for Lanes32<B> {
+    type Tok = Tok;
+    const BYTES: usize = B::BYTES;
+    const BLOCK: usize = 32;
+    /// Eight registers of levels, the scales and the minima.
+    const SLOTS: usize = 10;
+    const INITS: usize = 1;
+
     #[inline(always)]
-    unsafe fn scales(p: *const u8) -> (f32, f32) {
-        let d = e8m0_to_f32_half(unsafe { *p });
-        (d, -12.0 * d)
-    }
-}
-
-/// Tokens per prefill group (one f32 lane each, one accumulator each).
-const TB: usize = 16;
-/// Blocks whose scales are tabulated before their dot products (even).
-const GROUP_CHUNK: usize = 32;
-
-/// One weight row against a group of `TB` tokens whose block scales and
-/// scaled sums are given block-major (`dx[b][t]`, `dsum[b][t]`): a first
-/// pass per chunk forms `d_w * d_x` for all tokens with one vector multiply
-/// per block (and the minimum term with one multiply-add); the second
-/// spends per pair of blocks and token a `vpdpbusd`, a convert, one masked
-/// broadcast (the two blocks' scales into the register's halves) and a
-/// multiply-add.
-#[inline(always)]
-unsafe fn row_x_group<B: Pair32>(
-    w: *const u8,
-    x: &[Q8x32Row; TB],
-    dx: &[[f32; TB]],
-    dsum: &[[f32; TB]],
-) -> [f32; TB] {
-    unsafe {
-        let mut acc = [_mm512_setzero_ps(); TB];
-        let mut mins = _mm512_setzero_ps();
-        let mut scale = [[0f32; TB]; GROUP_CHUNK];
-        for c0 in (0..dx.len()).step_by(GROUP_CHUNK) {
-            let n = GROUP_CHUNK.min(dx.len() - c0);
-            for b in 0..n {
-                let (d, m) = B::scales(w.add((c0 + b) * B::BYTES));
-                let s = _mm512_mul_ps(_mm512_set1_ps(d), _mm512_loadu_ps(dx[c0 + b].as_ptr()));
-                _mm512_storeu_ps(scale[b].as_mut_ptr(), s);
-                mins = _mm512_fmadd_ps(
-                    _mm512_set1_ps(m),
-                    _mm512_loadu_ps(dsum[c0 + b].as_ptr()),
-                    mins,
-                );
+    unsafe fn unpack(p: &[*const u8; ROWS], out: *mut __m512i) {
+        unsafe {
+            let u = B::unpack(p);
+            for (g, w) in u.w.iter().enumerate() {
+                _mm512_store_si512(out.add(g), *w);
             }
-            for b in (0..n).step_by(2) {
-                let u = B::levels(w.add((c0 + b) * B::BYTES));
-                for t in 0..TB {
-                    // In bounds: rows hold an even dx.len() blocks; qs rows are
-                    // 64-byte aligned.
-                    let xv =
-                        _mm512_load_si512(x[t].qs.as_ptr().add(32 * (c0 + b)) as *const __m512i);
-                    let p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv));
-                    let s = _mm512_mask_broadcastss_ps(
-                        _mm512_set1_ps(scale[b][t]),
-                        0xff00,
-                        _mm_load_ss(&scale[b + 1][t]),
-                    );
-                    acc[t] = _mm512_fmadd_ps(p, s, acc[t]);
+            _mm512_store_ps(out.add(8) as *mut f32, u.d);
+            _mm512_store_ps(out.add(9) as *mut f32, u.m);
+        }
+    }
+
+    fn init(x: &QuantizedActs, t: usize, out: &mut Vec<i32>) {
+        out.extend(x.q32_row(t).sum.iter().map(|&s| -B::OFFSET * s));
+    }
+
+    fn tok(x: &QuantizedActs, t: usize, init: *const i32) -> Tok {
+        let r = x.q32_row(t);
+        Tok {
+            qs: r.qs.as_ptr() as *const u8,
+            d: r.d.as_ptr(),
+            dsum: r.dsum.as_ptr(),
+            init,
+        }
+    }
+
+    /// Per block and token: eight `vpdpbusd` from the starting value (so
+    /// the lane ends at `Σ (u − o)·x`, exact), a convert, `d_w · d_x` and a
+    /// multiply-add; for the types with a minimum one more multiply-add.
+    #[inline(always)]
+    unsafe fn dot<const T: usize>(u: *const __m512i, nb: usize, x: [Tok; T]) -> [__m512; T] {
+        unsafe {
+            let mut f = [_mm512_setzero_ps(); T];
+            for b in 0..nb {
+                let ub = u.add(b * Self::SLOTS);
+                let mut acc = [_mm512_setzero_si512(); T];
+                for t in 0..T {
+                    acc[t] = _mm512_set1_epi32(*x[t].init.add(b));
+                }
+                for g in 0..8 {
+                    let w = _mm512_load_si512(ub.add(g));
+                    for t in 0..T {
+                        let xg = (x[t].qs.add(32 * b + 4 * g) as *const i32).read_unaligned();
+                        acc[t] = _mm512_dpbusd_epi32(acc[t], w, _mm512_set1_epi32(xg));
+                    }
+                }
+                let d = _mm512_load_ps(ub.add(8) as *const f32);
+                for t in 0..T {
+                    let s = _mm512_mul_ps(d, _mm512_set1_ps(*x[t].d.add(b)));
+                    f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[t]), s, f[t]);
+                }
+                if B::HAS_MIN {
+                    let m = _mm512_load_ps(ub.add(9) as *const f32);
+                    for t in 0..T {
+                        f[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(*x[t].dsum.add(b)), f[t]);
+                    }
                 }
             }
-        }
-        let mut m = [0f32; TB];
-        _mm512_storeu_ps(m.as_mut_ptr(), mins);
-        let mut out = [0f32; TB];
-        for t in 0..TB {
-            out[t] = _mm512_reduce_add_ps(acc[t]) + m[t];
-        }
-        out
-    }
-}
-
-/// Whole groups of `TB` tokens from `toks.start`; returns where the groups
-/// end (the caller finishes the remaining tokens).
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_groups<B: Pair32>(
-    w: &WeightMatrix,
-    rows: Range<usize>,
-    x: &QuantizedActs,
-    toks: Range<usize>,
-    out: &OutView,
-) -> usize {
-    let nb = w.cols / 32;
-    let mut t = toks.start;
-    if t + TB > toks.end {
-        return t;
-    }
-    let mut scratch = take_scratch(2 * nb * TB);
-    let (groups, _) = scratch[..2 * nb * TB].as_chunks_mut::<TB>();
-    let (dx, dsum) = groups.split_at_mut(nb);
-
-    while t + TB <= toks.end {
-        let xs: [Q8x32Row; TB] = std::array::from_fn(|u| x.q32_row(t + u));
-        transpose_group(&xs, dx, dsum);
-        for j in rows.clone() {
-            // SAFETY: row j holds nb (even) blocks; see row_x_group.
-            let d = unsafe { row_x_group::<B>(w.row(j).as_ptr(), &xs, dx, dsum) };
-            for (u, v) in d.iter().enumerate() {
-                out.set(t + u, j, *v);
-            }
-        }
-        t += TB;
-    }
-    put_scratch(scratch);
-    t
-}
-
-/// `R` weight rows against one token, each computed exactly as one lane of
-/// [`row_x_group`] computes it: the same pairs of blocks in one register,
-/// the same products, multiply-adds and reduction, the minimum term by
-/// fused multiply-adds in block order. Independent chains per row, and a
-/// prefetch `ahead` bytes on, since decode streams every weight once.
-#[inline(always)]
-unsafe fn rows_x_token<B: Pair32, const R: usize>(
-    w: [*const u8; R],
-    x: Q8x32Row,
-    nb: usize,
-    ahead: usize,
-) -> [f32; R] {
-    unsafe {
-        let mut acc = [_mm512_setzero_ps(); R];
-        let mut mins = [0f32; R];
-        for b in (0..nb).step_by(2) {
-            // In bounds: rows hold an even nb blocks; qs rows are 64-byte
-            // aligned.
-            let xv = _mm512_load_si512(x.qs.as_ptr().add(32 * b) as *const __m512i);
-            let (xd0, xd1) = (*x.d.get_unchecked(b), *x.d.get_unchecked(b + 1));
-            let (xs0, xs1) = (*x.dsum.get_unchecked(b), *x.dsum.get_unchecked(b + 1));
-            for r in 0..R {
-                let p0 = w[r].add(b * B::BYTES);
-                // A prefetch never faults, even past the end of the weights.
-                _mm_prefetch::<_MM_HINT_T0>(w[r].wrapping_add(ahead + b * B::BYTES) as *const i8);
-                let (d0, m0) = B::scales(p0);
-                let (d1, m1) = B::scales(p0.add(B::BYTES));
-                mins[r] = m0.mul_add(xs0, mins[r]);
-                mins[r] = m1.mul_add(xs1, mins[r]);
-                let (s0, s1) = (d0 * xd0, d1 * xd1);
-                let u = B::levels(p0);
-                let p = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, xv));
-                let s = _mm512_mask_broadcastss_ps(_mm512_set1_ps(s0), 0xff00, _mm_load_ss(&s1));
-                acc[r] = _mm512_fmadd_ps(p, s, acc[r]);
-            }
-        }
-        let mut out = [0f32; R];
-        for r in 0..R {
-            out[r] = _mm512_reduce_add_ps(acc[r]) + mins[r];
-        }
-        out
-    }
-}
-
-/// Rows processed together for a single token (independent chains).
-const RB: usize = 4;
-
-/// Tokens `toks` one at a time, `RB` rows at once.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_tokens<B: Pair32>(
-    w: &WeightMatrix,
-    rows: Range<usize>,
-    x: &QuantizedActs,
-    toks: Range<usize>,
-    out: &OutView,
-) {
-    let nb = w.cols / 32;
-    let rp = |j: usize| w.row(j).as_ptr();
-    for t in toks {
-        let xr = x.q32_row(t);
-        let mut j = rows.start;
-        while j + RB <= rows.end {
-            let ahead = 2 * RB * w.row_bytes();
-            // SAFETY: rows j..j+RB hold nb (even) blocks.
-            let d =
-                unsafe { rows_x_token::<B, RB>(std::array::from_fn(|r| rp(j + r)), xr, nb, ahead) };
-            for (r, v) in d.iter().enumerate() {
-                out.set(t, j + r, *v);
-            }
-            j += RB;
-        }
-        for j in j..rows.end {
-            // SAFETY: as above.
-            out.set(t, j, unsafe { rows_x_token::<B, 1>([rp(j)], xr, nb, 0)[0] });
+            f
         }
     }
 }
-
-macro_rules! entry {
-    ($name:ident, $block:ty) => {
-        /// Groups of 16 tokens, then the rest (decode, tails) one token at
-        /// a time with a group lane's arithmetic.
-        pub(in super::super) fn $name(
-            w: &WeightMatrix,
-            rows: Range<usize>,
-            x: &QuantizedActs,
-            toks: Range<usize>,
-            out: &OutView,
-        ) {
-            // SAFETY: returned only for the Avx512Vnni path, whose features
-            // matmul checked are available.
-            unsafe {
-                let done = tile_groups::<$block>(w, rows.clone(), x, toks.clone(), out);
-                if done < toks.end {
-                    tile_tokens::<$block>(w, rows, x, done..toks.end, out);
-                }
-            }
-        }
-    };
-}
-
-entry!(tile_q4_0, Q4_0);
-entry!(tile_q4_1, Q4_1);
-entry!(tile_q5_0, Q5_0);
-entry!(tile_q5_1, Q5_1);
-entry!(tile_q8_0, Q8_0);
-entry!(tile_iq4_nl, IQ4NL);
-entry!(tile_mxfp4, MXFP4);

@@ -5,34 +5,41 @@
 mod avx2_float;
 mod avx2_k;
 mod avx2_q32;
+mod avx512_entry;
+mod avx512_k;
 mod avx512_q32;
+mod avx512_rows;
+/// The intrinsics the AVX-512 kernels name (tests/avx512_emulated.rs puts
+/// a scalar model in their place).
+mod isa512 {
+    pub(super) use std::arch::x86_64::*;
+}
 mod lattice_unpack;
 mod util;
 
-use super::TileKernel;
+// The kernels name `super::OutView` (not `super::super::`), so that
+// tests/avx512_emulated.rs can compile them at its root.
+use super::{OutView, TileKernel};
 use crate::exec::cpu::simd::SimdPath;
 use crate::quant::GgmlType;
 
-/// The specialised kernel for `ty` weights of `cols` columns on `path`, if
-/// there is one.
-pub(super) fn tile_kernel(ty: GgmlType, cols: usize, path: SimdPath) -> Option<TileKernel> {
+/// The specialised kernel for `ty` weights on `path`, if there is one.
+pub(super) fn tile_kernel(ty: GgmlType, path: SimdPath) -> Option<TileKernel> {
     use GgmlType::*;
     match path {
         SimdPath::Portable => None,
-        // Pairs of blocks fill a 512-bit register: rows of an odd number of
-        // blocks take the AVX2 kernels.
-        SimdPath::Avx512Vnni if ty.block_len() == 32 && cols.is_multiple_of(64) => match ty {
-            Q4_0 => Some(avx512_q32::tile_q4_0),
-            Q4_1 => Some(avx512_q32::tile_q4_1),
-            Q5_0 => Some(avx512_q32::tile_q5_0),
-            Q5_1 => Some(avx512_q32::tile_q5_1),
-            Q8_0 => Some(avx512_q32::tile_q8_0),
-            IQ4_NL => Some(avx512_q32::tile_iq4_nl),
-            MXFP4 => Some(avx512_q32::tile_mxfp4),
+        SimdPath::Avx512Vnni if ty.block_len() == 32 => match ty {
+            Q4_0 => Some(avx512_entry::tile_q4_0),
+            Q4_1 => Some(avx512_entry::tile_q4_1),
+            Q5_0 => Some(avx512_entry::tile_q5_0),
+            Q5_1 => Some(avx512_entry::tile_q5_1),
+            Q8_0 => Some(avx512_entry::tile_q8_0),
+            IQ4_NL => Some(avx512_entry::tile_iq4_nl),
+            MXFP4 => Some(avx512_entry::tile_mxfp4),
             _ => None,
         },
-        SimdPath::Avx512Vnni if ty == Q4_K => Some(avx2_k::tile_q4_k_wide),
-        SimdPath::Avx512Vnni if ty == Q6_K => Some(avx2_k::tile_q6_k_wide),
+        SimdPath::Avx512Vnni if ty == Q4_K => Some(avx512_entry::tile_q4_k),
+        SimdPath::Avx512Vnni if ty == Q6_K => Some(avx512_entry::tile_q6_k),
         SimdPath::Avx512Vnni if ty == IQ4_XS => Some(avx2_k::tile_iq4_xs_wide),
         SimdPath::Avx512Vnni if ty == TQ1_0 => Some(avx2_k::tile_tq1_0_wide),
         SimdPath::Avx512Vnni if ty == TQ2_0 => Some(avx2_k::tile_tq2_0_wide),
