@@ -141,7 +141,13 @@ unsafe fn store<const T: usize>(f: [__m512; T], t0: usize, j: usize, n: usize, o
         let mut lanes = [0f32; ROWS];
         // SAFETY: 16 writable floats.
         unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *v) };
-        out.set_run(t0 + t, j, &lanes[..n]);
+        // A whole group's run has a constant length: a 64-byte copy, not
+        // a call to memcpy.
+        if n == ROWS {
+            out.set_run(t0 + t, j, &lanes);
+        } else {
+            out.set_run(t0 + t, j, &lanes[..n]);
+        }
     }
 }
 
@@ -171,7 +177,11 @@ pub(super) unsafe fn tile<K: LaneKernel>(
         unpacked.resize(nb * K::SLOTS, Lanes([0; 16]));
     }
     let stride = nb * K::INITS;
-    let tok_at = |t: usize| K::tok(x, t, init[(t - toks.start) * stride..].as_ptr());
+    // Each token's row once per call, not once per group of rows.
+    let tok: Vec<K::Tok> = (0..toks.len())
+        .map(|i| K::tok(x, toks.start + i, init[i * stride..].as_ptr()))
+        .collect();
+    let tok_at = |t: usize| tok[t - toks.start];
     let rb = w.row_bytes();
     let mut j = rows.start;
     while j < rows.end {
