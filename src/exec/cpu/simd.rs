@@ -63,7 +63,11 @@ impl SimdPath {
                     && is_x86_feature_detected!("fma")
                     && is_x86_feature_detected!("f16c")
             }
-            #[cfg(target_arch = "x86_64")]
+            // Emulated, the AVX-512 kernels need AVX2 only (the path's other
+            // types run AVX2 code).
+            #[cfg(all(target_arch = "x86_64", feature = "emulate-avx512"))]
+            SimdPath::Avx512Vnni => SimdPath::Avx2.is_available(),
+            #[cfg(all(target_arch = "x86_64", not(feature = "emulate-avx512")))]
             SimdPath::Avx512Vnni => {
                 SimdPath::Avx2.is_available()
                     && is_x86_feature_detected!("avx512f")

@@ -12,7 +12,12 @@ use super::avx512_rows::{tile, LaneKernel};
 use crate::exec::cpu::acts::QuantizedActs;
 use crate::exec::cpu::weights::WeightMatrix;
 
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+// Emulated (feature `emulate-avx512`), the kernels must not be compiled
+// for AVX-512: the compiler could vectorise the scalar model with it.
+#[cfg_attr(
+    not(feature = "emulate-avx512"),
+    target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
+)]
 unsafe fn tile_512<K: LaneKernel>(
     w: &WeightMatrix,
     rows: Range<usize>,

@@ -3,6 +3,8 @@
 //! [`SimdPath`] that `matmul` has checked is available.
 
 mod avx2_float;
+// Emulating AVX-512 leaves its IQ-type entries unused.
+#[cfg_attr(feature = "emulate-avx512", allow(dead_code))]
 mod avx2_k;
 mod avx2_q32;
 mod avx512_entry;
@@ -11,9 +13,18 @@ mod avx512_q32;
 mod avx512_rows;
 /// The intrinsics the AVX-512 kernels name (tests/avx512_emulated.rs puts
 /// a scalar model in their place).
+#[cfg(not(feature = "emulate-avx512"))]
 mod isa512 {
     pub(super) use std::arch::x86_64::*;
 }
+/// With the developer feature `emulate-avx512`, the whole AVX-512 path
+/// runs on that scalar model (exact: integer products, fused multiply-adds,
+/// round-to-nearest converts) on any AVX2 machine, so that a real model's
+/// outputs on this path can be checked where no AVX-512 CPU is at hand.
+#[cfg(feature = "emulate-avx512")]
+#[path = "../../../../../tests/avx512_emulated/isa512.rs"]
+#[allow(dead_code, unused_imports, clippy::all)]
+pub(super) mod isa512;
 mod lattice_unpack;
 mod util;
 
@@ -40,15 +51,35 @@ pub(super) fn tile_kernel(ty: GgmlType, path: SimdPath) -> Option<TileKernel> {
         },
         SimdPath::Avx512Vnni if ty == Q4_K => Some(avx512_entry::tile_q4_k),
         SimdPath::Avx512Vnni if ty == Q6_K => Some(avx512_entry::tile_q6_k),
+        // Compiled for AVX-512: not where that is emulated.
+        #[cfg(not(feature = "emulate-avx512"))]
         SimdPath::Avx512Vnni if ty == IQ4_XS => Some(avx2_k::tile_iq4_xs_wide),
+        // Compiled for AVX-512: not where that is emulated.
+        #[cfg(not(feature = "emulate-avx512"))]
         SimdPath::Avx512Vnni if ty == TQ1_0 => Some(avx2_k::tile_tq1_0_wide),
+        // Compiled for AVX-512: not where that is emulated.
+        #[cfg(not(feature = "emulate-avx512"))]
         SimdPath::Avx512Vnni if ty == TQ2_0 => Some(avx2_k::tile_tq2_0_wide),
+        // Compiled for AVX-512: not where that is emulated.
+        #[cfg(not(feature = "emulate-avx512"))]
         SimdPath::Avx512Vnni if ty == IQ2_XXS => Some(avx2_k::tile_iq2_xxs_wide),
+        // Compiled for AVX-512: not where that is emulated.
+        #[cfg(not(feature = "emulate-avx512"))]
         SimdPath::Avx512Vnni if ty == IQ2_XS => Some(avx2_k::tile_iq2_xs_wide),
+        // Compiled for AVX-512: not where that is emulated.
+        #[cfg(not(feature = "emulate-avx512"))]
         SimdPath::Avx512Vnni if ty == IQ2_S => Some(avx2_k::tile_iq2_s_wide),
+        // Compiled for AVX-512: not where that is emulated.
+        #[cfg(not(feature = "emulate-avx512"))]
         SimdPath::Avx512Vnni if ty == IQ3_XXS => Some(avx2_k::tile_iq3_xxs_wide),
+        // Compiled for AVX-512: not where that is emulated.
+        #[cfg(not(feature = "emulate-avx512"))]
         SimdPath::Avx512Vnni if ty == IQ3_S => Some(avx2_k::tile_iq3_s_wide),
+        // Compiled for AVX-512: not where that is emulated.
+        #[cfg(not(feature = "emulate-avx512"))]
         SimdPath::Avx512Vnni if ty == IQ1_S => Some(avx2_k::tile_iq1_s_wide),
+        // Compiled for AVX-512: not where that is emulated.
+        #[cfg(not(feature = "emulate-avx512"))]
         SimdPath::Avx512Vnni if ty == IQ1_M => Some(avx2_k::tile_iq1_m_wide),
         SimdPath::Avx2 | SimdPath::Avx512Vnni => match ty {
             Q4_0 => Some(avx2_q32::tile_q4_0),
