@@ -1,8 +1,8 @@
 //! The real Gemma 3 270M Q4_K_M file through the whole CPU pipeline against
 //! llama.cpp's outputs (../shared/testdata/reference/gemma3_270m_llamacpp.json),
 //! with issue #17's tolerances: prompt ids equal, last-position top-10
-//! logits within 0.3 (llama.cpp's own flash-attention on/off runs differ by
-//! up to 0.25 here), greedy tokens equal up to the first near-tie (top-2 gap
+//! logits within 0.5 of llama.cpp's flash-attention-off run (see
+//! LOGIT_TOL), greedy tokens equal up to the first near-tie (top-2 gap
 //! < 0.25), perplexity within 0.5 % of the nearer of llama.cpp's figures.
 
 mod common;
@@ -13,8 +13,18 @@ use common::{gemma3_model_or_skip, shared_or_skip};
 use rocmforge::load::{load_cpu, LoadOptions, LoadedModel};
 use serde_json::Value;
 
-/// Absolute tolerance per top-10 logit (issue #17).
-const LOGIT_TOL: f64 = 0.3;
+/// Absolute tolerance per top-10 logit, set by how far correct
+/// computations of this model land from the reference run on these
+/// prompts (docs/COMPATIBILITY.md, "How far correct runs land from the
+/// reference"): llama.cpp b11312 itself, flash attention off, built for
+/// AVX2 differs from it by up to 0.465 and built without SIMD by 0.222;
+/// the exact float64 forward pass (scripts/numpy-goldens.py's) by 0.334;
+/// our AVX2, AVX-512 VNNI and portable paths by 0.28, 0.34 and 0.48. Issue
+/// #17's 0.3 was below the exact computation's own distance. Errors this
+/// still catches, measured on the exact pass: the global RoPE base in the
+/// local layers (0.83-1.69), an RMSNorm epsilon of 1e-5 instead of 1e-6
+/// (0.55); subtler ones are left to the perplexity check.
+const LOGIT_TOL: f64 = 0.5;
 /// Top-2 gaps below this are near-ties: greedy comparison stops there.
 const NEAR_TIE: f64 = 0.25;
 
