@@ -6,6 +6,11 @@
 set -euo pipefail
 ARCH=${ARCH:-gfx1100}
 WORK=${WORK:-/tmp/hipchk}
+# clang leaves an empty directory per HIP compile in TMPDIR
+# (<source>-XXXXXX): they go under WORK and are removed at exit.
+export TMPDIR=$WORK/tmp
+mkdir -p "$TMPDIR"
+trap 'rm -rf "$TMPDIR"' EXIT
 SYS=/usr/lib/x86_64-linux-gnu/amdgcn/bitcode
 if ! command -v clang++-15 >/dev/null || [ ! -f $SYS/ocml.bc ] || [ ! -f /usr/include/hip/hip_runtime.h ]; then
   apt-get update -qq

@@ -183,7 +183,10 @@ impl KernelCompiler for OfflineClang {
         let src = self.work.join(format!("k{n}.hip"));
         let out = self.work.join(format!("k{n}.co"));
         std::fs::write(&src, source).map_err(|e| self.error(name, target, e.to_string()))?;
+        // clang leaves an empty directory per HIP compile in TMPDIR
+        // (<source>-XXXXXX): keep them in the work directory, removed on drop.
         let run = Command::new(&self.clang)
+            .env("TMPDIR", &self.work)
             .args(["-x", "hip", "-std=c++17", "-O3", "--cuda-device-only"])
             .arg("--no-gpu-bundle-output")
             .arg(format!("--offload-arch={target}"))
