@@ -12,8 +12,11 @@
 
 #![allow(clippy::needless_range_loop)]
 
+mod common;
+
 use std::ops::Range;
 
+use common::Rng;
 use rocmforge::exec::cpu::{matmul_with, QuantizedActs, SimdPath, WeightMatrix};
 use rocmforge::quant::{self, GgmlType};
 
@@ -79,27 +82,6 @@ fn run(
             Q6_K => tile::<Q6K>(w, rows, x, toks, out),
             _ => panic!("no AVX-512 rows-in-lanes kernel for {ty}"),
         }
-    }
-}
-
-/// Deterministic xorshift generator; values roughly normal (sum of four).
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn normal(&mut self) -> f32 {
-        (0..4)
-            .map(|_| (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
-            .sum::<f32>()
-            - 2.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.normal()).collect()
     }
 }
 

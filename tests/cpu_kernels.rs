@@ -3,29 +3,11 @@
 //! against the portable one, RoPE against its formula, attention against a
 //! naive softmax over a paged cache.
 
+mod common;
+
+use common::Rng;
 use rocmforge::exec::cpu::*;
 use rocmforge::quant::{self, GgmlType};
-
-/// Deterministic xorshift generator; values roughly normal (sum of four).
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn normal(&mut self) -> f32 {
-        (0..4).map(|_| self.uniform()).sum::<f32>() - 2.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.normal()).collect()
-    }
-}
 
 const QUANT_TYPES: [GgmlType; 10] = GgmlType::WEIGHT_QUANTS;
 /// The IQ, TQ and MXFP4 types.
