@@ -16,7 +16,7 @@ mod common;
 
 use std::ops::Range;
 
-use common::Rng;
+use common::{rel_err, Rng};
 use rocmforge::exec::cpu::{matmul_with, QuantizedActs, SimdPath, WeightMatrix};
 use rocmforge::quant::{self, GgmlType};
 
@@ -113,18 +113,6 @@ fn weights(ty: GgmlType, rows: usize, cols: usize, raw: bool, rng: &mut Rng) -> 
         }
     }
     w
-}
-
-/// ‖a − b‖₂ / ‖b‖₂; NaN or Inf anywhere fails.
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert!(a.iter().all(|v| v.is_finite()), "non-finite output");
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
-    (num / den).sqrt()
 }
 
 /// The emulated kernel over `rows` × `toks` in calls of `row_splits` ×

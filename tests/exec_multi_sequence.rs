@@ -3,8 +3,11 @@
 //! through each sequence's page table row. One mixed step must give every
 //! sequence exactly the logits it gets when run alone.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::rel_err;
 use rocmforge::exec::cpu_model::CpuModel;
 use rocmforge::exec::session::StepBackend;
 use rocmforge::exec::step::StepInputs;
@@ -91,15 +94,4 @@ fn a_mixed_step_of_two_sequences_gives_each_its_own_logits() {
         "sequence a's decode token"
     );
     assert!(rel_err(&got[1], &b_prompt[0]) < 1e-5, "sequence b's prompt");
-}
-
-fn rel_err(x: &[f32], r: &[f32]) -> f64 {
-    assert_eq!(x.len(), r.len());
-    let d: f64 = x
-        .iter()
-        .zip(r)
-        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-        .sum();
-    let n: f64 = r.iter().map(|&b| (b as f64).powi(2)).sum();
-    (d / n).sqrt()
 }

@@ -5,9 +5,12 @@
 //! reason) where there is none, as on CI; `rfc gpu-check` is the full
 //! check on the H100 (docs/PERFORMANCE.md, GPU section).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::rel_err;
 use rocmforge::backend::{DeviceSpec, Gpu, Vendor};
 use rocmforge::exec::any_backend::{self, AnyBackend};
 use rocmforge::load::{load_cpu, LoadOptions};
@@ -37,16 +40,6 @@ fn opts() -> LoadOptions {
         context: 128,
         ..Default::default()
     }
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
-    (num / den).sqrt()
 }
 
 /// Whether the best logit beats the second by more than 1e-2 of the RMS

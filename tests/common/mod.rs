@@ -172,3 +172,17 @@ impl Rng {
         (0..n).map(|_| self.normal()).collect()
     }
 }
+
+/// ‖a − b‖₂ / ‖b‖₂ of two f32 outputs (COMPARING.md); unequal lengths, NaN
+/// or Inf fail.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "outputs of different lengths");
+    assert!(a.iter().all(|v| v.is_finite()), "non-finite output");
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
