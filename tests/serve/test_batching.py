@@ -9,7 +9,8 @@ logprobs within 2e-2. Checked on every server of RFC_SERVE_BATCH_SERVERS:
 The first server gives the one-at-a-time reference (started with
 --no-prefix-cache: nothing shared). A server named `cache*` runs the batch
 twice (cold and warm prefix cache) and must show prefix-cache hits; one named
-`preempt*` (a KV pool just above one sequence's need) must show preemptions;
+`preempt*` (a KV pool just above one sequence's need) must show preemptions
+(it also runs four crowding requests, any two of which overflow its pool);
 one named `nocache*` or the reference must show no hits. After each batch
 the server must be idle with no KV page used.
 
@@ -195,6 +196,31 @@ def compare(tc, name, ref, got, reqs):
     return compared, total, worst
 
 
+PAGE = 16  # tokens per KV page (the server's page size)
+
+
+def crowding_requests(ref_url, pages):
+    """Four requests that must preempt on a pool of `pages` pages: each
+    prompt fits in half the pool (so any two are admitted together) and
+    each grows to more than half of it (so two of them cannot finish side
+    by side) however they interleave. Distinct system prompts keep the prefix cache from sharing
+    their first page. Output lengths come from the prompt lengths the
+    reference server reports."""
+    half = pages // 2
+    reqs = []
+    for i, name in enumerate(["Alpha", "Bravo", "Charlie", "Delta"]):
+        msgs = [{"role": "system", "content": f"{name} speaks."},
+                {"role": "user", "content": ["Count.", "Go on.", "Name birds.", "Hi."][i]}]
+        probe = run_one(ref_url, {"messages": msgs, "max_tokens": 1}, stream=False)
+        prompt = probe["usage"]["prompt_tokens"]
+        if prompt > half * PAGE:
+            raise AssertionError(f"crowding request {i}: prompt of {prompt} tokens exceeds half the pool")
+        # Ends half a page short of the whole pool: past half of it, and
+        # long enough that the four overlap even on a fast model.
+        reqs.append({"messages": msgs, "max_tokens": pages * PAGE - PAGE // 2 - prompt})
+    return reqs
+
+
 class Batching(unittest.TestCase):
     def test_batched_equals_alone(self):
         srv = servers()
@@ -208,15 +234,26 @@ class Batching(unittest.TestCase):
         report = []
         for name, url in srv:
             before = common.metrics(url)
-            # Whether pages run out mid-generation depends on the order the
-            # requests arrive in: the preempting server gets up to three
-            # rounds to show one (each round is compared all the same).
-            rounds = 2 if name.startswith("cache") else 3 if name.startswith("preempt") else 1
+            rounds = 2 if name.startswith("cache") else 1
             if name.startswith("preempt"):
                 pages = before["rfc_kv_pages_total"]
-                need = max(-(-n // 16) for n in lens)
+                need = max(-(-n // PAGE) for n in lens)
                 self.assertLessEqual(need, pages, f"{name}: the longest request needs {need} pages")
                 self.assertLess(pages, 2 * need, f"{name}: {pages} pages hold two sequences")
+                # Whether the 16 requests run out of pages mid-generation
+                # depends on the order they arrive in; these four cannot
+                # avoid it while any two of them run side by side.
+                crowd = crowding_requests(ref_url, int(pages))
+                crowd_ref = run_sequential(ref_url, crowd)
+                for rnd in range(3):
+                    got = run_concurrent(url, crowd)
+                    compare(self, f"{name} crowding round {rnd}", crowd_ref, got, crowd)
+                    common.wait_idle(url)
+                    pre = common.metrics(url)["rfc_preemptions_total"] - before["rfc_preemptions_total"]
+                    report.append(f"[{name} crowding round {rnd}] {len(crowd)} requests of "
+                                  f"{[r['max_tokens'] for r in crowd]} tokens, preemptions so far {pre:.0f}")
+                    if pre > 0:
+                        break
             for rnd in range(rounds):
                 t0 = time.monotonic()
                 got = run_concurrent(url, reqs)
@@ -230,8 +267,6 @@ class Batching(unittest.TestCase):
                 self.assertEqual(m["rfc_kv_pages_used"], 0, f"{name}: KV pages still used")
                 self.assertEqual(m["rfc_requests_running"], 0, name)
                 self.assertEqual(m["rfc_requests_waiting"], 0, name)
-                if name.startswith("preempt") and common.metrics(url)["rfc_preemptions_total"] > before["rfc_preemptions_total"]:
-                    break
             after = common.metrics(url)
             hits = after["rfc_prefix_cache_hit_tokens_total"] - before["rfc_prefix_cache_hit_tokens_total"]
             pre = after["rfc_preemptions_total"] - before["rfc_preemptions_total"]
