@@ -3,7 +3,8 @@
 //! 64): one token of each of `S` sequences attending to `D` cached
 //! positions of its own. Median of repeats after a warm-up.
 //!
-//! `cargo bench --bench kv_attention [-- DEPTH [SEQS]]` (default 1024 1)
+//! `cargo bench --bench kv_attention [-- DEPTH [SEQS] [K/V]]` (default 1024
+//! 1, every pair; `f16/f16` measures that pair alone, e.g. under perf)
 
 use std::time::Instant;
 
@@ -31,6 +32,7 @@ fn main() {
     let mut nums = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse::<usize>().ok());
+    let only = std::env::args().skip(1).find(|a| a.contains('/'));
     let depth = nums.next().unwrap_or(1024);
     let seqs = nums.next().unwrap_or(1);
     let pps = depth.div_ceil(PAGE);
@@ -57,6 +59,9 @@ fn main() {
     ];
     let mut seed = 0x9e3779b97f4a7c15u64;
     for (k, v) in pairs {
+        if only.as_ref().is_some_and(|o| *o != format!("{k}/{v}")) {
+            continue;
+        }
         let types = KvTypes { k, v };
         let mut kv = KvCache::with_types(1, KV_HEADS, HD, PAGE, seqs * pps, types).unwrap();
         for s in 0..seqs {
