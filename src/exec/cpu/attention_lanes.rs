@@ -177,11 +177,18 @@ fn attend_tile_body(src: &TileSource, tile: &Tile, qs: &[&[f32]], outs: &mut [&m
             }
         }
         let mut m = [0f32; MAX_ROWS];
-        m[..rw].copy_from_slice(&max[..rw]);
-        for sj in s.chunks_exact(rw) {
-            for (m, &x) in m[..rw].iter_mut().zip(sj) {
-                *m = m.max(x);
-            }
+        for l in (0..rw).step_by(LANES) {
+            let g = lane_fold(s, rw, l, &max[l..l + LANES], |g, x| {
+                // `f32::max` without its NaN rule (a compare and a blend
+                // more): the running max starts at -inf and is never NaN,
+                // so either way a NaN score leaves it as it was.
+                if x > g {
+                    x
+                } else {
+                    g
+                }
+            });
+            m[l..l + LANES].copy_from_slice(&g);
         }
         for ((c, old), &m) in corr[..rw].iter_mut().zip(&mut max[..rw]).zip(&m[..rw]) {
             *c = exp(*old - m);
@@ -204,10 +211,9 @@ fn attend_tile_body(src: &TileSource, tile: &Tile, qs: &[&[f32]], outs: &mut [&m
         }
         // Sums in key order, then folded into the running sum.
         let mut chunk = [0f32; MAX_ROWS];
-        for sj in s.chunks_exact(rw) {
-            for (c, &x) in chunk[..rw].iter_mut().zip(sj) {
-                *c += x;
-            }
+        for l in (0..rw).step_by(LANES) {
+            let g = lane_fold(s, rw, l, &[0.0; LANES], |c, x| c + x);
+            chunk[l..l + LANES].copy_from_slice(&g);
         }
         for ((t, &c), &x) in sum[..rw].iter_mut().zip(&corr[..rw]).zip(&chunk[..rw]) {
             *t = *t * c + x;
@@ -235,6 +241,27 @@ fn attend_tile_body(src: &TileSource, tile: &Tile, qs: &[&[f32]], outs: &mut [&m
         }
     }
     SCRATCH.set(buf);
+}
+
+/// Lanes `l..l + 8` of `s` (rows of `rw`) folded over the rows in order
+/// from `init`: eight running values in a register, where a running
+/// value in memory would wait for its store at every key.
+#[inline(always)]
+fn lane_fold(
+    s: &[f32],
+    rw: usize,
+    l: usize,
+    init: &[f32],
+    f: impl Fn(f32, f32) -> f32,
+) -> [f32; LANES] {
+    let mut g = [0f32; LANES];
+    g.copy_from_slice(init);
+    for sj in s.chunks_exact(rw) {
+        for (g, &x) in g.iter_mut().zip(&sj[l..l + LANES]) {
+            *g = f(*g, x);
+        }
+    }
+    g
 }
 
 /// `s[j * rw + r] = scale · Σ_d qt[d * rw + r] · k[j * hd + d]`: eight
