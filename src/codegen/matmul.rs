@@ -374,6 +374,13 @@ const Q8_TILE_K: u32 = 64;
 /// projections of big vocabularies) are decoded in the tiles instead.
 const REPACK_MAX_WEIGHTS: u64 = 128 << 20;
 
+/// The largest matrix whose int8 or 4-bit copy the narrow and fragment
+/// products keep resident (budgeted against free device memory at load,
+/// exec::gpu_model::resident): output projections of large vocabularies
+/// included (Llama-3's 128,256 × 4,096 is 501 Mi), whose batched steps
+/// otherwise fall to the 32- and 64-token tiles.
+const RESIDENT_MAX_WEIGHTS: u64 = 1 << 30;
+
 /// Token tiles from which repacking the weights once per step beats
 /// decoding them in every tile (H100, docs/PERFORMANCE.md).
 const REPACK_MIN_TOKENS: u32 = 128;
@@ -636,11 +643,12 @@ impl MatMulSpec {
 
     /// Whether the narrow product ([`MatMulVariant::Narrow`]) is compiled:
     /// every weight reads as int8 with block scales, k is whole 128-element
-    /// chunks, and the matrix is small enough for an int8 copy.
+    /// chunks, and the matrix is small enough for a resident int8 copy
+    /// ([`RESIDENT_MAX_WEIGHTS`]).
     pub fn has_narrow(&self) -> bool {
         self.segments.iter().all(|s| int8_tiles_read(s.ty))
             && self.k.is_multiple_of(128)
-            && self.rows() as u64 * self.k as u64 <= REPACK_MAX_WEIGHTS
+            && self.rows() as u64 * self.k as u64 <= RESIDENT_MAX_WEIGHTS
     }
 
     /// Whether the fragment product ([`MatMulVariant::Fragment`]) is
@@ -788,6 +796,18 @@ impl MatMulSpec {
         tokens as u64 * (2 * k + k / 32 * 8)
     }
 
+    /// Whether `variant` reads a weight copy that only a resident buffer
+    /// holds: the narrow and fragment products of matrices above the
+    /// per-step repack's size ([`REPACK_MAX_WEIGHTS`]), for which the
+    /// shared per-step scratch is not sized.
+    pub fn copy_is_resident_only(&self, variant: MatMulVariant) -> bool {
+        matches!(
+            variant,
+            MatMulVariant::Narrow { .. } | MatMulVariant::Fragment { .. }
+        ) && self.repacks_weights(variant)
+            && self.rows() as u64 * self.k as u64 > REPACK_MAX_WEIGHTS
+    }
+
     /// Whether `variant` repacks the weights to int8 once per step before
     /// the tiles read them (matmul_q8.hip, REPACKED).
     pub fn repacks_weights(&self, variant: MatMulVariant) -> bool {
@@ -797,10 +817,13 @@ impl MatMulSpec {
             MatMulVariant::Fragment { .. } => return self.has_fragment(),
             MatMulVariant::Vector { .. } | MatMulVariant::VectorQ8 { .. } => false,
         };
+        // The narrow product's copy is resident, the tiles' per step.
+        let limit = match variant {
+            MatMulVariant::Narrow { .. } => RESIDENT_MAX_WEIGHTS,
+            _ => REPACK_MAX_WEIGHTS,
+        };
         uses_f16_tiles(self, variant)
-            || large
-                && uses_q8_tiles(self, variant)
-                && self.rows() as u64 * self.k as u64 <= REPACK_MAX_WEIGHTS
+            || large && uses_q8_tiles(self, variant) && self.rows() as u64 * self.k as u64 <= limit
     }
 
     /// Elements per weight scale in the int8 tiles: 16 when a segment's
@@ -1431,6 +1454,14 @@ mod tests {
         assert!(!spec(GgmlType::Q2_K, 96, 512).has_narrow());
         assert!(!spec(GgmlType::F16, 96, 512).has_narrow());
         assert!(qkv.source(MatMulVariant::Narrow { tokens: 8 }).is_err());
+        // Output projections of large vocabularies too (their copy is
+        // resident), but not the tiles' per-step repack of them.
+        let output = spec(GgmlType::Q6_K, 128_256, 4096);
+        assert!(output.has_narrow() && output.has_fragment());
+        assert!(output.repacks_weights(n16));
+        assert!(!output.repacks_weights(MatMulVariant::Tiled { tokens: 128 }));
+        assert!(output.copy_is_resident_only(n16) && !qkv.copy_is_resident_only(n16));
+        assert!(!spec(GgmlType::Q6_K, 300_000, 4096).has_narrow());
         assert_eq!(
             "narrow/32".parse(),
             Ok(MatMulVariant::Narrow { tokens: 32 })

@@ -52,6 +52,7 @@ pub struct Places<'a> {
     /// The prefill tiles' repacked weights (`MatMulSpec::wq_bytes`), shared
     /// the same way by the matmuls whose copies are not `resident`.
     pub wq_scratch: DevicePtr,
+    pub wq_scratch_bytes: usize,
     pub resident: &'a super::resident::ResidentRepacks,
 }
 
@@ -378,6 +379,20 @@ impl Places<'_> {
         }
         let mut kernels = Vec::new();
         for v in spec.variants(self.opts.vendor) {
+            // A copy too large to repack per step runs only where it is
+            // resident (int8_scratch_bytes left it out of the scratch).
+            let copy = spec.repack_format(v);
+            if spec.repacks_weights(v)
+                && self.resident.get(id, copy) == DevicePtr::NULL
+                && spec.wq_bytes(v) as usize > self.wq_scratch_bytes
+            {
+                tracing::info!(
+                    node = %self.graph.node(id).name,
+                    variant = %v,
+                    "left out: its weight copy is not resident and exceeds the per-step scratch"
+                );
+                continue;
+            }
             let k = spec.kernels(v, |src, entry| -> Result<_, GpuError> {
                 Ok(self.cache.kernel(self.gpu, src, entry)?)
             })?;

@@ -244,7 +244,9 @@ impl GpuModel {
         let topk_out = DeviceBuffer::new(gpu, limits.max_rows.max(1) * top_words * 4)?;
         let inputs = StepBuffer::new(gpu, limits, vocab)?;
         // Last, as they are optional: any matrix left out (no room) repacks
-        // into `wq_scratch` per step, which is sized for every matrix.
+        // into `wq_scratch` per step, which is sized for every matrix but
+        // the copies too large to repack per step (their variants are then
+        // left out: build.rs).
         let resident = ResidentRepacks::build(gpu, cache, graph, &opts, &weights, &stream)?;
         let places = Places {
             gpu,
@@ -262,6 +264,7 @@ impl GpuModel {
             attn_scratch: attn_scratch.ptr(),
             xq_scratch: xq_scratch.ptr(),
             wq_scratch: wq_scratch.ptr(),
+            wq_scratch_bytes: wq_scratch.len(),
             resident: &resident,
         };
         let mut launches = Vec::new();
@@ -666,7 +669,9 @@ fn int8_scratch_bytes(
             let spec = matmul_spec(graph, id, opts)?;
             for v in spec.variants(opts.vendor) {
                 xq = xq.max(spec.xq_bytes(v, max_tokens));
-                wq = wq.max(spec.wq_bytes(v));
+                if !spec.copy_is_resident_only(v) {
+                    wq = wq.max(spec.wq_bytes(v));
+                }
             }
         }
     }
