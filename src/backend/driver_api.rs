@@ -63,6 +63,7 @@ driver_fns! {
     mem_alloc: ("cuMemAlloc_v2", "hipMalloc") fn(*mut RawPtr, usize);
     mem_free: ("cuMemFree_v2", "hipFree") fn(RawPtr);
     mem_get_info: ("cuMemGetInfo_v2", "hipMemGetInfo") fn(*mut usize, *mut usize);
+    ctx_get_limit: ("cuCtxGetLimit", "hipDeviceGetLimit") fn(*mut usize, c_int);
     memcpy_htod: ("cuMemcpyHtoD_v2", "hipMemcpyHtoD") fn(RawPtr, *const c_void, usize);
     memcpy_dtoh: ("cuMemcpyDtoH_v2", "hipMemcpyDtoH") fn(*mut c_void, RawPtr, usize);
     memcpy_dtod: ("cuMemcpyDtoD_v2", "hipMemcpyDtoD") fn(RawPtr, RawPtr, usize);

@@ -186,6 +186,18 @@ impl Gpu {
         Ok((free, total))
     }
 
+    /// The per-thread stack (local memory) the driver has reserved for
+    /// this context's kernels so far: it grows, and stays grown, the first
+    /// time a kernel that spills or keeps stack arrays beyond it runs
+    /// (`CU_LIMIT_STACK_SIZE` / `hipLimitStackSize`, both 0).
+    pub fn stack_limit(&self) -> Result<usize> {
+        let mut v = 0usize;
+        self.call("ctx_get_limit", || unsafe {
+            (self.api.fns.ctx_get_limit)(&mut v, 0)
+        })?;
+        Ok(v)
+    }
+
     /// Waits for all work on the device.
     pub fn synchronize(&self) -> Result<()> {
         self.call("synchronize", || unsafe { (self.api.fns.synchronize)() })
