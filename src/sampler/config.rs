@@ -21,6 +21,9 @@ pub struct SamplerConfig {
     pub frequency_penalty: f32,
     /// Subtracted once from every token present in the window.
     pub presence_penalty: f32,
+    /// Added to these tokens' logits first (token id, bias), sorted by id,
+    /// one entry per id.
+    pub logit_bias: Vec<(u32, f32)>,
     pub seed: u64,
 }
 
@@ -35,6 +38,7 @@ impl Default for SamplerConfig {
             repeat_penalty: 1.0,
             frequency_penalty: 0.0,
             presence_penalty: 0.0,
+            logit_bias: Vec::new(),
             seed: 0x5EED,
         }
     }
@@ -52,6 +56,12 @@ impl SamplerConfig {
     /// Whether sampling reduces to argmax: no temperature, or one candidate.
     pub fn is_greedy(&self) -> bool {
         self.temperature <= 0.0 || self.top_k == 1
+    }
+
+    /// Whether anything changes logits before truncation (penalties or
+    /// biases): the row's normalizer and order are then not the model's.
+    pub fn adjusts_logits(&self) -> bool {
+        self.penalties_enabled() || !self.logit_bias.is_empty()
     }
 
     pub fn penalties_enabled(&self) -> bool {

@@ -61,8 +61,11 @@ impl RowTop {
 /// negative frequency or presence penalty): a token outside the list could
 /// then overtake the candidates.
 fn can_raise(cfg: &SamplerConfig) -> bool {
-    cfg.penalties_enabled()
-        && (cfg.repeat_penalty < 1.0 || cfg.frequency_penalty < 0.0 || cfg.presence_penalty < 0.0)
+    super::logit_bias::can_raise(cfg)
+        || cfg.penalties_enabled()
+            && (cfg.repeat_penalty < 1.0
+                || cfg.frequency_penalty < 0.0
+                || cfg.presence_penalty < 0.0)
 }
 
 /// The list `sample` draws from (after penalties, top-k, top-p, min-p and
@@ -73,6 +76,7 @@ pub fn list_from_top(cfg: &SamplerConfig, history: &History, top: &RowTop) -> Op
         return None;
     }
     let mut items = top.best.clone();
+    super::logit_bias::apply_to_list(cfg, &mut items);
     penalties::apply_to_list(cfg, history, &mut items);
     let sorted = Candidates::sort(items);
     // Every token outside the list stays at or below the bound (penalties
@@ -80,7 +84,7 @@ pub fn list_from_top(cfg: &SamplerConfig, history: &History, top: &RowTop) -> Op
     // best, in order. Without penalties the list is the row's best as it
     // stands, ties at the bound included (they were broken by id).
     let known = match top.rest_at_most {
-        Some(bound) if cfg.penalties_enabled() => sorted.iter().take_while(|c| c.1 > bound).count(),
+        Some(bound) if cfg.adjusts_logits() => sorted.iter().take_while(|c| c.1 > bound).count(),
         _ => sorted.len(),
     };
     if cfg.is_greedy() {
@@ -113,7 +117,7 @@ fn nucleus_within(
     prefix: &[(u32, f32)],
     log_norm: Option<f32>,
 ) -> Option<usize> {
-    if cfg.top_p >= 1.0 || cfg.penalties_enabled() {
+    if cfg.top_p >= 1.0 || cfg.adjusts_logits() {
         return None;
     }
     let log_norm = f64::from(log_norm?);
@@ -212,6 +216,30 @@ mod tests {
             assert_eq!(decided(cfg(K, 0.5, 0.0), &r, &[]), 300);
             assert_eq!(decided(cfg(1, 1.0, 0.0), &r, &[]), 300);
         }
+    }
+
+    #[test]
+    fn logit_biases_draw_as_the_whole_row_does() {
+        let r = row(5, 3_000, 3.0);
+        let best = (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap() as u32;
+        let worst = (0..r.len()).min_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap() as u32;
+        let biased = |bias: Vec<(u32, f32)>, greedy: bool| SamplerConfig {
+            logit_bias: bias,
+            ..if greedy {
+                SamplerConfig::greedy()
+            } else {
+                cfg(K / 2, 1.0, 0.0)
+            }
+        };
+        // Lowering (banning the best token) keeps the candidates deciding.
+        for greedy in [true, false] {
+            assert_eq!(decided(biased(vec![(best, -100.0)], greedy), &r, &[]), 300);
+        }
+        // Raising a token from outside them needs the whole row, which
+        // then draws it.
+        assert_eq!(decided(biased(vec![(worst, 100.0)], true), &r, &[]), 0);
+        let mut s = Sampler::new(biased(vec![(worst, 100.0)], true));
+        assert_eq!(s.sample(&mut r.clone()), worst);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Choosing the next token from logits.
 //!
 //! The chain is llama.cpp's default (`common_params_sampling::samplers`)
-//! restricted to what we implement: penalties -> top-k -> top-p -> min-p ->
+//! restricted to what we implement: logit bias -> penalties -> top-k -> top-p -> min-p ->
 //! temperature -> draw. (llama.cpp also has DRY, top-n-sigma, typical and
 //! XTC between these, all off by default.) Top-p and min-p thus see the
 //! logits before temperature, as in llama.cpp. Stop strings are matched on
@@ -11,6 +11,7 @@ pub mod candidates;
 pub mod config;
 pub mod from_top;
 pub mod goodness_of_fit;
+pub mod logit_bias;
 pub mod penalties;
 pub mod ranges;
 pub mod stop;
@@ -64,6 +65,7 @@ impl Sampler {
     /// Picks the next token from `logits` (one per vocabulary id; penalties
     /// are applied to it in place) and records it. Empty logits give 0.
     pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
+        logit_bias::apply(&self.cfg, logits);
         penalties::apply(&self.cfg, &self.history, logits);
         let id = if self.is_greedy() {
             argmax(logits).unwrap_or(0)
@@ -111,6 +113,7 @@ impl Sampler {
     /// token alone), without drawing: the distribution the draw follows.
     pub fn list_for_row(&self, logits: &[f32]) -> Candidates {
         let mut row = logits.to_vec();
+        logit_bias::apply(&self.cfg, &mut row);
         penalties::apply(&self.cfg, &self.history, &mut row);
         if self.is_greedy() {
             return Candidates::top_k(&row, 1);

@@ -72,6 +72,8 @@ pub enum SubmitError {
     EmptyPrompt,
     #[error("token id {id} is outside the vocabulary of {vocab}")]
     BadToken { id: u32, vocab: usize },
+    #[error("logit_bias names token id {id}, outside the vocabulary of {vocab}")]
+    BadBiasToken { id: u32, vocab: usize },
     #[error("the prompt has {tokens} tokens; the context holds {context}, and at least one token must be generated")]
     PromptTooLong { tokens: usize, context: usize },
     #[error("max_tokens must be at least 1")]
@@ -96,6 +98,14 @@ pub fn check_request(req: &GenRequest, vocab: usize, context: usize) -> Result<(
     }
     if let Some(&id) = req.prompt.iter().find(|&&t| t as usize >= vocab) {
         return Err(SubmitError::BadToken { id, vocab });
+    }
+    if let Some(&(id, _)) = req
+        .sampling
+        .logit_bias
+        .iter()
+        .find(|b| b.0 as usize >= vocab)
+    {
+        return Err(SubmitError::BadBiasToken { id, vocab });
     }
     if req.prompt.len() >= context {
         return Err(SubmitError::PromptTooLong {

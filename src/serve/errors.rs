@@ -175,6 +175,7 @@ impl ApiError {
                 Self::invalid_param(prompt_param, message).with_code("context_length_exceeded")
             }
             SubmitError::NoTokens => Self::invalid_param("max_tokens", message),
+            SubmitError::BadBiasToken { .. } => Self::invalid_param("logit_bias", message),
             SubmitError::QueueFull { .. } => {
                 let mut e = Self::new(
                     StatusCode::TOO_MANY_REQUESTS,

@@ -52,7 +52,6 @@ impl Settings {
 
 /// Checks the sampling fields both endpoints share.
 pub fn settings(f: &CommonFields) -> Result<Settings, ApiError> {
-    refuse_unsupported(f)?;
     if let Some(n) = f.n {
         if n != 1 {
             return Err(ApiError::invalid_param(
@@ -118,6 +117,7 @@ pub fn settings(f: &CommonFields) -> Result<Settings, ApiError> {
             repeat_penalty: repeat_penalty as f32,
             frequency_penalty: frequency_penalty as f32,
             presence_penalty: presence_penalty as f32,
+            logit_bias: logit_bias(f.logit_bias.as_ref())?,
             seed: seed(f.seed.as_ref())?,
         },
         max_tokens,
@@ -206,19 +206,50 @@ fn stops(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
     Ok(list.into_iter().filter(|s| !s.is_empty()).collect())
 }
 
-/// Fields that would change the output in ways this server cannot honour
-/// are refused rather than ignored (constraints: [`super::structured`]).
-fn refuse_unsupported(f: &CommonFields) -> Result<(), ApiError> {
-    if let Some(lb) = &f.logit_bias {
-        let empty = lb.is_null() || lb.as_object().is_some_and(|m| m.is_empty());
-        if !empty {
-            return Err(ApiError::unsupported(
-                "logit_bias",
-                "logit_bias is not supported",
-            ));
+/// Biases a request may give (OpenAI's limit).
+pub const MAX_LOGIT_BIASES: usize = 300;
+
+/// `logit_bias`: an object from token ids (as strings, OpenAI's form) to
+/// biases in [-100, 100], sorted by id. Ids beyond the vocabulary are
+/// refused when the request is submitted (`check_request`).
+fn logit_bias(v: Option<&Value>) -> Result<Vec<(u32, f32)>, ApiError> {
+    let bad = |m: String| ApiError::invalid_param("logit_bias", m);
+    let map = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(bad(
+                "`logit_bias` must be an object of token ids to biases".into()
+            ))
         }
+    };
+    if map.len() > MAX_LOGIT_BIASES {
+        return Err(bad(format!(
+            "`logit_bias` has {} entries; at most {MAX_LOGIT_BIASES} are taken",
+            map.len()
+        )));
     }
-    Ok(())
+    let mut out = Vec::with_capacity(map.len());
+    for (k, b) in map {
+        let id: u32 = k
+            .parse()
+            .map_err(|_| bad(format!("logit_bias key {k:?} is not a token id")))?;
+        let b = b
+            .as_f64()
+            .filter(|b| (-100.0..=100.0).contains(b))
+            .ok_or_else(|| {
+                bad(format!(
+                    "logit_bias of token {id} must be a number from -100 to 100"
+                ))
+            })?;
+        out.push((id, b as f32));
+    }
+    out.sort_by_key(|b| b.0);
+    // "007" and "7" name one token.
+    if let Some(w) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(bad(format!("logit_bias names token {} twice", w[0].0)));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -312,7 +343,22 @@ mod tests {
 
     #[test]
     fn unsupported_features_are_refused_by_name() {
-        assert_eq!(refused_param(json!({"logit_bias": {"1": 5}})), "logit_bias");
+        assert_eq!(refused_param(json!({"logit_bias": {"x": 5}})), "logit_bias");
+        assert_eq!(
+            refused_param(json!({"logit_bias": {"1": 101}})),
+            "logit_bias"
+        );
+        assert_eq!(
+            refused_param(json!({"logit_bias": {"1": "5"}})),
+            "logit_bias"
+        );
+        assert_eq!(
+            refused_param(json!({"logit_bias": {"7": 1, "007": 2}})),
+            "logit_bias"
+        );
+        assert_eq!(refused_param(json!({"logit_bias": [1]})), "logit_bias");
+        let s = check(json!({"logit_bias": {"12": -100, "3": 2.5}})).unwrap();
+        assert_eq!(s.sampling.logit_bias, vec![(3, 2.5), (12, -100.0)]);
         assert!(
             check(json!({"response_format": {"type": "text"}, "logit_bias": {}, "user": "u"}))
                 .is_ok()
