@@ -333,6 +333,35 @@ class OpenAIClient(unittest.TestCase):
             self.assertEqual(len(lp.text_offset), 6)
             self.assertEqual(lp.text_offset, sorted(lp.text_offset))
 
+    # --- logit_bias --------------------------------------------------------------
+
+    def test_logit_bias_forces_and_bans_tokens(self):
+        """+100 makes a token every step's choice, -100 takes it out of the
+        running; greedy and sampled alike. An id outside the vocabulary
+        is a 400 naming logit_bias."""
+        t1, t2 = 300, 301
+        s1, s2 = common.detokenize([t1]), common.detokenize([t2])
+        kw = dict(model=self.model, prompt="Bias: ", max_tokens=4, extra_body=EXTRA)
+        for temperature in (0, 1.0):
+            r = self.c.completions.create(temperature=temperature, seed=7,
+                                          logit_bias={str(t1): 100}, **kw)
+            self.assertEqual(r.choices[0].text, s1 * 4, f"temperature {temperature}")
+            r = self.c.completions.create(temperature=temperature, seed=7,
+                                          logit_bias={str(t1): -100, str(t2): 100}, **kw)
+            self.assertEqual(r.choices[0].text, s2 * 4, f"temperature {temperature}")
+        # Banning the greedy choice: the first token becomes the one the
+        # unbiased run ranked second.
+        lp = self.c.completions.create(temperature=0, logprobs=2, **kw).choices[0].logprobs
+        ranked = sorted(lp.top_logprobs[0].items(), key=lambda kv: -kv[1])
+        ids = common.tokenize(ranked[0][0])
+        self.assertEqual(len(ids), 1, f"{ranked[0][0]!r} -> {ids}")
+        lp2 = self.c.completions.create(temperature=0, logprobs=2, logit_bias={str(ids[0]): -100},
+                                        **kw).choices[0].logprobs
+        self.assertEqual(lp2.tokens[0], ranked[1][0], f"{ranked} -> {lp2.tokens}")
+        with self.assertRaises(openai.BadRequestError) as e:
+            self.c.completions.create(temperature=0, logit_bias={"99999999": 5}, **kw)
+        self.assertIn("logit_bias", str(e.exception))
+
     # --- prefix cache -----------------------------------------------------------
 
     def test_cached_tokens(self):
