@@ -599,12 +599,17 @@ impl MatMulSpec {
             .iter()
             .all(|s| matches!(s.ty, Q3_K | Q4_K | Q5_K | Q6_K))
             && self.k.is_multiple_of(256)
-            && self.rows() as u64 * self.k as u64 <= REPACK_MAX_WEIGHTS
+            && self.weights() <= REPACK_MAX_WEIGHTS
     }
 
     /// Rows of the concatenated weights.
     pub fn rows(&self) -> u32 {
         self.segments.iter().map(|s| s.rows).sum()
+    }
+
+    /// Weights of the concatenated matrix (rows × k).
+    pub fn weights(&self) -> u64 {
+        self.rows() as u64 * self.k as u64
     }
 
     /// The tiled kernel's block tile for a variant of `tokens` tokens:
@@ -648,7 +653,7 @@ impl MatMulSpec {
     pub fn has_narrow(&self) -> bool {
         self.segments.iter().all(|s| int8_tiles_read(s.ty))
             && self.k.is_multiple_of(128)
-            && self.rows() as u64 * self.k as u64 <= RESIDENT_MAX_WEIGHTS
+            && self.weights() <= RESIDENT_MAX_WEIGHTS
     }
 
     /// Whether the fragment product ([`MatMulVariant::Fragment`]) is
@@ -762,7 +767,7 @@ impl MatMulSpec {
             MatMulVariant::Vector { tokens: 1 } => {
                 self.segments.iter().all(|s| quantized(s.ty))
                     && self.k <= 16_384
-                    && self.rows() as u64 * self.k as u64 >= Q8_MIN_WEIGHTS
+                    && self.weights() >= Q8_MIN_WEIGHTS
             }
             MatMulVariant::Vector { .. } => false,
             MatMulVariant::VectorQ8 { tokens } => self.has_q8_passes(tokens),
@@ -805,7 +810,7 @@ impl MatMulSpec {
             variant,
             MatMulVariant::Narrow { .. } | MatMulVariant::Fragment { .. }
         ) && self.repacks_weights(variant)
-            && self.rows() as u64 * self.k as u64 > REPACK_MAX_WEIGHTS
+            && self.weights() > REPACK_MAX_WEIGHTS
     }
 
     /// Whether `variant` repacks the weights to int8 once per step before
@@ -823,7 +828,7 @@ impl MatMulSpec {
             _ => REPACK_MAX_WEIGHTS,
         };
         uses_f16_tiles(self, variant)
-            || large && uses_q8_tiles(self, variant) && self.rows() as u64 * self.k as u64 <= limit
+            || large && uses_q8_tiles(self, variant) && self.weights() <= limit
     }
 
     /// Elements per weight scale in the int8 tiles: 16 when a segment's

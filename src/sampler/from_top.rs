@@ -57,9 +57,9 @@ impl RowTop {
     }
 }
 
-/// Whether some penalty can raise a logit (a repeat penalty below 1, a
-/// negative frequency or presence penalty): a token outside the list could
-/// then overtake the candidates.
+/// Whether a bias or a penalty can raise a logit (a positive bias, a
+/// repeat penalty below 1, a negative frequency or presence penalty): a
+/// token outside the list could then overtake the candidates.
 fn can_raise(cfg: &SamplerConfig) -> bool {
     super::logit_bias::can_raise(cfg)
         || cfg.penalties_enabled()
@@ -68,8 +68,8 @@ fn can_raise(cfg: &SamplerConfig) -> bool {
                 || cfg.presence_penalty < 0.0)
 }
 
-/// The list `sample` draws from (after penalties, top-k, top-p, min-p and
-/// temperature) built from `top` alone, or `None` where the tokens outside
+/// The list `sample` draws from (after biases, penalties, top-k, top-p,
+/// min-p and temperature) built from `top` alone, or `None` where the tokens outside
 /// it could change that list. Greedy gives the one best token.
 pub fn list_from_top(cfg: &SamplerConfig, history: &History, top: &RowTop) -> Option<Candidates> {
     if top.rest_at_most.is_some() && can_raise(cfg) {
@@ -79,10 +79,10 @@ pub fn list_from_top(cfg: &SamplerConfig, history: &History, top: &RowTop) -> Op
     super::logit_bias::apply_to_list(cfg, &mut items);
     penalties::apply_to_list(cfg, history, &mut items);
     let sorted = Candidates::sort(items);
-    // Every token outside the list stays at or below the bound (penalties
-    // here only lower logits), so the candidates above it are the row's
-    // best, in order. Without penalties the list is the row's best as it
-    // stands, ties at the bound included (they were broken by id).
+    // Every token outside the list stays at or below the bound (biases and
+    // penalties here only lower logits), so the candidates above it are
+    // the row's best, in order. Without either the list is the row's best
+    // as it stands, ties at the bound included (they were broken by id).
     let known = match top.rest_at_most {
         Some(bound) if cfg.adjusts_logits() => sorted.iter().take_while(|c| c.1 > bound).count(),
         _ => sorted.len(),

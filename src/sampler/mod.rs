@@ -1,8 +1,8 @@
 //! Choosing the next token from logits.
 //!
 //! The chain is llama.cpp's default (`common_params_sampling::samplers`)
-//! restricted to what we implement: logit bias -> penalties -> top-k -> top-p -> min-p ->
-//! temperature -> draw. (llama.cpp also has DRY, top-n-sigma, typical and
+//! restricted to what we implement: logit bias -> penalties -> top-k ->
+//! top-p -> min-p -> temperature -> draw. (llama.cpp also has DRY, top-n-sigma, typical and
 //! XTC between these, all off by default.) Top-p and min-p thus see the
 //! logits before temperature, as in llama.cpp. Stop strings are matched on
 //! the decoded text by [`StopMatcher`].
@@ -62,11 +62,10 @@ impl Sampler {
         self.rng = Rng::new(self.cfg.seed);
     }
 
-    /// Picks the next token from `logits` (one per vocabulary id; penalties
-    /// are applied to it in place) and records it. Empty logits give 0.
+    /// Picks the next token from `logits` (one per vocabulary id; biases
+    /// and penalties are applied to it in place) and records it. Empty logits give 0.
     pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
-        logit_bias::apply(&self.cfg, logits);
-        penalties::apply(&self.cfg, &self.history, logits);
+        self.adjust(logits);
         let id = if self.is_greedy() {
             argmax(logits).unwrap_or(0)
         } else {
@@ -74,6 +73,13 @@ impl Sampler {
         };
         self.accept(id);
         id
+    }
+
+    /// The chain's first links, in place: the logit biases, then the
+    /// penalties.
+    fn adjust(&self, row: &mut [f32]) {
+        logit_bias::apply(&self.cfg, row);
+        penalties::apply(&self.cfg, &self.history, row);
     }
 
     /// Top-k, top-p, min-p and temperature on a (penalized) row.
@@ -113,8 +119,7 @@ impl Sampler {
     /// token alone), without drawing: the distribution the draw follows.
     pub fn list_for_row(&self, logits: &[f32]) -> Candidates {
         let mut row = logits.to_vec();
-        logit_bias::apply(&self.cfg, &mut row);
-        penalties::apply(&self.cfg, &self.history, &mut row);
+        self.adjust(&mut row);
         if self.is_greedy() {
             return Candidates::top_k(&row, 1);
         }
