@@ -62,9 +62,14 @@ fn run_matmul(
     let mut acts = QuantizedActs::new();
     acts.prepare_with(path, x, t, cols, &[ty]).unwrap();
     let mut out = vec![f32::NAN; t * rows];
+    let m = WeightMatrix::new(ty, w, rows, cols);
+    // As the CPU model does: AVX2 reads the interleaved copy where the type has one.
+    let copy = (path == SimdPath::Avx2)
+        .then(|| InterleavedRows::build(&m))
+        .flatten();
     matmul_with(
         path,
-        &WeightMatrix::new(ty, w, rows, cols),
+        &m.with_interleaved(copy.as_ref()),
         &acts,
         &mut out,
         rows,
@@ -391,6 +396,50 @@ fn a_tokens_result_is_the_same_bits_alone_batched_and_on_any_thread_count() {
             }
         }
     }
+}
+
+/// `run_matmul` reads AVX2's interleaved copy where it can; matrices the
+/// model makes no copy of (the experts' slices) take the GGUF-order
+/// kernels, compared here with the portable path, and with the copy's
+/// result (other rounding, same products).
+#[test]
+fn avx2_without_an_interleaved_copy_agrees_with_the_portable_path_and_the_copy() {
+    if !SimdPath::Avx2.is_available() {
+        return;
+    }
+    let mut rng = Rng(23);
+    for ty in [GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q8_0] {
+        let (rows, cols) = (43, 896);
+        let w = weights(ty, rows, cols, &mut rng);
+        for t in [1, 4, 9] {
+            let x = rng.vec(t * cols);
+            let portable = to_f64(&run_matmul(SimdPath::Portable, ty, &w, rows, cols, &x));
+            let mut acts = QuantizedActs::new();
+            acts.prepare_with(SimdPath::Avx2, &x, t, cols, &[ty])
+                .unwrap();
+            let mut plain = vec![f32::NAN; t * rows];
+            let m = WeightMatrix::new(ty, &w, rows, cols);
+            assert!(m.interleaved.is_none());
+            matmul_with(SimdPath::Avx2, &m, &acts, &mut plain, rows, 0).unwrap();
+            let err = rel_err(&plain, &portable);
+            assert!(err < 1e-5, "{ty} T={t} GGUF order vs portable: {err}");
+            let copied = run_matmul(SimdPath::Avx2, ty, &w, rows, cols, &x);
+            let err = rel_err(&copied, &to_f64(&plain));
+            assert!(err < 1e-5, "{ty} T={t} interleaved vs GGUF order: {err}");
+        }
+    }
+}
+
+/// A copy is attached only to the matrix it was made of.
+#[test]
+fn an_interleaved_copy_of_another_shape_is_not_taken() {
+    let mut rng = Rng(29);
+    let w = weights(GgmlType::Q8_0, 16, 64, &mut rng);
+    let m = WeightMatrix::new(GgmlType::Q8_0, &w, 16, 64);
+    let copy = InterleavedRows::build(&m).unwrap();
+    assert!(m.with_interleaved(Some(&copy)).interleaved.is_some());
+    let other = WeightMatrix::new(GgmlType::Q8_0, &w, 32, 32);
+    assert!(other.with_interleaved(Some(&copy)).interleaved.is_none());
 }
 
 #[test]

@@ -113,6 +113,29 @@ impl GgufFile {
         self.bytes.as_slice()
     }
 
+    /// Lets the kernel drop this process's resident pages of
+    /// `start..start + len` (whole 64 KiB runs inside it) where the file is
+    /// mapped: for bytes already copied elsewhere, which would otherwise
+    /// stay resident twice. A later read maps them in again from the file.
+    pub fn release_range(&self, start: usize, len: usize) {
+        let Bytes::Mapped(map) = &self.bytes else {
+            return;
+        };
+        // A multiple of every page size in use (4, 16 and 64 KiB).
+        let page = 64 << 10;
+        let (lo, hi) = (start.next_multiple_of(page), (start + len) / page * page);
+        if hi <= lo || hi > map.len() {
+            return;
+        }
+        // SAFETY: the map is private and read-only, never written, so
+        // dropping its pages loses nothing: they read back from the file.
+        let r =
+            unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo) };
+        if let Err(e) = r {
+            tracing::debug!(%e, "madvise(DONTNEED) on copied weights refused");
+        }
+    }
+
     /// `general.architecture`, if present.
     pub fn architecture(&self) -> Option<&str> {
         self.metadata().get_str("general.architecture").ok()

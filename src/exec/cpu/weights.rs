@@ -1,7 +1,9 @@
-//! A weight matrix as the kernels see it: borrowed GGUF bytes plus shape.
+//! A weight matrix as the kernels see it: borrowed GGUF bytes plus shape,
+//! and where the model made one, an interleaved copy for the AVX2 kernels.
 
 use super::blocks::is_computable;
 use super::error::KernelError;
+use super::interleaved::InterleavedRows;
 use crate::quant::GgmlType;
 
 /// `rows` output features of `cols` inputs each. GGUF stores a `[k, n]`
@@ -13,6 +15,9 @@ pub struct WeightMatrix<'a> {
     pub data: &'a [u8],
     pub rows: usize,
     pub cols: usize,
+    /// The same rows interleaved ([`InterleavedRows`]); kernels that have
+    /// no use for it read `data`.
+    pub interleaved: Option<&'a InterleavedRows>,
 }
 
 impl<'a> WeightMatrix<'a> {
@@ -22,7 +27,15 @@ impl<'a> WeightMatrix<'a> {
             data,
             rows,
             cols,
+            interleaved: None,
         }
+    }
+
+    /// The matrix with its interleaved copy, where `copy` is one of it
+    /// (another matrix's copy is not taken).
+    pub fn with_interleaved(mut self, copy: Option<&'a InterleavedRows>) -> Self {
+        self.interleaved = copy.filter(|c| c.fits(&self));
+        self
     }
 
     /// Bytes per row (whole blocks; checked by [`validate`](Self::validate)).

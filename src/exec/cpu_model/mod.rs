@@ -10,13 +10,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::cpu::{ExpertGroups, KvCache, KvTypes, QuantizedActs};
+use super::cpu::{
+    ExpertGroups, InterleavedRows, KvCache, KvTypes, QuantizedActs, SimdPath, WeightMatrix,
+};
 use super::graph_facts::{fixed_cols, unsupported};
 use super::session::{StepBackend, StepLimits};
 use super::step::StepInputs;
 use super::ExecError;
 use crate::gguf::GgufFile;
-use crate::ir::{Dim, DimEnv, Graph, InputKind, NodeId, Op};
+use crate::ir::{Dim, DimEnv, Graph, InputKind, NodeId, Op, Role};
 use crate::passes::MemoryPlan;
 use crate::quant::GgmlType;
 
@@ -52,6 +54,9 @@ pub struct CpuModel {
     inputs: HashMap<InputKind, NodeId>,
     logits: NodeId,
     weights: HashMap<NodeId, WeightRef>,
+    /// Interleaved copies of the products' weights, where the AVX2 kernels
+    /// read them (the GGUF bytes stay for the rest).
+    interleaved: HashMap<NodeId, InterleavedRows>,
     /// F32 copies of small vectors (norm weights, biases, rope factors).
     vectors: HashMap<NodeId, Vec<f32>>,
     arena: Vec<f32>,
@@ -127,6 +132,7 @@ impl CpuModel {
             page_size,
         };
         let arena = vec![0f32; (plan.arena_bytes as usize).div_ceil(4)];
+        let interleaved = interleaved_copies(&file, &graph, &schedule, &weights);
         Ok(CpuModel {
             file,
             graph,
@@ -135,6 +141,7 @@ impl CpuModel {
             inputs,
             logits,
             weights,
+            interleaved,
             vectors,
             arena,
             kv,
@@ -308,6 +315,49 @@ fn first_attention(graph: &Graph) -> Option<crate::ir::AttentionSpec> {
         Op::Attention(a) => Some(a),
         _ => None,
     })
+}
+
+/// The interleaved copies of the matrix products' weights, made where
+/// this machine runs the AVX2 kernels (they read GGUF order elsewhere).
+fn interleaved_copies(
+    file: &GgufFile,
+    graph: &Graph,
+    schedule: &[NodeId],
+    weights: &HashMap<NodeId, WeightRef>,
+) -> HashMap<NodeId, InterleavedRows> {
+    let mut copies = HashMap::new();
+    if SimdPath::detect() != SimdPath::Avx2 {
+        return copies;
+    }
+    for &id in schedule {
+        if !matches!(graph.node(id).op, Op::MatMul(_)) {
+            continue;
+        }
+        for w in graph.operand_list(id, Role::W) {
+            let Some(r) = weights.get(&w) else { continue };
+            if copies.contains_key(&w) || !InterleavedRows::supports(r.ty) {
+                continue;
+            }
+            let m = WeightMatrix::new(
+                r.ty,
+                &file.bytes()[r.start..r.start + r.len],
+                r.rows,
+                r.cols,
+            );
+            if let Some(c) = InterleavedRows::build(&m) {
+                copies.insert(w, c);
+                // Read again only by embedding lookups (tied tables), which
+                // touch a few rows: not resident twice.
+                file.release_range(r.start, r.len);
+            }
+        }
+    }
+    tracing::debug!(
+        matrices = copies.len(),
+        bytes = copies.values().map(InterleavedRows::bytes).sum::<usize>(),
+        "interleaved weight copies for the AVX2 kernels"
+    );
+    copies
 }
 
 fn resolve_weight(

@@ -115,7 +115,8 @@ impl CpuModel {
             &self.file.bytes()[w.start..w.start + w.len],
             w.rows,
             w.cols,
-        ))
+        )
+        .with_interleaved(self.interleaved.get(&id)))
     }
 
     pub(super) fn vector(&self, id: NodeId) -> Result<&[f32], ExecError> {

@@ -3,6 +3,7 @@
 //! [`SimdPath`] that `matmul` has checked is available.
 
 mod avx2_float;
+mod avx2_interleaved;
 // Emulating AVX-512 leaves its IQ-type entries unused.
 #[cfg_attr(feature = "emulate-avx512", allow(dead_code))]
 mod avx2_k;
@@ -82,11 +83,12 @@ pub(super) fn tile_kernel(ty: GgmlType, path: SimdPath) -> Option<TileKernel> {
         #[cfg(not(feature = "emulate-avx512"))]
         SimdPath::Avx512Vnni if ty == IQ1_M => Some(avx2_k::tile_iq1_m_wide),
         SimdPath::Avx2 | SimdPath::Avx512Vnni => match ty {
-            Q4_0 => Some(avx2_q32::tile_q4_0),
+            // GGUF order where the matrix has no interleaved copy.
+            Q4_0 => Some(avx2_interleaved::tile_q4_0),
             Q4_1 => Some(avx2_q32::tile_q4_1),
-            Q5_0 => Some(avx2_q32::tile_q5_0),
+            Q5_0 => Some(avx2_interleaved::tile_q5_0),
             Q5_1 => Some(avx2_q32::tile_q5_1),
-            Q8_0 => Some(avx2_q32::tile_q8_0),
+            Q8_0 => Some(avx2_interleaved::tile_q8_0),
             IQ4_NL => Some(avx2_q32::tile_iq4_nl),
             MXFP4 => Some(avx2_q32::tile_mxfp4),
             Q4_K => Some(avx2_k::tile_q4_k),
