@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use rocmforge::exec::cpu::{matmul_with, QuantizedActs, SimdPath, WeightMatrix};
+use rocmforge::exec::cpu::{matmul_with, InterleavedRows, QuantizedActs, SimdPath, WeightMatrix};
 use rocmforge::quant::{self, GgmlType};
 use rocmforge::synth::{random_data, SynthRng, Values};
 
@@ -18,9 +18,10 @@ const SHAPES: [(&str, usize, usize); 5] = [
     ("ffn_down 4864x896", 4864, 896),
     ("output 896x151936", 896, 151936),
 ];
-const TYPES: [GgmlType; 16] = [
+const TYPES: [GgmlType; 17] = [
     GgmlType::Q5_0,
     GgmlType::Q8_0,
+    GgmlType::Q4_0,
     GgmlType::Q4_K,
     GgmlType::Q6_K,
     GgmlType::IQ4_NL,
@@ -231,6 +232,8 @@ fn main() {
                 w = random_data(&mut rng, ty, n * k, Values::BENCHMARK).unwrap();
             }
             let m = WeightMatrix::new(ty, &w, n, k);
+            // What the CPU model gives the AVX2 path: the interleaved copy.
+            let copy = InterleavedRows::build(&m);
             for &t in &args.tokens {
                 // llama.cpp computes the output projection for the last token only.
                 if n > 100_000 && t > 1 {
@@ -240,20 +243,34 @@ fn main() {
                 let mut acts = QuantizedActs::new();
                 let mut out = vec![0f32; t * n];
                 // The portable path is a reference, too slow to time at prefill sizes.
-                for &path in paths
+                // AVX2 twice where the type has an interleaved copy: with it
+                // (what the model runs) and in GGUF order (the experts' slices).
+                let runs = paths
                     .iter()
                     .filter(|&&p| t == 1 || p != SimdPath::Portable || paths.len() == 1)
-                {
+                    .flat_map(|&p| match (p, &copy) {
+                        (SimdPath::Avx2, Some(c)) => {
+                            vec![(p, Some(c), "Avx2"), (p, None, "Avx2-gguf")]
+                        }
+                        _ => vec![(p, None, "")],
+                    });
+                for (path, copy, label) in runs {
                     acts.prepare_with(path, &x, t, k, &[ty]).unwrap();
                     let budget = Duration::from_millis(if t == 1 { 300 } else { 1500 });
+                    let m = m.with_interleaved(copy);
                     let (s, cpu) = median_secs(budget, || {
                         matmul_with(path, &m, &acts, &mut out, n, 0).unwrap()
                     });
                     let flop = 2.0 * (n * k * t) as f64;
+                    let label = if label.is_empty() {
+                        format!("{path:?}")
+                    } else {
+                        label.to_string()
+                    };
                     println!(
                         "{name:<24} {:>5} {t:>5} {:<11} {:>9.3} {:>7.3} {:>8.1} {:>9.1} {:>13.1}",
                         ty.name(),
-                        format!("{path:?}"),
+                        label,
                         s * 1e3,
                         cpu * 1e3,
                         w.len() as f64 / s / 1e9,
