@@ -107,55 +107,73 @@ impl InterleavedRows {
     }
 }
 
-/// The 32 element codes of one GGUF block: signed bytes for Q8_0, the
-/// unsigned 4- or 5-bit levels for Q4_0 / Q5_0.
-fn codes(ty: GgmlType, block: &[u8]) -> [u8; 32] {
-    let mut q = [0u8; 32];
+/// Writes one group-block (see the module's layout) from eight rows'
+/// blocks of the same column range, four bytes at a time (load time
+/// matters: the real model's copies are 319 MB).
+fn interleave_block(ty: GgmlType, blocks: [&[u8]; GROUP_ROWS], out: &mut [u8]) {
     match ty {
-        GgmlType::Q8_0 => q.copy_from_slice(&block[2..34]),
-        GgmlType::Q4_0 => {
-            for i in 0..16 {
-                q[i] = block[2 + i] & 0x0f;
-                q[i + 16] = block[2 + i] >> 4;
+        GgmlType::Q8_0 => interleave::<34>(blocks, out, |b, put| {
+            for j in 0..8 {
+                put(j, word(b, 2 + 4 * j));
             }
-        }
-        GgmlType::Q5_0 => {
-            let high = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-            for i in 0..16 {
-                let fifth = |e: usize| (((high >> e) & 1) as u8) << 4;
-                q[i] = (block[6 + i] & 0x0f) | fifth(i);
-                q[i + 16] = (block[6 + i] >> 4) | fifth(i + 16);
-            }
-        }
+        }),
+        GgmlType::Q4_0 => interleave::<18>(blocks, out, |b, put| nibbles(b, 2, put)),
+        GgmlType::Q5_0 => interleave::<22>(blocks, out, |b, put| {
+            nibbles(b, 6, &mut *put);
+            // Byte i gathers bits i, i+4, …, i+28 of the block's fifth bits.
+            let high = word(b, 2);
+            let bytes: [u8; 4] = std::array::from_fn(|i| {
+                let t = high >> i & 0x1111_1111;
+                let t = (t | t >> 3) & 0x0303_0303;
+                let t = (t | t >> 6) & 0x000f_000f;
+                ((t | t >> 12) & 0xff) as u8
+            });
+            put(4, u32::from_le_bytes(bytes));
+        }),
         _ => unreachable!("checked by InterleavedRows::supports"),
     }
-    q
 }
 
-/// Writes one group-block (see the module's layout) from eight rows'
-/// blocks of the same column range.
-fn interleave_block(ty: GgmlType, blocks: [&[u8]; GROUP_ROWS], out: &mut [u8]) {
+/// The little-endian word at `b[at..at + 4]`.
+#[inline(always)]
+fn word<const B: usize>(b: &[u8; B], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Copies the eight scales and has `row` write each row's element
+/// vectors: `put(vector, word)` stores its four bytes of that vector.
+#[inline(always)]
+fn interleave<const B: usize>(
+    blocks: [&[u8]; GROUP_ROWS],
+    out: &mut [u8],
+    row: impl Fn(&[u8; B], &mut dyn FnMut(usize, u32)),
+) {
     let (scales, elements) = out.split_at_mut(2 * GROUP_ROWS);
-    for (r, b) in blocks.iter().enumerate() {
+    for (r, b) in blocks.into_iter().enumerate() {
+        let b: &[u8; B] = b.try_into().expect("whole blocks");
         scales[2 * r..2 * r + 2].copy_from_slice(&b[..2]);
+        row(b, &mut |vector, v| {
+            elements[32 * vector + 4 * r..][..4].copy_from_slice(&v.to_le_bytes())
+        });
     }
-    let q = blocks.map(|b| codes(ty, b));
-    for r in 0..GROUP_ROWS {
-        for i in 0..4 {
-            if ty == GgmlType::Q8_0 {
-                for j in 0..8 {
-                    elements[32 * j + 4 * r + i] = q[r][4 * j + i];
-                }
-                continue;
-            }
-            for v in 0..4 {
-                let (lo, hi) = (q[r][8 * v + i], q[r][8 * v + 4 + i]);
-                elements[32 * v + 4 * r + i] = (lo & 0x0f) | (hi & 0x0f) << 4;
-            }
-            if ty == GgmlType::Q5_0 {
-                elements[128 + 4 * r + i] = (0..8).map(|j| (q[r][4 * j + i] >> 4 & 1) << j).sum();
-            }
-        }
+}
+
+/// The four nibble vectors' words of a Q4_0 / Q5_0 block whose nibbles
+/// start at `qs`: elements 0..16 are the low nibbles, 16..32 the high
+/// ones; vector v holds elements 8v..8v+4 (low) and 8v+4..8v+8 (high).
+#[inline(always)]
+fn nibbles<const B: usize>(b: &[u8; B], qs: usize, put: &mut dyn FnMut(usize, u32)) {
+    let m = 0x0f0f_0f0f;
+    for v in 0..4 {
+        let at = qs + 8 * (v % 2);
+        let (lo, hi) = (word(b, at), word(b, at + 4));
+        put(
+            v,
+            match v {
+                0 | 1 => (lo & m) | (hi & m) << 4,
+                _ => (lo >> 4 & m) | (hi & !m),
+            },
+        );
     }
 }
 
