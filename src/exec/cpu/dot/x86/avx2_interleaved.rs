@@ -36,11 +36,17 @@ struct Unpacked {
 trait Layout {
     /// Bytes of one group-block.
     const BYTES: usize;
+    /// The GGUF-order kernel (rows outside whole groups, no copy).
+    const PLAIN: TileKernel;
     /// `x = d·(q + OFFSET)` for the unsigned types; 0 for a signed one.
     const OFFSET: f32;
     unsafe fn unpack(p: *const u8) -> Unpacked;
-    /// The eight rows' integer dots with the activation block at `x`.
-    unsafe fn dot(w: &Unpacked, x: *const i8) -> __m256i;
+    /// The eight rows' integer dots with the activation block at `x`
+    /// (unsigned levels unless the type says otherwise).
+    #[inline(always)]
+    unsafe fn dot(w: &Unpacked, x: *const i8) -> __m256i {
+        unsafe { unsigned_dot(&w.u, x) }
+    }
 }
 
 /// Activation bytes `4j..4j + 4` in every lane.
@@ -91,6 +97,7 @@ struct Q5_0;
 struct Q8_0;
 
 impl Layout for Q4_0 {
+    const PLAIN: TileKernel = avx2_q32::tile_q4_0;
     const BYTES: usize = 16 + 128;
     const OFFSET: f32 = -8.0;
     #[inline(always)]
@@ -98,13 +105,10 @@ impl Layout for Q4_0 {
         let u = unsafe { nibbles(p.add(16)) };
         Unpacked { u, s: u }
     }
-    #[inline(always)]
-    unsafe fn dot(w: &Unpacked, x: *const i8) -> __m256i {
-        unsafe { unsigned_dot(&w.u, x) }
-    }
 }
 
 impl Layout for Q5_0 {
+    const PLAIN: TileKernel = avx2_q32::tile_q5_0;
     const BYTES: usize = 16 + 128 + 32;
     const OFFSET: f32 = -16.0;
     #[inline(always)]
@@ -129,13 +133,10 @@ impl Layout for Q5_0 {
             Unpacked { u, s: u }
         }
     }
-    #[inline(always)]
-    unsafe fn dot(w: &Unpacked, x: *const i8) -> __m256i {
-        unsafe { unsigned_dot(&w.u, x) }
-    }
 }
 
 impl Layout for Q8_0 {
+    const PLAIN: TileKernel = avx2_q32::tile_q8_0;
     const BYTES: usize = 16 + 256;
     const OFFSET: f32 = 0.0;
     #[inline(always)]
@@ -226,8 +227,8 @@ unsafe fn tile<L: Layout>(
     x: &QuantizedActs,
     toks: Range<usize>,
     out: &OutView,
-    plain: TileKernel,
 ) {
+    let plain = L::PLAIN;
     let Some(il) = w.interleaved else {
         return plain(w, rows, x, toks, out);
     };
@@ -261,22 +262,6 @@ unsafe fn tile<L: Layout>(
     }
 }
 
-macro_rules! entry {
-    ($name:ident, $layout:ty, $plain:path) => {
-        pub(in super::super) fn $name(
-            w: &WeightMatrix,
-            rows: Range<usize>,
-            x: &QuantizedActs,
-            toks: Range<usize>,
-            out: &OutView,
-        ) {
-            // SAFETY: returned only for paths that include AVX2, FMA and F16C,
-            // which matmul checked are available.
-            unsafe { tile::<$layout>(w, rows, x, toks, out, $plain) }
-        }
-    };
-}
-
-entry!(tile_q4_0, Q4_0, avx2_q32::tile_q4_0);
-entry!(tile_q5_0, Q5_0, avx2_q32::tile_q5_0);
-entry!(tile_q8_0, Q8_0, avx2_q32::tile_q8_0);
+avx2_entry!(tile_q4_0, tile::<Q4_0>);
+avx2_entry!(tile_q5_0, tile::<Q5_0>);
+avx2_entry!(tile_q8_0, tile::<Q8_0>);

@@ -543,16 +543,7 @@ unsafe fn tile<B: SuperBlock>(
 
 macro_rules! entry {
     ($name:ident, $tile:expr) => {
-        pub(in super::super) fn $name(
-            w: &WeightMatrix,
-            rows: Range<usize>,
-            x: &QuantizedActs,
-            toks: Range<usize>,
-            out: &OutView,
-        ) {
-            // SAFETY: returned only for paths with AVX2, FMA and F16C (checked by matmul).
-            unsafe { $tile(w, rows, x, toks, out) }
-        }
+        avx2_entry!($name, $tile);
     };
     ($name:ident, $wide:ident, $tile:expr, $tile_wide:expr) => {
         entry!($name, $tile);

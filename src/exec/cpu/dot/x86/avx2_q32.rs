@@ -349,26 +349,10 @@ unsafe fn tile_body<B: Block32>(
     }
 }
 
-macro_rules! entry {
-    ($name:ident, $block:ty) => {
-        pub(in super::super) fn $name(
-            w: &WeightMatrix,
-            rows: Range<usize>,
-            x: &QuantizedActs,
-            toks: Range<usize>,
-            out: &OutView,
-        ) {
-            // SAFETY: returned only for paths that include AVX2, FMA and F16C,
-            // which matmul checked are available.
-            unsafe { tile::<$block>(w, rows, x, toks, out) }
-        }
-    };
-}
-
-entry!(tile_q4_0, Q4_0);
-entry!(tile_q4_1, Q4_1);
-entry!(tile_q5_0, Q5_0);
-entry!(tile_q5_1, Q5_1);
-entry!(tile_q8_0, Q8_0);
-entry!(tile_iq4_nl, IQ4NL);
-entry!(tile_mxfp4, MXFP4);
+avx2_entry!(tile_q4_0, tile::<Q4_0>);
+avx2_entry!(tile_q4_1, tile::<Q4_1>);
+avx2_entry!(tile_q5_0, tile::<Q5_0>);
+avx2_entry!(tile_q5_1, tile::<Q5_1>);
+avx2_entry!(tile_q8_0, tile::<Q8_0>);
+avx2_entry!(tile_iq4_nl, tile::<IQ4NL>);
+avx2_entry!(tile_mxfp4, tile::<MXFP4>);

@@ -2,6 +2,24 @@
 //! `#[target_feature]` code; the safe entry points are returned only for a
 //! [`SimdPath`] that `matmul` has checked is available.
 
+/// A safe tile entry `$name` that calls `$tile`, an AVX2 (FMA, F16C)
+/// `#[target_feature]` function of the tile signature.
+macro_rules! avx2_entry {
+    ($name:ident, $tile:expr) => {
+        pub(in super::super) fn $name(
+            w: &WeightMatrix,
+            rows: Range<usize>,
+            x: &QuantizedActs,
+            toks: Range<usize>,
+            out: &OutView,
+        ) {
+            // SAFETY: returned only for paths that include AVX2, FMA and F16C,
+            // which matmul checked are available.
+            unsafe { $tile(w, rows, x, toks, out) }
+        }
+    };
+}
+
 mod avx2_float;
 mod avx2_interleaved;
 // Emulating AVX-512 leaves its IQ-type entries unused.
