@@ -75,10 +75,6 @@ impl InterleavedRows {
         })
     }
 
-    pub fn ty(&self) -> GgmlType {
-        self.ty
-    }
-
     /// Whole groups of rows held.
     pub fn groups(&self) -> usize {
         self.rows / GROUP_ROWS
@@ -97,7 +93,7 @@ impl InterleavedRows {
     /// Group `g`'s bytes (its `cols / 32` group-blocks).
     #[inline]
     pub fn group(&self, g: usize) -> &[u8] {
-        let n = GROUP_ROWS * self.cols / 32 * self.ty.block_bytes();
+        let n = self.cols / 32 * self.block_bytes();
         &self.data[g * n..(g + 1) * n]
     }
 

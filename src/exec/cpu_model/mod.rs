@@ -45,6 +45,18 @@ struct WeightRef {
     cols: usize,
 }
 
+impl WeightRef {
+    /// The weight as the kernels see it, in the file's bytes.
+    fn matrix<'f>(&self, file: &'f GgufFile) -> WeightMatrix<'f> {
+        WeightMatrix::new(
+            self.ty,
+            &file.bytes()[self.start..self.start + self.len],
+            self.rows,
+            self.cols,
+        )
+    }
+}
+
 /// A model compiled for the CPU, ready to run steps.
 pub struct CpuModel {
     file: Arc<GgufFile>,
@@ -338,16 +350,11 @@ fn interleaved_copies(
             if copies.contains_key(&w) || !InterleavedRows::supports(r.ty) {
                 continue;
             }
-            let m = WeightMatrix::new(
-                r.ty,
-                &file.bytes()[r.start..r.start + r.len],
-                r.rows,
-                r.cols,
-            );
-            if let Some(c) = InterleavedRows::build(&m) {
+            if let Some(c) = InterleavedRows::build(&r.matrix(file)) {
                 copies.insert(w, c);
-                // Read again only by embedding lookups (tied tables), which
-                // touch a few rows: not resident twice.
+                // The mapped bytes are read again only for rows past the last
+                // whole group and by embedding lookups (tied tables): a few
+                // rows, paged in again on demand, not the whole matrix twice.
                 file.release_range(r.start, r.len);
             }
         }

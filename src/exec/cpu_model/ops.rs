@@ -110,13 +110,8 @@ impl CpuModel {
             .weights
             .get(&id)
             .ok_or_else(|| unsupported(&self.graph, id, "expected a weight"))?;
-        Ok(WeightMatrix::new(
-            w.ty,
-            &self.file.bytes()[w.start..w.start + w.len],
-            w.rows,
-            w.cols,
-        )
-        .with_interleaved(self.interleaved.get(&id)))
+        Ok(w.matrix(&self.file)
+            .with_interleaved(self.interleaved.get(&id)))
     }
 
     pub(super) fn vector(&self, id: NodeId) -> Result<&[f32], ExecError> {
